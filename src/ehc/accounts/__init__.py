@@ -1,0 +1,1 @@
+"""Accounts: staff of institutions and of the health commission, and how they sign in."""

@@ -1,0 +1,63 @@
+"""Who is calling: a bearer token (staff) or nobody (the public website). Typed dependencies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..kit.codes import Channel
+from ..kit.context import Actor, Ctx
+from ..kit.deps import DbSession, get_platform
+from ..kit.errors import Forbidden, Unauthorized
+from . import service
+from .roles import Role
+
+# The channel a staff member works through, by role (card-use monitoring codes).
+_ROLE_CHANNEL = {
+    Role.DOCTOR: Channel.WORKSTATION,
+    Role.NURSE: Channel.WORKSTATION,
+    Role.FAMILY_DOCTOR: Channel.WORKSTATION,
+}
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token.strip()
+    return request.cookies.get("ehc_staff") or None
+
+
+def current_actor(request: Request, session: DbSession) -> Actor:
+    token = _bearer(request)
+    if token is None:
+        return Actor.anonymous(Channel.WEBSITE)
+    # The channel is filled in once the role is known.
+    actor = service.actor_for_token(session, token, Channel.WINDOW)
+    role = next(iter(actor.roles))
+    return Actor(**{**actor.__dict__, "channel": _ROLE_CHANNEL.get(Role(role), Channel.WINDOW)})
+
+
+CurrentActor = Annotated[Actor, Depends(current_actor)]
+
+
+def context(request: Request, session: DbSession, actor: CurrentActor) -> Ctx:
+    return get_platform(request).ctx(session, actor)
+
+
+AnyCtx = Annotated[Ctx, Depends(context)]
+
+
+def require_roles(*roles: Role):  # noqa: ANN201
+    """A dependency that lets through staff holding one of ``roles``, and nobody else."""
+    allowed = frozenset(r.value for r in roles)
+
+    def dependency(ctx: AnyCtx) -> Ctx:
+        if ctx.actor.kind == "anonymous":
+            raise Unauthorized("Sign in as staff to do this.", code="unauthenticated")
+        if not (ctx.actor.roles & allowed):
+            raise Forbidden("Your role does not allow this.", code="role_not_allowed")
+        return ctx
+
+    return dependency

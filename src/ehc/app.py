@@ -1,0 +1,47 @@
+"""The ASGI app: wiring only. Routers come from the domains; rules live in their services."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from . import __version__, logs
+from .accounts.endpoints import router as accounts_router
+from .cards.endpoints import router as cards_router
+from .kit.http import RequestIdMiddleware, install_problem_handlers
+from .platform import Platform
+
+
+def create_app(platform: Platform | None = None) -> FastAPI:
+    platform = platform or Platform.from_settings()
+    logs.setup(platform.settings.log_json)
+    app = FastAPI(
+        title="Electronic health card platform",
+        version=__version__,
+        description="One real-name health card per resident, accepted by every hospital, kiosk and app.",
+        docs_url="/docs",
+    )
+    app.state.platform = platform
+    app.add_middleware(RequestIdMiddleware)
+    install_problem_handlers(app)
+    app.include_router(accounts_router)
+    app.include_router(cards_router)
+    _mount_web(app)
+
+    @app.get("/healthz", tags=["operations"], include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _mount_web(app: FastAPI) -> None:
+    try:
+        from .web.pages import mount
+    except ImportError:  # pages not built into this install
+        return
+    mount(app)
+
+
+def app_factory() -> FastAPI:
+    """Entry point for ``uvicorn --factory ehc.app:app_factory``."""
+    return create_app()

@@ -1,0 +1,165 @@
+"""Card API: thin. Parse, authorise (cards/auth.py), call cards/service.py, shape the answer."""
+
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
+
+from ..kit import idempotency
+from ..kit.context import Ctx
+from ..kit.errors import Invalid
+from . import service
+from .auth import Applicant, CardClerk, CardReviewer
+from .schemas import (
+    ActionIn,
+    CardEventOut,
+    CardOut,
+    ChangesIn,
+    FamilyMemberIn,
+    FamilyMemberOut,
+    LookupIn,
+    MergeIn,
+    NewbornIn,
+    RegistrationIn,
+    TemporaryIn,
+    card_out,
+)
+
+router = APIRouter(prefix="/api/v1/cards", tags=["cards"])
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+def _out(ctx: Ctx, card, created: bool | None = None) -> CardOut:  # noqa: ANN001
+    person, details, identifiers = service.holder(ctx, card)
+    return card_out(card, person, details, identifiers, created=created)
+
+
+def _registration(body: RegistrationIn) -> service.Registration:
+    return service.Registration(
+        name=body.name,
+        document_type=body.document.type,
+        document_number=body.document.number,
+        sex=body.sex,
+        birth_date=body.birth_date,
+        phone=body.phone,
+        address=body.address,
+        region_code=body.region_code,
+    )
+
+
+def _idempotent(ctx: Ctx, key: str | None, route: str, payload: dict, response: Response, do) -> CardOut:  # noqa: ANN001
+    """Run ``do`` once per Idempotency-Key: a retry gets the same card and status code back."""
+    if key is None:
+        card, created = do()
+        response.status_code = 201 if created else 200
+        return _out(ctx, card, created)
+    idempotency.check_key(key)
+    scope = f"{ctx.actor.kind}:{ctx.actor.id or '-'}:{route}"
+    fingerprint = idempotency.request_fingerprint(ctx.vault.blind, payload)
+    seen = idempotency.replay(ctx.session, scope, key, fingerprint)
+    if seen is not None:
+        status_code, card_id = seen
+        response.status_code = status_code
+        response.headers["Idempotent-Replayed"] = "true"
+        return _out(ctx, service.get_card(ctx, card_id), status_code == 201)
+    card, created = do()
+    response.status_code = 201 if created else 200
+    idempotency.remember(ctx.session, scope, key, fingerprint, response.status_code, card.ehc_id)
+    return _out(ctx, card, created)
+
+
+@router.post("", response_model=CardOut, status_code=201, summary="Apply for a card (or get the existing one)")
+def register(body: RegistrationIn, ctx: Applicant, response: Response, idempotency_key: IdempotencyKey = None) -> CardOut:
+    def do():  # noqa: ANN202
+        issued = service.register(ctx, _registration(body))
+        return issued.card, issued.created
+
+    return _idempotent(ctx, idempotency_key, "register", body.model_dump(mode="json"), response, do)
+
+
+@router.post("/lookup", response_model=CardOut, summary="Find the card of a document holder")
+def lookup(body: LookupIn, ctx: CardClerk) -> CardOut:
+    # POST, not GET: document numbers must not end up in URLs, proxies' logs or browser history.
+    return _out(ctx, service.find_by_document(ctx, body.document.type, body.document.number))
+
+
+@router.get("/{ehc_id}", response_model=CardOut)
+def get_card(ehc_id: str, ctx: CardClerk) -> CardOut:
+    return _out(ctx, service.get_card(ctx, ehc_id))
+
+
+@router.get("/{ehc_id}/events", response_model=list[CardEventOut])
+def card_events(ehc_id: str, ctx: CardClerk) -> list[CardEventOut]:
+    card = service.get_card(ctx, ehc_id)
+    return [CardEventOut.model_validate(e, from_attributes=True) for e in service.history(ctx, card)]
+
+
+@router.patch("/{ehc_id}", response_model=CardOut, summary="Modify the holder's details (re-verified)")
+def modify(ehc_id: str, body: ChangesIn, ctx: CardClerk) -> CardOut:
+    changes = service.Changes(**body.model_dump(exclude={"reason"}))
+    return _out(ctx, service.modify(ctx, ehc_id, changes, body.reason))
+
+
+def _action_route(action: str, dependency) -> None:  # noqa: ANN001
+    path = action.replace("_", "-")
+
+    # Evaluated at definition time (no postponed annotations in this module), so FastAPI sees the
+    # real dependency type.
+    def act(ehc_id: str, ctx: dependency, body: ActionIn | None = None) -> CardOut:  # type: ignore[valid-type]
+        return _out(ctx, service.transition(ctx, ehc_id, action, body.reason if body else None))
+
+    act.__name__ = f"card_{action}"
+    router.add_api_route(f"/{{ehc_id}}/{path}", act, methods=["POST"], response_model=CardOut,
+                         summary=f"{action.replace('_', ' ').capitalize()} a card")
+
+
+for _action in ("report_lost", "recover", "reissue", "cancel"):
+    _action_route(_action, CardClerk)
+for _action in ("approve", "reject"):
+    _action_route(_action, CardReviewer)
+
+
+@router.get("/{ehc_id}/family", response_model=list[FamilyMemberOut])
+def family(ehc_id: str, ctx: CardClerk) -> list[FamilyMemberOut]:
+    return [
+        FamilyMemberOut(relation=b.relation, card=_out(ctx, card) if card else None)
+        for b, card in service.family_of(ctx, ehc_id)
+    ]
+
+
+@router.post("/{ehc_id}/family", response_model=CardOut, status_code=201, summary="Bind a family member")
+def bind_family(ehc_id: str, body: FamilyMemberIn, ctx: CardClerk, response: Response,
+                idempotency_key: IdempotencyKey = None) -> CardOut:
+    def do():  # noqa: ANN202
+        member = _registration(RegistrationIn.model_validate(body.model_dump(exclude={"relation"})))
+        issued = service.bind_family_member(ctx, ehc_id, member, body.relation)
+        return issued.card, issued.created
+
+    return _idempotent(ctx, idempotency_key, f"family:{ehc_id}", body.model_dump(mode="json"), response, do)
+
+
+@router.post("/{ehc_id}/newborns", response_model=CardOut, status_code=201, summary="Register a newborn")
+def newborn(ehc_id: str, body: NewbornIn, ctx: CardClerk, response: Response,
+            idempotency_key: IdempotencyKey = None) -> CardOut:
+    def do():  # noqa: ANN202
+        issued = service.register_newborn(ctx, ehc_id, service.Newborn(**body.model_dump()))
+        return issued.card, issued.created
+
+    return _idempotent(ctx, idempotency_key, f"newborn:{ehc_id}", body.model_dump(mode="json"), response, do)
+
+
+@router.post("/temporary", response_model=CardOut, status_code=201, summary="Temporary card for an unidentified patient")
+def temporary(body: TemporaryIn, ctx: CardClerk, response: Response, idempotency_key: IdempotencyKey = None) -> CardOut:
+    def do():  # noqa: ANN202
+        issued = service.register_temporary(ctx, sex=body.sex, approximate_birth_year=body.approximate_birth_year,
+                                             note=body.note)
+        return issued.card, True
+
+    return _idempotent(ctx, idempotency_key, "temporary", body.model_dump(mode="json"), response, do)
+
+
+@router.post("/{ehc_id}/merge", response_model=CardOut, summary="Merge a temporary card into the identified person's")
+def merge(ehc_id: str, body: MergeIn, ctx: CardClerk) -> CardOut:
+    if body.into.upper() == ehc_id.upper():
+        raise Invalid("A card cannot be merged into itself.", code="merge_same_person")
+    return _out(ctx, service.merge_temporary(ctx, ehc_id, body.into, body.reason or ""))

@@ -1,0 +1,468 @@
+"""Card rules: registration (one card per person, from any channel), family, newborns, temporary
+cards, and the lifecycle. Knows nothing of HTTP; every function takes a ``Ctx``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import func, select
+
+from ..identity import (
+    Applicant,
+    Document,
+    DocumentType,
+    get_verifier,
+    normalise_name,
+    normalise_phone,
+    parse_document,
+)
+from ..kit import ids
+from ..kit.context import Ctx
+from ..kit.errors import Conflict, Invalid, NotFound, field_error
+from ..mpi import service as mpi
+from ..mpi.models import Person
+from .models import Card, CardEvent, CardStatus, FamilyBinding
+
+S = CardStatus
+
+# action -> (states it may start from, state it ends in). The one place a transition is allowed.
+TRANSITIONS: dict[str, tuple[frozenset[CardStatus], CardStatus]] = {
+    "approve": (frozenset({S.PENDING_REVIEW}), S.NORMAL),
+    "reject": (frozenset({S.PENDING_REVIEW}), S.REJECTED),
+    "report_lost": (frozenset({S.NORMAL}), S.LOST),
+    "recover": (frozenset({S.LOST}), S.NORMAL),
+    "reissue": (frozenset({S.NORMAL, S.LOST}), S.NORMAL),
+    "cancel": (frozenset({S.PENDING_REVIEW, S.REJECTED, S.NORMAL, S.LOST}), S.CANCELLED),
+}
+# Actions whose reason must be given (they take something away from the holder).
+REASON_REQUIRED = {"reject", "cancel", "report_lost"}
+RELATIONS = ("child", "parent", "spouse", "grandchild", "grandparent", "sibling", "other")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What an applicant gives, as received (normalised and validated by ``register``)."""
+
+    name: str
+    document_type: str
+    document_number: str
+    sex: str | None = None
+    birth_date: date | None = None
+    phone: str | None = None
+    address: str | None = None
+    region_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Issued:
+    card: Card
+    person: Person
+    created: bool  # False when the document already had a card: the existing one is returned
+
+
+# -- registration ---------------------------------------------------------------------------------
+
+def register(ctx: Ctx, application: Registration) -> Issued:
+    """Register a person from a legal document and issue their card, or return the card they have.
+
+    Never two cards for one person: the document's blind index is unique in the master index, so a
+    concurrent registration of the same document loses the race and returns the winner's card.
+    """
+    errors: list[dict] = []
+    document = _collect(errors, parse_document, application.document_type, application.document_number)
+    details = _details(errors, application, document)
+    if errors:
+        raise Invalid("The application has invalid fields.", code="application_invalid", errors=errors)
+    return _issue_for(ctx, details, document_identifier(document), document=document)
+
+
+def _collect(errors: list[dict], fn, *args):  # noqa: ANN001, ANN202
+    """Run one validator, adding its field errors to ``errors``: one answer lists every bad field."""
+    try:
+        return fn(*args)
+    except Invalid as exc:
+        errors.extend(exc.errors or [field_error("", exc.code, exc.detail)])
+        return None
+
+
+def _details(errors: list[dict], given: "Registration | Changes", document: Document | None) -> mpi.Demographics:
+    name = _collect(errors, normalise_name, given.name) if given.name is not None else None
+    phone = _collect(errors, normalise_phone, given.phone) if given.phone else None
+    region = given.region_code or (document.region_code if document else None)
+    if region is not None and not (len(region) == 6 and region.isdigit()):
+        errors.append(field_error("region_code", "region_code_invalid", "A region code is 6 digits (GB/T 2260)."))
+    if given.sex is not None and given.sex not in ("0", "1", "2", "9"):
+        errors.append(field_error("sex", "sex_invalid", "Sex is a GB/T 2261.1 code: 0, 1, 2 or 9."))
+    return mpi.Demographics(
+        name=name,
+        sex=given.sex or (document.sex if document else None) or "0",
+        birth_date=given.birth_date or (document.birth_date if document else None),
+        phone=phone,
+        address=(given.address or "").strip() or None,
+        region_code=region,
+    )
+
+
+def document_identifier(document: Document) -> mpi.Identifier:
+    return mpi.Identifier(f"doc:{document.type.value}", document.number)
+
+
+def _issue_for(
+    ctx: Ctx,
+    details: mpi.Demographics,
+    identifier: mpi.Identifier,
+    *,
+    document: Document | None,
+    verify: bool = True,
+) -> Issued:
+    existing = mpi.find_by_identifier(ctx, identifier)
+    if existing is not None:
+        return _existing(ctx, existing, details)
+
+    status, verifier = S.NORMAL, None
+    if verify and document is not None:
+        result = get_verifier(ctx.settings.verifier).verify(
+            Applicant(name=details.name or "", sex=details.sex, birth_date=details.birth_date, document=document)
+        )
+        if result.outcome == "failed":
+            raise Invalid(
+                "Real-name verification failed: the details do not match the document.",
+                code="real_name_verification_failed",
+                errors=result.errors,
+            )
+        verifier = result.verifier
+        status = S.NORMAL if result.outcome == "passed" else S.PENDING_REVIEW
+
+    try:
+        person = mpi.create_person(ctx, details, [identifier])
+    except mpi.IdentifierTaken as taken:
+        # A concurrent registration of the same document committed first: theirs is the card.
+        return _existing(ctx, mpi.resolve(ctx, taken.person_id), details)
+    card = _new_card(ctx, person, status, verifier)
+    return Issued(card=card, person=person, created=True)
+
+
+def _existing(ctx: Ctx, person: Person, details: mpi.Demographics) -> Issued:
+    on_file = mpi.demographics(ctx, person)
+    if details.name and on_file.name and details.name != on_file.name:
+        # Same document, another name: a typo or an impostor. Never hand out the card either way.
+        raise Conflict(
+            "This document is already registered under a different name. Please go to a service "
+            "window with the document to correct the record.",
+            code="document_registered_other_name",
+        )
+    card = card_of_person(ctx, person)
+    if card is None:  # a person from another source (e.g. a hospital's patient list) gets a card now
+        card = _new_card(ctx, person, S.NORMAL, None)
+        return Issued(card=card, person=person, created=True)
+    return Issued(card=card, person=person, created=False)
+
+
+def _new_card(ctx: Ctx, person: Person, status: CardStatus, verifier: str | None, *, temporary: bool = False) -> Card:
+    card = Card(
+        ehc_id=ids.new_card_id(),
+        person_id=person.id,
+        status=status.value,
+        sequence=1,
+        temporary=temporary,
+        channel=ctx.actor.channel.value,
+        institution_id=ctx.actor.institution_id,
+        operator=ctx.actor.operator,
+        verifier=verifier,
+    )
+    ctx.session.add(card)
+    ctx.session.flush()
+    _record(ctx, card, "register", None, status, None)
+    return card
+
+
+# -- family, newborns and temporary cards ---------------------------------------------------------
+
+def bind_family_member(ctx: Ctx, guardian_card_id: str, member: Registration, relation: str) -> Issued:
+    """Register (or find) a family member and bind them to the guardian, who must hold an active card."""
+    guardian_card = _guardian_card(ctx, guardian_card_id, relation)
+    issued = register(ctx, member)
+    _bind(ctx, guardian_card, issued.person, relation)
+    return issued
+
+
+@dataclass(frozen=True)
+class Newborn:
+    sex: str
+    birth_date: date
+    name: str | None = None  # newborns are often registered before they are named
+    birth_certificate: str | None = None
+    birth_order: int = 1  # 1 for a single birth; 1, 2, ... for twins and more
+    multiple_birth: bool = False
+
+
+def register_newborn(ctx: Ctx, parent_card_id: str, baby: Newborn) -> Issued:
+    """A newborn's card, registered with a parent's data and bound to that parent.
+
+    With a birth certificate, the certificate identifies the baby. Without one, the baby is known
+    by parent + birth date + birth order, so registering the same twin twice finds the same card.
+    """
+    parent_card = _guardian_card(ctx, parent_card_id, "child")
+    if not 1 <= baby.birth_order <= 9:
+        raise Invalid("Birth order is 1 to 9.", code="birth_order_invalid",
+                      errors=[field_error("birth_order", "birth_order_invalid", "Birth order is 1 to 9.")])
+    if baby.birth_order > 1 and not baby.multiple_birth:
+        raise Invalid("A birth order above 1 is only valid for a multiple birth.", code="birth_order_invalid",
+                      errors=[field_error("birth_order", "birth_order_invalid", "Set multiple_birth for twins and more.")])
+    parent = mpi.resolve(ctx, parent_card.person_id)
+    parent_details = mpi.demographics(ctx, parent)
+    name = normalise_name(baby.name) if baby.name else None
+    details = mpi.Demographics(
+        name=name,
+        sex=baby.sex,
+        birth_date=baby.birth_date,
+        phone=parent_details.phone,
+        address=parent_details.address,
+        region_code=parent_details.region_code,
+    )
+    if baby.birth_certificate:
+        document = parse_document(DocumentType.BIRTH_CERTIFICATE, baby.birth_certificate)
+        identifier = document_identifier(document)
+    else:
+        document = None
+        identifier = mpi.Identifier("newborn", f"{parent.id}:{baby.birth_date.isoformat()}:{baby.birth_order}")
+    if document is not None:
+        issued = _issue_for(ctx, details, identifier, document=document)
+    else:
+        issued = _issue_for(ctx, details, identifier, document=None, verify=False)
+        if issued.created:
+            issued.card.verifier = "parent-card"
+    _bind(ctx, parent_card, issued.person, "child")
+    return issued
+
+
+def register_temporary(ctx: Ctx, *, sex: str = "0", approximate_birth_year: int | None = None, note: str) -> Issued:
+    """A card for an unidentified emergency patient, so care can be recorded before anyone knows
+    who they are. It is merged into the real person's card once they are identified."""
+    if not note.strip():
+        raise Invalid("Describe the patient (where found, apparent age, marks).", code="note_required",
+                      errors=[field_error("note", "note_required", "A description is required.")])
+    details = mpi.Demographics(
+        name=None,
+        sex=sex,
+        birth_date=date(approximate_birth_year, 7, 1) if approximate_birth_year else None,
+        note=note.strip(),
+    )
+    person = mpi.create_person(ctx, details, [], temporary=True)
+    card = _new_card(ctx, person, S.NORMAL, "emergency", temporary=True)
+    return Issued(card=card, person=person, created=True)
+
+
+def merge_temporary(ctx: Ctx, temporary_card_id: str, real_card_id: str, reason: str) -> Card:
+    """Fold a temporary card into the identified person's card: everything linked moves over."""
+    temp_card = get_card(ctx, temporary_card_id)
+    real_card = get_card(ctx, real_card_id)
+    if not temp_card.temporary:
+        raise Conflict("Only a temporary card can be merged into another card.", code="card_not_temporary")
+    if real_card.temporary:
+        raise Conflict("Merge into the identified person's card, not another temporary one.",
+                       code="merge_target_temporary")
+    if real_card.status not in (S.NORMAL, S.LOST):
+        raise Conflict("The identified person's card is not active.", code="merge_target_inactive")
+    source = mpi.resolve(ctx, temp_card.person_id)
+    target = mpi.resolve(ctx, real_card.person_id)
+    mpi.merge(ctx, source, target, reason or "temporary card identified")
+    return real_card
+
+
+@mpi.on_merge
+def _move_card_links(ctx: Ctx, source: Person, target: Person, reason: str) -> None:
+    """On any merge: the source's card is cancelled (its uses point to the surviving card through the
+    master index) and its family bindings move to the target."""
+    card = card_of_person(ctx, source)
+    if card is not None and card.status != S.CANCELLED:
+        _transition(ctx, card, "cancel", f"merged into {target.id}: {reason}")
+    for binding in ctx.session.scalars(select(FamilyBinding).where(FamilyBinding.guardian_person_id == source.id)):
+        binding.guardian_person_id = target.id
+    for binding in ctx.session.scalars(select(FamilyBinding).where(FamilyBinding.member_person_id == source.id)):
+        binding.member_person_id = target.id
+    ctx.session.flush()
+
+
+def family_of(ctx: Ctx, card_id: str) -> list[tuple[FamilyBinding, Card | None]]:
+    card = get_card(ctx, card_id)
+    person = mpi.resolve(ctx, card.person_id)
+    bindings = ctx.session.scalars(
+        select(FamilyBinding).where(FamilyBinding.guardian_person_id == person.id).order_by(FamilyBinding.id)
+    ).all()
+    return [(b, card_of_person(ctx, mpi.resolve(ctx, b.member_person_id))) for b in bindings]
+
+
+def _guardian_card(ctx: Ctx, card_id: str, relation: str) -> Card:
+    if relation not in RELATIONS:
+        raise Invalid(f"Relation must be one of: {', '.join(RELATIONS)}.", code="relation_invalid",
+                      errors=[field_error("relation", "relation_invalid", "Unknown relation.")])
+    card = get_card(ctx, card_id)
+    if card.status != S.NORMAL:
+        raise Conflict("The guardian's own card must be active before binding family members.",
+                       code="guardian_card_not_active")
+    return card
+
+
+def _bind(ctx: Ctx, guardian_card: Card, member: Person, relation: str) -> None:
+    guardian = mpi.resolve(ctx, guardian_card.person_id)
+    if guardian.id == member.id:
+        raise Conflict("A card holder cannot bind themself as a family member.", code="family_self_binding")
+    existing = ctx.session.scalar(
+        select(FamilyBinding).where(
+            FamilyBinding.guardian_person_id == guardian.id, FamilyBinding.member_person_id == member.id
+        )
+    )
+    if existing is not None:
+        return
+    count = ctx.session.scalar(
+        select(func.count()).select_from(FamilyBinding).where(FamilyBinding.guardian_person_id == guardian.id)
+    )
+    if count >= ctx.settings.family_limit:
+        raise Conflict(
+            f"A guardian may bind at most {ctx.settings.family_limit} family members.",
+            code="family_limit_reached",
+        )
+    ctx.session.add(FamilyBinding(guardian_person_id=guardian.id, member_person_id=member.id, relation=relation))
+    ctx.session.flush()
+
+
+# -- lookups --------------------------------------------------------------------------------------
+
+def get_card(ctx: Ctx, ehc_id: str) -> Card:
+    card = ctx.session.get(Card, ehc_id.strip().upper()) if ehc_id else None
+    if card is None:
+        raise NotFound("No card with this EHC ID.", code="card_not_found")
+    return card
+
+
+def card_of_person(ctx: Ctx, person: Person) -> Card | None:
+    return ctx.session.scalar(select(Card).where(Card.person_id == person.id))
+
+
+def find_by_document(ctx: Ctx, document_type: str, number: str) -> Card:
+    """The card of whoever holds this document (after merges, the surviving person's card)."""
+    document = parse_document(document_type, number)
+    person = mpi.find_by_identifier(ctx, document_identifier(document))
+    card = card_of_person(ctx, person) if person is not None else None
+    if card is None:
+        raise NotFound("No card is registered for this document.", code="card_not_found")
+    return card
+
+
+def holder(ctx: Ctx, card: Card) -> tuple[Person, mpi.Demographics, list[mpi.Identifier]]:
+    person = mpi.resolve(ctx, card.person_id)
+    return person, mpi.demographics(ctx, person), mpi.identifiers_of(ctx, person)
+
+
+def history(ctx: Ctx, card: Card) -> list[CardEvent]:
+    return list(ctx.session.scalars(select(CardEvent).where(CardEvent.ehc_id == card.ehc_id).order_by(CardEvent.id)))
+
+
+# -- lifecycle ------------------------------------------------------------------------------------
+
+def transition(ctx: Ctx, ehc_id: str, action: str, reason: str | None = None) -> Card:
+    card = get_card(ctx, ehc_id)
+    return _transition(ctx, card, action, reason)
+
+
+def _transition(ctx: Ctx, card: Card, action: str, reason: str | None) -> Card:
+    if action not in TRANSITIONS:
+        raise Invalid(f"Unknown card action {action!r}.", code="card_action_unknown")
+    allowed_from, to = TRANSITIONS[action]
+    current = CardStatus(card.status)
+    if current not in allowed_from:
+        raise Conflict(
+            f"Cannot {action.replace('_', ' ')} a card whose status is {current.value}.",
+            code="card_transition_not_allowed",
+            status_now=current.value,
+            action=action,
+        )
+    reason = (reason or "").strip() or None
+    if action in REASON_REQUIRED and not reason:
+        raise Invalid("A reason is required for this action.", code="reason_required",
+                      errors=[field_error("reason", "reason_required", "Say why.")])
+    card.status = to.value
+    if action == "reissue":
+        card.sequence += 1
+    ctx.session.flush()
+    _record(ctx, card, action, current, to, reason)
+    return card
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Fields to change; None leaves a field as it is."""
+
+    name: str | None = None
+    sex: str | None = None
+    birth_date: date | None = None
+    phone: str | None = None
+    address: str | None = None
+    region_code: str | None = None
+
+    @property
+    def touches_identity(self) -> bool:
+        return any(v is not None for v in (self.name, self.sex, self.birth_date))
+
+
+def modify(ctx: Ctx, ehc_id: str, changes: Changes, reason: str | None = None) -> Card:
+    """Change a holder's details. A change to name, sex or birth date is re-verified against the
+    document; if the verifier cannot confirm it the card goes (back) to review."""
+    card = get_card(ctx, ehc_id)
+    current = CardStatus(card.status)
+    if current == S.CANCELLED:
+        raise Conflict("A cancelled card cannot be modified.", code="card_transition_not_allowed",
+                       status_now=current.value, action="modify")
+    person, on_file, identifiers = holder(ctx, card)
+    document = next((parse_document(i.system[4:], i.value) for i in identifiers if i.system.startswith("doc:")), None)
+    errors: list[dict] = []
+    new = _details(errors, changes, None)
+    if errors:
+        raise Invalid("The changes have invalid fields.", code="application_invalid", errors=errors)
+    details = mpi.Demographics(
+        name=new.name if changes.name is not None else on_file.name,
+        sex=changes.sex or on_file.sex,
+        birth_date=changes.birth_date or on_file.birth_date,
+        phone=new.phone if changes.phone is not None else on_file.phone,
+        address=new.address if changes.address is not None else on_file.address,
+        region_code=changes.region_code or on_file.region_code,
+        note=on_file.note,
+    )
+    to = current
+    if document is not None and changes.touches_identity and current != S.LOST:
+        result = get_verifier(ctx.settings.verifier).verify(
+            Applicant(name=details.name or "", sex=details.sex, birth_date=details.birth_date, document=document)
+        )
+        if result.outcome == "failed":
+            raise Invalid("The new details do not match the document.", code="real_name_verification_failed",
+                          errors=result.errors)
+        card.verifier = result.verifier
+        # A rejected application that is corrected goes back to review rather than straight to normal.
+        to = S.NORMAL if result.outcome == "passed" and current != S.REJECTED else S.PENDING_REVIEW
+    mpi.update_demographics(ctx, person, details)
+    card.status = to.value
+    ctx.session.flush()
+    _record(ctx, card, "modify", current, to, reason)
+    return card
+
+
+def _record(ctx: Ctx, card: Card, action: str, from_status: CardStatus | None, to: CardStatus, reason: str | None) -> None:
+    actor = ctx.actor
+    ctx.session.add(
+        CardEvent(
+            ehc_id=card.ehc_id,
+            action=action,
+            from_status=from_status.value if from_status else None,
+            to_status=to.value,
+            reason=reason,
+            actor_kind=actor.kind,
+            actor_id=actor.id,
+            institution_id=actor.institution_id,
+            operator=actor.operator,
+            channel=actor.channel.value,
+        )
+    )
+    ctx.session.flush()

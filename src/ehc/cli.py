@@ -1,0 +1,235 @@
+"""The ``ehc`` command: a third door into the same services as the API and the pages."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .config import get_settings
+
+app = typer.Typer(help="Electronic health card platform.", no_args_is_help=True)
+keys_app = typer.Typer(help="The key store: root, QR issuing, sealing and blind-index keys.", no_args_is_help=True)
+cards_app = typer.Typer(help="The card registry.", no_args_is_help=True)
+staff_app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(cards_app, name="cards")
+app.add_typer(staff_app, name="staff")
+console = Console()
+err = Console(stderr=True)
+
+
+def _platform():  # noqa: ANN202
+    from .platform import Platform
+
+    return Platform.from_settings()
+
+
+def _fail(problem) -> None:  # noqa: ANN001
+    err.print(f"[red]error[/red] {problem.code}: {problem.detail}")
+    for e in getattr(problem, "errors", []) or []:
+        err.print(f"  {e.get('field')}: {e.get('message')} ({e.get('code')})")
+    raise typer.Exit(2)
+
+
+# -- serving and schema ---------------------------------------------------------------------------
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only; SQLite uses one)")] = 1,
+) -> None:
+    """Serve the API and the pages."""
+    import uvicorn
+
+    settings = get_settings()
+    if settings.is_sqlite:
+        workers = 1
+    console.print(f"Serving on http://{host}:{port}  (API docs at /docs; database {settings.database_url.split('@')[-1]})")
+    uvicorn.run("ehc.app:app_factory", factory=True, host=host, port=port, workers=workers, log_level="warning")
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from .migrate import upgrade
+
+    upgrade(get_settings().database_url)
+    console.print("database schema is up to date")
+
+
+# -- keys -----------------------------------------------------------------------------------------
+
+@keys_app.command("init")
+def keys_init(if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing when a store exists")] = False) -> None:
+    """Create the key store (every missing key); never overwrites a key."""
+    from .crypto import KeyStore
+
+    settings = get_settings()
+    existed = KeyStore(settings.keys_dir).exists
+    if existed and if_missing:
+        return
+    store = KeyStore.init(settings.keys_dir)
+    console.print(f"key store at {store.directory}: {', '.join(f'{k.kind}={k.id}' for k in store.infos())}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Show every key with its id, kind and status (never the key material)."""
+    from .crypto import KeyStore
+
+    store = KeyStore(get_settings().keys_dir)
+    table = Table("id", "kind", "status", "created", "not after", "fingerprint (SM3)")
+    for k in store.infos():
+        table.add_row(k.id, k.kind, k.status, k.created_at, k.not_after or "", (k.fingerprint or "")[:16])
+    console.print(table)
+
+
+@keys_app.command("rotate")
+def keys_rotate(kind: Annotated[str, typer.Argument(help="sealing or qr")]) -> None:
+    """Start using a new key of KIND; the old one is retired, kept to open or verify old material."""
+    from .crypto import KeyStore, KeyStoreError
+
+    try:
+        info = KeyStore(get_settings().keys_dir).rotate(kind)
+    except KeyStoreError as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"new active {kind} key: {info.id}")
+
+
+# -- staff ----------------------------------------------------------------------------------------
+
+@staff_app.command("add")
+def staff_add(
+    username: str,
+    role: Annotated[str, typer.Option(help="window_clerk, doctor, nurse, family_doctor, cashier, institution_admin, regional_operator, auditor, platform_admin")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    institution: Optional[str] = None,
+    region: Optional[str] = None,
+    name: Optional[str] = None,
+) -> None:
+    """Create a staff account."""
+    from .accounts import service
+    from .kit.errors import Problem
+
+    platform = _platform()
+    try:
+        with platform.db.session() as session:
+            account = service.create_staff(session, username=username, password=password, role=role,
+                                           display_name=name, institution_id=institution, region_code=region)
+    except Problem as problem:
+        _fail(problem)
+    console.print(f"staff account {account.username} ({account.role}) created")
+
+
+# -- cards ----------------------------------------------------------------------------------------
+
+def _ctx_run(fn, operator: str, channel: str, institution: str | None):  # noqa: ANN001, ANN202
+    from .kit.codes import Channel
+    from .kit.context import Actor
+    from .kit.errors import Problem
+
+    platform = _platform()
+    actor = Actor(kind="system", channel=Channel(channel), id=operator, operator=operator, institution_id=institution)
+    try:
+        with platform.db.session() as session:
+            return fn(platform.ctx(session, actor))
+    except Problem as problem:
+        _fail(problem)
+
+
+def _print_card(ctx, card, created: bool | None = None) -> None:  # noqa: ANN001
+    from .cards import service
+    from .cards.schemas import card_out
+
+    person, details, identifiers = service.holder(ctx, card)
+    console.print_json(card_out(card, person, details, identifiers, created=created).model_dump_json())
+
+
+Operator = Annotated[str, typer.Option(help="Who is acting (recorded in the card's history)")]
+ChannelOpt = Annotated[str, typer.Option(help="Channel code: 0100 window, 0200 kiosk, 0500 website, ...")]
+
+
+@cards_app.command("register")
+def cards_register(
+    name: str,
+    document_number: str,
+    document_type: str = "01",
+    sex: Optional[str] = None,
+    birth_date: Optional[str] = None,
+    phone: Optional[str] = None,
+    address: Optional[str] = None,
+    operator: Operator = "cli",
+    channel: ChannelOpt = "0100",
+    institution: Optional[str] = None,
+) -> None:
+    """Register a resident and issue their card (or show the card they already have)."""
+    from .cards import service
+
+    def do(ctx):  # noqa: ANN001, ANN202
+        issued = service.register(ctx, service.Registration(
+            name=name, document_type=document_type, document_number=document_number, sex=sex,
+            birth_date=date.fromisoformat(birth_date) if birth_date else None, phone=phone, address=address))
+        _print_card(ctx, issued.card, issued.created)
+
+    _ctx_run(do, operator, channel, institution)
+
+
+@cards_app.command("lookup")
+def cards_lookup(document_number: str, document_type: str = "01", operator: Operator = "cli") -> None:
+    """Find the card of a document holder."""
+    from .cards import service
+
+    _ctx_run(lambda ctx: _print_card(ctx, service.find_by_document(ctx, document_type, document_number)),
+             operator, "0100", None)
+
+
+@cards_app.command("show")
+def cards_show(ehc_id: str, history: bool = False, operator: Operator = "cli") -> None:
+    """Show a card (holder masked), and with --history every step of its life."""
+    from .cards import service
+
+    def do(ctx):  # noqa: ANN001, ANN202
+        card = service.get_card(ctx, ehc_id)
+        _print_card(ctx, card)
+        if history:
+            for e in service.history(ctx, card):
+                console.print(f"{e.at:%Y-%m-%d %H:%M:%S} {e.action:<12} {e.from_status or '-':>14} -> {e.to_status:<14} "
+                              f"{e.actor_kind}:{e.operator or e.actor_id or '-'} {e.reason or ''}")
+
+    _ctx_run(do, operator, "0100", None)
+
+
+def _transition_command(action: str) -> None:
+    def command(
+        ehc_id: str,
+        reason: Annotated[Optional[str], typer.Option(help="Why (required to reject, cancel, report lost)")] = None,
+        operator: Operator = "cli",
+        channel: ChannelOpt = "0100",
+        institution: Optional[str] = None,
+    ) -> None:
+        from .cards import service
+
+        _ctx_run(lambda ctx: _print_card(ctx, service.transition(ctx, ehc_id, action, reason)),
+                 operator, channel, institution)
+
+    command.__doc__ = f"{action.replace('_', ' ').capitalize()} a card."
+    cards_app.command(action.replace("_", "-"))(command)
+
+
+for _action in ("approve", "reject", "report_lost", "recover", "reissue", "cancel"):
+    _transition_command(_action)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,46 @@
+"""Settings, read once from the environment (prefix ``EHC_``).
+
+Every default is the embedded one: SQLite and keys under ``./var``, so ``make run`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"EHC_{name}", default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=lambda: Path(_env("DATA_DIR", "var")).resolve())
+    database_url: str = ""
+    keys_dir: Path = field(default_factory=Path)
+    # How many family members one guardian may bind (one real platform allows 5).
+    family_limit: int = field(default_factory=lambda: int(_env("FAMILY_LIMIT", "5")))
+    # Region the platform serves (GB/T 2260); a province by default.
+    home_region: str = field(default_factory=lambda: _env("HOME_REGION", "510000"))
+    # Which real-name verifier registrations go through (identity/verification.py registry).
+    verifier: str = field(default_factory=lambda: _env("VERIFIER", "local-document"))
+    environment: str = field(default_factory=lambda: _env("ENV", "development"))
+    log_json: bool = field(default_factory=lambda: _env("LOG_JSON", "0") == "1")
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            url = _env("DATABASE_URL", "") or f"sqlite:///{self.data_dir / 'ehc.sqlite3'}"
+            object.__setattr__(self, "database_url", url)
+        if self.keys_dir == Path():
+            object.__setattr__(self, "keys_dir", Path(_env("KEYS_DIR", str(self.data_dir / "keys"))).resolve())
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

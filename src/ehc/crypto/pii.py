@@ -1,0 +1,70 @@
+"""Personal data at rest: sealing (SM4-GCM) and the blind index (HMAC-SM3).
+
+A sealed value is text: ``<key id>.<base64url(nonce || ciphertext || tag)>``. The key id beside the
+ciphertext lets sealing keys rotate: new values use the active key, old ones open with theirs.
+The *context* (e.g. ``person.name``) is bound as associated data, so a sealed value copied into
+another column, or another person's row, fails to open instead of reading as the wrong thing.
+
+The blind index is a keyed digest of a normalised value, for equality lookups (same document,
+same phone) without storing the value. Without the index key nobody can test a guess against it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from .keystore import KeyStore
+from .sm3 import hmac_sm3
+from .sm4 import SealBroken, gcm_decrypt, gcm_encrypt
+
+
+def _b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64d(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Sealer:
+    def __init__(self, keys: KeyStore) -> None:
+        self._keys = keys
+
+    def seal(self, value: str, context: str) -> str:
+        info = self._keys.active("sealing")
+        blob = gcm_encrypt(self._keys.secret(info.id), value.encode("utf-8"), context.encode())
+        return f"{info.id}.{_b64e(blob)}"
+
+    def seal_optional(self, value: str | None, context: str) -> str | None:
+        return None if value is None or value == "" else self.seal(value, context)
+
+    def open(self, sealed: str, context: str) -> str:
+        key_id, _, body = sealed.partition(".")
+        if not body:
+            raise SealBroken("not a sealed value")
+        try:
+            key = self._keys.secret(key_id)
+        except Exception as exc:
+            raise SealBroken(f"sealing key {key_id} is not in the key store") from exc
+        try:
+            blob = _b64d(body)
+        except (binascii.Error, ValueError) as exc:  # truncated or garbled text in the column
+            raise SealBroken("sealed value is not valid base64url") from exc
+        return gcm_decrypt(key, blob, context.encode()).decode("utf-8")
+
+    def open_optional(self, sealed: str | None, context: str) -> str | None:
+        return None if sealed is None else self.open(sealed, context)
+
+    @staticmethod
+    def key_id_of(sealed: str) -> str:
+        return sealed.partition(".")[0]
+
+
+class BlindIndex:
+    def __init__(self, keys: KeyStore) -> None:
+        self._key = keys.secret(keys.active("index").id)
+
+    def __call__(self, context: str, normalised: str) -> str:
+        """64 hex characters; equal inputs (after normalisation by the caller) give equal outputs."""
+        return hmac_sm3(self._key, context.encode() + b"\x00" + normalised.encode("utf-8")).hex()

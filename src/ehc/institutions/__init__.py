@@ -1,0 +1,1 @@
+"""Institutions: hospitals, community health centres, clinics and pharmacies that use the card."""

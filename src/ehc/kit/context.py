@@ -1,0 +1,64 @@
+"""Who is acting, and the unit of work they act in. Every service function takes a ``Ctx``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from ..config import Settings
+from ..crypto import BlindIndex, KeyStore, Sealer
+from .codes import Channel
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The party behind a request, as the audit trail and the card events record it.
+
+    ``kind`` is one of: anonymous (a public page), resident, staff, machine (a hospital system),
+    system (CLI, batch jobs). ``institution_id`` and ``operator`` are set where there is one.
+    """
+
+    kind: str
+    channel: Channel
+    id: str | None = None
+    institution_id: str | None = None
+    operator: str | None = None
+    roles: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def system(cls, operator: str = "cli", channel: Channel = Channel.BATCH_IMPORT) -> "Actor":
+        return cls(kind="system", channel=channel, id=operator, operator=operator)
+
+    @classmethod
+    def anonymous(cls, channel: Channel = Channel.WEBSITE) -> "Actor":
+        return cls(kind="anonymous", channel=channel)
+
+
+class Vault:
+    """The crypto a service needs for personal data: seal, open, blind-index. Built once per process."""
+
+    def __init__(self, keys: KeyStore) -> None:
+        self.keys = keys
+        self._sealer = Sealer(keys)
+        self.blind = BlindIndex(keys)
+
+    def seal(self, value: str, context: str) -> str:
+        return self._sealer.seal(value, context)
+
+    def seal_optional(self, value: str | None, context: str) -> str | None:
+        return self._sealer.seal_optional(value, context)
+
+    def open(self, sealed: str, context: str) -> str:
+        return self._sealer.open(sealed, context)
+
+    def open_optional(self, sealed: str | None, context: str) -> str | None:
+        return self._sealer.open_optional(sealed, context)
+
+
+@dataclass
+class Ctx:
+    session: Session
+    vault: Vault
+    actor: Actor
+    settings: Settings

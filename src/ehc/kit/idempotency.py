@@ -1,0 +1,76 @@
+"""Idempotency keys: a retried request with the same key gets the first answer, not a second effect.
+
+The record is written in the same transaction as the effect, so either both exist or neither does.
+It keeps a reference to the result (e.g. a card id), never the response body: answers carry personal
+data, and nothing personal is stored in clear. A replay re-reads the result and renders it again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Integer, String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from ..db import Base, UtcDateTime
+from .clock import utcnow
+from .errors import Conflict, Invalid
+
+MAX_KEY_LENGTH = 128
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_records"
+
+    scope: Mapped[str] = mapped_column(String(160), primary_key=True)
+    key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    result_ref: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+def request_fingerprint(blind: Callable[[str, str], str], payload: Any) -> str:
+    """A keyed digest of the request: a plain hash of a body holding an ID number could be
+    reversed by trying every ID number, so the blind-index key is used."""
+    return blind("idempotency", json.dumps(payload, sort_keys=True, default=str))
+
+
+def check_key(key: str) -> str:
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise Invalid(
+            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters.",
+            code="idempotency_key_invalid",
+        )
+    return key
+
+
+def replay(session: Session, scope: str, key: str, fingerprint: str) -> tuple[int, str] | None:
+    """The stored answer for this key, or None when the key is new. A key reused for a different
+    request is refused rather than silently answering with someone else's result."""
+    record = session.scalars(
+        select(IdempotencyRecord).where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
+    ).first()
+    if record is None:
+        return None
+    if record.request_hash != fingerprint:
+        raise Conflict(
+            "This Idempotency-Key was already used for a different request.",
+            code="idempotency_key_reused",
+        )
+    return record.status_code, record.result_ref
+
+
+def remember(session: Session, scope: str, key: str, fingerprint: str, status_code: int, result_ref: str) -> None:
+    session.add(
+        IdempotencyRecord(
+            scope=scope,
+            key=key,
+            request_hash=fingerprint,
+            status_code=status_code,
+            result_ref=result_ref,
+        )
+    )

@@ -1,0 +1,10 @@
+"""Every domain's tables, imported once so Alembic and ``create_all`` see the whole schema."""
+
+from .accounts import models as _accounts  # noqa: F401
+from .cards import models as _cards  # noqa: F401
+from .db import Base
+from .institutions import models as _institutions  # noqa: F401
+from .kit import idempotency as _idempotency  # noqa: F401
+from .mpi import models as _mpi  # noqa: F401
+
+metadata = Base.metadata
