@@ -213,7 +213,9 @@ def register_newborn(ctx: Ctx, parent_card_id: str, baby: Newborn) -> Issued:
                       errors=[field_error("birth_order", "birth_order_invalid", "Set multiple_birth for twins and more.")])
     parent = mpi.resolve(ctx, parent_card.person_id)
     parent_details = mpi.demographics(ctx, parent)
-    name = normalise_name(baby.name) if baby.name else None
+    # An unnamed newborn is recorded the way maternity wards do: "<parent's name>之子/之女"
+    # ("son/daughter of"), corrected with `modify` once the baby is named.
+    name = normalise_name(baby.name) if baby.name else _newborn_placeholder(parent_details.name, baby.sex)
     details = mpi.Demographics(
         name=name,
         sex=baby.sex,
@@ -236,6 +238,12 @@ def register_newborn(ctx: Ctx, parent_card_id: str, baby: Newborn) -> Issued:
             issued.card.verifier = "parent-card"
     _bind(ctx, parent_card, issued.person, "child")
     return issued
+
+
+def _newborn_placeholder(parent_name: str | None, sex: str) -> str | None:
+    if not parent_name:
+        return None
+    return f"{parent_name}之{'子' if sex == '1' else '女' if sex == '2' else '婴'}"
 
 
 def register_temporary(ctx: Ctx, *, sex: str = "0", approximate_birth_year: int | None = None, note: str) -> Issued:
