@@ -2,8 +2,10 @@
 
 A sealed value is text: ``<key id>.<base64url(nonce || ciphertext || tag)>``. The key id beside the
 ciphertext lets sealing keys rotate: new values use the active key, old ones open with theirs.
-The *context* (e.g. ``person.name``) is bound as associated data, so a sealed value copied into
-another column, or another person's row, fails to open instead of reading as the wrong thing.
+The *context* is bound as associated data, so a sealed value copied into another column fails to
+open instead of reading as the wrong thing. ``person.name`` binds the column only; to stop a value
+being moved to another person's row as well, the caller puts the row's stable id in the context
+(e.g. ``person.name:<person id>``).
 
 The blind index is a keyed digest of a normalised value, for equality lookups (same document,
 same phone) without storing the value. Without the index key nobody can test a guess against it.
