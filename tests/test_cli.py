@@ -1,0 +1,56 @@
+"""The ``ehc`` command, run as a real subprocess against each database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from residents import resident_id
+
+EHC = [sys.executable, "-m", "ehc.cli"]
+
+
+def run(env: dict, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([*EHC, *args], env=env, capture_output=True, text=True, timeout=120)
+    if ok:
+        assert done.returncode == 0, done.stderr + done.stdout
+    return done
+
+
+def _env(settings, keys: Path | None = None) -> dict:  # noqa: ANN001
+    return {**os.environ, "EHC_DATABASE_URL": settings.database_url, "EHC_KEYS_DIR": str(keys or settings.keys_dir),
+            "EHC_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
+
+
+def test_keys_init_list_rotate(tmp_path, settings):
+    env = _env(settings, tmp_path / "keys")
+    run(env, "keys", "init")
+    manifest = json.loads((tmp_path / "keys" / "keystore.json").read_text())
+    assert sorted(k["kind"] for k in manifest["keys"]) == ["index", "qr", "root", "sealing"]
+    assert all(oct(p.stat().st_mode)[-3:] == "600" for p in (tmp_path / "keys").iterdir())
+    run(env, "keys", "init", "--if-missing")
+    assert json.loads((tmp_path / "keys" / "keystore.json").read_text()) == manifest  # nothing overwritten
+    rotated = run(env, "keys", "rotate", "sealing").stdout
+    listing = run(env, "keys", "list").stdout
+    assert "retired" in listing and rotated.split()[-1] in listing
+    refused = run(env, "keys", "rotate", "index", ok=False)
+    assert refused.returncode == 2 and "not rotated in place" in refused.stderr
+
+
+def test_register_show_lookup_and_lifecycle(platform, settings):
+    env = _env(settings)
+    number = resident_id(sequence=61)
+    out = run(env, "cards", "register", "周杰", number, "--phone", "13612345678", "--operator", "clerk-7").stdout
+    card = json.loads(out)
+    assert card["created"] is True and card["channel"] == "0100" and card["holder"]["name"] == "周*"
+    assert json.loads(run(env, "cards", "lookup", number.lower()).stdout)["ehc_id"] == card["ehc_id"]
+    run(env, "cards", "report-lost", card["ehc_id"], "--reason", "lost wallet", "--operator", "clerk-7")
+    refused = run(env, "cards", "report-lost", card["ehc_id"], "--reason", "again", ok=False)
+    assert refused.returncode == 2 and "card_transition_not_allowed" in refused.stderr
+    history = run(env, "cards", "show", card["ehc_id"], "--history").stdout
+    assert "report_lost" in history and "lost wallet" in history and "clerk-7" in history
+    bad = run(env, "cards", "register", "周杰", number[:-1] + ("1" if number[-1] != "1" else "2"), ok=False)
+    assert bad.returncode == 2 and "document_checksum_mismatch" in bad.stderr
