@@ -108,13 +108,15 @@ def institution(platform: Platform) -> str:
     return "inst-test-01"
 
 
-def make_staff(platform: Platform, client, role: str, institution: str | None) -> dict[str, str]:  # noqa: ANN001
+def make_staff(platform: Platform, client, role: str, institution: str | None,  # noqa: ANN001
+               region: str | None = None) -> dict[str, str]:
+    """Create a staff account directly and sign it in; ``region`` for health-commission roles."""
     from ehc.accounts import service
 
     username = f"{role}-{secrets.token_hex(3)}"
     with platform.db.session() as session:
         service.create_staff(session, username=username, password="correct horse battery", role=role,
-                             institution_id=institution)
+                             institution_id=institution, region_code=region)
     answer = client.post("/api/v1/auth/staff/token", json={"username": username, "password": "correct horse battery"})
     assert answer.status_code == 200, answer.text
     return {"Authorization": f"Bearer {answer.json()['access_token']}"}

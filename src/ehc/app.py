@@ -6,7 +6,9 @@ from fastapi import FastAPI
 
 from . import __version__, logs
 from .accounts.endpoints import router as accounts_router
+from .accounts.endpoints import staff_router
 from .cards.endpoints import router as cards_router
+from .institutions.endpoints import router as institutions_router
 from .kit.http import RequestIdMiddleware, install_problem_handlers
 from .platform import Platform
 
@@ -25,6 +27,8 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(accounts_router)
     app.include_router(cards_router)
+    app.include_router(institutions_router)
+    app.include_router(staff_router)
     _mount_web(app)
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)

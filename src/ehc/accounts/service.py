@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..crypto import sm3
+from ..institutions.codes import region_problem
 from ..kit import ids
 from ..kit.clock import utcnow
 from ..kit.codes import Channel
 from ..kit.context import Actor
-from ..kit.errors import Conflict, Invalid, Unauthorized
+from ..kit.errors import Conflict, Invalid, NotFound, Unauthorized, field_error
 from .models import AccessToken, StaffAccount
 from .roles import COMMISSION_ROLES, INSTITUTION_ROLES, Role
 
@@ -124,3 +129,153 @@ def _digest(token: str) -> str:
     return sm3(token.encode()).hex()
 
 
+# -- staff management -----------------------------------------------------------------------------
+# An institution's admin manages the staff of that institution (the institution roles only); a
+# platform admin manages the health commission's staff. Who may reach which institution is decided
+# before these are called (institutions/auth.py); these keep each account inside its own scope.
+
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{2,63}")
+
+
+def get_staff(session: Session, staff_id: str) -> StaffAccount | None:
+    return session.get(StaffAccount, staff_id)
+
+
+def staff_region(session: Session, actor: Actor) -> str | None:
+    """The GB/T 2260 region of a health-commission staff member acting now (None for anyone else)."""
+    if actor.kind != "staff" or actor.id is None:
+        return None
+    account = session.get(StaffAccount, actor.id)
+    return account.region_code if account is not None else None
+
+
+def list_staff(session: Session, institution_id: str | None) -> list[StaffAccount]:
+    """Staff of one institution, or (``None``) the health commission's staff."""
+    where = (StaffAccount.institution_id == institution_id) if institution_id else StaffAccount.institution_id.is_(None)
+    return list(session.scalars(select(StaffAccount).where(where).order_by(StaffAccount.created_at, StaffAccount.username)))
+
+
+def institution_staff(session: Session, institution_id: str, staff_id: str) -> StaffAccount:
+    account = session.get(StaffAccount, staff_id)
+    if account is None or account.institution_id != institution_id:
+        raise NotFound("No such staff member at this institution.", code="staff_not_found")
+    return account
+
+
+def commission_staff(session: Session, staff_id: str) -> StaffAccount:
+    account = session.get(StaffAccount, staff_id)
+    if account is None or account.institution_id is not None:
+        raise NotFound("No such health-commission staff member.", code="staff_not_found")
+    return account
+
+
+def _field(field: str, code: str, message: str) -> Invalid:
+    return Invalid(message, code=code, errors=[field_error(field, code, message)])
+
+
+def _check_username(username: str) -> str:
+    if not isinstance(username, str) or not USERNAME.fullmatch(username):
+        raise _field("username", "username_invalid",
+                     "A username is 3-64 letters, digits or . _ @ -, starting with a letter or digit.")
+    return username
+
+
+@contextmanager
+def _username_race(session: Session) -> Iterator[None]:
+    """Two admins creating the same username at once: the loser gets 409, not a 500."""
+    try:
+        with session.begin_nested():
+            yield
+    except IntegrityError:
+        raise Conflict("That username is taken.", code="username_taken") from None
+
+
+def _role_in(role: str, allowed: frozenset[Role], scope: str) -> Role:
+    try:
+        value = Role(role)
+    except ValueError:
+        raise _field("role", "role_unknown", f"Unknown role {role!r}.") from None
+    if value not in allowed:
+        names = ", ".join(sorted(r.value for r in allowed))
+        raise _field("role", "role_out_of_scope", f"{scope} staff hold one of these roles: {names}.")
+    return value
+
+
+def _commission_region(role: Role, region_code: str | None) -> str | None:
+    if region_code is None:
+        if role is Role.REGIONAL_OPERATOR:
+            raise _field("region_code", "region_required", "A regional operator needs a region (GB/T 2260).")
+        return None
+    problem = region_problem(region_code)
+    if problem:
+        raise _field("region_code", "region_code_invalid", problem)
+    return region_code
+
+
+def create_institution_staff(
+    session: Session, institution_id: str, *, username: str, password: str, role: str, display_name: str | None = None
+) -> StaffAccount:
+    """A staff account at ``institution_id`` with one of the institution roles."""
+    role = _role_in(role, INSTITUTION_ROLES, "Institution")
+    with _username_race(session):
+        return create_staff(session, username=_check_username(username), password=password, role=role.value,
+                            display_name=display_name, institution_id=institution_id)
+
+
+def create_commission_staff(
+    session: Session, *, username: str, password: str, role: str, display_name: str | None = None,
+    region_code: str | None = None,
+) -> StaffAccount:
+    """A health-commission account: regional operator (with a region), auditor or platform admin."""
+    role = _role_in(role, COMMISSION_ROLES, "Health-commission")
+    region = _commission_region(role, region_code)
+    with _username_race(session):
+        return create_staff(session, username=_check_username(username), password=password, role=role.value,
+                            display_name=display_name, region_code=region)
+
+
+def update_staff(
+    session: Session,
+    actor: Actor,
+    account: StaffAccount,
+    *,
+    active: bool | None = None,
+    display_name: str | None = None,
+    role: str | None = None,
+    region_code: str | None = None,
+    clear_region: bool = False,
+) -> StaffAccount:
+    """Enable, disable, rename or change the role of an account, keeping it in its scope.
+
+    Disabling ends every session of the account at once (its tokens are deleted, and a token is
+    refused anyway while the account is disabled). Nobody disables or re-roles their own account:
+    an institution would otherwise lock itself out of its last admin by a slip of the mouse.
+    """
+    own = actor.kind == "staff" and actor.id == account.id
+    if own and (active is False or (role is not None and role != account.role)):
+        raise Conflict("You cannot disable your own account or change your own role; ask another admin.",
+                       code="own_account_change_refused")
+    if account.institution_id is not None:
+        if region_code is not None:
+            raise _field("region_code", "region_not_allowed", "Institution staff have no region.")
+        new_role = _role_in(role, INSTITUTION_ROLES, "Institution") if role is not None else Role(account.role)
+    else:
+        new_role = _role_in(role, COMMISSION_ROLES, "Health-commission") if role is not None else Role(account.role)
+        region = None if clear_region else (region_code if region_code is not None else account.region_code)
+        account.region_code = _commission_region(new_role, region)
+    if display_name is not None:
+        name = " ".join(display_name.split())
+        if not name or len(name) > 64:
+            raise _field("display_name", "display_name_invalid", "A display name is 1 to 64 characters.")
+        account.display_name = name
+    account.role = new_role.value
+    if active is not None and active != account.active:
+        account.active = active
+        if active:
+            account.failed_attempts = 0
+            account.locked_until = None
+        else:
+            session.execute(delete(AccessToken).where(AccessToken.subject_kind == "staff",
+                                                      AccessToken.subject_id == account.id))
+    session.flush()
+    return account
