@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -311,6 +312,93 @@ def _transition_command(action: str) -> None:
 
 for _action in ("approve", "reject", "report_lost", "recover", "reissue", "cancel"):
     _transition_command(_action)
+
+
+# -- registry migration ---------------------------------------------------------------------------
+
+_IMPORT_HELP = (
+    "Migrate an existing resident registry (CSV) into the card registry. Re-run the same file to resume.\n\n"
+    "Columns (matched by header name, any order; unknown columns are ignored): name, document_type "
+    "(CV02.01.101 code; blank = 01 resident ID card), document_number, sex (1 male, 2 female), birth_date "
+    "(YYYY-MM-DD), phone, address, region_code (GB/T 2260). Only name and document_number are required.\n\n"
+    "Every row follows the rules of a registration through the API (same checks, same real-name verifier): "
+    "a document that already has a card keeps it and counts as already registered; the same document under "
+    "another name is rejected (document_registered_other_name). Cards are issued on channel 0900 (batch "
+    "import).\n\n"
+    "The job is keyed by the SM3 digest of the file's content: re-running an interrupted import continues "
+    "after the last committed batch; re-running a finished one only writes the report. The report lists "
+    "each rejected row's line number, masked document number and reason codes."
+)
+
+
+@cards_app.command("import", help=_IMPORT_HELP)
+def cards_import(
+    file: Annotated[Path, typer.Argument(help="The registry as CSV, with a header row", exists=True, dir_okay=False)],
+    report: Annotated[Optional[Path], typer.Option(help="Write the rejected rows here (CSV; masked numbers only)")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows per transaction (each commits with the job's progress)")] = 5000,
+    workers: Annotated[Optional[int], typer.Option(min=0, help="Worker processes preparing rows (default: one per core; 0: none)")] = None,
+    encoding: Annotated[str, typer.Option(help="The file's text encoding, e.g. gb18030 for older exports")] = "utf-8-sig",
+    operator: Operator = "cli",
+) -> None:
+    """Migrate a resident registry from CSV (see ``ehc.cards.importer`` for the format and design)."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .cards.importer import import_csv
+    from .kit.errors import Problem
+
+    platform = _platform()
+    progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console)
+    task = None
+    started: dict[str, float] = {}
+
+    def describe(p) -> str:  # noqa: ANN001
+        return f"[green]{p.created:,} new[/] {p.already_registered:,} known [red]{p.rejected:,} rejected[/]"
+
+    def on_start(p) -> None:  # noqa: ANN001
+        nonlocal task
+        if p.finished:
+            console.print(f"this file was already imported (job {p.job_id}); nothing to do")
+            return
+        if p.resumed_from:
+            console.print(f"resuming job {p.job_id} after row {p.resumed_from:,}")
+        progress.start()
+        task = progress.add_task(describe(p), total=p.rows_total, completed=p.rows_done, rate="")
+        started.update(at=time.monotonic(), rows=p.rows_done)
+
+    def on_batch(p) -> None:  # noqa: ANN001
+        rate = (p.rows_done - started["rows"]) / max(time.monotonic() - started["at"], 1e-6)
+        progress.update(task, description=describe(p), total=p.rows_total, completed=p.rows_done,
+                        rate=f"{rate:,.0f}/s")
+
+    def stop() -> None:
+        if task is not None:
+            progress.stop()
+
+    try:
+        result = import_csv(platform, file, operator=operator, batch_size=batch_size, workers=workers,
+                            report=report, encoding=encoding, on_start=on_start, on_batch=on_batch)
+    except Problem as problem:
+        stop()
+        _fail(problem)
+    except KeyboardInterrupt:
+        stop()
+        err.print("[yellow]interrupted[/yellow]: committed batches are kept; run the same command again to resume")
+        raise typer.Exit(130) from None
+    finally:
+        stop()
+        platform.db.dispose()
+    summary = Table.grid(padding=(0, 2))
+    summary.add_row("rows", f"{result.rows_done:,}" + (f" (resumed after {result.resumed_from:,})"
+                                                       if result.resumed_from and result.resumed_from < result.rows_done else ""))
+    summary.add_row("new cards", f"{result.created:,} (pending review: {result.pending_review:,})")
+    summary.add_row("already registered", f"{result.already_registered:,}")
+    summary.add_row("rejected", f"{result.rejected:,}" + (f" -> {result.report}" if result.report else ""))
+    console.print(summary)
+    if result.rejected and result.report is None:
+        console.print("re-run with --report FILE to list the rejected rows (nothing is imported twice)")
 
 
 def main() -> None:  # pragma: no cover

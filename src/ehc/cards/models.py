@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base, UtcDateTime
@@ -79,3 +79,47 @@ class FamilyBinding(Base):
     member_person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), index=True)
     relation: Mapped[str] = mapped_column(String(16))  # child | parent | spouse | grandchild | grandparent | other
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ImportJob(Base):
+    """One migration of a resident registry file (``ehc cards import``), resumable.
+
+    Keyed by the SM3 digest of the file's content: the same bytes are the same job wherever the file
+    sits or whenever it was touched, and different bytes can never resume a job they do not belong
+    to (its ``rows_done`` counts records of *that* content). Every batch of rows commits together
+    with the update of ``rows_done`` and the counters, so the job never claims rows that are not in
+    the database, nor the other way round.
+    """
+
+    __tablename__ = "card_import_jobs"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)  # SM3 of the file's bytes, hex
+    file_name: Mapped[str] = mapped_column(String(255))  # base name only, for people to recognise it
+    file_size: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(12), default="running")  # running | done
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)  # CSV records consumed, in file order
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    already_registered: Mapped[int] = mapped_column(Integer, default=0)
+    pending_review: Mapped[int] = mapped_column(Integer, default=0)  # of ``created``
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    operator: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ImportRejection(Base):
+    """A row an import refused: where it is in the file and why. Never the document number in clear."""
+
+    __tablename__ = "card_import_rejections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("card_import_jobs.id"), index=True)
+    line: Mapped[int] = mapped_column(Integer)  # physical line of the file where the record starts (header = 1)
+    document_type: Mapped[str | None] = mapped_column(String(8))
+    document_masked: Mapped[str | None] = mapped_column(String(64))
+    problem: Mapped[str] = mapped_column(String(48))  # the service's problem code, e.g. application_invalid
+    code: Mapped[str] = mapped_column(String(64))  # the first field error's code, e.g. document_checksum_mismatch
+    field: Mapped[str | None] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(Text)
