@@ -10,6 +10,7 @@ from .accounts.endpoints import staff_router
 from .cards.endpoints import router as cards_router
 from .institutions.endpoints import router as institutions_router
 from .kit.http import RequestIdMiddleware, install_problem_handlers
+from .me.endpoints import router as me_router
 from .platform import Platform
 
 
@@ -27,6 +28,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(accounts_router)
     app.include_router(cards_router)
+    app.include_router(me_router)
     app.include_router(institutions_router)
     app.include_router(staff_router)
     _mount_web(app)

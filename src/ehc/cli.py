@@ -20,6 +20,8 @@ staff_app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(cards_app, name="cards")
 app.add_typer(staff_app, name="staff")
+sms_app = typer.Typer(help="Text messages to residents (development outbox).", no_args_is_help=True)
+app.add_typer(sms_app, name="sms")
 console = Console()
 err = Console(stderr=True)
 
@@ -213,6 +215,33 @@ def institutions_add_terminal(
         console.print_json(TerminalOut.of(made, department).model_dump_json())
 
     _ctx_run(do, operator, "0100", None)
+
+
+# -- sms ------------------------------------------------------------------------------------------
+
+@sms_app.command("outbox")
+def sms_outbox(
+    limit: Annotated[int, typer.Option(help="How many of the most recent messages")] = 20,
+    phone: Annotated[Optional[str], typer.Option(help="Only messages to this mobile number")] = None,
+) -> None:
+    """Show what the development SMS sender "sent" (EHC_SMS_SENDER=outbox), newest first."""
+    from .accounts import sms
+    from .identity import normalise_phone
+    from .kit.errors import Problem
+
+    platform = _platform()
+    try:
+        wanted = normalise_phone(phone) if phone else None
+    except Problem as problem:
+        _fail(problem)
+    with platform.db.session() as session:
+        messages = sms.outbox(session, platform.vault, phone=wanted, limit=limit)
+    if platform.settings.sms_sender != "outbox":
+        err.print(f"note: the SMS sender is {platform.settings.sms_sender!r}; the outbox only fills with 'outbox'")
+    table = Table("sent at (UTC)", "phone", "text")
+    for message in messages:
+        table.add_row(f"{message.at:%Y-%m-%d %H:%M:%S}", message.phone, message.text)
+    console.print(table)
 
 
 # -- cards ----------------------------------------------------------------------------------------

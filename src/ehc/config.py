@@ -28,6 +28,11 @@ class Settings:
     verifier: str = field(default_factory=lambda: _env("VERIFIER", "local-document"))
     environment: str = field(default_factory=lambda: _env("ENV", "development"))
     log_json: bool = field(default_factory=lambda: _env("LOG_JSON", "0") == "1")
+    # Who sends residents' SMS (accounts/sms.py registry). "outbox" is the development sender: it keeps
+    # messages, codes included, in the ``sms_outbox`` table and is refused when EHC_ENV=production.
+    sms_sender: str = field(default_factory=lambda: _env("SMS_SENDER", "outbox"))
+    # How long a resident's sign-in (bearer token or ``ehc_resident`` cookie) lasts.
+    resident_session_hours: int = field(default_factory=lambda: int(_env("RESIDENT_SESSION_HOURS", "24")))
 
     def __post_init__(self) -> None:
         if not self.database_url:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 
 from ..kit.codes import Channel
 from ..kit.context import Actor, Ctx
@@ -21,20 +21,48 @@ _ROLE_CHANNEL = {
 }
 
 
+RESIDENT_COOKIE = "ehc_resident"  # a resident's sign-in for pages: HttpOnly, SameSite=Lax
+# Channels a resident's app may declare with ``X-EHC-Channel``; anything else is the public website.
+_RESIDENT_CHANNELS = {Channel.OFFICIAL_ACCOUNT.value: Channel.OFFICIAL_ACCOUNT,
+                      Channel.MINI_PROGRAM.value: Channel.MINI_PROGRAM}
+
+
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token:
         return token.strip()
-    return request.cookies.get("ehc_staff") or None
+    return request.cookies.get("ehc_staff") or request.cookies.get(RESIDENT_COOKIE) or None
+
+
+def resident_channel(request: Request) -> Channel:
+    return _RESIDENT_CHANNELS.get(request.headers.get("X-EHC-Channel", "").strip(), Channel.WEBSITE)
+
+
+def set_resident_cookie(response: Response, request: Request, token: str, max_age: int, *, production: bool) -> None:
+    """The page sign-in: HttpOnly (no script reads it), SameSite=Lax (no cross-site form post carries
+    it), Secure over HTTPS and always in production."""
+    response.set_cookie(RESIDENT_COOKIE, token, max_age=max_age, path="/", httponly=True, samesite="lax",
+                        secure=production or request.url.scheme == "https")
+
+
+def clear_resident_cookie(response: Response) -> None:
+    response.delete_cookie(RESIDENT_COOKIE, path="/", httponly=True, samesite="lax")
 
 
 def current_actor(request: Request, session: DbSession) -> Actor:
     token = _bearer(request)
     if token is None:
         return Actor.anonymous(Channel.WEBSITE)
-    # The channel is filled in once the role is known.
-    actor = service.actor_for_token(session, token, Channel.WINDOW)
+    try:
+        # The channel is filled in once the role is known.
+        actor = service.actor_for_token(session, token, Channel.WINDOW)
+    except Unauthorized:
+        if token == request.cookies.get(RESIDENT_COOKIE) and "authorization" not in request.headers:
+            return Actor.anonymous(Channel.WEBSITE)  # a stale page sign-in: carry on as a visitor
+        raise
+    if actor.kind == "resident":
+        return service.resident_actor(actor.id, resident_channel(request))
     role = next(iter(actor.roles))
     return Actor(**{**actor.__dict__, "channel": _ROLE_CHANNEL.get(Role(role), Channel.WINDOW)})
 

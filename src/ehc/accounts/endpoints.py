@@ -1,13 +1,26 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
 
 from ..institutions.auth import CommissionAdmin, ManagedInstitution
 from ..kit.clock import utcnow
-from ..kit.deps import DbSession
-from . import service
+from ..kit.context import Actor, Ctx
+from ..kit.deps import DbSession, get_platform
+from ..kit.errors import Problem
+from ..kit.http import problem_response
+from . import residents, service
+from .auth import _bearer, clear_resident_cookie, resident_channel, set_resident_cookie
 from .schemas import (
     CommissionStaffIn,
+    ResidentCodeIn,
+    ResidentCodeOut,
+    ResidentSignIn,
+    ResidentTokenOut,
     StaffChanges,
     StaffIn,
     StaffOut,
@@ -23,6 +36,119 @@ def staff_token(body: StaffSignIn, session: DbSession) -> TokenOut:
     token, account = service.sign_in_staff(session, body.username, body.password)
     return TokenOut(access_token=token, expires_in=int(service.TOKEN_LIFETIME.total_seconds()),
                     role=account.role, institution_id=account.institution_id)
+
+
+# -- residents ------------------------------------------------------------------------------------
+# Rules (who is who on a shared phone, code limits, lock-out) live in accounts/residents.py.
+
+def _visitor(request: Request, session: DbSession) -> Ctx:
+    """Sign-in runs as an anonymous visitor: a stale cookie must never stand in the way of signing in."""
+    return get_platform(request).ctx(session, Actor.anonymous(resident_channel(request)))
+
+
+Visitor = Annotated[Ctx, Depends(_visitor)]
+
+
+def _answer_limits(request: Request, ctx: Ctx, do: Callable[[], Any]) -> Any:
+    """Run ``do``; a refusal that says when to come back gets a ``Retry-After`` header as well."""
+    try:
+        return do()
+    except Problem as problem:
+        if "retry_after" not in problem.extra:
+            raise
+        ctx.session.rollback()
+        answer = problem_response(request, problem)
+        answer.headers["Retry-After"] = str(problem.extra["retry_after"])
+        return answer
+
+
+@router.post("/resident/otp", response_model=ResidentCodeOut, status_code=202,
+             summary="Resident sign-in, step 1: text a one-time code to the phone",
+             responses={429: {"description": "otp_rate_limited (one a minute) or otp_daily_limit_reached (10 a day)"}})
+def resident_code(body: ResidentCodeIn, request: Request, ctx: Visitor) -> Any:
+    def do() -> ResidentCodeOut:
+        sent = residents.request_code(ctx, body.phone)
+        return ResidentCodeOut(expires_in=sent.expires_in, resend_after=sent.resend_after)
+
+    return _answer_limits(request, ctx, do)
+
+
+async def _sign_in_body(request: Request) -> tuple[ResidentSignIn, bool, str | None]:
+    """JSON from the app, or a form post from a page (which then gets the cookie and a redirect)."""
+    content_type = request.headers.get("content-type", "")
+    try:
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await request.form()
+            fields = {k: v for k, v in form.items() if isinstance(v, str) and v != ""}
+            return ResidentSignIn.model_validate(fields), True, fields.get("next")
+        return ResidentSignIn.model_validate_json(await request.body() or b"{}"), False, None
+    except ValidationError as exc:
+        errors = [{"field": ".".join(str(p) for p in e.get("loc", ())), "code": e.get("type", "invalid"),
+                   "message": e.get("msg", "")} for e in exc.errors()]
+        raise Problem("The sign-in request is not valid.", code="validation_failed", status=422,
+                      title="Invalid request", errors=errors) from None
+
+
+_SIGN_IN_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": ResidentSignIn.model_json_schema()},
+        "application/x-www-form-urlencoded": {"schema": {
+            **ResidentSignIn.model_json_schema(),
+            "properties": {**ResidentSignIn.model_json_schema()["properties"],
+                           "next": {"type": "string", "description": "Where to go after signing in (a path)"}},
+        }},
+    },
+}
+
+
+def _safe_next(target: str | None) -> str:
+    # Only a path on this site: never an open redirect to somebody else's page.
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target:
+        return target
+    return "/"
+
+
+@router.post("/resident/token", response_model=ResidentTokenOut, openapi_extra={"requestBody": _SIGN_IN_BODY},
+             summary="Resident sign-in, step 2: phone + code (or password) for a bearer token or the ehc_resident cookie")
+def resident_token(request: Request, response: Response, ctx: Visitor,
+                   parsed: Annotated[tuple, Depends(_sign_in_body)], cookie: bool = False) -> Any:
+    body, from_form, next_page = parsed
+
+    def do() -> Any:
+        if body.code:
+            signed = residents.sign_in_with_code(ctx, body.phone, body.code, body.document_last4)
+        elif body.password:
+            signed = residents.sign_in_with_password(ctx, body.phone, body.password, body.document_last4)
+        else:
+            raise Problem("Give the code sent to your phone, or your password.", code="credentials_required",
+                          status=422, title="Invalid request")
+        if from_form and next_page is not None:
+            redirect = RedirectResponse(_safe_next(next_page), status_code=303)
+            _set_resident_cookie(redirect, request, ctx, signed)
+            return redirect
+        if cookie or from_form:
+            _set_resident_cookie(response, request, ctx, signed)
+        return ResidentTokenOut(access_token=None if (cookie or from_form) else signed.token,
+                                expires_in=signed.expires_in, ehc_id=signed.ehc_id, method=signed.method)
+
+    return _answer_limits(request, ctx, do)
+
+
+def _set_resident_cookie(response: Response, request: Request, ctx: Ctx, signed: residents.SignedIn) -> None:
+    set_resident_cookie(response, request, signed.token, signed.expires_in,
+                        production=ctx.settings.environment == "production")
+
+
+@router.post("/resident/sign-out", status_code=204, response_class=Response,
+             summary="End the resident's sign-in (bearer token or cookie)")
+def resident_sign_out(request: Request, session: DbSession) -> Response:
+    token = _bearer(request)
+    if token:
+        residents.sign_out(session, token)
+    answer = Response(status_code=204)
+    clear_resident_cookie(answer)
+    return answer
 
 
 # -- staff management -----------------------------------------------------------------------------

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base, UtcDateTime
@@ -35,3 +35,52 @@ class AccessToken(Base):
     subject_id: Mapped[str] = mapped_column(String(32), index=True)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ResidentAccount(Base):
+    """A resident's sign-in: the person (master index id) and the phone they sign in with.
+
+    The phone is held only as its blind index (the person's record keeps it sealed). One account per
+    person; several accounts may share a phone (a household), see ``residents.py`` for who is who.
+    The password is optional (argon2id), set after a sign-in with a one-time code.
+    """
+
+    __tablename__ = "resident_accounts"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    person_id: Mapped[str] = mapped_column(String(32), unique=True)
+    phone_index: Mapped[str] = mapped_column(String(64), index=True)
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # argon2id
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class OneTimeCode(Base):
+    """A sign-in code sent by SMS. Only a keyed digest of the code is stored (HMAC-SM3 over the row
+    id and the code), and the phone only as its blind index."""
+
+    __tablename__ = "resident_otp_codes"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    phone_index: Mapped[str] = mapped_column(String(64), index=True)
+    code_digest: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(12), default="live")  # live | used | burnt | superseded
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # wrong codes tried against this one
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
+class SmsOutboxMessage(Base):
+    """The development SMS sender's outbox (``EHC_SMS_SENDER=outbox``). The phone is sealed; the text
+    holds the code in clear, which is why production uses a gateway adapter and never this table."""
+
+    __tablename__ = "sms_outbox"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    phone_index: Mapped[str] = mapped_column(String(64), index=True)
+    phone_sealed: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)

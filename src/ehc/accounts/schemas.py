@@ -18,6 +18,43 @@ class TokenOut(BaseModel):
     institution_id: str | None
 
 
+class ResidentCodeIn(BaseModel):
+    phone: str = Field(max_length=20, examples=["13912345678"])
+
+
+class ResidentCodeOut(BaseModel):
+    """The same answer whether or not a card is registered with the phone."""
+
+    sent: bool = True
+    expires_in: int = Field(description="Seconds the code stays valid")
+    resend_after: int = Field(description="Seconds before another code may be requested")
+
+
+class ResidentSignIn(BaseModel):
+    """Phone and either a one-time code or a password."""
+
+    phone: str = Field(max_length=20, examples=["13912345678"])
+    code: str | None = Field(None, max_length=12, description="The 6-digit code sent by SMS")
+    password: str | None = Field(None, max_length=200)
+    document_last4: str | None = Field(
+        None, max_length=8,
+        description="Only when several card holders share the phone: last 4 characters of your document number")
+
+
+class ResidentTokenOut(BaseModel):
+    access_token: str | None = Field(description="The bearer token; null when it was set as the ehc_resident cookie")
+    token_type: str = "bearer"
+    expires_in: int
+    ehc_id: str = Field(description="The signed-in resident's own card")
+    method: str = Field(description="otp or password")
+
+
+class PasswordIn(BaseModel):
+    new_password: str = Field(max_length=200)
+    current_password: str | None = Field(None, max_length=200, description="Needed to change an existing password")
+    code: str | None = Field(None, max_length=12, description="Or a fresh one-time code, e.g. to reset a forgotten one")
+
+
 # -- staff management -----------------------------------------------------------------------------
 
 class StaffIn(BaseModel):

@@ -21,7 +21,7 @@ from ..kit.clock import utcnow
 from ..kit.codes import Channel
 from ..kit.context import Actor
 from ..kit.errors import Conflict, Invalid, NotFound, Unauthorized, field_error
-from .models import AccessToken, StaffAccount
+from .models import AccessToken, ResidentAccount, StaffAccount
 from .roles import COMMISSION_ROLES, INSTITUTION_ROLES, Role
 
 TOKEN_LIFETIME = timedelta(hours=8)  # one working shift
@@ -84,6 +84,8 @@ def sign_in_staff(session: Session, username: str, password: str) -> tuple[str, 
         if account.failed_attempts >= MAX_FAILED_ATTEMPTS:
             account.locked_until = now + LOCKOUT
             account.failed_attempts = 0
+        # The request's transaction rolls back on the error below; the count must survive it.
+        session.commit()
         raise Unauthorized("Wrong username or password.", code="sign_in_failed") from None
     account.failed_attempts = 0
     account.locked_until = None
@@ -111,7 +113,26 @@ def actor_for_token(session: Session, token: str, channel: Channel) -> Actor:
         if account is None or not account.active:
             raise Unauthorized("The account behind this token is disabled.", code="token_invalid")
         return staff_actor(account, channel)
+    if row.subject_kind == "resident":
+        resident = session.scalar(select(ResidentAccount).where(ResidentAccount.person_id == row.subject_id))
+        if resident is None or not resident.active:
+            raise Unauthorized("The account behind this token is disabled.", code="token_invalid")
+        return resident_actor(row.subject_id, channel)
     raise Unauthorized("Unsupported token.", code="token_invalid")
+
+
+def resident_actor(person_id: str, channel: Channel) -> Actor:
+    """A signed-in resident: ``id`` is their master index id. They act on their own card and on the
+    cards of family members they guard (me/auth.py)."""
+    return Actor(kind="resident", channel=channel, id=person_id, roles=frozenset({"resident"}))
+
+
+def revoke_subject_tokens(session: Session, subject_kind: str, subject_id: str, keep: str | None = None) -> None:
+    """End every sign-in of one subject, except the one whose token is ``keep``."""
+    query = delete(AccessToken).where(AccessToken.subject_kind == subject_kind, AccessToken.subject_id == subject_id)
+    if keep is not None:
+        query = query.where(AccessToken.digest != _digest(keep))
+    session.execute(query)
 
 
 def staff_actor(account: StaffAccount, channel: Channel) -> Actor:

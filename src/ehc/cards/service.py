@@ -303,6 +303,42 @@ def family_of(ctx: Ctx, card_id: str) -> list[tuple[FamilyBinding, Card | None]]
     return [(b, card_of_person(ctx, mpi.resolve(ctx, b.member_person_id))) for b in bindings]
 
 
+def guardian_binding(ctx: Ctx, guardian: Person, card: Card) -> FamilyBinding | None:
+    """The binding by which ``guardian`` looks after the holder of ``card``, or None."""
+    member = mpi.resolve(ctx, card.person_id)
+    return ctx.session.scalar(
+        select(FamilyBinding).where(
+            FamilyBinding.guardian_person_id == guardian.id, FamilyBinding.member_person_id == member.id
+        )
+    )
+
+
+def holders_for_phone(ctx: Ctx, phone: str) -> list[tuple[Card, Person]]:
+    """The card holders who act for themselves with this (normalised) mobile number.
+
+    Children and elderly people are usually registered with their guardian's phone. A holder counts
+    here when their card was registered with this phone, the card is not cancelled and not temporary,
+    and they are *not* bound as a family member of someone who has the same phone: those are looked
+    after through their guardian's account. Several adults of one household may remain (e.g. a
+    couple sharing a phone); the caller tells them apart.
+    """
+    index = ctx.vault.blind("phone", phone)
+    rows = ctx.session.execute(
+        select(Card, Person)
+        .join(Person, Card.person_id == Person.id)
+        .where(Person.phone_index == index, Person.status == "active", Person.temporary.is_(False),
+               Card.status != S.CANCELLED.value, Card.temporary.is_(False))
+        .order_by(Card.issued_at, Card.ehc_id)
+    ).all()
+    same_phone = {person.id for _, person in rows}
+    guarded = set(ctx.session.scalars(
+        select(FamilyBinding.member_person_id).where(
+            FamilyBinding.member_person_id.in_(same_phone), FamilyBinding.guardian_person_id.in_(same_phone)
+        )
+    )) if same_phone else set()
+    return [(card, person) for card, person in rows if person.id not in guarded]
+
+
 def _guardian_card(ctx: Ctx, card_id: str, relation: str) -> Card:
     if relation not in RELATIONS:
         raise Invalid(f"Relation must be one of: {', '.join(RELATIONS)}.", code="relation_invalid",

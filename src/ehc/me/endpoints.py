@@ -1,0 +1,109 @@
+"""The resident's own API: thin. Authorise (me/auth.py), pick the card (me/service.py), call the card
+rules (cards/service.py), shape the answer (me/schemas.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response
+
+from ..accounts import residents
+from ..accounts.auth import _bearer
+from ..accounts.schemas import PasswordIn
+from ..cards import service as cards
+from ..cards.models import Card
+from ..cards.schemas import FamilyMemberIn, NewbornIn
+from ..kit import idempotency
+from ..kit.context import Ctx
+from . import service
+from .auth import Resident
+from .schemas import MyCardOut, MyFamilyMemberOut, ReasonIn, my_card_out
+
+router = APIRouter(prefix="/api/v1/me", tags=["me"])
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+def _out(ctx: Ctx, card: Card, *, own: bool, created: bool | None = None) -> MyCardOut:
+    person, details, identifiers = cards.holder(ctx, card)
+    return my_card_out(card, person, details, identifiers, own=own, created=created)
+
+
+def _once(ctx: Ctx, key: str | None, route: str, payload: dict, response: Response,
+          do: Callable[[], cards.Issued]) -> MyCardOut:
+    """Run ``do`` once per Idempotency-Key (scoped to this resident): a retry gets the same card back."""
+    if key is not None:
+        idempotency.check_key(key)
+        scope = f"resident:{ctx.actor.id}:{route}"
+        fingerprint = idempotency.request_fingerprint(ctx.vault.blind, payload)
+        seen = idempotency.replay(ctx.session, scope, key, fingerprint)
+        if seen is not None:
+            response.status_code, card_id = seen
+            response.headers["Idempotent-Replayed"] = "true"
+            return _out(ctx, cards.get_card(ctx, card_id), own=False, created=response.status_code == 201)
+    issued = do()
+    response.status_code = 201 if issued.created else 200
+    if key is not None:
+        idempotency.remember(ctx.session, scope, key, fingerprint, response.status_code, issued.card.ehc_id)
+    return _out(ctx, issued.card, own=False, created=issued.created)
+
+
+@router.get("/card", response_model=MyCardOut, summary="My card, with my details in full")
+def my_card(ctx: Resident) -> MyCardOut:
+    return _out(ctx, service.my_card(ctx), own=True)
+
+
+@router.post("/card/report-lost", response_model=MyCardOut, summary="Report my card lost (freezes it)")
+def report_my_card_lost(ctx: Resident, body: ReasonIn | None = None) -> MyCardOut:
+    return _out(ctx, service.report_my_card_lost(ctx, body.reason if body else None), own=True)
+
+
+@router.get("/family", response_model=list[MyFamilyMemberOut], summary="Family members I guard, with their cards")
+def my_family(ctx: Resident) -> list[MyFamilyMemberOut]:
+    return [
+        MyFamilyMemberOut(relation=binding.relation, card=_out(ctx, card, own=False) if card else None)
+        for binding, card in service.family(ctx)
+    ]
+
+
+@router.post("/family", response_model=MyCardOut, status_code=201,
+             summary="Bind a family member (registering their card if they have none); I am the guardian")
+def bind_family_member(body: FamilyMemberIn, ctx: Resident, response: Response,
+                       idempotency_key: IdempotencyKey = None) -> MyCardOut:
+    def do() -> cards.Issued:
+        member = cards.Registration(
+            name=body.name, document_type=body.document.type, document_number=body.document.number,
+            sex=body.sex, birth_date=body.birth_date, phone=body.phone, address=body.address,
+            region_code=body.region_code,
+        )
+        return service.bind_family_member(ctx, member, body.relation)
+
+    return _once(ctx, idempotency_key, "family", body.model_dump(mode="json"), response, do)
+
+
+@router.get("/family/{ehc_id}", response_model=MyFamilyMemberOut, summary="One family member's card")
+def family_member(ehc_id: str, ctx: Resident) -> MyFamilyMemberOut:
+    card, binding = service.guarded_card(ctx, ehc_id)
+    return MyFamilyMemberOut(relation=binding.relation, card=_out(ctx, card, own=False))
+
+
+@router.post("/family/{ehc_id}/report-lost", response_model=MyCardOut,
+             summary="Report a family member's card lost")
+def report_member_card_lost(ehc_id: str, ctx: Resident, body: ReasonIn | None = None) -> MyCardOut:
+    return _out(ctx, service.report_member_card_lost(ctx, ehc_id, body.reason if body else None), own=False)
+
+
+@router.post("/newborns", response_model=MyCardOut, status_code=201,
+             summary="Register my newborn (bound to me as my child)")
+def register_newborn(body: NewbornIn, ctx: Resident, response: Response,
+                     idempotency_key: IdempotencyKey = None) -> MyCardOut:
+    return _once(ctx, idempotency_key, "newborn", body.model_dump(mode="json"), response,
+                 lambda: service.register_newborn(ctx, cards.Newborn(**body.model_dump())))
+
+
+@router.post("/password", status_code=204, response_class=Response,
+             summary="Set or change my password (other sign-ins of mine end)")
+def set_password(body: PasswordIn, ctx: Resident, request: Request) -> Response:
+    residents.set_password(ctx, ctx.actor.id, body.new_password, current_password=body.current_password,
+                           code=body.code, keep_token=_bearer(request))
+    return Response(status_code=204)

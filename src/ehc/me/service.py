@@ -1,0 +1,88 @@
+"""What a signed-in resident may do with cards: their own, and those of the family members they guard.
+
+The card rules themselves (lifecycle, binding, newborns) stay in ``cards/service.py``; this module
+only decides *which* cards a resident reaches, and adds the one rule of binding from the resident's
+side:
+
+* A resident may bind a family member who has no card yet (the card is registered now, from the
+  resident's channel), or one whose card was registered with the resident's own phone (the household
+  already shares the phone, and whoever holds the phone could sign in for them). Binding someone
+  else's existing card needs that person's presence at a service window: otherwise knowing a name
+  and an ID number would be enough to take over a stranger's card. That answers 409
+  ``family_member_consent_required``.
+* A card that is neither the resident's own nor bound to them answers 404 ``card_not_found``.
+"""
+
+from __future__ import annotations
+
+from ..cards import service as cards
+from ..cards.models import Card, FamilyBinding
+from ..kit.context import Ctx
+from ..kit.errors import Conflict, Invalid, NotFound
+from ..mpi import service as mpi
+from ..mpi.models import Person
+
+LOST_BY_HOLDER = "reported lost by the holder online"
+LOST_BY_GUARDIAN = "reported lost by the guardian online"
+
+
+def _not_found() -> NotFound:
+    return NotFound("No card with this EHC ID.", code="card_not_found")
+
+
+def me(ctx: Ctx) -> Person:
+    return mpi.resolve(ctx, ctx.actor.id)
+
+
+def my_card(ctx: Ctx) -> Card:
+    card = cards.card_of_person(ctx, me(ctx))
+    if card is None:
+        raise _not_found()
+    return card
+
+
+def family(ctx: Ctx) -> list[tuple[FamilyBinding, Card | None]]:
+    return cards.family_of(ctx, my_card(ctx).ehc_id)
+
+
+def guarded_card(ctx: Ctx, ehc_id: str) -> tuple[Card, FamilyBinding]:
+    """A family member's card that the resident guards; any other card is "not found"."""
+    try:
+        card = cards.get_card(ctx, ehc_id)
+    except NotFound:
+        raise _not_found() from None
+    binding = cards.guardian_binding(ctx, me(ctx), card)
+    if binding is None:
+        raise _not_found()
+    return card, binding
+
+
+def bind_family_member(ctx: Ctx, member: cards.Registration, relation: str) -> cards.Issued:
+    guardian_card = my_card(ctx)
+    guardian = me(ctx)
+    try:
+        existing = cards.find_by_document(ctx, member.document_type, member.document_number)
+    except (NotFound, Invalid):  # a bad document is reported by the registration itself, field by field
+        existing = None
+    if existing is not None and cards.guardian_binding(ctx, guardian, existing) is None:
+        holder = mpi.resolve(ctx, existing.person_id)
+        if holder.phone_index is None or holder.phone_index != guardian.phone_index:
+            raise Conflict(
+                "This person already has a card registered with another phone. Bind them at a service "
+                "window, together with them or their documents.",
+                code="family_member_consent_required",
+            )
+    return cards.bind_family_member(ctx, guardian_card.ehc_id, member, relation)
+
+
+def register_newborn(ctx: Ctx, baby: cards.Newborn) -> cards.Issued:
+    return cards.register_newborn(ctx, my_card(ctx).ehc_id, baby)
+
+
+def report_my_card_lost(ctx: Ctx, reason: str | None) -> Card:
+    return cards.transition(ctx, my_card(ctx).ehc_id, "report_lost", reason or LOST_BY_HOLDER)
+
+
+def report_member_card_lost(ctx: Ctx, ehc_id: str, reason: str | None) -> Card:
+    card, _ = guarded_card(ctx, ehc_id)
+    return cards.transition(ctx, card.ehc_id, "report_lost", reason or LOST_BY_GUARDIAN)
