@@ -25,6 +25,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -41,43 +42,47 @@ REGIONS = ("510104", "510105", "510106", "510107", "510108", "510112", "510113",
            "330102", "330105", "420102", "420103", "500103", "500104", "610102", "610103", "320102", "320104")
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红建文辉力永春晓海燕云飞鹏浩宇欣怡佳琪子涵梓轩"
+HEADER = ("name", "document_type", "document_number", "sex", "birth_date", "phone", "address", "region_code")
 STREETS = ("人民南路", "科华北路", "玉林路", "芳草街", "红星路", "建设路", "双林路", "蜀都大道", "天府大道", "长顺街")
 
 
-def generate(rows: int, path: Path, seed: int = 20261125) -> Path:
-    """Write ``rows`` distinct valid residents to ``path`` (skipped if it exists with the right size)."""
-    done = path.with_suffix(".done")
-    if path.exists() and done.exists() and done.read_text() == str(rows):
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
+def residents(rows: int, seed: int = 20261125, offset: int = 0) -> Iterator[tuple[str, ...]]:
+    """``rows`` distinct valid residents as CSV tuples (columns ``HEADER``); fast, deterministic.
+
+    Resident number ``offset + i`` gets its own (region, birth date, serial): never the same ID twice,
+    up to 90 million residents.
+    """
+    rng = random.Random(seed + offset)
     first_day = date(1935, 1, 1)
     days = 30000  # ~82 years of birth dates
     n_regions = len(REGIONS)
     region_sums = [sum(int(d) * w for d, w in zip(r, WEIGHTS[:6])) for r in REGIONS]
+    for i in range(offset, offset + rows):
+        r = i % n_regions
+        day = first_day + timedelta(days=(i // n_regions) * 7919 % days)  # 7919 is prime: a permutation
+        serial = i // (n_regions * days)  # 0..99 keeps (region, day, serial) distinct
+        born = day.strftime("%Y%m%d")
+        tail = f"{serial:02d}{rng.randrange(10)}"  # the last digit carries the sex
+        total = region_sums[r] + sum(int(d) * w for d, w in zip(born + tail, WEIGHTS[6:]))
+        number = REGIONS[r] + born + tail + CHECK[total % 11]
+        male = int(tail[2]) % 2 == 1
+        name = rng.choice(SURNAMES) + "".join(rng.choices(GIVEN, k=rng.randint(1, 2)))
+        phone = f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}"
+        address = f"{rng.choice(STREETS)}{rng.randint(1, 999)}号{rng.randint(1, 30)}栋{rng.randint(101, 2808)}室"
+        yield (name, "01", number, "1" if male else "2", day.isoformat(), phone, address, "")
+
+
+def generate(rows: int, path: Path, seed: int = 20261125) -> Path:
+    """Write ``rows`` residents to ``path`` as CSV, unless a complete file is cached there."""
+    done = path.with_suffix(".done")
+    if path.exists() and done.exists() and done.read_text() == str(rows):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["name", "document_type", "document_number", "sex", "birth_date", "phone", "address",
-                         "region_code"])
-        batch = []
-        for i in range(rows):
-            r = i % n_regions
-            day = first_day + timedelta(days=(i // n_regions) * 7919 % days)
-            serial = i // (n_regions * days)  # 0..99 keeps (region, day, serial) distinct
-            born = day.strftime("%Y%m%d")
-            tail = f"{serial:02d}{rng.randrange(10)}"  # the last digit carries the sex
-            total = region_sums[r] + sum(int(d) * w for d, w in zip(born + tail, WEIGHTS[6:]))
-            number = REGIONS[r] + born + tail + CHECK[total % 11]
-            male = int(tail[2]) % 2 == 1
-            name = rng.choice(SURNAMES) + "".join(rng.choices(GIVEN, k=rng.randint(1, 2)))
-            phone = f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}"
-            address = f"{rng.choice(STREETS)}{rng.randint(1, 999)}号{rng.randint(1, 30)}栋{rng.randint(101, 2808)}室"
-            batch.append((name, "01", number, "1" if male else "2", day.isoformat(), phone, address, ""))
-            if len(batch) >= 10000:
-                writer.writerows(batch)
-                batch.clear()
-        writer.writerows(batch)
+        writer.writerow(HEADER)
+        writer.writerows(residents(rows, seed))
     tmp.replace(path)
     done.write_text(str(rows))
     return path

@@ -1,0 +1,186 @@
+"""Card registration through the API: ``POST /api/v1/cards`` against ``ehc serve`` on PostgreSQL.
+
+Set-up: a freshly migrated scratch database ``ehc_bench_register_api``; ``ehc serve --workers 2`` (uvicorn)
+as a subprocess on 127.0.0.1; a separate driver process (this file with ``--drive``) sends requests
+with httpx on asyncio, at most ``CONCURRENCY`` in flight, each registration a distinct valid resident
+(the same generator as the import benchmark), bounded both in count and in time.
+
+Reference, in the same run against the same server: ``GET /healthz``, a bare endpoint that goes
+through the same middleware and server but touches neither the database nor the crypto. Ratio =
+registrations/s ÷ healthz requests/s. Figures are medians over ``ROUNDS`` rounds; the driver
+shares the machine's cores with the server and PostgreSQL.
+
+Run alone: ``.venv/bin/python bench/bench_register_api.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench_import import ADMIN_URL, OUT, ROOT, _admin, residents
+
+DATABASE = "ehc_bench_register_api"
+CONCURRENCY = 16
+ROUNDS = 3
+
+
+# -- the driver (a separate process) ----------------------------------------------------------------
+
+async def _drive(base_url: str, mode: str, offset: int, count: int, max_seconds: float) -> dict:
+    import httpx
+
+    assert base_url.startswith("http://127.0.0.1:"), "the benchmark only talks to this machine"
+    if mode == "register":
+        bodies = [
+            {"name": r[0], "document": {"type": r[1], "number": r[2]}, "sex": r[3], "birth_date": r[4],
+             "phone": r[5], "address": r[6]}
+            for r in residents(count, offset=offset)
+        ]
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    next_index = 0
+    deadline = time.perf_counter() + max_seconds
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal next_index
+        while next_index < count and time.perf_counter() < deadline:
+            index = next_index
+            next_index += 1
+            started = time.perf_counter()
+            if mode == "register":
+                answer = await client.post("/api/v1/cards", json=bodies[index])
+            else:
+                answer = await client.get("/healthz")
+            latencies.append(time.perf_counter() - started)
+            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(CONCURRENCY)))
+        seconds = time.perf_counter() - started
+    ok = statuses.get(201 if mode == "register" else 200, 0)
+    latencies.sort()
+    return {
+        "mode": mode, "requests": len(latencies), "ok": ok, "statuses": statuses, "seconds": seconds,
+        "rate": ok / seconds if seconds else 0.0,
+        "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else None,
+    }
+
+
+def _run_driver(base_url: str, mode: str, offset: int, count: int, max_seconds: float) -> dict:
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--drive", base_url, mode, str(offset), str(count),
+         str(max_seconds)],
+        capture_output=True, text=True, timeout=max_seconds + 120, cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"driver failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- the server -------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(url: str, keys_dir: Path) -> tuple[subprocess.Popen, str, object]:
+    port = _free_port()
+    env = {**os.environ, "EHC_DATABASE_URL": url, "EHC_KEYS_DIR": str(keys_dir), "EHC_DATA_DIR": str(OUT)}
+    log = open(OUT / "bench_register_api.server.log", "w")  # noqa: SIM115 - closed by the caller
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ehc.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"ehc serve exited with {server.returncode}; see {log.name}")
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("ehc serve did not answer /healthz within 60 s")
+        time.sleep(0.3)
+    return server, base_url, log
+
+
+def main(quick: bool = False) -> list[dict]:
+    from ehc.crypto import KeyStore
+    from ehc.migrate import upgrade
+
+    count = 300 if quick else 2000
+    max_seconds = 30.0 if quick else 120.0
+    keys_dir = OUT / "keys"
+    OUT.mkdir(parents=True, exist_ok=True)
+    if not KeyStore(keys_dir).exists:
+        KeyStore.init(keys_dir)
+    _admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+    _admin(f'CREATE DATABASE "{DATABASE}"')
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{DATABASE}"
+    upgrade(url)
+    server, base_url, log = _start_server(url, keys_dir)
+    registers, bares = [], []
+    try:
+        _run_driver(base_url, "register", 10_000_000, 100, 30)  # warm-up: connections, caches, JIT-free paths
+        _run_driver(base_url, "healthz", 0, 200, 30)
+        for round_ in range(ROUNDS):
+            registers.append(_run_driver(base_url, "register", round_ * count, count, max_seconds))
+            bares.append(_run_driver(base_url, "healthz", 0, count, max_seconds))
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+        _admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+    failures = [r["statuses"] for r in registers if r["ok"] != r["requests"]]
+
+    def med(rows: list[dict], key: str) -> float:
+        return statistics.median(r[key] for r in rows)
+
+    rate, bare_rate = med(registers, "rate"), med(bares, "rate")
+    p50, bare_p50 = med(registers, "p50_ms"), med(bares, "p50_ms")
+    p99, bare_p99 = med(registers, "p99_ms"), med(bares, "p99_ms")
+    common = (f"median of {ROUNDS} rounds of {count} distinct residents (rates per round: "
+              f"{', '.join(str(round(r['rate'])) for r in registers)}); {CONCURRENCY} concurrent connections "
+              f"from one httpx/asyncio driver process; ehc serve --workers 2 on PostgreSQL; all on the same cores"
+              + (f"; NON-201 answers: {failures}" if failures else ""))
+    return [
+        {"figure": "POST /api/v1/cards, distinct residents (requests/s)", "value": rate, "unit": "req/s",
+         "reference": "GET /healthz, same server and driver (req/s)", "reference_value": bare_rate,
+         "ratio": rate / bare_rate, "goal": None, "met": None, "notes": common + "; ratio = value / reference"},
+        {"figure": "POST /api/v1/cards latency p50", "value": p50, "unit": "ms",
+         "reference": "GET /healthz p50 (ms)", "reference_value": bare_p50, "ratio": p50 / bare_p50,
+         "goal": None, "met": None, "notes": f"at {CONCURRENCY} requests in flight"},
+        {"figure": "POST /api/v1/cards latency p99", "value": p99, "unit": "ms",
+         "reference": "GET /healthz p99 (ms)", "reference_value": bare_p99, "ratio": p99 / bare_p99,
+         "goal": None, "met": None, "notes": f"at {CONCURRENCY} requests in flight"},
+    ]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--drive":
+        _, _, base, mode, offset, count, seconds = sys.argv
+        print(json.dumps(asyncio.run(_drive(base, mode, int(offset), int(count), float(seconds)))))
+    else:
+        for row in main(quick="--quick" in sys.argv):
+            print(row)
