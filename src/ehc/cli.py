@@ -343,6 +343,34 @@ for _action in ("approve", "reject", "report_lost", "recover", "reissue", "cance
     _transition_command(_action)
 
 
+# -- demo -----------------------------------------------------------------------------------------
+
+@app.command()
+def demo(
+    residents: Annotated[int, typer.Option(help="How many residents to register")] = 1000,
+    seed: Annotated[int, typer.Option(help="Same seed, same residents")] = 2026,
+    if_empty: Annotated[bool, typer.Option("--if-empty", help="Do nothing when any card exists")] = False,
+) -> None:
+    """Build a demo province: institutions, residents with families and newborns, demo staff accounts."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .demo import build_demo, print_summary
+    from .kit.errors import Problem
+
+    platform = _platform()
+    with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("demo", total=None)
+        try:
+            summary = build_demo(platform, residents, seed, if_empty=if_empty,
+                                 progress=lambda stage, done, total: bar.update(task, description=stage,
+                                                                                completed=done, total=total))
+        except Problem as problem:
+            bar.stop()
+            _fail(problem)
+    print_summary(summary, console)
+
+
 # -- registry migration ---------------------------------------------------------------------------
 
 _IMPORT_HELP = (
