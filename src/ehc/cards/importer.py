@@ -66,6 +66,7 @@ import itertools
 import multiprocessing
 import os
 import re
+import signal
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -305,7 +306,7 @@ class _Preparer:
             if status is CardStatus.PENDING_REVIEW:
                 pending.append(line)
             person_id, ehc_id = ids.new_person_id(), ids.new_card_id()
-            persons.add(line, person_id, details, identifier)
+            persons.add(line, person_id, details, identifier, blind)
             row = (line, person_id, ehc_id, status.value, result.verifier)
             if self.copy:
                 cards.append("\t".join([str(row[0]), person_id, ehc_id, row[3], bulk._copy_value(row[4])]))
@@ -323,6 +324,7 @@ def _init_worker(keys_dir: str, verifier_name: str, columns: dict[str, int], cop
     global _worker
     from ..crypto import KeyStore
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     _worker = _Preparer(Vault(KeyStore(Path(keys_dir))), verifier_name, columns, copy)
 
 

@@ -97,8 +97,12 @@ class PersonBatchBuilder:
         self._lines: list[str] = []
         self._rows: list[tuple] = []
 
-    def add(self, key: int, person_id: str, details: Demographics, identifier: Identifier) -> None:
-        """Add one person holding one identifier (what ``create_person(ctx, details, [identifier])`` writes)."""
+    def add(self, key: int, person_id: str, details: Demographics, identifier: Identifier,
+            blind_index: str | None = None) -> None:
+        """Add one person holding one identifier (what ``create_person(ctx, details, [identifier])`` writes).
+
+        ``blind_index``: the identifier's, if the caller already has it from :func:`identifier_blind_index`.
+        """
         vault = self._vault
 
         def seal(value: str | None, field: str) -> str | None:
@@ -120,7 +124,7 @@ class PersonBatchBuilder:
             details.region_code,
             identifier.system,
             vault.seal(identifier.value, _context(identifier.system)),
-            identifier_blind_index(vault, identifier),
+            blind_index or identifier_blind_index(vault, identifier),
         )
         if self._copy:
             self._lines.append("\t".join([_copy_value(v) for v in row]))
