@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from . import __version__, logs
 from .accounts.endpoints import router as accounts_router
 from .accounts.endpoints import staff_router
+from .audit.endpoints import router as audit_router
 from .cards.endpoints import router as cards_router
 from .institutions.endpoints import router as institutions_router
 from .kit.http import RequestIdMiddleware, install_problem_handlers
@@ -31,6 +32,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(me_router)
     app.include_router(institutions_router)
     app.include_router(staff_router)
+    app.include_router(audit_router)
     _mount_web(app)
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)

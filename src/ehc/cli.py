@@ -17,11 +17,13 @@ app = typer.Typer(help="Electronic health card platform.", no_args_is_help=True)
 keys_app = typer.Typer(help="The key store: root, QR issuing, sealing and blind-index keys.", no_args_is_help=True)
 cards_app = typer.Typer(help="The card registry.", no_args_is_help=True)
 staff_app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail: verify its hash chain, search it.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(cards_app, name="cards")
 app.add_typer(staff_app, name="staff")
 sms_app = typer.Typer(help="Text messages to residents (development outbox).", no_args_is_help=True)
 app.add_typer(sms_app, name="sms")
+app.add_typer(audit_app, name="audit")
 console = Console()
 err = Console(stderr=True)
 
@@ -260,11 +262,11 @@ def _ctx_run(fn, operator: str, channel: str, institution: str | None):  # noqa:
         _fail(problem)
 
 
-def _print_card(ctx, card, created: bool | None = None) -> None:  # noqa: ANN001
+def _print_card(ctx, card, created: bool | None = None, *, purpose: str) -> None:  # noqa: ANN001
     from .cards import service
     from .cards.schemas import card_out
 
-    person, details, identifiers = service.holder(ctx, card)
+    person, details, identifiers = service.holder(ctx, card, purpose=purpose)  # recorded in the audit trail
     console.print_json(card_out(card, person, details, identifiers, created=created).model_dump_json())
 
 
@@ -292,7 +294,7 @@ def cards_register(
         issued = service.register(ctx, service.Registration(
             name=name, document_type=document_type, document_number=document_number, sex=sex,
             birth_date=date.fromisoformat(birth_date) if birth_date else None, phone=phone, address=address))
-        _print_card(ctx, issued.card, issued.created)
+        _print_card(ctx, issued.card, issued.created, purpose="card.register")
 
     _ctx_run(do, operator, channel, institution)
 
@@ -302,7 +304,8 @@ def cards_lookup(document_number: str, document_type: str = "01", operator: Oper
     """Find the card of a document holder."""
     from .cards import service
 
-    _ctx_run(lambda ctx: _print_card(ctx, service.find_by_document(ctx, document_type, document_number)),
+    _ctx_run(lambda ctx: _print_card(ctx, service.find_by_document(ctx, document_type, document_number),
+                                     purpose="card.lookup"),
              operator, "0100", None)
 
 
@@ -313,7 +316,7 @@ def cards_show(ehc_id: str, history: bool = False, operator: Operator = "cli") -
 
     def do(ctx):  # noqa: ANN001, ANN202
         card = service.get_card(ctx, ehc_id)
-        _print_card(ctx, card)
+        _print_card(ctx, card, purpose="card.view")
         if history:
             for e in service.history(ctx, card):
                 console.print(f"{e.at:%Y-%m-%d %H:%M:%S} {e.action:<12} {e.from_status or '-':>14} -> {e.to_status:<14} "
@@ -332,7 +335,8 @@ def _transition_command(action: str) -> None:
     ) -> None:
         from .cards import service
 
-        _ctx_run(lambda ctx: _print_card(ctx, service.transition(ctx, ehc_id, action, reason)),
+        _ctx_run(lambda ctx: _print_card(ctx, service.transition(ctx, ehc_id, action, reason),
+                                         purpose="card.lifecycle"),
                  operator, channel, institution)
 
     command.__doc__ = f"{action.replace('_', ' ').capitalize()} a card."
@@ -456,6 +460,86 @@ def cards_import(
     console.print(summary)
     if result.rejected and result.report is None:
         console.print("re-run with --report FILE to list the rejected rows (nothing is imported twice)")
+
+
+# -- audit trail ----------------------------------------------------------------------------------
+
+@audit_app.command("verify")
+def audit_verify(
+    anchor: Annotated[Optional[str], typer.Option(
+        help="SEQ:HASH noted from an earlier run: also detects a chain cut short or rewritten since")] = None,
+) -> None:
+    """Walk the hash chain from seq 1; name the first edited, deleted or reordered event. Exit 1 if broken."""
+    from .audit import service
+    from .kit.context import Actor
+
+    expected = None
+    if anchor is not None:
+        seq, _, digest = anchor.partition(":")
+        if not (seq.isdigit() and int(seq) >= 1 and len(digest) == 64):
+            err.print("[red]error[/red] --anchor is SEQ:HASH, e.g. 1200:3f5a... (64 hex characters)")
+            raise typer.Exit(2)
+        expected = (int(seq), digest.lower())
+    platform = _platform()
+    with platform.db.session() as session:  # first chain any event still in intake, in its own unit of work
+        service.chain_pending(session)
+    with platform.db.session() as session:
+        report = service.verify_chain(platform.ctx(session, Actor.system("audit-verify")), anchor=expected)
+    if report.intact:
+        console.print(report.summary())
+        return
+    err.print(f"[red]{report.summary()}[/red]")
+    raise typer.Exit(1)
+
+
+@audit_app.command("search")
+def audit_search(
+    ehc_id: Annotated[Optional[str], typer.Option(help="Events about this card's holder")] = None,
+    actor: Annotated[Optional[str], typer.Option(help="Actor id (staff account id, app id, CLI operator)")] = None,
+    institution: Optional[str] = None,
+    purpose: Annotated[Optional[str], typer.Option(help="e.g. card.lookup")] = None,
+    action: Annotated[Optional[str], typer.Option(help="read or change")] = None,
+    since: Annotated[Optional[str], typer.Option(help="ISO time with zone, inclusive (2026-01-31T08:00:00+08:00)")] = None,
+    until: Annotated[Optional[str], typer.Option(help="ISO time with zone, exclusive")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many events, newest first")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line")] = False,
+) -> None:
+    """Search the audit trail, as auditors do through GET /api/v1/audit/events."""
+    from datetime import datetime
+    from itertools import islice
+
+    from .audit import service
+    from .audit.schemas import AuditEventOut
+    from .kit.context import Actor
+    from .kit.errors import Invalid, Problem
+
+    platform = _platform()
+    try:
+        with platform.db.session() as session:
+            ctx = platform.ctx(session, Actor.system("audit-search"))
+            try:
+                times = {name: datetime.fromisoformat(value) if value else None
+                         for name, value in (("since", since), ("until", until))}
+            except ValueError as exc:
+                raise Invalid(f"Not an ISO time: {exc}.", code="time_invalid") from None
+            filters = service.Filters(
+                person_ids=service.person_ids_for_card(ctx, ehc_id) if ehc_id else None,
+                actor_id=actor, institution_id=institution, purpose=purpose, action=action, **times)
+            events = [AuditEventOut.model_validate(e, from_attributes=True)
+                      for e in islice(service.iter_events(ctx, filters), max(limit, 0))]
+    except Problem as problem:
+        _fail(problem)
+    if as_json:
+        for e in events:
+            typer.echo(e.model_dump_json())
+        return
+    table = Table("seq", "at (UTC)", "action", "purpose", "person", "actor", "institution", "channel")
+    for e in events:
+        who = f"{e.actor_kind}:{e.operator or e.actor_id or '-'}" + (f" ({e.actor_role})" if e.actor_role else "")
+        table.add_row(str(e.seq), f"{e.at:%Y-%m-%d %H:%M:%S}", e.action, e.purpose, e.person_id, who,
+                      e.institution_id or "", e.channel)
+    console.print(table)
+    console.print(f"{len(events)} events")
 
 
 def main() -> None:  # pragma: no cover

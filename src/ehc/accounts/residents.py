@@ -307,7 +307,7 @@ def _choose(ctx: Ctx, holders: list, document_last4: str | None):  # noqa: ANN20
         raise _WrongLast4
     matches = []
     for card, person in holders:
-        documents = [i.value for i in mpi.identifiers_of(ctx, person) if i.system.startswith("doc:")]
+        documents = [i.value for i in mpi.identifiers_of(ctx, person, purpose="account.sign_in") if i.system.startswith("doc:")]
         if any(number.upper().endswith(last4) for number in documents):
             matches.append((card, person))
     if len(matches) == 1:

@@ -29,8 +29,9 @@ router = APIRouter(prefix="/api/v1/cards", tags=["cards"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
-def _out(ctx: Ctx, card, created: bool | None = None) -> CardOut:  # noqa: ANN001
-    person, details, identifiers = service.holder(ctx, card)
+def _out(ctx: Ctx, card, created: bool | None = None, *, purpose: str) -> CardOut:  # noqa: ANN001
+    # Opening the holder's details is recorded in the audit trail under ``purpose``.
+    person, details, identifiers = service.holder(ctx, card, purpose=purpose)
     return card_out(card, person, details, identifiers, created=created)
 
 
@@ -47,12 +48,13 @@ def _registration(body: RegistrationIn) -> service.Registration:
     )
 
 
-def _idempotent(ctx: Ctx, key: str | None, route: str, payload: dict, response: Response, do) -> CardOut:  # noqa: ANN001
+def _idempotent(ctx: Ctx, key: str | None, route: str, payload: dict, response: Response, do,  # noqa: ANN001
+                purpose: str) -> CardOut:
     """Run ``do`` once per Idempotency-Key: a retry gets the same card and status code back."""
     if key is None:
         card, created = do()
         response.status_code = 201 if created else 200
-        return _out(ctx, card, created)
+        return _out(ctx, card, created, purpose=purpose)
     idempotency.check_key(key)
     scope = f"{ctx.actor.kind}:{ctx.actor.id or '-'}:{route}"
     fingerprint = idempotency.request_fingerprint(ctx.vault.blind, payload)
@@ -61,11 +63,11 @@ def _idempotent(ctx: Ctx, key: str | None, route: str, payload: dict, response: 
         status_code, card_id = seen
         response.status_code = status_code
         response.headers["Idempotent-Replayed"] = "true"
-        return _out(ctx, service.get_card(ctx, card_id), status_code == 201)
+        return _out(ctx, service.get_card(ctx, card_id), status_code == 201, purpose=purpose)
     card, created = do()
     response.status_code = 201 if created else 200
     idempotency.remember(ctx.session, scope, key, fingerprint, response.status_code, card.ehc_id)
-    return _out(ctx, card, created)
+    return _out(ctx, card, created, purpose=purpose)
 
 
 @router.post("", response_model=CardOut, status_code=201, summary="Apply for a card (or get the existing one)")
@@ -74,18 +76,18 @@ def register(body: RegistrationIn, ctx: Applicant, response: Response, idempoten
         issued = service.register(ctx, _registration(body))
         return issued.card, issued.created
 
-    return _idempotent(ctx, idempotency_key, "register", body.model_dump(mode="json"), response, do)
+    return _idempotent(ctx, idempotency_key, "register", body.model_dump(mode="json"), response, do, "card.register")
 
 
 @router.post("/lookup", response_model=CardOut, summary="Find the card of a document holder")
 def lookup(body: LookupIn, ctx: CardClerk) -> CardOut:
     # POST, not GET: document numbers must not end up in URLs, proxies' logs or browser history.
-    return _out(ctx, service.find_by_document(ctx, body.document.type, body.document.number))
+    return _out(ctx, service.find_by_document(ctx, body.document.type, body.document.number), purpose="card.lookup")
 
 
 @router.get("/{ehc_id}", response_model=CardOut)
 def get_card(ehc_id: str, ctx: CardClerk) -> CardOut:
-    return _out(ctx, service.get_card(ctx, ehc_id))
+    return _out(ctx, service.get_card(ctx, ehc_id), purpose="card.view")
 
 
 @router.get("/{ehc_id}/events", response_model=list[CardEventOut])
@@ -97,7 +99,7 @@ def card_events(ehc_id: str, ctx: CardClerk) -> list[CardEventOut]:
 @router.patch("/{ehc_id}", response_model=CardOut, summary="Modify the holder's details (re-verified)")
 def modify(ehc_id: str, body: ChangesIn, ctx: CardClerk) -> CardOut:
     changes = service.Changes(**body.model_dump(exclude={"reason"}))
-    return _out(ctx, service.modify(ctx, ehc_id, changes, body.reason))
+    return _out(ctx, service.modify(ctx, ehc_id, changes, body.reason), purpose="card.modify")
 
 
 def _action_route(action: str, dependency) -> None:  # noqa: ANN001
@@ -106,7 +108,8 @@ def _action_route(action: str, dependency) -> None:  # noqa: ANN001
     # Evaluated at definition time (no postponed annotations in this module), so FastAPI sees the
     # real dependency type.
     def act(ehc_id: str, ctx: dependency, body: ActionIn | None = None) -> CardOut:  # type: ignore[valid-type]
-        return _out(ctx, service.transition(ctx, ehc_id, action, body.reason if body else None))
+        return _out(ctx, service.transition(ctx, ehc_id, action, body.reason if body else None),
+                    purpose="card.lifecycle")
 
     act.__name__ = f"card_{action}"
     router.add_api_route(f"/{{ehc_id}}/{path}", act, methods=["POST"], response_model=CardOut,
@@ -122,7 +125,7 @@ for _action in ("approve", "reject"):
 @router.get("/{ehc_id}/family", response_model=list[FamilyMemberOut])
 def family(ehc_id: str, ctx: CardClerk) -> list[FamilyMemberOut]:
     return [
-        FamilyMemberOut(relation=b.relation, card=_out(ctx, card) if card else None)
+        FamilyMemberOut(relation=b.relation, card=_out(ctx, card, purpose="card.family") if card else None)
         for b, card in service.family_of(ctx, ehc_id)
     ]
 
@@ -135,7 +138,8 @@ def bind_family(ehc_id: str, body: FamilyMemberIn, ctx: CardClerk, response: Res
         issued = service.bind_family_member(ctx, ehc_id, member, body.relation)
         return issued.card, issued.created
 
-    return _idempotent(ctx, idempotency_key, f"family:{ehc_id}", body.model_dump(mode="json"), response, do)
+    return _idempotent(ctx, idempotency_key, f"family:{ehc_id}", body.model_dump(mode="json"), response, do,
+                       "card.family")
 
 
 @router.post("/{ehc_id}/newborns", response_model=CardOut, status_code=201, summary="Register a newborn")
@@ -145,7 +149,8 @@ def newborn(ehc_id: str, body: NewbornIn, ctx: CardClerk, response: Response,
         issued = service.register_newborn(ctx, ehc_id, service.Newborn(**body.model_dump()))
         return issued.card, issued.created
 
-    return _idempotent(ctx, idempotency_key, f"newborn:{ehc_id}", body.model_dump(mode="json"), response, do)
+    return _idempotent(ctx, idempotency_key, f"newborn:{ehc_id}", body.model_dump(mode="json"), response, do,
+                       "card.newborn")
 
 
 @router.post("/temporary", response_model=CardOut, status_code=201, summary="Temporary card for an unidentified patient")
@@ -155,11 +160,12 @@ def temporary(body: TemporaryIn, ctx: CardClerk, response: Response, idempotency
                                              note=body.note)
         return issued.card, True
 
-    return _idempotent(ctx, idempotency_key, "temporary", body.model_dump(mode="json"), response, do)
+    return _idempotent(ctx, idempotency_key, "temporary", body.model_dump(mode="json"), response, do,
+                       "card.temporary")
 
 
 @router.post("/{ehc_id}/merge", response_model=CardOut, summary="Merge a temporary card into the identified person's")
 def merge(ehc_id: str, body: MergeIn, ctx: CardClerk) -> CardOut:
     if body.into.upper() == ehc_id.upper():
         raise Invalid("A card cannot be merged into itself.", code="merge_same_person")
-    return _out(ctx, service.merge_temporary(ctx, ehc_id, body.into, body.reason or ""))
+    return _out(ctx, service.merge_temporary(ctx, ehc_id, body.into, body.reason or ""), purpose="card.merge")

@@ -9,6 +9,7 @@ from datetime import date
 
 from sqlalchemy import func, select
 
+from ..audit import service as audit
 from ..identity import (
     Applicant,
     Document,
@@ -145,7 +146,7 @@ def _issue_for(
 
 
 def _existing(ctx: Ctx, person: Person, details: mpi.Demographics) -> Issued:
-    on_file = mpi.demographics(ctx, person)
+    on_file = mpi.demographics(ctx, person, purpose="card.register")
     if details.name and on_file.name and details.name != on_file.name:
         # Same document, another name: a typo or an impostor. Never hand out the card either way.
         raise Conflict(
@@ -212,7 +213,7 @@ def register_newborn(ctx: Ctx, parent_card_id: str, baby: Newborn) -> Issued:
         raise Invalid("A birth order above 1 is only valid for a multiple birth.", code="birth_order_invalid",
                       errors=[field_error("birth_order", "birth_order_invalid", "Set multiple_birth for twins and more.")])
     parent = mpi.resolve(ctx, parent_card.person_id)
-    parent_details = mpi.demographics(ctx, parent)
+    parent_details = mpi.demographics(ctx, parent, purpose="card.newborn")
     # An unnamed newborn is recorded the way maternity wards do: "<parent's name>之子/之女"
     # ("son/daughter of"), corrected with `modify` once the baby is named.
     name = normalise_name(baby.name) if baby.name else _newborn_placeholder(parent_details.name, baby.sex)
@@ -277,6 +278,8 @@ def merge_temporary(ctx: Ctx, temporary_card_id: str, real_card_id: str, reason:
     source = mpi.resolve(ctx, temp_card.person_id)
     target = mpi.resolve(ctx, real_card.person_id)
     mpi.merge(ctx, source, target, reason or "temporary card identified")
+    for person in (source, target):
+        audit.record_access(ctx, person.id, "change", "card.merge")
     return real_card
 
 
@@ -297,6 +300,7 @@ def _move_card_links(ctx: Ctx, source: Person, target: Person, reason: str) -> N
 def family_of(ctx: Ctx, card_id: str) -> list[tuple[FamilyBinding, Card | None]]:
     card = get_card(ctx, card_id)
     person = mpi.resolve(ctx, card.person_id)
+    audit.record_access(ctx, person.id, "read", "card.family")  # who a holder's family is: theirs to know
     bindings = ctx.session.scalars(
         select(FamilyBinding).where(FamilyBinding.guardian_person_id == person.id).order_by(FamilyBinding.id)
     ).all()
@@ -371,6 +375,8 @@ def _bind(ctx: Ctx, guardian_card: Card, member: Person, relation: str) -> None:
         )
     ctx.session.add(FamilyBinding(guardian_person_id=guardian.id, member_person_id=member.id, relation=relation))
     ctx.session.flush()
+    for person in (guardian, member):
+        audit.record_access(ctx, person.id, "change", "card.family")
 
 
 # -- lookups --------------------------------------------------------------------------------------
@@ -396,9 +402,12 @@ def find_by_document(ctx: Ctx, document_type: str, number: str) -> Card:
     return card
 
 
-def holder(ctx: Ctx, card: Card) -> tuple[Person, mpi.Demographics, list[mpi.Identifier]]:
+def holder(ctx: Ctx, card: Card, *, purpose: str) -> tuple[Person, mpi.Demographics, list[mpi.Identifier]]:
+    """The holder's details in clear, for an answer that shows them (masked) or a rule that needs them.
+    Recorded in the audit trail under ``purpose`` (see ``mpi.demographics``)."""
     person = mpi.resolve(ctx, card.person_id)
-    return person, mpi.demographics(ctx, person), mpi.identifiers_of(ctx, person)
+    return (person, mpi.demographics(ctx, person, purpose=purpose),
+            mpi.identifiers_of(ctx, person, purpose=purpose))
 
 
 def history(ctx: Ctx, card: Card) -> list[CardEvent]:
@@ -460,7 +469,7 @@ def modify(ctx: Ctx, ehc_id: str, changes: Changes, reason: str | None = None) -
     if current == S.CANCELLED:
         raise Conflict("A cancelled card cannot be modified.", code="card_transition_not_allowed",
                        status_now=current.value, action="modify")
-    person, on_file, identifiers = holder(ctx, card)
+    person, on_file, identifiers = holder(ctx, card, purpose="card.modify")
     document = next((parse_document(i.system[4:], i.value) for i in identifiers if i.system.startswith("doc:")), None)
     errors: list[dict] = []
     new = _details(errors, changes, None)
@@ -493,8 +502,14 @@ def modify(ctx: Ctx, ehc_id: str, changes: Changes, reason: str | None = None) -
     return card
 
 
+# The audit purpose of each step of a card's life (everything not listed is "card.lifecycle").
+_AUDIT_PURPOSE = {"register": "card.register", "modify": "card.modify"}
+
+
 def _record(ctx: Ctx, card: Card, action: str, from_status: CardStatus | None, to: CardStatus, reason: str | None) -> None:
     actor = ctx.actor
+    purpose = "card.temporary" if action == "register" and card.temporary else _AUDIT_PURPOSE.get(action, "card.lifecycle")
+    audit.record_access(ctx, card.person_id, "change", purpose)
     ctx.session.add(
         CardEvent(
             ehc_id=card.ehc_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
@@ -56,9 +57,15 @@ class Vault:
         return self._sealer.open_optional(sealed, context)
 
 
+# The id of the HTTP request being served (set by ``kit.http.RequestIdMiddleware``), for the audit
+# trail; None in the CLI and batch jobs.
+current_request_id: ContextVar[str | None] = ContextVar("ehc_request_id", default=None)
+
+
 @dataclass
 class Ctx:
     session: Session
     vault: Vault
     actor: Actor
     settings: Settings
+    request_id: str | None = field(default_factory=current_request_id.get)

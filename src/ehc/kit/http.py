@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 
+from .context import current_request_id
 from .errors import Problem
 
 log = logging.getLogger("ehc.http")
@@ -61,7 +62,11 @@ class RequestIdMiddleware(BaseHTTPMiddleware):
         rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(8)
         request.state.request_id = rid
         started = time.perf_counter()
-        response = await call_next(request)
+        token = current_request_id.set(rid)  # seen by the request's Ctx (the audit trail records it)
+        try:
+            response = await call_next(request)
+        finally:
+            current_request_id.reset(token)
         response.headers["X-Request-ID"] = rid
         log.info(
             "request",

@@ -25,7 +25,7 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
 def _out(ctx: Ctx, card: Card, *, own: bool, created: bool | None = None) -> MyCardOut:
-    person, details, identifiers = cards.holder(ctx, card)
+    person, details, identifiers = cards.holder(ctx, card, purpose="card.view" if own else "card.family")
     return my_card_out(card, person, details, identifiers, own=own, created=created)
 
 

@@ -12,6 +12,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from ..audit import service as audit
 from ..kit import ids
 from ..kit.context import Ctx
 from ..kit.errors import Conflict, NotFound
@@ -75,6 +76,17 @@ def resolve(ctx: Ctx, person_id: str) -> Person:
     return person
 
 
+def ids_of(ctx: Ctx, person: Person) -> list[str]:
+    """The person's id and the ids of everyone merged into them, directly or through others: every
+    id under which something about this person may have been recorded."""
+    found, frontier = [person.id], [person.id]
+    while frontier:
+        frontier = [pid for pid in ctx.session.scalars(select(Person.id).where(Person.merged_into.in_(frontier)))
+                    if pid not in found]
+        found.extend(frontier)
+    return found
+
+
 def find_by_identifier(ctx: Ctx, identifier: Identifier) -> Person | None:
     person_id = ctx.session.scalar(
         select(PersonIdentifier.person_id).where(PersonIdentifier.blind_index == identifier.blind_index(ctx))
@@ -120,14 +132,21 @@ def add_identifier(ctx: Ctx, person: Person, identifier: Identifier) -> None:
     ctx.session.flush()
 
 
-def identifiers_of(ctx: Ctx, person: Person) -> list[Identifier]:
+def identifiers_of(ctx: Ctx, person: Person, *, purpose: str) -> list[Identifier]:
+    """A person's identifiers in clear. Opening them is an access to personal data: it is recorded in
+    the audit trail under ``purpose`` (e.g. ``card.view``), unless the resident reads their own."""
+    audit.record_access(ctx, person.id, "read", purpose)
     rows = ctx.session.scalars(
         select(PersonIdentifier).where(PersonIdentifier.person_id == person.id).order_by(PersonIdentifier.id)
     )
     return [Identifier(row.system, ctx.vault.open(row.value_sealed, _context(row.system))) for row in rows]
 
 
-def demographics(ctx: Ctx, person: Person) -> Demographics:
+def demographics(ctx: Ctx, person: Person, *, purpose: str) -> Demographics:
+    """A person's details in clear. Like ``identifiers_of``, recorded in the audit trail under
+    ``purpose``; one unit of work opening both leaves one event per person and purpose."""
+    audit.record_access(ctx, person.id, "read", purpose)
+
     def open_(field: str) -> str | None:
         return ctx.vault.open_optional(getattr(person, f"{field}_sealed"), seal_context(person.id, field))
 

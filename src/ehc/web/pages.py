@@ -307,7 +307,7 @@ def card_page(request: Request, ctx: WebsiteCtx) -> HTMLResponse:
         return render(request, "card.html", private=True, nav="card", card=None, notice=None)
     lang = i18n.negotiate(request)
     t = i18n.translator(lang)
-    person, details, identifiers = service.holder(ctx, card)
+    person, details, identifiers = service.holder(ctx, card, purpose="card.view")
     out = card_out(card, person, details, identifiers)  # masked: the same view window staff get
     holder = out.holder
     kind = DocumentType(holder.document_type) if holder.document_type else None
