@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from . import __version__, logs
 from .accounts.endpoints import router as accounts_router
 from .accounts.endpoints import staff_router
+from .apps.endpoints import router as apps_router
 from .audit.endpoints import router as audit_router
 from .cards.endpoints import router as cards_router
 from .institutions.endpoints import router as institutions_router
@@ -28,6 +29,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
     app.include_router(accounts_router)
+    app.include_router(apps_router)
     app.include_router(cards_router)
     app.include_router(me_router)
     app.include_router(institutions_router)

@@ -1,6 +1,7 @@
 """Every domain's tables, imported once so Alembic and ``create_all`` see the whole schema."""
 
 from .accounts import models as _accounts  # noqa: F401
+from .apps import models as _apps  # noqa: F401
 from .audit import models as _audit  # noqa: F401
 from .cards import models as _cards  # noqa: F401
 from .db import Base

@@ -1,4 +1,5 @@
-"""Who is calling: a bearer token (staff) or nobody (the public website). Typed dependencies."""
+"""Who is calling: a signed hospital system (apps/), a bearer token (staff) or nobody (the public
+website). Typed dependencies."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
+from ..apps import service as apps_service
+from ..apps import signing
 from ..kit.codes import Channel
 from ..kit.context import Actor, Ctx
 from ..kit.deps import DbSession, get_platform
@@ -50,7 +53,30 @@ def clear_resident_cookie(response: Response) -> None:
     response.delete_cookie(RESIDENT_COOKIE, path="/", httponly=True, samesite="lax")
 
 
-def current_actor(request: Request, session: DbSession) -> Actor:
+async def raw_body(request: Request) -> bytes:
+    """The request's bytes exactly as received (cached by Starlette, so the endpoint still gets them)."""
+    return await request.body()
+
+
+RawBody = Annotated[bytes, Depends(raw_body)]
+
+
+def _machine_actor(request: Request, body: bytes) -> Actor:
+    raw_path = request.scope.get("raw_path")
+    signed = apps_service.SignedRequest(
+        method=request.method,
+        path=raw_path.decode("latin-1") if raw_path else request.url.path,
+        query=request.scope.get("query_string", b"").decode("latin-1"),
+        body=body,
+        headers=request.headers,
+    )
+    # Checked and its nonce spent in a transaction of its own, before the request's work begins.
+    return apps_service.admit(get_platform(request).db.engine, signed)
+
+
+def current_actor(request: Request, session: DbSession, body: RawBody) -> Actor:
+    if signing.is_signed(request.headers):
+        return _machine_actor(request, body)
     token = _bearer(request)
     if token is None:
         return Actor.anonymous(Channel.WEBSITE)
@@ -77,9 +103,10 @@ def context(request: Request, session: DbSession, actor: CurrentActor) -> Ctx:
 AnyCtx = Annotated[Ctx, Depends(context)]
 
 
-def require_roles(*roles: Role):  # noqa: ANN201
-    """A dependency that lets through staff holding one of ``roles``, and nobody else."""
-    allowed = frozenset(r.value for r in roles)
+def require_roles(*roles: Role | str):  # noqa: ANN201
+    """A dependency that lets through callers holding one of ``roles`` (staff roles, or the
+    ``HOSPITAL_SYSTEM`` pseudo-role of a signed machine caller), and nobody else."""
+    allowed = frozenset(str(r) for r in roles)
 
     def dependency(ctx: AnyCtx) -> Ctx:
         if ctx.actor.kind == "anonymous":

@@ -23,3 +23,7 @@ INSTITUTION_ROLES = frozenset(
     {Role.WINDOW_CLERK, Role.DOCTOR, Role.NURSE, Role.FAMILY_DOCTOR, Role.CASHIER, Role.INSTITUTION_ADMIN}
 )
 COMMISSION_ROLES = frozenset({Role.REGIONAL_OPERATOR, Role.AUDITOR, Role.PLATFORM_ADMIN})
+
+# Not a staff role: the pseudo-role of a hospital system calling the signed machine API (apps/).
+# It can never be given to a staff account; domains list it where a system may act like window staff.
+HOSPITAL_SYSTEM = "hospital_system"

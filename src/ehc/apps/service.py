@@ -1,0 +1,232 @@
+"""Institution apps: registering them and their keys, and authenticating their signed requests.
+
+Authentication checks a request in a fixed order and stops at the first failure, each with its own
+code: the signing headers' form (``signature_headers_missing``), the app (``app_unknown``), the key
+(``key_unknown``, ``key_revoked``), the clock (``timestamp_skew``), the signature
+(``signature_invalid``) and last the nonce (``nonce_replayed``). The nonce comes last so that only
+the holder of a registered private key can use up a nonce; and it is the only thing written, and
+only for a request that passed everything else.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy.engine import Connection, Engine
+
+from ..accounts.roles import HOSPITAL_SYSTEM
+from ..crypto import SM2PublicKey
+from ..institutions import policy
+from ..institutions import service as institutions
+from ..kit.clock import utcnow
+from ..kit.codes import Channel
+from ..kit.context import Actor, Ctx
+from ..kit.errors import Conflict, Invalid, NotFound, Problem, Unauthorized, field_error
+from . import replay, signing
+from .models import AppKey, InstitutionApp, KeyStatus
+
+MAX_ACTIVE_KEYS = 5  # enough to rotate (old and new side by side) with room for a staged spare
+
+
+# -- managing apps and keys ------------------------------------------------------------------------
+
+def _manager_name(ctx: Ctx) -> str | None:
+    return ctx.actor.operator or ctx.actor.id
+
+
+def _managed_institution(ctx: Ctx, institution_id: str) -> str:
+    """The institution's id if the actor manages it (institutions/policy.py: its admin, a platform
+    admin, the CLI); 404 otherwise, whether or not it exists, as the institution registry answers."""
+    if not (policy.may_manage(ctx.actor, institution_id)
+            and institutions.find_institution(ctx.session, institution_id) is not None):
+        raise NotFound("No such institution.", code="institution_not_found")
+    return institution_id
+
+
+def create_app(ctx: Ctx, *, name: str, institution_id: str | None = None) -> InstitutionApp:
+    institution_id = institution_id or ctx.actor.institution_id
+    if not institution_id:
+        raise Invalid("Say which institution the app belongs to.", code="institution_required",
+                      errors=[field_error("institution_id", "required", "An app belongs to an institution.")])
+    name = " ".join((name or "").split())
+    if not name or len(name) > 100:
+        raise Invalid("An app's name is 1 to 100 characters.", code="app_name_invalid",
+                      errors=[field_error("name", "app_name_invalid", "1 to 100 characters.")])
+    _managed_institution(ctx, institution_id)
+    app = InstitutionApp(id=secrets.token_hex(8), institution_id=institution_id, name=name,
+                         created_by=_manager_name(ctx), created_at=utcnow())
+    ctx.session.add(app)
+    ctx.session.flush()
+    return app
+
+
+def list_apps(ctx: Ctx, institution_id: str | None = None) -> list[InstitutionApp]:
+    """Apps of one institution the actor manages; without ``institution_id``, an institution admin's
+    own, or every institution's for those who manage them all."""
+    query = select(InstitutionApp).order_by(InstitutionApp.created_at, InstitutionApp.id)
+    institution_id = institution_id or (None if policy.everywhere(ctx.actor) else ctx.actor.institution_id)
+    if institution_id is not None:
+        _managed_institution(ctx, institution_id)
+        query = query.where(InstitutionApp.institution_id == institution_id)
+    elif not policy.everywhere(ctx.actor):
+        return []
+    return list(ctx.session.scalars(query))
+
+
+def get_app(ctx: Ctx, app_id: str) -> InstitutionApp:
+    """The app, if the actor manages its institution; 404 otherwise."""
+    app = ctx.session.get(InstitutionApp, app_id)
+    if app is None or not policy.may_manage(ctx.actor, app.institution_id):
+        raise NotFound(f"No app {app_id}.", code="app_not_found")
+    return app
+
+
+def keys_of(ctx: Ctx, app: InstitutionApp) -> list[AppKey]:
+    return list(ctx.session.scalars(
+        select(AppKey).where(AppKey.app_id == app.id).order_by(AppKey.created_at, AppKey.key_id)))
+
+
+def key_id_for(public_key: SM2PublicKey) -> str:
+    return public_key.fingerprint[:16]
+
+
+def add_key(ctx: Ctx, app_id: str, public_key_pem: str) -> AppKey:
+    """Register an SM2 public key (PEM, SubjectPublicKeyInfo). To rotate: add the new key, move the
+    system over to it, then revoke the old one; both work in between."""
+    app = get_app(ctx, app_id)
+    try:
+        public_key = SM2PublicKey.from_pem(public_key_pem.strip().encode())
+    except Exception:
+        message = ("Not an SM2 public key in PEM form (-----BEGIN PUBLIC KEY-----). Make one with "
+                   "`openssl genpkey -algorithm SM2 -out app-key.pem` and `openssl pkey -in app-key.pem -pubout`.")
+        raise Invalid(message, code="public_key_invalid",
+                      errors=[field_error("public_key_pem", "public_key_invalid", message)]) from None
+    if ctx.session.scalar(select(AppKey.key_id).where(AppKey.fingerprint == public_key.fingerprint)):
+        raise Conflict("This public key is already registered (keys are never reused, even after revocation).",
+                       code="key_already_registered")
+    active = ctx.session.scalar(select(func.count()).select_from(AppKey).where(
+        AppKey.app_id == app.id, AppKey.status == KeyStatus.ACTIVE.value))
+    if active >= MAX_ACTIVE_KEYS:
+        raise Conflict(f"An app has at most {MAX_ACTIVE_KEYS} active keys; revoke one first.", code="too_many_keys")
+    key = AppKey(app_id=app.id, key_id=key_id_for(public_key), fingerprint=public_key.fingerprint,
+                 public_key_pem=public_key.to_pem().decode("ascii"), status=KeyStatus.ACTIVE.value,
+                 created_by=_manager_name(ctx), created_at=utcnow())
+    ctx.session.add(key)
+    ctx.session.flush()
+    return key
+
+
+def revoke_key(ctx: Ctx, app_id: str, key_id: str) -> AppKey:
+    """Stop accepting a key, from the next request on. Final; revoking twice is a no-op."""
+    app = get_app(ctx, app_id)
+    key = ctx.session.get(AppKey, (app.id, key_id))
+    if key is None:
+        raise NotFound(f"App {app_id} has no key {key_id}.", code="key_not_found")
+    if key.status != KeyStatus.REVOKED.value:
+        key.status = KeyStatus.REVOKED.value
+        key.revoked_at = utcnow()
+        key.revoked_by = _manager_name(ctx)
+        ctx.session.flush()
+    return key
+
+
+# -- authenticating signed requests ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """What authentication needs of an HTTP request, and nothing framework-specific."""
+
+    method: str
+    path: str  # percent-encoded, as sent
+    query: str  # raw query string, without "?"
+    body: bytes
+    headers: Mapping[str, str]  # case-insensitive lookup
+
+
+def _reject(code: str, detail: str, **extra) -> Unauthorized:  # noqa: ANN003
+    return Unauthorized(detail, code=code, title="Signed request refused", **extra)
+
+
+@lru_cache(maxsize=4096)
+def _public_key(pem: str) -> SM2PublicKey:
+    # Parsing PEM costs more than verifying; a key's PEM never changes, so parse each once.
+    return SM2PublicKey.from_pem(pem.encode())
+
+
+def _operator_and_channel(headers: Mapping[str, str]) -> tuple[str | None, Channel]:
+    operator = headers.get(signing.HEADER_OPERATOR) or None
+    if operator is not None and (len(operator) > signing.MAX_OPERATOR_LENGTH or not operator.isprintable()):
+        raise Problem(f"{signing.HEADER_OPERATOR} is at most {signing.MAX_OPERATOR_LENGTH} printable characters.",
+                      code="operator_invalid", status=400)
+    try:
+        channel = Channel(headers.get(signing.HEADER_CHANNEL) or Channel.HOSPITAL_SYSTEM.value)
+    except ValueError:
+        channel = Channel.HOSPITAL_SYSTEM
+    return operator, channel
+
+
+# The app and, if it has one by that id, the key: one indexed query, built once.
+_APP_AND_KEY = (
+    select(InstitutionApp.institution_id, AppKey.status, AppKey.public_key_pem)
+    .select_from(InstitutionApp)
+    .outerjoin(AppKey, and_(AppKey.app_id == InstitutionApp.id, AppKey.key_id == bindparam("key_id")))
+    .where(InstitutionApp.id == bindparam("app_id"))
+)
+
+
+def admit(engine: Engine, request: SignedRequest) -> Actor:
+    """Authenticate a signed request in a unit of work of its own, committed before the request's
+    work begins: a request that was let in can never be played again, even if its work then fails."""
+    with replay.unit_of_work(engine) as connection:
+        return authenticate(connection, request)
+
+
+def authenticate(connection: Connection, request: SignedRequest, now: datetime | None = None) -> Actor:
+    """The machine actor behind a signed request, or a :class:`Problem` saying what is wrong.
+
+    On success the request's nonce is claimed in ``connection``'s transaction (see :func:`admit`).
+    """
+    now = now or utcnow()
+    try:
+        signed = signing.parse_headers(request.headers)
+    except signing.MalformedHeaders as exc:
+        raise _reject("signature_headers_missing", f"{exc} A signed request carries "
+                      + ", ".join(signing.SIGNATURE_HEADERS) + "; see docs/api-integration.md.") from None
+    operator, channel = _operator_and_channel(request.headers)
+
+    row = connection.execute(_APP_AND_KEY, {"app_id": signed.app_id, "key_id": signed.key_id}).first()
+    if row is None:
+        raise _reject("app_unknown", f"No app {signed.app_id} is registered on the platform.")
+    institution_id, status, pem = row
+    if status is None:
+        raise _reject("key_unknown", f"App {signed.app_id} has no key {signed.key_id}.")
+    if status != KeyStatus.ACTIVE.value:
+        raise _reject("key_revoked", f"Key {signed.key_id} of app {signed.app_id} has been revoked.")
+
+    skew = signed.unix_time - int(now.timestamp())  # whole seconds, like the header
+    if abs(skew) > signing.MAX_SKEW_SECONDS:
+        raise _reject("timestamp_skew", f"{signing.HEADER_TIMESTAMP} is {abs(skew):.0f} s "
+                      f"{'ahead of' if skew > 0 else 'behind'} the platform's clock; at most "
+                      f"{signing.MAX_SKEW_SECONDS} s is accepted. Check the system's clock (NTP).",
+                      server_time=int(now.timestamp()))
+
+    message = signing.string_to_sign(method=request.method, path=request.path, query=request.query,
+                                     body=request.body, timestamp=signed.timestamp, nonce=signed.nonce,
+                                     app_id=signed.app_id, key_id=signed.key_id)
+    if not _public_key(pem).verify(signed.signature, message.encode("utf-8")):
+        # The string the platform checked is built only from what the caller sent, so showing it
+        # gives nothing away and lets an integrator find the line their side builds differently.
+        raise _reject("signature_invalid", "The signature does not match this request and key.",
+                      string_to_sign=message)
+
+    expires_at = datetime.fromtimestamp(signed.unix_time, now.tzinfo) + timedelta(seconds=signing.MAX_SKEW_SECONDS + 1)
+    if not replay.claim(connection, signed.app_id, signed.nonce, expires_at, now):
+        raise _reject("nonce_replayed", f"Nonce {signed.nonce} was already used by this app; every request "
+                      "needs a fresh one.")
+    return Actor(kind="machine", channel=channel, id=signed.app_id, institution_id=institution_id,
+                 operator=operator, roles=frozenset({HOSPITAL_SYSTEM}))
