@@ -136,8 +136,9 @@ class _Prepared:
     pending: list[int]  # lines (of bulk rows) whose card is pending review
     rejects: list[_Rejection]
     slow: list[int]  # lines repeating a document held by an earlier line of this batch
-    # Rows the verifier failed: (line, identifier blind index, rejection). The service checks the
-    # verifier only for documents nobody holds yet, so these are refused only if that is the case.
+    # Rows the verifier failed: (line, identifier blind index, rejection, an earlier line of the batch
+    # holds the document). The service runs the verifier only for documents nobody holds yet, so these
+    # are refused only if nobody held the document before them.
     failed: list[tuple[int, str, _Rejection, bool]] = field(default_factory=list)
 
 
@@ -312,8 +313,10 @@ class _Preparer:
                 cards.append("\t".join([str(row[0]), person_id, ehc_id, row[3], bulk._copy_value(row[4])]))
             else:
                 cards.append(row)
-        card_payload: bytes | list[tuple] = ("\n".join(cards) + "\n").encode() if self.copy and cards else (
-            b"" if self.copy else cards)
+        if self.copy:
+            card_payload: bytes | list[tuple] = "".join(line + "\n" for line in cards).encode()
+        else:
+            card_payload = cards
         return _Prepared(persons.build(), card_payload, pending, rejects, slow, failed)
 
 
