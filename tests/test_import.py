@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
+from ehc.audit import service as audit
+from ehc.audit.models import AuditEvent
 from ehc.cards import importer, service
 from ehc.cards.models import Card, CardEvent, ImportJob
 from ehc.kit.codes import Channel
@@ -177,6 +179,7 @@ def test_import_applies_the_service_rules_and_reports_rejections(platform, clien
                                 "cards": expected_people, "events": expected_people}
 
     actor = Actor.system("test", Channel.WINDOW)
+    imported_people: set[str] = set()
     with platform.db.session() as session:
         ctx = platform.ctx(session, actor)
         # Already registered through the API: the API's card is kept, untouched.
@@ -185,7 +188,7 @@ def test_import_applies_the_service_rules_and_reports_rejections(platform, clien
         # Every imported row is findable, its sealed fields open to what was in the file.
         for line, row in expect["created"]:
             card = service.find_by_document(ctx, row["document_type"] or "01", row["document_number"])
-            person, details, identifiers = service.holder(ctx, card)
+            person, details, identifiers = service.holder(ctx, card, purpose="card.view")
             assert details.name == row["name"]
             assert details.phone == row["phone"]
             assert details.birth_date == date.fromisoformat(row["birth_date"])
@@ -197,6 +200,19 @@ def test_import_applies_the_service_rules_and_reports_rejections(platform, clien
             assert (event.action, event.actor_kind, event.channel, event.to_status) == (
                 "register", "system", "0900", card.status)
             assert person.birth_year == date.fromisoformat(row["birth_date"]).year
+            imported_people.add(person.id)
+
+    # As for any registration, each new holder's audit trail says who registered them; the chain holds.
+    with platform.db.session() as session:
+        registered = session.execute(
+            select(AuditEvent.person_id, AuditEvent.actor_kind, AuditEvent.operator, AuditEvent.channel)
+            .where(AuditEvent.purpose == "card.register", AuditEvent.action == "change",
+                   AuditEvent.channel == Channel.BATCH_IMPORT.value)
+        ).all()
+        assert sorted(r.person_id for r in registered) == sorted(imported_people)
+        assert {(r.actor_kind, r.operator) for r in registered} == {("system", "migration-test")}
+        report = audit.verify_chain(platform.ctx(session, actor))
+        assert report.intact and report.unchained == 0, report.summary()
 
 
 def test_nothing_personal_is_stored_in_clear(platform, messy_registry, tmp_path):  # noqa: ANN001
@@ -261,6 +277,9 @@ def test_an_interrupted_import_resumes_without_doing_anything_twice(platform, tm
     assert counts(platform) == {"persons": 300, "identifiers": 300, "cards": 300, "events": 300}
     with platform.db.session() as session:
         ctx = platform.ctx(session, Actor.system("test"))
+        registered = session.scalars(select(AuditEvent.person_id).where(AuditEvent.purpose == "card.register"))
+        assert sorted(registered) == sorted(session.scalars(select(Person.id)))
+        assert audit.verify_chain(ctx).intact
         for _, row in reg.rows:
             assert service.find_by_document(ctx, "01", row["document_number"]).status == "normal"
 

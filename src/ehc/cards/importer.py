@@ -78,6 +78,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..audit import bulk as audit_bulk
 from ..identity import Applicant, get_verifier, mask_number, normalise_number
 from ..kit import ids
 from ..kit.clock import utcnow
@@ -132,6 +133,7 @@ class _Prepared:
     """A batch, prepared by a worker: what to bulk-write, what to refuse, what needs the service."""
 
     persons: bulk.PersonBatch
+    people: list[tuple[int, str]]  # (line, new person id) of the bulk rows, in file order
     cards: bytes | list[tuple]
     pending: list[int]  # lines (of bulk rows) whose card is pending review
     rejects: list[_Rejection]
@@ -267,6 +269,7 @@ class _Preparer:
 
     def prepare(self, records: list[Record]) -> _Prepared:
         persons = bulk.PersonBatchBuilder(self.vault, copy=self.copy)
+        people: list[tuple[int, str]] = []
         cards: list = []
         pending: list[int] = []
         rejects: list[_Rejection] = []
@@ -308,6 +311,7 @@ class _Preparer:
                 pending.append(line)
             person_id, ehc_id = ids.new_person_id(), ids.new_card_id()
             persons.add(line, person_id, details, identifier, blind)
+            people.append((line, person_id))
             row = (line, person_id, ehc_id, status.value, result.verifier)
             if self.copy:
                 cards.append("\t".join([str(row[0]), person_id, ehc_id, row[3], bulk._copy_value(row[4])]))
@@ -317,7 +321,7 @@ class _Preparer:
             card_payload: bytes | list[tuple] = "".join(line + "\n" for line in cards).encode()
         else:
             card_payload = cards
-        return _Prepared(persons.build(), card_payload, pending, rejects, slow, failed)
+        return _Prepared(persons.build(), people, card_payload, pending, rejects, slow, failed)
 
 
 _worker: _Preparer | None = None
@@ -449,6 +453,11 @@ class _Writer:
                      "document_masked": r.document_masked, "problem": r.problem, "code": r.code,
                      "field": r.field, "message": r.message} for r in rejects])
             _record_progress(connection, self.job_id, rows_before, rows_after, counts, now)
+            # As the service does for every registration: a "card.register" change in each new
+            # holder's audit trail (rows that went through the service recorded their own). Last, as
+            # it holds the audit chain's lock until the commit.
+            audit_bulk.record_changes(connection, [pid for line, pid in prepared.people if line not in lost],
+                                      "card.register", self.actor, at=now)
         return counts
 
     def _through_service(self, connection: Connection, records: list[Record], lines: list[int],
