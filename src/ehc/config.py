@@ -32,6 +32,10 @@ class Settings:
     # messages, codes included, in the ``sms_outbox`` table and is refused when EHC_ENV=production.
     sms_sender: str = field(default_factory=lambda: _env("SMS_SENDER", "outbox"))
     # How long a resident's sign-in (bearer token or ``ehc_resident`` cookie) lasts.
+    # Requests a minute per hospital app, per signed-in person and per anonymous address (0 = off).
+    rate_limit_app: int = field(default_factory=lambda: int(_env("RATE_LIMIT_APP", "6000")))
+    rate_limit_identity: int = field(default_factory=lambda: int(_env("RATE_LIMIT_IDENTITY", "600")))
+    rate_limit_anonymous: int = field(default_factory=lambda: int(_env("RATE_LIMIT_ANONYMOUS", "300")))
     resident_session_hours: int = field(default_factory=lambda: int(_env("RESIDENT_SESSION_HOURS", "24")))
 
     def __post_init__(self) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import Settings, get_settings
 from .crypto import KeyStore
 from .db import Database
 from .kit.context import Actor, Ctx, Vault
+from .kit.ratelimit import RateLimiter
 
 
 @dataclass
@@ -16,6 +17,23 @@ class Platform:
     db: Database
     keys: KeyStore
     vault: Vault
+    limiters: dict[str, RateLimiter] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limiters = {
+            "machine": RateLimiter(self.settings.rate_limit_app),
+            "anonymous": RateLimiter(self.settings.rate_limit_anonymous),
+            "identity": RateLimiter(self.settings.rate_limit_identity),
+        }
+
+    def check_rate(self, actor: Actor, address: str | None) -> None:
+        """One request's worth of the caller's allowance: per app, per person, or per address."""
+        if actor.kind == "machine":
+            self.limiters["machine"].check(f"app:{actor.id}")
+        elif actor.kind == "anonymous":
+            self.limiters["anonymous"].check(f"ip:{address or '-'}")
+        elif actor.kind != "system":
+            self.limiters["identity"].check(f"{actor.kind}:{actor.id}")
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> "Platform":

@@ -75,6 +75,12 @@ def _machine_actor(request: Request, body: bytes) -> Actor:
 
 
 def current_actor(request: Request, session: DbSession, body: RawBody) -> Actor:
+    actor = _identify(request, session, body)
+    get_platform(request).check_rate(actor, request.client.host if request.client else None)
+    return actor
+
+
+def _identify(request: Request, session: DbSession, body: bytes) -> Actor:
     if signing.is_signed(request.headers):
         return _machine_actor(request, body)
     token = _bearer(request)

@@ -41,11 +41,14 @@ def request_id(request: Request) -> str:
 
 
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
+    headers = {"X-Request-ID": request_id(request)}
+    if "retry_after" in problem.extra:  # rate limits and lock-outs say when to come back
+        headers["Retry-After"] = str(problem.extra["retry_after"])
     return JSONResponse(
         problem.body(instance=request.url.path, request_id=request_id(request)),
         status_code=problem.status,
         media_type=PROBLEM_JSON,
-        headers={"X-Request-ID": request_id(request)},
+        headers=headers,
     )
 
 
