@@ -22,7 +22,7 @@ Every row goes through the rules of :func:`ehc.cards.service.register`: the same
 normalisation (``ehc.identity``), the same field checks, the same real-name verifier
 (``settings.verifier``): a row the verifier sends to review gets a card *pending review*, a row it
 fails is rejected. Cards are issued through channel 0900 (batch import) by the actor
-``system:<operator>``. A document that already has a card (registered through the API, or earlier
+``system:<operator>``, and each new holder's audit trail records the registration (``card.register``). A document that already has a card (registered through the API, or earlier
 in the file) keeps its person and card and counts as *already registered*; the same document under
 another name is rejected as ``document_registered_other_name``, as the service does.
 
@@ -49,10 +49,11 @@ The file is read as a stream, ``batch_size`` records at a time; a bounded number
 flight. Worker processes (``workers``, default: one per core) do the CPU work: parse, validate,
 verify, seal every personal field with SM4-GCM (bound to the new person's id) and compute the
 HMAC-SM3 blind indexes. Each loads the key store itself. The main process only writes, one
-transaction per batch, through :mod:`ehc.mpi.bulk` for the master index (no other domain writes
-its tables): on PostgreSQL with ``COPY`` into temporary staging tables and ``INSERT ... SELECT``
-(the unique blind index with ``ON CONFLICT DO NOTHING`` decides who holds a document, also
-against concurrent API registrations); elsewhere with ``executemany``. The few rows whose document
+transaction per batch, through :mod:`ehc.mpi.bulk` for the master index and :mod:`ehc.audit.bulk`
+for the audit trail (no other domain writes their tables): on PostgreSQL with ``COPY`` into
+temporary staging tables and ``INSERT ... SELECT`` (the unique blind index with ``ON CONFLICT DO
+NOTHING`` decides who holds a document, also against concurrent API registrations); elsewhere with
+``executemany``. The few rows whose document
 is already held, or that repeat an earlier row, go one by one through ``service.register`` itself
 in the same transaction, so the existing-card and other-name rules are the service's own code.
 """
