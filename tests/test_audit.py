@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import date, datetime, timedelta, timezone
 
 import gmalg
@@ -228,19 +229,62 @@ def test_verify_cli_and_an_anchor_catch_a_cut_off_end(platform, settings):
 
 def test_events_left_in_intake_are_chained_by_the_next_commit(platform):
     # A session joined to an outer transaction never calls Session.commit: its events wait in intake.
-    from sqlalchemy.orm import Session
-
-    with platform.db.engine.connect() as conn, conn.begin():
-        with Session(bind=conn) as session:
-            audit.record_access(platform.ctx(session, _clerk_actor("inst-x")), "B" * 32, "read", "card.view")
-            session.flush()
-    with platform.db.session() as session:
-        assert session.scalar(select(func.count()).where(AuditEvent.seq.is_(None))) == 1
+    _intake_only(platform, "B" * 32)
+    assert _unchained(platform) == 1
     assert _verify(platform).unchained == 1
     _accesses(platform, _clerk_actor("inst-x"), ["C" * 32])
     assert [(e.seq, e.person_id) for e in sorted(_events(platform), key=lambda e: e.seq)] == [
         (1, "B" * 32), (2, "C" * 32)]
     assert _verify(platform).intact
+
+
+def _unchained(platform) -> int:  # noqa: ANN001
+    with platform.db.session() as session:
+        return session.scalar(select(func.count()).where(AuditEvent.seq.is_(None)))
+
+
+def _intake_only(platform, person_id: str) -> None:  # noqa: ANN001
+    """An event committed by a session that never calls Session.commit (joined to an outer transaction)."""
+    from sqlalchemy.orm import Session
+
+    with platform.db.engine.connect() as conn, conn.begin():
+        with Session(bind=conn) as session:
+            audit.record_access(platform.ctx(session, _clerk_actor("inst-x")), person_id, "read", "card.view")
+            session.flush()
+
+
+def test_a_commit_does_not_wait_for_the_chain_lock(platform):
+    if platform.db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers itself: there is no chain lock to find taken")
+    holder = platform.db.engine.connect()
+    holder.begin()
+    holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": audit.CHAIN_LOCK_KEY})
+    try:
+        started = time.perf_counter()
+        _accesses(platform, _clerk_actor("inst-x"), ["D" * 32])
+        assert time.perf_counter() - started < 5  # committed without queueing behind the holder
+        assert _unchained(platform) == 1  # ... and left its event for the next chaining
+    finally:
+        holder.rollback()
+        holder.close()
+    _accesses(platform, _clerk_actor("inst-x"), ["E" * 32])
+    assert _unchained(platform) == 0
+    assert [(e.seq, e.person_id) for e in sorted(_events(platform), key=lambda e: e.seq)] == [
+        (1, "D" * 32), (2, "E" * 32)]
+    assert _verify(platform).intact
+
+
+def test_the_sweeper_chains_what_was_left_waiting(platform):
+    _intake_only(platform, "G" * 32)
+    assert _unchained(platform) == 1
+    sweeper = audit.start_sweeper(platform.db, interval=0.05)
+    try:
+        deadline = time.monotonic() + 10
+        while _unchained(platform) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sweeper.stop()
+    assert _unchained(platform) == 0 and _verify(platform).intact
 
 
 def test_concurrent_appends_leave_a_gap_free_intact_chain(platform):
@@ -265,6 +309,10 @@ def test_concurrent_appends_leave_a_gap_free_intact_chain(platform):
     for t in threads:
         t.join()
     assert not errors, errors
+    # A commit that found the chain lock taken left its events for the next chaining: do it, as
+    # `ehc audit verify` and the server's sweeper do.
+    with platform.db.session() as session:
+        audit.chain_pending(session)
     events = _events(platform)
     assert sorted(e.seq for e in events) == list(range(1, 2 * writers * each + 1))
     report = _verify(platform)

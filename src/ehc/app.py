@@ -53,5 +53,13 @@ def _mount_web(app: FastAPI) -> None:
 
 
 def app_factory() -> FastAPI:
-    """Entry point for ``uvicorn --factory ehc.app:app_factory``."""
-    return create_app()
+    """Entry point for ``uvicorn --factory ehc.app:app_factory`` (``ehc serve``, once per worker).
+
+    Serving also runs the audit trail's sweeper, which chains events that busy moments left waiting
+    (``audit/service.py``); tests build apps with ``create_app`` and chain explicitly instead.
+    """
+    from .audit.service import start_sweeper
+
+    app = create_app()
+    start_sweeper(app.state.platform.db)
+    return app
