@@ -159,6 +159,7 @@ def main(quick: bool = False) -> list[dict]:
     if not KeyStore(keys_dir).exists:
         KeyStore.init(keys_dir)
     import_times, copy_times = [], []
+    load_before = os.getloadavg()[0]  # the machine is shared: say how busy it was
     try:
         for _ in range(runs):
             url = _fresh_database()
@@ -168,6 +169,7 @@ def main(quick: bool = False) -> list[dict]:
             copy_times += [_copy(url, path) for _ in range(3)]
     finally:
         _admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+    load_after = os.getloadavg()[0]
     import_s = statistics.median(import_times)
     copy_s = statistics.median(copy_times)
     rate, copy_rate = rows / import_s, rows / copy_s
@@ -186,7 +188,8 @@ def main(quick: bool = False) -> list[dict]:
             "notes": (f"median of {runs} import(s), {workers} workers, default batch; everything included "
                       f"(SM3 of the file, validation, verification, SM4-GCM sealing, HMAC-SM3 blind indexes, "
                       f"person + identifier + card + event rows, one transaction per batch); ratio = import "
-                      f"rate / COPY rate (= COPY time / import time); COPY median of {len(copy_times)}{spread}"),
+                      f"rate / COPY rate (= COPY time / import time); COPY median of {len(copy_times)}{spread}; "
+                      f"1-min load average {load_before:.1f} before, {load_after:.1f} after, on {workers} cores"),
         },
         {
             "figure": f"CSV import into PostgreSQL, {rows:,} residents (total time)",

@@ -136,6 +136,7 @@ def main(quick: bool = False) -> list[dict]:
     _admin(f'CREATE DATABASE "{DATABASE}"')
     url = ADMIN_URL.rsplit("/", 1)[0] + f"/{DATABASE}"
     upgrade(url)
+    load_before = os.getloadavg()[0]  # the machine is shared: say how busy it was
     server, base_url, log = _start_server(url, keys_dir)
     registers, bares = [], []
     try:
@@ -152,6 +153,7 @@ def main(quick: bool = False) -> list[dict]:
             server.kill()
         log.close()
         _admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+    load_after = os.getloadavg()[0]
     failures = [r["statuses"] for r in registers if r["ok"] != r["requests"]]
 
     def med(rows: list[dict], key: str) -> float:
@@ -163,6 +165,7 @@ def main(quick: bool = False) -> list[dict]:
     common = (f"median of {ROUNDS} rounds of {count} distinct residents (rates per round: "
               f"{', '.join(str(round(r['rate'])) for r in registers)}); {CONCURRENCY} concurrent connections "
               f"from one httpx/asyncio driver process; ehc serve --workers 2 on PostgreSQL; all on the same cores"
+              + f"; 1-min load average {load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} cores"
               + (f"; NON-201 answers: {failures}" if failures else ""))
     return [
         {"figure": "POST /api/v1/cards, distinct residents (requests/s)", "value": rate, "unit": "req/s",
