@@ -163,7 +163,9 @@ class Server:
     def __init__(self, database_url: str, keys_dir: Path, data_dir: Path) -> None:
         self.port = _free_port()
         env = {**os.environ, "EHC_DATABASE_URL": database_url, "EHC_KEYS_DIR": str(keys_dir),
-               "EHC_DATA_DIR": str(data_dir), "EHC_LOG_JSON": "1"}
+               "EHC_DATA_DIR": str(data_dir), "EHC_LOG_JSON": "1",
+               # Rate limits off: the figure is the request path itself, not a quota.
+               "EHC_RATE_LIMIT_APP": "0", "EHC_RATE_LIMIT_IDENTITY": "0", "EHC_RATE_LIMIT_ANONYMOUS": "0"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "ehc.app:app_factory", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "warning", "--no-access-log"],
@@ -235,7 +237,8 @@ def measure(database: str, database_url: str, tmp: Path, rounds: int, count: int
 
     label = "SQLite" if database == "sqlite" else "PostgreSQL"
     common = (f"uvicorn, 1 worker, {label}; {CONNECTIONS} keep-alive connections from a separate process, "
-              f"{count} requests a round, arms interleaved")
+              f"{count} requests a round, arms interleaved; the nonce claim commits without waiting for "
+              f"the disk (apps/replay.py)")
     rows = []
     for endpoint, signed, plain, plain_label, what in (
         ("GET /api/v1/apps/ping", "ping-signed", "ping-anon", "same endpoint, anonymous",
@@ -254,14 +257,15 @@ def measure(database: str, database_url: str, tmp: Path, rounds: int, count: int
             "ratio": ratio,
             "goal": f">= {GOAL_RATIO}x",
             "met": ratio >= GOAL_RATIO,
-            "notes": f"{what}; {common}; signed {_spread(results[signed])}; unsigned {_spread(results[plain])}",
+            "notes": f"{what}; signing adds {1000 / value - 1000 / reference:.2f} ms of server time a request; "
+                     f"{common}; signed {_spread(results[signed])}; unsigned {_spread(results[plain])}",
         })
     return rows
 
 
 def main(quick: bool = False) -> list[dict]:
     rounds = 3 if quick else 5
-    count = 600 if quick else 3000
+    count = 600 if quick else 1500
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -308,6 +308,23 @@ def test_each_refusal_has_its_code_and_leaves_no_trace(case, platform, client, c
                 extra={"Idempotency-Key": "k-1"}).status_code == 201
 
 
+def test_an_app_over_its_rate_limit_is_refused_after_its_signature_and_keeps_its_nonce(platform, client, creds):  # noqa: ANN001
+    from ehc.kit.ratelimit import RateLimiter
+
+    platform.limiters["machine"] = RateLimiter(per_minute=4)  # bursts of 1
+    assert send(client, creds, "GET", "/api/v1/apps/ping").status_code == 200
+    # A stranger's garbage under the app's id does not spend the app's allowance ...
+    assert send(client, creds, "GET", "/api/v1/apps/ping", sign={"key": SM2PrivateKey.generate()}).status_code == 401
+    # ... a correctly signed request over the limit is refused, and its nonce is not spent.
+    headers = signing.sign(creds.key, method="GET", path="/api/v1/apps/ping", query="", body=b"",
+                           app_id=creds.app_id, key_id=creds.key_id)
+    limited = client.get("/api/v1/apps/ping", headers=headers)
+    assert limited.status_code == 429 and limited.json()["code"] == "rate_limited" and limited.headers["Retry-After"]
+    assert nonce_count(platform) == 1
+    platform.limiters["machine"] = RateLimiter(per_minute=0)
+    assert client.get("/api/v1/apps/ping", headers=headers).json()["actor_kind"] == "machine"  # same request, later
+
+
 def test_timestamps_inside_the_window_are_accepted_both_ways(client, creds):  # noqa: ANN001
     for offset in (-297, 297):
         answer = send(client, creds, "GET", "/api/v1/apps/ping", sign={"timestamp": int(time.time()) + offset})

@@ -70,13 +70,17 @@ def _machine_actor(request: Request, body: bytes) -> Actor:
         body=body,
         headers=request.headers,
     )
-    # Checked and its nonce spent in a transaction of its own, before the request's work begins.
-    return apps_service.admit(get_platform(request).db.engine, signed)
+    # Checked and its nonce spent in a transaction of its own, before the request's work begins. The
+    # app's rate limit is applied once the signature is good (strangers cannot drain it) and before
+    # the nonce is spent (a refused request leaves nothing behind).
+    platform = get_platform(request)
+    return apps_service.admit(platform.db.engine, signed, before_claim=lambda actor: platform.check_rate(actor, None))
 
 
 def current_actor(request: Request, session: DbSession, body: RawBody) -> Actor:
     actor = _identify(request, session, body)
-    get_platform(request).check_rate(actor, request.client.host if request.client else None)
+    if actor.kind != "machine":  # a machine's allowance is checked inside _machine_actor
+        get_platform(request).check_rate(actor, request.client.host if request.client else None)
     return actor
 
 

@@ -11,7 +11,7 @@ only for a request that passed everything else.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -179,17 +179,20 @@ _APP_AND_KEY = (
 )
 
 
-def admit(engine: Engine, request: SignedRequest) -> Actor:
+def admit(engine: Engine, request: SignedRequest, before_claim: Callable[[Actor], None] | None = None) -> Actor:
     """Authenticate a signed request in a unit of work of its own, committed before the request's
     work begins: a request that was let in can never be played again, even if its work then fails."""
     with replay.unit_of_work(engine) as connection:
-        return authenticate(connection, request)
+        return authenticate(connection, request, before_claim=before_claim)
 
 
-def authenticate(connection: Connection, request: SignedRequest, now: datetime | None = None) -> Actor:
+def authenticate(connection: Connection, request: SignedRequest, now: datetime | None = None, *,
+                 before_claim: Callable[[Actor], None] | None = None) -> Actor:
     """The machine actor behind a signed request, or a :class:`Problem` saying what is wrong.
 
-    On success the request's nonce is claimed in ``connection``'s transaction (see :func:`admit`).
+    ``before_claim`` may still refuse a correctly signed request (the app's rate limit) before its
+    nonce is claimed, so that refusal too leaves nothing behind. On success the nonce is claimed in
+    ``connection``'s transaction (see :func:`admit`).
     """
     now = now or utcnow()
     try:
@@ -224,9 +227,12 @@ def authenticate(connection: Connection, request: SignedRequest, now: datetime |
         raise _reject("signature_invalid", "The signature does not match this request and key.",
                       string_to_sign=message)
 
+    actor = Actor(kind="machine", channel=channel, id=signed.app_id, institution_id=institution_id,
+                  operator=operator, roles=frozenset({HOSPITAL_SYSTEM}))
+    if before_claim is not None:
+        before_claim(actor)
     expires_at = datetime.fromtimestamp(signed.unix_time, now.tzinfo) + timedelta(seconds=signing.MAX_SKEW_SECONDS + 1)
     if not replay.claim(connection, signed.app_id, signed.nonce, expires_at, now):
         raise _reject("nonce_replayed", f"Nonce {signed.nonce} was already used by this app; every request "
                       "needs a fresh one.")
-    return Actor(kind="machine", channel=channel, id=signed.app_id, institution_id=institution_id,
-                 operator=operator, roles=frozenset({HOSPITAL_SYSTEM}))
+    return actor
