@@ -75,6 +75,14 @@ class Translator:
             return key
         return _FORMATTER.vformat(text, (), _KeepMissing(params)) if params else text
 
+    def duration(self, seconds: int) -> str:
+        """How long to wait, rounded up: "42 seconds", "15 minutes", "3 hours"."""
+        if seconds < 60:
+            return self("time.seconds", n=max(1, seconds))
+        if seconds < 90 * 60:
+            return self("time.minutes", n=-(-seconds // 60))
+        return self("time.hours", n=-(-seconds // 3600))
+
     def date(self, value: date) -> str:
         months = self._own.get("format.months") or self._fallback["format.months"]
         return self("format.date", year=value.year, month=value.month, day=value.day,

@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..cards import service
 from ..cards.models import CardStatus
+from ..accounts.auth import RESIDENT_COOKIE
 from ..cards.schemas import RegistrationIn, card_out
 from ..identity import LABELS, DocumentType
 from ..kit.codes import Channel
@@ -81,6 +82,13 @@ def render(request: Request, template: str, status_code: int = 200, *, private: 
     other = "en" if lang == "zh" else "zh"
     root = request.scope.get("root_path", "")
     context.setdefault("nav", None)
+    context.setdefault("area", "public")
+    context.setdefault("account", None)
+    context.setdefault("flash", None)
+    context.setdefault("wide", False)
+    context.setdefault("back", None)
+    context.setdefault("csrf_field", security.CSRF_FIELD)
+    context.setdefault("csrf_token", "")
     html = env.get_template(template).render(
         t=t,
         lang=lang,
@@ -89,6 +97,7 @@ def render(request: Request, template: str, status_code: int = 200, *, private: 
         switch_lang=i18n.HTML_LANG[other],
         static=lambda name: f"{root}/static/{name}?v={__version__}",
         url=lambda route: f"{root}{route}",
+        resident_cookie=bool(request.cookies.get(RESIDENT_COOKIE)),
         **context,
     )
     response = HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
@@ -101,20 +110,48 @@ def render(request: Request, template: str, status_code: int = 200, *, private: 
     return response
 
 
-def error_page(request: Request, status_code: int, code: str, detail: str | None = None) -> HTMLResponse:
+def error_page(request: Request, status_code: int, code: str, detail: str | None = None, *,
+               params: dict[str, Any] | None = None, back: tuple[str, str] | None = None) -> HTMLResponse:
+    """A page for a failure: its title by the problem's code (``error_page.title_<code>``) or its
+    status, its message by the code (``errors.<code>``, filled with ``params``). ``back`` is a
+    (path, locale key) link offered first; by default staff pages lead back to the staff area."""
     t = i18n.translator(i18n.negotiate(request))
     key = f"errors.{code}"
-    message = t(key) if t.has(key) else (detail or t("errors.generic"))
-    title_key = f"error_page.title_{status_code}"
+    params = dict(params or {})
+    if isinstance(params.get("seconds"), int):
+        params.setdefault("wait", t.duration(params["seconds"]))
+    message = t(key, **params) if t.has(key) else (detail or t("errors.generic"))
+    title_key = f"error_page.title_{code}" if t.has(f"error_page.title_{code}") else f"error_page.title_{status_code}"
     title = t(title_key) if t.has(title_key) else t("error_page.title")
+    if back is None and request.url.path.startswith("/staff"):
+        back = ("/staff", "error_page.back_to_staff")
+    elif back is None and request.url.path.startswith(("/me", "/sign-in")):
+        back = ("/me", "error_page.back_to_me")
     try:
         return render(request, "error.html", status_code, private=True, title=title, message=message,
-                      request_id=request_id(request))
+                      request_id=request_id(request), back=back,
+                      area="staff" if request.url.path.startswith("/staff") else "public")
     except Exception:  # noqa: BLE001 - the error page itself must not fail into a trace
         log.exception("error page failed", extra={"request_id": request_id(request)})
         page = f'<!doctype html><html lang="{t.html_lang}"><title>{escape(title)}</title><h1>{escape(title)}</h1>' \
                f"<p>{escape(message)}</p><p>{escape(request_id(request))}</p></html>"
         return HTMLResponse(page, status_code=status_code, headers=SECURITY_HEADERS)
+
+
+class Redirect(Exception):  # noqa: N818 - not an error: where a page sends the browser instead
+    """Raised by a page's dependency to send the browser elsewhere (e.g. to sign in first)."""
+
+    def __init__(self, location: str, *, clear_cookies: tuple[str, ...] = ()) -> None:
+        super().__init__(location)
+        self.location = location
+        self.clear_cookies = clear_cookies
+
+    def response(self, request: Request) -> RedirectResponse:
+        answer = RedirectResponse(f"{request.scope.get('root_path', '')}{self.location}", status_code=303)
+        for name in self.clear_cookies:
+            answer.delete_cookie(name, path="/", httponly=True, samesite="lax")
+        answer.headers["Cache-Control"] = "no-store"
+        return answer
 
 
 class PageRoute(APIRoute):
@@ -129,6 +166,8 @@ class PageRoute(APIRoute):
         async def page_handler(request: Request) -> Response:
             try:
                 return await handler(request)
+            except Redirect as redirect:
+                return redirect.response(request)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a page
                 session = getattr(request.state, "db_session", None)
                 if session is not None:
@@ -137,7 +176,10 @@ class PageRoute(APIRoute):
                     except Exception:  # noqa: BLE001 - a dead connection must not hide the page
                         log.exception("rollback failed", extra={"request_id": request_id(request)})
                 if isinstance(exc, Problem):
-                    return error_page(request, exc.status, exc.code, exc.detail)
+                    page = error_page(request, exc.status, exc.code, exc.detail, params=problem_params(exc))
+                    if isinstance(exc.extra.get("retry_after"), int):
+                        page.headers["Retry-After"] = str(exc.extra["retry_after"])
+                    return page
                 if isinstance(exc, RequestValidationError):
                     return error_page(request, 400, "bad_request")
                 if isinstance(exc, StarletteHTTPException):
@@ -149,13 +191,31 @@ class PageRoute(APIRoute):
         return page_handler
 
 
+def problem_params(problem: Problem) -> dict[str, Any]:
+    """What a message may say about a problem: its extra fields, and ``retry_after`` (seconds) also
+    in whole minutes, rounded up."""
+    params = {k: v for k, v in problem.extra.items() if isinstance(v, (str, int))}
+    retry = problem.extra.get("retry_after")
+    if isinstance(retry, int):
+        params["seconds"] = retry
+        params["minutes"] = max(1, -(-retry // 60))
+    return params
+
+
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 
 def website_ctx(request: Request, session: DbSession) -> Ctx:
     """The same Ctx the API builds for an anonymous caller, on the public website channel."""
     request.state.db_session = session
-    return get_platform(request).ctx(session, Actor.anonymous(Channel.WEBSITE))
+    platform = get_platform(request)
+    actor = Actor.anonymous(Channel.WEBSITE)
+    platform.check_rate(actor, client_address(request))  # the API's allowance for anonymous callers
+    return platform.ctx(session, actor)
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 WebsiteCtx = Annotated[Ctx, Depends(website_ctx)]
@@ -340,7 +400,12 @@ def _verifier_label(t: i18n.Translator, verifier: str | None) -> str:
 
 
 def mount(app: FastAPI) -> None:
+    from . import keys, resident, staff  # they build on this module's rendering and error pages
+
     app.include_router(router)
+    app.include_router(staff.router)
+    app.include_router(keys.router)
+    app.include_router(resident.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 

@@ -8,7 +8,8 @@ accepted either. Cookie and field are compared in constant time.
 
 Card cookie: after an application, ``ehc_card = ehc_id.expiry.mac`` with
 ``mac = blind("web.card-cookie", "ehc_id.expiry")``: "this browser applied for card X in the last
-30 minutes". It is the only thing ``/card`` trusts until residents can sign in.
+30 minutes". It is the only thing ``/card`` trusts; a signed-in resident sees their card on ``/me``
+(the ``ehc_resident`` cookie, ``accounts.auth``; staff pages use ``ehc_staff``).
 """
 
 from __future__ import annotations
