@@ -4,7 +4,7 @@ members one looks after, reporting a card lost, and "who looked at my data".
 The same services as the resident API (``/api/v1/me``): sign-in rules in ``accounts/residents.py``,
 which cards a resident reaches in ``me/service.py`` (the resident's own and those bound to them as
 guardian; any other is "not found"), card rules in ``cards/service.py``, the access log in
-``audit/service.py``, shaped exactly as the API shapes it (``audit.endpoints``: operators masked).
+``audit/service.py``, shaped exactly as the API shapes it (``audit.schemas.access_log_entry``: operators masked).
 
 The sign-in is the ``ehc_resident`` cookie (``accounts.auth.set_resident_cookie``: HttpOnly,
 SameSite=Lax, Secure over HTTPS). Between asking for a code and typing it, the phone number waits in
@@ -28,7 +28,7 @@ from ..accounts import residents, sms
 from ..accounts import service as accounts
 from ..accounts.auth import RESIDENT_COOKIE, clear_resident_cookie, set_resident_cookie
 from ..audit import service as audit
-from ..audit.endpoints import _entry as access_log_entry  # the API's own shaping: the same masking
+from ..audit.schemas import access_log_entry  # the API's own shaping: the same masking
 from ..cards import service as cards
 from ..cards.models import Card, CardStatus
 from ..cards.schemas import FamilyMemberIn
