@@ -16,11 +16,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages the browser tests need; installed only when missing.
+# Debian packages the tests need (a real browser and CJK fonts; openssl and curl for the interop
+# and integration-guide tests); installed only when missing.
 system-deps:
-	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi 'Noto Sans CJK'; then \
-	  echo "installing chromium and fonts-noto-cjk from Debian"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; \
+	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi 'Noto Sans CJK' \
+	    || ! command -v curl >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then \
+	  echo "installing chromium, fonts-noto-cjk, curl and openssl from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk curl openssl; \
 	fi
 
 run: $(STAMP)
