@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -12,7 +11,7 @@ from ..kit.clock import utcnow
 from ..kit.context import Actor, Ctx
 from ..kit.deps import DbSession, get_platform
 from ..kit.errors import Problem
-from ..kit.http import problem_response
+from ..kit.http import safe_local_path
 from . import residents, service
 from .auth import _bearer, clear_resident_cookie, resident_channel, set_resident_cookie
 from .schemas import (
@@ -49,28 +48,13 @@ def _visitor(request: Request, session: DbSession) -> Ctx:
 Visitor = Annotated[Ctx, Depends(_visitor)]
 
 
-def _answer_limits(request: Request, ctx: Ctx, do: Callable[[], Any]) -> Any:
-    """Run ``do``; a refusal that says when to come back gets a ``Retry-After`` header as well."""
-    try:
-        return do()
-    except Problem as problem:
-        if "retry_after" not in problem.extra:
-            raise
-        ctx.session.rollback()
-        answer = problem_response(request, problem)
-        answer.headers["Retry-After"] = str(problem.extra["retry_after"])
-        return answer
-
-
 @router.post("/resident/otp", response_model=ResidentCodeOut, status_code=202,
              summary="Resident sign-in, step 1: text a one-time code to the phone",
              responses={429: {"description": "otp_rate_limited (one a minute) or otp_daily_limit_reached (10 a day)"}})
-def resident_code(body: ResidentCodeIn, request: Request, ctx: Visitor) -> Any:
-    def do() -> ResidentCodeOut:
-        sent = residents.request_code(ctx, body.phone)
-        return ResidentCodeOut(expires_in=sent.expires_in, resend_after=sent.resend_after)
-
-    return _answer_limits(request, ctx, do)
+def resident_code(body: ResidentCodeIn, ctx: Visitor) -> ResidentCodeOut:
+    # A refusal with retry_after (rate limit, lock-out) answers 429/401 with a Retry-After header (kit/http).
+    sent = residents.request_code(ctx, body.phone)
+    return ResidentCodeOut(expires_in=sent.expires_in, resend_after=sent.resend_after)
 
 
 async def _sign_in_body(request: Request) -> tuple[ResidentSignIn, bool, str | None]:
@@ -103,10 +87,7 @@ _SIGN_IN_BODY = {
 
 
 def _safe_next(target: str | None) -> str:
-    # Only a path on this site: never an open redirect to somebody else's page.
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target:
-        return target
-    return "/"
+    return safe_local_path(target)
 
 
 @router.post("/resident/token", response_model=ResidentTokenOut, openapi_extra={"requestBody": _SIGN_IN_BODY},
@@ -114,25 +95,21 @@ def _safe_next(target: str | None) -> str:
 def resident_token(request: Request, response: Response, ctx: Visitor,
                    parsed: Annotated[tuple, Depends(_sign_in_body)], cookie: bool = False) -> Any:
     body, from_form, next_page = parsed
-
-    def do() -> Any:
-        if body.code:
-            signed = residents.sign_in_with_code(ctx, body.phone, body.code, body.document_last4)
-        elif body.password:
-            signed = residents.sign_in_with_password(ctx, body.phone, body.password, body.document_last4)
-        else:
-            raise Problem("Give the code sent to your phone, or your password.", code="credentials_required",
-                          status=422, title="Invalid request")
-        if from_form and next_page is not None:
-            redirect = RedirectResponse(_safe_next(next_page), status_code=303)
-            _set_resident_cookie(redirect, request, ctx, signed)
-            return redirect
-        if cookie or from_form:
-            _set_resident_cookie(response, request, ctx, signed)
-        return ResidentTokenOut(access_token=None if (cookie or from_form) else signed.token,
-                                expires_in=signed.expires_in, ehc_id=signed.ehc_id, method=signed.method)
-
-    return _answer_limits(request, ctx, do)
+    if body.code:
+        signed = residents.sign_in_with_code(ctx, body.phone, body.code, body.document_last4)
+    elif body.password:
+        signed = residents.sign_in_with_password(ctx, body.phone, body.password, body.document_last4)
+    else:
+        raise Problem("Give the code sent to your phone, or your password.", code="credentials_required",
+                      status=422, title="Invalid request")
+    if from_form and next_page is not None:
+        redirect = RedirectResponse(_safe_next(next_page), status_code=303)
+        _set_resident_cookie(redirect, request, ctx, signed)
+        return redirect
+    if cookie or from_form:
+        _set_resident_cookie(response, request, ctx, signed)
+    return ResidentTokenOut(access_token=None if (cookie or from_form) else signed.token,
+                            expires_in=signed.expires_in, ehc_id=signed.ehc_id, method=signed.method)
 
 
 def _set_resident_cookie(response: Response, request: Request, ctx: Ctx, signed: residents.SignedIn) -> None:

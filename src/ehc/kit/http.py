@@ -36,6 +36,23 @@ _STATUS_CODES = {
 }
 
 
+def safe_local_path(target: str | None, *, within: str = "/", default: str = "/",
+                    excluding: tuple[str, ...] = ()) -> str:
+    """``target`` if it is a path on this site under ``within`` (and not under ``excluding``), else
+    ``default``: a "next page" parameter must never become an open redirect to another site."""
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and "//" not in target
+        and (within == "/" or target == within or target.startswith((within + "/", within + "?")))
+        and not target.startswith(excluding or ("\0",))
+    ):
+        return target
+    return default
+
+
 def request_id(request: Request) -> str:
     return getattr(request.state, "request_id", "")
 

@@ -130,3 +130,8 @@ def negotiate(request: Request) -> str:
         or from_accept_language(request.headers.get("accept-language", ""))
         or DEFAULT
     )
+
+
+def for_request(request: Request) -> Translator:
+    """The translator for the language this request asked for (query, cookie, Accept-Language)."""
+    return translator(negotiate(request))

@@ -19,7 +19,7 @@ from ..kit.errors import NotFound, Problem
 from . import i18n
 from .forms import FormState, require_csrf, see_other
 from .pages import CHINA, PageRoute
-from .staff import Managed, ManagedPage, admin_page, form_failed, t_of
+from .staff import Managed, ManagedPage, admin_page, form_failed
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -42,7 +42,7 @@ def _when(t: i18n.Translator, moment) -> str:  # noqa: ANN001
 
 def _keys_page(request: Request, scope: Managed, state: FormState | None = None,
                status_code: int = 200) -> HTMLResponse:
-    t = t_of(request)
+    t = i18n.for_request(request)
     views = []
     for app in apps.list_apps(scope.ctx, scope.institution.id):
         keys = [{
@@ -99,7 +99,7 @@ def add_key(
     if "PRIVATE KEY" in public_key_pem.upper():
         # Nothing is stored or logged, and the text is not put back into the page.
         state = FormState(form=form)
-        state.add(field, t_of(request)("admin.keys.private_key_refused"))
+        state.add(field, i18n.for_request(request)("admin.keys.private_key_refused"))
         return _keys_page(request, scope, state, 422)
     try:
         key = apps.add_key(scope.ctx, app.id, public_key_pem)

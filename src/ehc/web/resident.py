@@ -38,6 +38,7 @@ from ..kit.codes import CHANNEL_LABELS, Channel
 from ..kit.context import Actor, Ctx
 from ..kit.deps import DbSession, get_platform
 from ..kit.errors import NotFound, Problem, Unauthorized
+from ..kit.http import safe_local_path
 from ..me import service as me
 from ..me.auth import require_resident
 from ..me.schemas import MyCardOut, my_card_out
@@ -55,16 +56,9 @@ LOST_REASONS = {"lost": "card or phone lost", "stolen": "stolen", "other": "othe
 LOG_PAGE = 30
 
 
-def _t(request: Request) -> i18n.Translator:
-    return i18n.translator(i18n.negotiate(request))
-
-
 def _safe_next(target: str | None) -> str:
     """Only a resident page of this site: never an open redirect."""
-    if target and (target == "/me" or target.startswith(("/me/", "/me?"))) and "//" not in target \
-            and "\\" not in target:
-        return target
-    return "/me"
+    return safe_local_path(target, within="/me", default="/me")
 
 
 def _development(ctx: Ctx) -> bool:
@@ -100,7 +94,7 @@ ResidentPage = Annotated[Ctx, Depends(signed_in_resident)]
 
 
 def resident_page(request: Request, ctx: Ctx, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    t = _t(request)
+    t = i18n.for_request(request)
     return page(request, ctx, template, status_code, area="resident",
                 account={"label": t("account.signed_in_resident"), "role": "", "sign_out": "/sign-out",
                          "admin": False}, **context)
@@ -176,7 +170,7 @@ def send_code(
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     require_csrf(request, ctx, csrf_token)
-    t = _t(request)
+    t = i18n.for_request(request)
     if resend:  # "send a new code" on the code page: the number waiting in the sealed cookie
         phone = _phone_from_cookie(request, ctx) or ""
         if not phone:
@@ -226,7 +220,7 @@ def sign_in_with_code(
     phone = _phone_from_cookie(request, ctx)
     if phone is None:
         return see_other(request, "/sign-in", "sign_in_again")
-    t = _t(request)
+    t = i18n.for_request(request)
     values = {"code": code.strip(), "document_last4": document_last4.strip().upper()}
     if not values["code"]:
         state = forms.missing(t, values, ("code",))
@@ -257,7 +251,7 @@ def sign_in_with_password(
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     require_csrf(request, ctx, csrf_token)
-    t = _t(request)
+    t = i18n.for_request(request)
     values = {"password_phone": phone, "document_last4": document_last4.strip().upper()}
     state = forms.missing(t, {**values, "password": password}, ("password_phone", "password"), "password")
     if state.failed:
@@ -336,7 +330,7 @@ def _view(ctx: Ctx, t: i18n.Translator, card: Card, *, own: bool, relation: str 
 
 @router.get("/me", response_class=HTMLResponse)
 def my_card(request: Request, ctx: ResidentPage) -> HTMLResponse:
-    t = _t(request)
+    t = i18n.for_request(request)
     try:
         card = me.my_card(ctx)
     except NotFound:
@@ -352,7 +346,7 @@ def my_card(request: Request, ctx: ResidentPage) -> HTMLResponse:
 # -- adding a family member -------------------------------------------------------------------
 
 def _family_form(request: Request, ctx: Ctx, state: FormState | None = None, status_code: int = 200) -> HTMLResponse:
-    t = _t(request)
+    t = i18n.for_request(request)
     column = 1 if t.lang == "zh" else 0
     return resident_page(
         request, ctx, "me_family_add.html", status_code, nav="me",
@@ -395,7 +389,7 @@ def add_family_member(
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     require_csrf(request, ctx, csrf_token)
-    t = _t(request)
+    t = i18n.for_request(request)
     values = {"relation": relation, "name": name, "document_type": document_type, "document_number": document_number,
               "sex": sex, "birth_date": birth_date, "phone": phone}
     try:
@@ -435,7 +429,7 @@ def _target(ctx: Ctx, ehc_id: str) -> _Target:
 
 def _lost_page(request: Request, ctx: Ctx, target: _Target, state: FormState | None = None,
                status_code: int = 200) -> HTMLResponse:
-    t = _t(request)
+    t = i18n.for_request(request)
     view = _view(ctx, t, target.card, own=target.own, relation=target.relation)
     return resident_page(request, ctx, "me_report_lost.html", status_code, nav="me", card=view, own=target.own,
                          reasons=[(k, t(f"report_lost.reason_{k}")) for k in LOST_REASONS],
@@ -458,7 +452,7 @@ def report_lost(
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     require_csrf(request, ctx, csrf_token)
-    t = _t(request)
+    t = i18n.for_request(request)
     target = _target(ctx, card)
     values = {"reason": reason, "details": details}
     if reason not in LOST_REASONS:
@@ -502,7 +496,7 @@ def access_log(
     member: Annotated[str, Query(max_length=64)] = "",
     before: Annotated[int | None, Query(ge=1)] = None,
 ) -> HTMLResponse:
-    t = _t(request)
+    t = i18n.for_request(request)
     person_id, relation = ctx.actor.id, None
     if member:  # a family member the resident guards; any other card is "not found", as in the API
         card, binding = me.guarded_card(ctx, member)

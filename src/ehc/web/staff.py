@@ -28,6 +28,7 @@ from ..institutions.codes import DEPARTMENTS, KIND_LABELS, TERMINAL_LABELS, TERM
     department_label, level_label
 from ..institutions.models import Institution
 from ..kit.clock import utcnow
+from ..kit.http import safe_local_path
 from ..kit.codes import Channel
 from ..kit.context import Actor, Ctx
 from ..kit.deps import DbSession, get_platform
@@ -80,10 +81,7 @@ def role_label(t: i18n.Translator, role: str | None) -> str:
 
 def _safe_next(target: str | None) -> str:
     """Only a staff page of this site: never an open redirect."""
-    if target and target.startswith("/staff") and not target.startswith("/staff/sign-") and "//" not in target \
-            and "\\" not in target:
-        return target
-    return "/staff"
+    return safe_local_path(target, within="/staff", default="/staff", excluding=("/staff/sign-",))
 
 
 def _sign_in_url(request: Request) -> str:
@@ -194,10 +192,6 @@ def form_failed(session, request: Request, problem: Problem, values: dict[str, s
                                code_fields=CODE_FIELDS)
 
 
-def t_of(request: Request) -> i18n.Translator:
-    return i18n.translator(i18n.negotiate(request))
-
-
 # -- sign-in ----------------------------------------------------------------------------------
 
 def _sign_in_page(request: Request, ctx: Ctx, state: FormState | None = None, status_code: int = 200,
@@ -223,7 +217,7 @@ def staff_sign_in(
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     require_csrf(request, ctx, csrf_token)
-    t = t_of(request)
+    t = i18n.for_request(request)
     values = {"username": username.strip()}
     state = forms.missing(t, {**values, "password": password}, ("username", "password"))
     if state.failed:
@@ -260,7 +254,7 @@ def staff_sign_out(request: Request, ctx: WebsiteCtx, csrf_token: Annotated[str,
 
 @router.get("/staff", response_class=HTMLResponse)
 def staff_home(request: Request, staff: StaffPage) -> HTMLResponse:
-    t = t_of(request)
+    t = i18n.for_request(request)
     account = staff.account
     return staff_page(request, staff, "staff_home.html", nav="staff_home", me={
         "display_name": account.display_name,
@@ -277,7 +271,7 @@ def institution_entry(request: Request, staff: AdminPage) -> Response:
     if staff.institution is not None:
         return see_other(request, f"/staff/institution/{staff.institution.id}")
     items, total = institutions.list_institutions(staff.ctx, limit=institutions.MAX_PAGE)
-    t = t_of(request)
+    t = i18n.for_request(request)
     return staff_page(request, staff, "staff_institutions.html", nav="staff_institution",
                       institutions=[institution_view(t, i) for i in items], total=total)
 
@@ -304,7 +298,7 @@ def _department_options(t: i18n.Translator) -> list[tuple[str, str]]:
 
 def _departments_page(request: Request, scope: Managed, state: FormState | None = None,
                       status_code: int = 200) -> HTMLResponse:
-    t = t_of(request)
+    t = i18n.for_request(request)
     column = 1 if t.lang == "zh" else 0
     session = scope.ctx.session
     departments = institutions.list_departments(session, scope.institution)
@@ -384,7 +378,7 @@ def _terminal_roles(t: i18n.Translator) -> list[tuple[str, str]]:
 
 def _terminals_page(request: Request, scope: Managed, state: FormState | None = None,
                     status_code: int = 200) -> HTMLResponse:
-    t = t_of(request)
+    t = i18n.for_request(request)
     column = 1 if t.lang == "zh" else 0
     session = scope.ctx.session
     departments = institutions.list_departments(session, scope.institution)
@@ -467,7 +461,7 @@ def change_terminal(
 
 def _staff_page(request: Request, scope: Managed, state: FormState | None = None,
                 status_code: int = 200) -> HTMLResponse:
-    t = t_of(request)
+    t = i18n.for_request(request)
     now = utcnow()
     rows = [{
         "id": a.id,
@@ -500,7 +494,7 @@ def create_staff(
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     require_csrf(request, scope.ctx, csrf_token)
-    t = t_of(request)
+    t = i18n.for_request(request)
     values = {"username": username.strip(), "display_name": display_name, "role": role}
     state = forms.missing(t, {**values, "password": password}, ("username", "role", "password"), "add")
     if state.failed:
