@@ -9,7 +9,7 @@ from ..kit import idempotency
 from ..kit.context import Ctx
 from ..kit.errors import Invalid
 from . import service
-from .auth import Applicant, CardClerk, CardReviewer
+from .auth import Applicant, CardClerk, CardReviewer, CardStaff
 from .schemas import (
     ActionIn,
     CardEventOut,
@@ -80,18 +80,18 @@ def register(body: RegistrationIn, ctx: Applicant, response: Response, idempoten
 
 
 @router.post("/lookup", response_model=CardOut, summary="Find the card of a document holder")
-def lookup(body: LookupIn, ctx: CardClerk) -> CardOut:
+def lookup(body: LookupIn, ctx: CardStaff) -> CardOut:
     # POST, not GET: document numbers must not end up in URLs, proxies' logs or browser history.
     return _out(ctx, service.find_by_document(ctx, body.document.type, body.document.number), purpose="card.lookup")
 
 
 @router.get("/{ehc_id}", response_model=CardOut)
-def get_card(ehc_id: str, ctx: CardClerk) -> CardOut:
+def get_card(ehc_id: str, ctx: CardStaff) -> CardOut:
     return _out(ctx, service.get_card(ctx, ehc_id), purpose="card.view")
 
 
 @router.get("/{ehc_id}/events", response_model=list[CardEventOut])
-def card_events(ehc_id: str, ctx: CardClerk) -> list[CardEventOut]:
+def card_events(ehc_id: str, ctx: CardStaff) -> list[CardEventOut]:
     card = service.get_card(ctx, ehc_id)
     return [CardEventOut.model_validate(e, from_attributes=True) for e in service.history(ctx, card)]
 
@@ -123,7 +123,7 @@ for _action in ("approve", "reject"):
 
 
 @router.get("/{ehc_id}/family", response_model=list[FamilyMemberOut])
-def family(ehc_id: str, ctx: CardClerk) -> list[FamilyMemberOut]:
+def family(ehc_id: str, ctx: CardStaff) -> list[FamilyMemberOut]:
     return [
         FamilyMemberOut(relation=b.relation, card=_out(ctx, card, purpose="card.family") if card else None)
         for b, card in service.family_of(ctx, ehc_id)
@@ -143,7 +143,7 @@ def bind_family(ehc_id: str, body: FamilyMemberIn, ctx: CardClerk, response: Res
 
 
 @router.post("/{ehc_id}/newborns", response_model=CardOut, status_code=201, summary="Register a newborn")
-def newborn(ehc_id: str, body: NewbornIn, ctx: CardClerk, response: Response,
+def newborn(ehc_id: str, body: NewbornIn, ctx: CardStaff, response: Response,
             idempotency_key: IdempotencyKey = None) -> CardOut:
     def do():  # noqa: ANN202
         issued = service.register_newborn(ctx, ehc_id, service.Newborn(**body.model_dump()))
@@ -154,7 +154,7 @@ def newborn(ehc_id: str, body: NewbornIn, ctx: CardClerk, response: Response,
 
 
 @router.post("/temporary", response_model=CardOut, status_code=201, summary="Temporary card for an unidentified patient")
-def temporary(body: TemporaryIn, ctx: CardClerk, response: Response, idempotency_key: IdempotencyKey = None) -> CardOut:
+def temporary(body: TemporaryIn, ctx: CardStaff, response: Response, idempotency_key: IdempotencyKey = None) -> CardOut:
     def do():  # noqa: ANN202
         issued = service.register_temporary(ctx, sex=body.sex, approximate_birth_year=body.approximate_birth_year,
                                              note=body.note)

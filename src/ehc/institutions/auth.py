@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends
 
 from ..accounts.auth import require_roles
-from ..accounts.roles import INSTITUTION_ROLES, Role
+from ..accounts.roles import HOSPITAL_SYSTEM, INSTITUTION_ROLES, Role
 from ..kit.context import Ctx
 from . import service
 from .models import Institution
@@ -21,9 +21,12 @@ from .models import Institution
 # Register and update institutions: the health commission's operators.
 InstitutionRegistrar = Annotated[Ctx, Depends(require_roles(Role.REGIONAL_OPERATOR, Role.PLATFORM_ADMIN))]
 
-# Read the registry: the commission (within its reach) and institution staff (their own institution).
+# Read the registry: the commission (within its reach), institution staff and the institution's own
+# hospital systems (their own institution: policy.own_institution), e.g. a HIS learning the terminal
+# ids and department codes it reports card uses with.
 InstitutionReader = Annotated[
-    Ctx, Depends(require_roles(Role.REGIONAL_OPERATOR, Role.AUDITOR, Role.PLATFORM_ADMIN, *INSTITUTION_ROLES))
+    Ctx, Depends(require_roles(Role.REGIONAL_OPERATOR, Role.AUDITOR, Role.PLATFORM_ADMIN, *INSTITUTION_ROLES,
+                               HOSPITAL_SYSTEM))
 ]
 
 # Manage an institution's departments, terminals and staff.

@@ -1,0 +1,586 @@
+"""The authorisation matrix: every /api/v1 endpoint against every caller, on SQLite and PostgreSQL.
+
+``MATRIX`` is the specification: for each route (method, path template) the callers the
+authorisation layer lets through. It is written from the rules (each domain's ``auth.py`` and
+``institutions/policy.py``, issue 3, ``DOMAIN.md``), not copied from what the code happens to do.
+Every route of the app must have an entry, so a new endpoint fails this test until someone decides
+who may call it.
+
+A caller is *denied* when the answer is 401 (anonymous: ``unauthenticated``) or 403
+(``role_not_allowed``, ``resident_only``), as problem+json; anything else (200, 201, 204, 404, 409,
+422, 429 ...) means the authorisation layer let the request through. A 5xx, or a 401/403 with any
+other code (a token that stopped working, a refused signature), fails the test outright.
+
+Which *objects* a caller reaches (a regional operator's region, an admin's own institution, a
+resident's own family) is tested separately below: out of reach answers 404 by design.
+
+Decisions where the code disagreed with what is clearly intended (fixed in the code, see the
+comments in ``MATRIX``):
+
+- Doctors and nurses may no longer change or end existing cards (modify, report lost, recover,
+  reissue, cancel, bind family members, merge temporary cards). ``cards/auth.py`` called all of it
+  "window work" yet let the workstation roles do it, a nurse could cancel a card for good. They keep
+  what a ward needs: look a card up, read it, its history and family, temporary cards for
+  unidentified emergency patients, newborns' cards (``CardStaff``).
+- A hospital system reads its own institution in the registry (``institutions/policy.py`` says the
+  institution's own systems do; ``InstitutionReader`` had left them out).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+from conftest import _empty_tables
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from residents import resident_id
+from stdnum.cn import uscc as stdnum_uscc
+
+from ehc.accounts import residents as residents_service
+from ehc.accounts import service as accounts
+from ehc.accounts import sms
+from ehc.app import create_app
+from ehc.apps import service as apps
+from ehc.cards.models import Card
+from ehc.client import SM2Auth
+from ehc.config import Settings
+from ehc.crypto import KeyStore, SM2PrivateKey
+from ehc.db import Database
+from ehc.institutions import service as institutions
+from ehc.kit.context import Actor, Vault
+from ehc.kit.ratelimit import RateLimiter
+from ehc.platform import Platform
+
+PROBLEM = "application/problem+json"
+PASSWORD = "correct horse battery"
+
+# -- the callers ------------------------------------------------------------------------------------
+
+ANON = "anonymous"
+CLERK = "window_clerk"
+DOCTOR = "doctor"
+NURSE = "nurse"
+FAMILY_DOCTOR = "family_doctor"
+CASHIER = "cashier"
+INST_ADMIN = "institution_admin"  # of the test institution
+REGIONAL = "regional_operator"  # region 510100, which holds the test institution (510104)
+AUDITOR = "auditor"  # national (no region)
+PLATFORM_ADMIN = "platform_admin"
+RESIDENT = "resident"  # signed in, with their own card and a family member
+HOSPITAL = "hospital_system"  # a signed machine call of an app of the test institution
+
+CALLERS = (ANON, CLERK, DOCTOR, NURSE, FAMILY_DOCTOR, CASHIER, INST_ADMIN, REGIONAL, AUDITOR, PLATFORM_ADMIN,
+           RESIDENT, HOSPITAL)
+STAFF_CALLERS = CALLERS[1:10]
+SHORT = {ANON: "anon", CLERK: "clerk", DOCTOR: "doc", NURSE: "nurse", FAMILY_DOCTOR: "famdr", CASHIER: "cash",
+         INST_ADMIN: "iadm", REGIONAL: "regop", AUDITOR: "audit", PLATFORM_ADMIN: "padm", RESIDENT: "resid",
+         HOSPITAL: "his"}
+
+# -- who may call what --------------------------------------------------------------------------------
+
+EVERYONE = frozenset(CALLERS)
+NOBODY_BUT = frozenset  # reads better in the table: NOBODY_BUT({PLATFORM_ADMIN})
+INSTITUTION_STAFF = frozenset({CLERK, DOCTOR, NURSE, FAMILY_DOCTOR, CASHIER, INST_ADMIN})
+
+# cards/auth.py. CardClerk: window work that changes or ends an existing card. A hospital system does
+# it for the clerk at its window. Not doctors or nurses (DECISION, fixed: they had it; "window work",
+# and a cancellation is final), nor family doctors, cashiers or the commission's operators/auditors.
+CARD_WINDOW = frozenset({CLERK, INST_ADMIN, PLATFORM_ADMIN, HOSPITAL})
+# CardStaff: look up and read cards, temporary cards (emergency), newborns: window and workstation.
+# Family doctors and cashiers stay out, as before: card use at their desks (scanning a QR code) is
+# another API, not the card registry.
+CARD_STAFF = CARD_WINDOW | {DOCTOR, NURSE}
+# CardReviewer: approving a pending application is a person's judgement: no hospital system.
+CARD_REVIEW = frozenset({CLERK, INST_ADMIN, PLATFORM_ADMIN})
+# Applying for a card is open to anyone (the public website applies anonymously), so a cashier or an
+# auditor applying gains nothing a visitor does not have.
+APPLICANTS = EVERYONE
+
+# institutions/auth.py. Readers: the commission within its reach, institution staff and (DECISION,
+# fixed: policy.py grants it, auth.py had left it out) the institution's own hospital systems.
+REGISTRY_READERS = frozenset({REGIONAL, AUDITOR, PLATFORM_ADMIN, HOSPITAL}) | INSTITUTION_STAFF
+REGISTRARS = frozenset({REGIONAL, PLATFORM_ADMIN})  # register / change institutions (their region)
+INSTITUTION_MANAGERS = frozenset({INST_ADMIN, PLATFORM_ADMIN})  # departments, terminals, staff
+COMMISSION_ADMINS = NOBODY_BUT({PLATFORM_ADMIN})  # the commission's own accounts
+# apps/auth.py: an institution's apps and keys; the platform never lets a system manage its own keys.
+APP_MANAGERS = frozenset({INST_ADMIN, PLATFORM_ADMIN})
+# audit/auth.py: the whole trail; me/auth.py: the resident's own API (staff use /api/v1/cards).
+AUDIT_READERS = frozenset({AUDITOR, PLATFORM_ADMIN})
+RESIDENT_ONLY = NOBODY_BUT({RESIDENT})
+
+MATRIX: dict[tuple[str, str], frozenset[str]] = {
+    # accounts: signing in and out is for anyone (what a caller already holds does not matter)
+    ("POST", "/api/v1/auth/staff/token"): EVERYONE,
+    ("POST", "/api/v1/auth/resident/otp"): EVERYONE,
+    ("POST", "/api/v1/auth/resident/token"): EVERYONE,
+    ("POST", "/api/v1/auth/resident/sign-out"): EVERYONE,
+    # apps: the signature check anyone can try; managing apps and keys
+    ("GET", "/api/v1/apps/ping"): EVERYONE,
+    ("POST", "/api/v1/apps/ping"): EVERYONE,
+    ("POST", "/api/v1/apps"): APP_MANAGERS,
+    ("GET", "/api/v1/apps"): APP_MANAGERS,
+    ("GET", "/api/v1/apps/{app_id}"): APP_MANAGERS,
+    ("POST", "/api/v1/apps/{app_id}/keys"): APP_MANAGERS,
+    ("POST", "/api/v1/apps/{app_id}/keys/{key_id}/revoke"): APP_MANAGERS,
+    # cards
+    ("POST", "/api/v1/cards"): APPLICANTS,
+    ("POST", "/api/v1/cards/lookup"): CARD_STAFF,
+    ("GET", "/api/v1/cards/{ehc_id}"): CARD_STAFF,
+    ("GET", "/api/v1/cards/{ehc_id}/events"): CARD_STAFF,
+    ("GET", "/api/v1/cards/{ehc_id}/family"): CARD_STAFF,
+    ("POST", "/api/v1/cards/temporary"): CARD_STAFF,
+    ("POST", "/api/v1/cards/{ehc_id}/newborns"): CARD_STAFF,
+    ("PATCH", "/api/v1/cards/{ehc_id}"): CARD_WINDOW,
+    ("POST", "/api/v1/cards/{ehc_id}/report-lost"): CARD_WINDOW,
+    ("POST", "/api/v1/cards/{ehc_id}/recover"): CARD_WINDOW,
+    ("POST", "/api/v1/cards/{ehc_id}/reissue"): CARD_WINDOW,
+    ("POST", "/api/v1/cards/{ehc_id}/cancel"): CARD_WINDOW,
+    ("POST", "/api/v1/cards/{ehc_id}/family"): CARD_WINDOW,
+    ("POST", "/api/v1/cards/{ehc_id}/merge"): CARD_WINDOW,
+    ("POST", "/api/v1/cards/{ehc_id}/approve"): CARD_REVIEW,
+    ("POST", "/api/v1/cards/{ehc_id}/reject"): CARD_REVIEW,
+    # institutions: the registry, its code lists (public reference data), departments, terminals
+    ("POST", "/api/v1/institutions"): REGISTRARS,
+    ("GET", "/api/v1/institutions"): REGISTRY_READERS,
+    ("GET", "/api/v1/institutions/codes/departments"): EVERYONE,
+    ("GET", "/api/v1/institutions/codes/kinds"): EVERYONE,
+    ("GET", "/api/v1/institutions/codes/terminal-roles"): EVERYONE,
+    ("GET", "/api/v1/institutions/{institution_id}"): REGISTRY_READERS,
+    ("PATCH", "/api/v1/institutions/{institution_id}"): REGISTRARS,
+    ("GET", "/api/v1/institutions/{institution_id}/departments"): REGISTRY_READERS,
+    ("GET", "/api/v1/institutions/{institution_id}/departments/{code}"): REGISTRY_READERS,
+    ("POST", "/api/v1/institutions/{institution_id}/departments"): INSTITUTION_MANAGERS,
+    ("PATCH", "/api/v1/institutions/{institution_id}/departments/{code}"): INSTITUTION_MANAGERS,
+    ("DELETE", "/api/v1/institutions/{institution_id}/departments/{code}"): INSTITUTION_MANAGERS,
+    ("GET", "/api/v1/institutions/{institution_id}/terminals"): REGISTRY_READERS,
+    ("GET", "/api/v1/institutions/{institution_id}/terminals/{terminal_id}"): REGISTRY_READERS,
+    ("POST", "/api/v1/institutions/{institution_id}/terminals"): INSTITUTION_MANAGERS,
+    ("PATCH", "/api/v1/institutions/{institution_id}/terminals/{terminal_id}"): INSTITUTION_MANAGERS,
+    # staff: an institution's (its admin, a platform admin; reading the list too), the commission's
+    ("POST", "/api/v1/institutions/{institution_id}/staff"): INSTITUTION_MANAGERS,
+    ("GET", "/api/v1/institutions/{institution_id}/staff"): INSTITUTION_MANAGERS,
+    ("GET", "/api/v1/institutions/{institution_id}/staff/{staff_id}"): INSTITUTION_MANAGERS,
+    ("PATCH", "/api/v1/institutions/{institution_id}/staff/{staff_id}"): INSTITUTION_MANAGERS,
+    ("POST", "/api/v1/commission/staff"): COMMISSION_ADMINS,
+    ("GET", "/api/v1/commission/staff"): COMMISSION_ADMINS,
+    ("GET", "/api/v1/commission/staff/{staff_id}"): COMMISSION_ADMINS,
+    ("PATCH", "/api/v1/commission/staff/{staff_id}"): COMMISSION_ADMINS,
+    # the resident's own API, including who looked at their data
+    ("GET", "/api/v1/me/card"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/family"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/family"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/family/{ehc_id}"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/family/{ehc_id}/report-lost"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/newborns"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/password"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/access-log"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/card/report-lost"): RESIDENT_ONLY,
+    # the audit trail
+    ("GET", "/api/v1/audit/events"): AUDIT_READERS,
+}
+
+
+# -- the world the requests act on ------------------------------------------------------------------
+
+def _uscc(region: str, serial: int) -> str:
+    body = f"12{region}{serial:08d}X"
+    return body + stdnum_uscc.calc_check_digit(body)
+
+
+def _person(name: str, born: date, sequence: int, male: bool, **extra) -> dict:  # noqa: ANN003
+    return {"name": name, "document": {"type": "01", "number": resident_id("510104", born, sequence, male)},
+            "sex": "1" if male else "2", "birth_date": born.isoformat(), **extra}
+
+
+HOLDER = _person("张建国", date(1970, 1, 2), 33, True, phone="13912340002")  # the card staff work on
+DOOMED = _person("赵一民", date(1950, 10, 1), 37, True)
+RESIDENT_PERSON = _person("王小红", date(1985, 6, 1), 31, False, phone="13912340001")
+RESIDENT_CHILD = _person("王乐乐", date(2015, 3, 4), 32, True)
+APPLICANT = _person("李四海", date(1988, 8, 8), 35, True, phone="13912340005")
+
+
+@dataclass
+class App:
+    app_id: str
+    key_id: str
+    key: SM2PrivateKey
+
+    def auth(self) -> SM2Auth:
+        return SM2Auth(self.app_id, self.key_id, self.key)
+
+
+@dataclass
+class World:
+    platform: Platform
+    client: TestClient
+    institution: str  # A: the test institution, 510104
+    other: str  # B: 440300, out of the regional operator's and A's admin's reach
+    card: str = ""  # a card no matrix caller holds
+    doomed: str = ""  # another one, reported lost, recovered, reissued and cancelled
+    temporary: str = ""  # a temporary card, to merge into ``card``
+    own_card: str = ""  # the resident's
+    member: str = ""  # the resident's child, bound to them
+    staff_id: str = ""  # a nurse of A nobody signs in as
+    commission_staff_id: str = ""  # an auditor nobody signs in as
+    app: App | None = None  # the hospital system (an app of A)
+    managed_app: App | None = None  # another app of A, whose keys the managers add and revoke
+    other_app: App | None = None  # an app of B
+    other_staff_id: str = ""
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)  # a bearer token per caller
+    spare: dict[str, dict[str, str]] = field(default_factory=dict)  # a second one, for signing out
+    other_admin: dict[str, str] = field(default_factory=dict)  # B's institution admin
+
+    def call(self, caller: str, method: str, url: str, body: dict | None = None, *, spare: bool = False):  # noqa: ANN201
+        """One request as ``caller``: a bearer token, a signed machine call, or nothing at all."""
+        self.client.cookies.clear()  # only what the caller sends identifies them
+        content = json.dumps(body).encode() if body is not None else b""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        auth = None
+        if caller == HOSPITAL:
+            auth = self.app.auth()
+        elif caller != ANON:
+            headers.update((self.spare if spare else self.headers)[caller])
+        return self.client.request(method, url, content=content, headers=headers, auth=auth)
+
+
+def _new_app(ctx, institution: str, name: str) -> App:  # noqa: ANN001
+    key = SM2PrivateKey.generate()
+    made = apps.create_app(ctx, name=name, institution_id=institution)
+    return App(made.id, apps.add_key(ctx, made.id, key.public_key.to_pem().decode()).key_id, key)
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _ok(answer, *statuses: int) -> dict:  # noqa: ANN001
+    assert answer.status_code in (statuses or (200, 201)), answer.text
+    return answer.json()
+
+
+def _build(platform: Platform, client: TestClient) -> World:
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        a = institutions.create_institution(session, uscc=_uscc("510104", 1), name="Test People's Hospital",
+                                            kind="hospital", region_code="510104", level="3A")
+        b = institutions.create_institution(session, uscc=_uscc("440300", 2), name="Shenzhen Clinic",
+                                            kind="clinic", region_code="440300")
+        for inst in (a, b):
+            institutions.add_department(ctx, inst, code="0300")
+            institutions.register_terminal(ctx, inst, terminal_id="W01", role="window", department_code="0300")
+        institutions.add_department(ctx, a, code="1000")  # the one the managers remove
+        world = World(platform, client, a.id, b.id)
+        world.app = _new_app(ctx, a.id, "HIS outpatient")
+        world.managed_app = _new_app(ctx, a.id, "Kiosks")
+        world.other_app = _new_app(ctx, b.id, "Shenzhen HIS")
+        world.staff_id = accounts.create_staff(session, username="dummy.nurse", password=PASSWORD, role="nurse",
+                                               institution_id=a.id).id
+        world.other_staff_id = accounts.create_staff(session, username="other.nurse", password=PASSWORD,
+                                                     role="nurse", institution_id=b.id).id
+        world.commission_staff_id = accounts.create_staff(session, username="dummy.auditor", password=PASSWORD,
+                                                          role="auditor").id
+        accounts.create_staff(session, username="matrix.signin", password=PASSWORD, role="cashier",
+                              institution_id=a.id)
+        accounts.create_staff(session, username="other.admin", password=PASSWORD, role="institution_admin",
+                              institution_id=b.id)
+        for role in STAFF_CALLERS:
+            account = accounts.create_staff(
+                session, username=f"matrix.{role}", password=PASSWORD, role=role,
+                institution_id=a.id if role in INSTITUTION_STAFF else None,
+                region_code="510100" if role == REGIONAL else None)
+            world.spare[role] = _bearer(accounts.issue_token(session, "staff", account.id))
+
+    # Tokens the way staff get them: signing in.
+    for role in STAFF_CALLERS:
+        world.headers[role] = _bearer(_ok(client.post("/api/v1/auth/staff/token", json={
+            "username": f"matrix.{role}", "password": PASSWORD}))["access_token"])
+    world.other_admin = _bearer(_ok(client.post("/api/v1/auth/staff/token", json={
+        "username": "other.admin", "password": PASSWORD}))["access_token"])
+
+    # Cards: one the staff work on, a temporary one; the resident applies on the website, signs in
+    # with a code, and binds their child.
+    clerk = world.headers[CLERK]
+    world.card = _ok(client.post("/api/v1/cards", json=HOLDER, headers=clerk))["ehc_id"]
+    world.doomed = _ok(client.post("/api/v1/cards", json=DOOMED, headers=clerk))["ehc_id"]
+    world.temporary = _ok(client.post("/api/v1/cards/temporary", json={"note": "found at the gate"},
+                                      headers=clerk))["ehc_id"]
+    world.own_card = _ok(client.post("/api/v1/cards", json=RESIDENT_PERSON))["ehc_id"]
+    phone = RESIDENT_PERSON["phone"]
+    _ok(client.post("/api/v1/auth/resident/otp", json={"phone": phone}), 202)
+    with platform.db.session() as session:
+        code = re.search(r"\d{6}", sms.outbox(session, platform.vault, phone=phone, limit=1)[0].text).group()
+    world.headers[RESIDENT] = _bearer(_ok(client.post("/api/v1/auth/resident/token", json={
+        "phone": phone, "code": code}))["access_token"])
+    world.member = _ok(client.post("/api/v1/me/family", json={**RESIDENT_CHILD, "relation": "child"},
+                                   headers=world.headers[RESIDENT]))["ehc_id"]
+    with platform.db.session() as session:
+        person_id = session.get(Card, world.own_card).person_id
+        world.spare[RESIDENT] = _bearer(accounts.issue_token(session, "resident", person_id))
+    return world
+
+
+@pytest.fixture(scope="module")
+def world(database_url: str, keys_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One world per database for the whole module (the requests below only read it or change what
+    no caller's identity depends on)."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("authz"), database_url=database_url, keys_dir=keys_dir)
+    keys = KeyStore(settings.keys_dir)
+    db = Database(settings.database_url)
+    _empty_tables(db)
+    platform = Platform(settings=settings, db=db, keys=keys, vault=Vault(keys))
+    for name in platform.limiters:  # hundreds of requests from a handful of identities
+        platform.limiters[name] = RateLimiter(0)
+    with pytest.MonkeyPatch.context() as patch:
+        # Passwords are not what this module tests: the cheapest argon2id keeps a dozen accounts and
+        # their sign-ins from costing seconds (a hash records its parameters, so checks stay valid).
+        cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+        patch.setattr(accounts, "_hasher", cheap)
+        patch.setattr(residents_service, "_hasher", cheap)
+        with TestClient(create_app(platform), raise_server_exceptions=False) as client:
+            yield _build(platform, client)
+    db.dispose()
+
+
+# -- the requests -----------------------------------------------------------------------------------
+
+def _requests(w: World) -> dict[tuple[str, str], tuple[dict[str, str], dict | None]]:
+    """For each route: path parameters other than the defaults, and a small body (or None)."""
+    key_pem = SM2PrivateKey.generate().public_key.to_pem().decode()
+    return {
+        ("POST", "/api/v1/auth/staff/token"): ({}, {"username": "matrix.signin", "password": PASSWORD}),
+        ("POST", "/api/v1/auth/resident/otp"): ({}, {"phone": "13912340009"}),  # 202, then 429 (one a minute)
+        ("POST", "/api/v1/auth/resident/token"): ({}, {"phone": "13912340009"}),  # 422 credentials_required
+        ("POST", "/api/v1/apps/ping"): ({}, {"hello": "world"}),
+        ("POST", "/api/v1/apps"): ({}, {"name": "Matrix app", "institution_id": w.institution}),
+        ("POST", "/api/v1/apps/{app_id}/keys"): ({}, {"public_key_pem": key_pem}),
+        ("POST", "/api/v1/cards"): ({}, APPLICANT),
+        ("POST", "/api/v1/cards/lookup"): ({}, {"document": HOLDER["document"]}),
+        ("POST", "/api/v1/cards/temporary"): ({}, {"note": "unconscious, about 40"}),
+        ("POST", "/api/v1/cards/{ehc_id}/newborns"): ({}, {"sex": "2", "birth_date": "2024-05-06"}),
+        ("PATCH", "/api/v1/cards/{ehc_id}"): ({}, {"address": "成都市锦江区红星路一段1号", "reason": "moved"}),
+        ("POST", "/api/v1/cards/{ehc_id}/report-lost"): ({"ehc_id": w.doomed}, {"reason": "lost wallet"}),
+        ("POST", "/api/v1/cards/{ehc_id}/recover"): ({"ehc_id": w.doomed}, {}),
+        ("POST", "/api/v1/cards/{ehc_id}/reissue"): ({"ehc_id": w.doomed}, {}),
+        ("POST", "/api/v1/cards/{ehc_id}/cancel"): ({"ehc_id": w.doomed}, {"reason": "holder deceased"}),
+        ("POST", "/api/v1/cards/{ehc_id}/approve"): ({}, {}),
+        ("POST", "/api/v1/cards/{ehc_id}/reject"): ({}, {"reason": "documents do not match"}),
+        ("POST", "/api/v1/cards/{ehc_id}/family"): (
+            {}, {**_person("张小军", date(1995, 5, 5), 34, True), "relation": "child"}),
+        ("POST", "/api/v1/cards/{ehc_id}/merge"): ({"ehc_id": w.temporary}, {"into": w.card, "reason": "identified"}),
+        ("POST", "/api/v1/institutions"): ({}, {"uscc": _uscc("510104", 3), "name": "锦江区矩阵医院",
+                                                "kind": "hospital", "region_code": "510104"}),
+        ("PATCH", "/api/v1/institutions/{institution_id}"): ({}, {"name": "Test People's Hospital"}),
+        ("POST", "/api/v1/institutions/{institution_id}/departments"): ({}, {"code": "0400"}),
+        ("PATCH", "/api/v1/institutions/{institution_id}/departments/{code}"): ({}, {"name": "内科"}),
+        ("DELETE", "/api/v1/institutions/{institution_id}/departments/{code}"): ({"code": "1000"}, None),
+        ("POST", "/api/v1/institutions/{institution_id}/terminals"): ({}, {"terminal_id": "K01", "role": "kiosk"}),
+        ("PATCH", "/api/v1/institutions/{institution_id}/terminals/{terminal_id}"): ({}, {"name": "1号窗口"}),
+        ("POST", "/api/v1/institutions/{institution_id}/staff"): (
+            {}, {"username": "matrix.new", "password": PASSWORD, "role": "nurse"}),
+        ("PATCH", "/api/v1/institutions/{institution_id}/staff/{staff_id}"): ({}, {"display_name": "李护士"}),
+        ("POST", "/api/v1/commission/staff"): ({}, {"username": "matrix.new.auditor", "password": PASSWORD,
+                                                    "role": "auditor"}),
+        ("GET", "/api/v1/commission/staff/{staff_id}"): ({"staff_id": w.commission_staff_id}, None),
+        ("PATCH", "/api/v1/commission/staff/{staff_id}"): ({"staff_id": w.commission_staff_id},
+                                                           {"display_name": "审计员"}),
+        ("POST", "/api/v1/me/card/report-lost"): ({}, {"reason": "lost phone case"}),
+        ("POST", "/api/v1/me/family"): ({}, {**_person("王安安", date(2018, 9, 9), 36, False), "relation": "child"}),
+        ("GET", "/api/v1/me/family/{ehc_id}"): ({"ehc_id": w.member}, None),
+        ("POST", "/api/v1/me/family/{ehc_id}/report-lost"): ({"ehc_id": w.member}, {"reason": "lost"}),
+        ("POST", "/api/v1/me/newborns"): ({}, {"sex": "1", "birth_date": "2024-07-08"}),
+        ("POST", "/api/v1/me/password"): ({}, {"new_password": "a long and fine passphrase"}),
+    }
+
+
+def _url(w: World, method: str, template: str, overrides: dict[str, str]) -> str:
+    params = {"ehc_id": w.card, "institution_id": w.institution, "code": "0300", "terminal_id": "W01",
+              "staff_id": w.staff_id, "app_id": w.managed_app.app_id, "key_id": w.managed_app.key_id, **overrides}
+    return template.format(**params)
+
+
+def api_routes(app) -> set[tuple[str, str]]:  # noqa: ANN001
+    """Every (method, path template) under /api/v1 that the app serves."""
+    try:  # FastAPI >= 0.16x keeps included routers as routes of their own
+        from fastapi.routing import iter_route_contexts
+        routes = [(rc.original_route, rc.path, rc.methods) for rc in iter_route_contexts(app.routes)]
+    except ImportError:
+        routes = [(r, r.path, r.methods) for r in app.routes]
+    found = {(method, path) for route, path, methods in routes
+             if isinstance(route, APIRoute) and path.startswith("/api/v1") for method in methods}
+    assert found, "no /api/v1 routes found: has the way to list them changed?"
+    return found
+
+
+# -- the matrix ---------------------------------------------------------------------------------------
+
+def test_every_api_route_has_an_entry_in_the_matrix(world: World) -> None:
+    served = api_routes(world.client.app)
+    missing = sorted(served - MATRIX.keys())
+    stale = sorted(MATRIX.keys() - served)
+    assert not missing and not stale, (
+        f"routes without an entry in MATRIX (decide who may call them): {missing}; "
+        f"entries for routes that no longer exist: {stale}")
+
+
+DENIAL_CODES = {401: {"unauthenticated"}, 403: {"role_not_allowed", "resident_only"}}
+
+
+def test_authorisation_matrix(world: World) -> None:
+    requests = _requests(world)
+    # Signing out ends the token it is sent with: last, and with each caller's spare token.
+    order = sorted(MATRIX, key=lambda k: k == ("POST", "/api/v1/auth/resident/sign-out"))
+    seen: dict[tuple[str, str], dict[str, int]] = {}
+    problems: list[str] = []
+    for key in order:
+        method, template = key
+        overrides, body = requests.get(key, ({}, None))
+        url = _url(world, method, template, overrides)
+        seen[key] = {}
+        for caller in CALLERS:
+            answer = world.call(caller, method, url, body, spare=template.endswith("/sign-out"))
+            status = seen[key][caller] = answer.status_code
+            allowed = caller in MATRIX[key]
+            where = f"{caller:18} {method} {template} -> {status}"
+            if status >= 500:
+                problems.append(f"{where}: server error {answer.text[:200]}")
+            elif status in DENIAL_CODES:
+                content_type = answer.headers.get("content-type", "")
+                code = answer.json().get("code") if content_type.startswith(PROBLEM) else None
+                expected = {"unauthenticated"} if caller == ANON else DENIAL_CODES[403]
+                if status == 401 and caller != ANON or code not in expected:
+                    problems.append(f"{where}: refused for another reason ({code or content_type}): {answer.text[:200]}")
+                elif allowed:
+                    problems.append(f"{where}: should be allowed ({code})")
+            elif not allowed:
+                problems.append(f"{where}: should be denied")
+    assert not problems, "\n" + _table(seen) + "\n\n" + "\n".join(problems)
+
+
+def _table(seen: dict[tuple[str, str], dict[str, int]]) -> str:
+    """Rows: routes; columns: callers. ``ok`` allowed and ``.`` denied as specified; a mismatch shows
+    the status with ``!``: ``!403`` refused though allowed, ``!200`` let through though denied."""
+    width = max(len(f"{m} {p}") for m, p in seen)
+    lines = [" " * (width + 3) + " ".join(f"{SHORT[c]:>5}" for c in CALLERS)]
+    for (method, path), answers in seen.items():
+        cells, bad = [], False
+        for caller in CALLERS:
+            status, allowed = answers[caller], caller in MATRIX[(method, path)]
+            denied = status in (401, 403)
+            if status < 500 and denied != allowed:
+                cells.append("ok" if allowed else ".")
+            else:
+                cells.append(f"!{status}")
+                bad = True
+        lines.append(f"{'>>' if bad else '  '} {method + ' ' + path:{width}} " + " ".join(f"{c:>5}" for c in cells))
+    return "\n".join(lines)
+
+
+# -- scope: which objects a caller reaches --------------------------------------------------------------
+
+def _refused(answer, code: str, status: int = 404) -> None:  # noqa: ANN001
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith(PROBLEM)
+    assert answer.json()["code"] == code, answer.text
+
+
+def test_regional_operator_sees_only_their_region(world: World) -> None:
+    operator = world.headers[REGIONAL]  # region 510100
+    client = world.client
+    assert client.get(f"/api/v1/institutions/{world.institution}", headers=operator).status_code == 200
+    assert client.get(f"/api/v1/institutions/{world.institution}/terminals/W01", headers=operator).status_code == 200
+    listing = _ok(client.get("/api/v1/institutions?limit=200", headers=operator))
+    ids = {i["id"] for i in listing["items"]}
+    assert world.institution in ids and world.other not in ids
+    assert listing["total"] == len(listing["items"]) and all(i["region_code"].startswith("5101") for i in listing["items"])
+    assert _ok(client.get("/api/v1/institutions?region_code=440300", headers=operator))["total"] == 0
+
+    # 440300 is out of reach: answered exactly like an institution that does not exist.
+    missing = client.get("/api/v1/institutions/no-such-institution", headers=operator)
+    _refused(missing, "institution_not_found")
+    for method, path, body in (
+        ("GET", "", None), ("PATCH", "", {"name": "x"}), ("GET", "/departments", None),
+        ("GET", "/departments/0300", None), ("GET", "/terminals", None), ("GET", "/terminals/W01", None),
+    ):
+        answer = client.request(method, f"/api/v1/institutions/{world.other}{path}", json=body, headers=operator)
+        _refused(answer, "institution_not_found")
+        assert answer.json()["detail"] == missing.json()["detail"]
+    _refused(client.post("/api/v1/institutions", json={"uscc": _uscc("440300", 4), "name": "x", "kind": "clinic",
+                                                        "region_code": "440300"}, headers=operator),
+             "region_out_of_scope", 403)
+
+
+def test_institution_admin_reaches_only_their_own_institution(world: World) -> None:
+    admin, client = world.headers[INST_ADMIN], world.client
+    base = f"/api/v1/institutions/{world.other}"
+    for method, path, body in (
+        ("GET", "", None),
+        ("GET", "/departments", None), ("GET", "/departments/0300", None),
+        ("POST", "/departments", {"code": "0500"}), ("PATCH", "/departments/0300", {"name": "x"}),
+        ("DELETE", "/departments/0300", None),
+        ("GET", "/terminals", None), ("GET", "/terminals/W01", None),
+        ("POST", "/terminals", {"terminal_id": "W09", "role": "window"}), ("PATCH", "/terminals/W01", {"name": "x"}),
+        ("GET", "/staff", None), ("GET", f"/staff/{world.other_staff_id}", None),
+        ("POST", "/staff", {"username": "intruder", "password": PASSWORD, "role": "institution_admin"}),
+        ("PATCH", f"/staff/{world.other_staff_id}", {"active": False}),
+    ):
+        _refused(client.request(method, base + path, json=body, headers=admin), "institution_not_found")
+    # A's staff cannot be reached through A's path either when they belong to B.
+    _refused(client.get(f"/api/v1/institutions/{world.institution}/staff/{world.other_staff_id}", headers=admin),
+             "staff_not_found")
+
+    other_app = world.other_app
+    _refused(client.get(f"/api/v1/apps/{other_app.app_id}", headers=admin), "app_not_found")
+    _refused(client.post(f"/api/v1/apps/{other_app.app_id}/keys",
+                         json={"public_key_pem": SM2PrivateKey.generate().public_key.to_pem().decode()},
+                         headers=admin), "app_not_found")
+    _refused(client.post(f"/api/v1/apps/{other_app.app_id}/keys/{other_app.key_id}/revoke", headers=admin),
+             "app_not_found")
+    _refused(client.post("/api/v1/apps", json={"name": "x", "institution_id": world.other}, headers=admin),
+             "institution_not_found")
+    assert other_app.app_id not in {a["app_id"] for a in _ok(client.get("/api/v1/apps", headers=admin))}
+    _refused(client.get(f"/api/v1/apps?institution_id={world.other}", headers=admin), "institution_not_found")
+    # B's app still works: nothing above touched it.
+    assert _ok(client.get("/api/v1/apps/ping", auth=other_app.auth()))["app_id"] == other_app.app_id
+
+    # And the other way round: B's admin does not reach A.
+    _refused(client.get(f"/api/v1/institutions/{world.institution}/staff", headers=world.other_admin),
+             "institution_not_found")
+    _refused(client.get(f"/api/v1/apps/{world.app.app_id}", headers=world.other_admin), "app_not_found")
+
+
+def test_hospital_system_reads_only_its_own_institution(world: World) -> None:
+    client, auth = world.client, world.app.auth()
+    listing = _ok(client.get("/api/v1/institutions", auth=auth))
+    assert [i["id"] for i in listing["items"]] == [world.institution]
+    assert _ok(client.get(f"/api/v1/institutions/{world.institution}/terminals/W01", auth=auth))["terminal_id"] == "W01"
+    _refused(client.get(f"/api/v1/institutions/{world.other}", auth=world.app.auth()), "institution_not_found")
+    _refused(client.get(f"/api/v1/institutions/{world.other}/terminals", auth=world.app.auth()),
+             "institution_not_found")
+
+
+def test_resident_reaches_only_their_own_family(world: World) -> None:
+    me, client = world.headers[RESIDENT], world.client
+    mine = _ok(client.get(f"/api/v1/me/family/{world.member}", headers=me))
+    assert mine["card"]["ehc_id"] == world.member and mine["relation"] == "child"
+    family = {m["card"]["ehc_id"] for m in _ok(client.get("/api/v1/me/family", headers=me))}
+    assert world.member in family and not family & {world.card, world.temporary, world.own_card}
+
+    # A stranger's card, and the resident's own card asked for as a "family member", answer exactly
+    # like a card that does not exist.
+    missing = client.get("/api/v1/me/family/" + "0" * 64, headers=me)
+    _refused(missing, "card_not_found")
+    before = _ok(client.get(f"/api/v1/cards/{world.card}", headers=world.headers[CLERK]))["status"]
+    for stranger in (world.card, world.temporary, world.own_card):
+        for answer in (client.get(f"/api/v1/me/family/{stranger}", headers=me),
+                       client.post(f"/api/v1/me/family/{stranger}/report-lost", json={"reason": "x"}, headers=me),
+                       client.get(f"/api/v1/me/access-log?member={stranger}", headers=me)):
+            _refused(answer, "card_not_found")
+            assert answer.json()["detail"] == missing.json()["detail"]
+    assert _ok(client.get(f"/api/v1/cards/{world.card}", headers=world.headers[CLERK]))["status"] == before
