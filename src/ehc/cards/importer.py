@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import itertools
 import multiprocessing
 import os
@@ -79,6 +78,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..crypto import sm3_hasher
 from ..audit import bulk as audit_bulk
 from ..identity import Applicant, get_verifier, mask_number, normalise_number
 from ..kit import ids
@@ -155,7 +155,7 @@ class ImportFailed(Problem):
 
 def file_digest(path: Path) -> tuple[str, int, int]:
     """SM3 of the file's bytes (hex), its size and its number of lines, in one streaming read."""
-    digest = hashlib.new("sm3")
+    digest = sm3_hasher()
     size = lines = 0
     last = b"\n"
     with open(path, "rb") as fh:
@@ -166,7 +166,7 @@ def file_digest(path: Path) -> tuple[str, int, int]:
             last = chunk[-1:]
     if last != b"\n":
         lines += 1
-    return digest.hexdigest(), size, lines
+    return digest.finalize().hex(), size, lines
 
 
 def _column_map(header: list[str]) -> dict[str, int]:

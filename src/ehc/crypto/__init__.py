@@ -7,7 +7,7 @@ store, the PII ``Sealer`` and the ``BlindIndex``. No domain module touches curve
 from .keystore import KeyInfo, KeyStore, KeyStoreError
 from .pii import BlindIndex, Sealer
 from .sm2 import DEFAULT_USER_ID, SM2PrivateKey, SM2PublicKey
-from .sm3 import hmac_sm3, hmac_sm3_verify, sm3
+from .sm3 import hmac_sm3, hmac_sm3_verify, sm3, sm3_hasher
 from .sm4 import SealBroken
 
 __all__ = [
@@ -23,4 +23,5 @@ __all__ = [
     "hmac_sm3",
     "hmac_sm3_verify",
     "sm3",
+    "sm3_hasher",
 ]

@@ -11,6 +11,11 @@ def sm3(data: bytes) -> bytes:
     return digest.finalize()
 
 
+def sm3_hasher() -> hashes.Hash:
+    """An incremental SM3 (``update(chunk)`` ... ``finalize()``), for streams too big to hold."""
+    return hashes.Hash(hashes.SM3())
+
+
 def hmac_sm3(key: bytes, data: bytes) -> bytes:
     mac = hmac.HMAC(key, hashes.SM3())
     mac.update(data)
