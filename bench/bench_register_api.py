@@ -1,7 +1,8 @@
 """Card registration through the API: ``POST /api/v1/cards`` against ``ehc serve`` on PostgreSQL.
 
 Set-up: a freshly migrated scratch database ``ehc_bench_register_api``; ``ehc serve --workers 2`` (uvicorn)
-as a subprocess on 127.0.0.1; a separate driver process (this file with ``--drive``) sends requests
+as a subprocess on 127.0.0.1, rate limits off (``EHC_RATE_LIMIT_*=0``: the load comes from one
+address, and the figure is the request path, not the limiter); a separate driver process (this file with ``--drive``) sends requests
 with httpx on asyncio, at most ``CONCURRENCY`` in flight, each registration a distinct valid resident
 (the same generator as the import benchmark), bounded both in count and in time.
 
@@ -166,7 +167,8 @@ def main(quick: bool = False) -> list[dict]:
     p99, bare_p99 = med(registers, "p99_ms"), med(bares, "p99_ms")
     common = (f"median of {ROUNDS} rounds of {count} distinct residents (rates per round: "
               f"{', '.join(str(round(r['rate'])) for r in registers)}); {CONCURRENCY} concurrent connections "
-              f"from one httpx/asyncio driver process; ehc serve --workers 2 on PostgreSQL; all on the same cores"
+              f"from one httpx/asyncio driver process (anonymous, as the public website); ehc serve --workers 2 on "
+              f"PostgreSQL, rate limits off; all on the same cores"
               + f"; 1-min load average {load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} cores"
               + (f"; NON-201 answers: {failures}" if failures else ""))
     return [
