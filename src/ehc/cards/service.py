@@ -326,14 +326,13 @@ def holders_for_phone(ctx: Ctx, phone: str) -> list[tuple[Card, Person]]:
     after through their guardian's account. Several adults of one household may remain (e.g. a
     couple sharing a phone); the caller tells them apart.
     """
-    index = ctx.vault.blind("phone", phone)
-    rows = ctx.session.execute(
-        select(Card, Person)
-        .join(Person, Card.person_id == Person.id)
-        .where(Person.phone_index == index, Person.status == "active", Person.temporary.is_(False),
-               Card.status != S.CANCELLED.value, Card.temporary.is_(False))
+    people = {person.id: person for person in mpi.find_by_phone(ctx, phone)}
+    cards = ctx.session.scalars(
+        select(Card)
+        .where(Card.person_id.in_(list(people)), Card.status != S.CANCELLED.value, Card.temporary.is_(False))
         .order_by(Card.issued_at, Card.ehc_id)
-    ).all()
+    ).all() if people else []
+    rows = [(card, people[card.person_id]) for card in cards]
     same_phone = {person.id for _, person in rows}
     guarded = set(ctx.session.scalars(
         select(FamilyBinding.member_person_id).where(

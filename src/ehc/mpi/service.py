@@ -94,6 +94,17 @@ def find_by_identifier(ctx: Ctx, identifier: Identifier) -> Person | None:
     return None if person_id is None else resolve(ctx, person_id)
 
 
+def find_by_phone(ctx: Ctx, phone: str) -> list[Person]:
+    """Active, identified people registered with this (normalised) mobile number, oldest first.
+    Families share phones, so there may be several."""
+    return list(ctx.session.scalars(
+        select(Person)
+        .where(Person.phone_index == ctx.vault.blind("phone", phone), Person.status == "active",
+               Person.temporary.is_(False))
+        .order_by(Person.created_at, Person.id)
+    ))
+
+
 def create_person(
     ctx: Ctx, details: Demographics, identifiers: list[Identifier], *, temporary: bool = False
 ) -> Person:
