@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Optional
@@ -24,7 +25,8 @@ app.add_typer(staff_app, name="staff")
 sms_app = typer.Typer(help="Text messages to residents (development outbox).", no_args_is_help=True)
 app.add_typer(sms_app, name="sms")
 app.add_typer(audit_app, name="audit")
-console = Console()
+# Piped output (scripts, tests) gets wide tables so ids are never cut short.
+console = Console(width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True)
 
 
