@@ -228,6 +228,7 @@ def test_truncated_or_extended_text_is_rejected(cut, extra):
         (PREFIX + "bb8", "qr_malformed"),
         (PREFIX + "BB8", "qr_malformed"),
         ("EHC2:" + FIXED.text[5:], "qr_version_unsupported"),
+        ("EHCM2:" + FIXED.text[5:], "qr_version_unsupported"),
         (MULTI_PREFIX + b45encode(b"\x85\x05CPV02"), "qr_malformed"),
         (MULTI_PREFIX + b45encode(b"\x85\x05CPV01"), "qr_malformed"),
     ],
@@ -525,3 +526,39 @@ def test_national_plaintext_form():
     assert national_plaintext(CARD, dyn) == f"{CARD}:0:20261126163200"  # 08:32 UTC = 16:32 Beijing time
     sta = issue_static(SIGNER, ref_secret=SECRET, ehc_id=CARD, sequence=1, now=NOW).payload
     assert national_plaintext(CARD.lower(), sta) == f"{CARD}:1"
+
+
+# ------------------------------------------------------------------------------------------------
+# The worked example of docs/qr-format.md §14 stays true
+# ------------------------------------------------------------------------------------------------
+EXAMPLE_PUBLIC_KEY = """-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoEcz1UBgi0DQgAEO0UpDevlJPjzcTwpfXRDGOYrKrpE
+2tSvXnKkUSNy42BOlSEsOsiezAYFYIDBdfyI5elcelCOliYHV5aifBN+0g==
+-----END PUBLIC KEY-----
+"""
+EXAMPLE_TEXT = (
+    "EHC1:V50*D3WS7501N01%AF5H7GSOA3TD-0 2CS*KHW3V-TKUK1%S7B9SVK55PO1KECF*TMXQ0 .1CQNYIS-5EFS996GFE3G2CFG84"
+    "%OAYNOAM+MN64J+NTFE1ZDMK9N3QSYS4IYF+PFBXOO/C34"
+)
+EXAMPLE_CARD = "6A0C1E2F3B4D5C6E7F8091A2B3C4D5E6F708192A3B4C5D6E7F8091A2B3C4D5E6"
+
+
+def test_the_spec_example_verifies():
+    from pathlib import Path
+
+    from ehc.crypto import SM2PublicKey
+
+    spec = (Path(__file__).resolve().parents[1] / "docs" / "qr-format.md").read_text()
+    assert EXAMPLE_TEXT in spec and EXAMPLE_PUBLIC_KEY.strip() in spec
+    keys = {"Q1a2b3c": SM2PublicKey.from_pem(EXAMPLE_PUBLIC_KEY)}.get
+    issued = datetime(2026, 11, 26, 8, 30, tzinfo=UTC)
+    payload = read(EXAMPLE_TEXT, keys, now=issued + timedelta(seconds=60))
+    assert payload.to_bytes().hex() == "01001a2b3c6b07ee0800788f3a61c2d4e5f607425f6aa52b1d6cecb9a38ee4"
+    assert len(EXAMPLE_TEXT) == 148 and render_png(EXAMPLE_TEXT).version == 6
+    secret = bytes(range(32))
+    ref = open_card_ref(secret, payload)
+    assert (ref.ehc_id_prefix, ref.sequence) == (EXAMPLE_CARD[:20], 2)
+    assert national_plaintext(EXAMPLE_CARD, payload) in spec
+    assert revocation_id(secret, EXAMPLE_CARD, 2).hex() in spec
+    with pytest.raises(QRExpired):
+        read(EXAMPLE_TEXT, keys, now=issued + timedelta(days=1))

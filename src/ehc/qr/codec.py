@@ -53,6 +53,7 @@ _FLAGS_KNOWN = _FLAG_TYPE | _FLAG_PAYMENT
 HEALTH_AID = bytes.fromhex("F04548435152")  # proprietary AID (ISO 7816-5 "F" range): F0 "EHCQR"
 PAYLOAD_FORMAT = b"CPV01"
 _KEY_ID = re.compile(r"Q[0-9a-f]{6}")
+_OTHER_VERSION = re.compile(r"EHCM?[0-9]+:")  # a later version's prefix: say so, do not call it junk
 _CST = timezone(timedelta(hours=8))
 
 
@@ -282,7 +283,7 @@ def _check_key_id(key_id: str) -> None:
 def decode(text: str) -> SignedCode:
     """``EHC1:`` text → payload + signature. Checks form only; the signature is checked by verify()."""
     if not isinstance(text, str) or not text.startswith(PREFIX):
-        if isinstance(text, str) and text.startswith("EHC") and text[3:4].isdigit():
+        if isinstance(text, str) and _OTHER_VERSION.match(text):
             raise QRVersionUnsupported("this reader knows EHC-QR version 1 only")
         raise QRMalformed(f"not an EHC-QR code (expected the prefix {PREFIX})")
     try:
