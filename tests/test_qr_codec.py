@@ -323,6 +323,8 @@ def test_misuse_is_refused_at_issue_time():
     with pytest.raises(ValueError):
         dynamic(ehc_id="not-a-card")
     with pytest.raises(ValueError):
+        dynamic(ehc_id=" ".join([CARD[:32], CARD[32:]]))
+    with pytest.raises(ValueError):
         dynamic(now=NOW.replace(tzinfo=None))
     with pytest.raises(ValueError):
         dynamic(ref_secret=b"short")

@@ -36,7 +36,9 @@ MULTI_PREFIX = "EHCM1:"  # two-in-one: EMVCo CPM container (tag 85 + application
 
 DEFAULT_VALIDITY = 120  # seconds a dynamic code is accepted (it is redrawn every 60 s)
 MAX_VALIDITY = 3600
-DEFAULT_SKEW = 15  # seconds of clock difference a verifier tolerates on either side
+DEFAULT_SKEW = 15  # seconds of clock difference an offline verifier tolerates on either side
+# The platform's own online check runs on the issuer's clock and passes skew=0 for expiry, so a
+# dynamic code is accepted there for exactly its validity (120 s by default).
 
 NONCE_SIZE = 8
 REF_SIZE = 12  # card handle (10) + sequence (2), encrypted
@@ -53,6 +55,7 @@ _FLAGS_KNOWN = _FLAG_TYPE | _FLAG_PAYMENT
 HEALTH_AID = bytes.fromhex("F04548435152")  # proprietary AID (ISO 7816-5 "F" range): F0 "EHCQR"
 PAYLOAD_FORMAT = b"CPV01"
 _KEY_ID = re.compile(r"Q[0-9a-f]{6}")
+_EHC_ID = re.compile(r"[0-9A-Fa-f]{64}")
 _OTHER_VERSION = re.compile(r"EHCM?[0-9]+:")  # a later version's prefix: say so, do not call it junk
 _CST = timezone(timedelta(hours=8))
 
@@ -224,7 +227,10 @@ def open_card_ref(ref_secret: bytes, payload: Payload) -> CardRef:
                    sequence=int.from_bytes(plain[HANDLE_SIZE:], "big"))
 
 
-def _issue(signer, ref_secret, ehc_id, sequence, now, kind, validity, nonce, payment_template) -> SignedCode:
+def _issue(
+    signer: Signer, ref_secret: bytes, ehc_id: str, sequence: int, now: datetime,
+    kind: CodeType, validity: int, nonce: bytes, payment_template: bytes | None,
+) -> SignedCode:
     issued_at = _seconds(now)
     binding = payment_binding(payment_template) if payment_template is not None else None
     draft = Payload(kind, signer.key_id, issued_at, validity, nonce, bytes(REF_SIZE), binding)
@@ -253,13 +259,9 @@ def _xor(a: bytes, b: bytes) -> bytes:
 
 
 def _card_bytes(ehc_id: str) -> bytes:
-    try:
-        raw = bytes.fromhex(ehc_id)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
+    if not isinstance(ehc_id, str) or not _EHC_ID.fullmatch(ehc_id):
         raise ValueError("ehc_id must be 64 hex digits")
-    return raw
+    return bytes.fromhex(ehc_id)
 
 
 def _seq_bytes(sequence: int) -> bytes:
