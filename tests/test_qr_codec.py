@@ -343,13 +343,13 @@ def test_two_dynamic_codes_of_one_card_cannot_be_linked():
     assert len({c.payload.card_ref for c in codes}) == len(codes)
     assert len({c.payload.nonce for c in codes}) == len(codes)
     # Pairs of the same card look like pairs of unrelated cards: about half the 160 bits differ,
-    # and no 3-byte run of one card reference appears in another (chance: ~1e-5 per pair).
+    # and no 4-byte run of one card reference appears in another (chance: ~2e-8 per pair).
     for a, b in pairwise(tails):
         distance = (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).bit_count()
         assert 40 <= distance <= 120
     for a, b in pairwise(codes):
         ra, rb = a.payload.card_ref, b.payload.card_ref
-        assert not any(ra[i : i + 3] in rb for i in range(len(ra) - 2))
+        assert not any(ra[i : i + 4] in rb for i in range(len(ra) - 3))
     # Bit by bit, the references of one card are balanced: no bit is stuck to the card's value.
     for bit in range(96):
         ones = sum((int.from_bytes(c.payload.card_ref, "big") >> bit) & 1 for c in codes)
