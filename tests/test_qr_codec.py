@@ -214,7 +214,7 @@ def test_any_changed_character_is_rejected(data):
 @settings(max_examples=200, deadline=None)
 @given(cut=st.integers(0, len(FIXED.text) - 1), extra=st.text(ALPHABET, max_size=3))
 def test_truncated_or_extended_text_is_rejected(cut, extra):
-    for text in (FIXED.text[:cut], FIXED.text + extra if extra else FIXED.text[:cut] + "0"):
+    for text in [FIXED.text[:cut]] + ([FIXED.text + extra] if extra else []):
         with pytest.raises(QRRejected):
             read(text, KEYS, now=NOW)
 
