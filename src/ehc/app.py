@@ -14,6 +14,7 @@ from .institutions.endpoints import router as institutions_router
 from .kit.http import RequestIdMiddleware, install_problem_handlers
 from .me.endpoints import router as me_router
 from .platform import Platform
+from .web.pages import mount as mount_pages
 
 
 def create_app(platform: Platform | None = None) -> FastAPI:
@@ -35,21 +36,13 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(institutions_router)
     app.include_router(staff_router)
     app.include_router(audit_router)
-    _mount_web(app)
+    mount_pages(app)
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     return app
-
-
-def _mount_web(app: FastAPI) -> None:
-    try:
-        from .web.pages import mount
-    except ImportError:  # pages not built into this install
-        return
-    mount(app)
 
 
 def app_factory() -> FastAPI:
