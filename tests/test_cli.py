@@ -29,10 +29,17 @@ def test_keys_init_list_rotate(tmp_path, settings):
     env = _env(settings, tmp_path / "keys")
     run(env, "keys", "init")
     manifest = json.loads((tmp_path / "keys" / "keystore.json").read_text())
-    assert sorted(k["kind"] for k in manifest["keys"]) == ["index", "qr", "root", "sealing"]
+    assert sorted(k["kind"] for k in manifest["keys"]) == ["index", "qr", "qrref", "root", "sealing"]
     assert all(oct(p.stat().st_mode)[-3:] == "600" for p in (tmp_path / "keys").iterdir())
     run(env, "keys", "init", "--if-missing")
     assert json.loads((tmp_path / "keys" / "keystore.json").read_text()) == manifest  # nothing overwritten
+    # A store made before a kind existed gets just that kind added; nothing else changes.
+    older = {**manifest, "keys": [k for k in manifest["keys"] if k["kind"] != "qrref"]}
+    (tmp_path / "keys" / "keystore.json").write_text(json.dumps(older))
+    run(env, "keys", "init", "--if-missing")
+    grown = json.loads((tmp_path / "keys" / "keystore.json").read_text())
+    assert grown["keys"][:4] == older["keys"] and [k["kind"] for k in grown["keys"][4:]] == ["qrref"]
+    manifest = grown
     rotated = run(env, "keys", "rotate", "sealing").stdout
     listing = run(env, "keys", "list").stdout
     assert "retired" in listing and rotated.split()[-1] in listing

@@ -76,12 +76,13 @@ def migrate() -> None:
 def keys_init(if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing when a store exists")] = False) -> None:
     """Create the key store (every missing key); never overwrites a key."""
     from .crypto import KeyStore
+    from .crypto.keystore import KINDS
 
     settings = get_settings()
-    existed = KeyStore(settings.keys_dir).exists
-    if existed and if_missing:
+    existing = KeyStore(settings.keys_dir)
+    if existing.exists and if_missing and all(existing.infos(kind) for kind in KINDS):
         return
-    store = KeyStore.init(settings.keys_dir)
+    store = KeyStore.init(settings.keys_dir)  # adds only the kinds that are missing
     console.print(f"key store at {store.directory}: {', '.join(f'{k.kind}={k.id}' for k in store.infos())}")
 
 

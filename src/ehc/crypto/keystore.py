@@ -5,6 +5,8 @@ Keys and what they are for:
 - ``qr``        SM2. Signs QR codes. Rotates; old keys stay published until their codes expire.
 - ``sealing``   SM4. Seals personal data at rest. Rotates; old keys stay to open old data.
 - ``index``     HMAC-SM3 key of the blind index. Does not rotate in place (every index would change).
+- ``qrref``     the QR card-reference secret (docs/qr-format.md §5). Does not rotate: every printed
+                static code's card reference and revocation id derive from it.
 
 In production the directory sits on an encrypted volume or is replaced by a cipher machine (HSM)
 behind the same small interface; the private bytes never leave this module and ``crypto/``.
@@ -24,7 +26,7 @@ from .sm4 import KEY_SIZE
 
 MANIFEST = "keystore.json"
 INDEX_KEY_SIZE = 32
-KINDS = ("root", "qr", "sealing", "index")
+KINDS = ("root", "qr", "sealing", "index", "qrref")
 
 
 class KeyStoreError(Exception):
@@ -57,7 +59,7 @@ def _now() -> datetime:
 
 def _new_key_id(kind: str) -> str:
     # Short ids: the QR key id travels inside every code, so it must be compact.
-    return {"root": "R", "qr": "Q", "sealing": "S", "index": "I"}[kind] + secrets.token_hex(3)
+    return {"root": "R", "qr": "Q", "sealing": "S", "index": "I", "qrref": "C"}[kind] + secrets.token_hex(3)
 
 
 class KeyStore:
