@@ -114,6 +114,12 @@ APP_MANAGERS = frozenset({INST_ADMIN, PLATFORM_ADMIN})
 # audit/auth.py: the whole trail; me/auth.py: the resident's own API (staff use /api/v1/cards).
 AUDIT_READERS = frozenset({AUDITOR, PLATFORM_ADMIN})
 RESIDENT_ONLY = NOBODY_BUT({RESIDENT})
+# qr/auth.py: a resident draws dynamic codes; window work prints static codes (CardClerk); the staff
+# who scan at their desks and the institution's hospital systems verify a code, which records a card
+# use at their institution (no admin, no commission role: they scan nothing, and a use needs an
+# institution).
+QR_PRINTERS = CARD_WINDOW
+QR_VERIFIERS = frozenset({CLERK, DOCTOR, NURSE, FAMILY_DOCTOR, CASHIER, HOSPITAL})
 
 MATRIX: dict[tuple[str, str], frozenset[str]] = {
     # accounts: signing in and out is for anyone (what a caller already holds does not matter)
@@ -182,6 +188,12 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/me/password"): RESIDENT_ONLY,
     ("GET", "/api/v1/me/access-log"): RESIDENT_ONLY,
     ("POST", "/api/v1/me/card/report-lost"): RESIDENT_ONLY,
+    # QR codes: drawing, printing, verifying (which records a card use)
+    ("POST", "/api/v1/me/qr/dynamic"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/qr/dynamic.png"): RESIDENT_ONLY,
+    ("GET", "/api/v1/cards/{ehc_id}/qr/static.png"): QR_PRINTERS,
+    ("GET", "/api/v1/cards/{ehc_id}/qr/static.svg"): QR_PRINTERS,
+    ("POST", "/api/v1/qr/verify"): QR_VERIFIERS,
     # the audit trail
     ("GET", "/api/v1/audit/events"): AUDIT_READERS,
 }
@@ -396,6 +408,7 @@ def _requests(w: World) -> dict[tuple[str, str], tuple[dict[str, str], dict | No
         ("POST", "/api/v1/me/family/{ehc_id}/report-lost"): ({"ehc_id": w.member}, {"reason": "lost"}),
         ("POST", "/api/v1/me/newborns"): ({}, {"sex": "1", "birth_date": "2024-07-08"}),
         ("POST", "/api/v1/me/password"): ({}, {"new_password": "a long and fine passphrase"}),
+        ("POST", "/api/v1/qr/verify"): ({}, {"code": "EHC1:NOT A CODE", "scene": "0101011", "channel": "0100"}),
     }
 
 

@@ -13,6 +13,7 @@ from .cards.endpoints import router as cards_router
 from .institutions.endpoints import router as institutions_router
 from .kit.http import RequestIdMiddleware, install_problem_handlers
 from .me.endpoints import router as me_router
+from .qr.endpoints import router as qr_router
 from .platform import Platform
 from .web.pages import mount as mount_pages
 
@@ -33,6 +34,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(apps_router)
     app.include_router(cards_router)
     app.include_router(me_router)
+    app.include_router(qr_router)
     app.include_router(institutions_router)
     app.include_router(staff_router)
     app.include_router(audit_router)

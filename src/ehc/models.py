@@ -8,5 +8,6 @@ from .db import Base
 from .institutions import models as _institutions  # noqa: F401
 from .kit import idempotency as _idempotency  # noqa: F401
 from .mpi import models as _mpi  # noqa: F401
+from .qr import models as _qr  # noqa: F401
 
 metadata = Base.metadata

@@ -1,0 +1,84 @@
+"""QR API: thin. Residents draw dynamic codes, window staff print static ones, terminals verify."""
+
+from __future__ import annotations
+
+
+from fastapi import APIRouter, Response
+
+from ..cards import service as cards
+from ..cards.models import Card, CardStatus
+from ..identity import mask_number
+from ..kit.context import Ctx
+from ..me import service as me
+from . import codec, service
+from .auth import QRHolder, QRPrinter, QRVerifier
+from .schemas import DynamicCodeOut, VerifiedHolderOut, VerifyIn, VerifyOut
+
+router = APIRouter(tags=["qr"])
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _resident_card(ctx: Ctx, member: str | None) -> Card:
+    return me.guarded_card(ctx, member)[0] if member else me.my_card(ctx)
+
+
+@router.post("/api/v1/me/qr/dynamic", response_model=DynamicCodeOut,
+             summary="A fresh dynamic QR code for my card, or (?member=) a family member's I guard")
+def my_dynamic_code(ctx: QRHolder, response: Response, member: str | None = None) -> DynamicCodeOut:
+    issued = service.issue_dynamic(ctx, _resident_card(ctx, member))
+    response.headers.update(_NO_STORE)
+    return DynamicCodeOut(text=issued.text, expires_at=issued.expires_at, refresh_after=service.REFRESH_AFTER)
+
+
+@router.get("/api/v1/me/qr/dynamic.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}},
+            summary="A fresh dynamic QR code as a PNG image")
+def my_dynamic_png(ctx: QRHolder, member: str | None = None) -> Response:
+    issued = service.issue_dynamic(ctx, _resident_card(ctx, member))
+    image = codec.render_png(issued.text)
+    return Response(image.data, media_type=image.media_type,
+                    headers={**_NO_STORE, "X-EHC-Expires-At": issued.expires_at.isoformat()})
+
+
+def _static(ctx: Ctx, ehc_id: str, render) -> Response:  # noqa: ANN001
+    issued = service.issue_static(ctx, cards.get_card(ctx, ehc_id))
+    image = render(issued.text)
+    return Response(image.data, media_type=image.media_type, headers=_NO_STORE)
+
+
+@router.get("/api/v1/cards/{ehc_id}/qr/static.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}}, summary="Print the card's static QR code (PNG)")
+def static_png(ehc_id: str, ctx: QRPrinter) -> Response:
+    return _static(ctx, ehc_id, codec.render_png)
+
+
+@router.get("/api/v1/cards/{ehc_id}/qr/static.svg", response_class=Response,
+            responses={200: {"content": {"image/svg+xml": {}}}}, summary="Print the card's static QR code (SVG)")
+def static_svg(ehc_id: str, ctx: QRPrinter) -> Response:
+    return _static(ctx, ehc_id, codec.render_svg)
+
+
+@router.post("/api/v1/qr/verify", response_model=VerifyOut,
+             summary="Verify a scanned code and record the card use (care step, channel, terminal)")
+def verify(body: VerifyIn, ctx: QRVerifier) -> VerifyOut:
+    use = service.Use(scene=body.scene, channel=body.channel, terminal_id=body.terminal_id,
+                      department=body.department)
+    done = service.verify(ctx, body.code, use)
+    document = next((i for i in done.identifiers if i.system.startswith("doc:")), None)
+    return VerifyOut(
+        ehc_id=done.card.ehc_id,
+        status=done.card.status,
+        status_code=CardStatus(done.card.status).national_code,
+        code_type=int(done.payload.type),
+        national_plaintext=done.national_plaintext,
+        holder=VerifiedHolderOut(
+            name=done.details.name,
+            sex=done.details.sex,
+            birth_date=done.details.birth_date.isoformat() if done.details.birth_date else None,
+            document_type=document.system[4:] if document else None,
+            document_number=mask_number((document.system[4:], document.value)) if document else None,
+        ),
+        use_id=done.use.id,
+    )
+

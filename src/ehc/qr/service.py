@@ -1,0 +1,177 @@
+"""Issuing and verifying health-card QR codes on the platform (docs/qr-format.md §5, §9, §13).
+
+The codec (``codec.py``) is pure; this module brings the key store, the card registry and the
+database: the active QR key signs, the card-reference secret (key kind ``qrref``) hides the card,
+the key store's QR keys (active and retired) verify, the card's sequence and status decide
+revocation, ``qr_used_codes`` makes a dynamic code single use, ``card_uses`` records every use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ..cards import service as cards
+from ..cards.models import Card, CardStatus
+from ..crypto import SM2PublicKey
+from ..kit.clock import utcnow
+from ..kit.context import Ctx
+from ..kit.errors import Conflict, Invalid
+from ..mpi import service as mpi
+from . import codec
+from .codes import SCAN_CHANNELS, SCENES
+from .models import CardUse, UsedCode
+
+DYNAMIC_VALIDITY = codec.DEFAULT_VALIDITY  # seconds a dynamic code is accepted, platform-wide (§3)
+REFRESH_AFTER = 60  # seconds after which a phone redraws its dynamic code
+ONLINE_SKEW = 0  # the online check runs on the issuer's own clock (§9 step 8)
+VERIFY_PURPOSE = "card.verify"
+
+
+class QRRevoked(codec.QRRejected):
+    code = "qr_revoked"
+
+
+class QRReplayed(codec.QRRejected):
+    code = "qr_replayed"
+
+
+# -- keys ----------------------------------------------------------------------------------------
+def _signer(ctx: Ctx) -> codec.Signer:
+    keys = ctx.vault.keys
+    info = keys.active("qr")
+    return codec.Signer(info.id, keys.signing_key(info.id))
+
+
+def _ref_secret(ctx: Ctx) -> bytes:
+    keys = ctx.vault.keys
+    return keys.secret(keys.active("qrref").id)
+
+
+def _key_lookup(ctx: Ctx, code_type: codec.CodeType, now: datetime):  # noqa: ANN202
+    """The store's QR keys: the active one; a retired one for dynamic codes until its ``not_after``,
+    for static codes until it is withdrawn from the store (§9.2)."""
+    keys = ctx.vault.keys
+
+    def lookup(key_id: str) -> SM2PublicKey | None:
+        for info in keys.infos("qr"):
+            if info.id != key_id:
+                continue
+            if (info.status != "active" and code_type is codec.CodeType.DYNAMIC and info.not_after
+                    and datetime.fromisoformat(info.not_after) < now):
+                return None
+            return keys.public_key(key_id)
+        return None
+
+    return lookup
+
+
+# -- issuing -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Issued:
+    text: str
+    expires_at: datetime | None
+    code_type: codec.CodeType
+
+
+def _active_card(card: Card) -> None:
+    if card.status != CardStatus.NORMAL:
+        raise Conflict(f"This card's status is {card.status}; no code is issued for it.", code="card_not_active")
+
+
+def issue_dynamic(ctx: Ctx, card: Card, *, now: datetime | None = None) -> Issued:
+    """A fresh dynamic code for a normal card (revocation of dynamic codes is enforced here, §9.1)."""
+    _active_card(card)
+    now = now or utcnow()
+    code = codec.issue_dynamic(_signer(ctx), ref_secret=_ref_secret(ctx), ehc_id=card.ehc_id,
+                               sequence=card.sequence, now=now, validity=DYNAMIC_VALIDITY)
+    expires = datetime.fromtimestamp(code.payload.expires_at, now.tzinfo)
+    return Issued(code.text, expires, codec.CodeType.DYNAMIC)
+
+
+def issue_static(ctx: Ctx, card: Card, *, now: datetime | None = None) -> Issued:
+    """A printable code for the card's current issue; a reissue or a loss revokes it."""
+    _active_card(card)
+    code = codec.issue_static(_signer(ctx), ref_secret=_ref_secret(ctx), ehc_id=card.ehc_id,
+                              sequence=card.sequence, now=now or utcnow())
+    return Issued(code.text, None, codec.CodeType.STATIC)
+
+
+# -- verifying online ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Use:
+    scene: str
+    channel: str
+    terminal_id: str | None = None
+    department: str | None = None
+
+
+@dataclass(frozen=True)
+class Verified:
+    card: Card
+    payload: codec.Payload
+    person: object
+    details: mpi.Demographics
+    identifiers: list[mpi.Identifier]
+    national_plaintext: str
+    use: CardUse
+
+
+def check_use(use: Use) -> None:
+    errors = []
+    if use.scene not in SCENES:
+        errors.append({"field": "scene", "code": "scene_unknown", "detail": "not a care-step code (DOMAIN.md)"})
+    if use.channel not in {str(c) for c in SCAN_CHANNELS}:
+        errors.append({"field": "channel", "code": "channel_unknown", "detail": "not a card-use channel code"})
+    if errors:
+        raise Invalid("The card-use codes are not in the national lists.", code="card_use_codes_invalid",
+                      errors=errors)
+
+
+def _card_for(ctx: Ctx, ref: codec.CardRef) -> Card | None:
+    prefix = ref.ehc_id_prefix
+    return ctx.session.scalar(select(Card).where(Card.ehc_id >= prefix, Card.ehc_id < prefix + "G").limit(1))
+
+
+def verify(ctx: Ctx, text: str, use: Use, *, now: datetime | None = None) -> Verified:
+    """Verify a code online (§9 steps 1-11) and record the card use. Raises a ``QRRejected``."""
+    check_use(use)
+    now = now or utcnow()
+    code = codec.decode(text.strip() if isinstance(text, str) else text)
+    payload = codec.verify(code, _key_lookup(ctx, code.payload.type, now), now=now, skew=ONLINE_SKEW)
+    ref = codec.open_card_ref(_ref_secret(ctx), payload)
+    card = _card_for(ctx, ref)
+    if card is None or card.sequence != ref.sequence:
+        raise QRRevoked("This code belongs to an earlier issue of the card: it no longer works.")
+    if card.status in (CardStatus.LOST, CardStatus.CANCELLED):
+        raise QRRevoked(f"The card is {card.status}: its codes no longer work.")
+    if card.status != CardStatus.NORMAL:
+        raise Conflict(f"This card's status is {card.status}.", code="card_not_active")
+    if payload.type is codec.CodeType.DYNAMIC:
+        _claim(ctx, payload)
+    person, details, identifiers = cards.holder(ctx, card, purpose=VERIFY_PURPOSE)
+    actor = ctx.actor
+    row = CardUse(ehc_id=card.ehc_id, person_id=card.person_id, scene=use.scene, channel=use.channel,
+                  institution_id=actor.institution_id, terminal_id=use.terminal_id, department=use.department,
+                  code_type=int(payload.type), actor_kind=actor.kind, actor_id=actor.id, operator=actor.operator,
+                  at=now)
+    ctx.session.add(row)
+    ctx.session.flush()
+    return Verified(card, payload, person, details, identifiers, codec.national_plaintext(card.ehc_id, payload), row)
+
+
+def _claim(ctx: Ctx, payload: codec.Payload) -> None:
+    """Single use: the (key id, nonce) row is unique; the second claim of a code is a replay."""
+    nonce = payload.nonce.hex()
+    taken = ctx.session.scalar(select(UsedCode.id).where(UsedCode.key_id == payload.key_id, UsedCode.nonce == nonce))
+    if taken is not None:
+        raise QRReplayed("This code has been used already: show a fresh one.")
+    expires = datetime.fromtimestamp(payload.expires_at, utcnow().tzinfo) + timedelta(seconds=codec.DEFAULT_SKEW)
+    try:
+        with ctx.session.begin_nested():
+            ctx.session.add(UsedCode(key_id=payload.key_id, nonce=nonce, expires_at=expires))
+    except IntegrityError:
+        raise QRReplayed("This code has been used already: show a fresh one.") from None
