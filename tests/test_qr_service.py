@@ -21,7 +21,7 @@ from ehc.crypto import SM2PrivateKey
 from ehc.kit.context import Actor
 from ehc.qr import codec
 from ehc.qr import service as qr
-from ehc.qr.models import CardUse
+from ehc.qr.models import CardUse, UsedCode
 
 PHONE = "13912345670"
 PERSON = {"name": "王小明", "document": {"type": "01", "number": resident_id(born=date(1985, 6, 1), sequence=41)},
@@ -230,3 +230,17 @@ def test_service_functions_take_the_time(platform, holder):  # noqa: ANN001
             qr.verify(ctx, issued.text, use, now=now + timedelta(seconds=120))
         assert qr.verify(ctx, issued.text, use, now=now + timedelta(seconds=60)).national_plaintext.endswith(
             ":0:20261126163200")
+
+
+def test_used_codes_are_forgotten_once_expired(platform, holder):  # noqa: ANN001
+    ehc_id, _ = holder
+    now = datetime(2026, 11, 26, 8, 30, tzinfo=timezone.utc)
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        card = session.get(Card, ehc_id)
+        use = qr.Use(scene="000000", channel="0100")
+        for _ in range(3):
+            qr.verify(ctx, qr.issue_dynamic(ctx, card, now=now).text, use, now=now)
+        assert qr.purge_used_codes(ctx, now + timedelta(seconds=120)) == 0  # within validity + skew
+        assert qr.purge_used_codes(ctx, now + timedelta(seconds=136)) == 3
+        assert session.scalars(select(UsedCode)).all() == []

@@ -8,10 +8,11 @@ revocation, ``qr_used_codes`` makes a dynamic code single use, ``card_uses`` rec
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from ..cards import service as cards
@@ -29,6 +30,10 @@ DYNAMIC_VALIDITY = codec.DEFAULT_VALIDITY  # seconds a dynamic code is accepted,
 REFRESH_AFTER = 60  # seconds after which a phone redraws its dynamic code
 ONLINE_SKEW = 0  # the online check runs on the issuer's own clock (§9 step 8)
 VERIFY_PURPOSE = "card.verify"
+PURGE_EVERY = timedelta(seconds=60)  # per process: drop used-code rows whose code has expired anyway
+
+_purge_lock = threading.Lock()
+_next_purge: datetime | None = None
 
 
 class QRRevoked(codec.QRRejected):
@@ -152,6 +157,7 @@ def verify(ctx: Ctx, text: str, use: Use, *, now: datetime | None = None) -> Ver
         raise Conflict(f"This card's status is {card.status}.", code="card_not_active")
     if payload.type is codec.CodeType.DYNAMIC:
         _claim(ctx, payload)
+        _purge_due(ctx, now)
     person, details, identifiers = cards.holder(ctx, card, purpose=VERIFY_PURPOSE)
     actor = ctx.actor
     row = CardUse(ehc_id=card.ehc_id, person_id=card.person_id, scene=use.scene, channel=use.channel,
@@ -175,3 +181,18 @@ def _claim(ctx: Ctx, payload: codec.Payload) -> None:
             ctx.session.add(UsedCode(key_id=payload.key_id, nonce=nonce, expires_at=expires))
     except IntegrityError:
         raise QRReplayed("This code has been used already: show a fresh one.") from None
+
+
+def purge_used_codes(ctx: Ctx, now: datetime) -> int:
+    """Forget used dynamic codes past their expiry (+ skew): they are refused as expired by then."""
+    result = ctx.session.execute(delete(UsedCode).where(UsedCode.expires_at < now))
+    return result.rowcount or 0
+
+
+def _purge_due(ctx: Ctx, now: datetime) -> None:
+    global _next_purge
+    with _purge_lock:
+        if _next_purge is not None and now < _next_purge:
+            return
+        _next_purge = now + PURGE_EVERY
+    purge_used_codes(ctx, now)
