@@ -194,6 +194,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/cards/{ehc_id}/qr/static.png"): QR_PRINTERS,
     ("GET", "/api/v1/cards/{ehc_id}/qr/static.svg"): QR_PRINTERS,
     ("POST", "/api/v1/qr/verify"): QR_VERIFIERS,
+    ("GET", "/api/v1/me/card-uses"): RESIDENT_ONLY,
     # the audit trail
     ("GET", "/api/v1/audit/events"): AUDIT_READERS,
 }

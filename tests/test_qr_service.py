@@ -103,7 +103,12 @@ def test_a_hospital_system_verifies_a_residents_dynamic_code_once(client, platfo
             use.code_type, use.actor_kind) == (ehc_id, "0101011", "0100", institution, "W01", "0300", 0, "machine")
     assert body["use_id"] == use.id
 
-    # The resident sees who verified their card, and why.
+    # The resident sees where their card was used, and who opened their details for it.
+    history = client.get("/api/v1/me/card-uses", headers=resident)
+    assert history.status_code == 200, history.text
+    [seen] = history.json()
+    assert (seen["scene"], seen["scene_label"], seen["channel"], seen["institution_id"], seen["terminal_id"],
+            seen["code_type"]) == ("0101011", "registration: booked", "0100", institution, "W01", 0)
     log = client.get("/api/v1/me/access-log", headers=resident)
     assert log.status_code == 200, log.text
     newest = log.json()["items"][0]
@@ -205,6 +210,8 @@ def test_a_guardian_draws_a_code_for_a_family_member(client, platform, his, hold
     drawn = client.post("/api/v1/me/qr/dynamic", params={"member": kid}, headers=resident)
     assert drawn.status_code == 200, drawn.text
     assert scan(client, drawn.json()["text"], auth=his).json()["ehc_id"] == kid
+    assert len(client.get("/api/v1/me/card-uses", params={"member": kid}, headers=resident).json()) == 1
+    assert client.get("/api/v1/me/card-uses", headers=resident).json() == []
     stranger = client.post("/api/v1/me/qr/dynamic", params={"member": "A" * 64}, headers=resident)
     assert stranger.status_code == 404
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
 from ..cards import service as cards
 from ..cards.models import Card, CardStatus
@@ -12,7 +12,8 @@ from ..kit.context import Ctx
 from ..me import service as me
 from . import codec, service
 from .auth import QRHolder, QRPrinter, QRVerifier
-from .schemas import DynamicCodeOut, VerifiedHolderOut, VerifyIn, VerifyOut
+from .codes import SCENES
+from .schemas import CardUseOut, DynamicCodeOut, VerifiedHolderOut, VerifyIn, VerifyOut
 
 router = APIRouter(tags=["qr"])
 
@@ -39,6 +40,17 @@ def my_dynamic_png(ctx: QRHolder, member: str | None = None) -> Response:
     image = codec.render_png(issued.text)
     return Response(image.data, media_type=image.media_type,
                     headers={**_NO_STORE, "X-EHC-Expires-At": issued.expires_at.isoformat()})
+
+
+@router.get("/api/v1/me/card-uses", response_model=list[CardUseOut],
+            summary="Where and for what my card (or, with ?member=, a family member's) was used, newest first")
+def my_card_uses(ctx: QRHolder, member: str | None = None, limit: int = Query(50, ge=1, le=200)) -> list[CardUseOut]:
+    return [
+        CardUseOut(at=u.at, scene=u.scene, scene_label=SCENES.get(u.scene, u.scene), channel=u.channel,
+                   institution_id=u.institution_id, terminal_id=u.terminal_id, department=u.department,
+                   code_type=u.code_type)
+        for u in service.uses_of(ctx, _resident_card(ctx, member), limit=limit)
+    ]
 
 
 def _static(ctx: Ctx, ehc_id: str, render) -> Response:  # noqa: ANN001

@@ -37,3 +37,14 @@ class VerifyOut(BaseModel):
     national_plaintext: str = Field(description="EHCID:type[:validity] (docs/qr-format.md §13)")
     holder: VerifiedHolderOut
     use_id: int
+
+
+class CardUseOut(BaseModel):
+    at: datetime
+    scene: str
+    scene_label: str
+    channel: str
+    institution_id: str | None
+    terminal_id: str | None
+    department: str | None
+    code_type: int = Field(description="0 dynamic, 1 static")

@@ -183,6 +183,12 @@ def _claim(ctx: Ctx, payload: codec.Payload) -> None:
         raise QRReplayed("This code has been used already: show a fresh one.") from None
 
 
+def uses_of(ctx: Ctx, card: Card, *, limit: int = 50) -> list[CardUse]:
+    """A card's uses, newest first (the holder's card-use history)."""
+    query = select(CardUse).where(CardUse.ehc_id == card.ehc_id).order_by(CardUse.at.desc(), CardUse.id.desc())
+    return list(ctx.session.scalars(query.limit(limit)))
+
+
 def purge_used_codes(ctx: Ctx, now: datetime) -> int:
     """Forget used dynamic codes past their expiry (+ skew): they are refused as expired by then."""
     result = ctx.session.execute(delete(UsedCode).where(UsedCode.expires_at < now))
