@@ -118,7 +118,7 @@ def _import(url: str, path: Path, keys_dir: Path) -> tuple[float, int, dict[str,
 
     The CPU count covers the main process, its worker processes and the PostgreSQL backend serving
     the import (PostgreSQL's shared WAL writer and checkpointer are left out): what the import costs,
-    whatever else the machine is busy with.
+    which depends much less than wall time on what else the machine is doing.
     """
     import resource
 
@@ -235,7 +235,7 @@ def main(quick: bool = False) -> list[dict]:
                       + ", ".join(f"{part} {statistics.median(p[part] for p in cpu_parts):.0f}"
                                   for part in ("workers", "postgresql", "main"))
                       + f" µs); "
-                      f"independent of other load on the machine; implies at most "
+                      f"less sensitive than wall time to other load on the machine, not immune (caches are shared); implies at most "
                       f"{workers * 1e6 / statistics.median(cpu_per_card):,.0f} cards/s on {workers} otherwise idle "
                       f"cores (PostgreSQL's WAL writer and checkpointer not counted)"),
         },
