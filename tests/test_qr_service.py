@@ -251,3 +251,18 @@ def test_used_codes_are_forgotten_once_expired(platform, holder):  # noqa: ANN00
         assert qr.purge_used_codes(ctx, now + timedelta(seconds=120)) == 0  # within validity + skew
         assert qr.purge_used_codes(ctx, now + timedelta(seconds=136)) == 3
         assert session.scalars(select(UsedCode)).all() == []
+
+
+def test_a_two_in_one_code_is_verified_by_its_health_part(client, platform, his, holder):  # noqa: ANN001
+    ehc_id, _ = holder
+    payment = bytes.fromhex("61144F07A0000003330101") + bytes.fromhex("5A0962258800000000001F")
+    keys = platform.keys
+    signer = codec.Signer(keys.active("qr").id, keys.signing_key(keys.active("qr").id))
+    code = codec.issue_dynamic(signer, ref_secret=keys.secret(keys.active("qrref").id), ehc_id=ehc_id, sequence=1,
+                               now=datetime.now(timezone.utc), payment_template=payment)
+    text = codec.combine(code, payment)
+    assert text.startswith("EHCM1:")
+    answer = scan(client, text, auth=his, scene="0101051")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["ehc_id"] == ehc_id and answer.json()["code_type"] == 0
+    refused(scan(client, text, auth=his), "qr_replayed")

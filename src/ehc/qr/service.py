@@ -145,7 +145,8 @@ def verify(ctx: Ctx, text: str, use: Use, *, now: datetime | None = None) -> Ver
     """Verify a code online (§9 steps 1-11) and record the card use. Raises a ``QRRejected``."""
     check_use(use)
     now = now or utcnow()
-    code = codec.decode(text.strip() if isinstance(text, str) else text)
+    # A two-in-one code: verify its health part (the payment part is the payment channel's, §8).
+    code = codec.split(text.strip() if isinstance(text, str) else text).code
     payload = codec.verify(code, _key_lookup(ctx, code.payload.type, now), now=now, skew=ONLINE_SKEW)
     ref = codec.open_card_ref(_ref_secret(ctx), payload)
     card = _card_for(ctx, ref)
