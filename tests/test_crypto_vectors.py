@@ -602,7 +602,7 @@ def test_keystore_init_creates_every_kind_with_private_files(tmp_path):
     store = KeyStore.init(directory)
     assert store.exists
     kinds = sorted(info.kind for info in store.infos())
-    assert kinds == ["index", "qr", "root", "sealing"]
+    assert kinds == ["index", "qr", "qrref", "root", "sealing"]
     assert _mode(directory) == 0o700
     assert _mode(directory / "keystore.json") == 0o600
     for info in store.infos():
