@@ -284,9 +284,9 @@ class _Preparer:
             # -- exactly service.register: collect every field error, then verify --
             errors: list[dict] = []
             application = _registration(values, errors)
-            document = service._collect(errors, service.parse_document, application.document_type,
+            document = service.collect_field_errors(errors, service.parse_document, application.document_type,
                                         application.document_number)
-            details = service._details(errors, application, document)
+            details = service.validated_details(errors, application, document)
             if errors:
                 problem = "validation_failed" if any(e["code"] in ("string_too_long", "birth_date_malformed")
                                                      for e in errors) else "application_invalid"

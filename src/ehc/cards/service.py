@@ -72,15 +72,16 @@ def register(ctx: Ctx, application: Registration) -> Issued:
     concurrent registration of the same document loses the race and returns the winner's card.
     """
     errors: list[dict] = []
-    document = _collect(errors, parse_document, application.document_type, application.document_number)
-    details = _details(errors, application, document)
+    document = collect_field_errors(errors, parse_document, application.document_type, application.document_number)
+    details = validated_details(errors, application, document)
     if errors:
         raise Invalid("The application has invalid fields.", code="application_invalid", errors=errors)
     return _issue_for(ctx, details, document_identifier(document), document=document)
 
 
-def _collect(errors: list[dict], fn, *args):  # noqa: ANN001, ANN202
-    """Run one validator, adding its field errors to ``errors``: one answer lists every bad field."""
+def collect_field_errors(errors: list[dict], fn, *args):  # noqa: ANN001, ANN202
+    """Run one validator, adding its field errors to ``errors``: one answer lists every bad field.
+    Public so the bulk importer applies exactly these checks."""
     try:
         return fn(*args)
     except Invalid as exc:
@@ -88,9 +89,9 @@ def _collect(errors: list[dict], fn, *args):  # noqa: ANN001, ANN202
         return None
 
 
-def _details(errors: list[dict], given: "Registration | Changes", document: Document | None) -> mpi.Demographics:
-    name = _collect(errors, normalise_name, given.name) if given.name is not None else None
-    phone = _collect(errors, normalise_phone, given.phone) if given.phone else None
+def validated_details(errors: list[dict], given: "Registration | Changes", document: Document | None) -> mpi.Demographics:
+    name = collect_field_errors(errors, normalise_name, given.name) if given.name is not None else None
+    phone = collect_field_errors(errors, normalise_phone, given.phone) if given.phone else None
     region = given.region_code or (document.region_code if document else None)
     if region is not None and not (len(region) == 6 and region.isdigit()):
         errors.append(field_error("region_code", "region_code_invalid", "A region code is 6 digits (GB/T 2260)."))
@@ -471,7 +472,7 @@ def modify(ctx: Ctx, ehc_id: str, changes: Changes, reason: str | None = None) -
     person, on_file, identifiers = holder(ctx, card, purpose="card.modify")
     document = next((parse_document(i.system[4:], i.value) for i in identifiers if i.system.startswith("doc:")), None)
     errors: list[dict] = []
-    new = _details(errors, changes, None)
+    new = validated_details(errors, changes, None)
     if errors:
         raise Invalid("The changes have invalid fields.", code="application_invalid", errors=errors)
     details = mpi.Demographics(
