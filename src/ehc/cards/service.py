@@ -4,6 +4,7 @@ cards, and the lifecycle. Knows nothing of HTTP; every function takes a ``Ctx``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -37,6 +38,19 @@ TRANSITIONS: dict[str, tuple[frozenset[CardStatus], CardStatus]] = {
     "reissue": (frozenset({S.NORMAL, S.LOST}), S.NORMAL),
     "cancel": (frozenset({S.PENDING_REVIEW, S.REJECTED, S.NORMAL, S.LOST}), S.CANCELLED),
 }
+# Another domain's reaction to a step of a card's life (the QR domain revokes static codes of a lost,
+# cancelled or reissued card and ends the sessions drawing its dynamic codes), called inside the
+# same transaction with the card after the step, the action, the status before and the sequence before.
+TransitionHook = Callable[[Ctx, Card, str, CardStatus, int], None]
+_transition_hooks: list[TransitionHook] = []
+
+
+def on_transition(hook: TransitionHook) -> TransitionHook:
+    """Register a reaction to card transitions (see ``TransitionHook``); usable as a decorator."""
+    _transition_hooks.append(hook)
+    return hook
+
+
 # Actions whose reason must be given (they take something away from the holder).
 REASON_REQUIRED = {"reject", "cancel", "report_lost"}
 RELATIONS = ("child", "parent", "spouse", "grandchild", "grandparent", "sibling", "other")
@@ -437,10 +451,13 @@ def _transition(ctx: Ctx, card: Card, action: str, reason: str | None) -> Card:
     if action in REASON_REQUIRED and not reason:
         raise Invalid("A reason is required for this action.", code="reason_required",
                       errors=[field_error("reason", "reason_required", "Say why.")])
+    sequence_before = card.sequence
     card.status = to.value
     if action == "reissue":
         card.sequence += 1
     ctx.session.flush()
+    for hook in _transition_hooks:
+        hook(ctx, card, action, current, sequence_before)
     _record(ctx, card, action, current, to, reason)
     return card
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base, UtcDateTime
@@ -47,3 +47,44 @@ class CardUse(Base):
     actor_id: Mapped[str | None] = mapped_column(String(64))
     operator: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    # The code that was scanned, for deduplicating offline uploads (docs/qr-format.md §9.1): the
+    # issuing key id and the nonce (a dynamic code's random nonce, a static code's revocation id).
+    key_id: Mapped[str | None] = mapped_column(String(7))
+    nonce: Mapped[str | None] = mapped_column(String(16))
+    offline: Mapped[bool] = mapped_column(Boolean, default=False)  # verified by a terminal, uploaded later
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)  # when the platform learnt of it
+    # A dynamic code seen before at another terminal or online: recorded, and reported as a replay.
+    replay: Mapped[bool] = mapped_column(Boolean, default=False)
+    region_code: Mapped[str | None] = mapped_column(String(6), index=True)  # the institution's region (GB/T 2260)
+
+    __table_args__ = (Index("ix_card_uses_key_nonce", "key_id", "nonce"),)
+
+
+class Revocation(Base):
+    """One change of the revocation list (docs/qr-format.md §12): a static code's revocation id
+    added (card lost, cancelled, or an earlier issue after a reissue) or removed (card recovered).
+
+    The row id is the list's serial: ``?since=N`` answers with the rows after N. Only the revocation
+    id is kept, which reveals nothing of the card without the card-reference secret.
+    """
+
+    __tablename__ = "qr_revocations"
+
+    serial: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    rid: Mapped[str] = mapped_column(String(16), index=True)  # hex
+    action: Mapped[str] = mapped_column(String(6))  # add | remove
+    reason: Mapped[str] = mapped_column(String(16))  # lost | cancelled | reissued | recovered
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class CardPin(Base):
+    """The second factor a holder sets for static codes (docs/qr-format.md §9.1): a PIN, kept only
+    as a keyed, salted digest, with a failure counter that locks it after repeated wrong tries."""
+
+    __tablename__ = "card_pins"
+
+    ehc_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(128))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
