@@ -17,15 +17,15 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Debian packages the tests need (a real browser and CJK fonts; openssl and curl for the interop
-# and integration-guide tests; a Java runtime for the Spark backend of `ehc mpi link`); installed
-# only when missing.
+# and integration-guide tests; a Java runtime for the Spark backend of `ehc mpi link`; pdftoppm to
+# read printed PDF labels back); installed only when missing.
 system-deps:
 	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi 'Noto Sans CJK' \
 	    || ! command -v curl >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1 \
-	    || ! command -v java >/dev/null 2>&1; then \
-	  echo "installing chromium, fonts-noto-cjk, curl, openssl and a Java runtime from Debian"; \
+	    || ! command -v java >/dev/null 2>&1 || ! command -v pdftoppm >/dev/null 2>&1; then \
+	  echo "installing chromium, fonts-noto-cjk, curl, openssl, poppler-utils and a Java runtime from Debian"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk curl openssl \
-	    default-jre-headless; \
+	    poppler-utils default-jre-headless; \
 	fi
 
 run: $(STAMP)
