@@ -25,6 +25,8 @@ app.add_typer(staff_app, name="staff")
 sms_app = typer.Typer(help="Text messages to residents (development outbox).", no_args_is_help=True)
 app.add_typer(sms_app, name="sms")
 app.add_typer(audit_app, name="audit")
+mpi_app = typer.Typer(help="The master patient index: link, match, review.", no_args_is_help=True)
+app.add_typer(mpi_app, name="mpi")
 # Piped output (scripts, tests) gets wide tables so ids are never cut short.
 console = Console(width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True)
