@@ -364,6 +364,40 @@ FROM {_CARD_STAGE} WHERE NOT (key = ANY(:lost)) ORDER BY key
 """
 
 
+# Card ids drawn in the workers whose 80-bit prefix (the handle a QR code carries, docs/qr-format.md
+# §5.2) an existing card or another card of the batch already has: one set query per batch, and a
+# fresh id for each clash (at 2^-80 per pair, in practice never).
+_STAGED_CLASHES = f"""
+SELECT s.key FROM {_CARD_STAGE} s
+WHERE NOT (s.key = ANY(:lost)) AND (
+    EXISTS (SELECT 1 FROM cards c WHERE c.ehc_id >= left(s.ehc_id, {service.CARD_ID_PREFIX})
+                                    AND c.ehc_id < left(s.ehc_id, {service.CARD_ID_PREFIX}) || 'G')
+    OR left(s.ehc_id, {service.CARD_ID_PREFIX}) IN (
+        SELECT left(ehc_id, {service.CARD_ID_PREFIX}) FROM {_CARD_STAGE} WHERE NOT (key = ANY(:lost))
+        GROUP BY 1 HAVING count(*) > 1))
+"""
+
+
+def _redraw_staged_clashes(connection: Connection, lost: list[int]) -> None:
+    while keys := connection.execute(text(_STAGED_CLASHES), {"lost": lost}).scalars().all():
+        for key in keys:
+            connection.execute(text(f"UPDATE {_CARD_STAGE} SET ehc_id = :ehc_id WHERE key = :key"),
+                               {"ehc_id": service.fresh_card_id(connection), "key": key})
+
+
+def _redraw_clashes(connection: Connection, rows: list[tuple]) -> list[tuple]:
+    """The same for the row-by-row path (SQLite): one primary-key range probe per card."""
+    seen: set[str] = set()
+    out = []
+    for row in rows:
+        ehc_id = row[2]
+        while service.card_id_prefix(ehc_id) in seen or service.card_id_prefix_taken(connection, ehc_id):
+            ehc_id = service.fresh_card_id(connection)
+        seen.add(service.card_id_prefix(ehc_id))
+        out.append((*row[:2], ehc_id, *row[3:]))
+    return out
+
+
 def _insert_cards(connection: Connection, cards: bytes | list[tuple], lost: set[int], actor: Actor,
                   now: datetime) -> None:
     """The cards (and their "register" events) of the people the master index did create."""
@@ -382,10 +416,11 @@ def _insert_cards(connection: Connection, cards: bytes | list[tuple], lost: set[
         ) as copy:
             copy.write(cards)
         params = {**who, "lost": sorted(lost)}
+        _redraw_staged_clashes(connection, params["lost"])
         connection.execute(text(_INSERT_CARDS), params)
         connection.execute(text(_INSERT_EVENTS), params)
         return
-    rows = [r for r in cards if r[0] not in lost]
+    rows = _redraw_clashes(connection, [r for r in cards if r[0] not in lost])
     if not rows:
         return
     connection.execute(insert(Card.__table__), [

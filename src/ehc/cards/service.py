@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
 from ..audit import service as audit
 from ..identity import (
@@ -22,7 +24,7 @@ from ..identity import (
 )
 from ..kit import ids
 from ..kit.context import Ctx
-from ..kit.errors import Conflict, Invalid, NotFound, field_error
+from ..kit.errors import Conflict, Invalid, NotFound, Problem, field_error
 from ..mpi import service as mpi
 from ..mpi.models import Person
 from .models import Card, CardEvent, CardStatus, FamilyBinding
@@ -176,9 +178,35 @@ def _existing(ctx: Ctx, person: Person, details: mpi.Demographics) -> Issued:
     return Issued(card=card, person=person, created=False)
 
 
+# A QR code carries only the first 80 bits of the card id (docs/qr-format.md §5.2): no two cards may share them.
+CARD_ID_PREFIX = 20  # hex digits
+_FRESH_ID_TRIES = 8  # 2^-80 per try and card: a second clash means the id generator is broken
+
+
+def card_id_prefix(ehc_id: str) -> str:
+    return ehc_id[:CARD_ID_PREFIX]
+
+
+def card_id_prefix_taken(session: Session | Connection, ehc_id: str) -> bool:
+    """Whether a card's id starts with the same 80 bits: one range scan of the primary key."""
+    prefix = card_id_prefix(ehc_id)
+    taken = select(Card.ehc_id).where(Card.ehc_id >= prefix, Card.ehc_id < prefix + "G").limit(1)
+    return session.scalar(taken) is not None
+
+
+def fresh_card_id(session: Session | Connection) -> str:
+    """A random card id whose 80-bit prefix no card has yet; every card creation goes through here."""
+    for _ in range(_FRESH_ID_TRIES):
+        candidate = ids.new_card_id()
+        if not card_id_prefix_taken(session, candidate):
+            return candidate
+    raise Problem("No free card id was found; try again.", code="card_id_unavailable", status=503,
+                  title="Service unavailable")
+
+
 def _new_card(ctx: Ctx, person: Person, status: CardStatus, verifier: str | None, *, temporary: bool = False) -> Card:
     card = Card(
-        ehc_id=ids.new_card_id(),
+        ehc_id=fresh_card_id(ctx.session),
         person_id=person.id,
         status=status.value,
         sequence=1,
