@@ -193,6 +193,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/me/qr/dynamic.png"): RESIDENT_ONLY,
     ("GET", "/api/v1/cards/{ehc_id}/qr/static.png"): QR_PRINTERS,
     ("GET", "/api/v1/cards/{ehc_id}/qr/static.svg"): QR_PRINTERS,
+    ("GET", "/api/v1/cards/{ehc_id}/qr/static.pdf"): QR_PRINTERS,
     ("POST", "/api/v1/qr/verify"): QR_VERIFIERS,
     ("GET", "/api/v1/me/card-uses"): RESIDENT_ONLY,
     # the audit trail

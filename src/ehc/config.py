@@ -37,6 +37,9 @@ class Settings:
     rate_limit_identity: int = field(default_factory=lambda: int(_env("RATE_LIMIT_IDENTITY", "600")))
     rate_limit_anonymous: int = field(default_factory=lambda: int(_env("RATE_LIMIT_ANONYMOUS", "300")))
     resident_session_hours: int = field(default_factory=lambda: int(_env("RESIDENT_SESSION_HOURS", "24")))
+    # Seconds after which a phone redraws its dynamic QR code (``refresh_after``); codes are accepted
+    # for 120 s, so anything from 5 to 100 keeps one valid on screen. Short values are for tests.
+    qr_refresh_seconds: int = field(default_factory=lambda: max(1, min(100, int(_env("QR_REFRESH_SECONDS", "60")))))
 
     def __post_init__(self) -> None:
         if not self.database_url:

@@ -80,6 +80,7 @@ PURPOSES: dict[str, tuple[str, str]] = {
     "card.temporary": ("Temporary card for an unidentified patient", "为身份不明患者办理临时卡"),
     "card.merge": ("Merged a temporary card into the identified person's card", "临时卡合并至本人卡"),
     "card.verify": ("Scanned the card's QR code (registration, payment, care)", "扫描电子健康卡二维码（挂号、缴费、诊疗）"),
+    "card.print": ("Printed the card's QR code label (masked name)", "打印电子健康卡二维码标签（姓名部分隐藏）"),
     "account.sign_in": ("Sign-in on a shared phone: checked the document number's last characters",
                         "共用手机号登录：核对证件号后四位"),
 }

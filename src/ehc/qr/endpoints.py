@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-
 from fastapi import APIRouter, Query, Response
 
+from .. import payments
 from ..cards import service as cards
 from ..cards.models import Card, CardStatus
 from ..identity import mask_number
 from ..kit.context import Ctx
 from ..me import service as me
-from . import codec, service
+from . import codec, label, service
 from .auth import QRHolder, QRPrinter, QRVerifier
 from .codes import SCENES
 from .schemas import CardUseOut, DynamicCodeOut, VerifiedHolderOut, VerifyIn, VerifyOut
@@ -24,22 +24,34 @@ def _resident_card(ctx: Ctx, member: str | None) -> Card:
     return me.guarded_card(ctx, member)[0] if member else me.my_card(ctx)
 
 
+_PAYMENT = Query(None, max_length=32, description="a payment channel (e.g. sandbox): a two-in-one EHCM1: code")
+
+
+def _draw(ctx: Ctx, member: str | None, payment: str | None) -> service.Issued:
+    channel = payments.channel(ctx, payment) if payment else None  # an unknown name: 422 before anything else
+    return service.issue_dynamic(ctx, _resident_card(ctx, member), payment=channel)
+
+
 @router.post("/api/v1/me/qr/dynamic", response_model=DynamicCodeOut,
              summary="A fresh dynamic QR code for my card, or (?member=) a family member's I guard")
-def my_dynamic_code(ctx: QRHolder, response: Response, member: str | None = None) -> DynamicCodeOut:
-    issued = service.issue_dynamic(ctx, _resident_card(ctx, member))
+def my_dynamic_code(ctx: QRHolder, response: Response, member: str | None = None,
+                    payment: str | None = _PAYMENT) -> DynamicCodeOut:
+    issued = _draw(ctx, member, payment)
     response.headers.update(_NO_STORE)
-    return DynamicCodeOut(text=issued.text, expires_at=issued.expires_at, refresh_after=service.REFRESH_AFTER)
+    return DynamicCodeOut(text=issued.text, expires_at=issued.expires_at,
+                          refresh_after=ctx.settings.qr_refresh_seconds, payment_channel=payment or None)
 
 
 @router.get("/api/v1/me/qr/dynamic.png", response_class=Response,
             responses={200: {"content": {"image/png": {}}}},
             summary="A fresh dynamic QR code as a PNG image")
-def my_dynamic_png(ctx: QRHolder, member: str | None = None) -> Response:
-    issued = service.issue_dynamic(ctx, _resident_card(ctx, member))
+def my_dynamic_png(ctx: QRHolder, member: str | None = None, payment: str | None = _PAYMENT) -> Response:
+    issued = _draw(ctx, member, payment)
     image = codec.render_png(issued.text)
     return Response(image.data, media_type=image.media_type,
-                    headers={**_NO_STORE, "X-EHC-Expires-At": issued.expires_at.isoformat()})
+                    headers={**_NO_STORE, "X-EHC-Expires-At": issued.expires_at.isoformat(),
+                             "X-EHC-Refresh-After": str(ctx.settings.qr_refresh_seconds),
+                             "X-EHC-QR-Version": str(image.version)})
 
 
 @router.get("/api/v1/me/card-uses", response_model=list[CardUseOut],
@@ -53,7 +65,7 @@ def my_card_uses(ctx: QRHolder, member: str | None = None, limit: int = Query(50
     ]
 
 
-def _static(ctx: Ctx, ehc_id: str, render) -> Response:  # noqa: ANN001
+def _static(ctx: Ctx, ehc_id: str, render) -> Response:
     issued = service.issue_static(ctx, cards.get_card(ctx, ehc_id))
     image = render(issued.text)
     return Response(image.data, media_type=image.media_type, headers=_NO_STORE)
@@ -69,6 +81,17 @@ def static_png(ehc_id: str, ctx: QRPrinter) -> Response:
             responses={200: {"content": {"image/svg+xml": {}}}}, summary="Print the card's static QR code (SVG)")
 def static_svg(ehc_id: str, ctx: QRPrinter) -> Response:
     return _static(ctx, ehc_id, codec.render_svg)
+
+
+@router.get("/api/v1/cards/{ehc_id}/qr/static.pdf", response_class=Response,
+            responses={200: {"content": {"application/pdf": {}}}},
+            summary="Print the card's static QR code on an A7 label (PDF) with the holder's masked name")
+def static_pdf(ehc_id: str, ctx: QRPrinter) -> Response:
+    made = label.label_for(ctx, cards.get_card(ctx, ehc_id))
+    headers = {**_NO_STORE, "Content-Disposition": 'inline; filename="ehc-qr-label.pdf"'}
+    if made.font_note:
+        headers["X-EHC-Label-Note"] = made.font_note
+    return Response(made.pdf, media_type="application/pdf", headers=headers)
 
 
 @router.post("/api/v1/qr/verify", response_model=VerifyOut,

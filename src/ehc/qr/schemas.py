@@ -8,9 +8,10 @@ from pydantic import BaseModel, Field
 
 
 class DynamicCodeOut(BaseModel):
-    text: str = Field(description="the EHC1: code text; render it as a QR symbol at level M")
+    text: str = Field(description="the EHC1: code text (EHCM1: with ?payment=); render it as a QR symbol at level M")
     expires_at: datetime
     refresh_after: int = Field(description="seconds after which to draw a fresh code")
+    payment_channel: str | None = Field(default=None, description="the channel of the payment part, two-in-one only")
 
 
 class VerifyIn(BaseModel):

@@ -22,12 +22,14 @@ from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Conflict, Invalid
 from ..mpi import service as mpi
+from ..payments import MEDICAL_PAYMENT, PaymentChannel
 from . import codec
 from .codes import SCAN_CHANNELS, SCENES
 from .models import CardUse, UsedCode
 
 DYNAMIC_VALIDITY = codec.DEFAULT_VALIDITY  # seconds a dynamic code is accepted, platform-wide (§3)
-REFRESH_AFTER = 60  # seconds after which a phone redraws its dynamic code
+REFRESH_AFTER = 60  # seconds after which a phone redraws its dynamic code (settings.qr_refresh_seconds)
+PAYMENT_PURPOSE = MEDICAL_PAYMENT  # what the payment part of a two-in-one code pays for
 ONLINE_SKEW = 0  # the online check runs on the issuer's own clock (§9 step 8)
 VERIFY_PURPOSE = "card.verify"
 PURGE_EVERY = timedelta(seconds=60)  # per process: drop used-code rows whose code has expired anyway
@@ -87,14 +89,20 @@ def _active_card(card: Card) -> None:
         raise Conflict(f"This card's status is {card.status}; no code is issued for it.", code="card_not_active")
 
 
-def issue_dynamic(ctx: Ctx, card: Card, *, now: datetime | None = None) -> Issued:
-    """A fresh dynamic code for a normal card (revocation of dynamic codes is enforced here, §9.1)."""
+def issue_dynamic(ctx: Ctx, card: Card, *, now: datetime | None = None,
+                  payment: PaymentChannel | None = None) -> Issued:
+    """A fresh dynamic code for a normal card (revocation of dynamic codes is enforced here, §9.1).
+
+    With ``payment`` (a ``payments.PaymentChannel``) it is a two-in-one ``EHCM1:`` code: the channel's
+    one-time payment template first, then the health code signed with its binding (§8)."""
     _active_card(card)
     now = now or utcnow()
+    template = payment.template_for(card, purpose=PAYMENT_PURPOSE, now=now) if payment is not None else None
     code = codec.issue_dynamic(_signer(ctx), ref_secret=_ref_secret(ctx), ehc_id=card.ehc_id,
-                               sequence=card.sequence, now=now, validity=DYNAMIC_VALIDITY)
+                               sequence=card.sequence, now=now, validity=DYNAMIC_VALIDITY, payment_template=template)
     expires = datetime.fromtimestamp(code.payload.expires_at, now.tzinfo)
-    return Issued(code.text, expires, codec.CodeType.DYNAMIC)
+    text = codec.combine(code, template) if template is not None else code.text
+    return Issued(text, expires, codec.CodeType.DYNAMIC)
 
 
 def issue_static(ctx: Ctx, card: Card, *, now: datetime | None = None) -> Issued:
