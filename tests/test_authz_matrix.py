@@ -121,6 +121,14 @@ RESIDENT_ONLY = NOBODY_BUT({RESIDENT})
 QR_PRINTERS = CARD_WINDOW
 QR_VERIFIERS = frozenset({CLERK, DOCTOR, NURSE, FAMILY_DOCTOR, CASHIER, HOSPITAL})
 
+# mpi/auth.py: cross-references are the hospital at work (its own numbers only, xref.py); look-ups
+# also the commission's operators (their region) and platform admins; the review queue: the
+# commission and an institution's admin (its own submitted records); merging people: the commission.
+XREF_BINDERS = frozenset({CLERK, DOCTOR, NURSE, INST_ADMIN, HOSPITAL})
+XREF_READERS = XREF_BINDERS | {REGIONAL, PLATFORM_ADMIN}
+MATCH_REVIEWERS = frozenset({REGIONAL, PLATFORM_ADMIN, INST_ADMIN})
+MERGE_OPERATORS = frozenset({REGIONAL, PLATFORM_ADMIN})
+
 MATRIX: dict[tuple[str, str], frozenset[str]] = {
     # accounts: signing in and out is for anyone (what a caller already holds does not matter)
     ("POST", "/api/v1/auth/staff/token"): EVERYONE,
@@ -198,6 +206,18 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/me/card-uses"): RESIDENT_ONLY,
     # the audit trail
     ("GET", "/api/v1/audit/events"): AUDIT_READERS,
+    # the master index: cross-references, the review queue, merges
+    ("POST", "/api/v1/mpi/identifiers"): XREF_BINDERS,
+    ("DELETE", "/api/v1/mpi/identifiers"): XREF_BINDERS,
+    ("GET", "/api/v1/mpi/persons"): XREF_READERS,
+    ("GET", "/api/v1/mpi/persons/{ref}/identifiers"): XREF_READERS,
+    ("GET", "/api/v1/mpi/reviews"): MATCH_REVIEWERS,
+    ("GET", "/api/v1/mpi/reviews/{review_id}"): MATCH_REVIEWERS,
+    ("POST", "/api/v1/mpi/reviews/{review_id}/accept"): MATCH_REVIEWERS,
+    ("POST", "/api/v1/mpi/reviews/{review_id}/reject"): MATCH_REVIEWERS,
+    ("POST", "/api/v1/mpi/merges"): MERGE_OPERATORS,
+    ("GET", "/api/v1/mpi/merges/{merge_id}"): MERGE_OPERATORS,
+    ("POST", "/api/v1/mpi/merges/{merge_id}/undo"): MERGE_OPERATORS,
 }
 
 
@@ -411,6 +431,16 @@ def _requests(w: World) -> dict[tuple[str, str], tuple[dict[str, str], dict | No
         ("POST", "/api/v1/me/newborns"): ({}, {"sex": "1", "birth_date": "2024-07-08"}),
         ("POST", "/api/v1/me/password"): ({}, {"new_password": "a long and fine passphrase"}),
         ("POST", "/api/v1/qr/verify"): ({}, {"code": "EHC1:NOT A CODE", "scene": "0101011", "channel": "0100"}),
+        ("POST", "/api/v1/mpi/identifiers"): ({}, {"system": "mrn", "value": "MX-0001", "ehc_id": w.card}),
+        ("DELETE", "/api/v1/mpi/identifiers"): ({}, {"system": "mrn", "value": "MX-NONE", "ehc_id": w.card,
+                                                     "reason": "typo"}),
+        ("GET", "/api/v1/mpi/persons/{ref}/identifiers"): ({"ref": w.card}, None),
+        ("GET", "/api/v1/mpi/reviews/{review_id}"): ({"review_id": "999999"}, None),
+        ("POST", "/api/v1/mpi/reviews/{review_id}/accept"): ({"review_id": "999999"}, {}),
+        ("POST", "/api/v1/mpi/reviews/{review_id}/reject"): ({"review_id": "999999"}, {"reason": "two people"}),
+        ("POST", "/api/v1/mpi/merges"): ({}, {"source": "0" * 64, "target": w.card, "reason": "duplicate"}),
+        ("GET", "/api/v1/mpi/merges/{merge_id}"): ({"merge_id": "999999"}, None),
+        ("POST", "/api/v1/mpi/merges/{merge_id}/undo"): ({"merge_id": "999999"}, {"reason": "wrong"}),
     }
 
 

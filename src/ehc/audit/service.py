@@ -81,6 +81,11 @@ PURPOSES: dict[str, tuple[str, str]] = {
     "card.merge": ("Merged a temporary card into the identified person's card", "临时卡合并至本人卡"),
     "card.verify": ("Scanned the card's QR code (registration, payment, care)", "扫描电子健康卡二维码（挂号、缴费、诊疗）"),
     "card.print": ("Printed the card's QR code label (masked name)", "打印电子健康卡二维码标签（姓名部分隐藏）"),
+    "mpi.lookup": ("Found the person by a hospital number, social security or insurance number",
+                   "凭医院患者号、社保卡号或医保号查找本人"),
+    "mpi.identifiers": ("Linked, unlinked or listed hospital and insurance numbers", "关联、解除或查看医院及医保号码"),
+    "mpi.review": ("Reviewed a possible duplicate record", "审核疑似重复档案"),
+    "mpi.merge": ("Merged or separated duplicate records of the same person", "合并或拆分同一人的重复档案"),
     "account.sign_in": ("Sign-in on a shared phone: checked the document number's last characters",
                         "共用手机号登录：核对证件号后四位"),
 }

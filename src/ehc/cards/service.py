@@ -327,16 +327,64 @@ def merge_temporary(ctx: Ctx, temporary_card_id: str, real_card_id: str, reason:
 
 
 @mpi.on_merge
-def _move_card_links(ctx: Ctx, source: Person, target: Person, reason: str) -> None:
+def _move_card_links(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person) -> None:
     """On any merge: the source's card is cancelled (its uses point to the surviving card through the
-    master index) and its family bindings move to the target."""
+    master index) and its family bindings move to the target. Each is recorded as a merge move, so
+    an unmerge restores exactly them (``_undo_card_links``).
+
+    A binding the target already has (the same guardian and member), or one that would bind the
+    target to themself, stays on the tombstone: moving it would duplicate or make nonsense, and
+    leaving it is what an unmerge needs anyway."""
     card = card_of_person(ctx, source)
     if card is not None and card.status != S.CANCELLED:
-        _transition(ctx, card, "cancel", f"merged into {target.id}: {reason}")
-    for binding in ctx.session.scalars(select(FamilyBinding).where(FamilyBinding.guardian_person_id == source.id)):
-        binding.guardian_person_id = target.id
-    for binding in ctx.session.scalars(select(FamilyBinding).where(FamilyBinding.member_person_id == source.id)):
-        binding.member_person_id = target.id
+        _transition(ctx, card, "cancel", f"merged into {target.id}: {merge.reason}")
+        mpi.record_move(ctx, merge, "card", card.ehc_id)
+    for side in ("guardian", "member"):
+        column = getattr(FamilyBinding, f"{side}_person_id")
+        for binding in ctx.session.scalars(select(FamilyBinding).where(column == source.id).order_by(FamilyBinding.id)):
+            guardian = target.id if side == "guardian" else binding.guardian_person_id
+            member = target.id if side == "member" else binding.member_person_id
+            if guardian == member or _binding_exists(ctx, guardian, member):
+                continue
+            setattr(binding, f"{side}_person_id", target.id)
+            ctx.session.flush()
+            mpi.record_move(ctx, merge, "family_binding", f"{binding.id}:{side}")
+    ctx.session.flush()
+
+
+def _binding_exists(ctx: Ctx, guardian_id: str, member_id: str) -> bool:
+    return ctx.session.scalar(select(FamilyBinding.id).where(
+        FamilyBinding.guardian_person_id == guardian_id, FamilyBinding.member_person_id == member_id)) is not None
+
+
+@mpi.on_unmerge("card")
+def _undo_card_cancel(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person, refs: list[str]) -> None:
+    """The source's card, cancelled by the merge, gets back the status it had before it (the
+    ``unmerge`` step in its history). A cancellation is otherwise final: only an unmerge undoes one."""
+    for ehc_id in refs:
+        card = ctx.session.get(Card, ehc_id)
+        if card is None or card.person_id != source.id or card.status != S.CANCELLED:
+            raise Conflict("The merged person's card has changed since the merge.", code="unmerge_card_changed")
+        cancelled = ctx.session.scalar(select(CardEvent).where(CardEvent.ehc_id == ehc_id, CardEvent.action == "cancel")
+                                       .order_by(CardEvent.id.desc()).limit(1))
+        before = CardStatus(cancelled.from_status) if cancelled and cancelled.from_status else S.NORMAL
+        card.status = before.value
+        ctx.session.flush()
+        for hook in _transition_hooks:
+            hook(ctx, card, "unmerge", S.CANCELLED, card.sequence)
+        _record(ctx, card, "unmerge", S.CANCELLED, before, f"merge {merge.id} undone")
+
+
+@mpi.on_unmerge("family_binding")
+def _undo_family_moves(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person, refs: list[str]) -> None:
+    for ref in refs:
+        binding_id, _, side = ref.partition(":")
+        binding = ctx.session.get(FamilyBinding, int(binding_id))
+        if binding is None:  # unbound since: nothing to move back
+            continue
+        if getattr(binding, f"{side}_person_id") != target.id:
+            raise Conflict("A family binding the merge moved has changed since.", code="unmerge_family_changed")
+        setattr(binding, f"{side}_person_id", source.id)
     ctx.session.flush()
 
 

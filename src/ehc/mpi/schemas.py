@@ -1,0 +1,134 @@
+"""Master index API shapes: cross-references, the review queue, merges. Personal fields are masked."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class BindIn(BaseModel):
+    system: str = Field(max_length=40, description="mrn:<institution>, oldcard:<institution> (or bare mrn / oldcard "
+                                                   "for your own), ssc, mi")
+    value: str = Field(max_length=64)
+    code: str | None = Field(default=None, max_length=1024, description="the resident's scanned EHC1:/EHCM1: code")
+    scene: str = Field(default="010101", max_length=7, description="care step the scan is recorded under")
+    channel: str | None = Field(default=None, max_length=4, description="card-use channel; default: yours")
+    terminal_id: str | None = Field(default=None, max_length=32)
+    department: str | None = Field(default=None, max_length=8)
+    ehc_id: str | None = Field(default=None, max_length=64, description="or: the card found by a lookup")
+
+
+class UnbindIn(BaseModel):
+    system: str = Field(max_length=40)
+    value: str = Field(max_length=64)
+    ehc_id: str = Field(max_length=64, description="the card (or master-index id) the link is on")
+    reason: str = Field(max_length=500)
+
+
+class IdentifierOut(BaseModel):
+    system: str
+    value: str = Field(description="in clear for your own institution's numbers, masked otherwise")
+
+
+class HolderOut(BaseModel):
+    name: str | None
+    sex: str
+    birth_year: int | None
+    region_code: str | None
+    phone: str | None
+
+
+class PersonOut(BaseModel):
+    person_id: str = Field(description="master-index id (random; for people without a card)")
+    ehc_id: str | None
+    card_status: str | None
+    holder: HolderOut
+
+
+class BoundOut(PersonOut):
+    system: str
+    created: bool
+    use_id: int | None = Field(description="the card use the scan recorded, if bound by a scanned code")
+
+
+class SideOut(BaseModel):
+    kind: str = Field(description="record (as submitted) or person (of the index)")
+    person_id: str | None
+    ehc_id: str | None
+    card_status: str | None
+    fields: dict[str, str | None]
+    identifiers: list[IdentifierOut]
+
+
+class ReviewOut(BaseModel):
+    id: int
+    source: str
+    status: str
+    grade: str
+    score: float
+    probability: float
+    institution_id: str | None
+    link_job_id: str | None
+    pair: str = Field(description="record (a submitted record against a person) or persons (two people)")
+    created_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    note: str | None
+
+
+class ReviewPage(BaseModel):
+    items: list[ReviewOut]
+    total: int
+
+
+class ReviewDetailOut(ReviewOut):
+    left: SideOut
+    right: SideOut
+    comparison: dict
+
+
+class AcceptIn(BaseModel):
+    note: str | None = Field(default=None, max_length=500)
+    keep: str | None = Field(default=None, description="two people: left or right survives (default: the one "
+                                                       "holding a card, else right)")
+
+
+class RejectIn(BaseModel):
+    reason: str = Field(max_length=500)
+
+
+class DecisionOut(BaseModel):
+    review: ReviewOut
+    linked: list[str]
+    merge_id: int | None
+
+
+class MergeIn(BaseModel):
+    source: str = Field(max_length=64, description="card EHC ID (or master-index id) of the person merged away")
+    target: str = Field(max_length=64, description="card EHC ID (or master-index id) of the person who remains")
+    reason: str = Field(max_length=500)
+
+
+class UndoIn(BaseModel):
+    reason: str = Field(max_length=500)
+
+
+class MoveOut(BaseModel):
+    kind: str
+    ref: str
+
+
+class MergeOut(BaseModel):
+    id: int
+    source_person_id: str
+    target_person_id: str
+    reason: str
+    actor_kind: str
+    actor_id: str | None
+    review_id: int | None
+    at: datetime
+    undone_at: datetime | None
+    undone_by: str | None
+    undo_reason: str | None
+    moves: list[MoveOut]
