@@ -53,9 +53,11 @@ def my_card(ctx: Resident) -> MyCardOut:
     return _out(ctx, service.my_card(ctx), own=True)
 
 
-@router.post("/card/report-lost", response_model=MyCardOut, summary="Report my card lost (freezes it)")
-def report_my_card_lost(ctx: Resident, body: ReasonIn | None = None) -> MyCardOut:
-    return _out(ctx, service.report_my_card_lost(ctx, body.reason if body else None), own=True)
+@router.post("/card/report-lost", response_model=MyCardOut,
+             summary="Report my card lost (freezes it; my other sign-ins end, this one stays)")
+def report_my_card_lost(ctx: Resident, request: Request, body: ReasonIn | None = None) -> MyCardOut:
+    card = service.report_my_card_lost(ctx, body.reason if body else None, keep_session=_bearer(request))
+    return _out(ctx, card, own=True)
 
 
 @router.get("/family", response_model=list[MyFamilyMemberOut], summary="Family members I guard, with their cards")
@@ -89,8 +91,9 @@ def family_member(ehc_id: str, ctx: Resident) -> MyFamilyMemberOut:
 
 @router.post("/family/{ehc_id}/report-lost", response_model=MyCardOut,
              summary="Report a family member's card lost")
-def report_member_card_lost(ehc_id: str, ctx: Resident, body: ReasonIn | None = None) -> MyCardOut:
-    return _out(ctx, service.report_member_card_lost(ctx, ehc_id, body.reason if body else None), own=False)
+def report_member_card_lost(ehc_id: str, ctx: Resident, request: Request, body: ReasonIn | None = None) -> MyCardOut:
+    card = service.report_member_card_lost(ctx, ehc_id, body.reason if body else None, keep_session=_bearer(request))
+    return _out(ctx, card, own=False)
 
 
 @router.post("/newborns", response_model=MyCardOut, status_code=201,

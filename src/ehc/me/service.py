@@ -21,6 +21,7 @@ from ..kit.context import Ctx
 from ..kit.errors import Conflict, Invalid, NotFound
 from ..mpi import service as mpi
 from ..mpi.models import Person
+from . import sessions
 
 LOST_BY_HOLDER = "reported lost by the holder online"
 LOST_BY_GUARDIAN = "reported lost by the guardian online"
@@ -79,10 +80,14 @@ def register_newborn(ctx: Ctx, baby: cards.Newborn) -> cards.Issued:
     return cards.register_newborn(ctx, my_card(ctx).ehc_id, baby)
 
 
-def report_my_card_lost(ctx: Ctx, reason: str | None) -> Card:
-    return cards.transition(ctx, my_card(ctx).ehc_id, "report_lost", reason or LOST_BY_HOLDER)
+def report_my_card_lost(ctx: Ctx, reason: str | None, *, keep_session: str | None = None) -> Card:
+    """Report the resident's own card lost. The holder's other sign-ins end; ``keep_session`` (the
+    bearer token making the report) stays (``me/sessions.py``)."""
+    with sessions.keeping(keep_session):
+        return cards.transition(ctx, my_card(ctx).ehc_id, "report_lost", reason or LOST_BY_HOLDER)
 
 
-def report_member_card_lost(ctx: Ctx, ehc_id: str, reason: str | None) -> Card:
+def report_member_card_lost(ctx: Ctx, ehc_id: str, reason: str | None, *, keep_session: str | None = None) -> Card:
     card, _ = guarded_card(ctx, ehc_id)
-    return cards.transition(ctx, card.ehc_id, "report_lost", reason or LOST_BY_GUARDIAN)
+    with sessions.keeping(keep_session):
+        return cards.transition(ctx, card.ehc_id, "report_lost", reason or LOST_BY_GUARDIAN)
