@@ -360,7 +360,11 @@ def _binding_exists(ctx: Ctx, guardian_id: str, member_id: str) -> bool:
 @mpi.on_unmerge("card")
 def _undo_card_cancel(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person, refs: list[str]) -> None:
     """The source's card, cancelled by the merge, gets back the status it had before it (the
-    ``unmerge`` step in its history). A cancellation is otherwise final: only an unmerge undoes one."""
+    ``unmerge`` step in its history). A cancellation is otherwise final: only an unmerge undoes one.
+
+    The card comes back as a new issue (sequence + 1), as a reissue would: the codes of before the
+    merge were revoked when it was cancelled (on the revocation list too) and stay revoked; the
+    holder draws or prints fresh ones. Transition hooks see the action ``unmerge``."""
     for ehc_id in refs:
         card = ctx.session.get(Card, ehc_id)
         if card is None or card.person_id != source.id or card.status != S.CANCELLED:
@@ -368,10 +372,12 @@ def _undo_card_cancel(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person
         cancelled = ctx.session.scalar(select(CardEvent).where(CardEvent.ehc_id == ehc_id, CardEvent.action == "cancel")
                                        .order_by(CardEvent.id.desc()).limit(1))
         before = CardStatus(cancelled.from_status) if cancelled and cancelled.from_status else S.NORMAL
+        sequence_before = card.sequence
         card.status = before.value
+        card.sequence += 1
         ctx.session.flush()
         for hook in _transition_hooks:
-            hook(ctx, card, "unmerge", S.CANCELLED, card.sequence)
+            hook(ctx, card, "unmerge", S.CANCELLED, sequence_before)
         _record(ctx, card, "unmerge", S.CANCELLED, before, f"merge {merge.id} undone")
 
 
