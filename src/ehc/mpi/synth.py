@@ -49,21 +49,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 
-COLUMNS = ("rec_id", "name", "sex", "birth_date", "phone", "address", "region_code", "id_number", "true_id")
+from .names import SIMILAR_SHAPES
 
-# Similar-shaped characters people mistype or misread in names (handwriting, OCR, input methods).
-SIMILAR_SHAPES: tuple[tuple[str, ...], ...] = (
-    ("王", "玉", "主"), ("己", "已"), ("未", "末"), ("土", "士"), ("日", "曰"), ("人", "入"),
-    ("天", "夭"), ("大", "太", "犬"), ("戊", "戌"), ("候", "侯"), ("贝", "见"), ("免", "兔"),
-    ("乌", "鸟"), ("师", "帅"), ("季", "李"), ("杨", "扬", "场"), ("张", "涨"), ("洋", "详"),
-    ("明", "朋"), ("徐", "涂"), ("刘", "划"), ("陈", "阵"), ("林", "材"), ("伟", "纬", "玮"),
-    ("军", "车"), ("莉", "利"), ("佳", "桂"), ("怡", "治"), ("浩", "皓"), ("峰", "锋", "蜂"),
-    ("晴", "睛", "清"), ("蓉", "容"), ("婷", "亭"), ("瑛", "英"), ("琳", "淋"), ("雯", "雪"),
-    ("斌", "彬"), ("淑", "叔"), ("颖", "频"), ("辉", "晖"), ("凤", "风"), ("华", "桦"),
-    ("杰", "烈"), ("健", "建"), ("秀", "季"), ("春", "椿"), ("梅", "海"), ("娟", "绢"),
-    ("勇", "甬"), ("宇", "字"), ("丽", "俪"), ("静", "净"), ("波", "坡"), ("涛", "寿"),
-    ("超", "起"), ("飞", "弋"), ("帆", "凡"), ("平", "苹"), ("刚", "岗"), ("文", "义"), ("振", "震"),
-)
+COLUMNS = ("rec_id", "name", "sex", "birth_date", "phone", "address", "region_code", "id_number", "true_id")
 
 # Characters that common given names are built from (beyond Faker's short list of full names).
 GIVEN_CHARS = (

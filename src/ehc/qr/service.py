@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from ..cards import service as cards
 from ..cards.models import Card, CardStatus
 from ..crypto import SM2PublicKey
+from ..institutions.models import Institution
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Conflict, Invalid
@@ -169,13 +170,22 @@ def verify(ctx: Ctx, text: str, use: Use, *, now: datetime | None = None) -> Ver
         _purge_due(ctx, now)
     person, details, identifiers = cards.holder(ctx, card, purpose=VERIFY_PURPOSE)
     actor = ctx.actor
+    # key id and nonce let offline uploads deduplicate against this use (§9.1); the region lets the
+    # commission's operators monitor their region's uses.
     row = CardUse(ehc_id=card.ehc_id, person_id=card.person_id, scene=use.scene, channel=use.channel,
                   institution_id=actor.institution_id, terminal_id=use.terminal_id, department=use.department,
                   code_type=int(payload.type), actor_kind=actor.kind, actor_id=actor.id, operator=actor.operator,
-                  at=now)
+                  at=now, recorded_at=now, key_id=payload.key_id, nonce=payload.nonce.hex(),
+                  region_code=region_of(ctx, actor.institution_id))
     ctx.session.add(row)
     ctx.session.flush()
     return Verified(card, payload, person, details, identifiers, codec.national_plaintext(card.ehc_id, payload), row)
+
+
+def region_of(ctx: Ctx, institution_id: str | None) -> str | None:
+    """The GB/T 2260 region of the institution a use happens at, stored with the use."""
+    institution = ctx.session.get(Institution, institution_id) if institution_id else None
+    return institution.region_code if institution is not None else None
 
 
 def _claim(ctx: Ctx, payload: codec.Payload) -> None:

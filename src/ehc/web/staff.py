@@ -33,6 +33,7 @@ from ..kit.codes import Channel
 from ..kit.context import Actor, Ctx
 from ..kit.deps import DbSession, get_platform
 from ..kit.errors import Problem, Unauthorized
+from ..qr.uses import may_monitor
 from . import forms, i18n
 from .forms import FormState, page, require_csrf, see_other
 from .pages import CHINA, PageRoute, Redirect, WebsiteCtx, client_address
@@ -70,7 +71,8 @@ class Staff:
 
     def header(self, t: i18n.Translator) -> dict[str, Any]:
         return {"label": t("account.signed_in_as", name=self.account.display_name),
-                "role": role_label(t, self.account.role), "sign_out": "/staff/sign-out", "admin": self.is_admin}
+                "role": role_label(t, self.account.role), "sign_out": "/staff/sign-out", "admin": self.is_admin,
+                "card_uses": may_monitor(self.ctx.actor.roles)}
 
 
 def role_label(t: i18n.Translator, role: str | None) -> str:

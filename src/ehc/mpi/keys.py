@@ -1,0 +1,90 @@
+"""Blocking keys of the master index: which people a submitted patient is compared with.
+
+Scoring a submitted patient against every person of a national index is out of the question; the
+matcher compares it only with the people who share at least one *blocking key* with it. A key is a
+coarse combination of fields, chosen so that a true duplicate with the usual errors still shares one:
+
+``s``  surname pinyin + birth year + {month, day} as an unordered pair (day and month swapped still agree;
+       a homophone surname still agrees);
+``n``  whole-name pinyin + birth year (a typo in the day or month, a changed surname character);
+``c``  whole-name pinyin + city (first four digits of the region code: a wrong birth date);
+``p``  mobile phone;
+``d``  birth date + sex + city (any name error, when the birth date is right).
+
+The document number is a key too, but it is not stored here: every identifier already has a unique
+blind index in ``person_identifiers``, and the matcher looks the submitted document up there.
+
+Keys are stored only as blind indexes (HMAC-SM3 under the index key, context ``match``): the table
+``mpi_match_keys`` reveals nothing about anyone, and nobody without the key can test a guess.
+They are rewritten whenever a person's details change (``service.update_demographics``), written
+with new people (``service.create_person``, ``bulk.PersonBatchBuilder``), moved by merges, and can be
+rebuilt from the sealed details (``ehc mpi rebuild-keys``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from ..kit.context import Vault
+from . import names
+from .models import MatchKey
+
+CONTEXT = "match"
+
+
+def clear_keys(name: str | None, sex: str | None, birth_date: date | None, phone: str | None,
+               region_code: str | None) -> list[str]:
+    """The blocking keys in clear (in memory only), without duplicates, in a fixed order."""
+    parsed = names.parse(name)
+    city = region_code[:4] if region_code and len(region_code) >= 4 else None
+    keys: list[str] = []
+    if parsed.text and birth_date:
+        month_day = "-".join(sorted((f"{birth_date.month:02d}", f"{birth_date.day:02d}")))
+        keys.append(f"s|{parsed.surname_pinyin}|{birth_date.year}|{month_day}")
+        keys.append(f"n|{parsed.pinyin}|{birth_date.year}")
+    if parsed.text and city:
+        keys.append(f"c|{parsed.pinyin}|{city}")
+    if phone:
+        keys.append(f"p|{phone}")
+    if birth_date and city:
+        keys.append(f"d|{birth_date.isoformat()}|{sex or '0'}|{city}")
+    return list(dict.fromkeys(keys))
+
+
+def blind_keys(vault: Vault, name: str | None, sex: str | None, birth_date: date | None, phone: str | None,
+               region_code: str | None) -> list[str]:
+    """The blocking keys as stored: blind indexes, 64 hex characters each."""
+    return [vault.blind(CONTEXT, key) for key in clear_keys(name, sex, birth_date, phone, region_code)]
+
+
+def write(session: Session, vault: Vault, person_id: str, name: str | None, sex: str | None,
+          birth_date: date | None, phone: str | None, region_code: str | None) -> None:
+    """Replace a person's keys with those of these details."""
+    session.execute(delete(MatchKey).where(MatchKey.person_id == person_id))
+    keys = blind_keys(vault, name, sex, birth_date, phone, region_code)
+    if keys:
+        session.execute(insert(MatchKey), [{"person_id": person_id, "key": key} for key in keys])
+
+
+def move(session: Session, source_id: str, target_id: str) -> None:
+    """A merge: the source's keys now lead to the target (the same person, maybe spelt otherwise)."""
+    session.execute(update(MatchKey).where(MatchKey.person_id == source_id).values(person_id=target_id))
+
+
+def people_sharing(session: Session, keys: Iterable[str], *, limit: int) -> list[str]:
+    """Ids of the people holding any of these keys, most keys shared first, at most ``limit``."""
+    from sqlalchemy import func
+
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return []
+    shared = func.count().label("shared")
+    rows = session.execute(
+        select(MatchKey.person_id, shared).where(MatchKey.key.in_(wanted))
+        .group_by(MatchKey.person_id).order_by(shared.desc(), MatchKey.person_id).limit(limit)
+    )
+    return [person_id for person_id, _ in rows]
