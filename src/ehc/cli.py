@@ -672,6 +672,22 @@ def audit_search(
     console.print(f"{len(events)} events")
 
 
+# -- master index: the real-time matcher's blocking keys (docs/master-index.md) -----------------------
+
+
+@mpi_app.command("rebuild-keys")
+def mpi_rebuild_keys(
+    batch: Annotated[int, typer.Option(help="People per committed batch", min=100)] = 2000,
+) -> None:
+    """Recompute every person's blind blocking keys for real-time matching from their sealed details."""
+    from .mpi import keys
+
+    platform = _platform()
+    done = keys.rebuild(platform.db, platform.vault, batch=batch,
+                        progress=lambda n: err.print(f"{n} people", end="\r"))
+    console.print(f"Blocking keys rebuilt for {done} people.")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

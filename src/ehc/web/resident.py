@@ -18,12 +18,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
+from .. import payments
 from ..accounts import residents, sms
 from ..accounts import service as accounts
 from ..accounts.auth import RESIDENT_COOKIE, clear_resident_cookie, set_resident_cookie
@@ -341,6 +342,32 @@ def my_card(request: Request, ctx: ResidentPage) -> HTMLResponse:
               for binding, member in me.family(ctx)]
     return resident_page(request, ctx, "me.html", nav="me", card=own, family=family,
                          family_limit=ctx.settings.family_limit)
+
+
+# -- my QR code -------------------------------------------------------------------------------
+
+CODE_IMAGE = "/api/v1/me/qr/dynamic.png"  # the resident API; the page's script redraws from it
+
+
+@router.get("/me/code", response_class=HTMLResponse)
+def my_code(request: Request, ctx: ResidentPage, member: Annotated[str, Query(max_length=64)] = "") -> HTMLResponse:
+    """The dynamic QR code of my card, or of a family member's I guard. ``static/qr.js`` draws a fresh
+    code from the resident API (the page's own sign-in cookie) every ``refresh_after`` seconds and
+    when the tab comes back into view; without script the image is drawn once."""
+    t = i18n.for_request(request)
+    target = _target(ctx, member)
+    view = _view(ctx, t, target.card, own=target.own, relation=target.relation)
+    query = {} if target.own else {"member": target.card.ehc_id}
+    code = {
+        "endpoint": CODE_IMAGE,
+        "member": query.get("member", ""),
+        "refresh": ctx.settings.qr_refresh_seconds,
+        "active": target.card.status == CardStatus.NORMAL.value,
+        "payment": "sandbox" if "sandbox" in payments.available(ctx) else "",
+        "fallback": CODE_IMAGE + (f"?{urlencode(query)}" if query else ""),
+        "sign_in": "/sign-in?next=" + quote("/me/code" + (f"?{urlencode(query)}" if query else ""), safe="/"),
+    }
+    return resident_page(request, ctx, "me_code.html", nav="code", card=view, own=target.own, code=code)
 
 
 # -- adding a family member -------------------------------------------------------------------

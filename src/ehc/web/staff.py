@@ -11,11 +11,12 @@ exactly as the API answers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ..accounts import service as accounts
@@ -33,6 +34,9 @@ from ..kit.codes import Channel
 from ..kit.context import Actor, Ctx
 from ..kit.deps import DbSession, get_platform
 from ..kit.errors import Problem, Unauthorized
+from ..cards import service as cards
+from ..cards.models import CardStatus
+from ..qr.auth import QRPrinter
 from ..qr.uses import may_monitor
 from . import forms, i18n
 from .forms import FormState, page, require_csrf, see_other
@@ -152,8 +156,8 @@ ManagedPage = Annotated[Managed, Depends(managed)]
 
 def staff_page(request: Request, staff: Staff, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     t = i18n.translator(i18n.negotiate(request))
-    return page(request, staff.ctx, template, status_code, area="staff", wide=True, account=staff.header(t),
-                **context)
+    account = {**staff.header(t), "qr_print": may_print(staff)}
+    return page(request, staff.ctx, template, status_code, area="staff", wide=True, account=account, **context)
 
 
 def admin_page(request: Request, scope: Managed, template: str, tab: str, status_code: int = 200,
@@ -250,6 +254,59 @@ def staff_sign_out(request: Request, ctx: WebsiteCtx, csrf_token: Annotated[str,
     answer = see_other(request, "/staff/sign-in", "signed_out")
     answer.delete_cookie(STAFF_COOKIE, path="/", httponly=True, samesite="lax")
     return answer
+
+
+# -- printing a card's static QR code -----------------------------------------------------------
+
+print_rule = _rule(QRPrinter)  # the API's rule for static.png/.svg/.pdf: window work
+_EHC_ID = re.compile(r"[0-9A-F]{64}")
+
+
+def may_print(staff: Staff) -> bool:
+    try:
+        print_rule(staff.ctx)
+    except Problem:
+        return False
+    return True
+
+
+def printer_staff(staff: StaffPage) -> Staff:
+    print_rule(staff.ctx)  # 403 role_not_allowed, as the API answers
+    return staff
+
+
+PrinterPage = Annotated[Staff, Depends(printer_staff)]
+
+
+@router.get("/staff/print", response_class=HTMLResponse)
+def print_lookup(request: Request, staff: PrinterPage,
+                 ehc_id: Annotated[str, Query(max_length=100)] = "") -> Response:
+    """Type or scan a card's EHC ID, then print its static code."""
+    typed = "".join(ehc_id.split()).upper()
+    if typed and _EHC_ID.fullmatch(typed):
+        return see_other(request, f"/staff/cards/{typed}/print")
+    t = i18n.for_request(request)
+    error = t("staff_print.id_invalid") if typed else ""
+    return staff_page(request, staff, "staff_card_print.html", 422 if error else 200, nav="staff_print",
+                      card=None, typed=ehc_id, error=error)
+
+
+@router.get("/staff/cards/{ehc_id}/print", response_class=HTMLResponse)
+def print_card(request: Request, staff: PrinterPage, ehc_id: str) -> HTMLResponse:
+    """The card's static code, to print as PNG, SVG or an A7 PDF label (the QR API draws them)."""
+    card = cards.get_card(staff.ctx, ehc_id)  # no personal data on this page: the PDF label's read is audited
+    t = i18n.for_request(request)
+    base = f"/api/v1/cards/{card.ehc_id}/qr/static"
+    view = {
+        "ehc_id": card.ehc_id,
+        "ehc_id_groups": [card.ehc_id[i:i + 8] for i in range(0, 64, 8)],
+        "status_label": t(f"status.{card.status}"),
+        "status": card.status,
+        "active": card.status == CardStatus.NORMAL.value,
+        "issued": t.date(card.issued_at.astimezone(CHINA).date()),
+        "png": base + ".png", "svg": base + ".svg", "pdf": base + ".pdf",
+    }
+    return staff_page(request, staff, "staff_card_print.html", nav="staff_print", card=view, typed="", error="")
 
 
 # -- staff home -------------------------------------------------------------------------------
