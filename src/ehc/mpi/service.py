@@ -160,6 +160,7 @@ def create_person(
         for identifier in identifiers:
             ctx.session.add(_identifier_row(ctx, person.id, identifier))
         ctx.session.flush()
+        _write_match_keys(ctx, person, details)
     except IntegrityError:
         savepoint.rollback()
         for identifier in identifiers:
@@ -238,6 +239,16 @@ def demographics(ctx: Ctx, person: Person, *, purpose: str) -> Demographics:
 def update_demographics(ctx: Ctx, person: Person, details: Demographics) -> None:
     _write_demographics(ctx, person, details)
     ctx.session.flush()
+    _write_match_keys(ctx, person, details)
+
+
+def _write_match_keys(ctx: Ctx, person: Person, details: Demographics) -> None:
+    """The real-time matcher's blocking keys follow the details (``mpi.keys``). Merges leave them
+    alone: the matcher follows a merged person to the survivor, and an unmerge needs nothing back."""
+    from . import keys
+
+    keys.write(ctx.session, ctx.vault, person.id, details.name, details.sex, details.birth_date, details.phone,
+               details.region_code)
 
 
 def merge(ctx: Ctx, source: Person, target: Person, reason: str, *, review_id: int | None = None) -> Merge:
