@@ -113,6 +113,20 @@ def keys_rotate(kind: Annotated[str, typer.Argument(help="sealing or qr")]) -> N
     console.print(f"new active {kind} key: {info.id}")
 
 
+@keys_app.command("withdraw")
+def keys_withdraw(key_id: Annotated[str, typer.Argument(help="A retired QR key id, e.g. Q1a2b3c")]) -> None:
+    """Take a retired QR key out of the trust list for good: every code it signed is refused from then on."""
+    from .crypto import KeyStore, KeyStoreError
+    from .qr.lists import withdraw_qr_key
+
+    try:
+        withdraw_qr_key(KeyStore(get_settings().keys_dir), key_id)
+    except KeyStoreError as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"{key_id} withdrawn; restart the servers, terminals drop it at their next sync")
+
+
 # -- staff ----------------------------------------------------------------------------------------
 
 @staff_app.command("add")
@@ -686,6 +700,158 @@ def mpi_rebuild_keys(
     done = keys.rebuild(platform.db, platform.vault, batch=batch,
                         progress=lambda n: err.print(f"{n} people", end="\r"))
     console.print(f"Blocking keys rebuilt for {done} people.")
+
+
+# -- QR verification and offline terminals (docs/terminal.md) -------------------------------------
+
+terminal_app = typer.Typer(help="An offline terminal: sync the signed lists, upload card uses.", no_args_is_help=True)
+app.add_typer(terminal_app, name="terminal")
+TerminalDir = Annotated[Path | None, typer.Option("--cache", envvar="EHC_TERMINAL_DIR",
+                                                  help="Terminal cache directory (default EHC_DATA_DIR/terminal)")]
+ApiUrl = Annotated[str, typer.Option("--url", envvar="EHC_API_URL", help="Platform address")]
+AppId = Annotated[str, typer.Option(envvar="EHC_APP_ID")]
+AppKeyId = Annotated[str, typer.Option(envvar="EHC_KEY_ID")]
+AppKey = Annotated[Path | None, typer.Option(envvar="EHC_APP_KEY", help="SM2 private key PEM file")]
+
+
+def _terminal(cache: Path | None, terminal_id: str | None = None, department: str | None = None):
+    from .terminal import Terminal
+
+    return Terminal(cache or get_settings().data_dir / "terminal", terminal_id=terminal_id, department=department)
+
+
+def _refuse(problem, *, terminal: bool = False) -> None:
+    from .terminal import exit_code
+
+    err.print(f"[red]refused[/red] {problem.code}: {problem.detail}")
+    raise typer.Exit(exit_code(problem.code, terminal=terminal))
+
+
+def _app_client(base_url: str, app_id: str, key_id: str, private_key: Path | None):
+    from .client import EhcClient
+
+    if not (app_id and key_id and private_key):
+        err.print("[red]error[/red] --app-id, --key-id and --private-key (or EHC_APP_ID, EHC_KEY_ID, EHC_APP_KEY) "
+                  "are needed")
+        raise typer.Exit(2)
+    return EhcClient(base_url, app_id, key_id, private_key.read_bytes())
+
+
+@app.command("verify")
+def verify_code(
+    image_or_text: Annotated[str, typer.Argument(help="An image file showing the QR code, or the code's text")],
+    offline: Annotated[bool, typer.Option("--offline", help="Verify against the cached lists, no network")] = False,
+    cache: TerminalDir = None,
+    scene: Annotated[str, typer.Option(help="Care-step code of this use (DOMAIN.md)")] = "000000",
+    channel: Annotated[str, typer.Option(help="Channel code of this use")] = "0300",
+    terminal_id: Annotated[str | None, typer.Option(envvar="EHC_TERMINAL_ID")] = None,
+    department: Annotated[str | None, typer.Option(envvar="EHC_DEPARTMENT")] = None,
+    record: Annotated[bool, typer.Option(help="Offline: queue the use for upload")] = True,
+    base_url: ApiUrl = "http://127.0.0.1:8000",
+    app_id: AppId = "",
+    key_id: AppKeyId = "",
+    private_key: AppKey = None,
+) -> None:
+    """Verify a health-card QR code: online (the platform names the holder) or --offline (signature,
+    expiry and revocation only; the card stays unknown). Exits 0 when accepted, 10-20 per refusal."""
+    from .kit.errors import Problem
+    from .terminal import TerminalProblem, code_from_image
+
+    try:
+        text = code_from_image(image_or_text) if Path(image_or_text).is_file() else image_or_text
+    except Problem as problem:
+        _refuse(problem)
+    if offline:
+        try:
+            with _terminal(cache, terminal_id, department) as terminal:
+                accepted = terminal.verify(text, scene=scene, channel=channel, record=record)
+        except TerminalProblem as problem:
+            _refuse(problem, terminal=True)
+        except Problem as problem:
+            _refuse(problem)
+        kind = "static" if accepted.code_type == 1 else "dynamic"
+        console.print(f"[green]accepted[/green] offline: {kind} code{' (two in one)' if accepted.two_in_one else ''}, "
+                      f"key {accepted.key_id}")
+        console.print(f"  issued  {accepted.issued_at:%Y-%m-%d %H:%M:%S}Z")
+        expiry = f"{accepted.expires_at:%Y-%m-%d %H:%M:%S}Z" if accepted.expires_at else "never (printed code)"
+        console.print(f"  expires {expiry}")
+        console.print("  card    not visible offline" + ("; use queued for upload" if accepted.queued else ""))
+        return
+    _verify_online(text, scene, channel, terminal_id, department, _app_client(base_url, app_id, key_id, private_key))
+
+
+def _verify_online(text: str, scene: str, channel: str, terminal_id: str | None, department: str | None,
+                   client) -> None:
+    from .client import EhcError
+
+    body = {"code": text, "scene": scene, "channel": channel, "terminal_id": terminal_id, "department": department}
+    with client:
+        try:
+            answer = client.request("POST", "/api/v1/qr/verify", json=body)
+        except EhcError as problem:
+            _refuse(problem)
+        except Exception as exc:  # noqa: BLE001 - network: say so plainly
+            err.print(f"[red]error[/red] cannot reach the platform: {exc}")
+            raise typer.Exit(2) from None
+    console.print(f"[green]accepted[/green] online: card {answer['ehc_id']} ({answer['status']})")
+    console.print_json(json.dumps(answer, ensure_ascii=False))
+
+
+@terminal_app.command("sync")
+def terminal_sync(
+    base_url: ApiUrl = "http://127.0.0.1:8000",
+    root_key: Annotated[Path | None, typer.Option(help="Pin this root public key (PEM), handed over out of band")] = None,
+    root_fingerprint: Annotated[str | None, typer.Option(help="Pin the platform's root key if its SM3 fingerprint is this")] = None,
+    cache: TerminalDir = None,
+) -> None:
+    """Fetch the trust list and the revocation changes into the cache (checked against the pinned root key)."""
+    from .terminal import TerminalProblem
+
+    with _terminal(cache) as terminal:
+        try:
+            if root_key is not None:
+                terminal.pin_root(root_key.read_bytes())
+            elif root_fingerprint:
+                terminal.pin_fingerprint(base_url, root_fingerprint)
+            report = terminal.sync(base_url)
+        except TerminalProblem as problem:
+            _refuse(problem, terminal=True)
+    console.print(f"trust list serial {report.trust_serial}: keys {', '.join(report.keys)}")
+    console.print(f"revocation list serial {report.revocation_serial}: {report.revoked} printed codes revoked")
+
+
+@terminal_app.command("status")
+def terminal_status(cache: TerminalDir = None) -> None:
+    """What the cache holds: the pinned root, the lists' serials and ages, uses waiting for upload."""
+    with _terminal(cache) as terminal:
+        console.print(f"root key   {terminal.root.fingerprint if terminal.root else 'not pinned'}")
+        if terminal.trust:
+            console.print(f"trust list serial {terminal.trust.serial}, issued {terminal.trust.issued_at:%Y-%m-%d %H:%M}Z, "
+                          f"keys {', '.join(sorted(terminal.trust.keys))}")
+        if terminal.revocations:
+            console.print(f"revocations serial {terminal.revocations.serial}, {len(terminal.revocations.rids)} ids")
+        console.print(f"queued uses {terminal.pending()}")
+
+
+@terminal_app.command("upload")
+def terminal_upload(
+    cache: TerminalDir = None,
+    base_url: ApiUrl = "http://127.0.0.1:8000",
+    app_id: AppId = "",
+    key_id: AppKeyId = "",
+    private_key: AppKey = None,
+) -> None:
+    """Send the card uses verified offline to the platform (signed, batches of 500); answered ones leave the queue."""
+    from .client import EhcError
+
+    with _terminal(cache) as terminal, _app_client(base_url, app_id, key_id, private_key) as client:
+        try:
+            report = terminal.upload(client)
+        except EhcError as problem:
+            err.print(f"[red]error[/red] {problem.code}: {problem.detail} (the uses stay queued)")
+            raise typer.Exit(2) from None
+    outcomes = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.outcomes.items())) or "nothing to send"
+    console.print(f"uploaded {report.sent}: {outcomes}; {report.left} still queued")
 
 
 def main() -> None:  # pragma: no cover
