@@ -86,6 +86,8 @@ PURPOSES: dict[str, tuple[str, str]] = {
     "mpi.identifiers": ("Linked, unlinked or listed hospital and insurance numbers", "关联、解除或查看医院及医保号码"),
     "mpi.review": ("Reviewed a possible duplicate record", "审核疑似重复档案"),
     "mpi.merge": ("Merged or separated duplicate records of the same person", "合并或拆分同一人的重复档案"),
+    "mpi.match": ("Compared a hospital's patient with the master index and found this person as a candidate",
+                  "医院患者与主索引比对，本人为候选匹配"),
     "account.sign_in": ("Sign-in on a shared phone: checked the document number's last characters",
                         "共用手机号登录：核对证件号后四位"),
 }
