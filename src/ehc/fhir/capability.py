@@ -1,0 +1,83 @@
+"""``GET /fhir/metadata``: the CapabilityStatement, what this FHIR server supports (public)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+
+from .. import __version__
+from . import patient as mapping
+
+# The FHIR version we speak: R4, the version IHE PIXm and PDQm and Chinese regional platforms profile. The
+# resources are built and checked with the fhir.resources R4B (4.3.0) models; for everything served here
+# (Patient, Bundle, Parameters, OperationOutcome, CapabilityStatement) R4B and R4 are the same on the wire,
+# and the tests parse every answer with fhirclient's R4 models too.
+FHIR_VERSION = "4.0.1"
+RELEASE_DATE = "2026-01-01"  # when this statement's content last changed
+
+PIXM_MANAGER = "https://profiles.ihe.net/ITI/PIXm/CapabilityStatement/IHE.PIXm.Manager"
+PDQM_SUPPLIER = "https://profiles.ihe.net/ITI/PDQm/CapabilityStatement/IHE.PDQm.Supplier"
+
+_SEARCH_PARAMS = [
+    ("_id", "token", "The EHC ID (the Patient's logical id)."),
+    ("identifier", "token", (f"system|value, exact, blind-indexed: resident ID card ({mapping.RESIDENT_ID_CARD}), "
+                             "other documents, EHC ID, your own hospital numbers, social security, insurance.")),
+    ("telecom", "token", "A mainland mobile number (phone|number or the number alone), exact."),
+    ("family", "string", ("Starts with, case-insensitive (or :exact), on the Chinese or pinyin family name. "
+                          "Needs a full birthdate, or _id / identifier / telecom.")),
+    ("given", "string", "As family, on the given name."),
+    ("birthdate", "date", "eq only: YYYY, YYYY-MM or YYYY-MM-DD."),
+    ("gender", "token", "male | female | other | unknown."),
+]
+
+
+@lru_cache(maxsize=8)
+def _statement(base: str) -> dict:
+    body = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": RELEASE_DATE,
+        "publisher": "Electronic health card platform",
+        "kind": "instance",
+        "instantiates": [PIXM_MANAGER, PDQM_SUPPLIER],
+        "software": {"name": "ehc", "version": __version__},
+        "implementation": {"description": "Master patient index: identity services (Patient $match, IHE PIXm "
+                                          "$ihe-pix, IHE PDQm search)", "url": base},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Errors are OperationOutcomes; issue.details.coding (system "
+                             "https://ehc.example/problems) carries the platform's stable error code.",
+            "security": {
+                "cors": False,
+                "description": "Hospital systems sign every request with SM2 (EHC-SM2-V1, see "
+                               "docs/api-integration.md); staff send a bearer token from "
+                               "POST /api/v1/auth/staff/token. Anonymous requests are refused (401), except "
+                               "this statement.",
+            },
+            "resource": [{
+                "type": "Patient",
+                "profile": "http://hl7.org/fhir/StructureDefinition/Patient",
+                "interaction": [{"code": "read"}, {"code": "search-type"}],
+                "versioning": "no-version",
+                "readHistory": False,
+                "updateCreate": False,
+                "searchParam": [{"name": n, "type": t, "documentation": d} for n, t, d in _SEARCH_PARAMS],
+                "operation": [
+                    {"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match",
+                     "documentation": "Scored searchset with match grades (certain / probable / possible). "
+                                      "Read-only: nothing is linked."},
+                    {"name": "ihe-pix", "definition": "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/"
+                                                      "IHE.PIXm.pix",
+                     "documentation": "IHE PIXm ITI-83: identifiers in the domains the caller may see."},
+                ],
+            }],
+        }],
+    }
+    return CapabilityStatement.model_validate(body).model_dump(mode="json", exclude_none=True)
+
+
+def capability_statement(base: str) -> dict:
+    return _statement(base)
