@@ -88,6 +88,9 @@ PURPOSES: dict[str, tuple[str, str]] = {
     "mpi.merge": ("Merged or separated duplicate records of the same person", "合并或拆分同一人的重复档案"),
     "mpi.match": ("Compared a hospital's patient with the master index and found this person as a candidate",
                   "医院患者与主索引比对，本人为候选匹配"),
+    "fhir.read": ("Read the patient's record in the master index (FHIR)", "通过FHIR接口查看主索引中的患者信息"),
+    "fhir.pix": ("Looked up the patient's numbers at other services (IHE PIXm)", "查询患者在各机构的标识号（IHE PIXm）"),
+    "fhir.search": ("Searched the master index by identity details (IHE PDQm)", "按身份信息检索主索引（IHE PDQm）"),
     "account.sign_in": ("Sign-in on a shared phone: checked the document number's last characters",
                         "共用手机号登录：核对证件号后四位"),
 }
