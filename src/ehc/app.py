@@ -18,6 +18,7 @@ from .mpi.endpoints import router as mpi_router
 from .qr.endpoints import router as qr_router
 from .qr.uses_endpoints import router as card_uses_router
 from .qr.lists_endpoints import router as qr_lists_router
+from .qr.second_factor_endpoints import router as second_factor_router
 from .qr.uses_endpoints import router as card_uses_router
 from .platform import Platform
 from .web.card_uses import router as card_use_pages
@@ -45,6 +46,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(card_uses_router)
     app.include_router(card_uses_router)
     app.include_router(qr_lists_router)
+    app.include_router(second_factor_router)
     app.include_router(institutions_router)
     app.include_router(staff_router)
     app.include_router(audit_router)

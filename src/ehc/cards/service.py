@@ -601,8 +601,15 @@ def modify(ctx: Ctx, ehc_id: str, changes: Changes, reason: str | None = None) -
     return card
 
 
+def note(ctx: Ctx, card: Card, action: str, reason: str | None) -> None:
+    """Record in the card's history a step of another domain that leaves its status as it is (the QR
+    domain's ``pin_cleared``): who, when, why, as for every other step."""
+    status = CardStatus(card.status)
+    _record(ctx, card, action, status, status, reason)
+
+
 # The audit purpose of each step of a card's life (everything not listed is "card.lifecycle").
-_AUDIT_PURPOSE = {"register": "card.register", "modify": "card.modify"}
+_AUDIT_PURPOSE = {"register": "card.register", "modify": "card.modify", "pin_cleared": "card.pin"}
 
 
 def _record(ctx: Ctx, card: Card, action: str, from_status: CardStatus | None, to: CardStatus, reason: str | None) -> None:

@@ -11,6 +11,7 @@ from ..identity import mask_number
 from ..kit.context import Ctx
 from ..me import service as me
 from . import codec, label, service
+from . import second_factor as factors
 from .auth import QRHolder, QRPrinter, QRVerifier
 from .codes import SCENES
 from .schemas import CardUseOut, DynamicCodeOut, VerifiedHolderOut, VerifyIn, VerifyOut
@@ -99,7 +100,9 @@ def static_pdf(ehc_id: str, ctx: QRPrinter) -> Response:
 def verify(body: VerifyIn, ctx: QRVerifier) -> VerifyOut:
     use = service.Use(scene=body.scene, channel=body.channel, terminal_id=body.terminal_id,
                       department=body.department)
-    done = service.verify(ctx, body.code, use)
+    proof = body.second_factor
+    done = service.verify(ctx, body.code, use,
+                          second_factor=factors.Proof(pin=proof.pin, sms_code=proof.sms_code) if proof else None)
     document = next((i for i in done.identifiers if i.system.startswith("doc:")), None)
     return VerifyOut(
         ehc_id=done.card.ehc_id,

@@ -14,12 +14,21 @@ class DynamicCodeOut(BaseModel):
     payment_channel: str | None = Field(default=None, description="the channel of the payment part, two-in-one only")
 
 
+class SecondFactorIn(BaseModel):
+    """One of the two: the card's PIN, or the code texted by POST /api/v1/qr/second-factor/sms."""
+
+    pin: str | None = Field(default=None, max_length=16, description="the card's 6-digit PIN")
+    sms_code: str | None = Field(default=None, max_length=16, description="the 6-digit code sent to the holder")
+
+
 class VerifyIn(BaseModel):
     code: str = Field(max_length=1024, description="the scanned text, EHC1: or EHCM1:")
     scene: str = Field(max_length=7, description="care step code (DOMAIN.md), e.g. 0101011")
     channel: str = Field(max_length=4, description="channel code, e.g. 0100 (window)")
     terminal_id: str | None = Field(default=None, max_length=32)
     department: str | None = Field(default=None, max_length=8)
+    second_factor: SecondFactorIn | None = Field(
+        default=None, description="a static code at payment or reports steps needs one (docs/qr-format.md §9.1)")
 
 
 class VerifiedHolderOut(BaseModel):

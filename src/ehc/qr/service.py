@@ -25,6 +25,7 @@ from ..kit.errors import Conflict, Invalid
 from ..mpi import service as mpi
 from ..payments import MEDICAL_PAYMENT, PaymentChannel
 from . import codec
+from . import second_factor as factors
 from .codes import SCAN_CHANNELS, SCENES
 from .models import CardUse, UsedCode
 
@@ -150,8 +151,10 @@ def _card_for(ctx: Ctx, ref: codec.CardRef) -> Card | None:
     return ctx.session.scalar(select(Card).where(Card.ehc_id >= prefix, Card.ehc_id < prefix + "G").limit(1))
 
 
-def verify(ctx: Ctx, text: str, use: Use, *, now: datetime | None = None) -> Verified:
-    """Verify a code online (§9 steps 1-11) and record the card use. Raises a ``QRRejected``."""
+def verify(ctx: Ctx, text: str, use: Use, *, now: datetime | None = None,
+           second_factor: factors.Proof | None = None) -> Verified:
+    """Verify a code online (§9 steps 1-11) and record the card use. Raises a ``QRRejected``. A static
+    code at a step in ``codes.SECOND_FACTOR_SCENES`` also needs ``second_factor`` (§9.1)."""
     check_use(use)
     now = now or utcnow()
     # A two-in-one code: verify its health part (the payment part is the payment channel's, §8).
@@ -165,6 +168,7 @@ def verify(ctx: Ctx, text: str, use: Use, *, now: datetime | None = None) -> Ver
         raise QRRevoked(f"The card is {card.status}: its codes no longer work.")
     if card.status != CardStatus.NORMAL:
         raise Conflict(f"This card's status is {card.status}.", code="card_not_active")
+    factors.require(ctx, card, payload.type, use.scene, second_factor)
     if payload.type is codec.CodeType.DYNAMIC:
         _claim(ctx, payload)
         _purge_due(ctx, now)
