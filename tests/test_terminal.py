@@ -333,3 +333,33 @@ def test_ehc_verify_offline_and_terminal_sync_through_the_cli(platform, card, li
     by_print = runner.invoke(cli, ["terminal", "sync", "--url", live_url, "--cache", str(tmp_path / "fp"),
                                    "--root-fingerprint", "ab" * 32])
     assert by_print.exit_code == 20 and "root_key_mismatch" in by_print.output
+
+
+# -- upload to the platform ----------------------------------------------------------------------
+
+def test_uses_verified_offline_are_uploaded_in_batches_and_leave_the_queue(platform, client, institution, card,
+                                                                            tmp_path):
+    from ehc.apps import service as apps
+    from ehc.client import EhcClient
+    from ehc.institutions import service as institutions
+
+    key = SM2PrivateKey.generate()
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        institutions.register_terminal(ctx, institutions.managed_institution(ctx, institution), terminal_id="K01",
+                                       role="kiosk")
+        made = apps.create_app(ctx, name="Kiosk fleet", institution_id=institution)
+        key_id = apps.add_key(ctx, made.id, key.public_key.to_pem().decode()).key_id
+    with synced(platform, client, tmp_path / "k01") as terminal:
+        texts = [issue(platform, card) for _ in range(3)]
+        for text in texts:
+            accept(terminal, text)
+        assert terminal.pending() == 3
+        ehc = EhcClient(str(client.base_url), made.id, key_id, key.to_pem(), http=client)
+        report = terminal.upload(ehc, batch_size=2)  # two batches
+        assert report.sent == 3 and report.outcomes == {"recorded": 3} and report.left == 0
+        assert terminal.pending() == 0
+        refused("qr_replayed", accept, terminal, texts[0])  # still remembered after the upload
+        assert terminal.upload(ehc).sent == 0
+    with Terminal(tmp_path / "k01") as restarted:
+        refused("qr_replayed", accept, restarted, texts[1])  # from seen.jsonl, across a restart

@@ -349,8 +349,9 @@ class Terminal:
             batch = outbox[:batch_size]
             answer = client.request("POST", BATCH_PATH,  # type: ignore[attr-defined]
                                     json={"uses": [{k: row.get(k) for k in _USE_FIELDS} for row in batch]})
-            answered = {r["index"] for r in answer["results"]}
-            for r in answer["results"]:
+            results = answer.get("items", answer.get("results", []))  # the endpoint's name for them: items
+            answered = {r["index"] for r in results}
+            for r in results:
                 outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
             self._remember_seen(row for i, row in enumerate(batch) if i in answered)
             outbox = [row for i, row in enumerate(batch) if i not in answered] + outbox[batch_size:]
