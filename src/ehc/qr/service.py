@@ -69,6 +69,8 @@ def _key_lookup(ctx: Ctx, code_type: codec.CodeType, now: datetime):  # noqa: AN
         for info in keys.infos("qr"):
             if info.id != key_id:
                 continue
+            if info.status not in ("active", "retired"):
+                return None  # withdrawn (ehc keys withdraw): out of the trust list, verifies nothing (§11.2)
             if (info.status != "active" and code_type is codec.CodeType.DYNAMIC and info.not_after
                     and datetime.fromisoformat(info.not_after) < now):
                 return None
