@@ -4,10 +4,12 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import date
 
 import pytest
+from browser import ARTIFACTS, chromium, live_server, sqlite_platform  # noqa: F401 (fixtures)
 from conftest import make_staff
 from residents import resident_id
 from sqlalchemy import select
@@ -19,8 +21,11 @@ from ehc.kit.context import Actor
 from ehc.kit.errors import Conflict
 from ehc.mpi import review
 from ehc.mpi.matching import Candidate, Record
-from ehc.mpi.models import Merge
+from ehc.mpi.models import MatchReview, Merge
 from ehc.mpi.service import Identifier
+from ehc.web import i18n
+
+ZH = i18n.catalogue("zh")
 
 URL = "/api/v1/mpi/reviews"
 HOLDER = {"name": "欧阳建国", "document": {"type": "01", "number": resident_id("510104", date(1970, 1, 2), 33, True)},
@@ -192,3 +197,87 @@ def test_two_concurrent_decisions_one_wins(platform, world):
     for thread in threads:
         thread.join(30)
     assert sorted(outcomes) in (["accept", "review_already_decided"], ["reject", "review_already_decided"]), outcomes
+
+
+# -- the staff pages ----------------------------------------------------------------------------------
+
+def staff_cookie(client, platform, role: str, institution: str | None = None, region: str | None = None) -> None:
+    headers = make_staff(platform, client, role, institution, region=region)
+    client.cookies.set("ehc_staff", headers["Authorization"].split()[1])
+
+
+def test_the_review_pages_decide_with_a_csrf_token(client, platform, world):
+    staff_cookie(client, platform, "regional_operator", region="510100")
+    listing = client.get("/staff/mpi/reviews?lang=en")
+    assert listing.status_code == 200, listing.text
+    assert f'id="review-{world["record_review"]}"' in listing.text
+    assert f'id="review-{world["far_review"]}"' not in listing.text  # another region's
+    detail = client.get(f"/staff/mpi/reviews/{world['record_review']}?lang=en")
+    assert detail.status_code == 200 and "欧**国" in detail.text and "欧阳建国" not in detail.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', detail.text).group(1)
+    action = f"/staff/mpi/reviews/{world['record_review']}/reject"
+    assert client.post(action, data={"reason": "two men"}).status_code == 403  # no token: nothing done
+    refused = client.post(action, data={"reason": "", "csrf_token": token})
+    assert refused.status_code == 422 and 'id="error-summary"' in refused.text
+    done = client.post(action, data={"reason": "two men", "csrf_token": token}, follow_redirects=False)
+    assert done.status_code == 303
+    with platform.db.session() as session:
+        assert session.get(MatchReview, world["record_review"]).status == "rejected"
+    again = client.post(action, data={"reason": "again", "csrf_token": token})
+    assert again.status_code == 409 and 'id="error-summary"' in again.text
+    # A hospital's doctor may not open the queue at all.
+    staff_cookie(client, platform, "doctor", "inst-test-01")
+    assert client.get("/staff/mpi/reviews").status_code == 403
+
+
+def test_review_queue_in_chromium(live_server, sqlite_platform, chromium):  # noqa: F811
+    from playwright.sync_api import expect
+
+    from ehc.accounts import service as accounts
+    from ehc.cards import service as cards
+
+    platform = sqlite_platform
+    with platform.db.session() as session:
+        session.add(Institution(id="inst-test-01", uscc="12510000MB1234567X", name="Test People's Hospital",
+                                kind="hospital", region_code="510104"))
+        accounts.create_staff(session, username="operator.cd", password="correct horse battery",
+                              role="regional_operator", region_code="510100", display_name="成都运营")
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        holder = cards.register(ctx, cards.Registration(
+            name=HOLDER["name"], document_type="01", document_number=HOLDER["document"]["number"], sex="1",
+            birth_date=date(1970, 1, 2), phone=HOLDER["phone"], address=HOLDER["address"]))
+        person_id = holder.person.id
+    review_id = queue(platform, right=person_id, institution="inst-test-01", record=Record(
+        name="欧阳建国", sex="1", birth_date=date(1970, 1, 2), phone="13912340002",
+        identifiers=(Identifier("mrn:inst-test-01", "HIS-0042"),)))
+
+    context = chromium.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{live_server}/staff/mpi/reviews")
+    page.wait_for_url("**/staff/sign-in**")
+    page.locator("#username").fill("operator.cd")
+    page.locator("#password").fill("correct horse battery")
+    page.locator("form button[type=submit]").first.click()
+    page.wait_for_url("**/staff/mpi/reviews")
+    expect(page.locator("h1")).to_have_text(ZH["mpi_reviews.title"])
+    page.locator(f"#review-{review_id} a").click()
+    page.wait_for_url(f"**/staff/mpi/reviews/{review_id}")
+    expect(page.locator("#field-name td[data-side=left]")).to_have_text("欧**国")
+    expect(page.locator("#field-name td[data-side=right]")).to_have_text("欧**国")
+    expect(page.locator("#field-phone td[data-side=right]")).to_have_text("139****0002")
+    expect(page.locator("#field-birth_date td")).to_contain_text(["1970-01-**", "1970-01-**", "exact · 8.7"])
+    page.screenshot(path=str(ARTIFACTS / "mpi-review-zh.png"), full_page=True)
+    assert "欧阳建国" not in page.content()
+    page.locator("#note").fill("电话一致")
+    page.locator("#accept").click()
+    page.wait_for_url(f"**/staff/mpi/reviews/{review_id}")
+    expect(page.locator("#review-status")).to_have_text(ZH["mpi_reviews.status_accepted"])
+    expect(page.locator(".notice-flash")).to_contain_text(str(review_id))
+    expect(page.locator("#accept")).to_have_count(0)
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        from ehc.mpi import service as mpi
+
+        assert mpi.find_by_identifier(ctx, Identifier("mrn:inst-test-01", "HIS-0042")).id == person_id
+    context.close()
