@@ -40,20 +40,6 @@ SCENES: dict[str, str] = {
 # open records either.
 SECOND_FACTOR_SCENES = frozenset({"010105", "0101051", "0101052", "0101053", "010108", "0101081", "0101082"})
 
-# The care steps at which a printed (static) code needs a second factor (a PIN or a code texted to
-# the holder's phone, docs/qr-format.md §9.1): those that move money or open records on the strength
-# of the code alone.
-# - Payment (010105 and its sub-codes): the code authorises a charge to the holder's account or
-#   insurance; a photocopy of the paper must not be enough to spend someone's money.
-# - Reports (010108 and its sub-codes): lab and imaging results, mostly collected at self-service
-#   kiosks and report printers with nobody checking a face; they are the records a static code opens.
-# Not listed, on purpose: registration, diagnosis, examination, prescribing, dispensing, surgery and
-# inpatient steps happen face to face with clinical staff, whose own access to records is governed
-# and audited by their role; and these are exactly the steps the elderly without a smartphone, the
-# people static codes exist for, must not be turned away from. "Other" (000000) is not a reason to
-# open records either.
-SECOND_FACTOR_SCENES = frozenset({"010105", "0101051", "0101052", "0101053", "010108", "0101081", "0101082"})
-
 # The channels a scan happens on: the national ones and the hospital system extension.
 SCAN_CHANNELS = frozenset({Channel.WINDOW, Channel.KIOSK, Channel.WORKSTATION, Channel.OFFICIAL_ACCOUNT,
                            Channel.MINI_PROGRAM, Channel.HOSPITAL_SYSTEM})
