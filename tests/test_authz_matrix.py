@@ -132,15 +132,6 @@ XREF_READERS = XREF_BINDERS | {REGIONAL, PLATFORM_ADMIN}
 MATCH_REVIEWERS = frozenset({REGIONAL, PLATFORM_ADMIN, INST_ADMIN})
 MERGE_OPERATORS = frozenset({REGIONAL, PLATFORM_ADMIN})
 
-
-# mpi/auth.py: cross-references are the hospital at work (its own numbers only, xref.py); look-ups
-# also the commission's operators (their region) and platform admins; the review queue: the
-# commission and an institution's admin (its own submitted records); merging people: the commission.
-XREF_BINDERS = frozenset({CLERK, DOCTOR, NURSE, INST_ADMIN, HOSPITAL})
-XREF_READERS = XREF_BINDERS | {REGIONAL, PLATFORM_ADMIN}
-MATCH_REVIEWERS = frozenset({REGIONAL, PLATFORM_ADMIN, INST_ADMIN})
-MERGE_OPERATORS = frozenset({REGIONAL, PLATFORM_ADMIN})
-
 MATRIX: dict[tuple[str, str], frozenset[str]] = {
     # accounts: signing in and out is for anyone (what a caller already holds does not matter)
     ("POST", "/api/v1/auth/staff/token"): EVERYONE,
@@ -216,15 +207,6 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/cards/{ehc_id}/qr/static.pdf"): QR_PRINTERS,
     ("POST", "/api/v1/qr/verify"): QR_VERIFIERS,
     ("GET", "/api/v1/me/card-uses"): RESIDENT_ONLY,
-    # the second factor for static codes: the holder sets the PIN (and a guardian for a family member),
-    # window work clears a forgotten one, a verifier has a code texted to the holder (qr/second_factor_endpoints.py)
-    ("GET", "/api/v1/me/card/pin"): RESIDENT_ONLY,
-    ("PUT", "/api/v1/me/card/pin"): RESIDENT_ONLY,
-    ("DELETE", "/api/v1/cards/{ehc_id}/pin"): QR_PRINTERS,
-    ("POST", "/api/v1/qr/second-factor/sms"): QR_VERIFIERS,
-    ("POST", "/api/v1/qr/uses/batch"): QR_VERIFIERS,  # uploading offline scans is scanning, later
-    ("GET", "/api/v1/card-uses"): CARD_USE_MONITORS,
-    ("GET", "/api/v1/card-uses/summary"): CARD_USE_MONITORS,
     # the second factor for static codes: the holder sets the PIN (and a guardian for a family member),
     # window work clears a forgotten one, a verifier has a code texted to the holder (qr/second_factor_endpoints.py)
     ("GET", "/api/v1/me/card/pin"): RESIDENT_ONLY,
@@ -461,12 +443,6 @@ def _requests(w: World) -> dict[tuple[str, str], tuple[dict[str, str], dict | No
         ("POST", "/api/v1/me/newborns"): ({}, {"sex": "1", "birth_date": "2024-07-08"}),
         ("POST", "/api/v1/me/password"): ({}, {"new_password": "a long and fine passphrase"}),
         ("POST", "/api/v1/qr/verify"): ({}, {"code": "EHC1:NOT A CODE", "scene": "0101011", "channel": "0100"}),
-        ("PUT", "/api/v1/me/card/pin"): ({}, {"pin": "246802"}),
-        ("DELETE", "/api/v1/cards/{ehc_id}/pin"): ({}, {"reason": "identity checked at the window"}),
-        ("POST", "/api/v1/qr/second-factor/sms"): ({}, {"code": "EHC1:NOT A CODE"}),
-        ("POST", "/api/v1/qr/uses/batch"): ({}, {"uses": [{"code": "EHC1:NOT A CODE", "scene": "0101011",
-                                                           "channel": "0100", "terminal_id": "W01",
-                                                           "at": "2026-01-01T08:00:00+08:00"}]}),
         ("PUT", "/api/v1/me/card/pin"): ({}, {"pin": "246802"}),
         ("DELETE", "/api/v1/cards/{ehc_id}/pin"): ({}, {"reason": "identity checked at the window"}),
         ("POST", "/api/v1/qr/second-factor/sms"): ({}, {"code": "EHC1:NOT A CODE"}),

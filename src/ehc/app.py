@@ -16,12 +16,10 @@ from .kit.http import RequestIdMiddleware, install_problem_handlers
 from .me.endpoints import router as me_router
 from .mpi.endpoints import router as mpi_router
 from .qr.endpoints import router as qr_router
-from .qr.uses_endpoints import router as card_uses_router
 from .qr.lists_endpoints import router as qr_lists_router
 from .qr.second_factor_endpoints import router as second_factor_router
 from .qr.uses_endpoints import router as card_uses_router
 from .platform import Platform
-from .web.card_uses import router as card_use_pages
 from .web.card_uses import router as card_use_pages
 from .web.pages import mount as mount_pages
 
@@ -44,7 +42,6 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(me_router)
     app.include_router(qr_router)
     app.include_router(card_uses_router)
-    app.include_router(card_uses_router)
     app.include_router(qr_lists_router)
     app.include_router(second_factor_router)
     app.include_router(institutions_router)
@@ -53,7 +50,6 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(fhir_router)  # /fhir: FHIR identity services on the master index
     app.include_router(mpi_router)
     mount_pages(app)
-    app.include_router(card_use_pages)
     app.include_router(card_use_pages)
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)

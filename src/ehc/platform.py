@@ -12,9 +12,6 @@ from .kit.ratelimit import RateLimiter
 # Registers the card transition hook that ends the resident sessions drawing a lost or cancelled
 # card's codes (docs/qr-format.md §9.1), in every process (API, CLI, tests).
 from .me import sessions as _me_sessions  # noqa: F401, E402
-# Registers the card transition hook that ends the resident sessions drawing a lost or cancelled
-# card's codes (docs/qr-format.md §9.1), in every process (API, CLI, tests).
-from .me import sessions as _me_sessions  # noqa: F401, E402
 # Registers the card transition hook that keeps the QR revocation list, in every process (API, CLI, tests).
 from .qr import lists as _qr_lists  # noqa: F401, E402
 
