@@ -230,6 +230,8 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/mpi/merges"): MERGE_OPERATORS,
     ("GET", "/api/v1/mpi/merges/{merge_id}"): MERGE_OPERATORS,
     ("POST", "/api/v1/mpi/merges/{merge_id}/undo"): MERGE_OPERATORS,
+    # real-time matching: the hospital at work submits its patients, as it binds its numbers (match_endpoints.py)
+    ("POST", "/api/v1/mpi/match"): XREF_BINDERS,
 }
 
 
@@ -459,6 +461,7 @@ def _requests(w: World) -> dict[tuple[str, str], tuple[dict[str, str], dict | No
         ("POST", "/api/v1/mpi/merges"): ({}, {"source": "0" * 64, "target": w.card, "reason": "duplicate"}),
         ("GET", "/api/v1/mpi/merges/{merge_id}"): ({"merge_id": "999999"}, None),
         ("POST", "/api/v1/mpi/merges/{merge_id}/undo"): ({"merge_id": "999999"}, {"reason": "wrong"}),
+        ("POST", "/api/v1/mpi/match"): ({}, {"name": "张三", "birth_date": "1990-01-01"}),
     }
 
 

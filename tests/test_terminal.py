@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import make_staff
 from fastapi.testclient import TestClient
 from residents import resident_id
 from test_qr_codec import PAYMENT
@@ -206,7 +207,7 @@ def own_keys(settings: Settings, tmp_path: Path):
 
 
 def test_after_rotation_old_codes_verify_until_expiry_and_a_withdrawn_key_is_refused(
-        platform, client, own_keys, card, tmp_path):
+        platform, client, own_keys, card, institution, tmp_path):
     own = TestClient(create_app(own_keys))
     terminal = synced(own_keys, own, tmp_path / "t")
     old = own_keys.keys.active("qr").id
@@ -233,6 +234,9 @@ def test_after_rotation_old_codes_verify_until_expiry_and_a_withdrawn_key_is_ref
     terminal.sync(str(own.base_url), http=own)
     refused("qr_key_unknown", accept, terminal, old_static)
     assert accept(terminal, issue(own_keys, card, "static")).key_id == new
+    online = own.post("/api/v1/qr/verify", json={"code": old_static, "scene": SCENE, "channel": "0100"},
+                      headers=make_staff(own_keys, own, "window_clerk", institution))
+    assert online.status_code == 422 and online.json()["code"] == "qr_key_unknown"  # online too
 
     # The session's store still has the lower serial: a terminal that saw the newer list refuses it.
     refused("list_serial_lower", terminal.sync, str(client.base_url), http=client)
