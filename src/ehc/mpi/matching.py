@@ -19,7 +19,8 @@ this file), without using the known truth.
 Grades (thresholds on the score, in the model file; chosen on a held-out generated set, see
 ``docs/master-index.md``): ``certain`` links automatically, so its threshold is set for precision;
 ``probable`` and ``possible`` go to a person. A matching document number of the same kind is
-decisive (``certain`` whatever else differs); a conflicting one weighs strongly against.
+decisive (``certain`` whatever else differs); a conflicting one weighs strongly against and never
+lets a pair be ``certain``: a person looks before anything is linked.
 """
 
 from __future__ import annotations
@@ -215,6 +216,8 @@ class Model:
         if levels.get("document") == "exact":
             return "certain"  # the same document number of the same kind: decisive
         grades = GRADES if _identity_agrees(levels) else GRADES[2:]
+        if levels.get("document") in ("different", "typo"):
+            grades = tuple(g for g in grades if g != "certain")  # a person looks before linking
         for grade in grades:
             if score >= self.thresholds[grade]:
                 return grade
@@ -304,11 +307,13 @@ def _survivors(ctx: Ctx, person_ids: list[str]) -> list[Person]:
     return [person for person in found.values() if person.status == "active"]
 
 
-def match(ctx: Ctx, record: Record, *, limit: int = 10, model: Model | None = None) -> list[Candidate]:
+def match(ctx: Ctx, record: Record, *, limit: int = 10, model: Model | None = None,
+          purpose: str = PURPOSE) -> list[Candidate]:
     """Candidates for ``record``, best first, graded; people below "possible" are left out.
 
     Each returned candidate is an access to that person's data by the caller: one audit event per
-    candidate, purpose ``mpi.match``. People compared but not returned are not recorded.
+    candidate, under ``purpose`` (``mpi.match``; FHIR ``$match`` passes its own). People compared but
+    not returned are not recorded.
     """
     model = model or default_model()
     person_ids = _candidate_ids(ctx, record)
@@ -325,5 +330,5 @@ def match(ctx: Ctx, record: Record, *, limit: int = 10, model: Model | None = No
     found.sort(key=lambda c: (GRADES.index(c.grade), -c.score, c.person_id))
     found = found[:limit]
     for candidate in found:
-        audit.record_access(ctx, candidate.person_id, "read", PURPOSE)
+        audit.record_access(ctx, candidate.person_id, "read", purpose)
     return found

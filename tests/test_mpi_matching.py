@@ -1,0 +1,268 @@
+"""The real-time matcher: Chinese names, blind blocking keys, Fellegi-Sunter grades, the match API
+(link a certain match, queue the undecided, idempotent on retry); on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import pytest
+from residents import resident_id
+from sqlalchemy import func, select, text
+
+from ehc.audit.models import AuditEvent
+from ehc.kit.clock import utcnow
+from ehc.kit.context import Actor
+from ehc.mpi import bulk, keys, matching, names
+from ehc.mpi import service as mpi
+from ehc.mpi.matching import Record
+from ehc.mpi.models import MatchKey, MatchReview
+
+URL = "/api/v1/mpi/match"
+BORN = date(1985, 6, 1)
+WANG = mpi.Demographics(name="王慧敏", sex="2", birth_date=BORN, phone="13912345671",
+                        address="四川省成都市锦江区人民路12号3栋2单元401室", region_code="510104")
+DOC = resident_id(born=BORN, sequence=41, male=False)
+
+
+def problem(answer, status: int, code: str) -> dict:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert answer.json()["code"] == code, answer.text
+    return answer.json()
+
+
+# -- names and keys (pure) ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("a", "b", "level"), [
+    ("王慧", "王慧", "exact"),
+    ("王慧", "王 慧", "exact"),  # spaces, full-width, middle dots do not count
+    ("阿卜杜拉·买买提", "阿卜杜拉 • 买买提", "exact"),
+    ("王慧", "王惠", "homophone"),  # same pinyin without tones
+    ("陈晓", "陈小", "homophone"),
+    ("王明", "王朋", "close"),  # similar shape
+    ("王明", "王小明", "close"),  # nickname forms
+    ("王明", "王明明", "close"),
+    ("王建明", "王建华", "close"),  # one character of the given name
+    ("张伟", "李伟", "different"),  # another surname is another family
+    ("欧阳娜娜", "欧阳娜", "close"),
+    ("John Smith", "Jon Smith", "close"),  # latin names degrade to edit distance ...
+    ("Jonathan Smith", "Jonathon Smithe", "fuzzy"),  # ... and Jaro-Winkler
+    ("John Smith", "Mary Jones", "different"),
+    ("王慧", None, None),
+])
+def test_name_levels(a, b, level) -> None:
+    assert names.compare(a, b) == level
+    assert names.compare(b, a) == level
+
+
+def test_surnames_are_read_as_surnames_and_compound_surnames_split_whole() -> None:
+    assert names.parse("单雄信").surname_pinyin == "shan"  # not "dan"
+    assert names.parse("曾国藩").surname_pinyin == "zeng"
+    assert names.parse("欧阳修").surname == "欧阳" and names.parse("欧阳修").given == "修"
+    assert names.pinyin_with_tones("王慧") == "wang2 hui4"
+    assert names.parse("SMITH, John").surname == "smith"
+
+
+def test_blocking_keys_survive_the_usual_errors_and_reveal_nothing(platform) -> None:
+    base = keys.clear_keys("王慧敏", "2", date(1985, 6, 1), "13912345671", "510104")
+    swapped = keys.clear_keys("王慧敏", "2", date(1985, 1, 6), None, "510104")
+    homophone = keys.clear_keys("王惠敏", "2", date(1985, 6, 1), None, None)
+    assert set(base) & set(swapped) and set(base) & set(homophone)
+    stored = keys.blind_keys(platform.vault, "王慧敏", "2", date(1985, 6, 1), "13912345671", "510104")
+    assert len(stored) == len(base) and all(re.fullmatch(r"[a-p]{64}", k) for k in stored)
+    # Unknown sex (0 or 9) blocks like missing sex.
+    assert keys.clear_keys("王慧敏", "9", BORN, None, "510104") == keys.clear_keys("王慧敏", None, BORN, None, "510104")
+
+
+def test_model_weights_point_the_right_way() -> None:
+    model = matching.default_model()
+    for field_name, levels in matching.LEVELS.items():
+        assert model.weight(field_name, levels[0]) > 0 > model.weight(field_name, levels[-1]), field_name
+    assert model.thresholds["certain"] > model.thresholds["probable"] > model.thresholds["possible"]
+
+
+# -- the matcher on the index ------------------------------------------------------------------------
+
+def _ctx(platform, session, actor: Actor | None = None):
+    return platform.ctx(session, actor or Actor.system("test"))
+
+
+def _person(platform, details: mpi.Demographics, document: str | None = None) -> str:
+    with platform.db.session() as session:
+        ids = [mpi.Identifier("doc:01", document)] if document else []
+        return mpi.create_person(_ctx(platform, session), details, ids).id
+
+
+def _match(platform, record: Record, actor: Actor | None = None) -> list[matching.Candidate]:
+    with platform.db.session() as session:
+        return matching.match(_ctx(platform, session, actor), record)
+
+
+def _record(**changes) -> Record:
+    fields = {"name": WANG.name, "sex": WANG.sex, "birth_date": WANG.birth_date, "phone": WANG.phone,
+              "address": WANG.address, "region_code": WANG.region_code} | changes
+    return Record(**fields)
+
+
+def test_a_typed_again_patient_is_found_and_graded(platform) -> None:
+    wang = _person(platform, WANG, DOC)
+    # The same person, typed at another hospital: a homophone, day and month swapped, no phone.
+    found = _match(platform, _record(name="王惠敏", birth_date=date(1985, 1, 6), phone=None))
+    assert [c.person_id for c in found] == [wang]
+    assert found[0].grade in ("certain", "probable")
+    assert found[0].comparison["name"]["level"] == "homophone"
+    assert found[0].comparison["birth_date"]["level"] == "swapped"
+    assert found[0].comparison["phone"] == {"level": None, "weight": 0.0}
+    assert "王" not in str(found[0].comparison)  # levels and weights only, no personal data
+    # Everything the same: certain.
+    assert _match(platform, _record())[0].grade == "certain"
+    # A stranger: nobody.
+    assert _match(platform, Record(name="李四海", sex="1", birth_date=date(1979, 2, 3))) == []
+
+
+def test_the_document_number_is_decisive_and_a_conflicting_one_weighs_against(platform) -> None:
+    wang = _person(platform, WANG, DOC)
+    by_document = _match(platform, Record(name="王敏", document=mpi.Identifier("doc:01", DOC)))
+    assert by_document[0].person_id == wang and by_document[0].grade == "certain"
+    other_doc = resident_id(born=BORN, sequence=42, male=False)
+    same_otherwise = _match(platform, _record(document=mpi.Identifier("doc:01", other_doc)))
+    plain = _match(platform, _record())
+    assert same_otherwise[0].score < plain[0].score - 16
+    assert same_otherwise[0].grade != "certain"
+
+
+def test_a_relative_in_the_same_household_is_never_taken_for_the_patient(platform) -> None:
+    _person(platform, WANG, DOC)
+    # Her brother: same surname, address, phone and region; another given name and birth date.
+    brother = _record(name="王慧军", sex="1", birth_date=date(1988, 3, 9))
+    assert all(c.grade == "possible" for c in _match(platform, brother))
+
+
+def test_only_returned_candidates_are_recorded_in_the_audit_trail(platform, institution) -> None:
+    wang = _person(platform, WANG, DOC)
+    other = _person(platform, mpi.Demographics(name="王慧", sex="2", birth_date=BORN, region_code="510104"))
+    clerk = Actor(kind="staff", channel=Actor.system().channel, id="clerk-1", institution_id=institution,
+                  roles=frozenset({"window_clerk"}))
+    found = _match(platform, _record(), clerk)
+    returned = {c.person_id for c in found}
+    assert wang in returned
+    with platform.db.session() as session:
+        events = session.execute(select(AuditEvent.person_id, AuditEvent.purpose)
+                                 .where(AuditEvent.purpose == "mpi.match")).all()
+    assert {person for person, _ in events} == returned
+    assert (other in returned) == any(p == other for p, _ in events)
+
+
+def test_keys_follow_updates_merges_and_rebuilds(platform) -> None:
+    wang = _person(platform, WANG, DOC)
+    with platform.db.session() as session:
+        ctx = _ctx(platform, session)
+        before = set(session.scalars(select(MatchKey.key).where(MatchKey.person_id == wang)))
+        person = mpi.resolve(ctx, wang)
+        mpi.update_demographics(ctx, person, mpi.Demographics(
+            name="王慧敏", sex="2", birth_date=BORN, phone="13800001111", region_code="510104"))
+    with platform.db.session() as session:
+        after = set(session.scalars(select(MatchKey.key).where(MatchKey.person_id == wang)))
+    assert before != after and before & after  # the phone key changed, the name keys stayed
+    assert _match(platform, Record(name="王小敏", phone="13800001111"))[0].person_id == wang
+
+    # A merged person's keys lead to the survivor.
+    twin = _person(platform, mpi.Demographics(name="王慧敏", sex="2", birth_date=BORN, phone="13700002222",
+                                              region_code="510104"))
+    with platform.db.session() as session:
+        ctx = _ctx(platform, session)
+        mpi.merge(ctx, mpi.resolve(ctx, twin), mpi.resolve(ctx, wang), "duplicate")
+    found = _match(platform, Record(name="王慧敏", sex="2", birth_date=BORN, phone="13700002222"))
+    assert [c.person_id for c in found] == [wang]
+
+    # Rebuilding from the sealed details gives the same keys.
+    with platform.db.session() as session:
+        snapshot = sorted(session.execute(select(MatchKey.person_id, MatchKey.key)).all())
+        session.execute(text("DELETE FROM mpi_match_keys"))
+    assert keys.rebuild(platform.db, platform.vault, batch=1) == 2
+    with platform.db.session() as session:
+        assert sorted(session.execute(select(MatchKey.person_id, MatchKey.key)).all()) == snapshot
+
+
+def test_bulk_creation_writes_the_keys_in_the_same_pass(platform) -> None:
+    postgres = platform.db.engine.dialect.name == "postgresql"
+    builder = bulk.PersonBatchBuilder(platform.vault, copy=postgres)
+    builder.add(1, "P" * 32, WANG, mpi.Identifier("doc:01", DOC))
+    builder.add(2, "Q" * 32, WANG, mpi.Identifier("doc:01", DOC))  # loses the document: not created, no keys
+    with platform.db.engine.begin() as conn:
+        lost = bulk.create_persons(conn, builder.build(), utcnow())
+    assert lost == {2: "Q" * 32}
+    with platform.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(MatchKey).where(MatchKey.person_id == "Q" * 32)) == 0
+        assert session.scalar(select(func.count()).select_from(MatchKey).where(MatchKey.person_id == "P" * 32)) == 5
+    assert _match(platform, _record(name="王惠敏"))[0].person_id == "P" * 32
+
+
+# -- the API ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def card(client, clerk) -> str:
+    made = client.post("/api/v1/cards", headers=clerk, json={
+        "name": WANG.name, "document": {"type": "01", "number": DOC}, "sex": WANG.sex,
+        "birth_date": WANG.birth_date.isoformat(), "phone": WANG.phone, "address": WANG.address,
+        "region_code": WANG.region_code})
+    assert made.status_code == 201, made.text
+    return made.json()["ehc_id"]
+
+
+def _body(**changes) -> dict:
+    return {"name": "王惠敏", "sex": "2", "birth_date": "1985-06-01", "phone": "13912345671",
+            "address": WANG.address, "region_code": "510104"} | changes
+
+
+def test_matching_answers_masked_candidates_by_card(client, clerk, card) -> None:
+    answer = client.post(URL, json=_body(), headers=clerk)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["action"] is None
+    [candidate] = body["candidates"]
+    assert candidate["ehc_id"] == card and candidate["grade"] == "certain"
+    assert candidate["holder"] == {"name": "王*敏", "sex": "2", "birth_year": 1985, "region_code": "510104",
+                                   "phone": "139****5671"}
+    assert "13912345671" not in answer.text and DOC not in answer.text and "王惠敏" not in answer.text
+
+
+def test_a_certain_match_links_the_mrn_once(client, clerk, card, institution) -> None:
+    body = _body(identifiers=[{"system": "mrn", "value": "MR-1001"}], link=True)
+    first = client.post(URL, json=body, headers=clerk)
+    assert first.status_code == 200, first.text
+    assert first.json()["action"] == "linked" and first.json()["linked_ehc_id"] == card
+    again = client.post(URL, json=body, headers=clerk)  # a retry changes nothing
+    assert again.json()["action"] == "already_linked" and again.json()["linked_ehc_id"] == card
+    found = client.get("/api/v1/mpi/persons", params={"system": "mrn", "value": "MR-1001"}, headers=clerk)
+    assert found.status_code == 200 and found.json()["ehc_id"] == card
+
+
+def test_undecided_matches_are_queued_once(client, platform, clerk, card, institution) -> None:
+    # A nickname, day and month swapped, another phone and address: not sure enough to link.
+    body = _body(name="王小敏", birth_date="1985-01-06", phone="13700000000", address="锦江区某街1号",
+                 identifiers=[{"system": "mrn", "value": "MR-2002"}], link=True)
+    first = client.post(URL, json=body, headers=clerk)
+    assert first.status_code == 200, first.text
+    assert first.json()["action"] == "queued", first.json()
+    assert first.json()["candidates"][0]["grade"] in ("probable", "possible")
+    again = client.post(URL, json=body, headers=clerk)
+    assert again.json()["review_ids"] == first.json()["review_ids"]
+    with platform.db.session() as session:
+        rows = session.scalars(select(MatchReview)).all()
+    assert len(rows) == 1 and rows[0].source == "realtime" and rows[0].institution_id == institution
+    assert "MR-2002" not in (rows[0].record_sealed or "")
+    problem(client.get("/api/v1/mpi/persons", params={"system": "mrn", "value": "MR-2002"}, headers=clerk),
+            404, "person_not_found")
+
+
+def test_bad_submissions_are_problems(client, clerk, platform, institution) -> None:
+    problem(client.post(URL, json={"name": "王慧"}, headers=clerk), 422, "match_record_too_thin")
+    bad = problem(client.post(URL, json=_body(phone="12345"), headers=clerk), 422, "match_record_invalid")
+    assert bad["errors"][0]["field"] == "phone"
+    problem(client.post(URL, json=_body(link=True), headers=clerk), 422, "link_identifier_required")
+    problem(client.post(URL, json=_body(document={"type": "01", "number": DOC[:-1] + "0"}), headers=clerk),
+            422, "match_record_invalid")
+    problem(client.post(URL, json=_body(identifiers=[{"system": "mrn:inst-other", "value": "MR-1"}]),
+                        headers=clerk), 403, "identifier_system_not_allowed")
