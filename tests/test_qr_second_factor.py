@@ -7,18 +7,23 @@ every static code is printed as a PNG and read back with zxing-cpp."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from browser import ARTIFACTS, chromium, live_server, sqlite_platform  # noqa: F401 (fixtures)
 from residents import resident_id
 from sqlalchemy import select
 from test_qr_codec import _png_to_gray, _zxing_read
 
 from ehc.accounts import residents as residents_service
+from ehc.accounts import service as accounts
 from ehc.accounts import sms
 from ehc.apps import service as apps
-from ehc.cards.models import CardEvent
+from ehc.cards import service as cards
+from ehc.cards.models import Card, CardEvent
 from ehc.client import SM2Auth
 from ehc.crypto import SM2PrivateKey
 from ehc.kit.context import Actor
@@ -33,6 +38,7 @@ PERSON = {"name": "钱秀英", "document": {"type": "01", "number": resident_id(
 PAYMENT, REPORTS, REGISTRATION = "0101051", "0101081", "0101011"
 PIN = "482913"
 PROBLEM = "application/problem+json"
+ZH_JSON = Path(__file__).resolve().parents[1] / "src/ehc/web/locales/zh.json"
 
 
 @pytest.fixture
@@ -273,3 +279,84 @@ def test_sms_refusals(client, platform, clerk, his, holder) -> None:
     text = printed(client, clerk, ehc_id)
     assert client.post(f"/api/v1/cards/{ehc_id}/report-lost", json={"reason": "lost"}, headers=clerk).status_code == 200
     problem(client.post("/api/v1/qr/second-factor/sms", json={"code": text}, auth=his), 422, "qr_revoked")
+
+
+# -- the resident's page ---------------------------------------------------------------------------
+
+def test_pin_section_on_the_me_page(client, platform, clerk, his, holder) -> None:
+    """Without a browser: the section is there, the form needs its CSRF token, and a PIN set through it works."""
+    ehc_id, _ = holder
+    with platform.db.session() as session:
+        cookie = accounts.issue_token(session, "resident", session.get(Card, ehc_id).person_id)
+    client.cookies.set("ehc_resident", cookie)
+    page = client.get("/me", headers={"Accept-Language": "en"})
+    assert page.status_code == 200 and 'id="pin-status"' in page.text and 'name="pin_confirm"' in page.text
+    refused = client.post("/me/pin", data={"pin": "305917", "pin_confirm": "305917", "csrf_token": "forged"})
+    assert refused.status_code == 403
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    done = client.post("/me/pin", data={"pin": "305917", "pin_confirm": "305917", "csrf_token": csrf},
+                       follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"].endswith("/me")
+    client.cookies.clear()
+    assert scan(client, his, printed(client, clerk, ehc_id), PAYMENT, pin="305917").status_code == 200
+
+
+@pytest.mark.browser
+def test_a_resident_sets_and_changes_the_pin_in_chromium(live_server, sqlite_platform, chromium) -> None:  # noqa: F811
+    from playwright.sync_api import expect
+
+    zh = {f"{section}.{key}": text for section, strings in json.loads(ZH_JSON.read_text(encoding="utf-8")).items()
+          if isinstance(strings, dict) for key, text in strings.items()}
+    with sqlite_platform.db.session() as session:
+        ctx = sqlite_platform.ctx(session, Actor.system())
+        issued = cards.register(ctx, cards.Registration(name=PERSON["name"], document_type="01",
+                                                        document_number=PERSON["document"]["number"], sex="2",
+                                                        birth_date=date(1948, 2, 3), phone=PHONE))
+        ehc_id = issued.card.ehc_id
+        residents_service.request_code(ctx, PHONE)  # signed in the way residents are: a texted code
+        code = re.search(r"\d{6}", sms.outbox(session, sqlite_platform.vault, phone=PHONE, limit=1)[0].text).group()
+        token = residents_service.sign_in_with_code(ctx, PHONE, code).token
+    host = live_server.split("//", 1)[1].split(":")[0]
+    context = chromium.new_context(locale="zh-CN", viewport={"width": 1024, "height": 1000})
+    context.add_cookies([{"name": "ehc_resident", "value": token, "domain": host, "path": "/"}])
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{live_server}/me?lang=zh")
+    expect(page.locator("#pin-status")).to_have_text(zh["pin.status_unset"])
+
+    # A trivial PIN: the server refuses it and says why, next to the field; nothing is stored.
+    page.locator("#pin").fill("123456")
+    page.locator("#pin_confirm").fill("123456")
+    page.locator("#pin-submit").click()
+    expect(page.locator("#pin-error")).to_contain_text(zh["pin.error_pin_too_simple"])
+    expect(page.locator("#pin-status")).to_have_text(zh["pin.status_unset"])
+    assert page.locator("#pin").input_value() == ""  # a PIN is never written back into the page
+
+    page.locator("#pin").fill("305917")
+    page.locator("#pin_confirm").fill("305917")
+    page.locator("#pin-submit").click()
+    page.wait_for_url("**/me")
+    expect(page.locator("#pin-status")).to_have_text(zh["pin.status_set"])
+    expect(page.get_by_text(zh["flash.pin_set"])).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "me-pin-zh.png"), full_page=True)
+
+    # Changing it asks for the current one.
+    page.locator("#current_pin").fill("111111")
+    page.locator("#pin").fill("735164")
+    page.locator("#pin_confirm").fill("735164")
+    page.locator("#pin-submit").click()
+    expect(page.locator("#current_pin-error")).to_contain_text("4")
+    page.locator("#current_pin").fill("305917")
+    page.locator("#pin").fill("735164")
+    page.locator("#pin_confirm").fill("735164")
+    page.locator("#pin-submit").click()
+    page.wait_for_url("**/me")
+    expect(page.get_by_text(zh["flash.pin_changed"])).to_be_visible()
+    assert errors == []
+    context.close()
+
+    with sqlite_platform.db.session() as session:
+        ctx = sqlite_platform.ctx(session, Actor.system())
+        card = session.get(Card, ehc_id)
+        factors.check_pin(ctx, card, "735164")  # raises if the page did not store this PIN

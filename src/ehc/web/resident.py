@@ -43,6 +43,7 @@ from ..kit.http import safe_local_path
 from ..me import service as me
 from ..me.auth import require_resident
 from ..me.schemas import MyCardOut, my_card_out
+from ..qr import second_factor as factors
 from . import forms, i18n, pages
 from .forms import FormState, page, require_csrf, see_other
 from .pages import CHINA, PageRoute, Redirect, WebsiteCtx, client_address
@@ -341,7 +342,8 @@ def my_card(request: Request, ctx: ResidentPage) -> HTMLResponse:
                else {"relation": t(f"relations.{binding.relation}"), "ehc_id": None, "name": "", "status": "none"})
               for binding, member in me.family(ctx)]
     return resident_page(request, ctx, "me.html", nav="me", card=own, family=family,
-                         family_limit=ctx.settings.family_limit)
+                         family_limit=ctx.settings.family_limit, pin_set=factors.pin_status(ctx, card).set,
+                         pin_state=FormState())
 
 
 # -- my QR code -------------------------------------------------------------------------------
@@ -500,6 +502,65 @@ def report_lost(
         state.add("", forms.message(t, problem.code, forms.problem_params(problem), problem.detail))
         return _lost_page(request, ctx, _target(ctx, card), state, problem.status)
     return see_other(request, "/me", "card_reported_lost" if target.own else "member_card_reported_lost")
+
+
+# -- the PIN for the printed code ------------------------------------------------------------
+
+def _pin_page(request: Request, ctx: Ctx, target: _Target, state: FormState | None = None,
+              status_code: int = 200) -> HTMLResponse:
+    t = i18n.for_request(request)
+    view = _view(ctx, t, target.card, own=target.own, relation=target.relation)
+    status = factors.pin_status(ctx, target.card)
+    locked = status.locked_until.astimezone(CHINA).strftime("%H:%M") if status.locked_until else ""
+    return resident_page(request, ctx, "me_pin.html", status_code, nav="me", card=view, own=target.own,
+                         pin_card=target.card.ehc_id, pin_set=status.set, pin_locked=locked,
+                         pin_state=state or FormState())
+
+
+def _pin_refusal(t: i18n.Translator, problem: Problem) -> FormState:
+    """A refusal of the PIN service in words, against the field it is about (PINs are not kept)."""
+    state = FormState(form="pin")
+    params = {**forms.problem_params(problem), "attempts_left": problem.extra.get("attempts_left", 0)}
+    if "retry_after" in problem.extra:
+        params["wait"] = t.duration(int(problem.extra["retry_after"]))
+    fields = [e.get("field", "") for e in problem.errors] or [""]
+    key = f"pin.error_{problem.code}"
+    text = t(key, **params) if t.has(key) else problem.detail
+    for name in fields:
+        state.add(name if name in ("pin", "current_pin") else "", text)
+    return state
+
+
+@router.get("/me/pin", response_class=HTMLResponse)
+def pin_form(request: Request, ctx: ResidentPage, card: Annotated[str, Query(max_length=64)] = "") -> HTMLResponse:
+    return _pin_page(request, ctx, _target(ctx, card))
+
+
+@router.post("/me/pin", response_class=HTMLResponse)
+def set_pin(
+    request: Request,
+    ctx: ResidentPage,
+    card: Annotated[str, Form(max_length=64)] = "",
+    pin: Annotated[str, Form(max_length=16)] = "",
+    pin_confirm: Annotated[str, Form(max_length=16)] = "",
+    current_pin: Annotated[str, Form(max_length=16)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Set or change the PIN of the resident's card or a guarded family member's (qr/second_factor.py)."""
+    require_csrf(request, ctx, csrf_token)
+    t = i18n.for_request(request)
+    target = _target(ctx, card)
+    if pin != pin_confirm:
+        state = FormState(form="pin")
+        state.add("pin_confirm", t("pin.error_mismatch"))
+        return _pin_page(request, ctx, target, state, 422)
+    try:
+        changed = factors.set_pin(ctx, target.card, pin, current_pin=current_pin or None)
+        ctx.session.commit()
+    except Problem as problem:
+        ctx.session.rollback()  # a wrong current PIN was counted (and committed) before the refusal
+        return _pin_page(request, ctx, _target(ctx, card), _pin_refusal(t, problem), problem.status)
+    return see_other(request, "/me", "pin_changed" if changed else "pin_set")
 
 
 # -- who looked at my data --------------------------------------------------------------------
