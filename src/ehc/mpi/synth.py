@@ -380,3 +380,23 @@ def generate(n_people: int, n_duplicates: int, seed: int = 0, *, n_new: int | No
         pd.DataFrame(query_rows, columns=list(COLUMNS)),
         pd.DataFrame(truth_rows, columns=["index_rec_id", "query_rec_id"]),
     )
+
+
+def stream(n_people: int, seed: int, *, query_every: int = 0, relatives: float = 0.125):
+    """Index rows one by one, for builders of large indexes (a million people is no DataFrame job).
+
+    Yields ``(row, query)``: ``row`` is a dict of :data:`COLUMNS` (``rec_id`` ``I...``); every
+    ``query_every``-th person also gets ``query``, a corrupted copy as another hospital would type it
+    (``rec_id`` ``Q...``, same ``true_id``), else ``None``. Deterministic for a seed.
+    """
+    generator = _Generator(seed)
+    for person in _people(generator, n_people, relatives):
+        number = int(person.true_id[1:])
+        row = dict(zip(COLUMNS, _row(f"I{number:07d}", person)))
+        query = None
+        if query_every and number % query_every == 0:
+            record = generator.corrupt(person)
+            query = dict(zip(COLUMNS, (f"Q{number:07d}", record["surname"] + record["given"], record["sex"],
+                                       record["birth"].isoformat(), record["phone"], record["address"],
+                                       record["region_code"], record["id_number"], person.true_id)))
+        yield row, query
