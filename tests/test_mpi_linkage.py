@@ -1,0 +1,260 @@
+"""Batch linkage of a hospital's patient list to the master index (``ehc mpi link FILE``).
+
+A small synthetic index (Chinese demographics with known truth, ``ehc.mpi.synth``) is written
+through the master index service on each database; a patient list made of corrupted copies of some
+of its people, people who are not in it and some bad rows is linked with Splink, on DuckDB and
+(once, marked) on Spark in local mode.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+from ehc.audit.models import AuditEvent
+from ehc.kit.context import Actor
+from ehc.mpi import linkage, service, synth
+from ehc.mpi.models import LinkJob, MatchReview, PersonIdentifier
+
+EHC = [sys.executable, "-m", "ehc.cli"]
+CHINESE_HEADERS = {"mrn": "住院号", "name": "姓名", "sex": "性别", "birth_date": "出生日期", "phone": "手机号",
+                   "id_number": "证件号码", "address": "地址"}
+BAD_ROWS = [  # (mrn, name, sex, birth_date, id_number): each breaks one rule
+    ("", "张三", "1", "1980-01-01", ""),  # mrn_missing
+    ("BAD-DATE", "李四", "1", "1980-13-45", ""),  # birth_date_invalid
+    ("BAD-SEX", "王五", "x", "1980-01-01", ""),  # sex_invalid
+    ("BAD-ID", "赵六", "2", "1980-01-01", "110101198001011234"),  # id_number_invalid (check digit)
+    ("NOTHING", "", "", "", ""),  # nothing_to_match_on
+]
+
+
+@pytest.fixture(scope="module")
+def test_set() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    return synth.generate(n_people=160, n_duplicates=70, seed=11, n_new=20)
+
+
+def _build_index(platform, index: pd.DataFrame, duplicated: set[str] = frozenset()) -> dict[str, str]:
+    """Create the index's people through the service; some hold a card. rec_id -> person id.
+
+    The people of ``duplicated`` are registered twice (the second time without a document), as an
+    index that needs cleaning holds them: a list row for them cannot be linked with certainty."""
+    from datetime import date
+
+    from ehc.cards.models import Card
+
+    made = {}
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        for n, row in enumerate(index.itertuples(index=False)):
+            details = service.Demographics(name=row.name, sex=row.sex, birth_date=date.fromisoformat(row.birth_date),
+                                           phone=row.phone, address=row.address, region_code=row.region_code)
+            identifiers = [service.Identifier("doc:01", row.id_number)] if row.id_number else []
+            person = service.create_person(ctx, details, identifiers)
+            made[row.rec_id] = person.id
+            if row.rec_id in duplicated:
+                service.create_person(ctx, details, [])
+            if n % 3 == 0:
+                session.add(Card(ehc_id=f"{n:064X}", person_id=person.id, status="active", channel="0100"))
+    return made
+
+
+def _write_list(path: Path, queries: pd.DataFrame, *, chinese_headers: bool = True) -> dict[str, str]:
+    """The hospital's list: its MRN for each query record, then the bad rows. mrn -> query rec_id."""
+    rows, mrn_of = [], {}
+    for n, row in enumerate(queries.itertuples(index=False)):
+        mrn = f"ZY{n:05d}"
+        mrn_of[mrn] = row.rec_id
+        rows.append([mrn, row.name, "男" if row.sex == "1" else "女" if row.sex == "2" else "",
+                     row.birth_date.replace("-", "/"), row.phone or "", row.id_number or "", row.address])
+    for mrn, name, sex, birth, id_number in BAD_ROWS:
+        rows.append([mrn, name, sex, birth, "", id_number, ""])
+    columns = ["mrn", "name", "sex", "birth_date", "phone", "id_number", "address"]
+    header = [CHINESE_HEADERS[c] for c in columns] if chinese_headers else columns
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return mrn_of
+
+
+def _read(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _counts(platform, institution: str) -> tuple[int, int]:
+    with platform.db.session() as session:
+        ids = session.scalar(select(func.count()).select_from(PersonIdentifier)
+                             .where(PersonIdentifier.system == f"mrn:{institution}"))
+        reviews = session.scalar(select(func.count()).select_from(MatchReview).where(MatchReview.source == "batch"))
+    return ids, reviews
+
+
+def test_link_a_patient_list_then_rerun_it(platform, institution, test_set, tmp_path):
+    index, queries, truth = test_set
+    undocumented = set(queries.loc[queries["id_number"].isna(), "rec_id"])
+    twice = set(truth.loc[truth["query_rec_id"].isin(undocumented), "index_rec_id"][:4])
+    person_of = _build_index(platform, index, twice)
+    listed = tmp_path / "patients.csv"
+    mrn_of = _write_list(listed, queries)
+    true_person = {mrn: person_of[t] for mrn, rec in mrn_of.items()
+                   for t in truth.loc[truth["query_rec_id"] == rec, "index_rec_id"]}
+
+    result = linkage.link_file(platform, listed, institution, out=tmp_path / "out")
+    # Every bad row is rejected (the generator's typos can also put a birth date in the future).
+    assert result.records + result.rejected == len(queries) + len(BAD_ROWS) and result.rejected >= len(BAD_ROWS)
+    assert result.linked > 0.6 * len(truth) and result.queued >= 2 * len(twice) and result.unmatched > 0
+    assert result.records == result.linked + result.conflicts + len({r["mrn"] for r in _read(tmp_path / "out" / "review.csv")}) \
+        + result.unmatched
+
+    # Certain links are right, bound as mrn:<institution>, and audited for the person.
+    links = _read(tmp_path / "out" / "links.csv")
+    assert len(links) == result.linked and {row["status"] for row in links} == {"linked"}
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        wrong = 0
+        for row in links:
+            person = service.find_by_identifier(ctx, service.Identifier(f"mrn:{institution}", row["mrn"]))
+            assert person is not None
+            wrong += true_person.get(row["mrn"]) != person.id
+            if row["ref_kind"] == "card":
+                assert len(row["person_ref"]) == 64
+            else:
+                assert row["person_ref"] == person.id
+            audited = session.scalar(select(func.count()).select_from(AuditEvent).where(
+                AuditEvent.person_id == person.id, AuditEvent.purpose == "mpi.identifiers"))
+            assert audited >= 1
+        assert wrong <= 1  # precision of the certain grade
+        job = session.get(LinkJob, result.job_id)
+        assert (job.status, job.records, job.linked, job.queued, job.unmatched) == (
+            "done", result.records, result.linked, result.queued, result.unmatched)
+        queued = session.scalars(select(MatchReview).where(MatchReview.link_job_id == job.id)).all()
+        assert len(queued) == result.queued and {r.grade for r in queued} <= {"probable", "possible"}
+        assert all(r.source == "batch" and r.institution_id == institution and r.record_sealed for r in queued)
+        assert all("name" in review_comparison for review_comparison in (r.comparison for r in queued))
+
+    # The review file is masked; the rejects say why, by line, without the row's personal data.
+    review_rows = _read(tmp_path / "out" / "review.csv")
+    assert len(review_rows) == result.queued
+    names = set(queries["name"])
+    assert all(r["list_name"] not in names and "*" in r["list_name"] for r in review_rows if r["list_name"])
+    assert all("****" in r["list_phone"] for r in review_rows if r["list_phone"])
+    rejects = {r["mrn"]: r for r in _read(tmp_path / "out" / "rejects.csv")}
+    assert rejects["BAD-DATE"]["reasons"] == "birth_date_invalid" and rejects["BAD-SEX"]["reasons"] == "sex_invalid"
+    assert rejects["BAD-ID"]["reasons"] == "id_number_invalid" and rejects["NOTHING"]["reasons"] == "nothing_to_match_on"
+    assert rejects[""]["reasons"] == "mrn_missing" and rejects[""]["line"] == str(len(queries) + 2)
+    assert "赵六" not in (tmp_path / "out" / "rejects.csv").read_text(encoding="utf-8")
+    assert len(_read(tmp_path / "out" / "unmatched.csv")) == result.unmatched
+    report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "vega-lite-spec" in report and "Match weights of each comparison level" in report
+    assert "m and u parameters" in report and f"{result.linked:,}" in report
+
+    # The same file again: nothing is linked twice, no pair is queued twice.
+    before = _counts(platform, institution)
+    again = linkage.link_file(platform, listed, institution, out=tmp_path / "again")
+    assert (again.linked, again.queued, again.conflicts) == (0, 0, 0)
+    assert again.already_linked == result.linked
+    assert _counts(platform, institution) == before
+    assert {r["status"] for r in _read(tmp_path / "again" / "links.csv")} == {"already_linked"}
+    assert {r["review_id"] for r in _read(tmp_path / "again" / "review.csv")} == {r["review_id"] for r in review_rows}
+
+
+def test_dry_run_links_nothing(platform, institution, test_set, tmp_path):
+    index, queries, _ = test_set
+    _build_index(platform, index.head(60))
+    listed = tmp_path / "patients.csv"
+    _write_list(listed, queries.head(30), chinese_headers=False)
+    result = linkage.link_file(platform, listed, institution, out=tmp_path / "out", dry_run=True)
+    assert result.job_id is None and result.linked > 0
+    assert _counts(platform, institution) == (0, 0)
+    with platform.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(LinkJob)) == 0
+    assert len(_read(tmp_path / "out" / "links.csv")) == result.linked
+
+
+def test_parquet_and_header_checks(tmp_path):
+    frame = pd.DataFrame({"病案号": ["a-1", "a-2"], "姓名": ["张三", "李四"], "出生日期": ["19800101", "1980年2月3日"],
+                          "unknown": ["x", "y"]})
+    frame.to_parquet(tmp_path / "list.parquet")
+    rows = linkage.read_patient_list(tmp_path / "list.parquet")
+    cleaned = linkage.clean_rows(rows)
+    assert list(cleaned.frame["mrn"]) == ["A-1", "A-2"] and cleaned.rejects == []
+    assert list(cleaned.frame["birth_date"]) == ["1980-01-01", "1980-02-03"]
+    assert list(cleaned.frame["name_py"]) == ["zhangsan", "lisi"]
+    pd.DataFrame({"name": ["张三"]}).to_csv(tmp_path / "no_mrn.csv", index=False)
+    with pytest.raises(linkage.LinkInputError) as missing:
+        linkage.read_patient_list(tmp_path / "no_mrn.csv")
+    assert missing.value.code == "mrn_column_missing"
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00garbage\x00\xff")
+    with pytest.raises(linkage.LinkInputError) as unreadable:
+        linkage.read_patient_list(tmp_path / "binary.csv")
+    assert unreadable.value.code == "file_unreadable"
+
+
+def test_decisions_short_circuit_documents_and_hold_back_close_runners_up():
+    pairs = pd.DataFrame([
+        ("r1", "p1", 20.0, 0.9999, "{}"), ("r1", "p2", 18.0, 0.999, "{}"),  # twins: certain but close -> review
+        ("r2", "p3", 25.0, 0.99999, "{}"), ("r2", "p4", 2.0, 0.6, "{}"),  # clear winner -> certain
+        ("r3", "p5", 5.0, 0.95, "{}"),  # probable
+        ("r4", "p6", -3.0, 0.2, "{}"),  # below possible: unmatched
+        ("r5", "p7", 1.0, 0.55, "{}"),  # the model is unsure, but the document is the same
+    ], columns=["record_id", "person_id", "match_weight", "match_probability", "comparison"])
+    documents = pd.DataFrame({"record_id": ["r5"], "person_id": ["p9"]})
+    decided = linkage.decide(pairs, documents).set_index(["record_id", "person_id"])
+    assert decided.loc[("r5", "p9"), "grade"] == "certain" and decided.loc[("r5", "p9"), "reason"] == "document"
+    assert ("r5", "p7") not in decided.index
+    assert decided.loc[("r2", "p3"), "grade"] == "certain" and ("r2", "p4") not in decided.index
+    assert set(decided.loc["r1", "grade"]) == {"probable"} and decided.loc[("r1", "p1"), "reason"] == "ambiguous"
+    assert decided.loc[("r3", "p5"), "grade"] == "probable"
+    assert "r4" not in decided.index.get_level_values(0)
+
+
+def _env(settings) -> dict:
+    return {**os.environ, "EHC_DATABASE_URL": settings.database_url, "EHC_KEYS_DIR": str(settings.keys_dir),
+            "EHC_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
+
+
+def test_cli_errors_are_clear(platform, institution, settings, tmp_path):
+    env = _env(settings)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*EHC, "mpi", "link", *args], env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
+
+    (tmp_path / "ok.csv").write_text("mrn,name\n1,张三\n", encoding="utf-8")
+    (tmp_path / "no_mrn.csv").write_text("name\n张三\n", encoding="utf-8")
+    cases = [
+        (run(str(tmp_path / "ok.csv"), "--institution", "no-such-hospital"), "institution_not_found"),
+        (run(str(tmp_path / "missing.csv"), "--institution", institution), "file_unreadable"),
+        (run(str(tmp_path / "no_mrn.csv"), "--institution", institution), "mrn_column_missing"),
+        (run(str(tmp_path / "ok.csv"), "--institution", institution, "--backend", "oracle"), "backend_unknown"),
+    ]
+    for done, code in cases:
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert code in done.stderr and "Traceback" not in done.stderr
+    ok = run(str(tmp_path / "ok.csv"), "--institution", institution, "--out", str(tmp_path / "out"))
+    assert ok.returncode == 0, ok.stderr
+    assert "unmatched" in ok.stdout and (tmp_path / "out" / "unmatched.csv").exists()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_spark_backend_in_local_mode(platform, institution, test_set, tmp_path):
+    """SPARK (local[2], small input): the same list on Spark and DuckDB links the same people."""
+    index, queries, _ = test_set
+    _build_index(platform, index.head(80))
+    listed = tmp_path / "patients.csv"
+    _write_list(listed, queries.head(40))
+    on_duckdb = linkage.link_file(platform, listed, institution, out=tmp_path / "duckdb", dry_run=True)
+    on_spark = linkage.link_file(platform, listed, institution, out=tmp_path / "spark", dry_run=True, backend="spark")
+    assert on_spark.linked > 0 and on_spark.records == on_duckdb.records
+    duck = {(r["mrn"], r["person_ref"]) for r in _read(tmp_path / "duckdb" / "links.csv")}
+    spark = {(r["mrn"], r["person_ref"]) for r in _read(tmp_path / "spark" / "links.csv")}
+    assert len(duck & spark) >= 0.9 * max(len(duck), len(spark))
+    assert "Match weights of each comparison level" in (tmp_path / "spark" / "report.html").read_text(encoding="utf-8")
