@@ -233,9 +233,11 @@ class Model:
 
 
 def _identity_agrees(levels: dict[str, str | None]) -> bool:
-    """Name and birth date (at least roughly) agree. Without that a pair is at best "possible", however
-    much else agrees: relatives share a surname, an address, a phone and a region, which the model
+    """Name and birth date (at least roughly) agree, or the document does. Without that a pair is at
+    best "possible", however much else agrees: relatives share a surname, an address, a phone and a region, which the model
     counts as independent evidence although, in a household, they are not."""
+    if levels.get("document") in ("exact", "typo"):
+        return True  # the same document number, or one digit off: evidence about the person, not the household
     return levels.get("name") in ("exact", "homophone", "close", "fuzzy") and \
         levels.get("birth_date") in ("exact", "swapped", "typo")
 

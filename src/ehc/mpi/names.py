@@ -177,6 +177,13 @@ def _one_char_differs(a: str, b: str) -> bool:
     return len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1
 
 
+def _words_within(a: str, b: str) -> bool:
+    """Every word of the shorter latin name is a word of the longer one."""
+    left, right = ({normalise(w) for w in text.replace(",", " ").split()} - {""} for text in (a, b))
+    shorter, longer = sorted((left, right), key=len)
+    return bool(shorter) and shorter < longer
+
+
 def compare(a: str | None, b: str | None) -> str | None:
     """The comparison level of two names (see the module docstring); ``None`` if either is missing."""
     left, right = parse(a), parse(b)
@@ -197,6 +204,8 @@ def compare(a: str | None, b: str | None) -> str | None:
         if left.surname == right.given and left.given == right.surname:  # surname and given name swapped
             return "close"
         if Levenshtein.distance(left.text, right.text) == 1:
+            return "close"
+        if _words_within(a or "", b or ""):  # one part missing: "elton" / "elton smith"
             return "close"
     if JaroWinkler.similarity(left.pinyin, right.pinyin) >= 0.9:
         return "fuzzy"
