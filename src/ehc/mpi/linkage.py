@@ -383,7 +383,13 @@ def score_pairs(index: pd.DataFrame, records: pd.DataFrame, *, backend: str = "d
                 threshold: float = 0.5, seed: int = 7, u_pairs: float = 5e6, em_pairs: float = 2e6,
                 step: Callable[[str], None] | None = None) -> Scored:
     """Train the model on these two frames and score the pairs of the prediction blocking rules
-    (only pairs with probability >= ``threshold`` come back). ``workdir`` holds any spill files."""
+    (only pairs with probability >= ``threshold`` come back). ``workdir`` holds any spill files.
+
+    Training always runs in process on DuckDB: it works on samples (u from at most ``u_pairs``
+    random pairs, m by EM over at most ``em_pairs`` blocked pairs), so it does not grow with the
+    lists, while on Spark each of its hundreds of small queries is a job (a minute for a toy list).
+    Scoring every blocked pair is what grows, and that runs on the chosen backend with the trained
+    model."""
     import logging
 
     from splink import Linker
@@ -393,7 +399,7 @@ def score_pairs(index: pd.DataFrame, records: pd.DataFrame, *, backend: str = "d
     timings: dict[str, float] = {}
     started = time.perf_counter()
     columns = list(FRAME_COLUMNS)
-    with _database(backend, workdir) as db_api:
+    with _database("duckdb", workdir, rows=len(index) + len(records)) as db_api:
         left = db_api.register(index[columns], dataset_display_name="index")
         right = db_api.register(records[columns], dataset_display_name="records")
         linker = Linker([left, right], model_settings(), log_level=None)
@@ -401,27 +407,59 @@ def score_pairs(index: pd.DataFrame, records: pd.DataFrame, *, backend: str = "d
 
         step("training")
         mark = time.perf_counter()
-        prior = _estimate_prior(linker, len(index), len(records))
-        linker.training.estimate_u_using_random_sampling(max_pairs=u_pairs, seed=seed)
-        notes = _train_m(linker, em_pairs)
+        prior = _estimate_prior(linker, index, records)
+        # One chunk for small inputs: the probe phase costs more queries than it saves.
+        linker.training.estimate_u_using_random_sampling(
+            max_pairs=u_pairs, seed=seed, num_chunks=1 if len(index) * len(records) < 1e7 else 10)
+        # Sampling EM pairs takes a probe pass of its own: only worth it when blocks are large.
+        notes = _train_m(linker, em_pairs if len(index) * len(records) > 1e8 else None)
         timings["training"] = time.perf_counter() - mark
-
-        step("predicting")
-        mark = time.perf_counter()
-        predictions = linker.inference.predict(threshold_match_probability=threshold, warning_mode="never")
-        pairs = _pairs(linker, predictions)
-        timings["prediction"] = time.perf_counter() - mark
         charts = {
             "Match weights of each comparison level": linker.visualisations.match_weights_chart().chart_dict,
             "m and u parameters": linker.visualisations.m_u_parameters_chart().chart_dict,
         }
-        if len(pairs):  # an empty prediction has no histogram
-            charts["Distribution of match weights (scored pairs)"] = (
-                linker.visualisations.match_weights_histogram(predictions).chart_dict)
+        step("predicting")
+        if backend == "duckdb":
+            mark = time.perf_counter()
+            pairs, histogram = _predict(linker, threshold)
+            timings["prediction"] = time.perf_counter() - mark
+        else:
+            trained = linker._settings_obj
+    if backend != "duckdb":
+        mark = time.perf_counter()
+        with _database(backend, workdir, rows=len(index) + len(records)) as db_api:
+            left = db_api.register(index[columns], dataset_display_name="index")
+            right = db_api.register(records[columns], dataset_display_name="records")
+            timings[f"load ({backend})"] = time.perf_counter() - mark
+            mark = time.perf_counter()
+            scorer = Linker([left, right], model_settings(), log_level=None)  # the backend's own SQL
+            _copy_parameters(trained, scorer._settings_obj)
+            pairs, histogram = _predict(scorer, threshold)
+            timings[f"prediction ({backend})"] = time.perf_counter() - mark
+    if histogram:
+        charts["Distribution of match weights (scored pairs)"] = histogram
     return Scored(pairs=pairs, charts=charts, timings=timings, prior=prior, notes=notes)
 
 
-def _train_m(linker: Any, em_pairs: float) -> list[str]:
+def _copy_parameters(source: Any, target: Any) -> None:
+    """The trained prior, m and u onto the same model built in another SQL dialect."""
+    target._probability_two_random_records_match = source._probability_two_random_records_match
+    for mine, theirs in zip(source.comparisons, target.comparisons, strict=True):
+        for level, other in zip(mine.comparison_levels, theirs.comparison_levels, strict=True):
+            if level.is_null_level:
+                continue
+            other.m_probability = level.m_probability
+            other.u_probability = level.u_probability
+
+
+def _predict(linker: Any, threshold: float) -> tuple[pd.DataFrame, dict | None]:
+    predictions = linker.inference.predict(threshold_match_probability=threshold, warning_mode="never")
+    pairs = _pairs(linker, predictions)
+    histogram = linker.visualisations.match_weights_histogram(predictions).chart_dict if len(pairs) else None
+    return pairs, histogram
+
+
+def _train_m(linker: Any, em_pairs: float | None) -> list[str]:
     """m by EM, blocked on birth date (trains the name, phone... levels) then on name pinyin (trains
     the birth date levels); blocked on phone if one of them fails. On small lists a level seen
     only among non-matches can drive an m to 0, which Splink refuses: that session is undone (its
@@ -445,28 +483,27 @@ def _train_m(linker: Any, em_pairs: float) -> list[str]:
     return notes
 
 
-def _estimate_prior(linker: Any, n_index: int, n_records: int) -> float:
-    """The chance that a random (index, record) pair is a match, from two near-certain rules (same
-    document; same name and birth date) assumed to find 60% of the matches."""
-    from splink import block_on
-
-    try:
-        linker.training.estimate_probability_two_random_records_match(
-            ["l.id_key = r.id_key", block_on("name", "birth_date")], recall=0.6)
-    except Exception:  # noqa: BLE001 - no pair at all passes the rules: assume half the list is in the index
-        fallback = min(0.5 * min(n_index, n_records) / max(n_index * n_records, 1), 0.5)
-        linker._settings_obj._probability_two_random_records_match = fallback
-    return float(linker._settings_obj._probability_two_random_records_match)
+def _estimate_prior(linker: Any, index: pd.DataFrame, records: pd.DataFrame) -> float:
+    """The chance that a random (index, record) pair is a match: the pairs the plain rule finds
+    (same document; else same name and birth date, unique in the index), assumed to be 60% of the
+    matches, over all pairs. Counted in pandas: the same on every backend, and one Spark job fewer."""
+    found = len(deterministic_links(index, records))
+    expected = found / 0.6 if found else 0.5 * min(len(index), len(records))
+    prior = min(max(expected / max(len(index) * len(records), 1), 1e-12), 0.5)
+    linker._settings_obj._probability_two_random_records_match = prior
+    return prior
 
 
 class _database:
     """The Splink backend as a context manager: DuckDB in process, or Spark in local mode."""
 
-    def __init__(self, backend: str, workdir: Path) -> None:
+    def __init__(self, backend: str, workdir: Path, rows: int = 0) -> None:
         if backend not in ("duckdb", "spark"):
             raise ValueError(f"unknown backend {backend!r}: duckdb or spark")
         self.backend = backend
         self.workdir = Path(workdir)
+        self.rows = rows
+        self.partitions = max(1, min(200, rows // 100_000))  # ~100k rows a partition; one for small jobs
         self._close: Callable[[], None] = lambda: None
 
     def __enter__(self) -> Any:
@@ -481,17 +518,20 @@ class _database:
             connection.execute("SET preserve_insertion_order = false")
             self._close = connection.close
             return DuckDBAPI(connection=connection)
-        spark = spark_session(self.workdir)
+        spark = spark_session(self.workdir, partitions=self.partitions)
         from splink.backends.spark import SparkAPI
 
         self._close = spark.stop
-        return SparkAPI(spark_session=spark, num_partitions_on_repartition=4)
+        # Small jobs keep intermediate tables in memory (persist); large ones write them as Parquet
+        # into the job's temporary directory, which is deleted afterwards.
+        return SparkAPI(spark_session=spark, num_partitions_on_repartition=self.partitions,
+                        break_lineage_method="persist" if self.rows < 2_000_000 else "parquet")
 
     def __exit__(self, *exc: object) -> None:
         self._close()
 
 
-def spark_session(workdir: Path) -> Any:
+def spark_session(workdir: Path, partitions: int = 4) -> Any:
     """A local Spark (two cores) with Splink's similarity functions; every spill file in ``workdir``."""
     from pyspark.sql import SparkSession
     from splink.backends.spark import similarity_jar_location
@@ -503,9 +543,10 @@ def spark_session(workdir: Path) -> Any:
         .config("spark.jars", similarity_jar_location())
         .config("spark.local.dir", str(local))
         .config("spark.sql.warehouse.dir", str(local / "warehouse"))
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.default.parallelism", "4")
+        .config("spark.sql.shuffle.partitions", str(partitions))
+        .config("spark.default.parallelism", str(max(partitions, 2)))
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.memory", "2g")
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()
@@ -664,11 +705,35 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[start:start + size]
 
 
-def _pool(keys_dir: Path, workers: int) -> ProcessPoolExecutor:
+def _pool(keys_dir: Path | None, workers: int) -> ProcessPoolExecutor:
+    """Worker processes (spawned: no copy of the parent's database connections); with ``keys_dir``
+    each opens the key store once, for unsealing and blind indexes."""
     import multiprocessing
 
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(str(keys_dir),))
+    context = multiprocessing.get_context("spawn")
+    if keys_dir is None:
+        return ProcessPoolExecutor(workers, mp_context=context)
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(str(keys_dir),))
+
+
+def _frame_rows(rows: list[tuple]) -> list[tuple]:
+    """Linkage rows from demographics already in clear: ``(person_id, name, sex, birth_date, phone,
+    address, region_code, id_key)``."""
+    return [frame_row(pid, normalise_name(name) if name else None, sex, birth, phone,
+                      normalise_address(address) if address else None, region, id_key)
+            for pid, name, sex, birth, phone, address, region, id_key in rows]
+
+
+def index_frame(rows: list[tuple], *, workers: int | None = None, chunk: int = 50_000) -> pd.DataFrame:
+    """The index side from demographics in clear (benchmarks: an already-unsealed export), with
+    the pinyin keys derived in worker processes like :func:`export_index` does."""
+    workers = default_workers(len(rows)) if workers is None else workers
+    if workers:
+        with _pool(None, workers) as pool:
+            built = [row for part in pool.map(_frame_rows, _chunks(rows, chunk)) for row in part]
+    else:
+        built = _frame_rows(rows)
+    return pd.DataFrame(built, columns=list(FRAME_COLUMNS), dtype=object)
 
 
 def default_workers(n: int) -> int:
@@ -795,7 +860,7 @@ def link_file(platform: Any, path: Path, institution_id: str, *, backend: str = 
         outcome = _apply(platform, decisions, records, index, institution_id, job_id, operator, dry_run)
         timings["write links and reviews"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        _write_outputs(out_dir, outcome, cleaned.rejects, records, index)
+        write_outputs(out_dir, outcome, cleaned.rejects, records, index)
         result.linked, result.already_linked = outcome.new_links, outcome.already_linked
         result.conflicts, result.queued, result.unmatched = outcome.conflicts, outcome.queued, outcome.unmatched
         timings["write the outputs"] = time.perf_counter() - mark
@@ -880,6 +945,26 @@ def mrn_identifier(institution_id: str, mrn: str) -> Any:
     from .service import Identifier
 
     return Identifier(MRN_SYSTEM.format(institution=institution_id), mrn)
+
+
+def outcome_without_database(decisions: pd.DataFrame, records: pd.DataFrame) -> _Outcome:
+    """What a dry run would report, decided from the scores alone (no MRN was linked before, no
+    pair is waiting in the queue): for benchmarks and for lists linked away from the database."""
+    outcome = _Outcome()
+    certain = decisions[decisions["grade"] == "certain"].drop_duplicates("record_id")
+    queued = decisions[(decisions["grade"] != "certain") & ~decisions["record_id"].isin(certain["record_id"])]
+    outcome.links = [{"record_id": rid, "person_id": pid, "match_weight": w, "match_probability": p,
+                      "reason": reason, "status": "linked"}
+                     for rid, pid, w, p, reason in certain[["record_id", "person_id", "match_weight",
+                                                            "match_probability", "reason"]].itertuples(index=False)]
+    outcome.reviews = [{"record_id": rid, "person_id": pid, "match_weight": w, "match_probability": p, "grade": g,
+                        "review_id": None}
+                       for rid, pid, w, p, g in queued[["record_id", "person_id", "match_weight", "match_probability",
+                                                        "grade"]].itertuples(index=False)]
+    outcome.new_links, outcome.queued = len(outcome.links), len(outcome.reviews)
+    acted = set(certain["record_id"]) | set(queued["record_id"])
+    outcome.unmatched_ids = [rid for rid in records["unique_id"] if rid not in acted]
+    return outcome
 
 
 def _apply(platform: Any, decisions: pd.DataFrame, records: pd.DataFrame, index: pd.DataFrame, institution_id: str,
@@ -1065,7 +1150,7 @@ def _number(value: Any, digits: int) -> str:
     return f"{float(value):.{digits}f}"
 
 
-def _write_outputs(out_dir: Path, outcome: _Outcome, rejects: list, records: pd.DataFrame, index: pd.DataFrame) -> None:
+def write_outputs(out_dir: Path, outcome: _Outcome, rejects: list, records: pd.DataFrame, index: pd.DataFrame) -> None:
     """links.csv (MRN -> card id, else person id), review.csv (both sides masked), unmatched.csv,
     rejects.csv (line, MRN, reason codes; never the row's personal data)."""
     by_record = records.set_index("unique_id")
