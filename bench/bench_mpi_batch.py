@@ -194,7 +194,7 @@ def main(quick: bool = False) -> list[dict]:
                   f"{measured['pairs']:,} pairs scored above 'possible'; {result.linked:,} certain links, "
                   f"{result.queued:,} review pairs, {result.unmatched:,} unmatched, {result.rejected:,} rejected; "
                   f"certain links precision {acc['precision']:.4f}, recall {acc['recall']:.4f}; "
-                  f"test data generated " + (f"in this run ({generated / 60:.1f} min)" if generated > 5 else
+                  f"test data generated " + (f"in this run ({generated / 60:.1f} min)" if generated > 0.5 else
                                              "in an earlier run") + f"; {machine}"),
     }]
     if opened:
