@@ -43,10 +43,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from ..identity.documents import parse_document
+from ..kit.errors import Invalid
+from . import names, xref
 
 # -- the input file -------------------------------------------------------------------------------
 
@@ -71,6 +76,7 @@ _SEX = {"1": "1", "男": "1", "m": "1", "male": "1", "2": "2", "女": "2", "f": 
 _DATE = re.compile(r"(\d{4})\D?(\d{1,2})\D?(\d{1,2})\D?")
 _REGION = re.compile(r"\d{6}")
 _MRN_MAX = 64  # how much of a bad MRN the rejects file repeats
+_MRN_SYSTEM = xref.System("mrn", "x", "mrn:x")  # the format is the same for every institution
 
 
 class LinkInputError(Exception):
@@ -116,11 +122,11 @@ def read_patient_list(path: Path, *, encoding: str = "utf-8-sig") -> pd.DataFram
 
 # -- names: toneless pinyin -----------------------------------------------------------------------
 
+@lru_cache(maxsize=1 << 20)
 def name_keys(name: str | None) -> tuple[str | None, str | None, str | None]:
     """``(name_py, surname_py, given_py)`` as the real-time matcher reads them (:mod:`.names`:
-    surname readings such as 单 shan, compound surnames): ``张伟明`` -> ``zhangweiming, zhang, weiming``."""
-    from . import names
-
+    surname readings such as 单 shan, compound surnames): ``张伟明`` -> ``zhangweiming, zhang, weiming``.
+    Cached: many people share a name, and pinyin is most of the cost of preparing a row."""
     if not name:
         return None, None, None
     parsed = names.parse(name)
@@ -130,8 +136,6 @@ def name_keys(name: str | None) -> tuple[str | None, str | None, str | None]:
 def normalise_name(raw: str) -> str:
     """The name as the matcher compares characters (:func:`.names.normalise`: NFKC, lower case, no
     spaces or dots)."""
-    from . import names
-
     return names.normalise(raw)
 
 
@@ -200,22 +204,16 @@ def _clean_phone(raw: str) -> tuple[str | None, str | None]:
 def _clean_mrn(raw: str) -> tuple[str, str | None]:
     """The hospital number as the index stores it (:func:`.xref.normalise`: upper case, 1-40 letters,
     digits and . _ / -)."""
-    from ..kit.errors import Invalid
-    from .xref import System, normalise
-
     if not raw.strip():
         return "", "mrn_missing"
     try:
-        return normalise(System("mrn", "x", "mrn:x"), raw).value, None
+        return xref.normalise(_MRN_SYSTEM, raw).value, None
     except Invalid:
         return raw.strip()[:_MRN_MAX], "mrn_invalid"
 
 
 def _clean_document(id_type: str, raw: str) -> tuple[str | None, str | None, str | None]:
     """``(system, number, reason)``; the number normalised and checked like a registration's."""
-    from ..identity.documents import parse_document
-    from ..kit.errors import Invalid
-
     number = raw.strip()
     if not number:
         return None, None, None
@@ -1153,36 +1151,35 @@ def _number(value: Any, digits: int) -> str:
 def write_outputs(out_dir: Path, outcome: _Outcome, rejects: list, records: pd.DataFrame, index: pd.DataFrame) -> None:
     """links.csv (MRN -> card id, else person id), review.csv (both sides masked), unmatched.csv,
     rejects.csv (line, MRN, reason codes; never the row's personal data)."""
-    by_record = records.set_index("unique_id")
-    people = index.set_index("unique_id")
+    mrn_of = dict(zip(records["unique_id"], records["mrn"]))
+    card_of = dict(zip(index["unique_id"], index["card_id"])) if "card_id" in index else {}
 
     def ref(person_id: str) -> tuple[str, str]:
-        card = people["card_id"].get(person_id) if person_id in people.index else None
+        card = card_of.get(person_id)
         return (card, "card") if isinstance(card, str) else (person_id, "person")
 
     _write_csv(out_dir / "links.csv",
                ["mrn", "person_ref", "ref_kind", "match_weight", "match_probability", "reason", "status"],
-               [[by_record.at[link["record_id"], "mrn"], *ref(link["person_id"]), _number(link["match_weight"], 2),
+               [[mrn_of[link["record_id"]], *ref(link["person_id"]), _number(link["match_weight"], 2),
                  _number(link["match_probability"], 6), link["reason"], link["status"]] for link in outcome.links])
-    review_rows = []
-    for item in outcome.reviews:
-        mine = by_record.loc[item["record_id"]]
-        theirs = people.loc[item["person_id"]] if item["person_id"] in people.index else None
+    shown = ["name", "birth_date", "phone", "sex"]
+    mine = records.set_index("unique_id")[shown].reindex(list({item["record_id"]: 0 for item in outcome.reviews}))
+    theirs = index.set_index("unique_id")[shown].reindex(list({item["person_id"]: 0 for item in outcome.reviews}))
 
-        def side(row: Any) -> list[str]:
-            if row is None:
-                return ["", "", "", ""]
-            birth = row["birth_date"] if isinstance(row["birth_date"], str) else ""
-            return [_mask_name(row["name"]), birth[:4], _mask_phone(row["phone"]), row["sex"] or ""]
+    def side(frame: pd.DataFrame, key: str) -> list[str]:
+        name, birth, phone, sex = frame.loc[key].tolist()
+        birth = birth if isinstance(birth, str) else ""
+        return [_mask_name(name), birth[:4], _mask_phone(phone), sex if isinstance(sex, str) else ""]
 
-        review_rows.append([item["review_id"] or "", mine["mrn"], item["grade"], _number(item["match_weight"], 2),
-                            _number(item["match_probability"], 6), *ref(item["person_id"]), *side(mine), *side(theirs)])
+    review_rows = [[item["review_id"] or "", mrn_of[item["record_id"]], item["grade"], _number(item["match_weight"], 2),
+                    _number(item["match_probability"], 6), *ref(item["person_id"]),
+                    *side(mine, item["record_id"]), *side(theirs, item["person_id"])] for item in outcome.reviews]
     _write_csv(out_dir / "review.csv",
                ["review_id", "mrn", "grade", "match_weight", "match_probability", "person_ref", "ref_kind",
                 "list_name", "list_birth_year", "list_phone", "list_sex",
                 "index_name", "index_birth_year", "index_phone", "index_sex"], review_rows)
     _write_csv(out_dir / "unmatched.csv", ["mrn", "reason"],
-               [[by_record.at[rid, "mrn"], "no candidate above the possible threshold"] for rid in outcome.unmatched_ids])
+               [[mrn_of[rid], "no candidate above the possible threshold"] for rid in outcome.unmatched_ids])
     _write_csv(out_dir / "rejects.csv", ["line", "mrn", "reasons"], [list(r) for r in rejects])
 
 
