@@ -38,7 +38,7 @@ class KeyInfo:
     id: str
     kind: str
     created_at: str
-    status: str = "active"  # active | retired (kept to verify / open old material)
+    status: str = "active"  # active | retired (kept to verify / open old material) | withdrawn (trusted no more)
     not_after: str | None = None  # for qr keys: last moment a code signed by it may be accepted
     fingerprint: str | None = None
 
@@ -105,6 +105,19 @@ class KeyStore:
                     info.not_after = (_now() + overlap).isoformat()
         info = self._add(kind)
         self._save()
+        return info
+
+    def withdraw(self, key_id: str) -> KeyInfo:
+        """Stop trusting a retired QR key for good (compromised, or its static codes reprinted): it
+        leaves the trust list and verifies nothing. The file stays, like every key the store had."""
+        info = next((k for k in self.infos("qr") if k.id == key_id), None)
+        if info is None:
+            raise KeyStoreError(f"no QR key {key_id} in the store")
+        if info.status == "active":
+            raise KeyStoreError(f"{key_id} is the active QR key: rotate it first (`ehc keys rotate qr`)")
+        if info.status != "withdrawn":
+            info.status = "withdrawn"
+            self._save()
         return info
 
     def _add(self, kind: str) -> KeyInfo:

@@ -20,7 +20,7 @@ from sqlalchemy import func, select, text
 
 from ..cards import service as cards
 from ..cards.models import Card, CardStatus
-from ..crypto import KeyStore, KeyStoreError
+from ..crypto import KeyStore
 from ..crypto.keystore import KeyInfo
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
@@ -40,8 +40,7 @@ REVOCATIONS_NEXT_UPDATE = timedelta(hours=1)
 # restarted (docs/operations.md); codes it signs in that hour must not be refused for their iat.
 SIGNING_GRACE = timedelta(hours=1)
 # How far a key's status has moved: the trust-list serial is the sum over all QR keys (see trust_list).
-_STATUS_RANK = {"active": 1, "retired": 2}
-WITHDRAWN = "withdrawn"
+_STATUS_RANK = {"active": 1, "retired": 2}  # withdrawn counts 3
 
 
 def b64url(data: bytes) -> str:
@@ -129,21 +128,9 @@ def trust_list(keys: KeyStore, *, now: datetime | None = None) -> dict:
 
 
 def withdraw_qr_key(keys: KeyStore, key_id: str) -> KeyInfo:
-    """Take a retired QR key out of the trust list for good (a compromised key, or static codes
-    reprinted): its codes are then refused everywhere. The active key must be rotated away first.
-
-    The key store has no withdraw method of its own yet; this marks the manifest entry and saves it
-    through the store, which never deletes a key (the file stays, so the serial rule holds).
-    """
-    info = next((k for k in keys.infos("qr") if k.id == key_id), None)
-    if info is None:
-        raise KeyStoreError(f"no QR key {key_id} in the store")
-    if info.status == "active":
-        raise KeyStoreError(f"{key_id} is the active QR key: rotate it first (`ehc keys rotate qr`)")
-    if info.status != WITHDRAWN:
-        info.status = WITHDRAWN
-        keys._save()
-    return info
+    """Take a retired QR key out of the trust list for good (``KeyStore.withdraw``): its codes are
+    then refused everywhere; the trust list's serial grows with it."""
+    return keys.withdraw(key_id)
 
 
 # -- the revocation list -------------------------------------------------------------------------
