@@ -216,6 +216,17 @@ def test_a_static_code_revoked_before_the_scan_is_rejected(client, platform, ins
                                                                           ("rejected", "qr_revoked")]
 
 
+def test_a_static_code_at_a_payment_step_is_never_taken_offline(client, platform, institution, his, holder):  # noqa: F811 (a fixture)
+    ehc_id, _ = holder
+    now = datetime.now(UTC)
+    static = issued(platform, ehc_id, now - timedelta(days=1), static=True)
+    answer = upload(client, his, item(static, now - timedelta(hours=1), scene="0101051"),
+                    item(static, now - timedelta(hours=1), scene="010102"))
+    # The second factor a payment needs is checked online only (docs/qr-format.md §9.3).
+    assert [(i["outcome"], i["code"]) for i in answer.json()["items"]] == [("rejected", "second_factor_online_only"),
+                                                                          ("recorded", None)]
+
+
 def test_service_upload_takes_the_time_and_the_horizon(platform, institution, his, holder):  # noqa: F811 (a fixture)
     ehc_id, _ = holder
     when = datetime(2026, 11, 26, 8, 30, tzinfo=UTC)

@@ -117,6 +117,14 @@ def test_dynamic_static_and_two_in_one_codes_verify_offline_and_uses_are_queued(
         refused("qr_replayed", accept, again, dynamic)
 
 
+def test_a_static_code_at_a_payment_or_report_step_must_go_online(platform, terminal, card):
+    printed = issue(platform, card, "static")
+    for scene in ("0101051", "0101081"):
+        refused("second_factor_online_only", terminal.verify, printed, scene=scene, channel=CHANNEL)
+    assert terminal.verify(issue(platform, card), scene="0101051", channel=CHANNEL)  # a dynamic code is fine
+    assert terminal.verify(printed, scene="010102", channel=CHANNEL)  # so is diagnosis
+
+
 def test_forged_wrong_key_expired_and_future_codes_are_refused(platform, terminal, card):
     text = issue(platform, card)
     raw = codec.decode(text)

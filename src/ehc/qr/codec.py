@@ -101,6 +101,15 @@ class QRPaymentMismatch(QRRejected):
     code = "qr_payment_mismatch"
 
 
+# Steps 9-11 (§9): refused by the platform online, or by a terminal from its lists and its own memory.
+class QRRevoked(QRRejected):
+    code = "qr_revoked"
+
+
+class QRReplayed(QRRejected):
+    code = "qr_replayed"
+
+
 # -- the payload ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Payload:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..kit.codes import Channel
+from ..kit.errors import Invalid
 
 SCENES: dict[str, str] = {
     "010101": "registration",
@@ -40,6 +41,25 @@ SCENES: dict[str, str] = {
 # open records either.
 SECOND_FACTOR_SCENES = frozenset({"010105", "0101051", "0101052", "0101053", "010108", "0101081", "0101082"})
 
+
+def online_only(code_type: int, scene: str) -> bool:
+    """Whether a scan can only be accepted online: a static code (type 1) at a step that needs the
+    second factor, which only the platform can check (docs/qr-format.md §9.3). Terminals refuse it
+    offline, and the platform refuses it in an offline upload."""
+    return code_type == 1 and scene in SECOND_FACTOR_SCENES
+
 # The channels a scan happens on: the national ones and the hospital system extension.
 SCAN_CHANNELS = frozenset({Channel.WINDOW, Channel.KIOSK, Channel.WORKSTATION, Channel.OFFICIAL_ACCOUNT,
                            Channel.MINI_PROGRAM, Channel.HOSPITAL_SYSTEM})
+
+
+def check_use_codes(scene: str, channel: str) -> None:
+    """A scan is reported with a care step and a channel from the national lists (online, offline)."""
+    errors = []
+    if scene not in SCENES:
+        errors.append({"field": "scene", "code": "scene_unknown", "detail": "not a care-step code (DOMAIN.md)"})
+    if channel not in {str(c) for c in SCAN_CHANNELS}:
+        errors.append({"field": "channel", "code": "channel_unknown", "detail": "not a card-use channel code"})
+    if errors:
+        raise Invalid("The card-use codes are not in the national lists.", code="card_use_codes_invalid",
+                      errors=errors)

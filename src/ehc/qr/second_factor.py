@@ -60,7 +60,7 @@ from ..kit.context import Ctx
 from ..kit.errors import Conflict, Invalid, Problem, field_error
 from ..mpi import service as mpi
 from . import codec
-from .codes import SECOND_FACTOR_SCENES
+from .codes import online_only
 from .models import CardPin
 
 PIN_LENGTH = 6
@@ -126,7 +126,7 @@ class Proof:
 
 def needed(code_type: codec.CodeType, scene: str) -> bool:
     """Whether a verification needs a second factor: a static code at a step in SECOND_FACTOR_SCENES."""
-    return code_type is codec.CodeType.STATIC and scene in SECOND_FACTOR_SCENES
+    return online_only(code_type, scene)
 
 
 def require(ctx: Ctx, card: Card, code_type: codec.CodeType, scene: str, proof: Proof | None) -> None:

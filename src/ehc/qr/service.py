@@ -21,12 +21,12 @@ from ..crypto import SM2PublicKey
 from ..institutions.models import Institution
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
-from ..kit.errors import Conflict, Invalid
+from ..kit.errors import Conflict
 from ..mpi import service as mpi
 from ..payments import MEDICAL_PAYMENT, PaymentChannel
 from . import codec
 from . import second_factor as factors
-from .codes import SCAN_CHANNELS, SCENES
+from .codes import check_use_codes
 from .models import CardUse, UsedCode
 
 DYNAMIC_VALIDITY = codec.DEFAULT_VALIDITY  # seconds a dynamic code is accepted, platform-wide (§3)
@@ -40,12 +40,8 @@ _purge_lock = threading.Lock()
 _next_purge: datetime | None = None
 
 
-class QRRevoked(codec.QRRejected):
-    code = "qr_revoked"
-
-
-class QRReplayed(codec.QRRejected):
-    code = "qr_replayed"
+QRRevoked = codec.QRRevoked
+QRReplayed = codec.QRReplayed
 
 
 # -- keys ----------------------------------------------------------------------------------------
@@ -138,14 +134,7 @@ class Verified:
 
 
 def check_use(use: Use) -> None:
-    errors = []
-    if use.scene not in SCENES:
-        errors.append({"field": "scene", "code": "scene_unknown", "detail": "not a care-step code (DOMAIN.md)"})
-    if use.channel not in {str(c) for c in SCAN_CHANNELS}:
-        errors.append({"field": "channel", "code": "channel_unknown", "detail": "not a card-use channel code"})
-    if errors:
-        raise Invalid("The card-use codes are not in the national lists.", code="card_use_codes_invalid",
-                      errors=errors)
+    check_use_codes(use.scene, use.channel)
 
 
 def _card_for(ctx: Ctx, ref: codec.CardRef) -> Card | None:

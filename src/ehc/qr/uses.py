@@ -45,7 +45,7 @@ from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Invalid, Problem, field_error
 from . import codec
-from .codes import SCENES
+from .codes import SCENES, online_only
 from .models import CardUse, Revocation, UsedCode
 from .service import (
     VERIFY_PURPOSE,
@@ -89,6 +89,10 @@ class UseTimeInvalid(Invalid):
 
 class TerminalUnknown(Invalid):
     code = "terminal_unknown"
+
+
+class OnlineOnly(Invalid):
+    code = "second_factor_online_only"
 
 
 # -- batch upload -------------------------------------------------------------------------------
@@ -169,6 +173,9 @@ def _upload_one(ctx: Ctx, index: int, use: OfflineUse, now: datetime, horizon: t
     actor = ctx.actor
     _check_terminal(ctx, actor.institution_id, use.terminal_id)
     payload = _verify_at(ctx, use.code, at)
+    if online_only(payload.type, use.scene):
+        raise OnlineOnly("A printed code at a payment or report step needs a second factor, which only the "
+                         "online verification checks: a terminal must not have accepted it offline.")
     card = _card_for(ctx, codec.open_card_ref(_ref_secret(ctx), payload))
     if card is None:
         raise QRRevoked("This code names no card on the platform.")

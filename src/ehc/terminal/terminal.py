@@ -26,9 +26,8 @@ from typing import Self
 import httpx
 
 from ..crypto import SM2PublicKey
-from ..kit.errors import Invalid
 from ..qr import codec
-from ..qr.codes import SCAN_CHANNELS, SCENES
+from ..qr.codes import check_use_codes, online_only
 from .lists import (
     REVOCATION_LIST_FORMAT,
     TRUST_LIST_FORMAT,
@@ -63,17 +62,16 @@ def exit_code(problem_code: str, *, terminal: bool = False) -> int:
     return EXIT_CODES.get(problem_code, EXIT_TERMINAL if terminal else EXIT_OTHER)
 
 
-_CHANNELS = frozenset(str(c) for c in SCAN_CHANNELS)
 _USE_FIELDS = ("code", "scene", "channel", "terminal_id", "department", "at")
 
 
 # -- refusals a terminal adds to the codec's ------------------------------------------------------
-class QRRevoked(codec.QRRejected):
-    code = "qr_revoked"
+QRRevoked = codec.QRRevoked
+QRReplayed = codec.QRReplayed
 
 
-class QRReplayed(codec.QRRejected):
-    code = "qr_replayed"
+class OnlineOnly(TerminalProblem):
+    code = "second_factor_online_only"
 
 
 class RootKeyMissing(TerminalProblem):
@@ -130,17 +128,6 @@ class UploadReport:
 
 def _utc(moment: datetime | None) -> datetime:
     return moment or datetime.now(UTC)
-
-
-def check_use_codes(scene: str, channel: str) -> None:
-    errors = []
-    if scene not in SCENES:
-        errors.append({"field": "scene", "code": "scene_unknown", "detail": "not a care-step code (DOMAIN.md)"})
-    if channel not in _CHANNELS:
-        errors.append({"field": "channel", "code": "channel_unknown", "detail": "not a card-use channel code"})
-    if errors:
-        raise Invalid("The card-use codes are not in the national lists.", code="card_use_codes_invalid",
-                      errors=errors)
 
 
 class Terminal:
@@ -280,6 +267,9 @@ class Terminal:
         split = codec.split(text.strip() if isinstance(text, str) else text)
         code = split.code
         payload = codec.verify(code, trust.lookup_for(code.payload, now), now=now, skew=self.skew)
+        if online_only(payload.type, scene):
+            raise OnlineOnly("A printed code at a payment or report step needs the holder's PIN or SMS code, "
+                             "which only the platform checks: verify it online.")
         nonce = payload.nonce.hex()
         until = None
         if payload.type is codec.CodeType.STATIC:
