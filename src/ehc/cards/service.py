@@ -25,6 +25,7 @@ from ..identity import (
 from ..kit import ids
 from ..kit.context import Ctx
 from ..kit.errors import Conflict, Invalid, NotFound, Problem, field_error
+from ..mpi import realtime
 from ..mpi import service as mpi
 from ..mpi.models import Person
 from .models import Card, CardEvent, CardStatus, FamilyBinding
@@ -158,6 +159,10 @@ def _issue_for(
     except mpi.IdentifierTaken as taken:
         # A concurrent registration of the same document committed first: theirs is the card.
         return _existing(ctx, mpi.resolve(ctx, taken.person_id), details)
+    if document is not None:
+        # The same person may already be in the index under another document or none (an emergency
+        # patient, a hospital's list): candidates go to the master index's review queue.
+        realtime.screen_registration(ctx, person, details, identifier)
     card = _new_card(ctx, person, status, verifier)
     return Issued(card=card, person=person, created=True)
 

@@ -310,7 +310,7 @@ def _survivors(ctx: Ctx, person_ids: list[str]) -> list[Person]:
 
 
 def match(ctx: Ctx, record: Record, *, limit: int = 10, model: Model | None = None,
-          purpose: str = PURPOSE) -> list[Candidate]:
+          purpose: str = PURPOSE, exclude: str | None = None) -> list[Candidate]:
     """Candidates for ``record``, best first, graded; people below "possible" are left out.
 
     Each returned candidate is an access to that person's data by the caller: one audit event per
@@ -318,7 +318,7 @@ def match(ctx: Ctx, record: Record, *, limit: int = 10, model: Model | None = No
     not returned are not recorded.
     """
     model = model or default_model()
-    person_ids = _candidate_ids(ctx, record)
+    person_ids = [p for p in _candidate_ids(ctx, record) if p != exclude]
     if not person_ids:
         return []
     people = _survivors(ctx, person_ids)

@@ -11,6 +11,16 @@
   has an open review of the same record against the same person (a retry queues nothing twice);
   the answer says ``queued``;
 * no candidate: ``no_match``.
+
+``screen_registration(ctx, person, details, document)``: a person just created by a registration is
+compared with everyone else in the index; each ``certain`` or ``probable`` candidate is queued for
+review as a possible duplicate (person against person). ``possible`` ones are not: at registration
+they are mostly the applicant's own family (same surname, phone and address, another given name or
+birth date), and a queue full of them would bury the real duplicates. A registration never merges on
+its own: the new person
+holds a verified document, so a "certain" candidate is a person registered before under another
+document or none (an unidentified emergency patient, a hospital's list), and which one survives, and
+whether they are one at all, is a reviewer's call.
 """
 
 from __future__ import annotations
@@ -82,3 +92,14 @@ def _queue_once(ctx: Ctx, record: Record, candidate: Candidate) -> MatchReview:
         if earlier.get("identifiers") == wanted:
             return row
     return review.enqueue(ctx, candidate, source="realtime", record=record, institution_id=institution_id)
+
+
+def screen_registration(ctx: Ctx, person: Person, details: mpi.Demographics,
+                        document: mpi.Identifier | None) -> list[MatchReview]:
+    """Queue the people a new registration may duplicate (see the module docstring)."""
+    record = Record(name=details.name, sex=details.sex, birth_date=details.birth_date, phone=details.phone,
+                    address=details.address, region_code=details.region_code, document=document)
+    candidates = matching.match(ctx, record, limit=QUEUE_AT_MOST, exclude=person.id)
+    return [review.enqueue(ctx, candidate, source="registration", left_person_id=person.id,
+                           institution_id=ctx.actor.institution_id)
+            for candidate in candidates if candidate.grade in ("certain", "probable")]
