@@ -27,7 +27,7 @@ from ..kit.context import Ctx
 from ..kit.errors import Invalid
 from . import codec
 from .models import Revocation
-from .service import _ref_secret
+from .service import ref_secret
 
 TRUST_LIST_FORMAT = "ehc-trust-list"
 REVOCATION_LIST_FORMAT = "ehc-revocation-list"
@@ -207,7 +207,7 @@ def _change(ctx: Ctx, rid: str, action: str, reason: str) -> None:
 
 
 def _rid(ctx: Ctx, card: Card, sequence: int) -> str:
-    return codec.revocation_id(_ref_secret(ctx), card.ehc_id, sequence).hex()
+    return codec.revocation_id(ref_secret(ctx), card.ehc_id, sequence).hex()
 
 
 @cards.on_transition

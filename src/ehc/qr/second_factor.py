@@ -52,7 +52,7 @@ from ..accounts import sms
 from ..accounts.models import OneTimeCode
 from ..audit import service as audit
 from ..cards import service as cards
-from ..cards.models import Card, CardStatus
+from ..cards.models import Card
 from ..identity import mask_phone
 from ..kit import ids
 from ..kit.clock import utcnow
@@ -283,20 +283,9 @@ def card_of_static_code(ctx: Ctx, text_: str, *, now: datetime | None = None) ->
     without recording a use. A dynamic code needs no second factor: refused."""
     from . import service  # service imports this module; the code checks are its own
 
-    now = now or utcnow()
-    code = codec.split(text_.strip() if isinstance(text_, str) else text_).code
-    if code.payload.type is not codec.CodeType.STATIC:
+    if codec.split(text_.strip() if isinstance(text_, str) else text_).code.payload.type is not codec.CodeType.STATIC:
         raise Invalid("A dynamic code needs no second factor.", code="second_factor_not_needed")
-    payload = codec.verify(code, service._key_lookup(ctx, code.payload.type, now), now=now, skew=service.ONLINE_SKEW)
-    ref = codec.open_card_ref(service._ref_secret(ctx), payload)
-    card = service._card_for(ctx, ref)
-    if card is None or card.sequence != ref.sequence:
-        raise service.QRRevoked("This code belongs to an earlier issue of the card: it no longer works.")
-    if card.status in (CardStatus.LOST, CardStatus.CANCELLED):
-        raise service.QRRevoked(f"The card is {card.status}: its codes no longer work.")
-    if card.status != CardStatus.NORMAL:
-        raise Conflict(f"This card's status is {card.status}.", code="card_not_active")
-    return card
+    return service.open_code(ctx, text_, now=now or utcnow())[1]
 
 
 def send_sms_code(ctx: Ctx, card: Card) -> SmsSent:

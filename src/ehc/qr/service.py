@@ -12,8 +12,8 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from ..cards import service as cards
 from ..cards.models import Card, CardStatus
@@ -51,12 +51,12 @@ def _signer(ctx: Ctx) -> codec.Signer:
     return codec.Signer(info.id, keys.signing_key(info.id))
 
 
-def _ref_secret(ctx: Ctx) -> bytes:
+def ref_secret(ctx: Ctx) -> bytes:
     keys = ctx.vault.keys
     return keys.secret(keys.active("qrref").id)
 
 
-def _key_lookup(ctx: Ctx, code_type: codec.CodeType, now: datetime):  # noqa: ANN202
+def key_lookup(ctx: Ctx, code_type: codec.CodeType, now: datetime):  # noqa: ANN202
     """The store's QR keys: the active one; a retired one for dynamic codes until its ``not_after``,
     for static codes until it is withdrawn from the store (§9.2)."""
     keys = ctx.vault.keys
@@ -98,7 +98,7 @@ def issue_dynamic(ctx: Ctx, card: Card, *, now: datetime | None = None,
     _active_card(card)
     now = now or utcnow()
     template = payment.template_for(card, purpose=PAYMENT_PURPOSE, now=now) if payment is not None else None
-    code = codec.issue_dynamic(_signer(ctx), ref_secret=_ref_secret(ctx), ehc_id=card.ehc_id,
+    code = codec.issue_dynamic(_signer(ctx), ref_secret=ref_secret(ctx), ehc_id=card.ehc_id,
                                sequence=card.sequence, now=now, validity=DYNAMIC_VALIDITY, payment_template=template)
     expires = datetime.fromtimestamp(code.payload.expires_at, now.tzinfo)
     text = codec.combine(code, template) if template is not None else code.text
@@ -108,7 +108,7 @@ def issue_dynamic(ctx: Ctx, card: Card, *, now: datetime | None = None,
 def issue_static(ctx: Ctx, card: Card, *, now: datetime | None = None) -> Issued:
     """A printable code for the card's current issue; a reissue or a loss revokes it."""
     _active_card(card)
-    code = codec.issue_static(_signer(ctx), ref_secret=_ref_secret(ctx), ehc_id=card.ehc_id,
+    code = codec.issue_static(_signer(ctx), ref_secret=ref_secret(ctx), ehc_id=card.ehc_id,
                               sequence=card.sequence, now=now or utcnow())
     return Issued(code.text, None, codec.CodeType.STATIC)
 
@@ -137,28 +137,35 @@ def check_use(use: Use) -> None:
     check_use_codes(use.scene, use.channel)
 
 
-def _card_for(ctx: Ctx, ref: codec.CardRef) -> Card | None:
+def card_for(ctx: Ctx, ref: codec.CardRef) -> Card | None:
     prefix = ref.ehc_id_prefix
     return ctx.session.scalar(select(Card).where(Card.ehc_id >= prefix, Card.ehc_id < prefix + "G").limit(1))
 
 
-def verify(ctx: Ctx, text: str, use: Use, *, now: datetime | None = None,
-           second_factor: factors.Proof | None = None) -> Verified:
-    """Verify a code online (§9 steps 1-11) and record the card use. Raises a ``QRRejected``. A static
-    code at a step in ``codes.SECOND_FACTOR_SCENES`` also needs ``second_factor`` (§9.1)."""
-    check_use(use)
-    now = now or utcnow()
+def open_code(ctx: Ctx, text: str, *, now: datetime) -> tuple[codec.Payload, Card]:
+    """§9 steps 1-10 on the platform: the code's verified payload and its card, which is normal.
+    Records nothing (``verify`` does). Raises a ``QRRejected``, or ``card_not_active``."""
     # A two-in-one code: verify its health part (the payment part is the payment channel's, §8).
     code = codec.split(text.strip() if isinstance(text, str) else text).code
-    payload = codec.verify(code, _key_lookup(ctx, code.payload.type, now), now=now, skew=ONLINE_SKEW)
-    ref = codec.open_card_ref(_ref_secret(ctx), payload)
-    card = _card_for(ctx, ref)
+    payload = codec.verify(code, key_lookup(ctx, code.payload.type, now), now=now, skew=ONLINE_SKEW)
+    ref = codec.open_card_ref(ref_secret(ctx), payload)
+    card = card_for(ctx, ref)
     if card is None or card.sequence != ref.sequence:
         raise QRRevoked("This code belongs to an earlier issue of the card: it no longer works.")
     if card.status in (CardStatus.LOST, CardStatus.CANCELLED):
         raise QRRevoked(f"The card is {card.status}: its codes no longer work.")
     if card.status != CardStatus.NORMAL:
         raise Conflict(f"This card's status is {card.status}.", code="card_not_active")
+    return payload, card
+
+
+def verify(ctx: Ctx, text: str, use: Use, *, now: datetime | None = None,
+           second_factor: factors.Proof | None = None) -> Verified:
+    """Verify a code online (§9 steps 1-11) and record the card use. Raises a ``QRRejected``. A static
+    code at a step in ``codes.SECOND_FACTOR_SCENES`` also needs ``second_factor`` (§9.3)."""
+    check_use(use)
+    now = now or utcnow()
+    payload, card = open_code(ctx, text, now=now)
     factors.require(ctx, card, payload.type, use.scene, second_factor)
     if payload.type is codec.CodeType.DYNAMIC:
         _claim(ctx, payload)
@@ -183,18 +190,31 @@ def region_of(ctx: Ctx, institution_id: str | None) -> str | None:
     return institution.region_code if institution is not None else None
 
 
+def _claim_statement(dialect):  # noqa: ANN001, ANN202
+    insert = dialect.insert(_USED).values(key_id=bindparam("key_id"), nonce=bindparam("nonce"),
+                                          expires_at=bindparam("expires_at"))
+    # A row comes back only when this transaction claimed the pair; a concurrent claim of the same
+    # code waits for the first transaction on PostgreSQL and then sees the conflict.
+    return insert.on_conflict_do_nothing(index_elements=[_USED.c.key_id, _USED.c.nonce]).returning(_USED.c.id)
+
+
+_USED = UsedCode.__table__
+# Built once: one round trip claims a code (no look-up first, no savepoint).
+_CLAIM = {"postgresql": _claim_statement(postgresql), "sqlite": _claim_statement(sqlite)}
+
+
+def claim_code(ctx: Ctx, key_id: str, nonce: str, expires_at: datetime) -> bool:
+    """Mark a dynamic code used until ``expires_at``; False when it was used already."""
+    statement = _CLAIM[ctx.session.get_bind().dialect.name]
+    values = {"key_id": key_id, "nonce": nonce, "expires_at": expires_at}
+    return ctx.session.execute(statement, values).first() is not None
+
+
 def _claim(ctx: Ctx, payload: codec.Payload) -> None:
     """Single use: the (key id, nonce) row is unique; the second claim of a code is a replay."""
-    nonce = payload.nonce.hex()
-    taken = ctx.session.scalar(select(UsedCode.id).where(UsedCode.key_id == payload.key_id, UsedCode.nonce == nonce))
-    if taken is not None:
-        raise QRReplayed("This code has been used already: show a fresh one.")
     expires = datetime.fromtimestamp(payload.expires_at, utcnow().tzinfo) + timedelta(seconds=codec.DEFAULT_SKEW)
-    try:
-        with ctx.session.begin_nested():
-            ctx.session.add(UsedCode(key_id=payload.key_id, nonce=nonce, expires_at=expires))
-    except IntegrityError:
-        raise QRReplayed("This code has been used already: show a fresh one.") from None
+    if not claim_code(ctx, payload.key_id, payload.nonce.hex(), expires):
+        raise QRReplayed("This code has been used already: show a fresh one.")
 
 
 def uses_of(ctx: Ctx, card: Card, *, limit: int = 50) -> list[CardUse]:

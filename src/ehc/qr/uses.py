@@ -31,7 +31,6 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import Select, and_, case, func, or_, select, text
-from sqlalchemy.exc import IntegrityError
 
 from ..accounts import service as accounts
 from ..accounts.roles import Role
@@ -46,15 +45,16 @@ from ..kit.context import Ctx
 from ..kit.errors import Invalid, Problem, field_error
 from . import codec
 from .codes import SCENES, online_only
-from .models import CardUse, Revocation, UsedCode
+from .models import CardUse, Revocation
 from .service import (
     VERIFY_PURPOSE,
     QRRevoked,
     Use,
-    _card_for,
-    _key_lookup,
-    _ref_secret,
+    card_for,
     check_use,
+    claim_code,
+    key_lookup,
+    ref_secret,
     region_of,
 )
 
@@ -176,7 +176,7 @@ def _upload_one(ctx: Ctx, index: int, use: OfflineUse, now: datetime, horizon: t
     if online_only(payload.type, use.scene):
         raise OnlineOnly("A printed code at a payment or report step needs a second factor, which only the "
                          "online verification checks: a terminal must not have accepted it offline.")
-    card = _card_for(ctx, codec.open_card_ref(_ref_secret(ctx), payload))
+    card = card_for(ctx, codec.open_card_ref(ref_secret(ctx), payload))
     if card is None:
         raise QRRevoked("This code names no card on the platform.")
     nonce = payload.nonce.hex()
@@ -226,7 +226,7 @@ def _verify_at(ctx: Ctx, text_: str, at: datetime) -> codec.Payload:
     """§9 steps 1-9 as the terminal ran them at ``at``: keys trusted then, the offline skew, and for a
     static code the revocation list as it stood then."""
     code = codec.split(text_.strip()).code
-    payload = codec.verify(code, _key_lookup(ctx, code.payload.type, at), now=at, skew=OFFLINE_SKEW)
+    payload = codec.verify(code, key_lookup(ctx, code.payload.type, at), now=at, skew=OFFLINE_SKEW)
     if payload.type is codec.CodeType.STATIC and _revoked_at(ctx, payload.nonce.hex(), at):
         raise QRRevoked("This static code was on the revocation list when it was scanned.")
     return payload
@@ -244,15 +244,11 @@ def _same_code(ctx: Ctx, key_id: str, nonce: str) -> Select:
 
 
 def _claim_if_live(ctx: Ctx, payload: codec.Payload, now: datetime) -> None:
-    """A dynamic code uploaded while it is still valid is used up online too (single use, §9 step 11)."""
+    """A dynamic code uploaded while it is still valid is used up online too (single use, §9 step 11).
+    Already claimed online: that use is in card_uses, and this one is flagged a replay."""
     expires = datetime.fromtimestamp(payload.expires_at, UTC) + timedelta(seconds=OFFLINE_SKEW)
-    if expires <= now:
-        return
-    try:
-        with ctx.session.begin_nested():
-            ctx.session.add(UsedCode(key_id=payload.key_id, nonce=payload.nonce.hex(), expires_at=expires))
-    except IntegrityError:
-        pass  # already claimed online: that use is in card_uses and this one is flagged a replay
+    if expires > now:
+        claim_code(ctx, payload.key_id, payload.nonce.hex(), expires)
 
 
 # -- monitoring ---------------------------------------------------------------------------------
