@@ -127,3 +127,21 @@ def test_bulk_import_redraws_clashes_with_existing_cards_and_within_a_batch(plat
     assert clash_with(existing) not in stored
     assert len({twin, clash_with(twin)} & stored) <= 1  # at least one of the twins was redrawn
     assert len(script.drawn) >= 4 + 2  # four rows, and a fresh draw for each clash
+
+
+def test_the_database_itself_refuses_a_second_card_with_a_taken_prefix(client, platform, clerk):
+    """The race the look-up cannot see (two creations drawing the same prefix at once) ends at the
+    unique index on the prefix (migration 0009), not in two cards."""
+    from sqlalchemy.exc import IntegrityError
+
+    from ehc.mpi.models import Person
+
+    taken = client.post("/api/v1/cards", json=person(41), headers=clerk).json()["ehc_id"]
+    with pytest.raises(IntegrityError, match="uq_cards_ehc_id_prefix"):  # noqa: SIM117 (the session must end inside)
+        with platform.db.session() as session:
+            session.add(Person(id=ids.new_person_id()))
+            session.flush()
+            session.add(Card(ehc_id=taken[:20] + REAL()[20:], person_id=session.scalars(
+                select(Person.id).where(Person.id.not_in(select(Card.person_id)))).first(),
+                status="normal", channel="0100"))
+            session.flush()

@@ -274,6 +274,7 @@ def test_review_queue_in_chromium(live_server, sqlite_platform, chromium):  # no
     expect(page.locator("#field-name td[data-side=left]")).to_have_text("欧**国")
     expect(page.locator("#field-name td[data-side=right]")).to_have_text("欧**国")
     expect(page.locator("#field-phone td[data-side=right]")).to_have_text("139****0002")
+    expect(page.locator("#field-sex td[data-side=right]")).to_have_text("男")
     expect(page.locator("#field-birth_date td")).to_contain_text(["1970-01-**", "1970-01-**", "exact · 8.7"])
     page.screenshot(path=str(ARTIFACTS / "mpi-review-zh.png"), full_page=True)
     assert "欧阳建国" not in page.content()

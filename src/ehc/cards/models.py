@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base, UtcDateTime
@@ -34,6 +34,10 @@ _NATIONAL = {
 
 class Card(Base):
     __tablename__ = "cards"
+    # QR codes carry only the first 80 bits of the card id (docs/qr-format.md §5.2): no two cards may
+    # share them. ``cards.service.fresh_card_id`` draws until the prefix is free; this index makes the
+    # rule hold even for two creations racing with the same prefix (chance 2^-80 a pair).
+    __table_args__ = (Index("uq_cards_ehc_id_prefix", func.substr(text("ehc_id"), 1, 20), unique=True),)
 
     ehc_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), unique=True)
