@@ -23,6 +23,7 @@ from ehc.institutions.models import Institution
 from ehc.kit.context import Actor
 from ehc.kit.errors import Invalid
 from ehc.mpi import xref
+from ehc.mpi.models import IdentifierUnbind
 from ehc.qr.models import CardUse
 
 PHONE = "13912345671"
@@ -178,7 +179,7 @@ def test_who_sees_which_cross_references(client, platform, clerk, card, institut
     assert found.status_code == 200 and found.json()["ehc_id"] == card
 
 
-def test_unbinding_a_wrong_link_needs_a_reason_and_is_audited(client, platform, clerk, card):
+def test_unbinding_a_wrong_link_needs_a_reason_and_is_audited(client, platform, clerk, card, institution):
     client.post(URL, json={"system": "mrn", "value": "MR-WRONG", "ehc_id": card}, headers=clerk)
     body = {"system": "mrn", "value": "MR-WRONG", "ehc_id": card}
     problem(client.request("DELETE", URL, json={**body, "reason": " "}, headers=clerk), 422, "reason_required")
@@ -192,7 +193,12 @@ def test_unbinding_a_wrong_link_needs_a_reason_and_is_audited(client, platform, 
     client.get("/api/v1/mpi/persons", params={"system": "mrn", "value": "MR-WRONG"}, headers=clerk)
     with platform.db.session() as session:
         purposes = {(e.purpose, e.action) for e in session.scalars(select(AuditEvent))}
+        [unbound] = session.scalars(select(IdentifierUnbind)).all()
     assert {("mpi.identifiers", "change"), ("mpi.lookup", "read")} <= purposes
+    # The reason stays with who and when; the wrong value itself is not kept.
+    assert (unbound.system, unbound.reason, unbound.actor_kind) == (f"mrn:{institution}", "typo at registration",
+                                                                    "staff")
+    assert "MR-WRONG" not in str([getattr(unbound, c.key) for c in IdentifierUnbind.__table__.columns])
 
 
 # -- binding by the resident's scanned code --------------------------------------------------------------

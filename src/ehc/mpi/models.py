@@ -151,3 +151,19 @@ class LinkJob(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class IdentifierUnbind(Base):
+    """A cross-reference taken off a person because it was wrong (``xref.unbind``): which system,
+    who, when and why. The value itself is not kept (it was wrong; its blind index is free again)."""
+
+    __tablename__ = "mpi_identifier_unbinds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), index=True)
+    system: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text)
+    actor_kind: Mapped[str] = mapped_column(String(12))
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    institution_id: Mapped[str | None] = mapped_column(String(24))
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -49,7 +49,7 @@ from ..institutions import policy
 from ..kit.context import Actor, Ctx
 from ..kit.errors import Forbidden, Invalid, NotFound, field_error
 from . import service as mpi
-from .models import Merge, Person
+from .models import IdentifierUnbind, Merge, Person
 from .service import Identifier
 
 LOCAL_KINDS = ("mrn", "oldcard")  # per institution
@@ -307,8 +307,8 @@ def _scanned_card(ctx: Ctx, scan: Scan) -> tuple[Card, int]:
 
 
 def unbind(ctx: Ctx, system: str, value: str, ref: str, reason: str) -> Person:
-    """Remove a wrong link. The reason is required; the audit trail records who did it, and the
-    structured log the reason (a short note such as "typo in the MRN", never personal data)."""
+    """Remove a wrong link. The reason is required and kept with who and when (``mpi_identifier_unbinds``);
+    the audit trail records the change to the person's data."""
     reason = (reason or "").strip()
     if not reason:
         raise Invalid("Say why the link is wrong.", code="reason_required",
@@ -319,8 +319,11 @@ def unbind(ctx: Ctx, system: str, value: str, ref: str, reason: str) -> Person:
     person, _ = person_for_ref(ctx, ref)
     mpi.remove_identifier(ctx, person, identifier)
     audit.record_access(ctx, person.id, "change", IDENTIFIERS_PURPOSE)
-    log.info("identifier unbound", extra={"person_id": person.id, "system": parsed.raw, "actor_kind": ctx.actor.kind,
-                                          "actor_id": ctx.actor.id, "reason": reason[:200]})
+    actor = ctx.actor
+    ctx.session.add(IdentifierUnbind(person_id=person.id, system=identifier.system, reason=reason[:500],
+                                     actor_kind=actor.kind, actor_id=actor.id, institution_id=actor.institution_id))
+    log.info("identifier unbound", extra={"person_id": person.id, "system": parsed.raw, "actor_kind": actor.kind,
+                                          "actor_id": actor.id})
     return person
 
 
