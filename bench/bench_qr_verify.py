@@ -16,7 +16,9 @@ Arms (interleaved round by round, so machine noise hits each alike; medians over
 - signed: the hospital system's call, signed with its SM2 key (the server also verifies that
   signature and claims the request nonce), as a HIS calls it;
 - bearer: a window clerk's staff token, the same verification without the request signature;
-- reference: ``GET /api/v1/apps/ping``, anonymous, the server's empty endpoint.
+- reference: ``GET /api/v1/apps/ping``, anonymous, the server's empty endpoint;
+- bearer with 2 workers: the clerk's arm against a second server of two worker processes (and its
+  own empty-endpoint reference), started beside the first and idle while the other is measured.
 
 Profile (cProfile of ``service.verify`` in one process on a quiet machine, 2026-11-26): one
 verification runs 11 SQL statements (13 before the claim became one statement) and takes 8.1 ms
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -178,12 +181,17 @@ def measure(database_url: str, tmp: Path, rounds: int, count: int) -> dict[str, 
     platform = _platform(database_url, keys_dir, data_dir)
     ehc_ids = add_cards(platform, CARDS)
     server = Server(database_url, keys_dir, data_dir)
-    results: dict[str, list[dict]] = {"signed": [], "bearer": [], "ping": []}
+    # The same platform with two worker processes (as `ehc serve --workers 2` runs it), idle while
+    # the other is measured: how far more processes carry the path on these two cores.
+    pair = Server(database_url, keys_dir, data_dir, workers=2)
+    results: dict[str, list[dict]] = {"signed": [], "bearer": [], "ping": [], "bearer2": [], "ping2": []}
     try:
-        port = server.port
+        port, port2 = server.port, pair.port
         ping = [_http("GET", "/api/v1/apps/ping", port, {})] * count
-        run_load(port, ping[: count // 4])  # warm up the server
-        run_load(port, bearer_verifications(creds, port, draw_codes(platform, ehc_ids, count // 4)))
+        ping2 = [_http("GET", "/api/v1/apps/ping", port2, {})] * count
+        for p, warm in ((port, ping), (port2, ping2)):  # warm up the servers
+            run_load(p, warm[: count // 4])
+            run_load(p, bearer_verifications(creds, p, draw_codes(platform, ehc_ids, count // 4)))
         for _ in range(rounds):
             # Codes live 120 s: draw them right before each arm, as phones do.
             results["signed"].append(run_load(port, signed_verifications(
@@ -191,8 +199,12 @@ def measure(database_url: str, tmp: Path, rounds: int, count: int) -> dict[str, 
             results["bearer"].append(run_load(port, bearer_verifications(
                 creds, port, draw_codes(platform, ehc_ids, count))))
             results["ping"].append(run_load(port, ping))
+            results["bearer2"].append(run_load(port2, bearer_verifications(
+                creds, port2, draw_codes(platform, ehc_ids, count))))
+            results["ping2"].append(run_load(port2, ping2))
     finally:
         server.stop()
+        pair.stop()
         platform.db.dispose()
     return results
 
@@ -206,14 +218,15 @@ def _spread(rounds: list[dict], key: str, unit: str = "") -> str:
     return f"{min(values):,.0f}-{max(values):,.0f}{unit}"
 
 
-def rows_from(results: dict[str, list[dict]], rounds: int, count: int) -> list[dict]:
-    ping = results["ping"]
-    common = (f"uvicorn, 1 worker, PostgreSQL, on the same 2 cores as the load; {CONNECTIONS} keep-alive "
-              f"connections from a separate process, closed loop; {rounds} rounds of {count} verifications a "
-              f"arm, arms interleaved; codes of {CARDS} cards drawn just before each arm; every answer 200. "
-              f"The machine was shared with other jobs while measured (loaded)")
+def rows_from(results: dict[str, list[dict]], rounds: int, count: int, load: str) -> list[dict]:
     rows = []
-    for arm, caller in (("signed", "signed hospital-system call"), ("bearer", "window clerk's bearer token")):
+    for arm, caller, workers in (("signed", "signed hospital-system call", 1), ("bearer", "window clerk's bearer token", 1),
+                                 ("bearer2", "window clerk's bearer token, 2 workers", 2)):
+        ping = results["ping2" if workers == 2 else "ping"]
+        common = (f"uvicorn, {workers} worker{'s' if workers > 1 else ''}, PostgreSQL, on the same 2 cores as the "
+                  f"load; {CONNECTIONS} keep-alive connections from a separate process, closed loop; {rounds} rounds "
+                  f"of {count} verifications a arm, arms interleaved; codes of {CARDS} cards drawn just before "
+                  f"each arm; every answer 200; {load}")
         got = results[arm]
         rate, p50, p99 = _median(got, "rate"), _median(got, "p50"), _median(got, "p99")
         rows.append({
@@ -248,13 +261,15 @@ def main(quick: bool = False) -> list[dict]:
         raise RuntimeError("PostgreSQL does not answer on 127.0.0.1:5432: this figure is defined on PostgreSQL")
     rounds = 2 if quick else 5
     count = 400 if quick else 1500
+    before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp_name:
         url, drop = _scratch_pg()
         try:
             results = measure(url, Path(tmp_name), rounds, count)
         finally:
             drop()
-    return rows_from(results, rounds, count)
+    load = f"load average {before:.1f} before, {os.getloadavg()[0]:.1f} after (nproc {os.cpu_count()})"
+    return rows_from(results, rounds, count, load)
 
 
 if __name__ == "__main__":

@@ -160,7 +160,7 @@ def prepare(database_url: str, keys_dir: Path, data_dir: Path) -> dict:
 
 
 class Server:
-    def __init__(self, database_url: str, keys_dir: Path, data_dir: Path) -> None:
+    def __init__(self, database_url: str, keys_dir: Path, data_dir: Path, workers: int = 1) -> None:
         self.port = _free_port()
         env = {**os.environ, "EHC_DATABASE_URL": database_url, "EHC_KEYS_DIR": str(keys_dir),
                "EHC_DATA_DIR": str(data_dir), "EHC_LOG_JSON": "1",
@@ -168,7 +168,7 @@ class Server:
                "EHC_RATE_LIMIT_APP": "0", "EHC_RATE_LIMIT_IDENTITY": "0", "EHC_RATE_LIMIT_ANONYMOUS": "0"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "ehc.app:app_factory", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning", "--no-access-log"],
+             "--port", str(self.port), "--log-level", "warning", "--no-access-log", "--workers", str(workers)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while True:
