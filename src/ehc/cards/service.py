@@ -192,10 +192,15 @@ def card_id_prefix(ehc_id: str) -> str:
     return ehc_id[:CARD_ID_PREFIX]
 
 
+def with_id_prefix(prefix: str):  # noqa: ANN201
+    """The query for the card whose id starts with ``prefix`` (upper-case hex): a range scan of the
+    primary key, as a QR code's card reference is resolved (docs/qr-format.md §5.2)."""
+    return select(Card).where(Card.ehc_id >= prefix, Card.ehc_id < prefix + "G").limit(1)
+
+
 def card_id_prefix_taken(session: Session | Connection, ehc_id: str) -> bool:
-    """Whether a card's id starts with the same 80 bits: one range scan of the primary key."""
-    prefix = card_id_prefix(ehc_id)
-    taken = select(Card.ehc_id).where(Card.ehc_id >= prefix, Card.ehc_id < prefix + "G").limit(1)
+    """Whether a card's id starts with the same 80 bits."""
+    taken = with_id_prefix(card_id_prefix(ehc_id)).with_only_columns(Card.ehc_id)
     return session.scalar(taken) is not None
 
 

@@ -139,7 +139,7 @@ def check_use(use: Use) -> None:
 
 def card_for(ctx: Ctx, ref: codec.CardRef) -> Card | None:
     prefix = ref.ehc_id_prefix
-    return ctx.session.scalar(select(Card).where(Card.ehc_id >= prefix, Card.ehc_id < prefix + "G").limit(1))
+    return ctx.session.scalar(cards.with_id_prefix(prefix))
 
 
 def open_code(ctx: Ctx, text: str, *, now: datetime) -> tuple[codec.Payload, Card]:
