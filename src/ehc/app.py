@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from . import __version__, logs
+from .accounts.auth import identify_caller
 from .accounts.endpoints import router as accounts_router
 from .accounts.endpoints import staff_router
 from .apps.endpoints import router as apps_router
@@ -35,6 +36,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         docs_url="/docs",
     )
     app.state.platform = platform
+    app.state.identify_caller = identify_caller  # kit.auth.current_actor asks it who is calling
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
     app.include_router(accounts_router)

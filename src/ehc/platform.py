@@ -9,11 +9,7 @@ from .crypto import KeyStore
 from .db import Database
 from .kit.context import Actor, Ctx, Vault
 from .kit.ratelimit import RateLimiter
-# Registers the card transition hook that ends the resident sessions drawing a lost or cancelled
-# card's codes (docs/qr-format.md §9.1), in every process (API, CLI, tests).
-from .me import sessions as _me_sessions  # noqa: F401, E402
-# Registers the card transition hook that keeps the QR revocation list, in every process (API, CLI, tests).
-from .qr import lists as _qr_lists  # noqa: F401, E402
+from .wiring import register_hooks
 
 
 @dataclass
@@ -25,6 +21,7 @@ class Platform:
     limiters: dict[str, RateLimiter] = field(init=False)
 
     def __post_init__(self) -> None:
+        register_hooks()
         self.limiters = {
             "machine": RateLimiter(self.settings.rate_limit_app),
             "anonymous": RateLimiter(self.settings.rate_limit_anonymous),

@@ -3,18 +3,17 @@ website). Typed dependencies."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Depends, Request, Response
+from fastapi import Request, Response
+from sqlalchemy.orm import Session
 
 from ..apps import service as apps_service
 from ..apps import signing
 from ..kit.codes import Channel
-from ..kit.context import Actor, Ctx
-from ..kit.deps import DbSession, get_platform
-from ..kit.errors import Forbidden, Unauthorized
+from ..kit.context import Actor
+from ..kit.deps import get_platform
+from ..kit.errors import Unauthorized
 from . import service
-from .roles import Role
+from ..kit.roles import Role
 
 # The channel a staff member works through, by role (card-use monitoring codes).
 _ROLE_CHANNEL = {
@@ -53,14 +52,6 @@ def clear_resident_cookie(response: Response) -> None:
     response.delete_cookie(RESIDENT_COOKIE, path="/", httponly=True, samesite="lax")
 
 
-async def raw_body(request: Request) -> bytes:
-    """The request's bytes exactly as received (cached by Starlette, so the endpoint still gets them)."""
-    return await request.body()
-
-
-RawBody = Annotated[bytes, Depends(raw_body)]
-
-
 def _machine_actor(request: Request, body: bytes) -> Actor:
     raw_path = request.scope.get("raw_path")
     signed = apps_service.SignedRequest(
@@ -77,14 +68,16 @@ def _machine_actor(request: Request, body: bytes) -> Actor:
     return apps_service.admit(platform.db.engine, signed, before_claim=lambda actor: platform.check_rate(actor, None))
 
 
-def current_actor(request: Request, session: DbSession, body: RawBody) -> Actor:
+def identify_caller(request: Request, session: Session, body: bytes) -> Actor:
+    """Who is calling, with their rate limit spent; installed by the app as ``identify_caller``
+    (``kit.auth.current_actor``)."""
     actor = _identify(request, session, body)
     if actor.kind != "machine":  # a machine's allowance is checked inside _machine_actor
         get_platform(request).check_rate(actor, request.client.host if request.client else None)
     return actor
 
 
-def _identify(request: Request, session: DbSession, body: bytes) -> Actor:
+def _identify(request: Request, session: Session, body: bytes) -> Actor:
     if signing.is_signed(request.headers):
         return _machine_actor(request, body)
     token = _bearer(request)
@@ -101,28 +94,3 @@ def _identify(request: Request, session: DbSession, body: bytes) -> Actor:
         return service.resident_actor(actor.id, resident_channel(request))
     role = next(iter(actor.roles))
     return Actor(**{**actor.__dict__, "channel": _ROLE_CHANNEL.get(Role(role), Channel.WINDOW)})
-
-
-CurrentActor = Annotated[Actor, Depends(current_actor)]
-
-
-def context(request: Request, session: DbSession, actor: CurrentActor) -> Ctx:
-    return get_platform(request).ctx(session, actor)
-
-
-AnyCtx = Annotated[Ctx, Depends(context)]
-
-
-def require_roles(*roles: Role | str):  # noqa: ANN201
-    """A dependency that lets through callers holding one of ``roles`` (staff roles, or the
-    ``HOSPITAL_SYSTEM`` pseudo-role of a signed machine caller), and nobody else."""
-    allowed = frozenset(str(r) for r in roles)
-
-    def dependency(ctx: AnyCtx) -> Ctx:
-        if ctx.actor.kind == "anonymous":
-            raise Unauthorized("Sign in as staff to do this.", code="unauthenticated")
-        if not (ctx.actor.roles & allowed):
-            raise Forbidden("Your role does not allow this.", code="role_not_allowed")
-        return ctx
-
-    return dependency

@@ -22,7 +22,7 @@ from ..kit.codes import Channel
 from ..kit.context import Actor
 from ..kit.errors import Conflict, Invalid, NotFound, Unauthorized, field_error
 from .models import AccessToken, ResidentAccount, StaffAccount
-from .roles import COMMISSION_ROLES, INSTITUTION_ROLES, Role
+from ..kit.roles import COMMISSION_ROLES, INSTITUTION_ROLES, Role
 
 TOKEN_LIFETIME = timedelta(hours=8)  # one working shift
 MAX_FAILED_ATTEMPTS = 5

@@ -12,8 +12,8 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from ..accounts.auth import AnyCtx, require_roles
-from ..accounts.roles import Role
+from ..kit.auth import AnyCtx, require_roles
+from ..kit.roles import Role
 from ..kit.context import Ctx
 
 AppManager = Annotated[Ctx, Depends(require_roles(Role.INSTITUTION_ADMIN, Role.PLATFORM_ADMIN))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..accounts.auth import RawBody
+from ..kit.auth import RawBody
 from . import service, signing
 from .auth import AnyCaller, AppManager
 from .schemas import AppIn, AppOut, KeyIn, KeyOut, PingOut, app_out, key_out

@@ -19,7 +19,7 @@ from functools import lru_cache
 from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.engine import Connection, Engine
 
-from ..accounts.roles import HOSPITAL_SYSTEM
+from ..kit.roles import HOSPITAL_SYSTEM
 from ..crypto import SM2PublicKey
 from ..institutions import policy
 from ..institutions import service as institutions

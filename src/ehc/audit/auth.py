@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from ..accounts.auth import require_roles
-from ..accounts.roles import Role
+from ..kit.auth import ResidentCtx as Resident
+from ..kit.auth import require_roles
+from ..kit.roles import Role
 from ..kit.context import Ctx
-from ..me.auth import Resident
 
 # A signed-in resident: their own access log, and those of the family members bound to them (the
 # resident API's rule, ``me/auth.py`` and ``me/service.py``).

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from ..accounts.auth import AnyCtx, require_roles
-from ..accounts.roles import HOSPITAL_SYSTEM, Role
+from ..kit.auth import AnyCtx, require_roles
+from ..kit.roles import HOSPITAL_SYSTEM, Role
 from ..kit.context import Ctx
 
 # Anyone may apply: the public website (anonymous), or staff registering at a window or workstation.

@@ -49,7 +49,7 @@ _transition_hooks: list[TransitionHook] = []
 
 
 def on_transition(hook: TransitionHook) -> TransitionHook:
-    """Register a reaction to card transitions (see ``TransitionHook``); usable as a decorator."""
+    """Register a reaction to card transitions (see ``TransitionHook``); ``ehc.wiring`` does, once."""
     _transition_hooks.append(hook)
     return hook
 
@@ -336,11 +336,10 @@ def merge_temporary(ctx: Ctx, temporary_card_id: str, real_card_id: str, reason:
     return real_card
 
 
-@mpi.on_merge
-def _move_card_links(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person) -> None:
+def move_card_links(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person) -> None:
     """On any merge: the source's card is cancelled (its uses point to the surviving card through the
     master index) and its family bindings move to the target. Each is recorded as a merge move, so
-    an unmerge restores exactly them (``_undo_card_links``).
+    an unmerge restores exactly them (``undo_card_cancel and undo_family_moves``).
 
     A binding the target already has (the same guardian and member), or one that would bind the
     target to themself, stays on the tombstone: moving it would duplicate or make nonsense, and
@@ -367,8 +366,7 @@ def _binding_exists(ctx: Ctx, guardian_id: str, member_id: str) -> bool:
         FamilyBinding.guardian_person_id == guardian_id, FamilyBinding.member_person_id == member_id)) is not None
 
 
-@mpi.on_unmerge("card")
-def _undo_card_cancel(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person, refs: list[str]) -> None:
+def undo_card_cancel(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person, refs: list[str]) -> None:
     """The source's card, cancelled by the merge, gets back the status it had before it (the
     ``unmerge`` step in its history). A cancellation is otherwise final: only an unmerge undoes one.
 
@@ -391,8 +389,7 @@ def _undo_card_cancel(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person
         _record(ctx, card, "unmerge", S.CANCELLED, before, f"merge {merge.id} undone")
 
 
-@mpi.on_unmerge("family_binding")
-def _undo_family_moves(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person, refs: list[str]) -> None:
+def undo_family_moves(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person, refs: list[str]) -> None:
     for ref in refs:
         binding_id, _, side = ref.partition(":")
         binding = ctx.session.get(FamilyBinding, int(binding_id))

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..accounts.auth import RawBody
+from ..kit.auth import RawBody
 from ..kit.errors import Problem
 from ..kit.http import request_id
 from . import service

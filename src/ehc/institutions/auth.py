@@ -12,8 +12,8 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from ..accounts.auth import require_roles
-from ..accounts.roles import HOSPITAL_SYSTEM, INSTITUTION_ROLES, Role
+from ..kit.auth import require_roles
+from ..kit.roles import HOSPITAL_SYSTEM, INSTITUTION_ROLES, Role
 from ..kit.context import Ctx
 from . import service
 from .models import Institution

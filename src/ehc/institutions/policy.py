@@ -17,7 +17,7 @@ do something at all (a doctor adding a terminal) answers 403.
 
 from __future__ import annotations
 
-from ..accounts.roles import INSTITUTION_ROLES, Role
+from ..kit.roles import INSTITUTION_ROLES, Role
 from ..kit.context import Actor
 from .codes import region_within
 

@@ -54,10 +54,9 @@ def drawing_people(ctx: Ctx, card: Card) -> set[str]:
     return holder | set(guardians)
 
 
-@cards.on_transition
 def end_code_drawing_sessions(ctx: Ctx, card: Card, action: str, from_status: CardStatus,
                               sequence_before: int) -> None:
-    """The card transition hook (registered on import; ``ehc.platform`` imports this module)."""
+    """The card transition hook (registered by ``ehc.wiring``)."""
     if action not in ENDING_ACTIONS:
         return
     keep = _reporting_session.get()

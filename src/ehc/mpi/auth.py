@@ -20,8 +20,8 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from ..accounts.auth import require_roles
-from ..accounts.roles import HOSPITAL_SYSTEM, Role
+from ..kit.auth import require_roles
+from ..kit.roles import HOSPITAL_SYSTEM, Role
 from ..kit.context import Ctx
 
 _HOSPITAL = (Role.WINDOW_CLERK, Role.DOCTOR, Role.NURSE, Role.INSTITUTION_ADMIN, HOSPITAL_SYSTEM)

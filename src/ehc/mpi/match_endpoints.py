@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from ..accounts.auth import require_roles
-from ..accounts.roles import HOSPITAL_SYSTEM, Role
+from ..kit.auth import require_roles
+from ..kit.roles import HOSPITAL_SYSTEM, Role
 from ..cards import service as cards
 from ..identity import mask_name, mask_phone, normalise_name, normalise_phone
 from ..kit.context import Ctx

@@ -13,7 +13,7 @@ from datetime import date
 from sqlalchemy import Select, case, false, func, select, update
 from sqlalchemy.orm import aliased
 
-from ..accounts.roles import Role
+from ..kit.roles import Role
 from ..audit import service as audit
 from ..identity import mask_name, mask_phone
 from ..institutions import policy

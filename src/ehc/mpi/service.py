@@ -11,11 +11,11 @@ source as a tombstone (``status="merged"``, ``merged_into=target``) so old refer
 
 A domain that links data to a person takes part with two registrations:
 
-- ``@on_merge`` a hook ``hook(ctx, merge, source, target)``, called inside the merge's transaction.
+- ``on_merge(hook)`` a hook ``hook(ctx, merge, source, target)``, called inside the merge's transaction.
   For every thing it moves (or changes) it calls ``record_move(ctx, merge, kind, ref)``, with a
   ``kind`` of its own (``card``, ``family_binding`` ...; at most 24 characters) and a ``ref`` (at most
   64 characters) by which its undo finds the thing again. Things it leaves alone are not recorded.
-- ``@on_unmerge(kind)`` an undo ``undo(ctx, merge, source, target, refs)``, called with the refs of
+- ``on_unmerge(kind, undo)`` an undo ``undo(ctx, merge, source, target, refs)``, called with the refs of
   its kind, in the order they were recorded, inside the unmerge's transaction. It moves them back,
   or raises ``Conflict`` when a later change makes that unsafe; the whole unmerge then rolls back.
 
@@ -54,13 +54,10 @@ def on_merge(hook: MergeHook) -> MergeHook:
     return hook
 
 
-def on_unmerge(kind: str) -> Callable[[UnmergeHook], UnmergeHook]:
-    """Register the undo of the moves of ``kind`` (usable as a decorator)."""
-    def register(hook: UnmergeHook) -> UnmergeHook:
-        _unmerge_hooks[kind] = hook
-        return hook
-
-    return register
+def on_unmerge(kind: str, hook: UnmergeHook) -> UnmergeHook:
+    """Register the undo of the moves of ``kind``."""
+    _unmerge_hooks[kind] = hook
+    return hook
 
 
 def record_move(ctx: Ctx, merge: Merge, kind: str, ref: str) -> None:

@@ -41,7 +41,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from ..accounts.roles import HOSPITAL_SYSTEM, Role
+from ..kit.roles import HOSPITAL_SYSTEM, Role
 from ..audit import service as audit
 from ..cards.models import Card
 from ..identity import mask_number, normalise_number

@@ -1,7 +1,7 @@
 """Who may do what with QR codes.
 
 - A resident draws dynamic codes for their own card and their guarded family members' (``me.auth``).
-- Window work prints static codes (``cards.auth.CardClerk``: clerks, admins, the hospital system).
+- Window work prints static codes (the card window's people: clerks, admins, the hospital system).
 - Verifying a code records a card use at an institution: the staff who scan at their desks (window,
   kiosk, workstation, cashier, family doctor) and the institution's hospital systems. Not the
   commission's roles nor the institution's admin: they scan nothing, and a use needs an institution.
@@ -13,14 +13,16 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from ..accounts.auth import require_roles
-from ..accounts.roles import HOSPITAL_SYSTEM, Role
-from ..cards.auth import CardClerk
+from ..kit.auth import ResidentCtx, require_roles
+from ..kit.roles import HOSPITAL_SYSTEM, Role
 from ..kit.context import Ctx
-from ..me.auth import Resident
 
-QRPrinter = CardClerk
-QRHolder = Resident
+# The same people as the card window's work (cards.auth.CardClerk).
+QRPrinter = Annotated[
+    Ctx,
+    Depends(require_roles(Role.WINDOW_CLERK, Role.INSTITUTION_ADMIN, Role.PLATFORM_ADMIN, HOSPITAL_SYSTEM)),
+]
+QRHolder = ResidentCtx
 QRVerifier = Annotated[
     Ctx,
     Depends(require_roles(Role.WINDOW_CLERK, Role.DOCTOR, Role.NURSE, Role.FAMILY_DOCTOR, Role.CASHIER,

@@ -210,7 +210,6 @@ def _rid(ctx: Ctx, card: Card, sequence: int) -> str:
     return codec.revocation_id(ref_secret(ctx), card.ehc_id, sequence).hex()
 
 
-@cards.on_transition
 def revoke_on_transition(ctx: Ctx, card: Card, action: str, from_status: CardStatus, sequence_before: int) -> None:
     """Keep the revocation list in step with the card's life (docs/qr-format.md §12)."""
     if action == "report_lost":

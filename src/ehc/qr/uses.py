@@ -33,7 +33,7 @@ from enum import StrEnum
 from sqlalchemy import Select, and_, case, func, or_, select, text
 
 from ..accounts import service as accounts
-from ..accounts.roles import Role
+from ..kit.roles import Role
 from ..audit.service import record_access
 from ..crypto import sm3
 from ..institutions import policy

@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from ..accounts.auth import require_roles
-from ..accounts.roles import HOSPITAL_SYSTEM, Role
+from ..kit.auth import require_roles
+from ..kit.roles import HOSPITAL_SYSTEM, Role
 from ..kit.context import Ctx
 from . import uses
 from .auth import QRVerifier

@@ -41,7 +41,7 @@ from ..kit.deps import DbSession, get_platform
 from ..kit.errors import NotFound, Problem, Unauthorized
 from ..kit.http import safe_local_path
 from ..me import service as me
-from ..me.auth import require_resident
+from ..kit.auth import require_resident
 from ..me.schemas import MyCardOut, my_card_out
 from ..qr import second_factor as factors
 from . import forms, i18n, pages

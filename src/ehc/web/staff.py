@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, Response
 from ..accounts import service as accounts
 from ..accounts.auth import _ROLE_CHANNEL
 from ..accounts.models import StaffAccount
-from ..accounts.roles import INSTITUTION_ROLES, Role
+from ..kit.roles import INSTITUTION_ROLES, Role
 from ..institutions import service as institutions
 from ..institutions.auth import InstitutionAdmin
 from ..institutions.codes import DEPARTMENTS, KIND_LABELS, TERMINAL_LABELS, TERMINAL_TYPE, TerminalRole, \

@@ -1,0 +1,32 @@
+"""Where domains meet: every cross-domain hook, registered explicitly and once per process.
+
+A domain that reacts to another's events (a card's transition, a merge in the master index) offers
+the reaction as a function of its ``service``; this module is the one place that connects them, so
+a reader sees every cross-domain effect here. ``Platform`` calls ``register_hooks`` when it is built,
+so the API, the CLI, batch jobs and the tests all run the same hooks.
+"""
+
+from __future__ import annotations
+
+from .cards import service as cards
+from .me import sessions as me_sessions
+from .mpi import service as mpi
+from .qr import lists as qr_lists
+
+_registered = False
+
+
+def register_hooks() -> None:
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    # A card's life reaches the QR domain: a lost, cancelled or reissued card's static codes go on the
+    # revocation list (docs/qr-format.md §12), and the sign-ins drawing its dynamic codes end (§9.1).
+    cards.on_transition(qr_lists.revoke_on_transition)
+    cards.on_transition(me_sessions.end_code_drawing_sessions)
+    # A merge in the master index carries the card and the family bindings along, and an unmerge
+    # brings exactly those back.
+    mpi.on_merge(cards.move_card_links)
+    mpi.on_unmerge("card", cards.undo_card_cancel)
+    mpi.on_unmerge("family_binding", cards.undo_family_moves)
