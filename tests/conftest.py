@@ -7,13 +7,16 @@ PostgreSQL is required, not optional: set EHC_TEST_PG_URL to point elsewhere tha
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from factories import ARTIFACTS, HOLDER_PERSON, card_holder, hospital_system, live, make_institution, make_staff
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+from ehc.app import create_app
+from ehc.client import SM2Auth
 from ehc.config import Settings
 from ehc.crypto import KeyStore
 from ehc.db import Database
@@ -23,7 +26,6 @@ from ehc.models import metadata
 from ehc.platform import Platform
 
 PG_ADMIN_URL = os.environ.get("EHC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 @pytest.fixture(scope="session")
@@ -90,39 +92,100 @@ def platform(settings: Settings) -> Iterator[Platform]:
 
 @pytest.fixture
 def client(platform: Platform):
-    from fastapi.testclient import TestClient
-
-    from ehc.app import create_app
-
     with TestClient(create_app(platform), raise_server_exceptions=False) as test_client:
         yield test_client
 
 
 @pytest.fixture
 def institution(platform: Platform) -> str:
-    from ehc.institutions.models import Institution
-
-    with platform.db.session() as session:
-        session.add(Institution(id="inst-test-01", uscc="12510000MB1234567X", name="Test People's Hospital",
-                                kind="hospital", region_code="510104", level="3A"))
-    return "inst-test-01"
-
-
-def make_staff(platform: Platform, client, role: str, institution: str | None,  # noqa: ANN001
-               region: str | None = None) -> dict[str, str]:
-    """Create a staff account directly and sign it in; ``region`` for health-commission roles."""
-    from ehc.accounts import service
-
-    username = f"{role}-{secrets.token_hex(3)}"
-    with platform.db.session() as session:
-        service.create_staff(session, username=username, password="correct horse battery", role=role,
-                             institution_id=institution, region_code=region)
-    answer = client.post("/api/v1/auth/staff/token", json={"username": username, "password": "correct horse battery"})
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+    return make_institution(platform, "inst-test-01", uscc="12510000MB1234567X", name="Test People's Hospital",
+                            kind="hospital", region_code="510104", level="3A")
 
 
 @pytest.fixture
 def clerk(platform: Platform, client, institution: str) -> dict[str, str]:  # noqa: ANN001
     """Authorization headers of a window clerk at the test hospital."""
     return make_staff(platform, client, "window_clerk", institution)
+
+
+@pytest.fixture
+def his(platform: Platform, institution: str) -> SM2Auth:
+    """A hospital system of the test institution, signing its calls."""
+    return hospital_system(platform, institution)
+
+
+@pytest.fixture
+def holder_person() -> dict:
+    """Who the ``holder`` fixture is; a module overrides it to make its own holder."""
+    return HOLDER_PERSON
+
+
+@pytest.fixture
+def holder(client, platform: Platform, holder_person: dict) -> tuple[str, dict[str, str]]:  # noqa: ANN001
+    """A resident who applied on the website, signed in: (their ehc_id, their headers)."""
+    return card_holder(client, platform, holder_person)
+
+
+@pytest.fixture
+def live_url(platform: Platform) -> Iterator[str]:
+    """The base URL of the app on this test's platform, served by a real uvicorn."""
+    with live(create_app(platform)) as url:
+        yield url
+
+
+# -- real browsers ------------------------------------------------------------------------------------
+# A browser test runs once rather than once per database: the live server gets its own migrated SQLite
+# platform (the pages sit above the services, whose behaviour on PostgreSQL the API and page tests
+# already cover).
+
+CHROMIUM = "/usr/bin/chromium"
+# Playwright cannot download its own browsers here; these flags keep Debian's quiet and sandbox-free.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture
+def sqlite_platform(keys_dir: Path, tmp_path: Path) -> Iterator[Platform]:
+    url = f"sqlite:///{tmp_path / 'browser.sqlite3'}"
+    upgrade(url)
+    settings = Settings(data_dir=tmp_path, database_url=url, keys_dir=keys_dir)
+    keys = KeyStore(settings.keys_dir)
+    db = Database(url)
+    yield Platform(settings=settings, db=db, keys=keys, vault=Vault(keys))
+    db.dispose()
+
+
+@pytest.fixture
+def live_server(sqlite_platform: Platform) -> Iterator[str]:
+    """The base URL of the app on ``sqlite_platform``, served by a real uvicorn."""
+    with live(create_app(sqlite_platform)) as url:
+        yield url
+
+
+@pytest.fixture
+def chromium():  # noqa: ANN201
+    """A headless Chromium (Playwright's sync API), closed after the test."""
+    from playwright.sync_api import sync_playwright  # heavy: only the browser tests need Playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that drives Chromium carries the ``browser`` marker, so ``-m "not browser"`` leaves
+    them all out; nobody has to remember to add it."""
+    for item in items:
+        if "chromium" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)

@@ -323,7 +323,7 @@ def test_concurrent_appends_leave_a_gap_free_intact_chain(platform):
 # -- reading the trail ----------------------------------------------------------------------------
 
 def test_auditors_search_with_filters_and_pages(client, platform, institution):
-    from conftest import make_staff
+    from factories import make_staff
 
     auditor = make_staff(platform, client, "auditor", None)
     clerk = make_staff(platform, client, "window_clerk", institution)
@@ -363,7 +363,7 @@ def test_auditors_search_with_filters_and_pages(client, platform, institution):
 
 
 def test_only_auditors_and_platform_admins_search(client, platform, institution):
-    from conftest import make_staff
+    from factories import make_staff
 
     assert client.get("/api/v1/audit/events", headers=make_staff(platform, client, "platform_admin", None)).status_code == 200
     for role, inst in (("window_clerk", institution), ("doctor", institution), ("institution_admin", institution),

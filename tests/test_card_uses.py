@@ -8,17 +8,13 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from browser import ARTIFACTS, chromium, live_server, sqlite_platform  # noqa: F401 (fixtures)
-from conftest import make_staff
+from factories import ARTIFACTS, hospital_system, make_staff, uscc
 from sqlalchemy import func, select
-from stdnum.cn import uscc as stdnum_uscc
-from test_qr_service import PERSON, draw, holder, refused, scan  # noqa: F401 (fixtures)
+from test_qr_service import PERSON, draw, refused, scan
 
-from ehc.apps import service as apps
 from ehc.audit.models import AuditEvent
 from ehc.cards.models import Card
 from ehc.client import SM2Auth
-from ehc.crypto import SM2PrivateKey
 from ehc.institutions import service as institutions
 from ehc.institutions.models import Institution
 from ehc.kit.codes import Channel
@@ -32,14 +28,6 @@ EN, ZH = i18n.catalogue("en"), i18n.catalogue("zh")
 OTHER = "inst-test-02"  # a hospital in Shenzhen (440305), outside region 510100
 
 
-def his_of(platform, institution_id: str) -> SM2Auth:
-    key = SM2PrivateKey.generate()
-    with platform.db.session() as session:
-        ctx = platform.ctx(session, Actor.system())
-        app = apps.create_app(ctx, name="HIS", institution_id=institution_id)
-        return SM2Auth(app.id, apps.add_key(ctx, app.id, key.public_key.to_pem().decode()).key_id, key)
-
-
 def add_terminals(platform, institution_id: str, *terminal_ids: str) -> None:
     with platform.db.session() as session:
         ctx = platform.ctx(session, Actor.system())
@@ -49,23 +37,19 @@ def add_terminals(platform, institution_id: str, *terminal_ids: str) -> None:
 
 
 @pytest.fixture
-def his(platform, institution) -> SM2Auth:
+def his(platform, institution, his) -> SM2Auth:
+    """conftest's hospital system, its institution with kiosks K01 and K02 and window W01."""
     add_terminals(platform, institution, "K01", "K02", "W01")
-    return his_of(platform, institution)
+    return his
 
 
 @pytest.fixture
 def other_his(platform, institution) -> SM2Auth:
     with platform.db.session() as session:
-        institutions.create_institution(session, uscc=_uscc("440300", 7), name="Shenzhen Hospital",
+        institutions.create_institution(session, uscc=uscc("440300", 7), name="Shenzhen Hospital",
                                         kind="hospital", region_code="440305", institution_id=OTHER)
     add_terminals(platform, OTHER, "K01")
-    return his_of(platform, OTHER)
-
-
-def _uscc(region: str, serial: int) -> str:
-    body = f"12{region}{serial:08d}X"
-    return body + stdnum_uscc.calc_check_digit(body)
+    return hospital_system(platform, OTHER)
 
 
 def iso(moment: datetime) -> str:
@@ -102,7 +86,7 @@ def issued(platform, ehc_id: str, when: datetime, static: bool = False) -> str:
 # -- batch upload -----------------------------------------------------------------------------------
 
 def test_an_offline_batch_is_verified_as_at_the_scan_deduplicated_and_replays_flagged(
-        client, platform, institution, his, holder):  # noqa: F811 (a fixture)
+        client, platform, institution, his, holder):
     ehc_id, resident = holder
     now = datetime.now(UTC)
     first, second = draw(client, resident)["text"], draw(client, resident)["text"]
@@ -164,7 +148,7 @@ def test_an_offline_batch_is_verified_as_at_the_scan_deduplicated_and_replays_fl
     assert [(e["purpose"], e["institution_id"]) for e in log][:1] == [("card.verify", institution)]
 
 
-def test_offline_and_online_uses_of_one_code_meet(client, platform, institution, his, other_his, holder):  # noqa: F811 (a fixture)
+def test_offline_and_online_uses_of_one_code_meet(client, platform, institution, his, other_his, holder):
     _, resident = holder
     now = datetime.now(UTC)
     code = draw(client, resident)["text"]
@@ -185,7 +169,7 @@ def test_offline_and_online_uses_of_one_code_meet(client, platform, institution,
     assert (replayed.institution_id, replayed.region_code, replayed.replay) == (OTHER, "440305", True)
 
 
-def test_batch_limits_and_callers(client, platform, institution, his, holder):  # noqa: F811 (a fixture)
+def test_batch_limits_and_callers(client, platform, institution, his, holder):
     _, resident = holder
     code = draw(client, resident)["text"]
     now = datetime.now(UTC)
@@ -204,7 +188,7 @@ def test_batch_limits_and_callers(client, platform, institution, his, holder):  
     assert rows(platform)[-1].actor_kind == "staff"
 
 
-def test_a_static_code_revoked_before_the_scan_is_rejected(client, platform, institution, his, holder):  # noqa: F811 (a fixture)
+def test_a_static_code_revoked_before_the_scan_is_rejected(client, platform, institution, his, holder):
     ehc_id, _ = holder
     now = datetime.now(UTC)
     static = issued(platform, ehc_id, now - timedelta(days=3), static=True)
@@ -216,7 +200,7 @@ def test_a_static_code_revoked_before_the_scan_is_rejected(client, platform, ins
                                                                           ("rejected", "qr_revoked")]
 
 
-def test_a_static_code_at_a_payment_step_is_never_taken_offline(client, platform, institution, his, holder):  # noqa: F811 (a fixture)
+def test_a_static_code_at_a_payment_step_is_never_taken_offline(client, platform, institution, his, holder):
     ehc_id, _ = holder
     now = datetime.now(UTC)
     static = issued(platform, ehc_id, now - timedelta(days=1), static=True)
@@ -227,7 +211,7 @@ def test_a_static_code_at_a_payment_step_is_never_taken_offline(client, platform
                                                                           ("recorded", None)]
 
 
-def test_service_upload_takes_the_time_and_the_horizon(platform, institution, his, holder):  # noqa: F811 (a fixture)
+def test_service_upload_takes_the_time_and_the_horizon(platform, institution, his, holder):
     ehc_id, _ = holder
     when = datetime(2026, 11, 26, 8, 30, tzinfo=UTC)
     code = issued(platform, ehc_id, when)
@@ -245,7 +229,7 @@ def test_service_upload_takes_the_time_and_the_horizon(platform, institution, hi
 # -- monitoring -----------------------------------------------------------------------------------
 
 @pytest.fixture
-def scanned(client, platform, institution, his, other_his, holder):  # noqa: F811 (a fixture)
+def scanned(client, platform, institution, his, other_his, holder):
     """Three uses at the test hospital (510104: two online, one offline) and one in Shenzhen."""
     _, resident = holder
     now = datetime.now(UTC)
@@ -363,8 +347,7 @@ def test_the_card_use_page_shows_the_reach_and_no_people(client, platform, insti
     assert 'href="/staff/card-uses"' not in client.get("/staff").text
 
 
-@pytest.mark.browser
-def test_card_use_page_in_chromium(live_server, sqlite_platform, chromium):  # noqa: F811
+def test_card_use_page_in_chromium(live_server, sqlite_platform, chromium):
     """A hospital system uploads an offline use; the institution admin finds it on the page."""
     import httpx
     from playwright.sync_api import expect
@@ -379,7 +362,7 @@ def test_card_use_page_in_chromium(live_server, sqlite_platform, chromium):  # n
         accounts.create_staff(session, username="admin.jj", password="correct horse battery",
                               role="institution_admin", institution_id="inst-browser", display_name="张管理")
     add_terminals(platform, "inst-browser", "K01")
-    his = his_of(platform, "inst-browser")
+    his = hospital_system(platform, "inst-browser")
     api = httpx.Client(base_url=live_server, timeout=30)
     made = api.post("/api/v1/cards", json=PERSON)
     assert made.status_code == 201, made.text

@@ -12,14 +12,11 @@ problem+json refusals; FHIR routes answer OperationOutcomes, so their matrix is 
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from datetime import date
 
 import pytest
 import requests
-from conftest import make_staff
+from factories import make_institution, make_staff
 from fhir.resources.R4B import get_fhir_model_class
 from fhirclient import client as fhir_client
 from fhirclient import server as fhir_server
@@ -44,10 +41,8 @@ from test_authz_matrix import (  # the matrix's callers and world, reused for th
     world,  # noqa: F401 - a fixture
 )
 
-from ehc.apps import service as apps
 from ehc.apps import signing
 from ehc.audit.models import AuditEvent
-from ehc.client import SM2Auth
 from ehc.crypto import SM2PrivateKey
 from ehc.kit.context import Actor
 from ehc.mpi import keys as match_keys
@@ -117,17 +112,14 @@ class SignedRequests(requests.auth.AuthBase):
 # -- the world: two hospitals, three residents, a hospital system ------------------------------------------
 
 @pytest.fixture
-def people(platform, client, institution, clerk) -> dict:
+def people(platform, client, institution, clerk, his) -> dict:
     """Cards for Zhang, Ouyang and Zhang's namesake; Zhang carries the test hospital's MRN and another
     hospital's MRN; the hospital's system has a registered key."""
-    from ehc.institutions.models import Institution
-
     cards = {key: client.post("/api/v1/cards", json=body, headers=clerk).json()["ehc_id"]
              for key, body in (("zhang", ZHANG), ("ouyang", OUYANG), ("twin", ZHANG_TWIN))}
-    key = SM2PrivateKey.generate()
+    make_institution(platform, "inst-other-02", uscc="12440300MB7654321X", name="Shenzhen Clinic", kind="clinic",
+                     region_code="440300")
     with platform.db.session() as session:
-        session.add(Institution(id="inst-other-02", uscc="12440300MB7654321X", name="Shenzhen Clinic",
-                                kind="clinic", region_code="440300"))
         ctx = platform.ctx(session, Actor.system())
         zhang = mpi.find_by_identifier(ctx, mpi.Identifier("doc:01", ZHANG["document"]["number"]))
         mpi.add_identifier(ctx, zhang, mpi.Identifier(f"mrn:{institution}", "MRN0001"))
@@ -137,30 +129,7 @@ def people(platform, client, institution, clerk) -> dict:
             person = mpi.find_by_identifier(ctx, mpi.Identifier("doc:01", body["document"]["number"]))
             match_keys.write(session, platform.vault, person.id, body["name"], body["sex"],
                              date.fromisoformat(body["birth_date"]), body.get("phone"), body.get("region_code"))
-        app = apps.create_app(ctx, name="HIS", institution_id=institution)
-        key_id = apps.add_key(ctx, app.id, key.public_key.to_pem().decode()).key_id
-    return {**cards, "app": SignedRequests(app.id, key_id, key), "his": SM2Auth(app.id, key_id, key)}
-
-
-@pytest.fixture
-def live_url(platform):
-    import uvicorn
-
-    from ehc.app import create_app
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(platform), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "live server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    return {**cards, "app": SignedRequests(his.app_id, his.key_id, his.private_key), "his": his}
 
 
 def fhirclient_for(live_url: str, auth=None, headers: dict | None = None) -> fhir_client.FHIRClient:
@@ -416,7 +385,7 @@ def fhir_routes(app) -> set[tuple[str, str]]:
             if isinstance(route, APIRoute) and path.startswith("/fhir") for method in methods}
 
 
-def test_fhir_authorisation_matrix(world: World) -> None:  # noqa: F811
+def test_fhir_authorisation_matrix(world: World) -> None:
     assert fhir_routes(world.client.app) == set(FHIR_MATRIX), "decide who may call each FHIR route"
     number = HOLDER["document"]["number"]
     requests_ = {

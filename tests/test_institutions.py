@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_staff
+from factories import make_staff
 from stdnum.cn import uscc as stdnum_uscc
 
 from ehc.institutions import codes

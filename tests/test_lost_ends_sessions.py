@@ -9,10 +9,10 @@ import re
 from datetime import date
 
 import pytest
+from factories import bearer
 from residents import resident_id
 
 from ehc.accounts import service as accounts
-from ehc.accounts import sms
 from ehc.cards.models import Card
 
 PHONE = "13912340077"
@@ -23,19 +23,6 @@ CHILD = {"name": "孙小宝", "document": {"type": "01", "number": resident_id(b
          "sex": "1", "birth_date": "2016-06-06", "relation": "child"}
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def sign_in(client, platform) -> dict[str, str]:
-    assert client.post("/api/v1/auth/resident/otp", json={"phone": PHONE}).status_code == 202
-    with platform.db.session() as session:
-        code = re.search(r"\d{6}", sms.outbox(session, platform.vault, phone=PHONE, limit=1)[0].text).group()
-    answer = client.post("/api/v1/auth/resident/token", json={"phone": PHONE, "code": code})
-    assert answer.status_code == 200, answer.text
-    return bearer(answer.json()["access_token"])
-
-
 def another_sign_in(platform, ehc_id: str) -> str:
     """A second sign-in of the holder (their other phone, or the lost one), as its raw token."""
     with platform.db.session() as session:
@@ -43,10 +30,8 @@ def another_sign_in(platform, ehc_id: str) -> str:
 
 
 @pytest.fixture
-def holder(client, platform) -> tuple[str, dict[str, str]]:
-    made = client.post("/api/v1/cards", json=HOLDER)
-    assert made.status_code == 201, made.text
-    return made.json()["ehc_id"], sign_in(client, platform)
+def holder_person() -> dict:
+    return HOLDER
 
 
 def works(client, headers: dict[str, str]) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from conftest import make_staff
+from factories import make_staff
 from residents import resident_id
 from sqlalchemy import select
 

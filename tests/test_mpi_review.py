@@ -9,14 +9,12 @@ import threading
 from datetime import date
 
 import pytest
-from browser import ARTIFACTS, chromium, live_server, sqlite_platform  # noqa: F401 (fixtures)
-from conftest import make_staff
+from factories import ARTIFACTS, make_institution, make_staff
 from residents import resident_id
 from sqlalchemy import select
 
 from ehc.audit.models import AuditEvent
 from ehc.cards.models import Card
-from ehc.institutions.models import Institution
 from ehc.kit.context import Actor
 from ehc.kit.errors import Conflict
 from ehc.mpi import review
@@ -70,9 +68,8 @@ def registration_review(platform, *, left: str, right: str) -> int:
 def world(client, platform, clerk, institution):
     card = client.post("/api/v1/cards", json=HOLDER, headers=clerk).json()["ehc_id"]
     twin = client.post("/api/v1/cards", json=TWIN, headers=clerk).json()["ehc_id"]
-    with platform.db.session() as session:
-        session.add(Institution(id="inst-test-02", uscc="12440300MB7654321X", name="Shenzhen Clinic", kind="clinic",
-                                region_code="440300"))
+    make_institution(platform, "inst-test-02", uscc="12440300MB7654321X", name="Shenzhen Clinic", kind="clinic",
+                     region_code="440300")
     submitted = Record(name="欧阳建国", sex="1", birth_date=date(1970, 1, 2), phone="13912340002",
                        identifiers=(Identifier(f"mrn:{institution}", "HIS-0042"),))
     return {
@@ -238,16 +235,16 @@ def test_the_review_pages_decide_with_a_csrf_token(client, platform, world):
     assert client.get("/staff/mpi/reviews").status_code == 403
 
 
-def test_review_queue_in_chromium(live_server, sqlite_platform, chromium):  # noqa: F811
+def test_review_queue_in_chromium(live_server, sqlite_platform, chromium):
     from playwright.sync_api import expect
 
     from ehc.accounts import service as accounts
     from ehc.cards import service as cards
 
     platform = sqlite_platform
+    make_institution(platform, "inst-test-01", uscc="12510000MB1234567X", name="Test People's Hospital",
+                     kind="hospital", region_code="510104")
     with platform.db.session() as session:
-        session.add(Institution(id="inst-test-01", uscc="12510000MB1234567X", name="Test People's Hospital",
-                                kind="hospital", region_code="510104"))
         accounts.create_staff(session, username="operator.cd", password="correct horse battery",
                               role="regional_operator", region_code="510100", display_name="成都运营")
     with platform.db.session() as session:

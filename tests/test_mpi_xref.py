@@ -4,22 +4,16 @@ caller's authority; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import re
 from datetime import date
 
 import pytest
-from conftest import make_staff
+from factories import card_holder, make_institution, make_staff
 from hypothesis import given
 from hypothesis import strategies as st
 from residents import resident_id
 from sqlalchemy import select, text
 
-from ehc.accounts import sms
-from ehc.apps import service as apps
 from ehc.audit.models import AuditEvent
-from ehc.client import SM2Auth
-from ehc.crypto import SM2PrivateKey
-from ehc.institutions.models import Institution
 from ehc.kit.context import Actor
 from ehc.kit.errors import Invalid
 from ehc.mpi import xref
@@ -43,10 +37,8 @@ def problem(answer, status: int, code: str) -> dict:
 
 @pytest.fixture
 def other_hospital(platform) -> str:
-    with platform.db.session() as session:
-        session.add(Institution(id="inst-test-02", uscc="12440300MB7654321X", name="Shenzhen Clinic", kind="clinic",
-                                region_code="440300"))
-    return "inst-test-02"
+    return make_institution(platform, "inst-test-02", uscc="12440300MB7654321X", name="Shenzhen Clinic", kind="clinic",
+                            region_code="440300")
 
 
 @pytest.fixture
@@ -204,23 +196,8 @@ def test_unbinding_a_wrong_link_needs_a_reason_and_is_audited(client, platform, 
 # -- binding by the resident's scanned code --------------------------------------------------------------
 
 @pytest.fixture
-def his(platform, institution) -> SM2Auth:
-    key = SM2PrivateKey.generate()
-    with platform.db.session() as session:
-        ctx = platform.ctx(session, Actor.system())
-        app = apps.create_app(ctx, name="HIS registration", institution_id=institution)
-        return SM2Auth(app.id, apps.add_key(ctx, app.id, key.public_key.to_pem().decode()).key_id, key)
-
-
-@pytest.fixture
 def resident(client, platform) -> tuple[str, dict[str, str]]:
-    made = client.post("/api/v1/cards", json=PERSON)
-    assert made.status_code == 201, made.text
-    assert client.post("/api/v1/auth/resident/otp", json={"phone": PHONE}).status_code == 202
-    with platform.db.session() as session:
-        code = re.search(r"\d{6}", sms.outbox(session, platform.vault, phone=PHONE, limit=1)[0].text).group()
-    token = client.post("/api/v1/auth/resident/token", json={"phone": PHONE, "code": code})
-    return made.json()["ehc_id"], {"Authorization": f"Bearer {token.json()['access_token']}"}
+    return card_holder(client, platform, PERSON)
 
 
 def test_the_hospital_system_binds_its_mrn_from_the_scanned_code(client, platform, his, resident,

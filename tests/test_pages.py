@@ -13,7 +13,7 @@ import time
 from datetime import date
 
 import pytest
-from browser import ARTIFACTS, chromium, live_server, sqlite_platform  # noqa: F401 (fixtures)
+from factories import ARTIFACTS
 from residents import resident_id
 from sqlalchemy import func, select
 
@@ -251,8 +251,7 @@ def test_page_failures_are_pages_without_a_trace(client, platform, monkeypatch):
 
 # -- a real browser -------------------------------------------------------------------------------
 
-@pytest.mark.browser
-def test_apply_and_see_the_card_in_chromium(live_server, chromium):  # noqa: F811
+def test_apply_and_see_the_card_in_chromium(live_server, chromium):
     from playwright.sync_api import expect
 
     good = resident_id(born=date(1990, 3, 7), sequence=12)

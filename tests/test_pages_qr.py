@@ -9,39 +9,28 @@ the platform's own verify endpoint.
 from __future__ import annotations
 
 import io
-import re
 import time
 
 import httpx
 import pytest
 import zxingcpp
-from browser import ARTIFACTS, chromium, live_server, sqlite_platform  # noqa: F401 (fixtures)
-from conftest import make_staff
+from factories import ARTIFACTS, card_holder, make_institution, make_staff
 from PIL import Image
 from sqlalchemy import update
 from test_qr_issue_surfaces import read_pdf
 from test_qr_service import PERSON
 
 from ehc.accounts import service as accounts
-from ehc.accounts import sms
 from ehc.cards.models import Card
 from ehc.institutions.models import Institution
 from ehc.web import i18n
 
 EN, ZH = i18n.catalogue("en"), i18n.catalogue("zh")
-PHONE = PERSON["phone"]
 
 
 def resident_token(http, platform) -> str:
     """Apply for a card and sign in with a text-message code: the resident's bearer token."""
-    made = http.post("/api/v1/cards", json=PERSON)
-    assert made.status_code == 201, made.text
-    assert http.post("/api/v1/auth/resident/otp", json={"phone": PHONE}).status_code == 202
-    with platform.db.session() as session:
-        code = re.search(r"\d{6}", sms.outbox(session, platform.vault, phone=PHONE, limit=1)[0].text).group()
-    token = http.post("/api/v1/auth/resident/token", json={"phone": PHONE, "code": code})
-    assert token.status_code == 200, token.text
-    return token.json()["access_token"]
+    return bearer(card_holder(http, platform, PERSON)[1])
 
 
 def bearer(headers: dict[str, str]) -> str:
@@ -118,9 +107,10 @@ def quick_redraw(monkeypatch):
 
 def _verifier(platform, base: str) -> dict[str, str]:
     with platform.db.session() as session:
-        if session.get(Institution, "inst-qr-pages") is None:
-            session.add(Institution(id="inst-qr-pages", uscc="12510000MB1234567X", name="QR Pages Hospital",
-                                    kind="hospital", region_code="510104", level="3A"))
+        exists = session.get(Institution, "inst-qr-pages") is not None
+    if not exists:
+        make_institution(platform, "inst-qr-pages", uscc="12510000MB1234567X", name="QR Pages Hospital",
+                         kind="hospital", region_code="510104", level="3A")
     with httpx.Client(base_url=base, timeout=30) as http:
         return make_staff(platform, http, "doctor", "inst-qr-pages")
 
@@ -137,7 +127,7 @@ def _draws(page) -> int:
     return int(page.locator("#qr-code").get_attribute("data-draws") or 0)
 
 
-def test_the_code_page_redraws_in_chromium(quick_redraw, live_server, sqlite_platform, chromium):  # noqa: F811
+def test_the_code_page_redraws_in_chromium(quick_redraw, live_server, sqlite_platform, chromium):
     http = httpx.Client(base_url=live_server, timeout=30)
     token = resident_token(http, sqlite_platform)
     doctor = _verifier(sqlite_platform, live_server)
@@ -190,7 +180,7 @@ def test_the_code_page_redraws_in_chromium(quick_redraw, live_server, sqlite_pla
     context.close()
 
 
-def test_window_staff_print_a_static_code_in_chromium(live_server, sqlite_platform, chromium, tmp_path):  # noqa: F811
+def test_window_staff_print_a_static_code_in_chromium(live_server, sqlite_platform, chromium, tmp_path):
     http = httpx.Client(base_url=live_server, timeout=30)
     token = resident_token(http, sqlite_platform)
     ehc_id = http.get("/api/v1/me/card", headers={"Authorization": f"Bearer {token}"}).json()["ehc_id"]

@@ -15,7 +15,7 @@ import time
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from browser import ARTIFACTS, chromium, live_server, sqlite_platform  # noqa: F401 (fixtures)
+from factories import ARTIFACTS
 from residents import resident_id
 from sqlalchemy import select
 
@@ -644,8 +644,7 @@ def test_card_page_without_a_card_links_to_sign_in(client):
 
 # -- a real browser -------------------------------------------------------------------------------
 
-@pytest.mark.browser
-def test_trust_pages_in_chromium(live_server, sqlite_platform, chromium):  # noqa: F811
+def test_trust_pages_in_chromium(live_server, sqlite_platform, chromium):
     """A resident signs in with a code, adds a child and reports the child's card lost; a clerk looks
     the resident up through the API and the resident sees it in "who looked at my data"; an
     institution admin signs in, adds a department and a terminal, and creates a staff account."""

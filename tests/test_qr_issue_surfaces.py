@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import zxingcpp
-from conftest import make_staff
+from factories import make_staff
 from test_qr_codec import _png_to_gray
-from test_qr_service import PERSON, draw, his, holder, refused, scan  # noqa: F401 (fixtures)
+from test_qr_service import PERSON, draw, refused, scan
 
 from ehc.app import create_app
 from ehc.payments import MEDICAL_PAYMENT, PaymentTokenInvalid, sandbox
@@ -49,7 +49,7 @@ def now() -> datetime:
 
 # -- two codes in one --------------------------------------------------------------------------------
 
-def test_a_two_in_one_code_splits_into_a_bound_sandbox_payment_and_a_health_code(client, platform, his, holder):  # noqa: F811
+def test_a_two_in_one_code_splits_into_a_bound_sandbox_payment_and_a_health_code(client, platform, his, holder):
     ehc_id, resident = holder
     answer = client.post("/api/v1/me/qr/dynamic?payment=sandbox", headers=resident)
     assert answer.status_code == 200, answer.text
@@ -97,7 +97,7 @@ def _graft(text: str, payment_template: bytes) -> str:
     return codec.MULTI_PREFIX + b45encode(raw[: -len(own)] + payment_template)
 
 
-def test_the_two_in_one_png_decodes_at_qr_version_9(client, his, holder):  # noqa: F811
+def test_the_two_in_one_png_decodes_at_qr_version_9(client, his, holder):
     _, resident = holder
     answer = client.get("/api/v1/me/qr/dynamic.png?payment=sandbox", headers=resident)
     assert answer.status_code == 200, answer.text
@@ -112,7 +112,7 @@ def test_the_two_in_one_png_decodes_at_qr_version_9(client, his, holder):  # noq
     assert single.text.startswith("EHC1:") and single.extra["Version"] == "6"
 
 
-def test_unknown_payment_channels_and_inactive_cards_are_refused(client, platform, holder):  # noqa: F811
+def test_unknown_payment_channels_and_inactive_cards_are_refused(client, platform, holder):
     _, resident = holder
     for route in ("/api/v1/me/qr/dynamic", "/api/v1/me/qr/dynamic.png"):
         method = client.post if route.endswith("dynamic") else client.get
@@ -160,7 +160,7 @@ def test_the_sandbox_refuses_what_it_did_not_make():
 
 # -- the PDF label ---------------------------------------------------------------------------------
 
-def test_a_clerk_prints_a_pdf_label_that_reads_back_and_verifies(client, platform, institution, his, holder,  # noqa: F811
+def test_a_clerk_prints_a_pdf_label_that_reads_back_and_verifies(client, platform, institution, his, holder,
                                                                tmp_path):
     ehc_id, resident = holder
     clerk = make_staff(platform, client, "window_clerk", institution)

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from browser import ARTIFACTS, chromium, live_server, sqlite_platform  # noqa: F401 (fixtures)
+from factories import ARTIFACTS, sms_code
 from residents import resident_id
 from sqlalchemy import select
 from test_qr_codec import _png_to_gray, _zxing_read
@@ -21,11 +21,8 @@ from test_qr_codec import _png_to_gray, _zxing_read
 from ehc.accounts import residents as residents_service
 from ehc.accounts import service as accounts
 from ehc.accounts import sms
-from ehc.apps import service as apps
 from ehc.cards import service as cards
 from ehc.cards.models import Card, CardEvent
-from ehc.client import SM2Auth
-from ehc.crypto import SM2PrivateKey
 from ehc.kit.context import Actor
 from ehc.qr import second_factor as factors
 from ehc.qr.codes import SECOND_FACTOR_SCENES
@@ -42,32 +39,12 @@ ZH_JSON = Path(__file__).resolve().parents[1] / "src/ehc/web/locales/zh.json"
 
 
 @pytest.fixture
-def his(platform, institution) -> SM2Auth:
-    """A hospital system of the test institution, signing its calls."""
-    key = SM2PrivateKey.generate()
-    with platform.db.session() as session:
-        ctx = platform.ctx(session, Actor.system())
-        app = apps.create_app(ctx, name="HIS cashier", institution_id=institution)
-        return SM2Auth(app.id, apps.add_key(ctx, app.id, key.public_key.to_pem().decode()).key_id, key)
-
-
-def sign_in(client, platform, phone: str = PHONE) -> dict[str, str]:
-    assert client.post("/api/v1/auth/resident/otp", json={"phone": phone}).status_code == 202
-    answer = client.post("/api/v1/auth/resident/token", json={"phone": phone, "code": last_code(platform, phone)})
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+def holder_person() -> dict:
+    return PERSON
 
 
 def last_code(platform, phone: str = PHONE) -> str:
-    with platform.db.session() as session:
-        return re.search(r"\d{6}", sms.outbox(session, platform.vault, phone=phone, limit=1)[0].text).group()
-
-
-@pytest.fixture
-def holder(client, platform) -> tuple[str, dict[str, str]]:
-    made = client.post("/api/v1/cards", json=PERSON)
-    assert made.status_code == 201, made.text
-    return made.json()["ehc_id"], sign_in(client, platform)
+    return sms_code(platform, phone)
 
 
 def printed(client, clerk, ehc_id: str) -> str:
@@ -303,8 +280,7 @@ def test_pin_section_on_the_me_page(client, platform, clerk, his, holder) -> Non
     assert scan(client, his, printed(client, clerk, ehc_id), PAYMENT, pin="305917").status_code == 200
 
 
-@pytest.mark.browser
-def test_a_resident_sets_and_changes_the_pin_in_chromium(live_server, sqlite_platform, chromium) -> None:  # noqa: F811
+def test_a_resident_sets_and_changes_the_pin_in_chromium(live_server, sqlite_platform, chromium) -> None:
     from playwright.sync_api import expect
 
     zh = {f"{section}.{key}": text for section, strings in json.loads(ZH_JSON.read_text(encoding="utf-8")).items()

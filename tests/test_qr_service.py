@@ -4,52 +4,24 @@ SQLite and PostgreSQL. Every image is read back with zxing-cpp."""
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from conftest import make_staff
+from factories import HOLDER_PERSON, make_staff
 from residents import resident_id
 from sqlalchemy import select
 from test_qr_codec import _png_to_gray, _zxing_read
 
-from ehc.accounts import sms
-from ehc.apps import service as apps
 from ehc.cards.models import Card
-from ehc.client import SM2Auth
 from ehc.crypto import SM2PrivateKey
 from ehc.kit.context import Actor
 from ehc.qr import codec
 from ehc.qr import service as qr
 from ehc.qr.models import CardUse, UsedCode
 
-PHONE = "13912345670"
-PERSON = {"name": "王小明", "document": {"type": "01", "number": resident_id(born=date(1985, 6, 1), sequence=41)},
-          "sex": "1", "birth_date": "1985-06-01", "phone": PHONE}
+PERSON = HOLDER_PERSON  # the ``holder`` fixture's card holder
+PHONE = PERSON["phone"]
 CST = timezone(timedelta(hours=8))
-
-
-@pytest.fixture
-def his(platform, institution) -> SM2Auth:  # noqa: ANN001
-    """A hospital system of the test institution, signing its calls."""
-    key = SM2PrivateKey.generate()
-    with platform.db.session() as session:
-        ctx = platform.ctx(session, Actor.system())
-        app = apps.create_app(ctx, name="HIS outpatient", institution_id=institution)
-        return SM2Auth(app.id, apps.add_key(ctx, app.id, key.public_key.to_pem().decode()).key_id, key)
-
-
-@pytest.fixture
-def holder(client, platform) -> tuple[str, dict[str, str]]:  # noqa: ANN001
-    """A resident who applied on the website, signed in: (their ehc_id, their headers)."""
-    made = client.post("/api/v1/cards", json=PERSON)
-    assert made.status_code == 201, made.text
-    assert client.post("/api/v1/auth/resident/otp", json={"phone": PHONE}).status_code == 202
-    with platform.db.session() as session:
-        code = re.search(r"\d{6}", sms.outbox(session, platform.vault, phone=PHONE, limit=1)[0].text).group()
-    token = client.post("/api/v1/auth/resident/token", json={"phone": PHONE, "code": code})
-    assert token.status_code == 200, token.text
-    return made.json()["ehc_id"], {"Authorization": f"Bearer {token.json()['access_token']}"}
 
 
 def draw(client, headers) -> dict:  # noqa: ANN001

@@ -10,10 +10,8 @@ import base64
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
-from conftest import make_staff
+from factories import hospital_system, make_staff
 from hypothesis import given, settings as hsettings, strategies as st
 from residents import resident_id
 from sqlalchemy import func, inspect, select, text
@@ -48,12 +46,8 @@ class Creds:
 
 def new_app(platform, institution: str, name: str = "HIS outpatient") -> Creds:  # noqa: ANN001
     """An app with one fresh key, made the way `ehc apps create` + `add-key` make it."""
-    key = SM2PrivateKey.generate()
-    with platform.db.session() as session:
-        ctx = platform.ctx(session, Actor.system())
-        app = service.create_app(ctx, name=name, institution_id=institution)
-        registered = service.add_key(ctx, app.id, key.public_key.to_pem().decode())
-        return Creds(app.id, registered.key_id, key)
+    made = hospital_system(platform, institution, name)
+    return Creds(made.app_id, made.key_id, made.private_key)
 
 
 def add_key(platform, app_id: str) -> Creds:  # noqa: ANN001
@@ -449,27 +443,6 @@ def test_openssl_verifies_what_the_client_signs(tmp_path):  # noqa: ANN001
 
 
 # -- the documented OpenSSL + curl recipe, against a live server ------------------------------------
-
-@pytest.fixture
-def live_url(platform):  # noqa: ANN001
-    import uvicorn
-
-    from ehc.app import create_app
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(platform), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "live server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
-
 
 def snippet(name: str) -> str:
     """A shell snippet of the integration guide, exactly as a reader would copy it."""

@@ -16,11 +16,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import make_staff
+from factories import make_staff
 from fastapi.testclient import TestClient
 from residents import resident_id
 from test_qr_codec import PAYMENT
-from test_signed_api import live_url  # noqa: F401 - a fixture
 from typer.testing import CliRunner
 
 from ehc.app import create_app
@@ -315,7 +314,7 @@ def test_offline_path_passes_with_socket_connect_blocked(platform, terminal, car
 
 # -- the command line ----------------------------------------------------------------------------
 
-def test_ehc_verify_offline_and_terminal_sync_through_the_cli(platform, card, live_url, tmp_path):  # noqa: F811
+def test_ehc_verify_offline_and_terminal_sync_through_the_cli(platform, card, live_url, tmp_path):
     runner = CliRunner()
     cache = tmp_path / "cli-cache"
     pem = tmp_path / "root.pem"
