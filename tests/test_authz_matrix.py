@@ -1,4 +1,7 @@
-"""The authorisation matrix: every /api/v1 endpoint against every caller, on SQLite and PostgreSQL.
+"""The authorisation matrix: every route the app serves against every caller, on SQLite and PostgreSQL:
+the /api/v1 endpoints (``MATRIX``), the FHIR door (``FHIR_MATRIX``: refusals are OperationOutcomes)
+and the pages and everything else outside both (``PAGE_MATRIX``: refusals are a redirect to sign in or
+the 403 page). Each list of routes is read from the app, so a new route fails here until it has an entry.
 
 ``MATRIX`` is the specification: for each route (method, path template) the callers the
 authorisation layer lets through. It is written from the rules (each domain's ``auth.py`` and
@@ -29,7 +32,6 @@ comments in ``MATRIX``):
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -38,14 +40,13 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 from conftest import _empty_tables
-from fastapi.routing import APIRoute
+from factories import bearer, sms_code, uscc
 from fastapi.testclient import TestClient
 from residents import resident_id
-from stdnum.cn import uscc as stdnum_uscc
+from test_fhir import FHIR_JSON, ID_CARD, match_parameters, outcome_code, valid
 
 from ehc.accounts import residents as residents_service
 from ehc.accounts import service as accounts
-from ehc.accounts import sms
 from ehc.app import create_app
 from ehc.apps import service as apps
 from ehc.cards.models import Card
@@ -57,6 +58,7 @@ from ehc.institutions import service as institutions
 from ehc.kit.context import Actor, Vault
 from ehc.kit.ratelimit import RateLimiter
 from ehc.platform import Platform
+from ehc.web import i18n
 
 PROBLEM = "application/problem+json"
 PASSWORD = "correct horse battery"
@@ -237,11 +239,6 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
 
 # -- the world the requests act on ------------------------------------------------------------------
 
-def _uscc(region: str, serial: int) -> str:
-    body = f"12{region}{serial:08d}X"
-    return body + stdnum_uscc.calc_check_digit(body)
-
-
 def _person(name: str, born: date, sequence: int, male: bool, **extra) -> dict:  # noqa: ANN003
     return {"name": name, "document": {"type": "01", "number": resident_id("510104", born, sequence, male)},
             "sex": "1" if male else "2", "birth_date": born.isoformat(), **extra}
@@ -297,15 +294,30 @@ class World:
             headers.update((self.spare if spare else self.headers)[caller])
         return self.client.request(method, url, content=content, headers=headers, auth=auth)
 
+    def visit(self, caller: str, method: str, url: str):  # noqa: ANN201
+        """One page request as ``caller``, as a browser would send it (English, no redirects followed).
+
+        A signed-in caller's token rides in *both* page cookies and the Authorization header, so a
+        page must tell a staff token from a resident's; a hospital system signs the request."""
+        self.client.cookies.clear()
+        headers, auth, cookies = {"Accept-Language": "en"}, None, {}
+        if caller == HOSPITAL:
+            auth = self.app.auth()
+        elif caller != ANON:
+            headers.update(self.headers[caller])
+            token = self.headers[caller]["Authorization"].removeprefix("Bearer ")
+            cookies = {"ehc_staff": token, "ehc_resident": token}
+        self.client.cookies.update(cookies)
+        try:
+            return self.client.request(method, url, headers=headers, auth=auth, follow_redirects=False)
+        finally:
+            self.client.cookies.clear()
+
 
 def _new_app(ctx, institution: str, name: str) -> App:  # noqa: ANN001
     key = SM2PrivateKey.generate()
     made = apps.create_app(ctx, name=name, institution_id=institution)
     return App(made.id, apps.add_key(ctx, made.id, key.public_key.to_pem().decode()).key_id, key)
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _ok(answer, *statuses: int) -> dict:  # noqa: ANN001
@@ -316,9 +328,9 @@ def _ok(answer, *statuses: int) -> dict:  # noqa: ANN001
 def _build(platform: Platform, client: TestClient) -> World:
     with platform.db.session() as session:
         ctx = platform.ctx(session, Actor.system())
-        a = institutions.create_institution(session, uscc=_uscc("510104", 1), name="Test People's Hospital",
+        a = institutions.create_institution(session, uscc=uscc("510104", 1), name="Test People's Hospital",
                                             kind="hospital", region_code="510104", level="3A")
-        b = institutions.create_institution(session, uscc=_uscc("440300", 2), name="Shenzhen Clinic",
+        b = institutions.create_institution(session, uscc=uscc("440300", 2), name="Shenzhen Clinic",
                                             kind="clinic", region_code="440300")
         for inst in (a, b):
             institutions.add_department(ctx, inst, code="0300")
@@ -343,13 +355,13 @@ def _build(platform: Platform, client: TestClient) -> World:
                 session, username=f"matrix.{role}", password=PASSWORD, role=role,
                 institution_id=a.id if role in INSTITUTION_STAFF else None,
                 region_code="510100" if role == REGIONAL else None)
-            world.spare[role] = _bearer(accounts.issue_token(session, "staff", account.id))
+            world.spare[role] = bearer(accounts.issue_token(session, "staff", account.id))
 
     # Tokens the way staff get them: signing in.
     for role in STAFF_CALLERS:
-        world.headers[role] = _bearer(_ok(client.post("/api/v1/auth/staff/token", json={
+        world.headers[role] = bearer(_ok(client.post("/api/v1/auth/staff/token", json={
             "username": f"matrix.{role}", "password": PASSWORD}))["access_token"])
-    world.other_admin = _bearer(_ok(client.post("/api/v1/auth/staff/token", json={
+    world.other_admin = bearer(_ok(client.post("/api/v1/auth/staff/token", json={
         "username": "other.admin", "password": PASSWORD}))["access_token"])
 
     # Cards: one the staff work on, a temporary one; the resident applies on the website, signs in
@@ -362,15 +374,13 @@ def _build(platform: Platform, client: TestClient) -> World:
     world.own_card = _ok(client.post("/api/v1/cards", json=RESIDENT_PERSON))["ehc_id"]
     phone = RESIDENT_PERSON["phone"]
     _ok(client.post("/api/v1/auth/resident/otp", json={"phone": phone}), 202)
-    with platform.db.session() as session:
-        code = re.search(r"\d{6}", sms.outbox(session, platform.vault, phone=phone, limit=1)[0].text).group()
-    world.headers[RESIDENT] = _bearer(_ok(client.post("/api/v1/auth/resident/token", json={
-        "phone": phone, "code": code}))["access_token"])
+    world.headers[RESIDENT] = bearer(_ok(client.post("/api/v1/auth/resident/token", json={
+        "phone": phone, "code": sms_code(platform, phone)}))["access_token"])
     world.member = _ok(client.post("/api/v1/me/family", json={**RESIDENT_CHILD, "relation": "child"},
                                    headers=world.headers[RESIDENT]))["ehc_id"]
     with platform.db.session() as session:
         person_id = session.get(Card, world.own_card).person_id
-        world.spare[RESIDENT] = _bearer(accounts.issue_token(session, "resident", person_id))
+        world.spare[RESIDENT] = bearer(accounts.issue_token(session, "resident", person_id))
     return world
 
 
@@ -422,7 +432,7 @@ def _requests(w: World) -> dict[tuple[str, str], tuple[dict[str, str], dict | No
         ("POST", "/api/v1/cards/{ehc_id}/family"): (
             {}, {**_person("张小军", date(1995, 5, 5), 34, True), "relation": "child"}),
         ("POST", "/api/v1/cards/{ehc_id}/merge"): ({"ehc_id": w.temporary}, {"into": w.card, "reason": "identified"}),
-        ("POST", "/api/v1/institutions"): ({}, {"uscc": _uscc("510104", 3), "name": "锦江区矩阵医院",
+        ("POST", "/api/v1/institutions"): ({}, {"uscc": uscc("510104", 3), "name": "锦江区矩阵医院",
                                                 "kind": "hospital", "region_code": "510104"}),
         ("PATCH", "/api/v1/institutions/{institution_id}"): ({}, {"name": "Test People's Hospital"}),
         ("POST", "/api/v1/institutions/{institution_id}/departments"): ({}, {"code": "0400"}),
@@ -471,15 +481,19 @@ def _url(w: World, method: str, template: str, overrides: dict[str, str]) -> str
     return template.format(**params)
 
 
-def api_routes(app) -> set[tuple[str, str]]:  # noqa: ANN001
-    """Every (method, path template) under /api/v1 that the app serves."""
+def served_routes(app) -> set[tuple[str, str]]:  # noqa: ANN001
+    """Every (method, path template) the app serves (HEAD, which Starlette adds to GET, left out)."""
     try:  # FastAPI >= 0.16x keeps included routers as routes of their own
         from fastapi.routing import iter_route_contexts
-        routes = [(rc.original_route, rc.path, rc.methods) for rc in iter_route_contexts(app.routes)]
+        routes = [(rc.path, rc.methods) for rc in iter_route_contexts(app.routes)]
     except ImportError:
-        routes = [(r, r.path, r.methods) for r in app.routes]
-    found = {(method, path) for route, path, methods in routes
-             if isinstance(route, APIRoute) and path.startswith("/api/v1") for method in methods}
+        routes = [(r.path, getattr(r, "methods", None)) for r in app.routes]
+    return {(method, path) for path, methods in routes for method in methods or () if method != "HEAD"}
+
+
+def api_routes(app) -> set[tuple[str, str]]:  # noqa: ANN001
+    """Every (method, path template) under /api/v1 that the app serves."""
+    found = {(method, path) for method, path in served_routes(app) if path.startswith("/api/v1")}
     assert found, "no /api/v1 routes found: has the way to list them changed?"
     return found
 
@@ -577,7 +591,7 @@ def test_regional_operator_sees_only_their_region(world: World) -> None:
         answer = client.request(method, f"/api/v1/institutions/{world.other}{path}", json=body, headers=operator)
         _refused(answer, "institution_not_found")
         assert answer.json()["detail"] == missing.json()["detail"]
-    _refused(client.post("/api/v1/institutions", json={"uscc": _uscc("440300", 4), "name": "x", "kind": "clinic",
+    _refused(client.post("/api/v1/institutions", json={"uscc": uscc("440300", 4), "name": "x", "kind": "clinic",
                                                         "region_code": "440300"}, headers=operator),
              "region_out_of_scope", 403)
 
@@ -650,3 +664,225 @@ def test_resident_reaches_only_their_own_family(world: World) -> None:
             _refused(answer, "card_not_found")
             assert answer.json()["detail"] == missing.json()["detail"]
     assert _ok(client.get(f"/api/v1/cards/{world.card}", headers=world.headers[CLERK]))["status"] == before
+
+
+# -- who may call the FHIR routes (the authz matrix, for OperationOutcome answers) ----------------------
+
+IDENTITY_READERS = frozenset({CLERK, DOCTOR, NURSE, INST_ADMIN, HOSPITAL, REGIONAL, PLATFORM_ADMIN})
+FHIR_MATRIX: dict[tuple[str, str], frozenset[str]] = {
+    ("GET", "/fhir/metadata"): frozenset(CALLERS),
+    ("POST", "/fhir/Patient/$match"): IDENTITY_READERS,
+    ("GET", "/fhir/Patient/$ihe-pix"): IDENTITY_READERS,
+    ("GET", "/fhir/Patient"): IDENTITY_READERS,
+    ("GET", "/fhir/Patient/{patient_id}"): IDENTITY_READERS,
+    # Anything else under /fhir: a not-supported OperationOutcome for everyone.
+    **{(method, "/fhir/{path:path}"): frozenset(CALLERS) for method in ("GET", "POST", "PUT", "PATCH", "DELETE")},
+}
+
+
+def fhir_routes(app) -> set[tuple[str, str]]:  # noqa: ANN001
+    """Every (method, path template) under /fhir."""
+    return {(method, path) for method, path in served_routes(app) if path.startswith("/fhir")}
+
+
+def test_fhir_authorisation_matrix(world: World) -> None:
+    assert fhir_routes(world.client.app) == set(FHIR_MATRIX), "decide who may call each FHIR route"
+    number = HOLDER["document"]["number"]
+    requests_ = {
+        ("POST", "/fhir/Patient/$match"): match_parameters({"identifier": [{"system": ID_CARD, "value": number}]}),
+    }
+    urls = {"/fhir/Patient/$ihe-pix": f"/fhir/Patient/$ihe-pix?sourceIdentifier={ID_CARD}|{number}",
+            "/fhir/Patient": f"/fhir/Patient?identifier={ID_CARD}|{number}",
+            "/fhir/Patient/{patient_id}": f"/fhir/Patient/{world.card}",
+            "/fhir/{path:path}": "/fhir/Observation"}
+    problems = []
+    for (method, template), allowed in FHIR_MATRIX.items():
+        for caller in CALLERS:
+            answer = world.call(caller, method, urls.get(template, template), requests_.get((method, template)))
+            where = f"{caller:18} {method} {template} -> {answer.status_code}"
+            assert answer.headers["content-type"].startswith(FHIR_JSON), where
+            body = valid(answer.json())
+            if answer.status_code >= 500:
+                problems.append(f"{where}: server error")
+            elif answer.status_code in (401, 403):
+                expected = "unauthenticated" if caller == ANON else "role_not_allowed"
+                if outcome_code(body) != expected:
+                    problems.append(f"{where}: refused for another reason ({outcome_code(body)})")
+                elif caller in allowed:
+                    problems.append(f"{where}: should be allowed")
+            elif caller not in allowed:
+                problems.append(f"{where}: should be denied")
+    assert not problems, "\n".join(problems)
+    assert RESIDENT not in IDENTITY_READERS  # residents read themselves through /api/v1/me
+
+
+# -- the pages: the website, the resident's pages, the staff and admin pages ------------------------------
+# A page refuses a caller it does not know (anonymous, a hospital system, a resident on a staff page, staff
+# on a resident page) with a redirect to the sign-in of its area; a staff member whose role may not use
+# a staff page gets the 403 error page. Everything else the app serves outside /api/v1 and /fhir (the
+# trust lists, the health check, the API docs) is public.
+
+STAFF = frozenset(STAFF_CALLERS)
+PAGE_PRINTERS = QR_PRINTERS - {HOSPITAL}  # the API's QRPrinter rule; pages know no hospital systems
+PAGE_MONITORS = CARD_USE_MONITORS - {HOSPITAL}  # the API's CardUseMonitor rule
+PUBLIC = EVERYONE
+
+PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
+    # the public website: applying, the card cookie's page, signing in and out
+    ("GET", "/"): PUBLIC,
+    ("GET", "/apply"): PUBLIC,
+    ("POST", "/apply"): PUBLIC,
+    ("GET", "/card"): PUBLIC,  # shows only the card this browser applied for (its signed cookie)
+    ("GET", "/sign-in"): PUBLIC,
+    ("POST", "/sign-in/send-code"): PUBLIC,
+    ("GET", "/sign-in/code"): PUBLIC,
+    ("POST", "/sign-in/code"): PUBLIC,
+    ("POST", "/sign-in/password"): PUBLIC,
+    ("POST", "/sign-out"): PUBLIC,
+    ("GET", "/dev/outbox"): PUBLIC,  # development only: "not found" in production, for everyone
+    ("GET", "/staff/sign-in"): PUBLIC,
+    ("POST", "/staff/sign-in"): PUBLIC,
+    ("POST", "/staff/sign-out"): PUBLIC,
+    # the resident's own pages (me.auth's rule: residents only)
+    ("GET", "/me"): RESIDENT_ONLY,
+    ("GET", "/me/code"): RESIDENT_ONLY,
+    ("GET", "/me/family/add"): RESIDENT_ONLY,
+    ("POST", "/me/family/add"): RESIDENT_ONLY,
+    ("GET", "/me/report-lost"): RESIDENT_ONLY,
+    ("POST", "/me/report-lost"): RESIDENT_ONLY,
+    ("GET", "/me/pin"): RESIDENT_ONLY,
+    ("POST", "/me/pin"): RESIDENT_ONLY,
+    ("GET", "/me/access-log"): RESIDENT_ONLY,
+    # staff pages: the home for every staff member, then each page with its API's rule
+    ("GET", "/staff"): STAFF,
+    ("GET", "/staff/print"): PAGE_PRINTERS,
+    ("GET", "/staff/cards/{ehc_id}/print"): PAGE_PRINTERS,
+    ("GET", "/staff/card-uses"): PAGE_MONITORS,
+    ("GET", "/staff/mpi/reviews"): MATCH_REVIEWERS,
+    ("GET", "/staff/mpi/reviews/{review_id}"): MATCH_REVIEWERS,
+    ("POST", "/staff/mpi/reviews/{review_id}/{verdict}"): MATCH_REVIEWERS,
+    # admin pages: an institution, its departments, terminals, staff and keys (InstitutionAdmin)
+    ("GET", "/staff/institution"): INSTITUTION_MANAGERS,
+    ("GET", "/staff/institution/{institution_id}"): INSTITUTION_MANAGERS,
+    ("GET", "/staff/institution/{institution_id}/departments"): INSTITUTION_MANAGERS,
+    ("POST", "/staff/institution/{institution_id}/departments"): INSTITUTION_MANAGERS,
+    ("POST", "/staff/institution/{institution_id}/departments/{code}/rename"): INSTITUTION_MANAGERS,
+    ("POST", "/staff/institution/{institution_id}/departments/{code}/remove"): INSTITUTION_MANAGERS,
+    ("GET", "/staff/institution/{institution_id}/terminals"): INSTITUTION_MANAGERS,
+    ("POST", "/staff/institution/{institution_id}/terminals"): INSTITUTION_MANAGERS,
+    ("POST", "/staff/institution/{institution_id}/terminals/{terminal_id}"): INSTITUTION_MANAGERS,
+    ("GET", "/staff/institution/{institution_id}/staff"): INSTITUTION_MANAGERS,
+    ("POST", "/staff/institution/{institution_id}/staff"): INSTITUTION_MANAGERS,
+    ("POST", "/staff/institution/{institution_id}/staff/{staff_id}"): INSTITUTION_MANAGERS,
+    ("GET", "/staff/institution/{institution_id}/keys"): INSTITUTION_MANAGERS,
+    ("POST", "/staff/institution/{institution_id}/keys/apps"): INSTITUTION_MANAGERS,
+    ("POST", "/staff/institution/{institution_id}/keys/apps/{app_id}"): INSTITUTION_MANAGERS,
+    ("GET", "/staff/institution/{institution_id}/keys/apps/{app_id}/{key_id}/revoke"): INSTITUTION_MANAGERS,
+    ("POST", "/staff/institution/{institution_id}/keys/apps/{app_id}/{key_id}/revoke"): INSTITUTION_MANAGERS,
+    # not pages, and public: what offline verifiers fetch, the health check, the API's documentation
+    ("GET", "/.well-known/ehc/root-key"): PUBLIC,
+    ("GET", "/.well-known/ehc/trust-list"): PUBLIC,
+    ("GET", "/.well-known/ehc/revocations"): PUBLIC,
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/docs/oauth2-redirect"): PUBLIC,
+    ("GET", "/redoc"): PUBLIC,
+}
+
+
+def page_routes(app) -> set[tuple[str, str]]:  # noqa: ANN001
+    """Every (method, path template) the app serves outside /api/v1 and /fhir."""
+    found = {(method, path) for method, path in served_routes(app) if not path.startswith(("/api/v1", "/fhir"))}
+    assert ("GET", "/me") in found, "no page routes found: has the way to list them changed?"
+    return found
+
+
+def test_every_page_has_an_entry_in_the_matrix(world: World) -> None:
+    served = page_routes(world.client.app)
+    missing = sorted(served - PAGE_MATRIX.keys())
+    stale = sorted(PAGE_MATRIX.keys() - served)
+    assert not missing and not stale, (
+        f"pages without an entry in PAGE_MATRIX (decide who may open them): {missing}; "
+        f"entries for pages that no longer exist: {stale}")
+
+
+ROLE_REFUSED = i18n.catalogue("en")["errors.role_not_allowed"]
+
+
+def _page_outcome(answer) -> str:  # noqa: ANN001
+    """``sign-in`` (a redirect to /sign-in or /staff/sign-in), ``403`` (the role error page), ``error``
+    (a server error), else ``through`` (the page, or what it answers a caller it let in: a 303 elsewhere,
+    a CSRF refusal for a form sent without its token, "not found" for an object out of reach)."""
+    location = answer.headers.get("location", "")
+    if answer.status_code >= 500:
+        return "error"
+    if answer.status_code in (302, 303, 307) and location.split("?")[0] in ("/sign-in", "/staff/sign-in"):
+        return "sign-in"
+    if answer.status_code == 403 and ROLE_REFUSED in answer.text:
+        return "403"
+    return "through"
+
+
+def _page_url(w: World, template: str) -> str:
+    return template.format(ehc_id=w.card, review_id="999999", verdict="accept", institution_id=w.institution,
+                           code="0300", terminal_id="W01", staff_id=w.staff_id, app_id=w.managed_app.app_id,
+                           key_id=w.managed_app.key_id)
+
+
+def test_page_authorisation_matrix(world: World) -> None:
+    problems = []
+    seen: dict[tuple[str, str], dict[str, int]] = {}
+    for (method, template), allowed in PAGE_MATRIX.items():
+        seen[(method, template)] = {}
+        for caller in CALLERS:
+            answer = world.visit(caller, method, _page_url(world, template))
+            seen[(method, template)][caller] = answer.status_code
+            outcome = _page_outcome(answer)
+            where = f"{caller:18} {method} {template} -> {answer.status_code} {answer.headers.get('location', '')}"
+            if outcome == "error":
+                problems.append(f"{where}: server error")
+            elif caller in allowed:
+                # A public page may send anyone to sign in as part of its own flow (the code form
+                # without a code asked for); a page with a rule lets its callers in.
+                if outcome == "403" or outcome == "sign-in" and allowed != PUBLIC:
+                    problems.append(f"{where}: should be let through ({outcome})")
+            else:
+                # Staff whose role does not fit get the 403 page; anyone not signed in as staff (or, on the
+                # resident's pages, not signed in as a resident) is sent to sign in, to the page's own area.
+                staff_area = template.startswith("/staff")
+                expected = "403" if staff_area and caller in STAFF else "sign-in"
+                sign_in = "/staff/sign-in" if staff_area else "/sign-in"
+                if outcome != expected:
+                    problems.append(f"{where}: should be refused with {expected}, got {outcome}")
+                elif expected == "sign-in" and not answer.headers["location"].startswith(sign_in):
+                    problems.append(f"{where}: should be sent to {sign_in}")
+                if answer.status_code == 200:
+                    problems.append(f"{where}: a refused caller must never get the page")
+    assert not problems, "\n" + _page_table(seen) + "\n\n" + "\n".join(problems)
+
+
+def _page_table(seen: dict[tuple[str, str], dict[str, int]]) -> str:
+    """Rows: pages; columns: callers; each cell the status the caller got (``*`` where it may open the page)."""
+    width = max(len(f"{m} {p}") for m, p in seen)
+    lines = [" " * (width + 1) + " ".join(f"{SHORT[c]:>6}" for c in CALLERS)]
+    for (method, path), answers in seen.items():
+        cells = [f"{answers[c]}{'*' if c in PAGE_MATRIX[(method, path)] else ''}" for c in CALLERS]
+        lines.append(f"{method + ' ' + path:{width}} " + " ".join(f"{c:>6}" for c in cells))
+    return "\n".join(lines)
+
+
+def test_pages_reach_only_the_callers_own_objects(world: World) -> None:
+    """Let in, a caller still sees only what is theirs: another institution, a card that is not the
+    resident's or their family's, answer the "not found" page, never someone else's data."""
+    other = world.other
+    for path in (f"/staff/institution/{other}", f"/staff/institution/{other}/staff",
+                 f"/staff/institution/{other}/keys"):
+        answer = world.visit(INST_ADMIN, "GET", path)
+        assert answer.status_code == 404 and "Shenzhen Clinic" not in answer.text, (path, answer.status_code)
+    for path in (f"/me/report-lost?card={world.card}", f"/me/pin?card={world.card}",
+                 f"/me/code?member={world.card}"):
+        answer = world.visit(RESIDENT, "GET", path)
+        assert answer.status_code == 404 and HOLDER["name"] not in answer.text, (path, answer.status_code)
+    for path in (f"/me/report-lost?card={world.member}", f"/me/code?member={world.member}"):
+        assert world.visit(RESIDENT, "GET", path).status_code == 200, path  # their child's card is theirs

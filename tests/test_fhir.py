@@ -5,9 +5,8 @@ and a staff bearer token, added to fhirclient's ``requests`` session), and throu
 error cases. Every body is parsed with the ``fhir.resources`` R4B models and with fhirclient's R4 models.
 Runs on SQLite and PostgreSQL.
 
-The authorisation matrix of ``tests/test_authz_matrix.py`` walks ``/api/v1`` routes and expects
-problem+json refusals; FHIR routes answer OperationOutcomes, so their matrix is here
-(``test_fhir_authorisation_matrix``), with the same callers and the same world.
+Who may call each FHIR route is in the authorisation matrix (``tests/test_authz_matrix.py``), which
+walks ``/fhir`` with the same callers as ``/api/v1`` and the pages.
 """
 
 from __future__ import annotations
@@ -29,17 +28,6 @@ from fhirclient.models.parameters import Parameters as R4Parameters
 from fhirclient.models.patient import Patient as R4Patient
 from residents import resident_id
 from sqlalchemy import select
-from test_authz_matrix import (  # the matrix's callers and world, reused for the FHIR routes
-    ANON,
-    CALLERS,
-    HOLDER,
-    HOSPITAL,
-    PLATFORM_ADMIN,
-    REGIONAL,
-    RESIDENT,
-    World,
-    world,  # noqa: F401 - a fixture
-)
 
 from ehc.apps import signing
 from ehc.audit.models import AuditEvent
@@ -355,62 +343,3 @@ def test_every_error_is_an_operation_outcome_with_a_stable_code(platform, client
     assert bad_token["issue"][0]["code"] == "login"
     metadata = fhir_body(client.get("/fhir/metadata"))
     assert metadata["resourceType"] == "CapabilityStatement"
-
-
-# -- who may call the FHIR routes (the authz matrix, for OperationOutcome answers) ----------------------
-
-IDENTITY_READERS = frozenset({"window_clerk", "doctor", "nurse", "institution_admin", HOSPITAL, REGIONAL,
-                              PLATFORM_ADMIN})
-FHIR_MATRIX: dict[tuple[str, str], frozenset[str]] = {
-    ("GET", "/fhir/metadata"): frozenset(CALLERS),
-    ("POST", "/fhir/Patient/$match"): IDENTITY_READERS,
-    ("GET", "/fhir/Patient/$ihe-pix"): IDENTITY_READERS,
-    ("GET", "/fhir/Patient"): IDENTITY_READERS,
-    ("GET", "/fhir/Patient/{patient_id}"): IDENTITY_READERS,
-    # Anything else under /fhir: a not-supported OperationOutcome for everyone.
-    **{(method, "/fhir/{path:path}"): frozenset(CALLERS) for method in ("GET", "POST", "PUT", "PATCH", "DELETE")},
-}
-
-
-def fhir_routes(app) -> set[tuple[str, str]]:
-    """Every (method, path template) under /fhir, listed as ``test_authz_matrix.api_routes`` lists /api/v1."""
-    from fastapi.routing import APIRoute
-
-    try:  # FastAPI >= 0.16x keeps included routers as routes of their own
-        from fastapi.routing import iter_route_contexts
-        routes = [(rc.original_route, rc.path, rc.methods) for rc in iter_route_contexts(app.routes)]
-    except ImportError:
-        routes = [(r, r.path, r.methods) for r in app.routes]
-    return {(method, path) for route, path, methods in routes
-            if isinstance(route, APIRoute) and path.startswith("/fhir") for method in methods}
-
-
-def test_fhir_authorisation_matrix(world: World) -> None:
-    assert fhir_routes(world.client.app) == set(FHIR_MATRIX), "decide who may call each FHIR route"
-    number = HOLDER["document"]["number"]
-    requests_ = {
-        ("POST", "/fhir/Patient/$match"): match_parameters({"identifier": [{"system": ID_CARD, "value": number}]}),
-    }
-    urls = {"/fhir/Patient/$ihe-pix": f"/fhir/Patient/$ihe-pix?sourceIdentifier={ID_CARD}|{number}",
-            "/fhir/Patient": f"/fhir/Patient?identifier={ID_CARD}|{number}",
-            "/fhir/Patient/{patient_id}": f"/fhir/Patient/{world.card}",
-            "/fhir/{path:path}": "/fhir/Observation"}
-    problems = []
-    for (method, template), allowed in FHIR_MATRIX.items():
-        for caller in CALLERS:
-            answer = world.call(caller, method, urls.get(template, template), requests_.get((method, template)))
-            where = f"{caller:18} {method} {template} -> {answer.status_code}"
-            assert answer.headers["content-type"].startswith(FHIR_JSON), where
-            body = valid(answer.json())
-            if answer.status_code >= 500:
-                problems.append(f"{where}: server error")
-            elif answer.status_code in (401, 403):
-                expected = "unauthenticated" if caller == ANON else "role_not_allowed"
-                if outcome_code(body) != expected:
-                    problems.append(f"{where}: refused for another reason ({outcome_code(body)})")
-                elif caller in allowed:
-                    problems.append(f"{where}: should be allowed")
-            elif caller not in allowed:
-                problems.append(f"{where}: should be denied")
-    assert not problems, "\n".join(problems)
-    assert RESIDENT not in IDENTITY_READERS  # residents read themselves through /api/v1/me

@@ -12,7 +12,6 @@ import string
 import time
 from datetime import date
 
-import pytest
 from factories import ARTIFACTS
 from residents import resident_id
 from sqlalchemy import func, select
