@@ -38,6 +38,12 @@ def uscc(region: str, serial: int) -> str:
     return body + stdnum_uscc.calc_check_digit(body)
 
 
+def person(name: str, born: date, sequence: int, male: bool = True, *, region: str = "510104", **extra) -> dict:
+    """A card application's body for a resident with a valid ID card number (``extra``: phone, relation...)."""
+    return {"name": name, "document": {"type": "01", "number": resident_id(region, born, sequence, male)},
+            "sex": "1" if male else "2", "birth_date": born.isoformat(), **extra}
+
+
 def make_institution(platform, institution_id: str, *, uscc: str, name: str, kind: str = "hospital",  # noqa: ANN001
                      region_code: str, level: str | None = None) -> str:
     """An institution row as it stands in the registry, with exactly the given details."""

@@ -40,9 +40,8 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 from conftest import _empty_tables
-from factories import bearer, sms_code, uscc
+from factories import bearer, person, sms_code, uscc
 from fastapi.testclient import TestClient
-from residents import resident_id
 from test_fhir import FHIR_JSON, ID_CARD, match_parameters, outcome_code, valid
 
 from ehc.accounts import residents as residents_service
@@ -239,16 +238,11 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
 
 # -- the world the requests act on ------------------------------------------------------------------
 
-def _person(name: str, born: date, sequence: int, male: bool, **extra) -> dict:  # noqa: ANN003
-    return {"name": name, "document": {"type": "01", "number": resident_id("510104", born, sequence, male)},
-            "sex": "1" if male else "2", "birth_date": born.isoformat(), **extra}
-
-
-HOLDER = _person("张建国", date(1970, 1, 2), 33, True, phone="13912340002")  # the card staff work on
-DOOMED = _person("赵一民", date(1950, 10, 1), 37, True)
-RESIDENT_PERSON = _person("王小红", date(1985, 6, 1), 31, False, phone="13912340001")
-RESIDENT_CHILD = _person("王乐乐", date(2015, 3, 4), 32, True)
-APPLICANT = _person("李四海", date(1988, 8, 8), 35, True, phone="13912340005")
+HOLDER = person("张建国", date(1970, 1, 2), 33, True, phone="13912340002")  # the card staff work on
+DOOMED = person("赵一民", date(1950, 10, 1), 37, True)
+RESIDENT_PERSON = person("王小红", date(1985, 6, 1), 31, False, phone="13912340001")
+RESIDENT_CHILD = person("王乐乐", date(2015, 3, 4), 32, True)
+APPLICANT = person("李四海", date(1988, 8, 8), 35, True, phone="13912340005")
 
 
 @dataclass
@@ -430,7 +424,7 @@ def _requests(w: World) -> dict[tuple[str, str], tuple[dict[str, str], dict | No
         ("POST", "/api/v1/cards/{ehc_id}/approve"): ({}, {}),
         ("POST", "/api/v1/cards/{ehc_id}/reject"): ({}, {"reason": "documents do not match"}),
         ("POST", "/api/v1/cards/{ehc_id}/family"): (
-            {}, {**_person("张小军", date(1995, 5, 5), 34, True), "relation": "child"}),
+            {}, {**person("张小军", date(1995, 5, 5), 34, True), "relation": "child"}),
         ("POST", "/api/v1/cards/{ehc_id}/merge"): ({"ehc_id": w.temporary}, {"into": w.card, "reason": "identified"}),
         ("POST", "/api/v1/institutions"): ({}, {"uscc": uscc("510104", 3), "name": "锦江区矩阵医院",
                                                 "kind": "hospital", "region_code": "510104"}),
@@ -449,7 +443,7 @@ def _requests(w: World) -> dict[tuple[str, str], tuple[dict[str, str], dict | No
         ("PATCH", "/api/v1/commission/staff/{staff_id}"): ({"staff_id": w.commission_staff_id},
                                                            {"display_name": "审计员"}),
         ("POST", "/api/v1/me/card/report-lost"): ({}, {"reason": "lost phone case"}),
-        ("POST", "/api/v1/me/family"): ({}, {**_person("王安安", date(2018, 9, 9), 36, False), "relation": "child"}),
+        ("POST", "/api/v1/me/family"): ({}, {**person("王安安", date(2018, 9, 9), 36, False), "relation": "child"}),
         ("GET", "/api/v1/me/family/{ehc_id}"): ({"ehc_id": w.member}, None),
         ("POST", "/api/v1/me/family/{ehc_id}/report-lost"): ({"ehc_id": w.member}, {"reason": "lost"}),
         ("POST", "/api/v1/me/newborns"): ({}, {"sex": "1", "birth_date": "2024-07-08"}),

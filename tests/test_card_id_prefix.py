@@ -9,6 +9,7 @@ import csv
 from collections.abc import Iterator
 from datetime import date
 
+import factories
 import pytest
 from residents import resident_id
 from sqlalchemy import func, select
@@ -22,8 +23,7 @@ REAL = ids.new_card_id
 
 
 def person(sequence: int, *, born: date = date(1980, 4, 5), male: bool = True, **extra) -> dict:
-    return {"name": "赵小川", "document": {"type": "01", "number": resident_id(born=born, sequence=sequence, male=male)},
-            "sex": "1" if male else "2", "birth_date": born.isoformat(), **extra}
+    return factories.person("赵小川", born, sequence, male, **extra)
 
 
 class ScriptedIds:

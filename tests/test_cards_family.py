@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from factories import person
 from residents import resident_id
 from test_cards_api import application
 
@@ -15,13 +16,7 @@ def _adult(client, sequence: int = 21) -> str:  # noqa: ANN001
 
 
 def _child(sequence: int, relation: str = "child", born: date = date(2015, 9, 1), male: bool = False) -> dict:
-    return {
-        "name": "王小红",
-        "document": {"type": "01", "number": resident_id(born=born, sequence=sequence, male=male)},
-        "sex": "1" if male else "2",
-        "birth_date": born.isoformat(),
-        "relation": relation,
-    }
+    return person("王小红", born, sequence, male, relation=relation)
 
 
 def test_guardian_binds_family_up_to_the_limit(client, clerk):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+import factories
 from factories import make_staff
-from residents import resident_id
 from sqlalchemy import select
 
 from ehc.cards.models import Card, CardEvent, FamilyBinding
@@ -17,8 +17,7 @@ URL = "/api/v1/mpi/merges"
 
 
 def person(name: str, sequence: int, born: date = date(1980, 5, 6), **extra) -> dict:
-    return {"name": name, "document": {"type": "01", "number": resident_id("510104", born, sequence, True)},
-            "sex": "1", "birth_date": born.isoformat(), **extra}
+    return factories.person(name, born, sequence, **extra)
 
 
 def problem(answer, status: int, code: str) -> None:

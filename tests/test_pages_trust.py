@@ -15,13 +15,12 @@ import time
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from factories import ARTIFACTS
+from factories import ARTIFACTS, sms_code
 from residents import resident_id
 from sqlalchemy import select
 
 from ehc.accounts import residents as residents_service
 from ehc.accounts import service as accounts
-from ehc.accounts import sms
 from ehc.cards.models import Card
 from ehc.institutions.models import Terminal
 from ehc.web import i18n
@@ -98,10 +97,7 @@ def apply(client, *, name: str = NAME, number: str = NUMBER, born: str = "1985-0
 
 
 def sent_code(platform, phone: str = PHONE) -> str:  # noqa: ANN001
-    with platform.db.session() as session:
-        messages = sms.outbox(session, platform.vault, phone=phone, limit=1)
-    assert messages, "no text message was sent"
-    return re.search(r"\d{6}", messages[0].text).group()
+    return sms_code(platform, phone)
 
 
 def ask_code(client, phone: str = PHONE, lang: str = "en"):  # noqa: ANN001, ANN201

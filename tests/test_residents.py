@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from ehc.accounts import residents as residents_service
 from ehc.accounts import sms
+from factories import sms_code
 from residents import resident_id
 
 PHONE = "13912345678"
@@ -48,10 +49,7 @@ def apply(client, *, name: str = NAME, number: str = NUMBER, born: str = "1985-0
 
 
 def sent_code(platform, phone: str = PHONE) -> str:  # noqa: ANN001
-    with platform.db.session() as session:
-        messages = sms.outbox(session, platform.vault, phone=phone, limit=1)
-    assert messages, "no text message was sent"
-    return re.search(r"\d{6}", messages[0].text).group()
+    return sms_code(platform, phone)
 
 
 def request_code(client, phone: str = PHONE, status: int = 202):  # noqa: ANN001, ANN201
