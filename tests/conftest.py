@@ -7,6 +7,7 @@ PostgreSQL is required, not optional: set EHC_TEST_PG_URL to point elsewhere tha
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
