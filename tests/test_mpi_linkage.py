@@ -47,7 +47,7 @@ def _build_index(platform, index: pd.DataFrame, duplicated: set[str] = frozenset
     index that needs cleaning holds them: a list row for them cannot be linked with certainty."""
     from datetime import date
 
-    from ehc.cards.models import Card, CardStatus
+    from ehc.cards.models import Card
 
     made = {}
     with platform.db.session() as session:
@@ -62,8 +62,7 @@ def _build_index(platform, index: pd.DataFrame, duplicated: set[str] = frozenset
                 service.create_person(ctx, details, [])
             if n % 3 == 0:
                 # Distinct 80-bit prefixes: a card id's first 20 hex digits are unique (qr-format §5.2).
-                session.add(Card(ehc_id=f"{n:020X}" + "0" * 44, person_id=person.id, status=CardStatus.NORMAL,
-                                 channel="0100"))
+                session.add(Card(ehc_id=f"{n:020X}" + "0" * 44, person_id=person.id, status="normal", channel="0100"))
     return made
 
 
