@@ -2,6 +2,11 @@
 
 PostgreSQL is required, not optional: set EHC_TEST_PG_URL to point elsewhere than the local server
 (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres); `.ci/run` starts it.
+
+The fixtures every test module shares live here (the platform and its client, the test institution, a
+window clerk, a hospital system ``his``, a signed-in card ``holder``, live servers, Chromium); they are
+built from the plain functions of ``factories.py``, which a test calls directly when it needs another
+one. A test that takes the ``chromium`` fixture is marked ``browser`` automatically.
 """
 
 from __future__ import annotations
