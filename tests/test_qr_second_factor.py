@@ -28,7 +28,7 @@ from ehc.client import SM2Auth
 from ehc.crypto import SM2PrivateKey
 from ehc.kit.context import Actor
 from ehc.qr import second_factor as factors
-from ehc.qr.codes import SECOND_FACTOR_SCENES
+from ehc.qr.codec.codes import SECOND_FACTOR_SCENES
 from ehc.qr.models import CardPin, CardUse
 
 PHONE = "13912348800"

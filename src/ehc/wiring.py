@@ -11,7 +11,7 @@ from __future__ import annotations
 from .cards import service as cards
 from .me import sessions as me_sessions
 from .mpi import service as mpi
-from .qr import lists as qr_lists
+from .qr import service as qr
 
 _registered = False
 
@@ -23,7 +23,7 @@ def register_hooks() -> None:
     _registered = True
     # A card's life reaches the QR domain: a lost, cancelled or reissued card's static codes go on the
     # revocation list (docs/qr-format.md §12), and the sign-ins drawing its dynamic codes end (§9.1).
-    cards.on_transition(qr_lists.revoke_on_transition)
+    cards.on_transition(qr.revoke_on_transition)
     cards.on_transition(me_sessions.end_code_drawing_sessions)
     # A merge in the master index carries the card and the family bindings along, and an unmerge
     # brings exactly those back.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..kit.codes import Channel
-from ..kit.errors import Invalid
+from ...kit.codes import Channel
+from ...kit.errors import Invalid
 
 SCENES: dict[str, str] = {
     "010101": "registration",
