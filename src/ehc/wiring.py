@@ -8,6 +8,7 @@ so the API, the CLI, batch jobs and the tests all run the same hooks.
 
 from __future__ import annotations
 
+from .audit import service as audit
 from .cards import service as cards
 from .me import sessions as me_sessions
 from .mpi import service as mpi
@@ -30,3 +31,7 @@ def register_hooks() -> None:
     mpi.on_merge(cards.move_card_links)
     mpi.on_unmerge("card", cards.undo_card_cancel)
     mpi.on_unmerge("family_binding", cards.undo_family_moves)
+    # The audit trail, below every domain, learns a card's holder from the card registry and who is
+    # one person across merges from the master index (a resident's access log, an auditor's search).
+    audit.resolve_people_with(card_holder=lambda ctx, ehc_id: cards.get_card(ctx, ehc_id).person_id,
+                              same_person=lambda ctx, person_id: mpi.ids_of(ctx, mpi.resolve(ctx, person_id)))
