@@ -19,7 +19,7 @@ router = APIRouter(tags=["card uses"])
 
 class OfflineUseIn(BaseModel):
     code: str = Field(max_length=1024, description="the scanned text, EHC1: or EHCM1:")
-    scene: str = Field(max_length=7, description="care step code (DOMAIN.md), e.g. 0101011")
+    scene: str = Field(max_length=7, description="care step code (docs/codes.md), e.g. 0101011")
     channel: str = Field(max_length=4, description="channel code, e.g. 0200 (kiosk)")
     terminal_id: str = Field(min_length=1, max_length=32, description="the institution's registered terminal")
     department: str | None = Field(default=None, max_length=8)
