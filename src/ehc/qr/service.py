@@ -7,16 +7,17 @@ Nothing is defined here; each rule lives in the module that owns it and is re-ex
 - ``uses.py``: offline uses uploaded in batches, and the monitoring of uses (lists, summaries).
 - ``lists.py``: the signed trust and revocation lists offline terminals cache.
 - ``second_factor.py``: the PIN and the texted code a printed (static) code needs at some steps.
-- ``label.py``: the printed A7 label of a static code.
 - ``codec/``: the pure format; its care-step and channel codes, and the TLV container a payment
   channel builds its part of a two-in-one code with.
+
+The printed A7 label (``label.py``) is not re-exported: only the QR API prints it, and it loads a PDF
+library nothing else needs.
 """
 
 from __future__ import annotations
 
 from .codec import tlv
 from .codec.codes import SCAN_CHANNELS, SCENES, SECOND_FACTOR_SCENES, check_use_codes, online_only
-from .label import Label, label_for
 from .lists import (
     RevocationSinceInvalid,
     RevocationSinceUnknown,
@@ -94,7 +95,6 @@ __all__ = [
     "Grouping",
     "Issued",
     "ItemResult",
-    "Label",
     "OfflineUse",
     "Outcome",
     "Page",
@@ -121,7 +121,6 @@ __all__ = [
     "clear_pin",
     "issue_dynamic",
     "issue_static",
-    "label_for",
     "list_uses",
     "may_monitor",
     "online_only",

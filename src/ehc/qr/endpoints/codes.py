@@ -10,7 +10,7 @@ from ...cards.models import Card, CardStatus
 from ...identity import mask_number
 from ...kit.context import Ctx
 from ...me import service as me
-from .. import codec, service
+from .. import codec, label, service
 from ..auth import QRHolder, QRPrinter, QRVerifier
 from ..schemas import CardUseOut, DynamicCodeOut, VerifiedHolderOut, VerifyIn, VerifyOut
 
@@ -86,7 +86,7 @@ def static_svg(ehc_id: str, ctx: QRPrinter) -> Response:
             responses={200: {"content": {"application/pdf": {}}}},
             summary="Print the card's static QR code on an A7 label (PDF) with the holder's masked name")
 def static_pdf(ehc_id: str, ctx: QRPrinter) -> Response:
-    made = service.label_for(ctx, cards.get_card(ctx, ehc_id))
+    made = label.label_for(ctx, cards.get_card(ctx, ehc_id))
     headers = {**_NO_STORE, "Content-Disposition": 'inline; filename="ehc-qr-label.pdf"'}
     if made.font_note:
         headers["X-EHC-Label-Note"] = made.font_note
