@@ -19,6 +19,7 @@ from ehc.institutions import service as institutions
 from ehc.institutions.models import Institution
 from ehc.kit.codes import Channel
 from ehc.kit.context import Actor
+from ehc.qr import codec
 from ehc.qr import service as qr
 from ehc.qr import uses as card_uses
 from ehc.qr.models import CardUse, Revocation
@@ -156,8 +157,8 @@ def test_offline_and_online_uses_of_one_code_meet(client, platform, institution,
     assert online.status_code == 200, online.text
     [use] = rows(platform)
     assert (use.key_id, len(use.nonce), use.region_code, use.offline, use.replay) == (
-        qr.codec.decode(code).payload.key_id, 16, "510104", False, False)
-    assert use.recorded_at == use.at and use.nonce == qr.codec.decode(code).payload.nonce.hex()
+        codec.decode(code).payload.key_id, 16, "510104", False, False)
+    assert use.recorded_at == use.at and use.nonce == codec.decode(code).payload.nonce.hex()
 
     # The same code, scanned offline at the same terminal (it verified online too): a duplicate.
     same = upload(client, his, item(code, now, terminal_id="W01")).json()["items"][0]
@@ -192,7 +193,7 @@ def test_a_static_code_revoked_before_the_scan_is_rejected(client, platform, ins
     ehc_id, _ = holder
     now = datetime.now(UTC)
     static = issued(platform, ehc_id, now - timedelta(days=3), static=True)
-    rid = qr.codec.decode(static).payload.nonce.hex()
+    rid = codec.decode(static).payload.nonce.hex()
     with platform.db.session() as session:
         session.add(Revocation(rid=rid, action="add", reason="lost", at=now - timedelta(days=1)))
     answer = upload(client, his, item(static, now - timedelta(days=2)), item(static, now - timedelta(hours=1)))

@@ -13,7 +13,7 @@ import pytest
 from factories import make_staff
 from stdnum.cn import uscc as stdnum_uscc
 
-from ehc.institutions import codes
+from ehc.kit import regions
 from ehc.institutions.service import create_institution
 
 PROBLEM = "application/problem+json"
@@ -456,7 +456,7 @@ def test_code_lists_are_published(client):
     ("110101", "510000", False),
 ])
 def test_region_containment(code, region, inside):
-    assert codes.region_within(code, region) is inside
+    assert regions.region_within(code, region) is inside
 
 
 @pytest.mark.parametrize(("code", "ok"), [
@@ -464,7 +464,7 @@ def test_region_containment(code, region, inside):
     ("5101", False), ("51010a", False), ("000000", False), ("990101", False), ("510004", False), (510104, False),
 ])
 def test_region_form(code, ok):
-    assert (codes.region_problem(code) is None) is ok
+    assert (regions.region_problem(code) is None) is ok
 
 
 # -- the CLI --------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ehc.crypto import SM2PrivateKey
-from ehc.qr import (
+from ehc.qr import codec
+from ehc.qr.codec import (
     MULTI_PREFIX,
     PREFIX,
     CodeType,
@@ -36,7 +37,6 @@ from ehc.qr import (
     QRSignatureInvalid,
     QRVersionUnsupported,
     Signer,
-    codec,
     combine,
     decode,
     issue_dynamic,
@@ -51,7 +51,7 @@ from ehc.qr import (
     tlv,
     verify,
 )
-from ehc.qr.base45 import ALPHABET, b45decode, b45encode
+from ehc.qr.codec.base45 import ALPHABET, b45decode, b45encode
 
 NOW = datetime(2026, 11, 26, 8, 30, tzinfo=UTC)
 KEY = SM2PrivateKey.generate()

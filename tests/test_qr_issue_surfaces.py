@@ -18,7 +18,7 @@ from test_qr_service import PERSON, draw, refused, scan
 from ehc.app import create_app
 from ehc.payments import MEDICAL_PAYMENT, PaymentTokenInvalid, sandbox
 from ehc.qr import codec, label
-from ehc.qr.base45 import b45decode, b45encode
+from ehc.qr.codec.base45 import b45decode, b45encode
 
 
 def _read(gray: bytes, width: int, height: int) -> zxingcpp.Barcode:

@@ -25,7 +25,7 @@ from ehc.cards import service as cards
 from ehc.cards.models import Card, CardEvent
 from ehc.kit.context import Actor
 from ehc.qr import second_factor as factors
-from ehc.qr.codes import SECOND_FACTOR_SCENES
+from ehc.qr.codec.codes import SECOND_FACTOR_SCENES
 from ehc.qr.models import CardPin, CardUse
 
 PHONE = "13912348800"

@@ -15,7 +15,7 @@ from test_qr_codec import _png_to_gray, _zxing_read
 from ehc.cards.models import Card
 from ehc.crypto import SM2PrivateKey
 from ehc.kit.context import Actor
-from ehc.qr import codec
+from ehc.qr import codec, online
 from ehc.qr import service as qr
 from ehc.qr.models import CardUse, UsedCode
 
@@ -106,10 +106,10 @@ def test_a_dynamic_code_expires_after_120_seconds(client, platform, his, holder,
     _, resident = holder
     first, second = draw(client, resident)["text"], draw(client, resident)["text"]
     issued = datetime.fromtimestamp(codec.decode(first).payload.issued_at, timezone.utc)
-    monkeypatch.setattr(qr, "utcnow", lambda: issued + timedelta(seconds=119))
+    monkeypatch.setattr(online, "utcnow", lambda: issued + timedelta(seconds=119))
     assert scan(client, first, auth=his).status_code == 200
     later = datetime.fromtimestamp(codec.decode(second).payload.issued_at, timezone.utc) + timedelta(seconds=120)
-    monkeypatch.setattr(qr, "utcnow", lambda: later)
+    monkeypatch.setattr(online, "utcnow", lambda: later)
     refused(scan(client, second, auth=his), "qr_expired")
     assert uses(platform) and len(uses(platform)) == 1
 

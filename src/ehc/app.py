@@ -10,6 +10,7 @@ from .accounts.endpoints import router as accounts_router
 from .accounts.endpoints import staff_router
 from .apps.endpoints import router as apps_router
 from .audit.endpoints import router as audit_router
+from .audit.service import start_sweeper
 from .cards.endpoints import router as cards_router
 from .fhir.endpoints import router as fhir_router
 from .institutions.endpoints import router as institutions_router
@@ -17,10 +18,7 @@ from .kit.http import RequestIdMiddleware, install_problem_handlers
 from .me.endpoints import router as me_router
 from .mpi.endpoints import router as mpi_router
 from .mpi.match_endpoints import router as mpi_match_router
-from .qr.endpoints import router as qr_router
-from .qr.lists_endpoints import router as qr_lists_router
-from .qr.second_factor_endpoints import router as second_factor_router
-from .qr.uses_endpoints import router as card_uses_router
+from .qr.endpoints import routers as qr_routers
 from .platform import Platform
 from .web.card_uses import router as card_use_pages
 from .web.pages import mount as mount_pages
@@ -43,10 +41,8 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(apps_router)
     app.include_router(cards_router)
     app.include_router(me_router)
-    app.include_router(qr_router)
-    app.include_router(card_uses_router)
-    app.include_router(qr_lists_router)
-    app.include_router(second_factor_router)
+    for router in qr_routers:
+        app.include_router(router)
     app.include_router(institutions_router)
     app.include_router(staff_router)
     app.include_router(audit_router)
@@ -69,8 +65,6 @@ def app_factory() -> FastAPI:
     Serving also runs the audit trail's sweeper, which chains events that busy moments left waiting
     (``audit/service.py``); tests build apps with ``create_app`` and chain explicitly instead.
     """
-    from .audit.service import start_sweeper
-
     app = create_app()
     start_sweeper(app.state.platform.db)
     return app

@@ -9,10 +9,11 @@
 
 Every method returns the answer's JSON as plain dicts and lists, or raises :class:`EhcError` with the
 problem's ``code``, ``status`` and ``detail`` (RFC 9457 problem+json). The canonical form lives in
-``ehc.apps.signing``, the same code the platform checks signatures with; :class:`SM2Auth` plugs it
-into any ``httpx`` client. Each request gets a fresh nonce and the current time, so a retried call is
-a new signed request: pass ``idempotency_key`` to calls that create something, so a retry after a
-lost answer returns the first result instead of doing the work twice.
+``ehc.apps.signing`` (reached through ``ehc.apps.service``), the same code the platform checks
+signatures with; :class:`SM2Auth` plugs it into any ``httpx`` client. Each request gets a fresh nonce
+and the current time, so a retried call is a new signed request: pass ``idempotency_key`` to calls
+that create something, so a retry after a lost answer returns the first result instead of doing the
+work twice.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from .apps import signing
+from .apps import service as apps
 from .crypto import SM2PrivateKey
 
 __all__ = ["EhcClient", "EhcError", "SM2Auth"]
@@ -54,7 +55,7 @@ class SM2Auth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         path, _, query = request.url.raw_path.partition(b"?")
-        headers = signing.sign(
+        headers = apps.sign(
             self.private_key,
             method=request.method,
             path=path.decode("ascii"),
@@ -118,9 +119,9 @@ class EhcClient:
         """Send one signed request; the decoded JSON answer, or :class:`EhcError`."""
         extra = dict(headers or {})
         if self.operator:
-            extra[signing.HEADER_OPERATOR] = self.operator
+            extra[apps.HEADER_OPERATOR] = self.operator
         if self.channel:
-            extra[signing.HEADER_CHANNEL] = self.channel
+            extra[apps.HEADER_CHANNEL] = self.channel
         if idempotency_key:
             extra["Idempotency-Key"] = idempotency_key
         response = self.http.request(method, self._base_url + path, json=json, params=params, headers=extra,

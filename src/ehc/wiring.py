@@ -8,10 +8,11 @@ so the API, the CLI, batch jobs and the tests all run the same hooks.
 
 from __future__ import annotations
 
+from .audit import service as audit
 from .cards import service as cards
 from .me import sessions as me_sessions
 from .mpi import service as mpi
-from .qr import lists as qr_lists
+from .qr import service as qr
 
 _registered = False
 
@@ -23,10 +24,14 @@ def register_hooks() -> None:
     _registered = True
     # A card's life reaches the QR domain: a lost, cancelled or reissued card's static codes go on the
     # revocation list (docs/qr-format.md §12), and the sign-ins drawing its dynamic codes end (§9.1).
-    cards.on_transition(qr_lists.revoke_on_transition)
+    cards.on_transition(qr.revoke_on_transition)
     cards.on_transition(me_sessions.end_code_drawing_sessions)
     # A merge in the master index carries the card and the family bindings along, and an unmerge
     # brings exactly those back.
     mpi.on_merge(cards.move_card_links)
     mpi.on_unmerge("card", cards.undo_card_cancel)
     mpi.on_unmerge("family_binding", cards.undo_family_moves)
+    # The audit trail, below every domain, learns a card's holder from the card registry and who is
+    # one person across merges from the master index (a resident's access log, an auditor's search).
+    audit.resolve_people_with(card_holder=lambda ctx, ehc_id: cards.get_card(ctx, ehc_id).person_id,
+                              same_person=lambda ctx, person_id: mpi.ids_of(ctx, mpi.resolve(ctx, person_id)))

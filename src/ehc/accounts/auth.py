@@ -3,13 +3,17 @@ website). Typed dependencies."""
 
 from __future__ import annotations
 
-from fastapi import Request, Response
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from ..apps import service as apps_service
-from ..apps import signing
+from ..institutions import service as institutions
+from ..kit.auth import require_roles
 from ..kit.codes import Channel
-from ..kit.context import Actor
+from ..kit.context import Actor, Ctx
 from ..kit.deps import get_platform
 from ..kit.errors import Unauthorized
 from . import service
@@ -78,7 +82,7 @@ def identify_caller(request: Request, session: Session, body: bytes) -> Actor:
 
 
 def _identify(request: Request, session: Session, body: bytes) -> Actor:
-    if signing.is_signed(request.headers):
+    if apps_service.is_signed(request.headers):
         return _machine_actor(request, body)
     token = _bearer(request)
     if token is None:
@@ -94,3 +98,28 @@ def _identify(request: Request, session: Session, body: bytes) -> Actor:
         return service.resident_actor(actor.id, resident_channel(request))
     role = next(iter(actor.roles))
     return Actor(**{**actor.__dict__, "channel": _ROLE_CHANNEL.get(Role(role), Channel.WINDOW)})
+
+
+# -- who manages staff accounts -------------------------------------------------------------------
+
+# An institution's staff: its admin or a platform admin.
+InstitutionAdmin = Annotated[Ctx, Depends(require_roles(Role.INSTITUTION_ADMIN, Role.PLATFORM_ADMIN))]
+# The health commission's own staff: platform admins.
+CommissionAdmin = Annotated[Ctx, Depends(require_roles(Role.PLATFORM_ADMIN))]
+
+
+@dataclass
+class StaffScope:
+    """A request's unit of work together with the institution named in its path, already checked."""
+
+    ctx: Ctx
+    institution_id: str
+
+
+def _managed(institution_id: str, ctx: InstitutionAdmin) -> StaffScope:
+    # The registry's rule: 404 for an institution out of the caller's reach, as if it did not exist.
+    return StaffScope(ctx, institutions.managed_institution(ctx, institution_id).id)
+
+
+# The institution of the path, whose staff the caller manages.
+ManagedInstitution = Annotated[StaffScope, Depends(_managed)]

@@ -6,14 +6,20 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
-from ..institutions.auth import CommissionAdmin, ManagedInstitution
 from ..kit.clock import utcnow
 from ..kit.context import Actor, Ctx
 from ..kit.deps import DbSession, get_platform
 from ..kit.errors import Problem
 from ..kit.http import safe_local_path
 from . import residents, service
-from .auth import _bearer, clear_resident_cookie, resident_channel, set_resident_cookie
+from .auth import (
+    CommissionAdmin,
+    ManagedInstitution,
+    _bearer,
+    clear_resident_cookie,
+    resident_channel,
+    set_resident_cookie,
+)
 from .schemas import (
     CommissionStaffIn,
     ResidentCodeIn,
@@ -130,7 +136,7 @@ def resident_sign_out(request: Request, session: DbSession) -> Response:
 
 # -- staff management -----------------------------------------------------------------------------
 # An institution's admin (or a platform admin) manages the institution's staff; a platform admin
-# manages the health commission's. Reach is checked by institutions/auth.py (404 out of reach).
+# manages the health commission's. Reach is the registry's rule (accounts/auth.py; 404 out of reach).
 
 staff_router = APIRouter(prefix="/api/v1", tags=["staff"])
 
@@ -156,24 +162,24 @@ def _staff_changes(body: StaffChanges) -> dict:
 @staff_router.post("/institutions/{institution_id}/staff", response_model=StaffOut, status_code=201,
                    summary="Create a staff account at the institution")
 def create_institution_staff(body: StaffIn, scoped: ManagedInstitution) -> StaffOut:
-    return _staff_out(service.create_institution_staff(scoped.ctx.session, scoped.institution.id,
+    return _staff_out(service.create_institution_staff(scoped.ctx.session, scoped.institution_id,
                                                        **body.model_dump()))
 
 
 @staff_router.get("/institutions/{institution_id}/staff", response_model=list[StaffOut])
 def list_institution_staff(scoped: ManagedInstitution) -> list[StaffOut]:
-    return [_staff_out(a) for a in service.list_staff(scoped.ctx.session, scoped.institution.id)]
+    return [_staff_out(a) for a in service.list_staff(scoped.ctx.session, scoped.institution_id)]
 
 
 @staff_router.get("/institutions/{institution_id}/staff/{staff_id}", response_model=StaffOut)
 def get_institution_staff(staff_id: str, scoped: ManagedInstitution) -> StaffOut:
-    return _staff_out(service.institution_staff(scoped.ctx.session, scoped.institution.id, staff_id))
+    return _staff_out(service.institution_staff(scoped.ctx.session, scoped.institution_id, staff_id))
 
 
 @staff_router.patch("/institutions/{institution_id}/staff/{staff_id}", response_model=StaffOut,
                     summary="Enable, disable, rename or change the role of a staff member")
 def update_institution_staff(staff_id: str, body: StaffChanges, scoped: ManagedInstitution) -> StaffOut:
-    account = service.institution_staff(scoped.ctx.session, scoped.institution.id, staff_id)
+    account = service.institution_staff(scoped.ctx.session, scoped.institution_id, staff_id)
     return _staff_out(service.update_staff(scoped.ctx.session, scoped.ctx.actor, account, **_staff_changes(body)))
 
 

@@ -15,12 +15,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..crypto import sm3
-from ..institutions.codes import region_problem
 from ..kit import ids
 from ..kit.clock import utcnow
 from ..kit.codes import Channel
 from ..kit.context import Actor
 from ..kit.errors import Conflict, Invalid, NotFound, Unauthorized, field_error
+from ..kit.regions import region_problem
 from .models import AccessToken, ResidentAccount, StaffAccount
 from ..kit.roles import COMMISSION_ROLES, INSTITUTION_ROLES, Role
 

@@ -1,5 +1,5 @@
 """Institution apps: the hospital systems that call the platform's signed machine API.
 
-``signing`` (the canonical form, shared by the server and ``ehc.client``) imports nothing but the
-crypto layer, so the client can use it without the server's dependencies.
+``signing`` (the canonical form) imports nothing but the crypto layer; the server's caller
+identification and ``ehc.client`` reach it through ``service``, the domain's public face.
 """

@@ -16,19 +16,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from ..kit.roles import HOSPITAL_SYSTEM
 from ..crypto import SM2PublicKey
-from ..institutions import policy
 from ..institutions import service as institutions
 from ..kit.clock import utcnow
 from ..kit.codes import Channel
 from ..kit.context import Actor, Ctx
 from ..kit.errors import Conflict, Invalid, NotFound, Problem, Unauthorized, field_error
-from . import replay, signing
+from . import replay, repository, signing
 from .models import AppKey, InstitutionApp, KeyStatus
+
+# The canonical request and its SM2 signature (``signing.py``), which the caller identification and
+# ``ehc.client`` use: re-exported here, the domain's public face.
+from .signing import HEADER_CHANNEL, HEADER_OPERATOR, is_signed, sign
 
 MAX_ACTIVE_KEYS = 5  # enough to rotate (old and new side by side) with room for a staged spare
 
@@ -40,9 +42,9 @@ def _manager_name(ctx: Ctx) -> str | None:
 
 
 def _managed_institution(ctx: Ctx, institution_id: str) -> str:
-    """The institution's id if the actor manages it (institutions/policy.py: its admin, a platform
+    """The institution's id if the actor manages it (``institutions.service.may_manage``: its admin, a platform
     admin, the CLI); 404 otherwise, whether or not it exists, as the institution registry answers."""
-    if not (policy.may_manage(ctx.actor, institution_id)
+    if not (institutions.may_manage(ctx.actor, institution_id)
             and institutions.find_institution(ctx.session, institution_id) is not None):
         raise NotFound("No such institution.", code="institution_not_found")
     return institution_id
@@ -68,27 +70,24 @@ def create_app(ctx: Ctx, *, name: str, institution_id: str | None = None) -> Ins
 def list_apps(ctx: Ctx, institution_id: str | None = None) -> list[InstitutionApp]:
     """Apps of one institution the actor manages; without ``institution_id``, an institution admin's
     own, or every institution's for those who manage them all."""
-    query = select(InstitutionApp).order_by(InstitutionApp.created_at, InstitutionApp.id)
-    institution_id = institution_id or (None if policy.everywhere(ctx.actor) else ctx.actor.institution_id)
+    institution_id = institution_id or (None if institutions.everywhere(ctx.actor) else ctx.actor.institution_id)
     if institution_id is not None:
         _managed_institution(ctx, institution_id)
-        query = query.where(InstitutionApp.institution_id == institution_id)
-    elif not policy.everywhere(ctx.actor):
+    elif not institutions.everywhere(ctx.actor):
         return []
-    return list(ctx.session.scalars(query))
+    return repository.apps(ctx.session, institution_id)
 
 
 def get_app(ctx: Ctx, app_id: str) -> InstitutionApp:
     """The app, if the actor manages its institution; 404 otherwise."""
-    app = ctx.session.get(InstitutionApp, app_id)
-    if app is None or not policy.may_manage(ctx.actor, app.institution_id):
+    app = repository.app(ctx.session, app_id)
+    if app is None or not institutions.may_manage(ctx.actor, app.institution_id):
         raise NotFound(f"No app {app_id}.", code="app_not_found")
     return app
 
 
 def keys_of(ctx: Ctx, app: InstitutionApp) -> list[AppKey]:
-    return list(ctx.session.scalars(
-        select(AppKey).where(AppKey.app_id == app.id).order_by(AppKey.created_at, AppKey.key_id)))
+    return repository.keys(ctx.session, app.id)
 
 
 def key_id_for(public_key: SM2PublicKey) -> str:
@@ -106,12 +105,10 @@ def add_key(ctx: Ctx, app_id: str, public_key_pem: str) -> AppKey:
                    "`openssl genpkey -algorithm SM2 -out app-key.pem` and `openssl pkey -in app-key.pem -pubout`.")
         raise Invalid(message, code="public_key_invalid",
                       errors=[field_error("public_key_pem", "public_key_invalid", message)]) from None
-    if ctx.session.scalar(select(AppKey.key_id).where(AppKey.fingerprint == public_key.fingerprint)):
+    if repository.fingerprint_registered(ctx.session, public_key.fingerprint):
         raise Conflict("This public key is already registered (keys are never reused, even after revocation).",
                        code="key_already_registered")
-    active = ctx.session.scalar(select(func.count()).select_from(AppKey).where(
-        AppKey.app_id == app.id, AppKey.status == KeyStatus.ACTIVE.value))
-    if active >= MAX_ACTIVE_KEYS:
+    if repository.active_keys(ctx.session, app.id) >= MAX_ACTIVE_KEYS:
         raise Conflict(f"An app has at most {MAX_ACTIVE_KEYS} active keys; revoke one first.", code="too_many_keys")
     key = AppKey(app_id=app.id, key_id=key_id_for(public_key), fingerprint=public_key.fingerprint,
                  public_key_pem=public_key.to_pem().decode("ascii"), status=KeyStatus.ACTIVE.value,
@@ -124,7 +121,7 @@ def add_key(ctx: Ctx, app_id: str, public_key_pem: str) -> AppKey:
 def revoke_key(ctx: Ctx, app_id: str, key_id: str) -> AppKey:
     """Stop accepting a key, from the next request on. Final; revoking twice is a no-op."""
     app = get_app(ctx, app_id)
-    key = ctx.session.get(AppKey, (app.id, key_id))
+    key = repository.key(ctx.session, app.id, key_id)
     if key is None:
         raise NotFound(f"App {app_id} has no key {key_id}.", code="key_not_found")
     if key.status != KeyStatus.REVOKED.value:
@@ -170,15 +167,6 @@ def _operator_and_channel(headers: Mapping[str, str]) -> tuple[str | None, Chann
     return operator, channel
 
 
-# The app and, if it has one by that id, the key: one indexed query, built once.
-_APP_AND_KEY = (
-    select(InstitutionApp.institution_id, AppKey.status, AppKey.public_key_pem)
-    .select_from(InstitutionApp)
-    .outerjoin(AppKey, and_(AppKey.app_id == InstitutionApp.id, AppKey.key_id == bindparam("key_id")))
-    .where(InstitutionApp.id == bindparam("app_id"))
-)
-
-
 def admit(engine: Engine, request: SignedRequest, before_claim: Callable[[Actor], None] | None = None) -> Actor:
     """Authenticate a signed request in a unit of work of its own, committed before the request's
     work begins: a request that was let in can never be played again, even if its work then fails."""
@@ -202,7 +190,7 @@ def authenticate(connection: Connection, request: SignedRequest, now: datetime |
                       + ", ".join(signing.SIGNATURE_HEADERS) + "; see docs/api-integration.md.") from None
     operator, channel = _operator_and_channel(request.headers)
 
-    row = connection.execute(_APP_AND_KEY, {"app_id": signed.app_id, "key_id": signed.key_id}).first()
+    row = repository.app_and_key(connection, signed.app_id, signed.key_id)
     if row is None:
         raise _reject("app_unknown", f"No app {signed.app_id} is registered on the platform.")
     institution_id, status, pem = row

@@ -1,7 +1,7 @@
 """Bulk recording for registry migrations (``ehc cards import``): many events, chained as they go in.
 
 The rules are those of :func:`ehc.audit.service.record_access` followed by the chaining of
-:func:`ehc.audit.service.chain_pending`: one event per person for the purpose, by the acting party,
+:func:`ehc.audit.chain.chain_pending`: one event per person for the purpose, by the acting party,
 linked in intake order under the chain lock with the service's rule, ``SM3(prev_hash ||
 canonical(event))``. Only the mechanics differ, because a migration writes thousands of events per
 transaction: instead of inserting them unchained and then updating each with its link (an UPDATE per
@@ -22,10 +22,10 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from ..kit.context import Actor
-from .models import AuditEvent
 from ..crypto import sm3
-from .service import GENESIS, canonical, chain_pending, check_purpose, link
+from ..kit.context import Actor
+from .chain import GENESIS, canonical, chain_pending, check_purpose, link
+from .models import AuditEvent
 
 # The same for every event of a call, then the ones that vary (COPY order).
 _COMMON = ("at", "action", "purpose", "actor_kind", "actor_id", "actor_role", "institution_id", "operator",

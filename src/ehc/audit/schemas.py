@@ -6,8 +6,36 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from .service import PURPOSES
-
+# What each purpose means, for people reading a log (the resident's "who looked at my data").
+PURPOSES: dict[str, tuple[str, str]] = {
+    "card.view": ("Viewed the card and its holder", "查看电子健康卡及持卡人信息"),
+    "card.lookup": ("Looked up the card by identity document", "凭证件查询电子健康卡"),
+    "card.register": ("Registered a card", "注册电子健康卡"),
+    "card.modify": ("Changed the holder's details", "修改持卡人信息"),
+    "card.lifecycle": ("Changed the card's status (lost, reissue, cancel, review)", "变更卡状态（挂失、补办、注销、审核）"),
+    "card.family": ("Family members: binding and listing", "家庭成员绑定与查询"),
+    "card.newborn": ("Registered a newborn with a parent's card", "凭父母卡登记新生儿"),
+    "card.temporary": ("Temporary card for an unidentified patient", "为身份不明患者办理临时卡"),
+    "card.merge": ("Merged a temporary card into the identified person's card", "临时卡合并至本人卡"),
+    "card.verify": ("Scanned the card's QR code (registration, payment, care)", "扫描电子健康卡二维码（挂号、缴费、诊疗）"),
+    "card.pin": ("Set, changed or cleared the card's PIN (second factor for printed codes)",
+                 "设置、修改或清除健康卡密码（纸质二维码的二次验证）"),
+    "card.second_factor": ("Sent a one-time code to the holder's phone to confirm a printed code's use",
+                           "向持卡人手机发送验证码，确认纸质二维码的使用"),
+    "card.print": ("Printed the card's QR code label (masked name)", "打印电子健康卡二维码标签（姓名部分隐藏）"),
+    "mpi.lookup": ("Found the person by a hospital number, social security or insurance number",
+                   "凭医院患者号、社保卡号或医保号查找本人"),
+    "mpi.identifiers": ("Linked, unlinked or listed hospital and insurance numbers", "关联、解除或查看医院及医保号码"),
+    "mpi.review": ("Reviewed a possible duplicate record", "审核疑似重复档案"),
+    "mpi.merge": ("Merged or separated duplicate records of the same person", "合并或拆分同一人的重复档案"),
+    "mpi.match": ("Compared a hospital's patient with the master index and found this person as a candidate",
+                  "医院患者与主索引比对，本人为候选匹配"),
+    "fhir.read": ("Read the patient's record in the master index (FHIR)", "通过FHIR接口查看主索引中的患者信息"),
+    "fhir.pix": ("Looked up the patient's numbers at other services (IHE PIXm)", "查询患者在各机构的标识号（IHE PIXm）"),
+    "fhir.search": ("Searched the master index by identity details (IHE PDQm)", "按身份信息检索主索引（IHE PDQm）"),
+    "account.sign_in": ("Sign-in on a shared phone: checked the document number's last characters",
+                        "共用手机号登录：核对证件号后四位"),
+}
 
 class AuditEventOut(BaseModel):
     """One chained event, as auditors see it (every field, the link included)."""

@@ -36,78 +36,49 @@ take the same path as contended ones.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, event, func, select, text, union_all, update
+from sqlalchemy import event
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
-from ..crypto import sm3
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Invalid, field_error
+from . import repository
+from .chain import (
+    CHAIN_LOCK_KEY,
+    CHAINED_FIELDS,
+    GENESIS,
+    UNIT_OF_WORK,
+    canonical,
+    chain_pending,
+    check_purpose,
+    link,
+)
 from .models import AuditEvent
 
-ACTIONS = ("read", "change")
-GENESIS = "0" * 64  # prev_hash of seq 1
-# The fields a link covers, in the canonical encoding (format version 1). See ``canonical``.
-CHAINED_FIELDS = (
-    "seq", "at", "action", "purpose", "person_id", "actor_kind", "actor_id", "actor_role",
-    "institution_id", "operator", "channel", "request_id",
-)
-# One advisory lock key for the whole chain: the first 8 bytes of SM3("ehc.audit.chain"), signed.
-CHAIN_LOCK_KEY = int.from_bytes(sm3(b"ehc.audit.chain")[:8], "big", signed=True)
-log = logging.getLogger("ehc.audit")
-_PURPOSE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
-_UOW = "ehc.audit.unit_of_work"  # Session.info key: {(person_id, purpose): AuditEvent} of this transaction
+# Re-exported, this module being the domain's public face: the chain's mechanics (``chain.py``) above,
+# and bulk recording for registry migrations (``bulk.py``).
+from .bulk import record_changes
 
-# What each purpose means, for people reading a log (the resident's "who looked at my data").
-PURPOSES: dict[str, tuple[str, str]] = {
-    "card.view": ("Viewed the card and its holder", "查看电子健康卡及持卡人信息"),
-    "card.lookup": ("Looked up the card by identity document", "凭证件查询电子健康卡"),
-    "card.register": ("Registered a card", "注册电子健康卡"),
-    "card.modify": ("Changed the holder's details", "修改持卡人信息"),
-    "card.lifecycle": ("Changed the card's status (lost, reissue, cancel, review)", "变更卡状态（挂失、补办、注销、审核）"),
-    "card.family": ("Family members: binding and listing", "家庭成员绑定与查询"),
-    "card.newborn": ("Registered a newborn with a parent's card", "凭父母卡登记新生儿"),
-    "card.temporary": ("Temporary card for an unidentified patient", "为身份不明患者办理临时卡"),
-    "card.merge": ("Merged a temporary card into the identified person's card", "临时卡合并至本人卡"),
-    "card.verify": ("Scanned the card's QR code (registration, payment, care)", "扫描电子健康卡二维码（挂号、缴费、诊疗）"),
-    "card.pin": ("Set, changed or cleared the card's PIN (second factor for printed codes)",
-                 "设置、修改或清除健康卡密码（纸质二维码的二次验证）"),
-    "card.second_factor": ("Sent a one-time code to the holder's phone to confirm a printed code's use",
-                           "向持卡人手机发送验证码，确认纸质二维码的使用"),
-    "card.print": ("Printed the card's QR code label (masked name)", "打印电子健康卡二维码标签（姓名部分隐藏）"),
-    "mpi.lookup": ("Found the person by a hospital number, social security or insurance number",
-                   "凭医院患者号、社保卡号或医保号查找本人"),
-    "mpi.identifiers": ("Linked, unlinked or listed hospital and insurance numbers", "关联、解除或查看医院及医保号码"),
-    "mpi.review": ("Reviewed a possible duplicate record", "审核疑似重复档案"),
-    "mpi.merge": ("Merged or separated duplicate records of the same person", "合并或拆分同一人的重复档案"),
-    "mpi.match": ("Compared a hospital's patient with the master index and found this person as a candidate",
-                  "医院患者与主索引比对，本人为候选匹配"),
-    "fhir.read": ("Read the patient's record in the master index (FHIR)", "通过FHIR接口查看主索引中的患者信息"),
-    "fhir.pix": ("Looked up the patient's numbers at other services (IHE PIXm)", "查询患者在各机构的标识号（IHE PIXm）"),
-    "fhir.search": ("Searched the master index by identity details (IHE PDQm)", "按身份信息检索主索引（IHE PDQm）"),
-    "account.sign_in": ("Sign-in on a shared phone: checked the document number's last characters",
-                        "共用手机号登录：核对证件号后四位"),
-}
+__all__ = [
+    "ACTIONS", "CHAIN_LOCK_KEY", "CHAINED_FIELDS", "GENESIS", "MAX_PAGE", "ChainReport", "Filters", "Page",
+    "Sweeper", "access_log_for_person", "canonical", "chain_pending", "check_purpose", "iter_events", "link",
+    "person_ids_for_card", "record_access", "record_changes", "resolve_people_with", "search", "start_sweeper",
+    "verify_chain",
+]
+
+ACTIONS = ("read", "change")
+log = logging.getLogger("ehc.audit")
+
 
 
 # -- recording ------------------------------------------------------------------------------------
-
-def check_purpose(purpose: str) -> str:
-    """A purpose is a dotted lower-case code (``card.lookup``), at most 40 characters."""
-    if not isinstance(purpose, str) or len(purpose) > 40 or not _PURPOSE.fullmatch(purpose):
-        raise ValueError(f"audit purpose must be a dotted lower-case code like 'card.view', not {purpose!r}")
-    return purpose
-
 
 def record_access(ctx: Ctx, person_id: str, action: str, purpose: str) -> None:
     """Record that ``ctx.actor`` read or changed the personal data of ``person_id`` for ``purpose``.
@@ -123,7 +94,7 @@ def record_access(ctx: Ctx, person_id: str, action: str, purpose: str) -> None:
     if actor.kind == "resident" and actor.id == person_id:
         return
     session = ctx.session
-    recorded: dict[tuple[str, str], AuditEvent] = session.info.setdefault(_UOW, {})
+    recorded: dict[tuple[str, str], AuditEvent] = session.info.setdefault(UNIT_OF_WORK, {})
     earlier = recorded.get((person_id, purpose))
     # ``in session``: an event added inside a savepoint that rolled back was expunged with it;
     # a chained event is final, so a later access starts a new one.
@@ -152,7 +123,7 @@ def record_access(ctx: Ctx, person_id: str, action: str, purpose: str) -> None:
 def _chain_on_commit(session: Session) -> None:
     if session.in_nested_transaction():  # a savepoint's commit, not the unit of work's
         return
-    if not session.info.get(_UOW):
+    if not session.info.get(UNIT_OF_WORK):
         return
     # Flush every other write first: the lock is held only for "read tail, link, COMMIT".
     session.flush()
@@ -162,85 +133,7 @@ def _chain_on_commit(session: Session) -> None:
 @event.listens_for(Session, "after_transaction_end")
 def _forget_unit_of_work(session: Session, transaction) -> None:  # noqa: ANN001
     if transaction.parent is None:
-        session.info.pop(_UOW, None)
-
-
-# -- the chain ------------------------------------------------------------------------------------
-
-def canonical(row: Any) -> bytes:
-    """The bytes a link covers: a JSON object of ``CHAINED_FIELDS`` and ``"v": 1``, keys sorted, no
-    spaces, UTF-8 (not ASCII-escaped), absent values as ``null``, ``at`` as
-    ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC. ``row`` is anything with those attributes or keys."""
-    get = row.get if isinstance(row, dict) else (lambda k: getattr(row, k))
-    doc: dict[str, Any] = {"v": 1}
-    for name in CHAINED_FIELDS:
-        value = get(name)
-        if name == "at":
-            value = _utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        doc[name] = value
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def link(prev_hash: str, row: Any) -> str:
-    """``hex(SM3(bytes(prev_hash) || canonical(row)))``: the hash of one chain link."""
-    return sm3(bytes.fromhex(prev_hash) + canonical(row)).hex()
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
-def _lock_chain(session: Session, wait: bool) -> bool:
-    if session.get_bind().dialect.name == "postgresql":
-        # Transaction-scoped: released by this transaction's COMMIT or ROLLBACK, never leaked.
-        function = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
-        got = session.execute(text(f"SELECT {function}(:key)"), {"key": CHAIN_LOCK_KEY}).scalar()
-        return wait or bool(got)
-    # SQLite: the transaction holds, or takes now, the database's only write lock (our engines
-    # BEGIN IMMEDIATE), so nobody else can chain meanwhile.
-    return True
-
-
-def chain_pending(session: Session, *, wait: bool = True) -> int:
-    """Give every committed (or own) event in intake the next ``seq`` and its link, in intake order.
-
-    Returns how many were chained; 0 also when ``wait`` is false and another transaction holds the
-    chain lock. Runs in the caller's transaction and keeps the lock until that transaction ends, so
-    call it last and commit soon. Needs READ COMMITTED on PostgreSQL (the default): the tail is read
-    by a statement that starts after the lock is granted, so it sees the previous holder's commit.
-    """
-    if not _lock_chain(session, wait):
-        return 0
-    table = AuditEvent.__table__
-    # The tail and the waiting events in one round trip (both through an index), as the lock is held.
-    rows = session.execute(union_all(
-        select(table).where(table.c.seq == select(func.max(table.c.seq)).scalar_subquery()),
-        select(table).where(table.c.seq.is_(None)),
-    )).mappings().all()
-    tail = next((row for row in rows if row["seq"] is not None), None)
-    seq, prev = (tail["seq"], tail["hash"]) if tail is not None else (0, GENESIS)
-    waiting = sorted((row for row in rows if row["seq"] is None), key=lambda row: row["id"])
-    if not waiting:
-        return 0
-    links = []
-    for row in waiting:
-        seq += 1
-        digest = link(prev, {**row, "seq": seq})
-        links.append({"row_id": row["id"], "seq": seq, "prev_hash": prev, "hash": digest})
-        prev = digest
-    session.execute(
-        update(table).where(table.c.id == bindparam("row_id"))
-        .values(seq=bindparam("seq"), prev_hash=bindparam("prev_hash"), hash=bindparam("hash")),
-        links,
-    )
-    # Keep this session's own event objects in step with the rows, without another flush.
-    mine = {e.id: e for e in session.info.get(_UOW, {}).values() if e in session}
-    for values in links:
-        entry = mine.get(values["row_id"])
-        if entry is not None:
-            for name in ("seq", "prev_hash", "hash"):
-                set_committed_value(entry, name, values[name])
-    return len(links)
+        session.info.pop(UNIT_OF_WORK, None)
 
 
 @dataclass(frozen=True)
@@ -277,11 +170,8 @@ def verify_chain(ctx: Ctx, *, anchor: tuple[int, str] | None = None) -> ChainRep
     Reads in streaming (constant memory) and takes no lock: appends carry on meanwhile.
     """
     session = ctx.session
-    table = AuditEvent.__table__
-    unchained = session.scalar(select(func.count()).select_from(table).where(table.c.seq.is_(None))) or 0
-    rows = session.execute(
-        select(table).where(table.c.seq.is_not(None)).order_by(table.c.seq).execution_options(yield_per=2000)
-    ).mappings()
+    unchained = repository.count_unchained(session)
+    rows = repository.chained_rows(session)
     expected, prev, count = 1, GENESIS, 0
 
     def broken(seq: int, problem: str, detail: str) -> ChainReport:
@@ -364,30 +254,15 @@ def search(ctx: Ctx, filters: Filters, *, before: int | None = None, limit: int 
     if filters.since and filters.until and filters.since >= filters.until:
         raise Invalid("since must be before until.", code="time_range_invalid",
                       errors=[field_error("since", "time_range_invalid", "since must be before until")])
-    if before is None and _has_unchained(ctx.session):  # the first page: bring the chain up to date
+    if before is None and repository.has_unchained(ctx.session):  # the first page: bring the chain up to date
         chain_pending(ctx.session, wait=False)
-    query = select(AuditEvent).where(AuditEvent.seq.is_not(None))
-    if filters.person_ids is not None:
-        query = query.where(AuditEvent.person_id.in_(list(filters.person_ids)))
-    for column, value in ((AuditEvent.actor_id, filters.actor_id), (AuditEvent.institution_id, filters.institution_id),
-                          (AuditEvent.purpose, filters.purpose), (AuditEvent.action, filters.action)):
-        if value is not None:
-            query = query.where(column == value)
-    if filters.since is not None:
-        query = query.where(AuditEvent.at >= filters.since)
-    if filters.until is not None:
-        query = query.where(AuditEvent.at < filters.until)
-    if before is not None:
-        query = query.where(AuditEvent.seq < before)
-    events = list(ctx.session.scalars(query.order_by(AuditEvent.seq.desc()).limit(limit + 1)))
+    events = repository.chained_events(
+        ctx.session, person_ids=filters.person_ids, actor_id=filters.actor_id, institution_id=filters.institution_id,
+        purpose=filters.purpose, action=filters.action, since=filters.since, until=filters.until, before=before,
+        limit=limit + 1)
     more = len(events) > limit
     events = events[:limit]
     return Page(events, events[-1].seq if more else None)
-
-
-def _has_unchained(session: Session) -> bool:
-    table = AuditEvent.__table__
-    return session.execute(select(table.c.id).where(table.c.seq.is_(None)).limit(1)).first() is not None
 
 
 class Sweeper:
@@ -415,7 +290,7 @@ class Sweeper:
         while not self._stop.wait(self.interval):
             try:
                 with self.db.session() as session:
-                    if _has_unchained(session):
+                    if repository.has_unchained(session):
                         chain_pending(session, wait=False)
             except Exception:  # a database hiccup: the next round tries again
                 log.warning("audit sweeper round failed", exc_info=True)
@@ -425,21 +300,39 @@ def start_sweeper(db, interval: float = 0.2) -> Sweeper:  # noqa: ANN001
     return Sweeper(db, interval).start()
 
 
+# -- whose events: people across merges, a card's holder ---------------------------------------------
+# The trail sits below every domain (they all record to it), so it knows neither cards nor the master
+# index. Who a card's holder is, and which master index ids are one person (the holder and anyone
+# merged into them, e.g. the temporary card of their emergency admission), it asks through these
+# two look-ups, registered once per process by ``ehc.wiring``.
+CardHolder = Callable[[Ctx, str], str]  # (ctx, EHC ID) -> the holder's master index id
+SamePerson = Callable[[Ctx, str], list[str]]  # (ctx, master index id) -> every id of that person
+_card_holder: CardHolder | None = None
+_same_person: SamePerson | None = None
+
+
+def resolve_people_with(*, card_holder: CardHolder, same_person: SamePerson) -> None:
+    global _card_holder, _same_person
+    _card_holder, _same_person = card_holder, same_person
+
+
+def _ids_of_person(ctx: Ctx, person_id: str) -> list[str]:
+    if _same_person is None:
+        raise RuntimeError("audit: no person look-up registered (ehc.wiring.register_hooks)")
+    return _same_person(ctx, person_id)
+
+
 def person_ids_for_card(ctx: Ctx, ehc_id: str) -> list[str]:
     """The master index ids whose events concern this card's holder (the holder and anyone merged
-    into them, e.g. the temporary card of their emergency admission)."""
-    from ..cards import service as cards  # imported here: cards -> mpi -> audit would be a cycle
-    from ..mpi import service as mpi
-
-    card = cards.get_card(ctx, ehc_id)
-    return mpi.ids_of(ctx, mpi.resolve(ctx, card.person_id))
+    into them)."""
+    if _card_holder is None:
+        raise RuntimeError("audit: no card look-up registered (ehc.wiring.register_hooks)")
+    return _ids_of_person(ctx, _card_holder(ctx, ehc_id))
 
 
 def access_log_for_person(ctx: Ctx, person_id: str, *, before: int | None = None, limit: int = 50) -> Page:
     """Who read or changed this person's data: what the resident sees (newest first, in pages)."""
-    from ..mpi import service as mpi
-
-    return search(ctx, Filters(person_ids=mpi.ids_of(ctx, mpi.resolve(ctx, person_id))), before=before, limit=limit)
+    return search(ctx, Filters(person_ids=_ids_of_person(ctx, person_id)), before=before, limit=limit)
 
 
 def iter_events(ctx: Ctx, filters: Filters) -> Iterator[AuditEvent]:

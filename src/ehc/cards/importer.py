@@ -79,7 +79,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..crypto import sm3_hasher
-from ..audit import bulk as audit_bulk
+from ..audit import service as audit_bulk
 from ..identity import Applicant, get_verifier, mask_number, normalise_number
 from ..kit import ids
 from ..kit.clock import utcnow

@@ -29,11 +29,8 @@ InstitutionReader = Annotated[
                                HOSPITAL_SYSTEM))
 ]
 
-# Manage an institution's departments, terminals and staff.
+# Manage an institution's departments and terminals (its staff: accounts.auth).
 InstitutionAdmin = Annotated[Ctx, Depends(require_roles(Role.INSTITUTION_ADMIN, Role.PLATFORM_ADMIN))]
-
-# Manage the health commission's own staff.
-CommissionAdmin = Annotated[Ctx, Depends(require_roles(Role.PLATFORM_ADMIN))]
 
 
 @dataclass

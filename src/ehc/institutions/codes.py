@@ -1,5 +1,5 @@
-"""Code lists of the institution registry: kinds, levels, GB/T 2260 regions, department codes and
-terminal types, with labels in English and Chinese.
+"""Code lists of the institution registry: kinds, levels, department codes and terminal types, with
+labels in English and Chinese. GB/T 2260 region codes, which every domain checks, are in ``kit.regions``.
 
 Department codes follow 《医疗机构诊疗科目名录》 (卫医发〔1994〕27号 and its later additions): two
 digits of category then two of speciality, ``0300`` being internal medicine as a whole and ``0304``
@@ -39,46 +39,6 @@ def level_label(level: str | None) -> tuple[str, str]:
     english = f"Level {level[0]}" + (f" grade {level[1]}" if len(level) > 1 else "")
     chinese = "一二三"[int(level[0]) - 1] + "级" + ({"A": "甲等", "B": "乙等", "C": "丙等"}.get(level[1:], ""))
     return english, chinese
-
-
-# -- regions (GB/T 2260) ---------------------------------------------------------------------------
-
-# The 34 province-level divisions: the first two digits of every region code.
-PROVINCES = frozenset({
-    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
-    "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65",
-    "71", "81", "82",
-})
-
-
-def region_problem(code: object) -> str | None:
-    """Why ``code`` is not a GB/T 2260 region code, or None when its form is right.
-
-    Checked: six digits, a real province, and no county digits under a missing prefecture (``51 00 04``
-    does not exist). Not checked: that the prefecture or county exists today; region codes change
-    every year and the registry must accept an institution in a county created after this release.
-    """
-    if not isinstance(code, str) or len(code) != 6 or not code.isdigit():
-        return "A region code is 6 digits (GB/T 2260), e.g. 510104."
-    if code[:2] not in PROVINCES:
-        return f"{code[:2]} is not a province-level code (GB/T 2260)."
-    if code[2:4] == "00" and code[4:] != "00":
-        return "A county-level code needs a prefecture (digits 3-4 cannot be 00 when digits 5-6 are not)."
-    return None
-
-
-def region_prefix(code: str) -> str:
-    """The part of a region code that its sub-regions share: 510000 → 51, 510100 → 5101,
-    510104 → 510104. A region contains every code that starts with its prefix."""
-    if code.endswith("0000"):
-        return code[:2]
-    if code.endswith("00"):
-        return code[:4]
-    return code
-
-
-def region_within(code: str, region: str) -> bool:
-    return code.startswith(region_prefix(region))
 
 
 # -- departments ----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from ..kit.roles import INSTITUTION_ROLES, Role
 from ..kit.context import Actor
-from .codes import region_within
+from ..kit.regions import region_within
 
 
 def _is(actor: Actor, *roles: Role) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from stdnum.cn import uscc as stdnum_uscc
@@ -26,21 +26,29 @@ from ..kit import ids
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Conflict, Forbidden, Invalid, NotFound, field_error
-from . import policy
+from ..kit.regions import region_prefix, region_problem
+from . import policy, repository
+
+# Besides its own functions, this module (the domain's public face) re-exports the registry's code
+# lists (``codes.py``) and reach rules (``policy.py``) that other domains and the doors use.
 from .codes import (
+    DEPARTMENTS,
+    KIND_LABELS,
     KINDS,
     LEVEL_PATTERN,
+    TERMINAL_CHANNEL,
     TERMINAL_ID_PATTERN,
+    TERMINAL_LABELS,
     TERMINAL_STATUSES,
     TERMINAL_TYPE,
     UNGRADED,
     TerminalRole,
     department_label,
     department_problem,
-    region_prefix,
-    region_problem,
+    level_label,
 )
 from .models import Department, Institution, Terminal
+from .policy import everywhere, may_manage, may_register_in, may_see, own_institution, visible_region
 
 MAX_PAGE = 500
 
@@ -134,7 +142,7 @@ def create_institution(
     region_code = _region(region_code)
     level = _level(level)
     taken = Conflict("An institution with this unified social credit code is already registered.", code="uscc_taken")
-    if session.scalar(select(Institution.id).where(Institution.uscc == code)) is not None:
+    if repository.uscc_taken(session, code):
         raise taken
     institution = Institution(id=institution_id or ids.new_id(), uscc=code, name=name, kind=kind,
                               region_code=region_code, level=level)
@@ -171,12 +179,17 @@ def register_institution(
 
 def find_institution(session: Session, institution_id: str) -> Institution | None:
     """The institution by id, for other domains that have already decided who may see it."""
-    return session.get(Institution, institution_id)
+    return repository.institution(session, institution_id)
+
+
+def institutions_by_id(session: Session, institution_ids: list[str]) -> dict[str, Institution]:
+    """Institutions by id (those that exist), for other domains' reports naming where things happened."""
+    return repository.institutions_by_id(session, institution_ids)
 
 
 def get_institution(ctx: Ctx, institution_id: str) -> Institution:
     """The institution, if the actor may see it (404 otherwise, whether or not it exists)."""
-    institution = ctx.session.get(Institution, institution_id)
+    institution = repository.institution(ctx.session, institution_id)
     if institution is None or not policy.may_see(ctx.actor, _operator_region(ctx), institution.id,
                                                  institution.region_code):
         raise _not_found()
@@ -185,7 +198,7 @@ def get_institution(ctx: Ctx, institution_id: str) -> Institution:
 
 def managed_institution(ctx: Ctx, institution_id: str) -> Institution:
     """The institution, if the actor manages it (its admin, a platform admin); 404 otherwise."""
-    institution = ctx.session.get(Institution, institution_id)
+    institution = repository.institution(ctx.session, institution_id)
     if institution is None or not policy.may_manage(ctx.actor, institution.id):
         raise _not_found()
     return institution
@@ -251,12 +264,7 @@ def list_institutions(
         query = query.where(Institution.region_code.startswith(region_prefix(_region(region_code)), autoescape=True))
     if name:
         query = query.where(Institution.name.contains(name.strip(), autoescape=True))
-    total = ctx.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = ctx.session.scalars(
-        query.order_by(Institution.region_code, Institution.name, Institution.id)
-        .limit(max(1, min(limit, MAX_PAGE))).offset(max(0, offset))
-    )
-    return list(page), total
+    return repository.count_and_page(ctx.session, query, limit=max(1, min(limit, MAX_PAGE)), offset=max(0, offset))
 
 
 # -- departments ----------------------------------------------------------------------------------
@@ -269,15 +277,11 @@ def _department_code(code: str) -> str:
 
 
 def list_departments(session: Session, institution: Institution) -> list[Department]:
-    return list(session.scalars(
-        select(Department).where(Department.institution_id == institution.id).order_by(Department.code)
-    ))
+    return repository.departments(session, institution.id)
 
 
 def get_department(session: Session, institution: Institution, code: str) -> Department:
-    department = session.scalar(
-        select(Department).where(Department.institution_id == institution.id, Department.code == code)
-    )
+    department = repository.department(session, institution.id, code)
     if department is None:
         raise NotFound(f"This institution has no department {code}.", code="department_not_found")
     return department
@@ -289,10 +293,7 @@ def add_department(ctx: Ctx, institution: Institution, *, code: str, name: str |
     code = _department_code(code)
     name = _name(name, 100) if name is not None else department_label(code)[1]
     taken = Conflict(f"This institution already has a department {code}.", code="department_code_taken")
-    exists = ctx.session.scalar(
-        select(Department.id).where(Department.institution_id == institution.id, Department.code == code)
-    )
-    if exists is not None:
+    if repository.department(ctx.session, institution.id, code) is not None:
         raise taken
     department = Department(id=ids.new_id(), institution_id=institution.id, code=code, name=name)
     with _unique(ctx.session, taken):
@@ -312,7 +313,7 @@ def rename_department(ctx: Ctx, institution: Institution, code: str, *, name: st
 def remove_department(ctx: Ctx, institution: Institution, code: str) -> None:
     """Remove a department that no terminal belongs to (retired ones included: their history does)."""
     department = get_department(ctx.session, institution, code)
-    used = ctx.session.scalar(select(func.count()).where(Terminal.department_id == department.id)) or 0
+    used = repository.terminals_in_department(ctx.session, department.id)
     if used:
         raise Conflict(f"{used} terminal(s) belong to this department; move them first.",
                        code="department_in_use")
@@ -333,44 +334,35 @@ def _terminal_role(role: str) -> TerminalRole:
 def _department_id(session: Session, institution: Institution, code: str | None) -> str | None:
     if code is None:
         return None
-    department = session.scalar(
-        select(Department).where(Department.institution_id == institution.id, Department.code == code)
-    )
+    department = repository.department(session, institution.id, code)
     if department is None:
         raise _invalid("department_code", "department_not_found", f"This institution has no department {code}.")
     return department.id
 
 
 def list_terminals(session: Session, institution: Institution, status: str | None = None) -> list[Terminal]:
-    query = select(Terminal).where(Terminal.institution_id == institution.id)
-    if status is not None:
-        if status not in TERMINAL_STATUSES:
-            raise _invalid("status", "terminal_status_invalid", "Status is active or retired.")
-        query = query.where(Terminal.status == status)
-    return list(session.scalars(query.order_by(Terminal.terminal_id)))
+    if status is not None and status not in TERMINAL_STATUSES:
+        raise _invalid("status", "terminal_status_invalid", "Status is active or retired.")
+    return repository.terminals(session, institution.id, status)
 
 
 def get_terminal(session: Session, institution: Institution, terminal_id: str) -> Terminal:
-    terminal = session.scalar(
-        select(Terminal).where(Terminal.institution_id == institution.id, Terminal.terminal_id == terminal_id)
-    )
+    terminal = repository.terminal(session, institution.id, terminal_id)
     if terminal is None:
         raise NotFound(f"This institution has no terminal {terminal_id!r}.", code="terminal_not_found")
     return terminal
 
 
-def active_terminal(session: Session, institution_id: str, terminal_id: str) -> Terminal | None:
-    """The active terminal ``terminal_id`` of an institution, or None (unknown or retired): for the
-    machine API and card-use reports, which must name a terminal the institution registered."""
-    return session.scalar(select(Terminal).where(
-        Terminal.institution_id == institution_id, Terminal.terminal_id == terminal_id, Terminal.status == "active"
-    ))
+def terminal_registered(session: Session, institution_id: str | None, terminal_id: str) -> bool:
+    """Whether the institution registered terminal ``terminal_id`` (retired since is fine): for card-use
+    reports, which must name a terminal the institution registered when it scanned."""
+    return repository.terminal(session, institution_id, terminal_id) is not None
 
 
 def department_code_of(session: Session, terminal: Terminal) -> str | None:
     if terminal.department_id is None:
         return None
-    department = session.get(Department, terminal.department_id)
+    department = repository.department_by_id(session, terminal.department_id)
     return department.code if department is not None else None
 
 
@@ -398,9 +390,7 @@ def register_terminal(
     department_id = _department_id(ctx.session, institution, department_code)
     taken = Conflict(f"This institution already has a terminal {terminal_id!r} (terminal ids are never reused).",
                      code="terminal_id_taken")
-    exists = ctx.session.scalar(select(Terminal.id).where(Terminal.institution_id == institution.id,
-                                                          Terminal.terminal_id == terminal_id))
-    if exists is not None:
+    if repository.terminal(ctx.session, institution.id, terminal_id) is not None:
         raise taken
     terminal = Terminal(id=ids.new_id(), institution_id=institution.id, terminal_id=terminal_id,
                         type_code=expected.value, role=terminal_role.value,

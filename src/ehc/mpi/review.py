@@ -101,7 +101,7 @@ def _operator_region(ctx: Ctx) -> str | None:
 
 def _reach(ctx: Ctx) -> Select:
     """The reviews ``ctx.actor`` reaches, as a query."""
-    from ..institutions.codes import region_prefix
+    from ..kit.regions import region_prefix
     from ..institutions.models import Institution
 
     query = select(MatchReview)

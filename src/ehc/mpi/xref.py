@@ -186,7 +186,7 @@ def commission_region(actor: Actor, operator_region: str | None) -> str | None:
 
 
 def may_see_person(actor: Actor, operator_region: str | None, person_region: str | None) -> bool:
-    from ..institutions.codes import region_within
+    from ..kit.regions import region_within
 
     region = commission_region(actor, operator_region)
     if region is None:

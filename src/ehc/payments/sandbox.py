@@ -28,7 +28,7 @@ from datetime import datetime
 
 from ..cards.models import Card
 from ..crypto import KeyStore, hmac_sm3
-from ..qr import tlv
+from ..qr.service import tlv
 from . import PaymentToken, PaymentTokenInvalid
 
 NAME = "sandbox"

@@ -1,71 +1,8 @@
-"""QR codes of the health card: the EHC-QR format (docs/qr-format.md), its codec and images."""
+"""QR codes of the health card (docs/qr-format.md).
 
-from .codec import (
-    MULTI_PREFIX,
-    PREFIX,
-    CardRef,
-    CodeType,
-    Image,
-    Payload,
-    QRExpired,
-    QRKeyUnknown,
-    QRMalformed,
-    QRNotYetValid,
-    QRPaymentMismatch,
-    QRRejected,
-    QRReplayed,
-    QRRevoked,
-    QRSignatureInvalid,
-    QRVersionUnsupported,
-    SignedCode,
-    Signer,
-    Split,
-    check_validity,
-    combine,
-    decode,
-    issue_dynamic,
-    issue_static,
-    national_plaintext,
-    open_card_ref,
-    read,
-    render_png,
-    render_svg,
-    revocation_id,
-    split,
-    verify,
-)
-
-__all__ = [
-    "MULTI_PREFIX",
-    "PREFIX",
-    "CardRef",
-    "CodeType",
-    "Image",
-    "Payload",
-    "QRExpired",
-    "QRKeyUnknown",
-    "QRMalformed",
-    "QRNotYetValid",
-    "QRPaymentMismatch",
-    "QRReplayed",
-    "QRRevoked",
-    "QRRejected",
-    "QRSignatureInvalid",
-    "QRVersionUnsupported",
-    "SignedCode",
-    "Signer",
-    "Split",
-    "check_validity",
-    "combine",
-    "decode",
-    "issue_dynamic",
-    "issue_static",
-    "national_plaintext",
-    "open_card_ref",
-    "read",
-    "render_png",
-    "render_svg",
-    "revocation_id",
-    "split",
-    "verify",
-]
+- ``codec/``: the pure format (payload, Base45, TLV, care-step codes), which the offline verifier
+  ``ehc.terminal`` uses too.
+- ``service.py``: issuing and verifying on the platform, card uses, signed lists, second factors;
+  the module other domains import.
+- ``endpoints/``: the HTTP routers.
+"""

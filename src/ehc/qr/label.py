@@ -25,7 +25,7 @@ from ..cards import service as cards
 from ..cards.models import Card
 from ..identity import mask_name
 from ..kit.context import Ctx
-from . import codec, service
+from . import codec, online
 
 CHINA = timezone(timedelta(hours=8))
 PRINT_PURPOSE = "card.print"  # audit: the holder's (masked) name is read to print it
@@ -56,7 +56,7 @@ class Label:
 
 def label_for(ctx: Ctx, card: Card) -> Label:
     """Issue a static code for the card's current issue and lay it out on a label (audited read)."""
-    issued = service.issue_static(ctx, card).text
+    issued = online.issue_static(ctx, card).text
     _, details, _ = cards.holder(ctx, card, purpose=PRINT_PURPOSE)
     masked = mask_name(details.name) if details.name else ""
     return render_label(issued, holder=masked, issued_on=_china_date(card.issued_at))

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
 from ..cards import service as cards
 from ..cards.models import Card, CardStatus
@@ -25,9 +25,9 @@ from ..crypto.keystore import KeyInfo
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Invalid
-from . import codec
+from . import codec, repository
 from .models import Revocation
-from .service import ref_secret
+from .online import ref_secret
 
 TRUST_LIST_FORMAT = "ehc-trust-list"
 REVOCATION_LIST_FORMAT = "ehc-revocation-list"
@@ -151,14 +151,12 @@ def parse_since(value: str | None) -> int | None:
 
 
 def _current_serial(ctx: Ctx) -> int:
-    return ctx.session.scalar(select(func.max(Revocation.serial))) or 0
+    return repository.revocation_serial(ctx.session)
 
 
 def _net_changes(ctx: Ctx, since: int) -> dict[str, str]:
     """rid -> its last action after ``since`` (add or remove)."""
-    rows = ctx.session.execute(select(Revocation.rid, Revocation.action).where(Revocation.serial > since)
-                               .order_by(Revocation.serial))
-    return {rid: action for rid, action in rows}
+    return repository.revocation_changes(ctx.session, since)
 
 
 def revoked_rids(ctx: Ctx) -> list[str]:
@@ -185,9 +183,7 @@ def revocation_list(ctx: Ctx, since: int | None = None, *, now: datetime | None 
 
 
 def _listed(ctx: Ctx, rid: str) -> bool:
-    last = ctx.session.scalar(select(Revocation.action).where(Revocation.rid == rid)
-                              .order_by(Revocation.serial.desc()).limit(1))
-    return last == "add"
+    return repository.last_revocation_action(ctx.session, rid) == "add"
 
 
 def _serialise_writers(ctx: Ctx) -> None:

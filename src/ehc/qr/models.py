@@ -30,7 +30,7 @@ class UsedCode(Base):
 
 
 class CardUse(Base):
-    """One use of a card (a scan that the platform verified), with the national codes (DOMAIN.md)."""
+    """One use of a card (a scan that the platform verified), with the national codes (docs/codes.md)."""
 
     __tablename__ = "card_uses"
 

@@ -23,7 +23,7 @@ class SecondFactorIn(BaseModel):
 
 class VerifyIn(BaseModel):
     code: str = Field(max_length=1024, description="the scanned text, EHC1: or EHCM1:")
-    scene: str = Field(max_length=7, description="care step code (DOMAIN.md), e.g. 0101011")
+    scene: str = Field(max_length=7, description="care step code (docs/codes.md), e.g. 0101011")
     channel: str = Field(max_length=4, description="channel code, e.g. 0100 (window)")
     terminal_id: str | None = Field(default=None, max_length=32)
     department: str | None = Field(default=None, max_length=8)

@@ -60,7 +60,7 @@ from ..kit.context import Ctx
 from ..kit.errors import Conflict, Invalid, Problem, field_error
 from ..mpi import service as mpi
 from . import codec
-from .codes import online_only
+from .codec.codes import online_only
 from .models import CardPin
 
 PIN_LENGTH = 6

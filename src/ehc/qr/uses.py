@@ -15,7 +15,7 @@ promises. A static code's nonce is its revocation id, shared by every use of the
 static use is a duplicate only when terminal and moment match too.
 
 **Monitoring.** Uses are listed and counted within the caller's reach, the registry's own rules
-(``institutions.policy``): an institution's admin and its hospital systems see their institution, a
+(``institutions.service``): an institution's admin and its hospital systems see their institution, a
 regional operator (and a regional auditor) the institutions of their region, a national auditor and
 platform admins everything. The rows carry no card id and no person: who used a card is the
 resident's business (``GET /api/v1/me/card-uses``); monitoring is about where and for what.
@@ -36,17 +36,15 @@ from ..accounts import service as accounts
 from ..kit.roles import Role
 from ..audit.service import record_access
 from ..crypto import sm3
-from ..institutions import policy
 from ..institutions import service as institutions
-from ..institutions.codes import region_prefix, region_problem
-from ..institutions.models import Institution, Terminal
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Invalid, Problem, field_error
-from . import codec
-from .codes import SCENES, online_only
-from .models import CardUse, Revocation
-from .service import (
+from ..kit.regions import region_prefix, region_problem
+from . import codec, repository
+from .codec.codes import SCENES, online_only
+from .models import CardUse
+from .online import (
     VERIFY_PURPOSE,
     QRRevoked,
     Use,
@@ -181,13 +179,12 @@ def _upload_one(ctx: Ctx, index: int, use: OfflineUse, now: datetime, horizon: t
         raise QRRevoked("This code names no card on the platform.")
     nonce = payload.nonce.hex()
     static = payload.type is codec.CodeType.STATIC
-    same = _same_code(ctx, payload.key_id, nonce)
-    here = same.where(CardUse.institution_id == actor.institution_id, CardUse.terminal_id == use.terminal_id)
-    first = ctx.session.scalars((here.where(CardUse.at == at) if static else here).limit(1)).first()
+    first = repository.first_use_of_code(ctx.session, payload.key_id, nonce, institution_id=actor.institution_id,
+                                         terminal_id=use.terminal_id, at=at if static else None)
     if first is not None:
         return ItemResult(index, Outcome.DUPLICATE, use_id=first.id, ehc_id=first.ehc_id)
     # A static code is shown again and again by design; a dynamic one seen before is a replay.
-    replay = not static and ctx.session.scalars(same.limit(1)).first() is not None
+    replay = not static and repository.first_use_of_code(ctx.session, payload.key_id, nonce) is not None
     row = CardUse(ehc_id=card.ehc_id, person_id=card.person_id, scene=use.scene, channel=use.channel,
                   institution_id=actor.institution_id, terminal_id=use.terminal_id, department=use.department,
                   code_type=int(payload.type), actor_kind=actor.kind, actor_id=actor.id, operator=actor.operator,
@@ -216,9 +213,7 @@ def _scan_time(at: datetime, now: datetime, horizon: timedelta) -> datetime:
 
 def _check_terminal(ctx: Ctx, institution_id: str | None, terminal_id: str) -> None:
     """The terminal must be one the institution registered (retired since is fine: the scan was before)."""
-    found = ctx.session.scalar(select(Terminal.id).where(Terminal.institution_id == institution_id,
-                                                         Terminal.terminal_id == terminal_id))
-    if found is None:
+    if not institutions.terminal_registered(ctx.session, institution_id, terminal_id):
         raise TerminalUnknown(f"Terminal {terminal_id!r} is not registered for your institution.")
 
 
@@ -233,14 +228,7 @@ def _verify_at(ctx: Ctx, text_: str, at: datetime) -> codec.Payload:
 
 
 def _revoked_at(ctx: Ctx, rid: str, at: datetime) -> bool:
-    last = ctx.session.scalar(select(Revocation.action).where(Revocation.rid == rid, Revocation.at <= at)
-                              .order_by(Revocation.serial.desc()).limit(1))
-    return last == "add"
-
-
-def _same_code(ctx: Ctx, key_id: str, nonce: str) -> Select:
-    """Uses recorded with the same (key id, nonce), first first (an index on the pair)."""
-    return select(CardUse).where(CardUse.key_id == key_id, CardUse.nonce == nonce).order_by(CardUse.id)
+    return repository.last_revocation_action(ctx.session, rid, at=at) == "add"
 
 
 def _claim_if_live(ctx: Ctx, payload: codec.Payload, now: datetime) -> None:
@@ -285,13 +273,13 @@ def _reach(ctx: Ctx) -> list | None:
     operator_region = None
     if actor.kind == "staff" and actor.roles & {Role.REGIONAL_OPERATOR.value, Role.AUDITOR.value}:
         operator_region = accounts.staff_region(ctx.session, actor)
-    visible = policy.visible_region(actor, operator_region)
+    visible = institutions.visible_region(actor, operator_region)
     if visible is None:
         return None
     conditions = []
     if visible:
         conditions.append(CardUse.region_code.startswith(region_prefix(visible), autoescape=True))
-    own = policy.own_institution(actor)
+    own = institutions.own_institution(actor)
     if own:
         conditions.append(CardUse.institution_id == own)
     return conditions
@@ -424,7 +412,7 @@ def summarise(ctx: Ctx, filters: Filters, grouping: Grouping = Grouping.DAY, *,
         query = _where(ctx, select(CardUse.institution_id, *counts), filters)
         grouped = [] if query is None else list(ctx.session.execute(
             query.group_by(CardUse.institution_id).order_by(func.count(CardUse.id).desc(), CardUse.institution_id)))
-        names = _institutions(ctx, [g[0] for g in grouped if g[0]])
+        names = institutions.institutions_by_id(ctx.session, [g[0] for g in grouped if g[0]])
         rows = [SummaryRow(uses=n, offline=off or 0, replays=rep or 0, institution_id=inst,
                            institution_name=names[inst].name if inst in names else None,
                            region_code=names[inst].region_code if inst in names else None)
@@ -441,9 +429,3 @@ def _china_day(ctx: Ctx):
 
 def _as_date(value: object) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
-
-
-def _institutions(ctx: Ctx, ids: list[str]) -> dict[str, Institution]:
-    if not ids:
-        return {}
-    return {i.id: i for i in ctx.session.scalars(select(Institution).where(Institution.id.in_(ids)))}

@@ -27,7 +27,7 @@ import httpx
 
 from ..crypto import SM2PublicKey
 from ..qr import codec
-from ..qr.codes import check_use_codes, online_only
+from ..qr.codec.codes import check_use_codes, online_only
 from .lists import (
     REVOCATION_LIST_FORMAT,
     TRUST_LIST_FORMAT,

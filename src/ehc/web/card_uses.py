@@ -19,8 +19,8 @@ from ..institutions import service as institutions
 from ..kit.codes import CHANNEL_LABELS, Channel
 from ..kit.errors import Invalid, Problem, field_error
 from ..qr import uses
-from ..qr.codes import SCAN_CHANNELS, SCENES
-from ..qr.uses_endpoints import CardUseMonitor
+from ..qr.service import SCAN_CHANNELS, SCENES
+from ..qr.auth import CardUseMonitor
 from . import i18n
 from .pages import CHINA, PageRoute
 from .staff import Staff, StaffPage, staff_page

@@ -1,4 +1,4 @@
-"""The second factor for static codes on the wire (rules in ``second_factor.py``): the holder sets
+"""The second factor for static codes on the wire (rules in ``qr/second_factor.py``): the holder sets
 the card's PIN, window staff clear a forgotten one, a verifier has a one-time code texted to the holder."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from datetime import datetime
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from ..cards import service as cards
-from ..cards.models import Card
-from ..kit.context import Ctx
-from ..me import service as me
-from . import second_factor as factors
-from .auth import QRHolder, QRPrinter, QRVerifier
+from ...cards import service as cards
+from ...cards.models import Card
+from ...kit.context import Ctx
+from ...me import service as me
+from .. import service
+from ..auth import QRHolder, QRPrinter, QRVerifier
 
 router = APIRouter(tags=["qr"])
 
@@ -52,7 +52,7 @@ def _resident_card(ctx: Ctx, member: str | None) -> Card:
 
 
 def _status(ctx: Ctx, card: Card) -> PinStatusOut:
-    status = factors.pin_status(ctx, card)
+    status = service.pin_status(ctx, card)
     return PinStatusOut(set=status.set, locked_until=status.locked_until)
 
 
@@ -66,7 +66,7 @@ def my_pin(ctx: QRHolder, member: str | None = None) -> PinStatusOut:
             summary="Set or change the PIN that goes with my card's printed (static) code")
 def set_my_pin(body: PinIn, ctx: QRHolder, member: str | None = None) -> PinStatusOut:
     card = _resident_card(ctx, member)
-    factors.set_pin(ctx, card, body.pin, current_pin=body.current_pin)
+    service.set_pin(ctx, card, body.pin, current_pin=body.current_pin)
     return _status(ctx, card)
 
 
@@ -74,12 +74,12 @@ def set_my_pin(body: PinIn, ctx: QRHolder, member: str | None = None) -> PinStat
                summary="Clear a forgotten PIN, once the holder has proved who they are (reason required)")
 def clear_pin(ehc_id: str, body: PinClearIn, ctx: QRPrinter) -> PinClearedOut:
     card = cards.get_card(ctx, ehc_id)
-    return PinClearedOut(ehc_id=card.ehc_id, cleared=factors.clear_pin(ctx, card, body.reason))
+    return PinClearedOut(ehc_id=card.ehc_id, cleared=service.clear_pin(ctx, card, body.reason))
 
 
 @router.post("/api/v1/qr/second-factor/sms", response_model=SmsSentOut,
              summary="Text a one-time code to the holder of a scanned static code (the second factor)")
 def send_sms_code(body: SmsRequestIn, ctx: QRVerifier, response: Response) -> SmsSentOut:
-    sent = factors.send_sms_code(ctx, factors.card_of_static_code(ctx, body.code))
+    sent = service.send_sms_code(ctx, service.card_of_static_code(ctx, body.code))
     response.headers["Cache-Control"] = "no-store"
     return SmsSentOut(masked_phone=sent.masked_phone, expires_at=sent.expires_at, resend_after=sent.resend_after)

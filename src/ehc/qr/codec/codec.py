@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from ..crypto import SM2PrivateKey, SM2PublicKey, hmac_sm3, sm3
-from ..kit.errors import Invalid
+from ...crypto import SM2PrivateKey, SM2PublicKey, hmac_sm3, sm3
+from ...kit.errors import Invalid
 from . import tlv
 from .base45 import b45decode, b45encode
 

@@ -11,9 +11,9 @@ import json
 
 from fastapi import APIRouter, Request, Response
 
-from ..kit.context import Actor
-from ..kit.deps import DbSession, get_platform
-from . import lists
+from ...kit.context import Actor
+from ...kit.deps import DbSession, get_platform
+from .. import service
 
 router = APIRouter(tags=["qr"])
 
@@ -42,13 +42,13 @@ def _dump(envelope: dict) -> bytes:
 @router.get("/.well-known/ehc/root-key", summary="The root public key terminals pin (check its fingerprint)")
 def root_key(request: Request) -> Response:
     _admit(request)
-    return _json(request, _dump(lists.root_key_info(get_platform(request).keys)), "public, max-age=86400")
+    return _json(request, _dump(service.root_key_info(get_platform(request).keys)), "public, max-age=86400")
 
 
 @router.get("/.well-known/ehc/trust-list", summary="The QR issuing keys terminals accept, signed by the root key")
 def trust_list(request: Request) -> Response:
     _admit(request)
-    return _json(request, _dump(lists.trust_list(get_platform(request).keys)), _TRUST_CACHE)
+    return _json(request, _dump(service.trust_list(get_platform(request).keys)), _TRUST_CACHE)
 
 
 @router.get("/.well-known/ehc/revocations",
@@ -57,5 +57,5 @@ def revocations(request: Request, session: DbSession, since: str | None = None) 
     _admit(request)
     platform = get_platform(request)
     ctx = platform.ctx(session, Actor.anonymous())
-    envelope = lists.revocation_list(ctx, lists.parse_since(since))
+    envelope = service.revocation_list(ctx, service.parse_since(since))
     return _json(request, _dump(envelope), _REVOCATIONS_CACHE)

@@ -52,7 +52,3 @@ def decode(data: bytes) -> list[tuple[bytes, bytes]]:
         items.append((tag, data[i : i + n]))
         i += n
     return items
-
-
-def is_constructed(tag: bytes) -> bool:
-    return bool(tag[0] & 0x20)

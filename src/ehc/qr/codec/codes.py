@@ -1,9 +1,9 @@
-"""The care-step (scene) codes card use is reported with (DOMAIN.md, "Using the card")."""
+"""The care-step (scene) codes card use is reported with (docs/codes.md)."""
 
 from __future__ import annotations
 
-from ..kit.codes import Channel
-from ..kit.errors import Invalid
+from ...kit.codes import Channel
+from ...kit.errors import Invalid
 
 SCENES: dict[str, str] = {
     "010101": "registration",
@@ -57,7 +57,7 @@ def check_use_codes(scene: str, channel: str) -> None:
     """A scan is reported with a care step and a channel from the national lists (online, offline)."""
     errors = []
     if scene not in SCENES:
-        errors.append({"field": "scene", "code": "scene_unknown", "detail": "not a care-step code (DOMAIN.md)"})
+        errors.append({"field": "scene", "code": "scene_unknown", "detail": "not a care-step code (docs/codes.md)"})
     if channel not in {str(c) for c in SCAN_CHANNELS}:
         errors.append({"field": "channel", "code": "channel_unknown", "detail": "not a card-use channel code"})
     if errors:

@@ -1,5 +1,5 @@
 """Card-use API: thin. Terminals upload offline uses in batches; institutions and the commission's
-regions monitor uses (``uses.py`` has the rules)."""
+regions monitor uses (``qr/uses.py`` has the rules)."""
 
 from __future__ import annotations
 
@@ -9,29 +9,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from ..kit.auth import require_roles
-from ..kit.roles import HOSPITAL_SYSTEM, Role
-from ..kit.context import Ctx
-from . import uses
-from .auth import QRVerifier
-from .codes import SCENES
+from .. import service
+from ..auth import CardUseMonitor, QRVerifier
 
 router = APIRouter(tags=["card uses"])
-
-# Monitoring: an institution's admin and its hospital systems (their institution), the commission's
-# regional operators and auditors (their region, or everywhere for a national auditor), platform
-# admins (everywhere). Desk staff scan; they do not watch their colleagues' scans.
-CardUseMonitor = Annotated[
-    Ctx, Depends(require_roles(Role.INSTITUTION_ADMIN, Role.REGIONAL_OPERATOR, Role.AUDITOR, Role.PLATFORM_ADMIN,
-                               HOSPITAL_SYSTEM))
-]
 
 
 # -- shapes -------------------------------------------------------------------------------------
 
 class OfflineUseIn(BaseModel):
     code: str = Field(max_length=1024, description="the scanned text, EHC1: or EHCM1:")
-    scene: str = Field(max_length=7, description="care step code (DOMAIN.md), e.g. 0101011")
+    scene: str = Field(max_length=7, description="care step code (docs/codes.md), e.g. 0101011")
     channel: str = Field(max_length=4, description="channel code, e.g. 0200 (kiosk)")
     terminal_id: str = Field(min_length=1, max_length=32, description="the institution's registered terminal")
     department: str | None = Field(default=None, max_length=8)
@@ -39,12 +27,12 @@ class OfflineUseIn(BaseModel):
 
 
 class BatchIn(BaseModel):
-    uses: list[OfflineUseIn] = Field(description=f"1 to {uses.MAX_BATCH} offline card uses")
+    uses: list[OfflineUseIn] = Field(description=f"1 to {service.MAX_BATCH} offline card uses")
 
 
 class BatchItemOut(BaseModel):
     index: int = Field(description="position of the item in the request")
-    outcome: uses.Outcome = Field(description="recorded | duplicate | replay | rejected")
+    outcome: service.Outcome = Field(description="recorded | duplicate | replay | rejected")
     use_id: int | None = Field(description="the stored use (for a duplicate: the one stored first)")
     ehc_id: str | None = None
     code: str | None = Field(default=None, description="a rejected item's problem code, e.g. qr_expired")
@@ -93,20 +81,20 @@ class SummaryRowOut(BaseModel):
 class SummaryOut(BaseModel):
     from_: datetime = Field(alias="from", serialization_alias="from")
     to: datetime
-    group: uses.Grouping
+    group: service.Grouping
     total: int
     rows: list[SummaryRowOut]
 
 
 def row_out(use) -> CardUseRowOut:
     return CardUseRowOut(id=use.id, at=use.at, recorded_at=use.recorded_at, scene=use.scene,
-                         scene_label=SCENES.get(use.scene, use.scene), channel=use.channel,
+                         scene_label=service.SCENES.get(use.scene, use.scene), channel=use.channel,
                          institution_id=use.institution_id, region_code=use.region_code, terminal_id=use.terminal_id,
                          department=use.department, code_type=use.code_type, offline=bool(use.offline),
                          replay=bool(use.replay), actor_kind=use.actor_kind)
 
 
-def summary_out(summary: uses.Summary) -> SummaryOut:
+def summary_out(summary: service.Summary) -> SummaryOut:
     rows = [SummaryRowOut(day=r.day, scene=r.scene, scene_label=r.scene_label, institution_id=r.institution_id,
                           institution_name=r.institution_name, region_code=r.region_code, uses=r.uses,
                           offline=r.offline, replays=r.replays) for r in summary.rows]
@@ -125,12 +113,12 @@ def _filters(
     channel: Annotated[str | None, Query(max_length=4)] = None,
     offline: bool | None = None,
     replay: bool | None = None,
-) -> uses.Filters:
-    return uses.Filters(institution_id=institution_id, region=region, start=start, end=end, scene=scene,
+) -> service.Filters:
+    return service.Filters(institution_id=institution_id, region=region, start=start, end=end, scene=scene,
                         channel=channel, offline=offline, replay=replay)
 
 
-UseFilters = Annotated[uses.Filters, Depends(_filters)]
+UseFilters = Annotated[service.Filters, Depends(_filters)]
 
 
 # -- routes -------------------------------------------------------------------------------------
@@ -138,10 +126,10 @@ UseFilters = Annotated[uses.Filters, Depends(_filters)]
 @router.post("/api/v1/qr/uses/batch", response_model=BatchOut,
              summary="Upload card uses a terminal verified offline; verified again, deduplicated, replays flagged")
 def upload_batch(body: BatchIn, ctx: QRVerifier) -> BatchOut:
-    uses.check_batch_size(len(body.uses))
-    items = [uses.OfflineUse(code=u.code, scene=u.scene, channel=u.channel, terminal_id=u.terminal_id,
+    service.check_batch_size(len(body.uses))
+    items = [service.OfflineUse(code=u.code, scene=u.scene, channel=u.channel, terminal_id=u.terminal_id,
                              department=u.department, at=u.at) for u in body.uses]
-    done = uses.upload(ctx, items)
+    done = service.upload(ctx, items)
     return BatchOut(items=[BatchItemOut(index=i.index, outcome=i.outcome, use_id=i.use_id, ehc_id=i.ehc_id,
                                         code=i.problem, detail=i.detail) for i in done.items],
                     counts=done.counts)
@@ -149,14 +137,14 @@ def upload_batch(body: BatchIn, ctx: QRVerifier) -> BatchOut:
 
 @router.get("/api/v1/card-uses", response_model=CardUsePageOut,
             summary="Card uses at the institutions in your reach, newest first (no card ids, no people)")
-def list_card_uses(ctx: CardUseMonitor, filters: UseFilters, limit: int = Query(50, ge=1, le=uses.MAX_PAGE),
+def list_card_uses(ctx: CardUseMonitor, filters: UseFilters, limit: int = Query(50, ge=1, le=service.MAX_USES_PAGE),
                    cursor: Annotated[str | None, Query(max_length=200)] = None) -> CardUsePageOut:
-    page = uses.list_uses(ctx, filters, limit=limit, cursor=cursor)
+    page = service.list_uses(ctx, filters, limit=limit, cursor=cursor)
     return CardUsePageOut(items=[row_out(u) for u in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/api/v1/card-uses/summary", response_model=SummaryOut, response_model_by_alias=True,
             summary="Counts of card uses in your reach, by day and care step or by institution")
 def card_use_summary(ctx: CardUseMonitor, filters: UseFilters,
-                     group: uses.Grouping = uses.Grouping.DAY) -> SummaryOut:
-    return summary_out(uses.summarise(ctx, filters, group))
+                     group: service.Grouping = service.Grouping.DAY) -> SummaryOut:
+    return summary_out(service.summarise(ctx, filters, group))

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response
 
-from .. import payments
-from ..cards import service as cards
-from ..cards.models import Card, CardStatus
-from ..identity import mask_number
-from ..kit.context import Ctx
-from ..me import service as me
-from . import codec, label, service
-from . import second_factor as factors
-from .auth import QRHolder, QRPrinter, QRVerifier
-from .codes import SCENES
-from .schemas import CardUseOut, DynamicCodeOut, VerifiedHolderOut, VerifyIn, VerifyOut
+from ... import payments
+from ...cards import service as cards
+from ...cards.models import Card, CardStatus
+from ...identity import mask_number
+from ...kit.context import Ctx
+from ...me import service as me
+from .. import codec, label, service
+from ..auth import QRHolder, QRPrinter, QRVerifier
+from ..schemas import CardUseOut, DynamicCodeOut, VerifiedHolderOut, VerifyIn, VerifyOut
 
 router = APIRouter(tags=["qr"])
 
@@ -59,7 +57,7 @@ def my_dynamic_png(ctx: QRHolder, member: str | None = None, payment: str | None
             summary="Where and for what my card (or, with ?member=, a family member's) was used, newest first")
 def my_card_uses(ctx: QRHolder, member: str | None = None, limit: int = Query(50, ge=1, le=200)) -> list[CardUseOut]:
     return [
-        CardUseOut(at=u.at, scene=u.scene, scene_label=SCENES.get(u.scene, u.scene), channel=u.channel,
+        CardUseOut(at=u.at, scene=u.scene, scene_label=service.SCENES.get(u.scene, u.scene), channel=u.channel,
                    institution_id=u.institution_id, terminal_id=u.terminal_id, department=u.department,
                    code_type=u.code_type)
         for u in service.uses_of(ctx, _resident_card(ctx, member), limit=limit)
@@ -102,7 +100,7 @@ def verify(body: VerifyIn, ctx: QRVerifier) -> VerifyOut:
                       department=body.department)
     proof = body.second_factor
     done = service.verify(ctx, body.code, use,
-                          second_factor=factors.Proof(pin=proof.pin, sms_code=proof.sms_code) if proof else None)
+                          second_factor=service.Proof(pin=proof.pin, sms_code=proof.sms_code) if proof else None)
     document = next((i for i in done.identifiers if i.system.startswith("doc:")), None)
     return VerifyOut(
         ehc_id=done.card.ehc_id,

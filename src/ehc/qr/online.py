@@ -1,0 +1,238 @@
+"""Issuing and verifying health-card QR codes on the platform (docs/qr-format.md §5, §9, §13).
+
+The codec (``codec/``) is pure; this module brings the key store, the card registry and the
+database: the active QR key signs, the card-reference secret (key kind ``qrref``) hides the card,
+the key store's QR keys (active and retired) verify, the card's sequence and status decide
+revocation, ``qr_used_codes`` makes a dynamic code single use, ``card_uses`` records every use.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..cards import service as cards
+from ..cards.models import Card, CardStatus
+from ..crypto import SM2PublicKey
+from ..institutions import service as institutions
+from ..kit.clock import utcnow
+from ..kit.context import Ctx
+from ..kit.errors import Conflict
+from ..mpi import service as mpi
+from ..payments import MEDICAL_PAYMENT, PaymentChannel
+from . import codec
+from . import second_factor as factors
+from .codec.codes import check_use_codes
+from .models import CardUse, UsedCode
+
+DYNAMIC_VALIDITY = codec.DEFAULT_VALIDITY  # seconds a dynamic code is accepted, platform-wide (§3)
+REFRESH_AFTER = 60  # seconds after which a phone redraws its dynamic code (settings.qr_refresh_seconds)
+PAYMENT_PURPOSE = MEDICAL_PAYMENT  # what the payment part of a two-in-one code pays for
+ONLINE_SKEW = 0  # the online check runs on the issuer's own clock (§9 step 8)
+VERIFY_PURPOSE = "card.verify"
+PURGE_EVERY = timedelta(seconds=60)  # per process: drop used-code rows whose code has expired anyway
+
+_purge_lock = threading.Lock()
+_next_purge: datetime | None = None
+
+
+QRRevoked = codec.QRRevoked
+QRReplayed = codec.QRReplayed
+
+
+# -- keys ----------------------------------------------------------------------------------------
+def _signer(ctx: Ctx) -> codec.Signer:
+    keys = ctx.vault.keys
+    info = keys.active("qr")
+    return codec.Signer(info.id, keys.signing_key(info.id))
+
+
+def ref_secret(ctx: Ctx) -> bytes:
+    keys = ctx.vault.keys
+    return keys.secret(keys.active("qrref").id)
+
+
+def key_lookup(ctx: Ctx, code_type: codec.CodeType, now: datetime):  # noqa: ANN202
+    """The store's QR keys: the active one; a retired one for dynamic codes until its ``not_after``,
+    for static codes until it is withdrawn from the store (§9.2)."""
+    keys = ctx.vault.keys
+
+    def lookup(key_id: str) -> SM2PublicKey | None:
+        for info in keys.infos("qr"):
+            if info.id != key_id:
+                continue
+            if info.status not in ("active", "retired"):
+                return None  # withdrawn (ehc keys withdraw): out of the trust list, verifies nothing (§11.2)
+            if (info.status != "active" and code_type is codec.CodeType.DYNAMIC and info.not_after
+                    and datetime.fromisoformat(info.not_after) < now):
+                return None
+            return keys.public_key(key_id)
+        return None
+
+    return lookup
+
+
+# -- issuing -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Issued:
+    text: str
+    expires_at: datetime | None
+    code_type: codec.CodeType
+
+
+def _active_card(card: Card) -> None:
+    if card.status != CardStatus.NORMAL:
+        raise Conflict(f"This card's status is {card.status}; no code is issued for it.", code="card_not_active")
+
+
+def issue_dynamic(ctx: Ctx, card: Card, *, now: datetime | None = None,
+                  payment: PaymentChannel | None = None) -> Issued:
+    """A fresh dynamic code for a normal card (revocation of dynamic codes is enforced here, §9.1).
+
+    With ``payment`` (a ``payments.PaymentChannel``) it is a two-in-one ``EHCM1:`` code: the channel's
+    one-time payment template first, then the health code signed with its binding (§8)."""
+    _active_card(card)
+    now = now or utcnow()
+    template = payment.template_for(card, purpose=PAYMENT_PURPOSE, now=now) if payment is not None else None
+    code = codec.issue_dynamic(_signer(ctx), ref_secret=ref_secret(ctx), ehc_id=card.ehc_id,
+                               sequence=card.sequence, now=now, validity=DYNAMIC_VALIDITY, payment_template=template)
+    expires = datetime.fromtimestamp(code.payload.expires_at, now.tzinfo)
+    text = codec.combine(code, template) if template is not None else code.text
+    return Issued(text, expires, codec.CodeType.DYNAMIC)
+
+
+def issue_static(ctx: Ctx, card: Card, *, now: datetime | None = None) -> Issued:
+    """A printable code for the card's current issue; a reissue or a loss revokes it."""
+    _active_card(card)
+    code = codec.issue_static(_signer(ctx), ref_secret=ref_secret(ctx), ehc_id=card.ehc_id,
+                              sequence=card.sequence, now=now or utcnow())
+    return Issued(code.text, None, codec.CodeType.STATIC)
+
+
+# -- verifying online ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Use:
+    scene: str
+    channel: str
+    terminal_id: str | None = None
+    department: str | None = None
+
+
+@dataclass(frozen=True)
+class Verified:
+    card: Card
+    payload: codec.Payload
+    person: object
+    details: mpi.Demographics
+    identifiers: list[mpi.Identifier]
+    national_plaintext: str
+    use: CardUse
+
+
+def check_use(use: Use) -> None:
+    check_use_codes(use.scene, use.channel)
+
+
+def card_for(ctx: Ctx, ref: codec.CardRef) -> Card | None:
+    prefix = ref.ehc_id_prefix
+    return ctx.session.scalar(cards.with_id_prefix(prefix))
+
+
+def open_code(ctx: Ctx, text: str, *, now: datetime) -> tuple[codec.Payload, Card]:
+    """§9 steps 1-10 on the platform: the code's verified payload and its card, which is normal.
+    Records nothing (``verify`` does). Raises a ``QRRejected``, or ``card_not_active``."""
+    # A two-in-one code: verify its health part (the payment part is the payment channel's, §8).
+    code = codec.split(text.strip() if isinstance(text, str) else text).code
+    payload = codec.verify(code, key_lookup(ctx, code.payload.type, now), now=now, skew=ONLINE_SKEW)
+    ref = codec.open_card_ref(ref_secret(ctx), payload)
+    card = card_for(ctx, ref)
+    if card is None or card.sequence != ref.sequence:
+        raise QRRevoked("This code belongs to an earlier issue of the card: it no longer works.")
+    if card.status in (CardStatus.LOST, CardStatus.CANCELLED):
+        raise QRRevoked(f"The card is {card.status}: its codes no longer work.")
+    if card.status != CardStatus.NORMAL:
+        raise Conflict(f"This card's status is {card.status}.", code="card_not_active")
+    return payload, card
+
+
+def verify(ctx: Ctx, text: str, use: Use, *, now: datetime | None = None,
+           second_factor: factors.Proof | None = None) -> Verified:
+    """Verify a code online (§9 steps 1-11) and record the card use. Raises a ``QRRejected``. A static
+    code at a step in ``codes.SECOND_FACTOR_SCENES`` also needs ``second_factor`` (§9.3)."""
+    check_use(use)
+    now = now or utcnow()
+    payload, card = open_code(ctx, text, now=now)
+    factors.require(ctx, card, payload.type, use.scene, second_factor)
+    if payload.type is codec.CodeType.DYNAMIC:
+        _claim(ctx, payload)
+        _purge_due(ctx, now)
+    person, details, identifiers = cards.holder(ctx, card, purpose=VERIFY_PURPOSE)
+    actor = ctx.actor
+    # key id and nonce let offline uploads deduplicate against this use (§9.1); the region lets the
+    # commission's operators monitor their region's uses.
+    row = CardUse(ehc_id=card.ehc_id, person_id=card.person_id, scene=use.scene, channel=use.channel,
+                  institution_id=actor.institution_id, terminal_id=use.terminal_id, department=use.department,
+                  code_type=int(payload.type), actor_kind=actor.kind, actor_id=actor.id, operator=actor.operator,
+                  at=now, recorded_at=now, key_id=payload.key_id, nonce=payload.nonce.hex(),
+                  region_code=region_of(ctx, actor.institution_id))
+    ctx.session.add(row)
+    ctx.session.flush()
+    return Verified(card, payload, person, details, identifiers, codec.national_plaintext(card.ehc_id, payload), row)
+
+
+def region_of(ctx: Ctx, institution_id: str | None) -> str | None:
+    """The GB/T 2260 region of the institution a use happens at, stored with the use."""
+    institution = institutions.find_institution(ctx.session, institution_id) if institution_id else None
+    return institution.region_code if institution is not None else None
+
+
+def _claim_statement(dialect):  # noqa: ANN001, ANN202
+    insert = dialect.insert(_USED).values(key_id=bindparam("key_id"), nonce=bindparam("nonce"),
+                                          expires_at=bindparam("expires_at"))
+    # A row comes back only when this transaction claimed the pair; a concurrent claim of the same
+    # code waits for the first transaction on PostgreSQL and then sees the conflict.
+    return insert.on_conflict_do_nothing(index_elements=[_USED.c.key_id, _USED.c.nonce]).returning(_USED.c.id)
+
+
+_USED = UsedCode.__table__
+# Built once: one round trip claims a code (no look-up first, no savepoint).
+_CLAIM = {"postgresql": _claim_statement(postgresql), "sqlite": _claim_statement(sqlite)}
+
+
+def claim_code(ctx: Ctx, key_id: str, nonce: str, expires_at: datetime) -> bool:
+    """Mark a dynamic code used until ``expires_at``; False when it was used already."""
+    statement = _CLAIM[ctx.session.get_bind().dialect.name]
+    values = {"key_id": key_id, "nonce": nonce, "expires_at": expires_at}
+    return ctx.session.execute(statement, values).first() is not None
+
+
+def _claim(ctx: Ctx, payload: codec.Payload) -> None:
+    """Single use: the (key id, nonce) row is unique; the second claim of a code is a replay."""
+    expires = datetime.fromtimestamp(payload.expires_at, utcnow().tzinfo) + timedelta(seconds=codec.DEFAULT_SKEW)
+    if not claim_code(ctx, payload.key_id, payload.nonce.hex(), expires):
+        raise QRReplayed("This code has been used already: show a fresh one.")
+
+
+def uses_of(ctx: Ctx, card: Card, *, limit: int = 50) -> list[CardUse]:
+    """A card's uses, newest first (the holder's card-use history)."""
+    query = select(CardUse).where(CardUse.ehc_id == card.ehc_id).order_by(CardUse.at.desc(), CardUse.id.desc())
+    return list(ctx.session.scalars(query.limit(limit)))
+
+
+def purge_used_codes(ctx: Ctx, now: datetime) -> int:
+    """Forget used dynamic codes past their expiry (+ skew): they are refused as expired by then."""
+    result = ctx.session.execute(delete(UsedCode).where(UsedCode.expires_at < now))
+    return result.rowcount or 0
+
+
+def _purge_due(ctx: Ctx, now: datetime) -> None:
+    global _next_purge
+    with _purge_lock:
+        if _next_purge is not None and now < _next_purge:
+            return
+        _next_purge = now + PURGE_EVERY
+    purge_used_codes(ctx, now)
