@@ -50,7 +50,7 @@ from ehc.audit.models import AuditEvent
 from ehc.client import SM2Auth
 from ehc.crypto import SM2PrivateKey
 from ehc.kit.context import Actor
-from ehc.mpi import keys as match_keys
+from ehc.mpi.matching import keys as match_keys
 from ehc.mpi import service as mpi
 
 FHIR_JSON = "application/fhir+json"

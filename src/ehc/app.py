@@ -16,7 +16,6 @@ from .institutions.endpoints import router as institutions_router
 from .kit.http import RequestIdMiddleware, install_problem_handlers
 from .me.endpoints import router as me_router
 from .mpi.endpoints import router as mpi_router
-from .mpi.match_endpoints import router as mpi_match_router
 from .qr.endpoints import router as qr_router
 from .qr.lists_endpoints import router as qr_lists_router
 from .qr.second_factor_endpoints import router as second_factor_router
@@ -52,7 +51,6 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(fhir_router)  # /fhir: FHIR identity services on the master index
     app.include_router(mpi_router)
-    app.include_router(mpi_match_router)
     mount_pages(app)
     app.include_router(card_use_pages)
 

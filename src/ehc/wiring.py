@@ -30,3 +30,7 @@ def register_hooks() -> None:
     mpi.on_merge(cards.move_card_links)
     mpi.on_unmerge("card", cards.undo_card_cancel)
     mpi.on_unmerge("family_binding", cards.undo_family_moves)
+    # The master index asks the card registry (built on it) for a person's card, a card by its EHC ID
+    # and every person's EHC ID (batch linkage's report).
+    mpi.provide_cards(mpi.CardLookups(card_of_person=cards.card_of_person, get_card=cards.get_card,
+                                      ehc_ids_by_person=cards.ehc_ids_by_person))
