@@ -641,4 +641,4 @@ def _record(ctx: Ctx, card: Card, action: str, from_status: CardStatus | None, t
 
 def ehc_ids_by_person(session: Session) -> dict[str, str]:
     """person id -> EHC ID of every card (the master index's batch linkage reports cards, not people)."""
-    return dict(session.execute(select(Card.person_id, Card.ehc_id)).tuples().all())
+    return dict(session.execute(select(Card.person_id, Card.ehc_id)).all())

@@ -42,10 +42,9 @@ def identifier_rows(session: Session, person_id: str) -> list[PersonIdentifier]:
 
 def sealed_documents(session: Session, person_ids: list[str], systems: Iterable[str]) -> list[tuple[str, str, str]]:
     """(person id, system, sealed value) of these people's identifiers of these systems."""
-    return list(session.execute(
+    return [(person_id, system, sealed) for person_id, system, sealed in session.execute(
         select(PersonIdentifier.person_id, PersonIdentifier.system, PersonIdentifier.value_sealed)
-        .where(PersonIdentifier.person_id.in_(person_ids), PersonIdentifier.system.in_(list(systems)))
-    ).tuples())
+        .where(PersonIdentifier.person_id.in_(person_ids), PersonIdentifier.system.in_(list(systems))))]
 
 
 def people(session: Session, person_ids: list[str]) -> list[Person]:
