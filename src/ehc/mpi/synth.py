@@ -49,6 +49,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 
+from stdnum import numdb
+
 from ..identity import service as identity
 from .matching.names import SIMILAR_SHAPES
 
@@ -92,9 +94,8 @@ class _Person:
 @lru_cache(maxsize=1)
 def _regions() -> tuple[tuple[str, str], ...]:
     """(county code, "province + county") for a deterministic sample of real GB/T 2260 counties."""
-    # heavy: Faker's locale data and stdnum's region database take a while to load; only generated sets need them
+    # heavy: Faker's locale data takes a while to load; only generated sets need it
     from faker.providers.ssn import zh_CN as ssn_zh
-    from stdnum import numdb
 
     database = numdb.get("cn/loc")
     found = []

@@ -258,7 +258,7 @@ def spark_session(workdir: Path, partitions: int = 4) -> SparkSession:
     """A local Spark (two cores) with Splink's similarity functions; every spill file in ``workdir``."""
     # heavy and optional: pyspark takes seconds to import and starts a JVM; only --backend spark needs it
     from pyspark.sql import SparkSession
-    from splink.backends.spark import similarity_jar_location
+    from splink.backends.spark import similarity_jar_location  # heavy and optional: imports pyspark too
 
     local = Path(workdir) / "spark"
     local.mkdir(parents=True, exist_ok=True)
