@@ -144,7 +144,7 @@ class Authority:
 
 def split_chinese_name(name: str) -> tuple[str, str] | None:
     """``张建国`` -> (``张``, ``建国``), ``欧阳修`` -> (``欧阳``, ``修``), as the matcher splits names
-    (``mpi.names``); None for names that are not 2-6 Chinese characters (minority names with a middle
+    (``mpi.matching.names``); None for names that are not 2-6 Chinese characters (minority names with a middle
     dot, foreign names): they keep only ``text``."""
     if not _CJK_NAME.fullmatch(name):
         return None

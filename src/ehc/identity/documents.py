@@ -285,5 +285,5 @@ def resident_id_number(region: str, born: date, sequence: int, male: bool) -> st
     birth date (8) + sequence (2) + sex digit (odd = male) + the check character."""
     sex_digit = (sequence % 5) * 2 + (1 if male else 0)
     body = f"{region}{born:%Y%m%d}{sequence // 5 % 100:02d}{sex_digit}"
-    return body + ric.calc_check_digit(body)
+    return body + ric.calc_check_digit(body + "0")  # stdnum takes a whole number and skips its last character
 

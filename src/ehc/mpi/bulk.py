@@ -88,7 +88,7 @@ class PersonBatch:
     count: int
     copy_text: bytes | None = None
     rows: list[tuple] | None = None
-    match_keys: list[tuple[str, str]] | None = None  # (person id, blind blocking key), see ``mpi.keys``
+    match_keys: list[tuple[str, str]] | None = None  # (person id, blind blocking key), see ``mpi.matching.keys``
 
 
 class PersonBatchBuilder:

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     model = fit_known(
         [side_of_row(r) for r in index.to_dict("records")], [side_of_row(r) for r in queries.to_dict("records")],
         [(query_position[q], index_position[i]) for i, q in zip(truth.index_rec_id, truth.query_rec_id)],
-        source=f"python -m ehc.mpi.estimate: synth.generate({PEOPLE}, {DUPLICATES}, seed={SEED}); u from random "
+        source=f"python -m ehc.mpi.matching.estimate: synth.generate({PEOPLE}, {DUPLICATES}, seed={SEED}); u from random "
                "index pairs, m from the known true pairs, prior from the blocked pairs",
         u_from="random",
     )
