@@ -1,6 +1,7 @@
 """Master index rules: find or create the one person behind an identifier; merge and unmerge people.
 
-Other domains call these functions; they never query ``persons`` or ``person_identifiers`` directly.
+Other domains call these functions through ``mpi.service``; they never query ``persons`` or
+``person_identifiers`` directly (the queries are in ``mpi.repository``, the sealing in ``mpi.sealed``).
 
 Merging, and the contract for other domains
 -------------------------------------------
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..audit import service as audit
@@ -38,6 +38,7 @@ from ..kit.context import Ctx
 from ..kit.errors import Conflict, NotFound
 from .matching import keys
 from .models import Merge, MergeMove, Person, PersonIdentifier
+from . import repository
 from .repository import find_by_identifier, resolve
 from .sealed import demographics, identifier_row, identifiers_of, seal_context, seal_demographics
 from .values import Demographics, Identifier
@@ -85,8 +86,7 @@ def ids_of(ctx: Ctx, person: Person) -> list[str]:
     id under which something about this person may have been recorded."""
     found, frontier = [person.id], [person.id]
     while frontier:
-        frontier = [pid for pid in ctx.session.scalars(select(Person.id).where(Person.merged_into.in_(frontier)))
-                    if pid not in found]
+        frontier = [pid for pid in repository.merged_into(ctx.session, frontier) if pid not in found]
         found.extend(frontier)
     return found
 
@@ -94,12 +94,7 @@ def ids_of(ctx: Ctx, person: Person) -> list[str]:
 def find_by_phone(ctx: Ctx, phone: str) -> list[Person]:
     """Active, identified people registered with this (normalised) mobile number, oldest first.
     Families share phones, so there may be several."""
-    return list(ctx.session.scalars(
-        select(Person)
-        .where(Person.phone_index == ctx.vault.blind("phone", phone), Person.status == "active",
-               Person.temporary.is_(False))
-        .order_by(Person.created_at, Person.id)
-    ))
+    return repository.active_people_by_phone_index(ctx.session, ctx.vault.blind("phone", phone))
 
 
 def create_person(
@@ -153,8 +148,7 @@ def add_identifier(ctx: Ctx, person: Person, identifier: Identifier) -> bool:
 
 def remove_identifier(ctx: Ctx, person: Person, identifier: Identifier) -> None:
     """Unbind ``identifier`` from ``person`` (a wrong link). 404 when this person does not hold it."""
-    row = ctx.session.scalar(select(PersonIdentifier).where(
-        PersonIdentifier.blind_index == identifier.blind_index(ctx)))
+    row = repository.identifier_row_by_blind_index(ctx.session, identifier.blind_index(ctx))
     if row is None or resolve(ctx, row.person_id).id != person.id:
         raise NotFound("This person holds no such identifier.", code="identifier_not_found")
     ctx.session.delete(row)
@@ -191,9 +185,7 @@ def merge(ctx: Ctx, source: Person, target: Person, reason: str, *, review_id: i
                    actor_id=actor.id, review_id=review_id, at=utcnow())
     ctx.session.add(record)
     ctx.session.flush()  # the id the moves point at
-    for row in ctx.session.scalars(
-        select(PersonIdentifier).where(PersonIdentifier.person_id == source.id).order_by(PersonIdentifier.id)
-    ):
+    for row in repository.identifier_rows(ctx.session, source.id):
         row.person_id = target.id
         record_move(ctx, record, "identifier", str(row.id))
     for hook in _merge_hooks:
@@ -214,7 +206,7 @@ def get_merge(ctx: Ctx, merge_id: int) -> Merge:
 
 
 def moves_of(ctx: Ctx, merge: Merge) -> list[MergeMove]:
-    return list(ctx.session.scalars(select(MergeMove).where(MergeMove.merge_id == merge.id).order_by(MergeMove.id)))
+    return repository.merge_moves(ctx.session, merge.id)
 
 
 def unmerge(ctx: Ctx, merge_id: int, reason: str) -> Merge:

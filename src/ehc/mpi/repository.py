@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from ..kit.context import Ctx
 from ..kit.errors import Conflict, NotFound
-from .models import LinkJob, MatchKey, MatchReview, Person, PersonIdentifier
+from .models import LinkJob, MatchKey, MatchReview, MergeMove, Person, PersonIdentifier
 from .values import Identifier
 
 
@@ -33,6 +33,28 @@ def find_by_identifier(ctx: Ctx, identifier: Identifier) -> Person | None:
         select(PersonIdentifier.person_id).where(PersonIdentifier.blind_index == identifier.blind_index(ctx))
     )
     return None if person_id is None else resolve(ctx, person_id)
+
+
+def merged_into(session: Session, person_ids: list[str]) -> list[str]:
+    """Ids of the people merged directly into any of these."""
+    return list(session.scalars(select(Person.id).where(Person.merged_into.in_(person_ids))))
+
+
+def active_people_by_phone_index(session: Session, phone_index: str) -> list[Person]:
+    """Active, identified people with this phone blind index, oldest first."""
+    return list(session.scalars(
+        select(Person)
+        .where(Person.phone_index == phone_index, Person.status == "active", Person.temporary.is_(False))
+        .order_by(Person.created_at, Person.id)
+    ))
+
+
+def identifier_row_by_blind_index(session: Session, blind_index: str) -> PersonIdentifier | None:
+    return session.scalar(select(PersonIdentifier).where(PersonIdentifier.blind_index == blind_index))
+
+
+def merge_moves(session: Session, merge_id: int) -> list[MergeMove]:
+    return list(session.scalars(select(MergeMove).where(MergeMove.merge_id == merge_id).order_by(MergeMove.id)))
 
 
 def identifier_rows(session: Session, person_id: str) -> list[PersonIdentifier]:

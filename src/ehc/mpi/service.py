@@ -17,12 +17,9 @@ The rules live in the modules behind it, each with one concern:
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
 from . import review as _review
 from .bulk import PersonBatch, PersonBatchBuilder, create_persons, held_identifiers, identifier_blind_index
-from .linkage.common import LinkInputError
+from .linkage import LinkInputError, link_file
 from .lookups import CardLookups, CardRef, card_of_person, provide_cards
 from .matching import PURPOSE as MATCH_PURPOSE
 from .matching import Candidate, Record, match
@@ -81,10 +78,6 @@ from .xref import (
     visible_merge,
 )
 
-if TYPE_CHECKING:
-    from .linkage.common import LinkPlatform
-    from .linkage.report import LinkResult
-
 # The review queue, for the doors (the API, the staff pages).
 REVIEW_STATUSES = _review.STATUSES
 REVIEW_SOURCES = _review.SOURCES
@@ -99,16 +92,6 @@ review_comparison = _review.comparison
 accept_review = _review.accept
 reject_review = _review.reject
 enqueue_review = _review.enqueue
-
-
-def link_file(platform: LinkPlatform, path: Path, institution_id: str, **options: Any) -> LinkResult:
-    """Batch linkage of a hospital's patient list (``ehc mpi link``): see :mod:`.linkage` and
-    :func:`.linkage.job.link_file` for the options. Raises :class:`LinkInputError` for a file that
-    cannot be linked and ``NotFound`` for an unknown institution."""
-    # heavy: batch linkage needs pandas and Splink (over a second to import); only `ehc mpi link` runs it
-    from .linkage.job import link_file as run
-
-    return run(platform, path, institution_id, **options)
 
 
 __all__ = [

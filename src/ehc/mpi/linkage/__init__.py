@@ -28,7 +28,35 @@ FEBRL or synthetic sets straight into :func:`.model.score_pairs` and :func:`.dec
 ``unique_id, name, name_py, surname_py, given_py, name_initial, sex, birth_date,
 birth_date_swapped, birth_year, phone, address, region_code, id_key``.
 
-This package is imported only by batch work (it needs pandas, and Splink when it runs): other code
-reaches it through ``mpi.service.link_file``. Nothing is imported here, so importing
-:mod:`.common` for :class:`~.common.LinkInputError` stays light.
+The steps need pandas and Splink (over a second to import), so this package's face stays light: it
+offers :class:`LinkInputError` and :func:`link_file`, which loads the steps when a job runs. Other
+domains and the doors reach both through ``mpi.service``.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .common import LinkInputError, LinkPlatform
+
+if TYPE_CHECKING:
+    from .decide import Thresholds
+    from .job import Progress
+    from .report import LinkResult
+
+__all__ = ["LinkInputError", "link_file"]
+
+
+def link_file(platform: LinkPlatform, path: Path, institution_id: str, *, backend: str = "duckdb",
+              out: Path | None = None, dry_run: bool = False, thresholds: Thresholds | None = None,
+              workers: int | None = None, operator: str = "cli", progress: Progress | None = None) -> LinkResult:
+    """Link a hospital's patient list to the index (:func:`.job.link_file`; default thresholds when
+    none are given). Raises :class:`LinkInputError` for a file that cannot be linked and ``NotFound``
+    for an unknown institution."""
+    # heavy: the steps import pandas and Splink (over a second); only a linkage job needs them
+    from . import job
+
+    return job.link_file(platform, path, institution_id, backend=backend, out=out, dry_run=dry_run,
+                         thresholds=thresholds or job.Thresholds(), workers=workers, operator=operator,
+                         progress=progress)
