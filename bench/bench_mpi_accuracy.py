@@ -159,7 +159,7 @@ def realtime_matches(index: list[dict], queries: list[dict], models: dict) -> di
 
 
 def deterministic_matches(index: list[dict], queries: list[dict]) -> set[tuple[str, str]]:
-    from ehc.mpi import names
+    from ehc.mpi.matching import names
 
     by_document = {(r.get("document_system"), r["id_number"]): r["rec_id"] for r in index if r["id_number"]}
     by_name_birth: dict[tuple[str, str], list[str]] = {}
@@ -206,7 +206,8 @@ def _rows(label: str, truth: set, n_index: int, n_queries: int, results: dict[st
 
 
 def main(quick: bool = False) -> list[dict]:
-    from ehc.mpi import estimate, matching
+    from ehc.mpi import matching
+    from ehc.mpi.matching import estimate
 
     load_before = os.getloadavg()[0]
     rows: list[dict] = []

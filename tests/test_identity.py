@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ehc.identity import (
+from ehc.identity.service import (
     DEFAULT_VERIFIER,
     LABELS,
     Applicant,
@@ -21,7 +21,7 @@ from ehc.identity import (
     mask_name,
     mask_number,
     mask_phone,
-    normalise_name,
+    canonical_name,
     normalise_number,
     normalise_phone,
     parse_document,
@@ -297,24 +297,24 @@ def test_mask_phone():
     ],
 )
 def test_names_normalise(raw, name):
-    assert normalise_name(raw) == name
+    assert canonical_name(raw) == name
 
 
 @pytest.mark.parametrize("raw", ["", "   ", "·", "张·", "张··三", "Agent 007", "<script>", "---", "张" * 65])
 def test_bad_names(raw):
     with pytest.raises(Invalid) as info:
-        normalise_name(raw)
+        canonical_name(raw)
     assert codes(info.value) == [("name", "name_invalid")]
 
 
 @given(st.text(max_size=80))
 def test_normalise_name_raises_only_invalid_and_is_idempotent(raw):
     try:
-        name = normalise_name(raw)
+        name = canonical_name(raw)
     except Invalid:
         return
     assert 1 <= len(name) <= 64
-    assert normalise_name(name) == name
+    assert canonical_name(name) == name
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,9 @@ from sqlalchemy import func, select
 
 from ehc.audit.models import AuditEvent
 from ehc.kit.context import Actor
-from ehc.mpi import linkage, service, synth
+from ehc.mpi import service, synth
+from ehc.mpi.linkage import clean, decide
+from ehc.mpi.linkage import input as patient_list
 from ehc.mpi.models import LinkJob, MatchReview, PersonIdentifier
 
 EHC = [sys.executable, "-m", "ehc.cli"]
@@ -108,7 +110,7 @@ def test_link_a_patient_list_then_rerun_it(platform, institution, test_set, tmp_
     true_person = {mrn: person_of[t] for mrn, rec in mrn_of.items()
                    for t in truth.loc[truth["query_rec_id"] == rec, "index_rec_id"]}
 
-    result = linkage.link_file(platform, listed, institution, out=tmp_path / "out")
+    result = service.link_file(platform, listed, institution, out=tmp_path / "out")
     # Every bad row is rejected (the generator's typos can also put a birth date in the future).
     assert result.records + result.rejected == len(queries) + len(BAD_ROWS) and result.rejected >= len(BAD_ROWS)
     assert result.linked > 0.6 * len(truth) and result.queued >= 2 * len(twice) and result.unmatched > 0
@@ -159,7 +161,7 @@ def test_link_a_patient_list_then_rerun_it(platform, institution, test_set, tmp_
 
     # The same file again: nothing is linked twice, no pair is queued twice.
     before = _counts(platform, institution)
-    again = linkage.link_file(platform, listed, institution, out=tmp_path / "again")
+    again = service.link_file(platform, listed, institution, out=tmp_path / "again")
     assert (again.linked, again.queued, again.conflicts) == (0, 0, 0)
     assert again.already_linked == result.linked
     assert _counts(platform, institution) == before
@@ -172,7 +174,7 @@ def test_dry_run_links_nothing(platform, institution, test_set, tmp_path):
     _build_index(platform, index.head(60))
     listed = tmp_path / "patients.csv"
     _write_list(listed, queries.head(30), chinese_headers=False)
-    result = linkage.link_file(platform, listed, institution, out=tmp_path / "out", dry_run=True)
+    result = service.link_file(platform, listed, institution, out=tmp_path / "out", dry_run=True)
     assert result.job_id is None and result.linked > 0
     assert _counts(platform, institution) == (0, 0)
     with platform.db.session() as session:
@@ -184,18 +186,18 @@ def test_parquet_and_header_checks(tmp_path):
     frame = pd.DataFrame({"病案号": ["a-1", "a-2"], "姓名": ["张三", "李四"], "出生日期": ["19800101", "1980年2月3日"],
                           "unknown": ["x", "y"]})
     frame.to_parquet(tmp_path / "list.parquet")
-    rows = linkage.read_patient_list(tmp_path / "list.parquet")
-    cleaned = linkage.clean_rows(rows)
+    rows = patient_list.read_patient_list(tmp_path / "list.parquet")
+    cleaned = clean.clean_rows(rows)
     assert list(cleaned.frame["mrn"]) == ["A-1", "A-2"] and cleaned.rejects == []
     assert list(cleaned.frame["birth_date"]) == ["1980-01-01", "1980-02-03"]
     assert list(cleaned.frame["name_py"]) == ["zhangsan", "lisi"]
     pd.DataFrame({"name": ["张三"]}).to_csv(tmp_path / "no_mrn.csv", index=False)
-    with pytest.raises(linkage.LinkInputError) as missing:
-        linkage.read_patient_list(tmp_path / "no_mrn.csv")
+    with pytest.raises(service.LinkInputError) as missing:
+        patient_list.read_patient_list(tmp_path / "no_mrn.csv")
     assert missing.value.code == "mrn_column_missing"
     (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00garbage\x00\xff")
-    with pytest.raises(linkage.LinkInputError) as unreadable:
-        linkage.read_patient_list(tmp_path / "binary.csv")
+    with pytest.raises(service.LinkInputError) as unreadable:
+        patient_list.read_patient_list(tmp_path / "binary.csv")
     assert unreadable.value.code == "file_unreadable"
 
 
@@ -208,7 +210,7 @@ def test_decisions_short_circuit_documents_and_hold_back_close_runners_up():
         ("r5", "p7", 1.0, 0.55, "{}"),  # the model is unsure, but the document is the same
     ], columns=["record_id", "person_id", "match_weight", "match_probability", "comparison"])
     documents = pd.DataFrame({"record_id": ["r5"], "person_id": ["p9"]})
-    decided = linkage.decide(pairs, documents).set_index(["record_id", "person_id"])
+    decided = decide.decide(pairs, documents).set_index(["record_id", "person_id"])
     assert decided.loc[("r5", "p9"), "grade"] == "certain" and decided.loc[("r5", "p9"), "reason"] == "document"
     assert ("r5", "p7") not in decided.index
     assert decided.loc[("r2", "p3"), "grade"] == "certain" and ("r2", "p4") not in decided.index
@@ -252,8 +254,8 @@ def test_spark_backend_in_local_mode(platform, institution, test_set, tmp_path):
     _build_index(platform, index.head(80))
     listed = tmp_path / "patients.csv"
     _write_list(listed, queries.head(40))
-    on_duckdb = linkage.link_file(platform, listed, institution, out=tmp_path / "duckdb", dry_run=True)
-    on_spark = linkage.link_file(platform, listed, institution, out=tmp_path / "spark", dry_run=True, backend="spark")
+    on_duckdb = service.link_file(platform, listed, institution, out=tmp_path / "duckdb", dry_run=True)
+    on_spark = service.link_file(platform, listed, institution, out=tmp_path / "spark", dry_run=True, backend="spark")
     assert on_spark.linked > 0 and on_spark.records == on_duckdb.records
     duck = {(r["mrn"], r["person_ref"]) for r in _read(tmp_path / "duckdb" / "links.csv")}
     spark = {(r["mrn"], r["person_ref"]) for r in _read(tmp_path / "spark" / "links.csv")}

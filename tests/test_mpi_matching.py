@@ -13,7 +13,8 @@ from sqlalchemy import func, select, text
 from ehc.audit.models import AuditEvent
 from ehc.kit.clock import utcnow
 from ehc.kit.context import Actor
-from ehc.mpi import bulk, keys, matching, names
+from ehc.mpi import bulk, matching
+from ehc.mpi.matching import keys, names
 from ehc.mpi import service as mpi
 from ehc.mpi.matching import Record
 from ehc.mpi.models import MatchKey, MatchReview

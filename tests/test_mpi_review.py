@@ -57,7 +57,7 @@ def queue(platform, *, record: Record | None = None, left: str | None = None, ri
 
 def registration_review(platform, *, left: str, right: str) -> int:
     """The review the twin's registration queued itself: a near-identical name (建国/建囯), the same
-    birth date and sex, another document (mpi.realtime.screen_registration)."""
+    birth date and sex, another document (mpi.matching.realtime.screen_registration)."""
     with platform.db.session() as session:
         [row] = session.scalars(select(MatchReview).where(MatchReview.source == "registration"))
         assert (row.left_person_id, row.right_person_id) == (left, right)

@@ -17,7 +17,6 @@ from .institutions.endpoints import router as institutions_router
 from .kit.http import RequestIdMiddleware, install_problem_handlers
 from .me.endpoints import router as me_router
 from .mpi.endpoints import router as mpi_router
-from .mpi.match_endpoints import router as mpi_match_router
 from .qr.endpoints import routers as qr_routers
 from .platform import Platform
 from .web.card_uses import router as card_use_pages
@@ -48,7 +47,6 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(fhir_router)  # /fhir: FHIR identity services on the master index
     app.include_router(mpi_router)
-    app.include_router(mpi_match_router)
     mount_pages(app)
     app.include_router(card_use_pages)
 

@@ -35,3 +35,7 @@ def register_hooks() -> None:
     # one person across merges from the master index (a resident's access log, an auditor's search).
     audit.resolve_people_with(card_holder=lambda ctx, ehc_id: cards.get_card(ctx, ehc_id).person_id,
                               same_person=lambda ctx, person_id: mpi.ids_of(ctx, mpi.resolve(ctx, person_id)))
+    # The master index asks the card registry (built on it) for a person's card, a card by its EHC ID
+    # and every person's EHC ID (batch linkage's report).
+    mpi.provide_cards(mpi.CardLookups(card_of_person=cards.card_of_person, get_card=cards.get_card,
+                                      ehc_ids_by_person=cards.ehc_ids_by_person))

@@ -41,7 +41,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
-from ..identity import normalise_phone
+from ..identity.service import normalise_phone
 from ..kit import ids
 from ..kit.clock import utcnow
 from ..kit.context import Ctx

@@ -30,7 +30,7 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..identity import normalise_phone
+from ..identity.service import normalise_phone
 from ..kit import ids
 from ..kit.context import Ctx, Vault
 from ..kit.errors import Problem

@@ -80,7 +80,7 @@ from sqlalchemy.orm import Session
 
 from ..crypto import sm3_hasher
 from ..audit import service as audit_bulk
-from ..identity import Applicant, get_verifier, mask_number, normalise_number
+from ..identity.service import Applicant, get_verifier, mask_number, normalise_number
 from ..kit import ids
 from ..kit.clock import utcnow
 from ..kit.codes import Channel

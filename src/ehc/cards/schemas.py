@@ -120,7 +120,7 @@ class FamilyMemberOut(BaseModel):
 def card_out(card, person, details, identifiers, *, created: bool | None = None) -> CardOut:  # noqa: ANN001
     """Shape a card and its holder for the wire. Personal fields are masked: this answer goes to
     window staff and to the public apply page, and neither needs more to confirm the holder."""
-    from ..identity import mask_name, mask_number, mask_phone
+    from ..identity.service import mask_name, mask_number, mask_phone
 
     document = next((i for i in identifiers if i.system.startswith("doc:")), None)
     return CardOut(

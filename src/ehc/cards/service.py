@@ -13,21 +13,20 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ..audit import service as audit
-from ..identity import (
+from ..identity.service import (
     Applicant,
     Document,
     DocumentType,
+    canonical_name,
     get_verifier,
-    normalise_name,
     normalise_phone,
     parse_document,
 )
 from ..kit import ids
 from ..kit.context import Ctx
 from ..kit.errors import Conflict, Invalid, NotFound, Problem, field_error
-from ..mpi import realtime
 from ..mpi import service as mpi
-from ..mpi.models import Person
+from ..mpi.service import Person
 from .models import Card, CardEvent, CardStatus, FamilyBinding
 
 S = CardStatus
@@ -107,7 +106,7 @@ def collect_field_errors(errors: list[dict], fn, *args):  # noqa: ANN001, ANN202
 
 
 def validated_details(errors: list[dict], given: "Registration | Changes", document: Document | None) -> mpi.Demographics:
-    name = collect_field_errors(errors, normalise_name, given.name) if given.name is not None else None
+    name = collect_field_errors(errors, canonical_name, given.name) if given.name is not None else None
     phone = collect_field_errors(errors, normalise_phone, given.phone) if given.phone else None
     region = given.region_code or (document.region_code if document else None)
     if region is not None and not (len(region) == 6 and region.isdigit()):
@@ -162,7 +161,7 @@ def _issue_for(
     if document is not None:
         # The same person may already be in the index under another document or none (an emergency
         # patient, a hospital's list): candidates go to the master index's review queue.
-        realtime.screen_registration(ctx, person, details, identifier)
+        mpi.screen_registration(ctx, person, details, identifier)
     card = _new_card(ctx, person, status, verifier)
     return Issued(card=card, person=person, created=True)
 
@@ -269,7 +268,7 @@ def register_newborn(ctx: Ctx, parent_card_id: str, baby: Newborn) -> Issued:
     parent_details = mpi.demographics(ctx, parent, purpose="card.newborn")
     # An unnamed newborn is recorded the way maternity wards do: "<parent's name>之子/之女"
     # ("son/daughter of"), corrected with `modify` once the baby is named.
-    name = normalise_name(baby.name) if baby.name else _newborn_placeholder(parent_details.name, baby.sex)
+    name = canonical_name(baby.name) if baby.name else _newborn_placeholder(parent_details.name, baby.sex)
     details = mpi.Demographics(
         name=name,
         sex=baby.sex,
@@ -638,3 +637,8 @@ def _record(ctx: Ctx, card: Card, action: str, from_status: CardStatus | None, t
         )
     )
     ctx.session.flush()
+
+
+def ehc_ids_by_person(session: Session) -> dict[str, str]:
+    """person id -> EHC ID of every card (the master index's batch linkage reports cards, not people)."""
+    return dict(session.execute(select(Card.person_id, Card.ehc_id)).all())

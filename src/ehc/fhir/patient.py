@@ -23,13 +23,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
-from ..identity import mask_name, mask_phone, normalise_name, normalise_phone
-from ..institutions import policy
+from ..identity.service import canonical_name, mask_name, mask_phone, normalise_phone
+from ..institutions import service as institutions
 from ..kit.context import Actor
 from ..kit.errors import Problem
-from ..mpi import names, xref
-from ..mpi.matching import Record
-from ..mpi.service import Demographics, Identifier
+from ..mpi import service as mpi
+from ..mpi.service import Demographics, Identifier, Record
 
 BASE = "https://ehc.example/fhir"
 SID = f"{BASE}/sid"
@@ -108,7 +107,7 @@ def normalise_value(system: str, value: str, actor: Actor | None = None) -> Iden
     and insurance numbers by their formats); ``Invalid`` when the value does not fit."""
     if system == EHC_ID_SYSTEM:
         return Identifier(system, value.strip().upper())
-    return xref.normalise(xref.parse_system(system, actor), value)
+    return mpi.normalise(mpi.parse_system(system, actor), value)
 
 
 # -- who sees what --------------------------------------------------------------------------------------
@@ -123,14 +122,14 @@ class Authority:
 
     @property
     def institution_id(self) -> str | None:
-        return policy.own_institution(self.actor)
+        return institutions.own_institution(self.actor)
 
     def owns(self, system: str) -> bool:
         return self.institution_id is not None and institution_of(system) == self.institution_id
 
     def shown(self, identifier: Identifier) -> str | None:
         """The value as this caller sees it: clear, masked, or None (not listed)."""
-        return xref.view(self.actor, identifier)
+        return mpi.view(self.actor, identifier)
 
     def may_see(self, system: str) -> bool:
         """May this caller receive identifiers of ``system`` in full (PIXm target domains)?"""
@@ -145,11 +144,11 @@ class Authority:
 
 def split_chinese_name(name: str) -> tuple[str, str] | None:
     """``张建国`` -> (``张``, ``建国``), ``欧阳修`` -> (``欧阳``, ``修``), as the matcher splits names
-    (``mpi.names``); None for names that are not 2-6 Chinese characters (minority names with a middle
+    (``mpi.matching.names``); None for names that are not 2-6 Chinese characters (minority names with a middle
     dot, foreign names): they keep only ``text``."""
     if not _CJK_NAME.fullmatch(name):
         return None
-    parsed = names.parse(name)
+    parsed = mpi.parse_name(name)
     return parsed.surname, parsed.given
 
 
@@ -163,7 +162,7 @@ def human_names(name: str, *, masked: bool) -> list[dict]:
     if parts is None:
         return [{"use": "official", "text": name}]
     family, given = parts
-    parsed = names.parse(name)
+    parsed = mpi.parse_name(name)
     family_pinyin, given_pinyin = parsed.surname_pinyin.capitalize(), parsed.given_pinyin.capitalize()
     ideographic = {"extension": [{"url": NAME_REPRESENTATION, "valueCode": "IDE"}],
                    "use": "official", "text": name, "family": family, "given": [given]}
@@ -271,7 +270,7 @@ def _submitted_name(names: list[dict], warnings: list[str]) -> str | None:
         text = name.get("text") or _joined(name)
         if text:
             try:
-                return normalise_name(text)
+                return canonical_name(text)
             except Problem:
                 warnings.append("Patient.name: not a valid personal name; left out of matching.")
                 return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import date
 from urllib.parse import urlencode
 
 from fhir.resources.R4B.bundle import Bundle
@@ -19,15 +20,13 @@ from pydantic import ValidationError
 
 from ..accounts import service as accounts
 from ..cards import service as cards
-from ..cards.models import Card, CardStatus
 from ..institutions import service as institutions
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Forbidden, Invalid, NotFound, Problem, field_error
-from ..mpi import keys as match_keys
-from ..mpi import matching, xref
+from ..identity import service as identity
 from ..mpi import service as mpi
-from ..mpi.models import Person
+from ..mpi.service import Person
 from . import patient as mapping
 from .outcome import warnings_json
 from .patient import EHC_ID_SYSTEM, Authority, PersonView
@@ -35,7 +34,7 @@ from .patient import EHC_ID_SYSTEM, Authority, PersonView
 MATCH_GRADE = "http://hl7.org/fhir/StructureDefinition/match-grade"
 MATCH_COUNT_DEFAULT, MATCH_COUNT_MAX = 10, 50
 SEARCH_COUNT_DEFAULT, SEARCH_COUNT_MAX = 20, 100
-_INACTIVE = (CardStatus.CANCELLED.value, CardStatus.REJECTED.value)
+_INACTIVE = (cards.CardStatus.CANCELLED.value, cards.CardStatus.REJECTED.value)
 
 
 def authority(ctx: Ctx) -> Authority:
@@ -44,19 +43,19 @@ def authority(ctx: Ctx) -> Authority:
 
 def _visible(ctx: Ctx, person: Person) -> bool:
     """Commission operators reach only the people of their region (``mpi.xref``); others everyone."""
-    return xref.may_see_person(ctx.actor, accounts.staff_region(ctx.session, ctx.actor), person.region_code)
+    return mpi.may_see_person(ctx.actor, accounts.staff_region(ctx.session, ctx.actor), person.region_code)
 
 
 # -- reading people ------------------------------------------------------------------------------------
 
-def _view(ctx: Ctx, person: Person, card: Card, purpose: str) -> PersonView:
+def _view(ctx: Ctx, person: Person, card: cards.Card, purpose: str) -> PersonView:
     """Open a person's details for a Patient resource (recorded in the audit trail under ``purpose``)."""
     return PersonView(ehc_id=card.ehc_id, active=card.status not in _INACTIVE,
                       details=mpi.demographics(ctx, person, purpose=purpose),
                       identifiers=mpi.identifiers_of(ctx, person, purpose=purpose))
 
 
-def _card(ctx: Ctx, person: Person) -> Card | None:
+def _card(ctx: Ctx, person: Person) -> cards.Card | None:
     return cards.card_of_person(ctx, person)
 
 
@@ -133,7 +132,7 @@ def match(ctx: Ctx, body: object, base: str) -> dict:
     if not submitted.has_anything:
         raise Invalid("The Patient has nothing to match on: give a name, birth date, mobile phone or identifier.",
                       code="match_nothing_to_match")
-    candidates = matching.match(ctx, submitted.record, limit=count)
+    candidates = mpi.match(ctx, submitted.record, limit=count)
     warnings = list(submitted.warnings)
     if only_certain:
         candidates = [c for c in candidates if c.grade == "certain"]
@@ -147,7 +146,7 @@ def match(ctx: Ctx, body: object, base: str) -> dict:
         card = _card(ctx, person) if _visible(ctx, person) else None
         if card is None:
             continue
-        view = _view(ctx, person, card, matching.PURPOSE)  # the same audit event the matcher recorded
+        view = _view(ctx, person, card, mpi.MATCH_PURPOSE)  # the same audit event the matcher recorded
         patient = mapping.patient_json(view, authority(ctx))
         entries.append({
             "fullUrl": f"{base}/Patient/{card.ehc_id}",
@@ -187,7 +186,7 @@ def _pix_not_found() -> NotFound:
     return NotFound("sourceIdentifier Patient Identifier not found", code="pix_source_not_found")
 
 
-def _card_by_id(ctx: Ctx, ehc_id: str) -> Card | None:
+def _card_by_id(ctx: Ctx, ehc_id: str) -> cards.Card | None:
     try:
         return cards.get_card(ctx, ehc_id)
     except NotFound:
@@ -205,7 +204,7 @@ def _holder(ctx: Ctx, identifier: mpi.Identifier) -> Person | None:
 def _check_lookup(ctx: Ctx, system: str) -> None:
     """May the caller find people by this system (``mpi.xref``: not by another hospital's numbers)?"""
     if system != EHC_ID_SYSTEM:
-        xref.check_lookup(ctx.actor, xref.parse_system(system))
+        mpi.check_lookup(ctx.actor, mpi.parse_system(system))
 
 
 def _source_person(ctx: Ctx, system: str, value: str) -> Person:
@@ -331,8 +330,6 @@ def _add_criterion(ctx: Ctx, criteria: Criteria, name: str, modifier: str, value
 
 
 def _is_fhir_date(text: str) -> bool:
-    from datetime import date
-
     for pattern, length in (("%Y", 4), ("%Y-%m", 7), ("%Y-%m-%d", 10)):
         if len(text) == length:
             try:
@@ -361,10 +358,8 @@ def _phone_token(token: str) -> str:
     system, bar, value = token.partition("|")
     if bar and system not in ("phone", "sms", ""):
         raise _unsupported("telecom is searched as phone|<mobile number> or the number alone.")
-    from ..identity import normalise_phone
-
     try:
-        return normalise_phone(value if bar else token)
+        return identity.normalise_phone(value if bar else token)
     except Problem:
         return "\0"
 
@@ -393,7 +388,7 @@ def search(ctx: Ctx, params: list[tuple[str, str]], base: str) -> dict:
     return bundle
 
 
-def _pool(ctx: Ctx, criteria: Criteria) -> list[tuple[Person, Card]]:
+def _pool(ctx: Ctx, criteria: Criteria) -> list[tuple[Person, cards.Card]]:
     people: list[Person] = []
     if criteria.ids:
         people = [mpi.resolve(ctx, card.person_id) for card in
@@ -409,7 +404,7 @@ def _pool(ctx: Ctx, criteria: Criteria) -> list[tuple[Person, Card]]:
             "Search by _id, identifier or telecom, or by family name (and given name) with a full birthdate: "
             "the index is sealed, so a broader search is not possible.",
             code="pdq_search_too_broad", status=400, title="Search too broad")
-    unique: dict[str, tuple[Person, Card]] = {}
+    unique: dict[str, tuple[Person, cards.Card]] = {}
     for person in people:
         card = _card(ctx, person) if _visible(ctx, person) else None
         if card is not None and person.id not in unique:
@@ -418,10 +413,8 @@ def _pool(ctx: Ctx, criteria: Criteria) -> list[tuple[Person, Card]]:
 
 
 def _blocked_pool(ctx: Ctx, criteria: Criteria) -> list[Person]:
-    """The people sharing a blocking key (``mpi.keys``) with the family name (and given name, sex, phone)
+    """The people sharing a blocking key (``mpi.matching.keys``) with the family name (and given name, sex, phone)
     and the birth date: the same keys the real-time matcher starts from."""
-    from datetime import date
-
     family = next(v for n, v, _ in criteria.names if n == "family")
     given = next((v for n, v, _ in criteria.names if n == "given"), "")
     # A Chinese family name alone gets a stand-in given character, so that the matcher's name parser
@@ -431,9 +424,9 @@ def _blocked_pool(ctx: Ctx, criteria: Criteria) -> list[Person]:
     if criteria.genders and len(criteria.genders[0]) == 1:
         sex = mapping.SEX.get(next(iter(criteria.genders[0])))
     phone = next(iter(criteria.phones[0])) if criteria.phones and len(criteria.phones[0]) == 1 else None
-    keys = match_keys.blind_keys(ctx.vault, name, sex, date.fromisoformat(criteria.birthdates[0]), phone, None)
+    keys = mpi.match_blind_keys(ctx.vault, name, sex, date.fromisoformat(criteria.birthdates[0]), phone, None)
     limit = max(criteria.count * 5, 100)
-    ids = match_keys.people_sharing(ctx.session, keys, limit=limit)
+    ids = mpi.people_sharing(ctx.session, keys, limit=limit)
     return [mpi.resolve(ctx, person_id) for person_id in ids]
 
 

@@ -89,7 +89,7 @@ def _is_letter(ch: str) -> bool:
     return unicodedata.category(ch)[0] == "L"
 
 
-def normalise_name(raw: str) -> str:
+def canonical_name(raw: str) -> str:
     """A person's name in canonical form (see the module docstring), or ``Invalid`` (``name_invalid``)."""
     if not isinstance(raw, str):
         raise _name_error("The name must be text.")

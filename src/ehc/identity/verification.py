@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol, runtime_checkable
 
-from ehc.identity.contact import normalise_name
+from ehc.identity.contact import canonical_name
 from ehc.identity.documents import LABELS, Document, DocumentType, parse_document
 from ehc.kit.clock import today
 from ehc.kit.errors import Invalid, field_error
@@ -118,7 +118,7 @@ class LocalDocumentVerifier:
     def verify(self, applicant: Applicant) -> VerificationResult:
         errors: list[dict[str, Any]] = []
         try:
-            normalise_name(applicant.name)
+            canonical_name(applicant.name)
         except Invalid as exc:
             errors.extend(exc.errors)
         if applicant.birth_date is not None and applicant.birth_date > today():

@@ -18,15 +18,16 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 from stdnum.cn import uscc as stdnum_uscc
 from stdnum.exceptions import InvalidChecksum, InvalidLength, ValidationError
 
 from ..accounts import service as accounts
 from ..kit import ids
 from ..kit.clock import utcnow
-from ..kit.context import Ctx
+from ..kit.context import Actor, Ctx
 from ..kit.errors import Conflict, Forbidden, Invalid, NotFound, field_error
-from ..kit.regions import region_prefix, region_problem
+from ..kit.regions import region_prefix, region_problem, region_within
 from . import policy, repository
 
 # Besides its own functions, this module (the domain's public face) re-exports the registry's code
@@ -426,3 +427,31 @@ def update_terminal(
     terminal.updated_at = utcnow()
     ctx.session.flush()
     return terminal
+
+
+# -- for the domains that limit what a caller reaches by institution and region (mpi) ----------------
+
+def reaches_everywhere(actor: Actor) -> bool:
+    """The caller sees every institution and region (``policy.everywhere``)."""
+    return policy.everywhere(actor)
+
+
+def own_institution(actor: Actor) -> str | None:
+    """The institution the caller acts for, if any (``policy.own_institution``)."""
+    return policy.own_institution(actor)
+
+
+def in_region(code: str, region: str) -> bool:
+    """Region ``code`` lies within ``region`` (GB/T 2260 prefixes)."""
+    return region_within(code, region)
+
+
+def region_like(region: str) -> str:
+    """A SQL LIKE pattern matching every region code within ``region``."""
+    return region_prefix(region) + "%"
+
+
+def region_of_institution(institution_id: ColumnElement[str | None]) -> ColumnElement[str | None]:
+    """The region code of the institution ``institution_id`` refers to, as a SQL expression (NULL when
+    there is no such institution), so a query of another domain can filter by it."""
+    return select(Institution.region_code).where(Institution.id == institution_id).scalar_subquery()

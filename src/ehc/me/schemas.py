@@ -9,7 +9,7 @@ from datetime import date, datetime
 from pydantic import BaseModel, Field
 
 from ..cards.models import CardStatus
-from ..identity import mask_number, mask_phone
+from ..identity.service import mask_number, mask_phone
 
 
 class MyHolderOut(BaseModel):

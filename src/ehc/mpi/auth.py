@@ -31,3 +31,5 @@ XrefBinder = Annotated[Ctx, Depends(require_roles(*_HOSPITAL))]
 XrefReader = Annotated[Ctx, Depends(require_roles(*_HOSPITAL, *_COMMISSION))]
 MatchReviewer = Annotated[Ctx, Depends(require_roles(*_COMMISSION, Role.INSTITUTION_ADMIN))]
 MergeOperator = Annotated[Ctx, Depends(require_roles(*_COMMISSION))]
+# Real-time matching: the hospital at work, as for binding its numbers (see match in endpoints.py).
+MatchSubmitter = Annotated[Ctx, Depends(require_roles(*_HOSPITAL))]

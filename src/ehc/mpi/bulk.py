@@ -1,6 +1,6 @@
 """Bulk creation of people in the master index, for registry migrations (``ehc cards import``).
 
-The rules are those of :func:`ehc.mpi.service.create_person`, applied to thousands of people at a
+The rules are those of :func:`ehc.mpi.persons.create_person`, applied to thousands of people at a
 time: every personal field is sealed and bound to the person's id (:func:`service.seal_context`),
 each identifier is sealed under ``identifier.<system>`` and blind-indexed, and the unique blind
 index decides who holds a document, also against registrations committed concurrently through the
@@ -29,9 +29,10 @@ from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.engine import Connection
 
 from ..kit.context import Vault
-from . import keys as match_keys
+from .matching import keys as match_keys
 from .models import MatchKey, Person, PersonIdentifier
-from .service import Demographics, Identifier, _context, seal_context
+from .sealed import identifier_context, seal_context
+from .values import Demographics, Identifier
 
 # Staging columns, in COPY order. ``key`` orders the batch; the rest are the persons and
 # person_identifiers columns the service would write.
@@ -87,7 +88,7 @@ class PersonBatch:
     count: int
     copy_text: bytes | None = None
     rows: list[tuple] | None = None
-    match_keys: list[tuple[str, str]] | None = None  # (person id, blind blocking key), see ``mpi.keys``
+    match_keys: list[tuple[str, str]] | None = None  # (person id, blind blocking key), see ``mpi.matching.keys``
 
 
 class PersonBatchBuilder:
@@ -126,7 +127,7 @@ class PersonBatchBuilder:
             birth.year if birth else None,
             details.region_code,
             identifier.system,
-            vault.seal(identifier.value, _context(identifier.system)),
+            vault.seal(identifier.value, identifier_context(identifier.system)),
             blind_index or identifier_blind_index(vault, identifier),
         )
         if self._copy:

@@ -14,16 +14,18 @@ from sqlalchemy import Select, case, false, func, select, update
 from sqlalchemy.orm import aliased
 
 from ..kit.roles import Role
+from ..accounts import service as accounts
 from ..audit import service as audit
-from ..identity import mask_name, mask_phone
-from ..institutions import policy
+from ..identity.service import mask_name, mask_phone
+from ..institutions import service as institutions
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Conflict, Invalid, NotFound, field_error
-from . import service as mpi
-from . import xref
+from . import lookups, xref
+from . import persons as mpi
 from .matching import Candidate, Record
 from .models import MatchReview, Merge, Person
+from .sealed import review_context, review_record
 
 
 def _record_json(record: Record) -> str:
@@ -53,7 +55,7 @@ def enqueue(ctx: Ctx, candidate: Candidate, *, source: str, record: Record | Non
     ctx.session.add(row)
     ctx.session.flush()  # the id binds the sealed record to this row
     if record is not None:
-        row.record_sealed = ctx.vault.seal(_record_json(record), f"mpi_reviews:{row.id}:record")
+        row.record_sealed = ctx.vault.seal(_record_json(record), review_context(row.id))
     return row
 
 
@@ -94,30 +96,24 @@ class Decision:
 
 
 def _operator_region(ctx: Ctx) -> str | None:
-    from ..accounts import service as accounts
-
     return accounts.staff_region(ctx.session, ctx.actor)
 
 
 def _reach(ctx: Ctx) -> Select:
     """The reviews ``ctx.actor`` reaches, as a query."""
-    from ..kit.regions import region_prefix
-    from ..institutions.models import Institution
-
     query = select(MatchReview)
     actor = ctx.actor
-    if policy.everywhere(actor):
+    if institutions.reaches_everywhere(actor):
         return query
     if actor.kind == "staff" and Role.REGIONAL_OPERATOR.value in actor.roles:
         region = _operator_region(ctx)
         if not region:
             return query.where(false())
         right = aliased(Person)
-        region_of = func.coalesce(Institution.region_code, right.region_code)
-        return (query.outerjoin(Institution, Institution.id == MatchReview.institution_id)
-                .join(right, right.id == MatchReview.right_person_id)
-                .where(region_of.like(region_prefix(region) + "%")))
-    own = policy.own_institution(actor)
+        region_of = func.coalesce(institutions.region_of_institution(MatchReview.institution_id), right.region_code)
+        return (query.join(right, right.id == MatchReview.right_person_id)
+                .where(region_of.like(institutions.region_like(region))))
+    own = institutions.own_institution(actor)
     if own and Role.INSTITUTION_ADMIN.value in actor.roles:
         return query.where(MatchReview.institution_id == own, MatchReview.left_person_id.is_(None))
     return query.where(false())
@@ -224,14 +220,12 @@ def _merge_order(ctx: Ctx, left: Person, right: Person, keep: str | None) -> tup
         raise Invalid("keep is left or right.", code="keep_invalid",
                       errors=[field_error("keep", "keep_invalid", "left or right")])
     if keep is None:
-        from ..cards import service as cards
-
-        keep = "left" if cards.card_of_person(ctx, left) and not cards.card_of_person(ctx, right) else "right"
+        keep = "left" if lookups.card_of_person(ctx, left) and not lookups.card_of_person(ctx, right) else "right"
     return (right, left) if keep == "left" else (left, right)
 
 
 def _open_record(ctx: Ctx, review: MatchReview) -> dict:
-    return json.loads(ctx.vault.open(review.record_sealed, f"mpi_reviews:{review.id}:record"))
+    return review_record(ctx.vault, review.id, review.record_sealed)
 
 
 def _record_side(ctx: Ctx, review: MatchReview) -> Side:
@@ -247,11 +241,9 @@ def _record_side(ctx: Ctx, review: MatchReview) -> Side:
 
 
 def _person_side(ctx: Ctx, person: Person) -> Side:
-    from ..cards import service as cards
-
     details = mpi.demographics(ctx, person, purpose=REVIEW_PURPOSE)
     identifiers = mpi.identifiers_of(ctx, person, purpose=REVIEW_PURPOSE)
-    card = cards.card_of_person(ctx, person)
+    card = lookups.card_of_person(ctx, person)
     return Side("person", person.id, card.ehc_id if card else None, card.status if card else None,
                 masked_fields(details.name, details.sex, details.birth_date, details.phone, details.address,
                               details.region_code),

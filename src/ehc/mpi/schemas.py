@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -132,3 +134,62 @@ class MergeOut(BaseModel):
     undone_by: str | None
     undo_reason: str | None
     moves: list[MoveOut]
+
+
+# -- real-time matching ---------------------------------------------------------------------------
+
+class DocumentIn(BaseModel):
+    type: str = Field("01", description="CV02.01.101 document type: 01 resident ID card, 03 passport, ...")
+    number: str = Field(max_length=64)
+
+
+class IdentifierIn(BaseModel):
+    system: str = Field(max_length=40, description="mrn (your own patient number; mrn:<your institution>), "
+                                                   "oldcard, ssc, mi")
+    value: str = Field(max_length=64)
+
+
+class MatchIn(BaseModel):
+    name: str | None = Field(None, max_length=64)
+    sex: Literal["0", "1", "2", "9"] | None = None
+    birth_date: date | None = None
+    phone: str | None = Field(None, max_length=32)
+    address: str | None = Field(None, max_length=200)
+    region_code: str | None = Field(None, pattern=r"^[0-9]{6}$")
+    document: DocumentIn | None = None
+    identifiers: list[IdentifierIn] = Field(default_factory=list, max_length=5)
+    link: bool = Field(False, description="Link your number to a certain match; queue probable and possible "
+                                          "ones for review")
+    limit: int = Field(5, ge=1, le=20)
+
+
+class FieldComparisonOut(BaseModel):
+    level: str | None
+    weight: float
+
+
+class MaskedHolderOut(BaseModel):
+    name: str | None
+    sex: str
+    birth_year: int | None
+    region_code: str | None
+    phone: str | None
+
+
+class CandidateOut(BaseModel):
+    person_id: str
+    ehc_id: str | None = Field(description="the person's card, the usual reference elsewhere in the API")
+    card_status: str | None
+    grade: str = Field(description="certain | probable | possible")
+    score: float = Field(description="match weight: log2 of the likelihood ratio, summed over fields")
+    probability: float
+    comparison: dict[str, FieldComparisonOut]
+    holder: MaskedHolderOut
+
+
+class MatchOut(BaseModel):
+    candidates: list[CandidateOut]
+    action: str | None = Field(description="with link: linked | already_linked | queued | no_match")
+    linked_person_id: str | None = None
+    linked_ehc_id: str | None = None
+    review_ids: list[int] = Field(default_factory=list)

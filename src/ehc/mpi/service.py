@@ -1,370 +1,111 @@
-"""Master index rules: find or create the one person behind an identifier; merge and unmerge people.
+"""The master index's public face: what other domains and the doors import (and nothing else of ``mpi``).
 
-Other domains call these functions; they never query ``persons`` or ``person_identifiers`` directly.
+The rules live in the modules behind it, each with one concern:
 
-Merging, and the contract for other domains
--------------------------------------------
-``merge(ctx, source, target, reason)`` folds ``source`` into ``target``: it writes a ``Merge`` row,
-moves the source's identifier rows to the target, calls every registered merge hook, and leaves the
-source as a tombstone (``status="merged"``, ``merged_into=target``) so old references still resolve.
-``unmerge(ctx, merge_id, reason)`` undoes exactly that, so a wrong merge costs nothing permanent.
-
-A domain that links data to a person takes part with two registrations:
-
-- ``on_merge(hook)`` a hook ``hook(ctx, merge, source, target)``, called inside the merge's transaction.
-  For every thing it moves (or changes) it calls ``record_move(ctx, merge, kind, ref)``, with a
-  ``kind`` of its own (``card``, ``family_binding`` ...; at most 24 characters) and a ``ref`` (at most
-  64 characters) by which its undo finds the thing again. Things it leaves alone are not recorded.
-- ``on_unmerge(kind, undo)`` an undo ``undo(ctx, merge, source, target, refs)``, called with the refs of
-  its kind, in the order they were recorded, inside the unmerge's transaction. It moves them back,
-  or raises ``Conflict`` when a later change makes that unsafe; the whole unmerge then rolls back.
-
-An unmerge refuses (409) when the merge is already undone, when the target is no longer active (it
-was merged into someone else since: undo that merge first), or when a move has a kind nobody
-registered an undo for (half an unmerge would be worse than none).
+- :mod:`.persons`: find or create the one person behind an identifier; merge and unmerge people (the
+  merge contract for other domains is in its docstring), with the hooks ``on_merge`` / ``on_unmerge``;
+- :mod:`.sealed`: the one place personal data is sealed and opened; reads for a caller
+  (:func:`demographics`, :func:`identifiers_of`) are audited for anyone but the resident;
+- :mod:`.xref`: cross-references (hospital numbers, social security, insurance, old cards), who may
+  bind or look up which, and what each caller sees;
+- :mod:`.matching`: real-time matching (blocking keys, Fellegi-Sunter scoring, screening of new
+  registrations); :mod:`.review`: the review queue; :mod:`.linkage`: batch linkage of a hospital's list;
+- :mod:`.bulk`: the batch form of :func:`create_person`, for the card importer;
+- :mod:`.lookups`: the card look-ups the index needs, which the card registry provides
+  (:func:`provide_cards`, called by ``ehc.wiring``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date
-
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-
-from ..audit import service as audit
-from ..kit import ids
-from ..kit.clock import utcnow
-from ..kit.context import Ctx
-from ..kit.errors import Conflict, NotFound
-from .models import Merge, MergeMove, Person, PersonIdentifier
-
-MergeHook = Callable[[Ctx, Merge, Person, Person], None]
-UnmergeHook = Callable[[Ctx, Merge, Person, Person, list[str]], None]
-_merge_hooks: list[MergeHook] = []
-_unmerge_hooks: dict[str, UnmergeHook] = {}
-MERGE_PURPOSE = "mpi.merge"
-
-
-def on_merge(hook: MergeHook) -> MergeHook:
-    """Register a domain's reaction to a merge (move its links from the source to the target, and
-    ``record_move`` each). See the module docstring for the contract."""
-    _merge_hooks.append(hook)
-    return hook
-
-
-def on_unmerge(kind: str, hook: UnmergeHook) -> UnmergeHook:
-    """Register the undo of the moves of ``kind``."""
-    _unmerge_hooks[kind] = hook
-    return hook
-
-
-def record_move(ctx: Ctx, merge: Merge, kind: str, ref: str) -> None:
-    """Note one thing a merge moved, so that ``unmerge`` can move exactly it back."""
-    if len(kind) > 24 or len(ref) > 64:
-        raise ValueError("a merge move's kind is at most 24 and its ref at most 64 characters")
-    ctx.session.add(MergeMove(merge_id=merge.id, kind=kind, ref=ref))
-
-
-@dataclass(frozen=True)
-class Demographics:
-    """A person's details in clear, in memory only; sealed before they touch the database."""
-
-    name: str | None
-    sex: str
-    birth_date: date | None = None
-    phone: str | None = None
-    address: str | None = None
-    region_code: str | None = None
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class Identifier:
-    system: str  # "doc:01", "newborn", later "mrn:<institution>", "ssc", ...
-    value: str  # normalised
-
-    def blind_index(self, ctx: Ctx) -> str:
-        return ctx.vault.blind("identifier", f"{self.system}:{self.value}")
-
-
-class IdentifierTaken(Exception):
-    """Another person already holds one of the identifiers (a concurrent registration won)."""
-
-    def __init__(self, person_id: str) -> None:
-        super().__init__(person_id)
-        self.person_id = person_id
-
-
-def resolve(ctx: Ctx, person_id: str) -> Person:
-    """The surviving person for an id, following merges."""
-    person = ctx.session.get(Person, person_id)
-    if person is None:
-        raise NotFound("No such person in the master index.", code="person_not_found")
-    seen = {person.id}
-    while person.merged_into:
-        person = ctx.session.get(Person, person.merged_into)
-        if person is None or person.id in seen:
-            raise Conflict("The master index has a broken merge chain.", code="merge_chain_broken")
-        seen.add(person.id)
-    return person
-
-
-def ids_of(ctx: Ctx, person: Person) -> list[str]:
-    """The person's id and the ids of everyone merged into them, directly or through others: every
-    id under which something about this person may have been recorded."""
-    found, frontier = [person.id], [person.id]
-    while frontier:
-        frontier = [pid for pid in ctx.session.scalars(select(Person.id).where(Person.merged_into.in_(frontier)))
-                    if pid not in found]
-        found.extend(frontier)
-    return found
-
-
-def find_by_identifier(ctx: Ctx, identifier: Identifier) -> Person | None:
-    person_id = ctx.session.scalar(
-        select(PersonIdentifier.person_id).where(PersonIdentifier.blind_index == identifier.blind_index(ctx))
-    )
-    return None if person_id is None else resolve(ctx, person_id)
-
-
-def find_by_phone(ctx: Ctx, phone: str) -> list[Person]:
-    """Active, identified people registered with this (normalised) mobile number, oldest first.
-    Families share phones, so there may be several."""
-    return list(ctx.session.scalars(
-        select(Person)
-        .where(Person.phone_index == ctx.vault.blind("phone", phone), Person.status == "active",
-               Person.temporary.is_(False))
-        .order_by(Person.created_at, Person.id)
-    ))
-
-
-def create_person(
-    ctx: Ctx, details: Demographics, identifiers: list[Identifier], *, temporary: bool = False
-) -> Person:
-    """Insert a person and their identifiers atomically (a savepoint).
-
-    Raises ``IdentifierTaken`` when an identifier already belongs to someone, including when a
-    concurrent transaction committed it a moment ago: the unique blind index is the arbiter.
-    """
-    person = Person(id=ids.new_person_id(), temporary=temporary)
-    _write_demographics(ctx, person, details)
-    savepoint = ctx.session.begin_nested()
-    try:
-        ctx.session.add(person)
-        ctx.session.flush()
-        for identifier in identifiers:
-            ctx.session.add(_identifier_row(ctx, person.id, identifier))
-        ctx.session.flush()
-        _write_match_keys(ctx, person, details)
-    except IntegrityError:
-        savepoint.rollback()
-        for identifier in identifiers:
-            holder = find_by_identifier(ctx, identifier)
-            if holder is not None:
-                raise IdentifierTaken(holder.id) from None
-        raise
-    savepoint.commit()
-    return person
-
-
-def add_identifier(ctx: Ctx, person: Person, identifier: Identifier) -> bool:
-    """Bind ``identifier`` to ``person``: True when newly bound, False when it already was (binding
-    twice is harmless). Another holder, even one committed a moment ago by a concurrent
-    transaction, answers 409 ``identifier_taken`` without saying who."""
-    holder = find_by_identifier(ctx, identifier)
-    if holder is not None:
-        if holder.id == person.id:
-            return False
-        raise _taken()
-    try:
-        with ctx.session.begin_nested():
-            ctx.session.add(_identifier_row(ctx, person.id, identifier))
-    except IntegrityError:
-        holder = find_by_identifier(ctx, identifier)
-        if holder is not None and holder.id == person.id:
-            return False
-        raise _taken() from None
-    return True
-
-
-def remove_identifier(ctx: Ctx, person: Person, identifier: Identifier) -> None:
-    """Unbind ``identifier`` from ``person`` (a wrong link). 404 when this person does not hold it."""
-    row = ctx.session.scalar(select(PersonIdentifier).where(
-        PersonIdentifier.blind_index == identifier.blind_index(ctx)))
-    if row is None or resolve(ctx, row.person_id).id != person.id:
-        raise NotFound("This person holds no such identifier.", code="identifier_not_found")
-    ctx.session.delete(row)
-    ctx.session.flush()
-
-
-def _taken() -> Conflict:
-    return Conflict("This identifier already belongs to another person.", code="identifier_taken")
-
-
-def identifiers_of(ctx: Ctx, person: Person, *, purpose: str) -> list[Identifier]:
-    """A person's identifiers in clear. Opening them is an access to personal data: it is recorded in
-    the audit trail under ``purpose`` (e.g. ``card.view``), unless the resident reads their own."""
-    audit.record_access(ctx, person.id, "read", purpose)
-    rows = ctx.session.scalars(
-        select(PersonIdentifier).where(PersonIdentifier.person_id == person.id).order_by(PersonIdentifier.id)
-    )
-    return [Identifier(row.system, ctx.vault.open(row.value_sealed, _context(row.system))) for row in rows]
-
-
-def demographics(ctx: Ctx, person: Person, *, purpose: str) -> Demographics:
-    """A person's details in clear. Like ``identifiers_of``, recorded in the audit trail under
-    ``purpose``; one unit of work opening both leaves one event per person and purpose."""
-    audit.record_access(ctx, person.id, "read", purpose)
-
-    def open_(field: str) -> str | None:
-        return ctx.vault.open_optional(getattr(person, f"{field}_sealed"), seal_context(person.id, field))
-
-    birth = open_("birth_date")
-    return Demographics(
-        name=open_("name"),
-        sex=person.sex,
-        birth_date=date.fromisoformat(birth) if birth else None,
-        phone=open_("phone"),
-        address=open_("address"),
-        region_code=person.region_code,
-        note=open_("note"),
-    )
-
-
-def update_demographics(ctx: Ctx, person: Person, details: Demographics) -> None:
-    _write_demographics(ctx, person, details)
-    ctx.session.flush()
-    _write_match_keys(ctx, person, details)
-
-
-def _write_match_keys(ctx: Ctx, person: Person, details: Demographics) -> None:
-    """The real-time matcher's blocking keys follow the details (``mpi.keys``). Merges leave them
-    alone: the matcher follows a merged person to the survivor, and an unmerge needs nothing back."""
-    from . import keys
-
-    keys.write(ctx.session, ctx.vault, person.id, details.name, details.sex, details.birth_date, details.phone,
-               details.region_code)
-
-
-def merge(ctx: Ctx, source: Person, target: Person, reason: str, *, review_id: int | None = None) -> Merge:
-    """Merge ``source`` into ``target``: identifiers move, every domain's hook moves its links, and
-    the source stays as a tombstone pointing at the target, so old references still resolve. The
-    returned ``Merge`` lists every move, for ``unmerge``."""
-    if source.id == target.id:
-        raise Conflict("A person cannot be merged into themself.", code="merge_same_person")
-    if source.status == "merged" or target.status == "merged":
-        raise Conflict("Only active people can be merged.", code="merge_inactive_person")
-    actor = ctx.actor
-    record = Merge(source_person_id=source.id, target_person_id=target.id, reason=reason, actor_kind=actor.kind,
-                   actor_id=actor.id, review_id=review_id, at=utcnow())
-    ctx.session.add(record)
-    ctx.session.flush()  # the id the moves point at
-    for row in ctx.session.scalars(
-        select(PersonIdentifier).where(PersonIdentifier.person_id == source.id).order_by(PersonIdentifier.id)
-    ):
-        row.person_id = target.id
-        record_move(ctx, record, "identifier", str(row.id))
-    for hook in _merge_hooks:
-        hook(ctx, record, source, target)
-    source.status = "merged"
-    source.merged_into = target.id
-    ctx.session.flush()
-    for person in (source, target):
-        audit.record_access(ctx, person.id, "change", MERGE_PURPOSE)
-    return record
-
-
-def get_merge(ctx: Ctx, merge_id: int) -> Merge:
-    merge = ctx.session.get(Merge, merge_id) if isinstance(merge_id, int) else None
-    if merge is None:
-        raise NotFound("No such merge.", code="merge_not_found")
-    return merge
-
-
-def moves_of(ctx: Ctx, merge: Merge) -> list[MergeMove]:
-    return list(ctx.session.scalars(select(MergeMove).where(MergeMove.merge_id == merge.id).order_by(MergeMove.id)))
-
-
-def unmerge(ctx: Ctx, merge_id: int, reason: str) -> Merge:
-    """Undo a merge: move back exactly what it moved, reactivate the source, mark the merge undone.
-
-    Refuses (409) when it is already undone, when the target has been merged into someone else since
-    (undo that later merge first), or when a domain cannot undo its part."""
-    merge = get_merge(ctx, merge_id)
-    if merge.undone_at is not None:
-        raise Conflict("This merge has been undone already.", code="merge_already_undone")
-    source = ctx.session.get(Person, merge.source_person_id)
-    target = ctx.session.get(Person, merge.target_person_id)
-    if target.status != "active":
-        raise Conflict("The surviving person has been merged again since: undo that merge first.",
-                       code="unmerge_target_merged")
-    if source.status != "merged" or source.merged_into != target.id:
-        raise Conflict("The merged person has changed since the merge.", code="unmerge_source_changed")
-    moves = moves_of(ctx, merge)
-    by_kind: dict[str, list[str]] = {}
-    for move in moves:
-        by_kind.setdefault(move.kind, []).append(move.ref)
-    unknown = sorted(set(by_kind) - set(_unmerge_hooks) - {"identifier"})
-    if unknown:
-        raise Conflict(f"No undo is registered for moves of kind {', '.join(unknown)}.", code="unmerge_unsupported")
-    _move_identifiers_back(ctx, source, target, by_kind.pop("identifier", []))
-    source.status = "active"
-    source.merged_into = None
-    ctx.session.flush()
-    for kind, refs in by_kind.items():
-        _unmerge_hooks[kind](ctx, merge, source, target, refs)
-    merge.undone_at = utcnow()
-    merge.undone_by = ctx.actor.id or ctx.actor.kind
-    merge.undo_reason = reason
-    ctx.session.flush()
-    for person in (source, target):
-        audit.record_access(ctx, person.id, "change", MERGE_PURPOSE)
-    return merge
-
-
-def _move_identifiers_back(ctx: Ctx, source: Person, target: Person, refs: list[str]) -> None:
-    """Identifier rows the merge moved go back to the source. A row unbound since (a wrong link
-    removed on purpose, audited) stays gone; one that left the target some other way is a conflict."""
-    for ref in refs:
-        row = ctx.session.get(PersonIdentifier, int(ref))
-        if row is None:
-            continue
-        if row.person_id != target.id:
-            raise Conflict("An identifier the merge moved belongs to someone else now.",
-                           code="unmerge_identifier_moved")
-        row.person_id = source.id
-
-
-def seal_context(person_id: str, field: str) -> str:
-    """Sealed person fields are bound to their row: a value copied onto another person won't open."""
-    return f"person.{field}:{person_id}"
-
-
-def _context(system: str) -> str:
-    return f"identifier.{system}"
-
-
-def _identifier_row(ctx: Ctx, person_id: str, identifier: Identifier) -> PersonIdentifier:
-    return PersonIdentifier(
-        person_id=person_id,
-        system=identifier.system,
-        value_sealed=ctx.vault.seal(identifier.value, _context(identifier.system)),
-        blind_index=identifier.blind_index(ctx),
-    )
-
-
-def _write_demographics(ctx: Ctx, person: Person, details: Demographics) -> None:
-    def seal(value: str | None, field: str) -> str | None:
-        return ctx.vault.seal_optional(value, seal_context(person.id, field))
-
-    person.name_sealed = seal(details.name, "name")
-    person.birth_date_sealed = seal(details.birth_date.isoformat() if details.birth_date else None, "birth_date")
-    person.phone_sealed = seal(details.phone, "phone")
-    person.phone_index = ctx.vault.blind("phone", details.phone) if details.phone else None
-    person.address_sealed = seal(details.address, "address")
-    person.note_sealed = seal(details.note, "note")
-    person.sex = details.sex
-    person.birth_year = details.birth_date.year if details.birth_date else None
-    person.region_code = details.region_code
+from . import review as _review
+from .bulk import PersonBatch, PersonBatchBuilder, create_persons, held_identifiers, identifier_blind_index
+from .linkage import LinkInputError, link_file
+from .lookups import CardLookups, CardRef, card_of_person, provide_cards
+from .matching import PURPOSE as MATCH_PURPOSE
+from .matching import Candidate, Record, match
+from .matching.keys import blind_keys as match_blind_keys
+from .matching.keys import people_sharing
+from .matching.keys import rebuild as rebuild_match_keys
+from .matching.names import parse as parse_name
+from .matching.realtime import Outcome as MatchOutcome
+from .matching.realtime import screen_registration, submit
+from .models import MatchReview, Merge, MergeMove, Person
+from .persons import (
+    MERGE_PURPOSE,
+    IdentifierTaken,
+    MergeHook,
+    UnmergeHook,
+    add_identifier,
+    create_person,
+    find_by_phone,
+    get_merge,
+    ids_of,
+    merge,
+    moves_of,
+    on_merge,
+    on_unmerge,
+    record_move,
+    remove_identifier,
+    unmerge,
+    update_demographics,
+)
+from .repository import find_by_identifier, resolve
+from .sealed import demographics, identifiers_of, seal_context
+from .values import Demographics, Identifier
+from .xref import (
+    IDENTIFIERS_PURPOSE,
+    LOOKUP_PURPOSE,
+    Bound,
+    Scan,
+    ScanVerifier,
+    System,
+    bind,
+    check_bind,
+    check_lookup,
+    lookup,
+    mask_value,
+    may_see_person,
+    merge_people,
+    normalise,
+    parse,
+    parse_system,
+    person_for_ref,
+    scan_channel,
+    unbind,
+    undo_merge,
+    view,
+    visible_identifiers,
+    visible_merge,
+)
+
+# The review queue, for the doors (the API, the staff pages).
+REVIEW_STATUSES = _review.STATUSES
+REVIEW_SOURCES = _review.SOURCES
+REVIEW_FIELDS = _review.FIELDS
+REVIEW_PURPOSE = _review.REVIEW_PURPOSE
+ReviewSide = _review.Side
+ReviewDecision = _review.Decision
+list_reviews = _review.list_reviews
+get_review = _review.get_review
+review_sides = _review.sides
+review_comparison = _review.comparison
+accept_review = _review.accept
+reject_review = _review.reject
+enqueue_review = _review.enqueue
+
+
+__all__ = [
+    "IDENTIFIERS_PURPOSE", "LOOKUP_PURPOSE", "MATCH_PURPOSE", "MERGE_PURPOSE", "REVIEW_FIELDS", "REVIEW_PURPOSE",
+    "REVIEW_SOURCES", "REVIEW_STATUSES",
+    "Bound", "Candidate", "CardLookups", "CardRef", "Demographics", "Identifier", "IdentifierTaken", "LinkInputError",
+    "MatchOutcome", "MatchReview", "Merge", "MergeHook", "MergeMove", "Person", "PersonBatch", "PersonBatchBuilder",
+    "Record", "ReviewDecision", "ReviewSide", "Scan", "ScanVerifier", "System", "UnmergeHook",
+    "accept_review", "add_identifier", "bind", "card_of_person", "check_bind", "check_lookup", "create_person", "create_persons",
+    "demographics", "enqueue_review", "find_by_identifier", "find_by_phone", "get_merge", "get_review",
+    "held_identifiers", "identifier_blind_index", "identifiers_of", "ids_of", "link_file", "list_reviews", "lookup",
+    "mask_value", "match", "match_blind_keys", "may_see_person", "merge", "merge_people", "moves_of", "normalise",
+    "on_merge", "on_unmerge", "parse", "parse_name", "parse_system", "people_sharing", "person_for_ref",
+    "provide_cards", "rebuild_match_keys", "record_move", "reject_review", "remove_identifier", "resolve",
+    "review_comparison", "review_sides", "scan_channel", "screen_registration", "seal_context", "submit", "unbind",
+    "undo_merge", "unmerge", "update_demographics", "view", "visible_identifiers", "visible_merge",
+]

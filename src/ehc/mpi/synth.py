@@ -49,7 +49,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 
-from .names import SIMILAR_SHAPES
+from stdnum import numdb
+
+from ..identity import service as identity
+from .matching.names import SIMILAR_SHAPES
 
 COLUMNS = ("rec_id", "name", "sex", "birth_date", "phone", "address", "region_code", "id_number", "true_id")
 
@@ -91,8 +94,8 @@ class _Person:
 @lru_cache(maxsize=1)
 def _regions() -> tuple[tuple[str, str], ...]:
     """(county code, "province + county") for a deterministic sample of real GB/T 2260 counties."""
+    # heavy: Faker's locale data takes a while to load; only generated sets need it
     from faker.providers.ssn import zh_CN as ssn_zh
-    from stdnum import numdb
 
     database = numdb.get("cn/loc")
     found = []
@@ -113,6 +116,7 @@ def _regions() -> tuple[tuple[str, str], ...]:
 
 @lru_cache(maxsize=1)
 def _names() -> tuple[tuple[str, ...], tuple[float, ...], tuple[str, ...], tuple[str, ...]]:
+    # heavy: Faker's locale data takes a while to load; only generated sets need it
     from faker.providers.person import zh_CN as person_zh
 
     provider = person_zh.Provider
@@ -124,6 +128,7 @@ def _names() -> tuple[tuple[str, ...], tuple[float, ...], tuple[str, ...], tuple
 @lru_cache(maxsize=1)
 def homophones() -> dict[str, tuple[str, ...]]:
     """For each character of the name pools, the other pool characters with the same toneless pinyin."""
+    # heavy: pypinyin loads its dictionaries on import (about 0.25 s); only generated sets need it here
     from pypinyin import Style, lazy_pinyin
 
     surnames, _, male, female = _names()
@@ -148,9 +153,7 @@ def similar_shapes() -> dict[str, tuple[str, ...]]:
 
 def resident_id_number(region: str, born: date, sequence: int, male: bool) -> str:
     """GB 11643: region (6) + birth date (8) + sequence (2) + sex digit (odd = male) + check."""
-    from ..demo import resident_id_number as make
-
-    return make(region, born, sequence, male)
+    return identity.resident_id_number(region, born, sequence, male)
 
 
 class _Generator:
@@ -352,6 +355,7 @@ def generate(n_people: int, n_duplicates: int, seed: int = 0, *, n_new: int | No
     ``n_duplicates`` query records are corrupted copies of distinct index people; ``n_new`` more
     (default: a quarter of ``n_duplicates``) are people who are not in the index.
     """
+    # heavy: pandas takes about 0.9 s to import; only the frame-building generator needs it
     import pandas as pd
 
     if n_duplicates > n_people:

@@ -1,7 +1,7 @@
 """Identifier systems of the master index, and who may bind, look up and see which.
 
 Every identifier that leads to a person is a ``(system, value)`` pair, sealed at rest and found by a
-unique keyed blind index (``mpi.service.Identifier``): one identifier can never lead to two people.
+unique keyed blind index (``mpi.values.Identifier``): one identifier can never lead to two people.
 
 =====================  ==========================================================================
 system                 what it is
@@ -39,18 +39,22 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..kit.roles import HOSPITAL_SYSTEM, Role
+from ..accounts import service as accounts
 from ..audit import service as audit
-from ..cards.models import Card
-from ..identity import mask_number, normalise_number
-from ..institutions import policy
+from ..identity.service import mask_number, normalise_number, parse_document
+from ..institutions import service as institutions
+from ..kit.codes import Channel
 from ..kit.context import Actor, Ctx
 from ..kit.errors import Forbidden, Invalid, NotFound, field_error
-from . import service as mpi
+from . import lookups
+from . import persons as mpi
+from .lookups import CardRef
 from .models import IdentifierUnbind, Merge, Person
-from .service import Identifier
+from .values import Identifier
 
 LOCAL_KINDS = ("mrn", "oldcard")  # per institution
 NATIONAL_KINDS = ("ssc", "mi")
@@ -100,7 +104,7 @@ def parse_system(text: str, actor: Actor | None = None) -> System:
     kind, _, institution = text.partition(":")
     if kind in LOCAL_KINDS:
         if not institution and actor is not None:
-            institution = policy.own_institution(actor) or ""
+            institution = institutions.own_institution(actor) or ""
         if not _INSTITUTION_ID.fullmatch(institution):
             raise _system_error(f"{kind} needs the institution: {kind}:<institution id>.")
         return System(kind, institution, f"{kind}:{institution}")
@@ -120,8 +124,6 @@ def normalise(system: System, value: str) -> Identifier:
     if not isinstance(value, str) or not value.strip():
         raise _value_error("An identifier value is required.")
     if system.kind == "doc":
-        from ..identity import parse_document
-
         return Identifier(system.raw, parse_document(system.raw[4:], value).number)
     if system.kind == "newborn":
         raise _system_error("Newborn keys are made by newborn registration, not looked up or bound by hand.")
@@ -160,25 +162,25 @@ def check_bind(actor: Actor, system: System) -> None:
     if system.kind not in BINDABLE_KINDS:
         raise _not_allowed("Documents and newborn keys are bound by card registration only.")
     if system.local:
-        if policy.own_institution(actor) != system.institution_id:
+        if institutions.own_institution(actor) != system.institution_id:
             raise _not_allowed("An institution binds only its own patient and card numbers.")
         return
-    if not (actor.roles & _WINDOW_ROLES) or policy.own_institution(actor) is None:
+    if not (actor.roles & _WINDOW_ROLES) or institutions.own_institution(actor) is None:
         raise _not_allowed("Social security and insurance numbers are bound at a service window.")
 
 
 def check_lookup(actor: Actor, system: System) -> None:
     """May ``actor`` find a person by an identifier of ``system``? (Region: ``may_see_person``.)"""
-    if policy.everywhere(actor) or _commission(actor):
+    if institutions.reaches_everywhere(actor) or _commission(actor):
         return
-    if system.local and policy.own_institution(actor) != system.institution_id:
+    if system.local and institutions.own_institution(actor) != system.institution_id:
         raise _not_allowed("An institution looks people up only by its own local numbers.")
 
 
 def commission_region(actor: Actor, operator_region: str | None) -> str | None:
     """The region prefix a commission caller is limited to: None for everywhere, "" for nowhere;
     institution callers are not limited by region (their limit is by system)."""
-    if policy.everywhere(actor):
+    if institutions.reaches_everywhere(actor):
         return None
     if actor.kind == "staff" and Role.REGIONAL_OPERATOR.value in actor.roles:
         return operator_region or ""
@@ -186,19 +188,17 @@ def commission_region(actor: Actor, operator_region: str | None) -> str | None:
 
 
 def may_see_person(actor: Actor, operator_region: str | None, person_region: str | None) -> bool:
-    from ..kit.regions import region_within
-
     region = commission_region(actor, operator_region)
     if region is None:
         return True
-    return bool(region) and bool(person_region) and region_within(person_region, region)
+    return bool(region) and bool(person_region) and institutions.in_region(person_region, region)
 
 
 def view(actor: Actor, identifier: Identifier) -> str | None:
     """The value as ``actor`` may see it: clear, masked, or None (not to be listed at all)."""
     system = parse_system(identifier.system)
     if system.local:
-        own = policy.own_institution(actor)
+        own = institutions.own_institution(actor)
         if own is not None:
             return identifier.value if own == system.institution_id else None
         return mask_value(identifier)
@@ -241,23 +241,19 @@ class Scan:
 @dataclass(frozen=True)
 class Bound:
     person: Person
-    card: Card | None
+    card: CardRef | None
     identifier: Identifier
     created: bool
     use_id: int | None  # the card use the scan recorded, if bound by a scanned code
 
 
 def _operator_region(ctx: Ctx) -> str | None:
-    from ..accounts import service as accounts
-
     return accounts.staff_region(ctx.session, ctx.actor)
 
 
-def person_for_ref(ctx: Ctx, ref: str) -> tuple[Person, Card | None]:
+def person_for_ref(ctx: Ctx, ref: str) -> tuple[Person, CardRef | None]:
     """A person by their card's EHC ID (64 hex characters) or their master-index id (32), after
     merges; 404 when out of the caller's region, exactly as when there is no such person."""
-    from ..cards import service as cards
-
     ref = (ref or "").strip().upper()
     if len(ref) == 32:
         try:
@@ -265,16 +261,25 @@ def person_for_ref(ctx: Ctx, ref: str) -> tuple[Person, Card | None]:
         except NotFound:
             raise NotFound("No such person.", code="person_not_found") from None
     else:
-        card = cards.get_card(ctx, ref)
+        card = lookups.get_card(ctx, ref)
         person = mpi.resolve(ctx, card.person_id)
     if not may_see_person(ctx.actor, _operator_region(ctx), person.region_code):
         raise NotFound("No such person.", code="person_not_found")
-    return person, cards.card_of_person(ctx, person)
+    return person, lookups.card_of_person(ctx, person)
 
 
-def bind(ctx: Ctx, system: str, value: str, *, scan: Scan | None = None, ref: str | None = None) -> Bound:
+ScanVerifier = Callable[[Ctx, "Scan", str], tuple[CardRef, int]]
+"""The QR domain's online verify path, whole (signature, expiry, revocation, single use), given the
+scan and the channel to record the card use under: ``(card, card use id)``. The door that takes the
+scan passes it (``mpi.endpoints``: ``qr.service.verify``), so the index does not depend on the QR
+domain, which is built on the card registry, which is built on the index."""
+
+
+def bind(ctx: Ctx, system: str, value: str, *, scan: Scan | None = None, ref: str | None = None,
+         verify_scan: ScanVerifier | None = None) -> Bound:
     """Bind a hospital's number (or a social security / insurance number) to the person behind a
-    scanned code or a card looked up before. Binding the same thing twice answers the same."""
+    scanned code (checked by ``verify_scan``) or a card looked up before. Binding the same thing
+    twice answers the same."""
     parsed = parse_system(system, ctx.actor)
     check_bind(ctx.actor, parsed)
     identifier = normalise(parsed, value)
@@ -283,7 +288,11 @@ def bind(ctx: Ctx, system: str, value: str, *, scan: Scan | None = None, ref: st
                       errors=[field_error("code", "bind_target_required", "code or ehc_id")])
     use_id = None
     if scan is not None:
-        card, use_id = _scanned_card(ctx, scan)
+        if verify_scan is None:
+            raise ValueError("binding by a scanned code needs the QR domain's verify path (verify_scan)")
+        # A bind by scan *is* a card use (the resident shows the code at the hospital's registration,
+        # the hospital files its number), so it is recorded as one, under ``scan.scene``.
+        card, use_id = verify_scan(ctx, scan, scan_channel(ctx, scan))
         person = mpi.resolve(ctx, card.person_id)
     else:
         person, card = person_for_ref(ctx, ref)
@@ -292,18 +301,11 @@ def bind(ctx: Ctx, system: str, value: str, *, scan: Scan | None = None, ref: st
     return Bound(person, card, identifier, created, use_id)
 
 
-def _scanned_card(ctx: Ctx, scan: Scan) -> tuple[Card, int]:
-    """The online verify path of the QR domain, whole: signature, expiry, revocation, single use.
-    A bind by scan *is* a card use (the resident shows the code at the hospital's registration, the
-    hospital files its number), so it is recorded as one, under ``scan.scene``."""
-    from ..kit.codes import Channel
-    from ..qr import service as qr
-
-    channel = scan.channel or (ctx.actor.channel.value if ctx.actor.channel != Channel.WEBSITE
-                               else Channel.HOSPITAL_SYSTEM.value)
-    done = qr.verify(ctx, scan.code, qr.Use(scene=scan.scene, channel=channel, terminal_id=scan.terminal_id,
-                                           department=scan.department))
-    return done.card, done.use.id
+def scan_channel(ctx: Ctx, scan: Scan) -> str:
+    """The channel a binding scan's card use is recorded under: the one given, else the caller's
+    (a hospital system when the caller came through the website)."""
+    return scan.channel or (ctx.actor.channel.value if ctx.actor.channel != Channel.WEBSITE
+                            else Channel.HOSPITAL_SYSTEM.value)
 
 
 def unbind(ctx: Ctx, system: str, value: str, ref: str, reason: str) -> Person:
@@ -327,17 +329,15 @@ def unbind(ctx: Ctx, system: str, value: str, ref: str, reason: str) -> Person:
     return person
 
 
-def lookup(ctx: Ctx, system: str, value: str) -> tuple[Person, Card | None]:
+def lookup(ctx: Ctx, system: str, value: str) -> tuple[Person, CardRef | None]:
     """The person an identifier leads to, within the caller's authority; audited."""
-    from ..cards import service as cards
-
     parsed = parse_system(system, ctx.actor)
     check_lookup(ctx.actor, parsed)
     person = mpi.find_by_identifier(ctx, normalise(parsed, value))
     if person is None or not may_see_person(ctx.actor, _operator_region(ctx), person.region_code):
         raise NotFound("No person is known by this identifier.", code="person_not_found")
     audit.record_access(ctx, person.id, "read", LOOKUP_PURPOSE)
-    return person, cards.card_of_person(ctx, person)
+    return person, lookups.card_of_person(ctx, person)
 
 
 def visible_identifiers(ctx: Ctx, person: Person) -> list[tuple[str, str]]:

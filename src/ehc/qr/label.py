@@ -23,7 +23,7 @@ from fpdf import FPDF
 
 from ..cards import service as cards
 from ..cards.models import Card
-from ..identity import mask_name
+from ..identity.service import mask_name
 from ..kit.context import Ctx
 from . import codec, online
 

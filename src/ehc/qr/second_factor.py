@@ -53,7 +53,7 @@ from ..accounts.models import OneTimeCode
 from ..audit import service as audit
 from ..cards import service as cards
 from ..cards.models import Card
-from ..identity import mask_phone
+from ..identity.service import mask_phone
 from ..kit import ids
 from ..kit.clock import utcnow
 from ..kit.context import Ctx

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, Response
 from ... import payments
 from ...cards import service as cards
 from ...cards.models import Card, CardStatus
-from ...identity import mask_number
+from ...identity.service import mask_number
 from ...kit.context import Ctx
 from ...me import service as me
 from .. import codec, label, service

@@ -25,17 +25,17 @@ whether they are one at all, is a reviewer's call.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import select
-
-from ..kit.context import Ctx
-from ..kit.errors import Invalid, field_error
-from . import matching, review, xref
-from . import service as mpi
-from .matching import Candidate, Record
-from .models import MatchReview, Person
+from ...kit.context import Ctx
+from ...kit.errors import Invalid, field_error
+from .. import persons as mpi
+from .. import repository, review, xref
+from ..models import MatchReview, Person
+from ..sealed import review_record
+from ..values import Demographics, Identifier
+from . import matcher as matching
+from .matcher import Candidate, Record
 
 ACTIONS = ("linked", "already_linked", "queued", "no_match")
 QUEUE_AT_MOST = 5  # candidates queued for one record: a reviewer compares a handful, not a crowd
@@ -80,22 +80,17 @@ def _identifiers_json(record: Record) -> list[list[str]]:
 def _queue_once(ctx: Ctx, record: Record, candidate: Candidate) -> MatchReview:
     institution_id = ctx.actor.institution_id
     wanted = _identifiers_json(record)
-    open_reviews = ctx.session.scalars(
-        select(MatchReview).where(
-            MatchReview.source == "realtime", MatchReview.status == "open",
-            MatchReview.institution_id == institution_id, MatchReview.right_person_id == candidate.person_id,
-            MatchReview.record_sealed.is_not(None),
-        )
-    )
+    open_reviews = repository.open_reviews_sealed(ctx.session, source="realtime", institution_id=institution_id,
+                                                 right_person_id=candidate.person_id)
     for row in open_reviews:
-        earlier = json.loads(ctx.vault.open(row.record_sealed, f"mpi_reviews:{row.id}:record"))
+        earlier = review_record(ctx.vault, row.id, row.record_sealed)
         if earlier.get("identifiers") == wanted:
             return row
     return review.enqueue(ctx, candidate, source="realtime", record=record, institution_id=institution_id)
 
 
-def screen_registration(ctx: Ctx, person: Person, details: mpi.Demographics,
-                        document: mpi.Identifier | None) -> list[MatchReview]:
+def screen_registration(ctx: Ctx, person: Person, details: Demographics,
+                        document: Identifier | None) -> list[MatchReview]:
     """Queue the people a new registration may duplicate (see the module docstring)."""
     record = Record(name=details.name, sex=details.sex, birth_date=details.birth_date, phone=details.phone,
                     address=details.address, region_code=details.region_code, document=document)

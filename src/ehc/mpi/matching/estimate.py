@@ -1,6 +1,6 @@
 """Estimate the real-time matcher's Fellegi-Sunter parameters; writes ``fs_model.json``.
 
-    .venv/bin/python -m ehc.mpi.estimate            # rewrites src/ehc/mpi/fs_model.json
+    .venv/bin/python -m ehc.mpi.matching.estimate   # rewrites src/ehc/mpi/matching/fs_model.json
 
 Reproducible: a generated Chinese test set (:mod:`ehc.mpi.synth`, fixed seed ``SEED``), blocked with
 the matcher's own blocking keys (in memory), then:
@@ -30,8 +30,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date
 
+from .. import synth
 from . import keys as match_keys
-from .matching import CANDIDATE_LIMIT, FIELDS, LEVELS, MODEL_FILE, Model, Side, compare
+from .matcher import CANDIDATE_LIMIT, FIELDS, LEVELS, MODEL_FILE, Model, Side, compare
 
 THRESHOLDS = {"certain": 0.999, "probable": 0.9, "possible": 0.5}  # posterior probabilities, for fit()
 SCORE_THRESHOLDS = {"certain": 24.0, "probable": 14.0, "possible": 6.0}  # for the shipped model
@@ -143,8 +144,6 @@ def _rounded(table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from . import synth
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(MODEL_FILE))
     args = parser.parse_args(argv)
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     model = fit_known(
         [side_of_row(r) for r in index.to_dict("records")], [side_of_row(r) for r in queries.to_dict("records")],
         [(query_position[q], index_position[i]) for i, q in zip(truth.index_rec_id, truth.query_rec_id)],
-        source=f"python -m ehc.mpi.estimate: synth.generate({PEOPLE}, {DUPLICATES}, seed={SEED}); u from random "
+        source=f"python -m ehc.mpi.matching.estimate: synth.generate({PEOPLE}, {DUPLICATES}, seed={SEED}); u from random "
                "index pairs, m from the known true pairs, prior from the blocked pairs",
         u_from="random",
     )

@@ -16,22 +16,28 @@ blind index in ``person_identifiers``, and the matcher looks the submitted docum
 
 Keys are stored only as blind indexes (HMAC-SM3 under the index key, context ``match``): the table
 ``mpi_match_keys`` reveals nothing about anyone, and nobody without the key can test a guess.
-They are rewritten whenever a person's details change (``service.update_demographics``), written
-with new people (``service.create_person``, ``bulk.PersonBatchBuilder``), moved by merges, and can be
+They are rewritten whenever a person's details change (``persons.update_demographics``), written
+with new people (``persons.create_person``, ``bulk.PersonBatchBuilder``), moved by merges, and can be
 rebuilt from the sealed details (``ehc mpi rebuild-keys``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
 from datetime import date
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, update
 from sqlalchemy.orm import Session
 
-from ..kit.context import Vault
+from ...db import Database
+from ...kit.context import Vault
+from .. import repository
+from ..models import MatchKey
+from ..repository import people_sharing
+from ..sealed import details_for_matching
 from . import names
-from .models import MatchKey
+
+__all__ = ["blind_keys", "clear_keys", "move", "people_sharing", "rebuild", "write"]
 
 CONTEXT = "match"
 
@@ -81,45 +87,23 @@ def move(session: Session, source_id: str, target_id: str) -> None:
     session.execute(update(MatchKey).where(MatchKey.person_id == source_id).values(person_id=target_id))
 
 
-def people_sharing(session: Session, keys: Iterable[str], *, limit: int) -> list[str]:
-    """Ids of the people holding any of these keys, most keys shared first, at most ``limit``."""
-    from sqlalchemy import func
-
-    wanted = list(dict.fromkeys(keys))
-    if not wanted:
-        return []
-    shared = func.count().label("shared")
-    rows = session.execute(
-        select(MatchKey.person_id, shared).where(MatchKey.key.in_(wanted))
-        .group_by(MatchKey.person_id).order_by(shared.desc(), MatchKey.person_id).limit(limit)
-    )
-    return [person_id for person_id, _ in rows]
-
-
-def rebuild(db, vault: Vault, *, batch: int = 2000, progress=None) -> int:
+def rebuild(db: Database, vault: Vault, *, batch: int = 2000, progress: Callable[[int], None] | None = None) -> int:
     """Recompute every person's keys from their sealed details (after a change of the key rules or
     of the index key), one committed batch at a time; returns how many people were done. Merged
     people keep keys too: the matcher follows them to the survivor."""
-    from .models import Person
-    from .service import seal_context
-
     done, after = 0, ""
     while True:
         with db.session() as session:
-            people = session.scalars(select(Person).where(Person.id > after).order_by(Person.id).limit(batch)).all()
+            people = repository.people_after(session, after, batch)
             if not people:
                 return done
             ids = [person.id for person in people]
             session.execute(delete(MatchKey).where(MatchKey.person_id.in_(ids)))
             rows = []
             for person in people:
-                def open_(field: str, person=person) -> str | None:
-                    return vault.open_optional(getattr(person, f"{field}_sealed"), seal_context(person.id, field))
-
-                birth = open_("birth_date")
+                details = details_for_matching(vault, person)
                 rows.extend({"person_id": person.id, "key": key} for key in blind_keys(
-                    vault, open_("name"), person.sex, date.fromisoformat(birth) if birth else None, open_("phone"),
-                    person.region_code))
+                    vault, details.name, person.sex, details.birth_date, details.phone, person.region_code))
             if rows:
                 session.execute(insert(MatchKey), rows)
             done += len(people)

@@ -122,6 +122,7 @@ def parse(name: str | None) -> Parsed:
 
 
 def _pinyin(text: str) -> str:
+    # heavy: pypinyin loads its dictionaries on import (about 0.25 s); only names that are read need it
     from pypinyin import Style, lazy_pinyin
 
     return "".join(lazy_pinyin(text, style=Style.NORMAL, errors=lambda chars: list(chars.lower())))
@@ -129,6 +130,7 @@ def _pinyin(text: str) -> str:
 
 def pinyin_with_tones(name: str) -> str:
     """The name in pinyin with tone numbers (``wang2 hui4``), surname read as a surname; for display."""
+    # heavy: pypinyin loads its dictionaries on import (about 0.25 s); only names that are read need it
     from pypinyin import Style, lazy_pinyin
 
     parsed = parse(name)

@@ -1,9 +1,9 @@
 """Real-time matching of a submitted patient against the master index (issue 5).
 
 A hospital submits a patient (with or without a document number), or a new person registers; the
-people of the index sharing a blocking key with the record (:mod:`ehc.mpi.keys`), or holding its
+people of the index sharing a blocking key with the record (:mod:`ehc.mpi.matching.keys`), or holding its
 document or one of its identifiers, are scored with Fellegi-Sunter weights over name (characters,
-pinyin, similar-sounding characters: :mod:`ehc.mpi.names`), birth date, sex, phone, address and
+pinyin, similar-sounding characters: :mod:`ehc.mpi.matching.names`), birth date, sex, phone, address and
 region, and graded certain / probable / possible. Certain links; probable and possible go to the
 review queue (``review.enqueue``).
 
@@ -13,7 +13,7 @@ it, and ``u``, how often two different people do. The level's weight is ``log2(m
 the level is evidence of a match, negative against. A pair's *score* is the sum of its fields'
 weights (a missing value adds nothing); its *probability* adds the prior odds that a blocked
 candidate is the same person. ``m``, ``u`` and the prior are estimated by expectation-maximisation on
-a generated Chinese test set (``python -m ehc.mpi.estimate``; the result is ``fs_model.json`` beside
+a generated Chinese test set (``python -m ehc.mpi.matching.estimate``; the result is ``fs_model.json`` beside
 this file), without using the known truth.
 
 Grades (thresholds on the score, in the model file; chosen on a held-out generated set, see
@@ -34,14 +34,16 @@ from pathlib import Path
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
-from sqlalchemy import select
 
-from ..audit import service as audit
-from ..kit.context import Ctx
+from ...audit import service as audit
+from ...kit.context import Ctx
+from .. import repository
+from ..models import Person
+from ..repository import find_by_identifier, resolve
+from ..sealed import details_for_matching, documents_for_matching
+from ..values import Identifier
 from . import keys as match_keys
 from . import names
-from .models import Person, PersonIdentifier
-from .service import Identifier, _context, find_by_identifier, resolve, seal_context
 
 GRADES = ("certain", "probable", "possible")
 MODEL_FILE = Path(__file__).with_name("fs_model.json")
@@ -264,7 +266,7 @@ def _candidate_ids(ctx: Ctx, record: Record) -> list[str]:
         holder = find_by_identifier(ctx, identifier)
         if holder is not None and holder.id not in direct:
             direct.append(holder.id)
-    blocked = match_keys.people_sharing(
+    blocked = repository.people_sharing(
         ctx.session,
         match_keys.blind_keys(ctx.vault, record.name, _known_sex(record.sex), record.birth_date, record.phone,
                               record.region_code),
@@ -276,33 +278,15 @@ def _candidate_ids(ctx: Ctx, record: Record) -> list[str]:
 def side_of(ctx: Ctx, person: Person, documents: dict[str, str]) -> Side:
     """A person's details in clear for comparison. Opening them is the matching step, not yet an
     access to report: only the candidates returned to the caller are recorded in the audit trail."""
-
-    def open_(field_name: str) -> str | None:
-        return ctx.vault.open_optional(getattr(person, f"{field_name}_sealed"), seal_context(person.id, field_name))
-
-    birth = open_("birth_date")
-    return Side(open_("name"), person.sex, date.fromisoformat(birth) if birth else None, open_("phone"),
-                open_("address"), person.region_code, documents)
-
-
-def _documents_of(ctx: Ctx, person_ids: list[str], systems: set[str]) -> dict[str, dict[str, str]]:
-    """The candidates' documents of the kinds the record has (only those are compared)."""
-    found: dict[str, dict[str, str]] = {}
-    if not systems or not person_ids:
-        return found
-    rows = ctx.session.execute(
-        select(PersonIdentifier.person_id, PersonIdentifier.system, PersonIdentifier.value_sealed)
-        .where(PersonIdentifier.person_id.in_(person_ids), PersonIdentifier.system.in_(systems))
-    )
-    for person_id, system, sealed in rows:
-        found.setdefault(person_id, {})[system] = ctx.vault.open(sealed, _context(system))
-    return found
+    details = details_for_matching(ctx.vault, person)
+    return Side(details.name, person.sex, details.birth_date, details.phone, details.address, person.region_code,
+                documents)
 
 
 def _survivors(ctx: Ctx, person_ids: list[str]) -> list[Person]:
     """The people behind these ids, following merges (a merged person's keys still lead to them)."""
     found: dict[str, Person] = {}
-    for person in ctx.session.scalars(select(Person).where(Person.id.in_(person_ids))):
+    for person in repository.people(ctx.session, person_ids):
         if person.status == "merged":
             person = resolve(ctx, person.id)
         found.setdefault(person.id, person)
@@ -323,7 +307,7 @@ def match(ctx: Ctx, record: Record, *, limit: int = 10, model: Model | None = No
         return []
     people = _survivors(ctx, person_ids)
     mine = Side.of_record(record)
-    documents = _documents_of(ctx, [p.id for p in people], set(mine.documents))
+    documents = documents_for_matching(ctx, [p.id for p in people], set(mine.documents))
     found: list[Candidate] = []
     for person in people:
         score, probability, grade, detail = score_pair(mine, side_of(ctx, person, documents.get(person.id, {})), model)

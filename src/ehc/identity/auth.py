@@ -1,0 +1,1 @@
+"""Identity has no endpoints, so nobody needs permission here: its functions are pure."""

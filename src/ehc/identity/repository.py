@@ -1,0 +1,1 @@
+"""Identity runs no queries (it owns no tables; see ``models``)."""

@@ -1,0 +1,142 @@
+"""The master index's queries: people, their identifiers, review rows and link jobs. No rules, no
+unsealing (that is :mod:`.sealed`), no audit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session
+
+from ..kit.context import Ctx
+from ..kit.errors import Conflict, NotFound
+from .models import LinkJob, MatchKey, MatchReview, MergeMove, Person, PersonIdentifier
+from .values import Identifier
+
+
+def resolve(ctx: Ctx, person_id: str) -> Person:
+    """The surviving person for an id, following merges."""
+    person = ctx.session.get(Person, person_id)
+    if person is None:
+        raise NotFound("No such person in the master index.", code="person_not_found")
+    seen = {person.id}
+    while person.merged_into:
+        person = ctx.session.get(Person, person.merged_into)
+        if person is None or person.id in seen:
+            raise Conflict("The master index has a broken merge chain.", code="merge_chain_broken")
+        seen.add(person.id)
+    return person
+
+
+def find_by_identifier(ctx: Ctx, identifier: Identifier) -> Person | None:
+    person_id = ctx.session.scalar(
+        select(PersonIdentifier.person_id).where(PersonIdentifier.blind_index == identifier.blind_index(ctx))
+    )
+    return None if person_id is None else resolve(ctx, person_id)
+
+
+def merged_into(session: Session, person_ids: list[str]) -> list[str]:
+    """Ids of the people merged directly into any of these."""
+    return list(session.scalars(select(Person.id).where(Person.merged_into.in_(person_ids))))
+
+
+def active_people_by_phone_index(session: Session, phone_index: str) -> list[Person]:
+    """Active, identified people with this phone blind index, oldest first."""
+    return list(session.scalars(
+        select(Person)
+        .where(Person.phone_index == phone_index, Person.status == "active", Person.temporary.is_(False))
+        .order_by(Person.created_at, Person.id)
+    ))
+
+
+def identifier_row_by_blind_index(session: Session, blind_index: str) -> PersonIdentifier | None:
+    return session.scalar(select(PersonIdentifier).where(PersonIdentifier.blind_index == blind_index))
+
+
+def merge_moves(session: Session, merge_id: int) -> list[MergeMove]:
+    return list(session.scalars(select(MergeMove).where(MergeMove.merge_id == merge_id).order_by(MergeMove.id)))
+
+
+def identifier_rows(session: Session, person_id: str) -> list[PersonIdentifier]:
+    return list(session.scalars(
+        select(PersonIdentifier).where(PersonIdentifier.person_id == person_id).order_by(PersonIdentifier.id)))
+
+
+def sealed_documents(session: Session, person_ids: list[str], systems: Iterable[str]) -> list[tuple[str, str, str]]:
+    """(person id, system, sealed value) of these people's identifiers of these systems."""
+    return [(person_id, system, sealed) for person_id, system, sealed in session.execute(
+        select(PersonIdentifier.person_id, PersonIdentifier.system, PersonIdentifier.value_sealed)
+        .where(PersonIdentifier.person_id.in_(person_ids), PersonIdentifier.system.in_(list(systems))))]
+
+
+def people(session: Session, person_ids: list[str]) -> list[Person]:
+    return list(session.scalars(select(Person).where(Person.id.in_(person_ids))))
+
+
+def people_after(session: Session, after: str, limit: int) -> list[Person]:
+    """Every person (merged ones too) with an id above ``after``, in id order: a page of a full pass."""
+    return list(session.scalars(select(Person).where(Person.id > after).order_by(Person.id).limit(limit)))
+
+
+def people_sharing(session: Session, keys: Iterable[str], *, limit: int) -> list[str]:
+    """Ids of the people holding any of these matching keys, most keys shared first, at most ``limit``."""
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return []
+    shared = func.count().label("shared")
+    rows = session.execute(
+        select(MatchKey.person_id, shared).where(MatchKey.key.in_(wanted))
+        .group_by(MatchKey.person_id).order_by(shared.desc(), MatchKey.person_id).limit(limit)
+    )
+    return [person_id for person_id, _ in rows]
+
+
+def open_reviews_sealed(session: Session, *, source: str, institution_id: str | None,
+                        right_person_id: str | None = None) -> list[MatchReview]:
+    """Open review rows of this source and institution that carry a sealed record."""
+    query = select(MatchReview).where(
+        MatchReview.source == source, MatchReview.status == "open", MatchReview.institution_id == institution_id,
+        MatchReview.record_sealed.is_not(None))
+    if right_person_id is not None:
+        query = query.where(MatchReview.right_person_id == right_person_id)
+    return list(session.scalars(query))
+
+
+# -- batch linkage -------------------------------------------------------------------------------------
+
+def document_blind_indexes(session: Session) -> dict[str, str]:
+    """person id -> blind index of their document (a resident ID card wins over other kinds)."""
+    documents: dict[str, str] = {}
+    for person_id, _system, blind_index in session.execute(
+        select(PersonIdentifier.person_id, PersonIdentifier.system, PersonIdentifier.blind_index)
+        .where(PersonIdentifier.system.like("doc:%")).order_by(PersonIdentifier.system.desc())
+    ):
+        documents[person_id] = blind_index  # doc:01 comes last, so it wins
+    return documents
+
+
+def active_people_sealed(session: Session) -> list[tuple]:
+    """(id, name, birth date, phone, address sealed; sex, region code) of the active, identified people."""
+    return [tuple(row) for row in session.execute(
+        select(Person.id, Person.name_sealed, Person.birth_date_sealed, Person.phone_sealed,
+               Person.address_sealed, Person.sex, Person.region_code)
+        .where(Person.status == "active", Person.temporary.is_(False)).order_by(Person.id)
+    )]
+
+
+def holders_of(session: Session, blind_indexes: list[str]) -> dict[str, str]:
+    """blind index -> person id, for those of these identifiers someone holds."""
+    query = select(PersonIdentifier.blind_index, PersonIdentifier.person_id).where(
+        PersonIdentifier.blind_index.in_(bindparam("values", expanding=True)))
+    found: dict[str, str] = {}
+    for start in range(0, len(blind_indexes), 500):
+        found.update(session.execute(query, {"values": blind_indexes[start:start + 500]}).all())
+    return found
+
+
+def add_link_job(session: Session, job: LinkJob) -> None:
+    session.add(job)
+
+
+def link_job(session: Session, job_id: str) -> LinkJob | None:
+    return session.get(LinkJob, job_id)

@@ -1,0 +1,132 @@
+"""The one place the master index seals and opens personal data.
+
+Every opening of a sealed person field, identifier or review record in ``mpi`` goes through a
+function of this module, and says whether it is an access to report:
+
+- :func:`demographics` and :func:`identifiers_of` are the reads of the API, the pages and the other
+  domains (through ``mpi.service``): each records an audit event under ``purpose`` for anyone but
+  the resident reading their own.
+- :func:`details_for_matching` and :func:`documents_for_matching` are the matcher's comparison step:
+  the matcher records an event for every candidate it returns (``matching.match``), not for the
+  people it compared and left out.
+- :func:`review_record` opens the hospital record a review pair carries (the hospital's own data,
+  submitted by it; the reviewer's view of the index side is audited through :func:`demographics`).
+- :func:`open_people` is the batch form for batch linkage and key rebuilds: it opens rows in memory
+  (in worker processes for large jobs); the linkage job records a change event for every person it
+  links, as ``mpi.linkage.apply`` does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import date
+
+from ..audit import service as audit
+from ..kit.context import Ctx, Vault
+from . import repository
+from .models import Person, PersonIdentifier
+from .values import Demographics, Identifier
+
+PERSON_FIELDS = ("name", "birth_date", "phone", "address", "note")
+
+
+def seal_context(person_id: str, field: str) -> str:
+    """Sealed person fields are bound to their row: a value copied onto another person won't open."""
+    return f"person.{field}:{person_id}"
+
+
+def identifier_context(system: str) -> str:
+    return f"identifier.{system}"
+
+
+def review_context(review_id: int) -> str:
+    return f"mpi_reviews:{review_id}:record"
+
+
+# -- sealing ------------------------------------------------------------------------------------------
+
+def seal_demographics(ctx: Ctx, person: Person, details: Demographics) -> None:
+    def seal(value: str | None, field: str) -> str | None:
+        return ctx.vault.seal_optional(value, seal_context(person.id, field))
+
+    person.name_sealed = seal(details.name, "name")
+    person.birth_date_sealed = seal(details.birth_date.isoformat() if details.birth_date else None, "birth_date")
+    person.phone_sealed = seal(details.phone, "phone")
+    person.phone_index = ctx.vault.blind("phone", details.phone) if details.phone else None
+    person.address_sealed = seal(details.address, "address")
+    person.note_sealed = seal(details.note, "note")
+    person.sex = details.sex
+    person.birth_year = details.birth_date.year if details.birth_date else None
+    person.region_code = details.region_code
+
+
+def identifier_row(ctx: Ctx, person_id: str, identifier: Identifier) -> PersonIdentifier:
+    return PersonIdentifier(
+        person_id=person_id,
+        system=identifier.system,
+        value_sealed=ctx.vault.seal(identifier.value, identifier_context(identifier.system)),
+        blind_index=identifier.blind_index(ctx),
+    )
+
+
+# -- opening ------------------------------------------------------------------------------------------
+
+def _details(vault: Vault, person: Person) -> Demographics:
+    def open_(field: str) -> str | None:
+        return vault.open_optional(getattr(person, f"{field}_sealed"), seal_context(person.id, field))
+
+    birth = open_("birth_date")
+    return Demographics(name=open_("name"), sex=person.sex, birth_date=date.fromisoformat(birth) if birth else None,
+                        phone=open_("phone"), address=open_("address"), region_code=person.region_code,
+                        note=open_("note"))
+
+
+def demographics(ctx: Ctx, person: Person, *, purpose: str) -> Demographics:
+    """A person's details in clear. Like ``identifiers_of``, recorded in the audit trail under
+    ``purpose``; one unit of work opening both leaves one event per person and purpose."""
+    audit.record_access(ctx, person.id, "read", purpose)
+    return _details(ctx.vault, person)
+
+
+def identifiers_of(ctx: Ctx, person: Person, *, purpose: str) -> list[Identifier]:
+    """A person's identifiers in clear. Opening them is an access to personal data: it is recorded in
+    the audit trail under ``purpose`` (e.g. ``card.view``), unless the resident reads their own."""
+    audit.record_access(ctx, person.id, "read", purpose)
+    return [Identifier(row.system, ctx.vault.open(row.value_sealed, identifier_context(row.system)))
+            for row in repository.identifier_rows(ctx.session, person.id)]
+
+
+def details_for_matching(vault: Vault, person: Person) -> Demographics:
+    """A person's details in clear for comparison (the matcher, a key rebuild). Not yet an access to
+    report: the matcher records one for each candidate it returns."""
+    return _details(vault, person)
+
+
+def documents_for_matching(ctx: Ctx, person_ids: list[str], systems: set[str]) -> dict[str, dict[str, str]]:
+    """The candidates' documents of these kinds in clear (only those are compared), per person."""
+    found: dict[str, dict[str, str]] = {}
+    if not systems or not person_ids:
+        return found
+    for person_id, system, sealed in repository.sealed_documents(ctx.session, person_ids, systems):
+        found.setdefault(person_id, {})[system] = ctx.vault.open(sealed, identifier_context(system))
+    return found
+
+
+def review_record(vault: Vault, review_id: int, sealed: str) -> dict:
+    """The record a review pair carries (the submitting hospital's data), in clear."""
+    return json.loads(vault.open(sealed, review_context(review_id)))
+
+
+def open_people(vault: Vault, rows: Iterable[tuple]) -> list[tuple]:
+    """The batch form: ``(person_id, name, birth_date, phone, address)`` sealed per row (as
+    :func:`repository.active_people_sealed` gives them, extra columns kept after) in clear, in
+    memory. Runs in a linkage worker process or inline."""
+    out = []
+    for person_id, name_s, birth_s, phone_s, address_s, *rest in rows:
+        def open_(sealed: str | None, field: str, person_id: str = person_id) -> str | None:
+            return vault.open(sealed, seal_context(person_id, field)) if sealed else None
+
+        out.append((person_id, open_(name_s, "name"), open_(birth_s, "birth_date"), open_(phone_s, "phone"),
+                    open_(address_s, "address"), *rest))
+    return out
