@@ -50,6 +50,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..crypto import sm3
+from ..kit import dialect
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Invalid, field_error
@@ -191,14 +192,9 @@ def _utc(value: datetime) -> datetime:
 
 
 def _lock_chain(session: Session, wait: bool) -> bool:
-    if session.get_bind().dialect.name == "postgresql":
-        # Transaction-scoped: released by this transaction's COMMIT or ROLLBACK, never leaked.
-        function = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
-        got = session.execute(text(f"SELECT {function}(:key)"), {"key": CHAIN_LOCK_KEY}).scalar()
-        return wait or bool(got)
-    # SQLite: the transaction holds, or takes now, the database's only write lock (our engines
-    # BEGIN IMMEDIATE), so nobody else can chain meanwhile.
-    return True
+    # PostgreSQL: transaction-scoped, released by this transaction's COMMIT or ROLLBACK. SQLite: the
+    # transaction holds the database's only write lock (BEGIN IMMEDIATE), nobody else can chain meanwhile.
+    return dialect.serialise(session, CHAIN_LOCK_KEY, wait=wait)
 
 
 def chain_pending(session: Session, *, wait: bool = True) -> int:
