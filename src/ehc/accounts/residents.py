@@ -39,6 +39,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..cards import service as cards
 from ..identity import normalise_phone
 from ..kit import ids, onetime
 from ..kit.clock import utcnow
@@ -46,6 +47,7 @@ from ..kit.context import Ctx
 from ..kit.errors import Conflict, Invalid, Problem, Unauthorized, field_error
 from ..kit.lasting import keep_and_raise
 from ..kit.onetime import OneTimeCode
+from ..mpi import service as mpi
 from . import service, sms
 from .models import ResidentAccount
 
@@ -109,8 +111,8 @@ def request_code(ctx: Ctx, phone: str) -> CodeRequested:
     code, _ = onetime.issue(ctx.session, ctx.vault.blind, CODES, index, now)
     if _holders(ctx, phone):
         sms.get_sender(ctx).send(phone, SMS_TEXT.format(code=code))
-    return CodeRequested(expires_in=int(CODE_LIFETIME.totalonetime.seconds()),
-                         resend_after=int(RESEND_INTERVAL.totalonetime.seconds()))
+    return CodeRequested(expires_in=int(CODE_LIFETIME.total_seconds()),
+                         resend_after=int(RESEND_INTERVAL.total_seconds()))
 
 
 def _check_code(ctx: Ctx, index: str, code: str) -> OneTimeCode:
@@ -190,7 +192,7 @@ def _signed_in(ctx: Ctx, account: ResidentAccount, ehc_id: str, method: str) -> 
     account.last_sign_in_at = utcnow()
     lifetime = session_lifetime(ctx)
     token = service.issue_token(ctx.session, "resident", account.person_id, lifetime)
-    return SignedIn(token=token, expires_in=int(lifetime.totalonetime.seconds()), person_id=account.person_id,
+    return SignedIn(token=token, expires_in=int(lifetime.total_seconds()), person_id=account.person_id,
                     ehc_id=ehc_id, method=method)
 
 
@@ -265,15 +267,11 @@ class _WrongLast4(Exception):
 
 
 def _holders(ctx: Ctx, phone: str):  # noqa: ANN202
-    from ..cards import service as cards  # cards imports nothing of accounts' services; keep it lazy anyway
-
     return cards.holders_for_phone(ctx, phone)
 
 
 def _choose(ctx: Ctx, holders: list, document_last4: str | None):  # noqa: ANN202
     """Pick the resident among the phone's holders (module docstring)."""
-    from ..mpi import service as mpi
-
     if document_last4 is None or not document_last4.strip():
         if len(holders) == 1:
             return holders[0]
