@@ -51,7 +51,9 @@ from ..mpi import service as mpi
 from . import service, sms
 from .models import ResidentAccount
 
-CODES = onetime.Policy(onetime.SIGN_IN, "resident.otp")
+CODES = onetime.Policy(onetime.SIGN_IN, "resident.otp", lifetime=timedelta(minutes=5),
+                       resend_interval=timedelta(seconds=60), daily_window=timedelta(hours=24), daily_limit=10,
+                       max_attempts=5)
 CODE_LIFETIME = CODES.lifetime
 RESEND_INTERVAL = CODES.resend_interval
 DAILY_WINDOW = CODES.daily_window

@@ -64,11 +64,11 @@ class OneTimeCode(Base):
 class Policy:
     purpose: str
     digest_context: str  # the HMAC context of the codes' digests
-    lifetime: timedelta = timedelta(minutes=5)
-    resend_interval: timedelta = timedelta(seconds=60)
-    daily_window: timedelta = timedelta(hours=24)
-    daily_limit: int = 10
-    max_attempts: int = 5
+    lifetime: timedelta  # how long a code is valid
+    resend_interval: timedelta  # at most one code per subject this often
+    daily_window: timedelta
+    daily_limit: int  # codes per subject within daily_window
+    max_attempts: int  # wrong tries that burn a code
 
 
 @dataclass(frozen=True)

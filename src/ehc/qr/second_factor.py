@@ -71,7 +71,9 @@ SMS_INDEX_CONTEXT = "qr.second-factor.card"
 SMS_DIGEST_CONTEXT = "qr.second-factor.sms"
 PIN_PURPOSE = "card.pin"
 SMS_PURPOSE = "card.second_factor"
-SMS_CODES = onetime.Policy(onetime.SECOND_FACTOR, SMS_DIGEST_CONTEXT)
+SMS_CODES = onetime.Policy(onetime.SECOND_FACTOR, SMS_DIGEST_CONTEXT, lifetime=timedelta(minutes=5),
+                           resend_interval=timedelta(seconds=60), daily_window=timedelta(hours=24),
+                           daily_limit=10, max_attempts=5)
 SMS_CODE_LIFETIME = SMS_CODES.lifetime
 SMS_RESEND_INTERVAL = SMS_CODES.resend_interval
 SMS_DAILY_WINDOW = SMS_CODES.daily_window
