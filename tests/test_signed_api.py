@@ -368,7 +368,7 @@ def test_nonces_are_per_app_and_expire_with_their_window(platform, client, creds
     # Clean-up removes expired rows and nothing else.
     with platform.db.session() as session:
         session.add(UsedNonce(app_id=creds.app_id, nonce="old-nonce-0123456789", expires_at=utcnow() - timedelta(hours=1)))
-    monkeypatch.setattr(replay, "_next_cleanup", None)
+    monkeypatch.setattr(replay.NONCES, "_next_purge", None)
     assert send(client, creds, "GET", "/api/v1/apps/ping").status_code == 200
     with platform.db.session() as session:
         left = set(session.scalars(select(UsedNonce.nonce)))

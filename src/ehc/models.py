@@ -7,6 +7,7 @@ from .cards import models as _cards  # noqa: F401
 from .db import Base
 from .institutions import models as _institutions  # noqa: F401
 from .kit import idempotency as _idempotency  # noqa: F401
+from .kit import onetime as _onetime  # noqa: F401
 from .mpi import models as _mpi  # noqa: F401
 from .qr import models as _qr  # noqa: F401
 

@@ -58,21 +58,6 @@ class ResidentAccount(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class OneTimeCode(Base):
-    """A sign-in code sent by SMS. Only a keyed digest of the code is stored (HMAC-SM3 over the row
-    id and the code), and the phone only as its blind index."""
-
-    __tablename__ = "resident_otp_codes"
-
-    id: Mapped[str] = mapped_column(String(24), primary_key=True)
-    phone_index: Mapped[str] = mapped_column(String(64), index=True)
-    code_digest: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(12), default="live")  # live | used | burnt | superseded
-    attempts: Mapped[int] = mapped_column(Integer, default=0)  # wrong codes tried against this one
-    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
-
-
 class SmsOutboxMessage(Base):
     """The development SMS sender's outbox (``EHC_SMS_SENDER=outbox``). The phone is sealed; the text
     holds the code in clear, which is why production uses a gateway adapter and never this table."""

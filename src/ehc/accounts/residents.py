@@ -15,7 +15,8 @@ One-time codes
     (``otp_daily_limit_reached``, 429, ``retry_after``). 5 wrong tries burn the code (``otp_burnt``).
     A code request answers the same whether or not the phone has a card (no enumeration); the text
     message is only sent when it does. Only HMAC-SM3 of (code row id, code) is stored, under the
-    blind-index key, and the phone only as its blind index.
+    blind-index key, and the phone only as its blind index. The engine is ``kit.onetime`` (purpose
+    ``sign_in``), shared with the second factor of printed QR codes.
 
 Passwords
     Optional, argon2id, set by a signed-in resident (``set_password``); changing one needs the current
@@ -23,37 +24,41 @@ Passwords
     passwords lock password sign-in for 15 minutes (``account_locked``, 401, ``retry_after``); a
     sign-in with a code still works meanwhile, since it proves possession of the phone.
 
-Failures that must count (a wrong code, a wrong password) are committed before the error is raised:
-the request's transaction is rolled back on error, and the count must survive it.
+Failures that must count (a wrong code, a wrong password) are made to last before the error is raised
+(``kit.lasting``): the request's transaction is rolled back on error, and the count must survive it.
 """
 
 from __future__ import annotations
 
-import hmac
-import math
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, text, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..cards import service as cards
 from ..identity.service import normalise_phone
-from ..kit import ids
+from ..kit import ids, onetime
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Conflict, Invalid, Problem, Unauthorized, field_error
+from ..kit.lasting import keep_and_raise
+from ..kit.onetime import OneTimeCode
+from ..mpi import service as mpi
 from . import service, sms
-from .models import OneTimeCode, ResidentAccount
+from .models import ResidentAccount
 
-CODE_LIFETIME = timedelta(minutes=5)
-RESEND_INTERVAL = timedelta(seconds=60)
-DAILY_WINDOW = timedelta(hours=24)
-DAILY_LIMIT = 10
-MAX_CODE_ATTEMPTS = 5
+CODES = onetime.Policy(onetime.SIGN_IN, "resident.otp", lifetime=timedelta(minutes=5),
+                       resend_interval=timedelta(seconds=60), daily_window=timedelta(hours=24), daily_limit=10,
+                       max_attempts=5)
+CODE_LIFETIME = CODES.lifetime
+RESEND_INTERVAL = CODES.resend_interval
+DAILY_WINDOW = CODES.daily_window
+DAILY_LIMIT = CODES.daily_limit
+MAX_CODE_ATTEMPTS = CODES.max_attempts
 MAX_PASSWORD_FAILURES = 5
 LOCKOUT = timedelta(minutes=15)
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
@@ -95,30 +100,17 @@ def request_code(ctx: Ctx, phone: str) -> CodeRequested:
     """Issue a sign-in code for ``phone`` and text it to the phone if a resident holds it."""
     phone = normalise_phone(phone)
     index = ctx.vault.blind("phone", phone)
-    _serialise(ctx.session, index)
+    onetime.serialise(ctx.session, index)
     now = utcnow()
-    recent = ctx.session.scalars(
-        select(OneTimeCode.created_at)
-        .where(OneTimeCode.phone_index == index, OneTimeCode.created_at > now - DAILY_WINDOW)
-        .order_by(OneTimeCode.created_at.desc())
-    ).all()
-    if recent and recent[0] > now - RESEND_INTERVAL:
-        wait = _seconds(recent[0] + RESEND_INTERVAL - now)
+    refusal = onetime.allowance(ctx.session, CODES, index, now)
+    if refusal is not None and refusal.reason == "too_soon":
+        wait = refusal.retry_after
         raise TooManyRequests(f"A code was sent less than a minute ago; ask again in {wait} s.",
                               code="otp_rate_limited", retry_after=wait)
-    if len(recent) >= DAILY_LIMIT:
-        wait = _seconds(recent[DAILY_LIMIT - 1] + DAILY_WINDOW - now)
+    if refusal is not None:
         raise TooManyRequests(f"At most {DAILY_LIMIT} codes a day are sent to one phone; try again later.",
-                              code="otp_daily_limit_reached", retry_after=wait)
-    ctx.session.execute(
-        update(OneTimeCode).where(OneTimeCode.phone_index == index, OneTimeCode.status == "live")
-        .values(status="superseded")
-    )
-    code = f"{secrets.randbelow(10**6):06d}"
-    row_id = ids.new_id()
-    ctx.session.add(OneTimeCode(id=row_id, phone_index=index, code_digest=_code_digest(ctx, row_id, code),
-                                status="live", attempts=0, expires_at=now + CODE_LIFETIME, created_at=now))
-    ctx.session.flush()
+                              code="otp_daily_limit_reached", retry_after=refusal.retry_after)
+    code, _ = onetime.issue(ctx.session, ctx.vault.blind, CODES, index, now)
     if _holders(ctx, phone):
         sms.get_sender(ctx).send(phone, SMS_TEXT.format(code=code))
     return CodeRequested(expires_in=int(CODE_LIFETIME.total_seconds()),
@@ -127,34 +119,25 @@ def request_code(ctx: Ctx, phone: str) -> CodeRequested:
 
 def _check_code(ctx: Ctx, index: str, code: str) -> OneTimeCode:
     """The live code row for this phone if ``code`` matches it; a wrong code counts (and is kept)."""
-    row = ctx.session.scalars(
-        select(OneTimeCode).where(OneTimeCode.phone_index == index)
-        .order_by(OneTimeCode.created_at.desc(), OneTimeCode.id).limit(1)
-    ).first()
-    if row is None or row.status in ("used", "superseded"):
+    row = onetime.latest(ctx.session, index)
+    state = onetime.state(row, utcnow())
+    if state in ("missing", "used", "superseded"):
         raise Unauthorized("There is no code waiting for this phone; request a new one.", code="otp_invalid")
-    if row.status == "burnt":
+    if state == "burnt":
         raise Unauthorized("Too many wrong codes; request a new one.", code="otp_burnt")
-    if row.expires_at <= utcnow():
+    if state == "expired":
         raise Unauthorized("The code has expired; request a new one.", code="otp_expired")
-    code = (code or "").strip()
-    if not (len(code) == 6 and code.isdigit() and hmac.compare_digest(row.code_digest, _code_digest(ctx, row.id, code))):
+    if not onetime.matches(ctx.vault.blind, CODES, row, code or ""):
         _count_wrong(ctx, row)
     return row
 
 
 def _count_wrong(ctx: Ctx, row: OneTimeCode, *, problem: Problem | None = None) -> None:
-    row.attempts += 1
-    if row.attempts >= MAX_CODE_ATTEMPTS:
-        row.status = "burnt"
-        _keep_and_raise(ctx.session, Unauthorized("Too many wrong codes; this one no longer works. Request a new one.",
-                                                  code="otp_burnt"))
-    _keep_and_raise(ctx.session, problem or Unauthorized(
-        "The code is wrong.", code="otp_invalid", attempts_left=MAX_CODE_ATTEMPTS - row.attempts))
-
-
-def _code_digest(ctx: Ctx, row_id: str, code: str) -> str:
-    return ctx.vault.blind("resident.otp", f"{row_id}:{code}")
+    left = onetime.count_wrong(CODES, row)
+    if row.status == "burnt":
+        keep_and_raise(ctx.session, Unauthorized("Too many wrong codes; this one no longer works. Request a new one.",
+                                                 code="otp_burnt"))
+    keep_and_raise(ctx.session, problem or Unauthorized("The code is wrong.", code="otp_invalid", attempts_left=left))
 
 
 # -- sign-in --------------------------------------------------------------------------------------
@@ -162,7 +145,7 @@ def _code_digest(ctx: Ctx, row_id: str, code: str) -> str:
 def sign_in_with_code(ctx: Ctx, phone: str, code: str, document_last4: str | None = None) -> SignedIn:
     phone = normalise_phone(phone)
     index = ctx.vault.blind("phone", phone)
-    _serialise(ctx.session, index)
+    onetime.serialise(ctx.session, index)
     row = _check_code(ctx, index, code)
     holders = _holders(ctx, phone)
     if not holders:  # no text was sent for a phone without a card, so this cannot be a right code
@@ -173,7 +156,7 @@ def sign_in_with_code(ctx: Ctx, phone: str, code: str, document_last4: str | Non
         _count_wrong(ctx, row, problem=Unauthorized(
             "No card on this phone ends with those document characters.", code="document_last4_mismatch",
             attempts_left=MAX_CODE_ATTEMPTS - row.attempts - 1))
-    row.status = "used"
+    onetime.use(row)
     account = _account_for(ctx.session, person.id, index)
     if not account.active:
         raise Unauthorized("This account is disabled; please go to a service window.", code="account_disabled")
@@ -196,7 +179,7 @@ def sign_in_with_password(ctx: Ctx, phone: str, password: str, document_last4: s
     now = utcnow()
     if account.locked_until and account.locked_until > now:
         raise Unauthorized("Too many wrong passwords; try again later or sign in with a code.",
-                           code="account_locked", retry_after=_seconds(account.locked_until - now))
+                           code="account_locked", retry_after=onetime.seconds(account.locked_until - now))
     if not _verify(account.password_hash, password):
         _password_failed(ctx.session, account, failed)
     account.failed_attempts = 0
@@ -232,13 +215,13 @@ def set_password(ctx: Ctx, person_id: str, new_password: str, *, current_passwor
             now = utcnow()
             if account.locked_until and account.locked_until > now:
                 raise Unauthorized("Too many wrong passwords; try again later or confirm with a code.",
-                                   code="account_locked", retry_after=_seconds(account.locked_until - now))
+                                   code="account_locked", retry_after=onetime.seconds(account.locked_until - now))
             if not _verify(account.password_hash, current_password):
                 _password_failed(ctx.session, account, Unauthorized(
                     "The current password is wrong.", code="current_password_wrong"))
         elif code:
-            _serialise(ctx.session, account.phone_index)
-            _check_code(ctx, account.phone_index, code).status = "used"
+            onetime.serialise(ctx.session, account.phone_index)
+            onetime.use(_check_code(ctx, account.phone_index, code))
         else:
             raise Invalid("To change your password, give the current one or a code sent to your phone.",
                           code="current_password_required",
@@ -269,7 +252,7 @@ def _password_failed(session: Session, account: ResidentAccount, problem: Proble
     if account.failed_attempts >= MAX_PASSWORD_FAILURES:
         account.locked_until = utcnow() + LOCKOUT
         account.failed_attempts = 0
-    _keep_and_raise(session, problem)
+    keep_and_raise(session, problem)
 
 
 def _verify(password_hash: str, password: str) -> bool:
@@ -286,15 +269,11 @@ class _WrongLast4(Exception):
 
 
 def _holders(ctx: Ctx, phone: str):  # noqa: ANN202
-    from ..cards import service as cards  # cards imports nothing of accounts' services; keep it lazy anyway
-
     return cards.holders_for_phone(ctx, phone)
 
 
 def _choose(ctx: Ctx, holders: list, document_last4: str | None):  # noqa: ANN202
     """Pick the resident among the phone's holders (module docstring)."""
-    from ..mpi import service as mpi
-
     if document_last4 is None or not document_last4.strip():
         if len(holders) == 1:
             return holders[0]
@@ -327,23 +306,3 @@ def _account_for(session: Session, person_id: str, phone_index: str) -> Resident
         session.flush()
     account.phone_index = phone_index  # the person's phone may have changed since the last sign-in
     return account
-
-
-# -- plumbing -------------------------------------------------------------------------------------
-
-def _keep_and_raise(session: Session, problem: Problem) -> None:
-    """Commit what was counted (a wrong code, a failed password), then fail the request."""
-    session.commit()
-    raise problem
-
-
-def _serialise(session: Session, phone_index: str) -> None:
-    """One code request or check at a time per phone. SQLite already serialises writers (BEGIN
-    IMMEDIATE); PostgreSQL takes a transaction-scoped advisory lock on the phone's index."""
-    if session.get_bind().dialect.name == "postgresql":
-        key = int(phone_index[:15], 16)
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-
-
-def _seconds(delta: timedelta) -> int:
-    return max(1, math.ceil(delta.total_seconds()))

@@ -18,9 +18,11 @@ from ..crypto import sm3
 from ..kit import ids
 from ..kit.clock import utcnow
 from ..kit.codes import Channel
-from ..kit.context import Actor
+from ..kit.context import Actor, Ctx
 from ..kit.errors import Conflict, Invalid, NotFound, Unauthorized, field_error
 from ..kit.regions import region_problem
+from ..kit.lasting import keep_and_raise
+from . import sms
 from .models import AccessToken, ResidentAccount, StaffAccount
 from ..kit.roles import COMMISSION_ROLES, INSTITUTION_ROLES, Role
 
@@ -85,8 +87,7 @@ def sign_in_staff(session: Session, username: str, password: str) -> tuple[str, 
             account.locked_until = now + LOCKOUT
             account.failed_attempts = 0
         # The request's transaction rolls back on the error below; the count must survive it.
-        session.commit()
-        raise Unauthorized("Wrong username or password.", code="sign_in_failed") from None
+        keep_and_raise(session, Unauthorized("Wrong username or password.", code="sign_in_failed"))
     account.failed_attempts = 0
     account.locked_until = None
     return issue_token(session, "staff", account.id), account
@@ -300,3 +301,8 @@ def update_staff(
                                                       AccessToken.subject_id == account.id))
     session.flush()
     return account
+
+
+def send_sms(ctx: Ctx, phone: str, text: str) -> None:
+    """Text ``phone`` through the platform's SMS sender (``accounts.sms``)."""
+    sms.get_sender(ctx).send(phone, text)

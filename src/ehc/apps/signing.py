@@ -34,12 +34,12 @@ import base64
 import binascii
 import re
 import secrets
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote
 
 from ..crypto import SM2PrivateKey, sm3
+from ..kit.clock import unix_now
 
 SCHEME = "EHC-SM2-V1"
 MAX_SKEW_SECONDS = 300  # a timestamp further than this from the platform's clock is refused
@@ -117,7 +117,7 @@ def sign(
     nonce: str | None = None,
 ) -> dict[str, str]:
     """The five signing headers for one request."""
-    ts = str(int(time.time()) if timestamp is None else timestamp)
+    ts = str(int(unix_now()) if timestamp is None else timestamp)
     nonce = nonce or new_nonce()
     message = string_to_sign(method=method, path=path, query=query, body=body, timestamp=ts, nonce=nonce,
                              app_id=app_id, key_id=key_id)

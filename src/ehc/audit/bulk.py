@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ..crypto import sm3
+from ..kit import dialect
 from ..kit.context import Actor
 from .chain import GENESIS, canonical, chain_pending, check_purpose, link
 from .models import AuditEvent
@@ -99,15 +100,12 @@ def record_changes(connection: Connection, person_ids: Sequence[str], purpose: s
                 encode = digest = None
         row["hash"] = prev = digest or link(prev, row)
         rows.append(row)
-    if connection.dialect.name == "postgresql":
+    if dialect.can_copy(connection):
         prefix = "".join(_copy_value(common[c]) + "\t" for c in _COMMON)
         payload = "".join(
             f"{prefix}{_copy_value(row['person_id'])}\t{row['seq']}\t{row['prev_hash']}\t{row['hash']}\n" for row in rows
         ).encode()
-        columns = ", ".join(_COMMON + _VARYING)
-        raw = connection.connection.driver_connection
-        with raw.cursor() as cursor, cursor.copy(f"COPY audit_events ({columns}) FROM STDIN") as copy:
-            copy.write(payload)
+        dialect.copy_rows(connection, "audit_events", _COMMON + _VARYING, payload)
     else:
         connection.execute(insert(table), rows)
     return len(rows)

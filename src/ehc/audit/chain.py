@@ -9,11 +9,12 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, union_all, update
+from sqlalchemy import bindparam, func, select, union_all, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..crypto import sm3
+from ..kit import dialect
 from .models import AuditEvent
 
 GENESIS = "0" * 64  # prev_hash of seq 1
@@ -59,14 +60,9 @@ def _utc(value: datetime) -> datetime:
 
 
 def _lock_chain(session: Session, wait: bool) -> bool:
-    if session.get_bind().dialect.name == "postgresql":
-        # Transaction-scoped: released by this transaction's COMMIT or ROLLBACK, never leaked.
-        function = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
-        got = session.execute(text(f"SELECT {function}(:key)"), {"key": CHAIN_LOCK_KEY}).scalar()
-        return wait or bool(got)
-    # SQLite: the transaction holds, or takes now, the database's only write lock (our engines
-    # BEGIN IMMEDIATE), so nobody else can chain meanwhile.
-    return True
+    # PostgreSQL: transaction-scoped, released by this transaction's COMMIT or ROLLBACK. SQLite: the
+    # transaction holds the database's only write lock (BEGIN IMMEDIATE), nobody else can chain meanwhile.
+    return dialect.serialise(session, CHAIN_LOCK_KEY, wait=wait)
 
 
 def chain_pending(session: Session, *, wait: bool = True) -> int:

@@ -81,7 +81,7 @@ from sqlalchemy.orm import Session
 from ..crypto import sm3_hasher
 from ..audit import service as audit_bulk
 from ..identity.service import Applicant, get_verifier, mask_number, normalise_number
-from ..kit import ids
+from ..kit import dialect, ids
 from ..kit.clock import utcnow
 from ..kit.codes import Channel
 from ..kit.context import Actor, Vault
@@ -613,7 +613,7 @@ def import_csv(
 def _run(platform, path: Path, encoding: str, columns: dict[str, int], job_id: str, actor: Actor,  # noqa: ANN001
          progress: ImportProgress, batch_size: int, workers: int,
          on_start: Callable | None, on_batch: Callable | None) -> None:
-    copy = platform.db.engine.dialect.name == "postgresql"
+    copy = dialect.can_copy(platform.db.engine)
     writer = _Writer(platform, job_id, actor, columns)
     pool = None
     local = None

@@ -18,9 +18,10 @@ import json
 import os
 import secrets
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from ..kit.clock import utcnow
 from .sm2 import SM2PrivateKey, SM2PublicKey
 from .sm4 import KEY_SIZE
 
@@ -54,7 +55,7 @@ class _Manifest:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return utcnow().replace(microsecond=0)
 
 
 def _new_key_id(kind: str) -> str:

@@ -28,6 +28,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.engine import Connection
 
+from ..kit import dialect
 from ..kit.context import Vault
 from .matching import keys as match_keys
 from .models import MatchKey, Person, PersonIdentifier
@@ -171,11 +172,9 @@ def _write_match_keys(connection: Connection, rows: list[tuple[str, str]], lost:
     rows = [row for row in rows if row[0] not in lost] if lost else rows
     if not rows:
         return
-    if connection.dialect.name == "postgresql":
+    if dialect.can_copy(connection):
         body = "".join(f"{person_id}\t{key}\n" for person_id, key in rows).encode()
-        raw = connection.connection.driver_connection
-        with raw.cursor() as cursor, cursor.copy("COPY mpi_match_keys (person_id, key) FROM STDIN") as copy:
-            copy.write(body)
+        dialect.copy_rows(connection, "mpi_match_keys", ["person_id", "key"], body)
         return
     connection.execute(insert(MatchKey.__table__), [{"person_id": p, "key": k} for p, k in rows])
 

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from ..cards.models import Card
 from ..kit.context import Ctx
-from ..kit.errors import Invalid
+from ..kit.errors import Invalid, field_error
 
 MEDICAL_PAYMENT = "medical-payment"  # what the token may pay for: medical bills at a cashier
 
@@ -76,7 +76,7 @@ def channel(ctx: Ctx, name: str) -> PaymentChannel:
     if factory is None or (name in SANDBOX_ONLY and ctx.settings.environment == "production"):
         raise PaymentChannelUnknown(
             f"No payment channel {name!r} here; known: {', '.join(available(ctx)) or 'none'}.",
-            errors=[{"field": "payment", "code": "payment_channel_unknown", "detail": "not a payment channel"}],
+            errors=[field_error("payment", "payment_channel_unknown", "not a payment channel")],
         )
     return factory(ctx)
 

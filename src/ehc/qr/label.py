@@ -16,7 +16,7 @@ the font the label is still printed, in English only and without the name, and s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from fpdf import FPDF
@@ -24,10 +24,10 @@ from fpdf import FPDF
 from ..cards import service as cards
 from ..cards.models import Card
 from ..identity.service import mask_name
+from ..kit.clock import CHINA
 from ..kit.context import Ctx
 from . import codec, online
 
-CHINA = timezone(timedelta(hours=8))
 PRINT_PURPOSE = "card.print"  # audit: the holder's (masked) name is read to print it
 PAGE = (74.0, 105.0)  # A7 portrait, millimetres
 MODULE_MM = 1.0  # 49 modules with the quiet zone: a 49 mm square on a 74 mm page

@@ -16,12 +16,13 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from ..cards import service as cards
 from ..cards.models import Card, CardStatus
 from ..crypto import KeyStore
 from ..crypto.keystore import KeyInfo
+from ..kit import dialect
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Invalid
@@ -190,8 +191,7 @@ def _serialise_writers(ctx: Ctx) -> None:
     """Serials must be handed out in commit order, or a terminal that fetched serial N could miss a
     row N-1 committed after it. PostgreSQL: writers take the table's lock until they commit (readers
     are not blocked; card transitions are rare). SQLite already runs one writer at a time."""
-    if ctx.session.get_bind().dialect.name == "postgresql":
-        ctx.session.execute(text("LOCK TABLE qr_revocations IN SHARE ROW EXCLUSIVE MODE"))
+    dialect.lock_table(ctx.session, "qr_revocations", "SHARE ROW EXCLUSIVE")
 
 
 def _change(ctx: Ctx, rid: str, action: str, reason: str) -> None:

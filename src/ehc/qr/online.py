@@ -8,17 +8,16 @@ revocation, ``qr_used_codes`` makes a dynamic code single use, ``card_uses`` rec
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 
 from ..cards import service as cards
 from ..cards.models import Card, CardStatus
 from ..crypto import SM2PublicKey
 from ..institutions import service as institutions
+from ..kit.claims import Claims
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Conflict
@@ -35,9 +34,6 @@ PAYMENT_PURPOSE = MEDICAL_PAYMENT  # what the payment part of a two-in-one code 
 ONLINE_SKEW = 0  # the online check runs on the issuer's own clock (§9 step 8)
 VERIFY_PURPOSE = "card.verify"
 PURGE_EVERY = timedelta(seconds=60)  # per process: drop used-code rows whose code has expired anyway
-
-_purge_lock = threading.Lock()
-_next_purge: datetime | None = None
 
 
 QRRevoked = codec.QRRevoked
@@ -190,24 +186,15 @@ def region_of(ctx: Ctx, institution_id: str | None) -> str | None:
     return institution.region_code if institution is not None else None
 
 
-def _claim_statement(dialect):  # noqa: ANN001, ANN202
-    insert = dialect.insert(_USED).values(key_id=bindparam("key_id"), nonce=bindparam("nonce"),
-                                          expires_at=bindparam("expires_at"))
-    # A row comes back only when this transaction claimed the pair; a concurrent claim of the same
-    # code waits for the first transaction on PostgreSQL and then sees the conflict.
-    return insert.on_conflict_do_nothing(index_elements=[_USED.c.key_id, _USED.c.nonce]).returning(_USED.c.id)
-
-
-_USED = UsedCode.__table__
-# Built once: one round trip claims a code (no look-up first, no savepoint).
-_CLAIM = {"postgresql": _claim_statement(postgresql), "sqlite": _claim_statement(sqlite)}
+# Single use: (key id, nonce) is unique; a row comes back only when this transaction claimed the
+# pair, and a concurrent claim of the same code waits for the first transaction on PostgreSQL and
+# then sees the conflict (kit.claims).
+USED_CODES = Claims(UsedCode.__table__, ["key_id", "nonce"], returning="id", purge_every=PURGE_EVERY)
 
 
 def claim_code(ctx: Ctx, key_id: str, nonce: str, expires_at: datetime) -> bool:
     """Mark a dynamic code used until ``expires_at``; False when it was used already."""
-    statement = _CLAIM[ctx.session.get_bind().dialect.name]
-    values = {"key_id": key_id, "nonce": nonce, "expires_at": expires_at}
-    return ctx.session.execute(statement, values).first() is not None
+    return USED_CODES.claim(ctx.session, utcnow(), key_id=key_id, nonce=nonce, expires_at=expires_at)
 
 
 def _claim(ctx: Ctx, payload: codec.Payload) -> None:
@@ -225,14 +212,8 @@ def uses_of(ctx: Ctx, card: Card, *, limit: int = 50) -> list[CardUse]:
 
 def purge_used_codes(ctx: Ctx, now: datetime) -> int:
     """Forget used dynamic codes past their expiry (+ skew): they are refused as expired by then."""
-    result = ctx.session.execute(delete(UsedCode).where(UsedCode.expires_at < now))
-    return result.rowcount or 0
+    return USED_CODES.purge(ctx.session, now)
 
 
 def _purge_due(ctx: Ctx, now: datetime) -> None:
-    global _next_purge
-    with _purge_lock:
-        if _next_purge is not None and now < _next_purge:
-            return
-        _next_purge = now + PURGE_EVERY
-    purge_used_codes(ctx, now)
+    USED_CODES.purge_due(ctx.session, now)

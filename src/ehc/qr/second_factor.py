@@ -23,41 +23,38 @@ PIN
 SMS code
     Six digits, valid 5 minutes, single use, sent to the phone on file of the card's holder (for a
     child registered with a guardian's phone, the guardian's). At most one a minute and 10 a day per
-    card; five wrong tries burn the code. Rows live in ``resident_otp_codes``, the sign-in codes'
-    table, with the same columns meaning the same things, kept apart by their keys: the row's
-    ``phone_index`` is ``blind("qr.second-factor.card", ehc_id)`` (a sign-in row holds
-    ``blind("phone", phone)``; the two HMAC contexts never meet), and ``code_digest`` is
-    ``blind("qr.second-factor.sms", row id:code)``. A sign-in code never passes as a second
-    factor, nor the other way round, and nothing of the phone is stored.
+    card; five wrong tries burn the code. The engine is ``kit.onetime`` (purpose ``second_factor``),
+    the sign-in codes' one, kept apart by their keys: the row's ``subject_index`` is
+    ``blind("qr.second-factor.card", ehc_id)`` (a sign-in row holds ``blind("phone", phone)``; the
+    two HMAC contexts never meet), and ``code_digest`` is ``blind("qr.second-factor.sms", row
+    id:code)``. A sign-in code never passes as a second factor, nor the other way round, and nothing
+    of the phone is stored.
 
-Failures that count are committed before the error is raised: the request's transaction is rolled
-back on error, and the count must survive it.
+Failures that count are made to last before the error is raised (``kit.lasting``): the request's
+transaction is rolled back on error, and the count must survive it.
 """
 
 from __future__ import annotations
 
-import hmac
-import math
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, text, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..accounts import sms
-from ..accounts.models import OneTimeCode
+from ..accounts import service as accounts
 from ..audit import service as audit
 from ..cards import service as cards
 from ..cards.models import Card
 from ..identity.service import mask_phone
-from ..kit import ids
+from ..kit import onetime
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Conflict, Invalid, Problem, field_error
+from ..kit.lasting import keep_and_raise
 from ..mpi import service as mpi
 from . import codec
 from .codec.codes import online_only
@@ -66,11 +63,6 @@ from .models import CardPin
 PIN_LENGTH = 6
 MAX_PIN_FAILURES = 5
 PIN_LOCKOUT = timedelta(minutes=15)
-SMS_CODE_LIFETIME = timedelta(minutes=5)
-SMS_RESEND_INTERVAL = timedelta(seconds=60)
-SMS_DAILY_WINDOW = timedelta(hours=24)
-SMS_DAILY_LIMIT = 10
-MAX_SMS_ATTEMPTS = 5
 SMS_TEXT = ("【电子健康卡】您的健康卡纸质二维码正在用于缴费或查看报告，验证码{code}，5分钟内有效。"
             "如非本人操作，请勿告知他人，并及时挂失。")
 
@@ -79,6 +71,14 @@ SMS_INDEX_CONTEXT = "qr.second-factor.card"
 SMS_DIGEST_CONTEXT = "qr.second-factor.sms"
 PIN_PURPOSE = "card.pin"
 SMS_PURPOSE = "card.second_factor"
+SMS_CODES = onetime.Policy(onetime.SECOND_FACTOR, SMS_DIGEST_CONTEXT, lifetime=timedelta(minutes=5),
+                           resend_interval=timedelta(seconds=60), daily_window=timedelta(hours=24),
+                           daily_limit=10, max_attempts=5)
+SMS_CODE_LIFETIME = SMS_CODES.lifetime
+SMS_RESEND_INTERVAL = SMS_CODES.resend_interval
+SMS_DAILY_WINDOW = SMS_CODES.daily_window
+SMS_DAILY_LIMIT = SMS_CODES.daily_limit
+MAX_SMS_ATTEMPTS = SMS_CODES.max_attempts
 
 _hasher = PasswordHasher()  # argon2id, the library's recommended parameters (a hash records its own)
 
@@ -245,7 +245,7 @@ def _verify_pin(ctx: Ctx, row: CardPin, pin: str, wrong: Problem | None) -> None
     now = utcnow()
     if row.locked_until and row.locked_until > now:
         raise SecondFactorLocked("Too many wrong PINs; try again later or use a code sent to the holder's phone.",
-                                 retry_after=_seconds(row.locked_until - now))
+                                 retry_after=onetime.seconds(row.locked_until - now))
     candidate = pin if isinstance(pin, str) else ""
     if _matches(row.digest, _keyed(ctx, row.ehc_id, candidate)):
         if _hasher.check_needs_rehash(row.digest):
@@ -255,11 +255,11 @@ def _verify_pin(ctx: Ctx, row: CardPin, pin: str, wrong: Problem | None) -> None
     row.failures += 1
     if row.failures >= MAX_PIN_FAILURES:
         row.failures, row.locked_until = 0, now + PIN_LOCKOUT
-        _keep_and_raise(ctx.session, SecondFactorLocked(
-            "Too many wrong PINs: the PIN is locked for 15 minutes.", retry_after=_seconds(PIN_LOCKOUT)))
+        keep_and_raise(ctx.session, SecondFactorLocked(
+            "Too many wrong PINs: the PIN is locked for 15 minutes.", retry_after=onetime.seconds(PIN_LOCKOUT)))
     problem = wrong or SecondFactorInvalid("The PIN is wrong.")
     problem.extra["attempts_left"] = MAX_PIN_FAILURES - row.failures
-    _keep_and_raise(ctx.session, problem)
+    keep_and_raise(ctx.session, problem)
 
 
 def _matches(digest: str, keyed: str) -> bool:
@@ -291,75 +291,38 @@ def card_of_static_code(ctx: Ctx, text_: str, *, now: datetime | None = None) ->
 def send_sms_code(ctx: Ctx, card: Card) -> SmsSent:
     """Text a fresh one-time code to the phone on file of the card's holder."""
     index = ctx.vault.blind(SMS_INDEX_CONTEXT, card.ehc_id)
-    _serialise(ctx.session, index)
+    onetime.serialise(ctx.session, index)
     now = utcnow()
     _sms_allowance(ctx.session, index, now)
     holder = mpi.resolve(ctx, card.person_id)
     phone = mpi.demographics(ctx, holder, purpose=SMS_PURPOSE).phone
     if not phone:
         raise SecondFactorUnavailable("The holder has no phone on file; use the card's PIN.", method="sms_code")
-    ctx.session.execute(update(OneTimeCode).where(OneTimeCode.phone_index == index, OneTimeCode.status == "live")
-                        .values(status="superseded"))
-    code = f"{secrets.randbelow(10**6):06d}"
-    row_id = ids.new_id()
-    expires = now + SMS_CODE_LIFETIME
-    ctx.session.add(OneTimeCode(id=row_id, phone_index=index, code_digest=_sms_digest(ctx, row_id, code),
-                                status="live", attempts=0, expires_at=expires, created_at=now))
-    ctx.session.flush()
-    sms.get_sender(ctx).send(phone, SMS_TEXT.format(code=code))
-    return SmsSent(mask_phone(phone), expires, int(SMS_RESEND_INTERVAL.total_seconds()))
+    code, row = onetime.issue(ctx.session, ctx.vault.blind, SMS_CODES, index, now)
+    accounts.send_sms(ctx, phone, SMS_TEXT.format(code=code))
+    return SmsSent(mask_phone(phone), row.expires_at, int(SMS_RESEND_INTERVAL.total_seconds()))
 
 
 def _sms_allowance(session: Session, index: str, now: datetime) -> None:
-    recent = session.scalars(
-        select(OneTimeCode.created_at).where(OneTimeCode.phone_index == index,
-                                             OneTimeCode.created_at > now - SMS_DAILY_WINDOW)
-        .order_by(OneTimeCode.created_at.desc())).all()
-    if recent and recent[0] > now - SMS_RESEND_INTERVAL:
-        wait = _seconds(recent[0] + SMS_RESEND_INTERVAL - now)
+    refusal = onetime.allowance(session, SMS_CODES, index, now)
+    if refusal is not None and refusal.reason == "too_soon":
+        wait = refusal.retry_after
         raise SmsRateLimited(f"A code was sent for this card less than a minute ago; ask again in {wait} s.",
                              retry_after=wait)
-    if len(recent) >= SMS_DAILY_LIMIT:
+    if refusal is not None:
         raise SmsRateLimited(f"At most {SMS_DAILY_LIMIT} codes a day are sent for one card.",
-                             retry_after=_seconds(recent[SMS_DAILY_LIMIT - 1] + SMS_DAILY_WINDOW - now))
+                             retry_after=refusal.retry_after)
 
 
 def check_sms_code(ctx: Ctx, card: Card, code: str) -> None:
     index = ctx.vault.blind(SMS_INDEX_CONTEXT, card.ehc_id)
-    _serialise(ctx.session, index)
-    row = ctx.session.scalars(select(OneTimeCode).where(OneTimeCode.phone_index == index)
-                              .order_by(OneTimeCode.created_at.desc(), OneTimeCode.id).limit(1)).first()
-    if row is None or row.status != "live" or row.expires_at <= utcnow():
+    onetime.serialise(ctx.session, index)
+    row = onetime.latest(ctx.session, index)
+    if onetime.state(row, utcnow()) != "live":
         raise SecondFactorInvalid("There is no valid code for this card (used, expired or burnt): request a new one.",
                                   attempts_left=0)
-    code = code.strip() if isinstance(code, str) else ""
-    if len(code) == 6 and code.isdigit() and hmac.compare_digest(row.code_digest, _sms_digest(ctx, row.id, code)):
-        row.status = "used"
+    if onetime.matches(ctx.vault.blind, SMS_CODES, row, code):
+        onetime.use(row)
         return
-    row.attempts += 1
-    if row.attempts >= MAX_SMS_ATTEMPTS:
-        row.status = "burnt"
-    _keep_and_raise(ctx.session, SecondFactorInvalid("The code is wrong.",
-                                                     attempts_left=MAX_SMS_ATTEMPTS - row.attempts))
-
-
-def _sms_digest(ctx: Ctx, row_id: str, code: str) -> str:
-    return ctx.vault.blind(SMS_DIGEST_CONTEXT, f"{row_id}:{code}")
-
-
-# -- plumbing --------------------------------------------------------------------------------------
-
-def _keep_and_raise(session: Session, problem: Problem) -> None:
-    """Commit what was counted (a wrong PIN or code), then fail the request."""
-    session.commit()
-    raise problem
-
-
-def _serialise(session: Session, index: str) -> None:
-    """One code request or check at a time per card (SQLite already serialises writers)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(index[:15], 16)})
-
-
-def _seconds(delta: timedelta) -> int:
-    return max(1, math.ceil(delta.total_seconds()))
+    left = onetime.count_wrong(SMS_CODES, row)
+    keep_and_raise(ctx.session, SecondFactorInvalid("The code is wrong.", attempts_left=left))

@@ -30,13 +30,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Select, and_, case, func, or_, select, text
+from sqlalchemy import Select, and_, case, func, or_, select
 
 from ..accounts import service as accounts
 from ..kit.roles import Role
 from ..audit.service import record_access
-from ..crypto import sm3
 from ..institutions import service as institutions
+from ..kit import dialect
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Invalid, Problem, field_error
@@ -158,11 +158,7 @@ def upload(ctx: Ctx, uses: Sequence[OfflineUse], *, now: datetime | None = None,
 def _serialise_uploads(ctx: Ctx) -> None:
     """Two uploads of one institution (a retry racing the first try) take turns on PostgreSQL, so both
     cannot miss the other's rows; SQLite already has one writer at a time."""
-    session = ctx.session
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    key = int.from_bytes(sm3(f"ehc.card_uses.batch:{ctx.actor.institution_id}".encode())[:8], "big", signed=True)
-    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    dialect.serialise(ctx.session, f"ehc.card_uses.batch:{ctx.actor.institution_id}")
 
 
 def _upload_one(ctx: Ctx, index: int, use: OfflineUse, now: datetime, horizon: timedelta) -> ItemResult:
@@ -422,9 +418,7 @@ def summarise(ctx: Ctx, filters: Filters, grouping: Grouping = Grouping.DAY, *,
 
 def _china_day(ctx: Ctx):
     """The calendar day of a use in China Standard Time, in each database's own date functions."""
-    if ctx.session.get_bind().dialect.name == "postgresql":
-        return func.date(func.timezone("Asia/Shanghai", CardUse.at))
-    return func.date(CardUse.at, "+8 hours")
+    return dialect.china_date(ctx.session, CardUse.at)
 
 
 def _as_date(value: object) -> date:

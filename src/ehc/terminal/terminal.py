@@ -26,6 +26,7 @@ from typing import Self
 import httpx
 
 from ..crypto import SM2PublicKey
+from ..kit.clock import utcnow
 from ..qr import codec
 from ..qr.codec.codes import check_use_codes, online_only
 from .lists import (
@@ -127,7 +128,7 @@ class UploadReport:
 
 
 def _utc(moment: datetime | None) -> datetime:
-    return moment or datetime.now(UTC)
+    return moment or utcnow()
 
 
 class Terminal:

@@ -13,7 +13,6 @@ from html import escape
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +30,7 @@ from ..cards.models import CardStatus
 from ..accounts.auth import RESIDENT_COOKIE
 from ..cards.schemas import RegistrationIn, card_out
 from ..identity import LABELS, DocumentType
+from ..kit.clock import CHINA
 from ..kit.codes import Channel
 from ..kit.context import Actor, Ctx
 from ..kit.deps import DbSession, get_platform
@@ -43,7 +43,6 @@ log = logging.getLogger("ehc.web")
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
-CHINA = ZoneInfo("Asia/Shanghai")
 
 # The form's fields, in the order they are shown (also the order of the error summary).
 FIELDS = ("name", "document_type", "document_number", "sex", "birth_date", "phone", "address")

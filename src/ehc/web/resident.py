@@ -14,7 +14,6 @@ the browser.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -35,6 +34,7 @@ from ..cards.models import Card, CardStatus
 from ..cards.schemas import FamilyMemberIn
 from ..identity import LABELS, DocumentType, mask_phone, normalise_phone
 from ..institutions import service as institutions
+from ..kit.clock import unix_now
 from ..kit.codes import CHANNEL_LABELS, Channel
 from ..kit.context import Actor, Ctx
 from ..kit.deps import DbSession, get_platform
@@ -105,7 +105,7 @@ def resident_page(request: Request, ctx: Ctx, template: str, status_code: int = 
 # -- signing in -------------------------------------------------------------------------------
 
 def _sealed_phone(ctx: Ctx, phone: str) -> str:
-    return ctx.vault.seal(f"{phone}|{int(time.time()) + PHONE_MAX_AGE}", PHONE_CONTEXT)
+    return ctx.vault.seal(f"{phone}|{int(unix_now()) + PHONE_MAX_AGE}", PHONE_CONTEXT)
 
 
 def _phone_from_cookie(request: Request, ctx: Ctx) -> str | None:
@@ -116,7 +116,7 @@ def _phone_from_cookie(request: Request, ctx: Ctx) -> str | None:
         phone, _, expiry = ctx.vault.open(sealed, PHONE_CONTEXT).partition("|")
     except Exception:  # noqa: BLE001 - forged, from another key, or garbage: as if absent
         return None
-    return phone if expiry.isdigit() and int(expiry) > time.time() else None
+    return phone if expiry.isdigit() and int(expiry) > unix_now() else None
 
 
 def _with_phone_cookie(response: Response, request: Request, ctx: Ctx, phone: str) -> Response:

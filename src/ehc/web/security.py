@@ -17,11 +17,11 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-import time
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..kit.clock import unix_now
 from ..kit.context import Vault
 
 CSRF_COOKIE = "ehc_csrf"
@@ -75,7 +75,7 @@ def csrf_valid(request: Request, vault: Vault, submitted: str) -> bool:
 # -- card cookie ------------------------------------------------------------------------------
 
 def card_cookie_value(vault: Vault, ehc_id: str, now: float | None = None) -> str:
-    expiry = int(now if now is not None else time.time()) + CARD_MAX_AGE
+    expiry = int(now if now is not None else unix_now()) + CARD_MAX_AGE
     return f"{ehc_id}.{expiry}.{vault.blind(CARD_CONTEXT, f'{ehc_id}.{expiry}')}"
 
 
@@ -96,6 +96,6 @@ def card_from_cookie(vault: Vault, value: str | None, now: float | None = None) 
         return None
     if not hmac.compare_digest(mac, vault.blind(CARD_CONTEXT, f"{ehc_id}.{expiry}")):
         return None
-    if int(expiry) <= (now if now is not None else time.time()):
+    if int(expiry) <= (now if now is not None else unix_now()):
         return None
     return ehc_id

@@ -16,7 +16,7 @@ import secrets
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from enum import IntEnum
 
 import segno
@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from ...crypto import SM2PrivateKey, SM2PublicKey, hmac_sm3, sm3
+from ...kit.clock import CHINA
 from ...kit.errors import Invalid
 from . import tlv
 from .base45 import b45decode, b45encode
@@ -57,7 +58,6 @@ PAYLOAD_FORMAT = b"CPV01"
 _KEY_ID = re.compile(r"Q[0-9a-f]{6}")
 _EHC_ID = re.compile(r"[0-9A-Fa-f]{64}")
 _OTHER_VERSION = re.compile(r"EHCM?[0-9]+:")  # a later version's prefix: say so, do not call it junk
-_CST = timezone(timedelta(hours=8))
 
 
 class CodeType(IntEnum):
@@ -439,4 +439,4 @@ def national_plaintext(ehc_id: str, payload: Payload) -> str:
     head = f"{ehc_id.upper()}:{int(payload.type)}"
     if payload.expires_at is None:
         return head
-    return head + ":" + datetime.fromtimestamp(payload.expires_at, _CST).strftime("%Y%m%d%H%M%S")
+    return head + ":" + datetime.fromtimestamp(payload.expires_at, CHINA).strftime("%Y%m%d%H%M%S")

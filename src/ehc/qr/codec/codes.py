@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...kit.codes import Channel
-from ...kit.errors import Invalid
+from ...kit.errors import Invalid, field_error
 
 SCENES: dict[str, str] = {
     "010101": "registration",
@@ -57,9 +57,9 @@ def check_use_codes(scene: str, channel: str) -> None:
     """A scan is reported with a care step and a channel from the national lists (online, offline)."""
     errors = []
     if scene not in SCENES:
-        errors.append({"field": "scene", "code": "scene_unknown", "detail": "not a care-step code (docs/codes.md)"})
+        errors.append(field_error("scene", "scene_unknown", "not a care-step code (docs/codes.md)"))
     if channel not in {str(c) for c in SCAN_CHANNELS}:
-        errors.append({"field": "channel", "code": "channel_unknown", "detail": "not a card-use channel code"})
+        errors.append(field_error("channel", "channel_unknown", "not a card-use channel code"))
     if errors:
         raise Invalid("The card-use codes are not in the national lists.", code="card_use_codes_invalid",
                       errors=errors)

@@ -1,0 +1,107 @@
+"""Keys claimed once: one mechanism for every "this may be used only once" table.
+
+A claim is one statement whose outcome the database decides (``INSERT ... ON CONFLICT DO NOTHING
+RETURNING``, or ``DO UPDATE ... WHERE expired`` when a leftover past its expiry may be taken over):
+of two transactions claiming the same key, exactly one gets a row back, on SQLite (one writer at a
+time) and on PostgreSQL (the second insert waits for the first transaction, then sees the
+conflict). Any other database: a savepoint around a plain insert. A claim counts once the
+transaction it ran in commits.
+
+Claims expire: every table has an expiry column, and each process drops the expired rows at most
+once per ``purge_every`` (:meth:`Claims.purge_due`: one indexed DELETE, in the caller's transaction).
+Users: the nonces of signed requests (``apps.replay``) and the used dynamic QR codes (``qr.service``).
+
+:func:`unit_of_work` is the short transaction of its own, with a commit that does not wait for the
+disk, that a claim made before the request's own work runs in (see ``apps.replay`` for why).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from sqlalchemy import Table, bindparam, delete, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from . import dialect
+
+
+class Claims:
+    """A table of keys (``key`` columns, unique together) each claimed once until ``expires``."""
+
+    def __init__(self, table: Table, key: list[str], *, returning: str, expires: str = "expires_at",
+                 take_over_expired: bool = False, purge_every: timedelta = timedelta(seconds=60)) -> None:
+        self.table = table
+        self.purge_every = purge_every
+        # Built once: statements are cheap to run and costly to build.
+        if take_over_expired:  # a leftover past its expiry is claimed again by the same statement
+            self._claim = {d: dialect.insert_or_take_over(table, key, returning, d, expired=expires)
+                           for d in dialect.dialects()}
+        else:
+            self._claim = {d: dialect.insert_ignore(table, key, returning, d) for d in dialect.dialects()}
+        expired = table.c[expires] < bindparam("now")
+        self._forget_expired = delete(table).where(expired)
+        self._forget_expired_one = delete(table).where(expired, *(table.c[k] == bindparam(k) for k in key)) \
+            if take_over_expired else None
+        self._insert = table.insert().values({c.name: bindparam(c.name) for c in table.columns
+                                              if not (c.name == returning and c.autoincrement is True)})
+        self._lock = threading.Lock()
+        self._next_purge: datetime | None = None
+
+    def claim(self, bind: Session | Connection, now: datetime, **values: object) -> bool:
+        """Claim the row ``values`` (key and expiry); False when its key is claimed already.
+
+        Runs in the caller's transaction; ``now`` decides whether a leftover has expired."""
+        values = {**values, "now": now}
+        statement = self._claim.get(dialect.name(bind))
+        if statement is not None:
+            return bind.execute(statement, values).first() is not None
+        if self._forget_expired_one is not None:
+            bind.execute(self._forget_expired_one, values)
+        try:
+            with bind.begin_nested():
+                bind.execute(self._insert, values)
+        except IntegrityError:
+            return False
+        return True
+
+    def purge(self, bind: Session | Connection, now: datetime) -> int:
+        """Forget the claims whose expiry is before ``now``; how many were dropped."""
+        return bind.execute(self._forget_expired, {"now": now}).rowcount or 0
+
+    def purge_due(self, bind: Session | Connection, now: datetime) -> None:
+        """:meth:`purge`, at most once per ``purge_every`` in this process."""
+        with self._lock:
+            if self._next_purge is not None and now < self._next_purge:
+                return
+            self._next_purge = now + self.purge_every
+        self.purge(bind, now)
+
+
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
+
+
+@contextmanager
+def unit_of_work(engine: Engine) -> Iterator[Connection]:
+    """A short transaction on a connection of its own whose commit does not wait for the disk;
+    rolled back if the block raises (PostgreSQL ``synchronous_commit = off`` for the transaction,
+    SQLite ``synchronous = NORMAL`` for its commit). For a claim that must stand before, and whatever
+    becomes of, the request's own transaction."""
+    sqlite = dialect.is_sqlite(engine)
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection if sqlite else None
+        if raw is not None:  # SQLite allows changing this only outside a transaction
+            previous = raw.execute("PRAGMA synchronous").fetchone()[0]
+            raw.execute("PRAGMA synchronous = NORMAL")
+        try:
+            with connection.begin():  # commits at the end of the block, rolls back on an exception
+                yield connection
+                if dialect.is_postgresql(engine):
+                    connection.execute(_ASYNC_COMMIT)
+        finally:
+            if raw is not None:
+                raw.execute(f"PRAGMA synchronous = {int(previous)}")
