@@ -9,7 +9,7 @@ so the API, the CLI, batch jobs and the tests all run the same hooks.
 from __future__ import annotations
 
 from .cards import service as cards
-from .me import sessions as me_sessions
+from .me import service as me
 from .mpi import service as mpi
 from .qr import lists as qr_lists
 
@@ -24,7 +24,7 @@ def register_hooks() -> None:
     # A card's life reaches the QR domain: a lost, cancelled or reissued card's static codes go on the
     # revocation list (docs/qr-format.md §12), and the sign-ins drawing its dynamic codes end (§9.1).
     cards.on_transition(qr_lists.revoke_on_transition)
-    cards.on_transition(me_sessions.end_code_drawing_sessions)
+    cards.on_transition(me.end_code_drawing_sessions)
     # A merge in the master index carries the card and the family bindings along, and an unmerge
     # brings exactly those back.
     mpi.on_merge(cards.move_card_links)

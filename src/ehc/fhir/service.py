@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from ..accounts import service as accounts
 from ..cards import service as cards
-from ..cards.models import Card, CardStatus
+from ..cards.service import Card, CardStatus
 from ..institutions import service as institutions
 from ..kit.clock import utcnow
 from ..kit.context import Ctx

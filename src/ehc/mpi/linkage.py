@@ -745,7 +745,7 @@ def export_index(platform: Any, *, workers: int | None = None, chunk: int = 20_0
     ``card_id``. Personal fields are unsealed in memory only; documents stay blind indexes."""
     from sqlalchemy import select
 
-    from ..cards.models import Card
+    from ..cards import service as cards_service
     from .models import Person, PersonIdentifier
 
     with platform.db.session() as session:
@@ -755,7 +755,7 @@ def export_index(platform: Any, *, workers: int | None = None, chunk: int = 20_0
             .where(PersonIdentifier.system.like("doc:%")).order_by(PersonIdentifier.system.desc())
         ):
             documents[person_id] = blind_index  # doc:01 comes last, so it wins
-        cards = dict(session.execute(select(Card.person_id, Card.ehc_id)).all())
+        cards = cards_service.card_ids_by_person(session)
         sealed = [
             (*row, documents.get(row[0]))
             for row in session.execute(

@@ -40,10 +40,10 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..kit.roles import HOSPITAL_SYSTEM, Role
 from ..audit import service as audit
-from ..cards.models import Card
 from ..identity import mask_number, normalise_number
 from ..institutions import policy
 from ..kit.context import Actor, Ctx
@@ -51,6 +51,9 @@ from ..kit.errors import Forbidden, Invalid, NotFound, field_error
 from . import service as mpi
 from .models import IdentifierUnbind, Merge, Person
 from .service import Identifier
+
+if TYPE_CHECKING:  # a name for annotations; the card service itself is reached inside functions
+    from ..cards.service import Card
 
 LOCAL_KINDS = ("mrn", "oldcard")  # per institution
 NATIONAL_KINDS = ("ssc", "mi")

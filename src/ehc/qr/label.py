@@ -22,7 +22,7 @@ from pathlib import Path
 from fpdf import FPDF
 
 from ..cards import service as cards
-from ..cards.models import Card
+from ..cards.service import Card
 from ..identity import mask_name
 from ..kit.context import Ctx
 from . import codec, service

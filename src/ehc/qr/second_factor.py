@@ -52,7 +52,7 @@ from ..accounts import sms
 from ..accounts.models import OneTimeCode
 from ..audit import service as audit
 from ..cards import service as cards
-from ..cards.models import Card
+from ..cards.service import Card
 from ..identity import mask_phone
 from ..kit import ids
 from ..kit.clock import utcnow
