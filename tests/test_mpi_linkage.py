@@ -62,7 +62,7 @@ def _build_index(platform, index: pd.DataFrame, duplicated: set[str] = frozenset
                 service.create_person(ctx, details, [])
             if n % 3 == 0:
                 # Distinct 80-bit prefixes: a card id's first 20 hex digits are unique (qr-format §5.2).
-                session.add(Card(ehc_id=f"{n:020X}" + "0" * 44, person_id=person.id, status="active", channel="0100"))
+                session.add(Card(ehc_id=f"{n:020X}" + "0" * 44, person_id=person.id, status="normal", channel="0100"))
     return made
 
 

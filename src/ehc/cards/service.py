@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -23,7 +23,8 @@ from ..identity import (
     parse_document,
 )
 from ..kit import ids
-from ..kit.context import Ctx
+from ..kit.context import Actor, Ctx
+from ..kit.copytext import copy_line
 from ..kit.errors import Conflict, Invalid, NotFound, Problem, field_error
 from ..mpi import realtime
 from ..mpi import service as mpi
@@ -287,6 +288,48 @@ def _new_card(ctx: Ctx, person: Person, status: CardStatus, verifier: str | None
     repo.add(ctx.session, card)
     _record(ctx, card, "register", None, status, None)
     return card
+
+
+# -- issuing in batches (the bulk importer) -------------------------------------------------------
+# The same issue as ``_new_card``, for a batch the importer's workers prepared: the status comes from
+# ``issue_status``, the id is drawn as ``fresh_card_id`` draws and its 80-bit prefix made free when the
+# batch is written, and each card gets its "register" event. A batch's card is a row
+# ``(key, person_id, ehc_id, status, verifier)``, or that row in COPY text for PostgreSQL.
+
+def batch_card(key: int, person_id: str, status: CardStatus, verifier: str | None, *, copy: bool) -> tuple | str:
+    """A new card of a batch, drawn in a worker (which has no database: ``issue_batch`` checks the id)."""
+    if status not in ISSUE_STATUSES:
+        raise ValueError(f"A card is not issued {status.value}.")
+    row = (key, person_id, ids.new_card_id(), status.value, verifier)
+    return copy_line(row) if copy else row
+
+
+def issue_batch(connection: Connection, cards: bytes | list[tuple], lost: set[int], actor: Actor,
+                now: datetime) -> None:
+    """Issue a batch's cards (``batch_card``) but those whose key is in ``lost`` (the master index
+    gave their document to someone else), with their "register" events, in the caller's transaction."""
+    if isinstance(cards, bytes):  # PostgreSQL: staged with COPY, checked and written with one query each
+        if not cards:
+            return
+        repo.stage_cards(connection, cards)
+        keep_out = sorted(lost)
+        while clashes := repo.staged_clashes(connection, keep_out):
+            for key in clashes:
+                repo.restage_card_id(connection, key, fresh_card_id(connection))
+        repo.insert_staged(connection, keep_out, "register", actor, now)
+        return
+    rows = []
+    seen: set[str] = set()
+    for row in cards:
+        if row[0] in lost:
+            continue
+        ehc_id = row[2]
+        while card_id_prefix(ehc_id) in seen or card_id_prefix_taken(connection, ehc_id):
+            ehc_id = fresh_card_id(connection)
+        seen.add(card_id_prefix(ehc_id))
+        rows.append((*row[:2], ehc_id, *row[3:]))
+    if rows:
+        repo.insert_rows(connection, rows, "register", actor, now)
 
 
 # -- family, newborns and temporary cards ---------------------------------------------------------
