@@ -48,9 +48,11 @@ How it is fast
 The file is read as a stream, ``batch_size`` records at a time; a bounded number of batches is in
 flight. Worker processes (``workers``, default: one per core) do the CPU work: parse, validate,
 verify, seal every personal field with SM4-GCM (bound to the new person's id) and compute the
-HMAC-SM3 blind indexes. Each loads the key store itself. The main process only writes, one
-transaction per batch, through :mod:`ehc.mpi.bulk` for the master index and :mod:`ehc.audit.bulk`
-for the audit trail (no other domain writes their tables): on PostgreSQL with ``COPY`` into
+HMAC-SM3 blind indexes; the card's status comes from ``service.issue_status`` and its id from
+``service.batch_card``, as for one registration. Each loads the key store itself. The main process
+only writes, one transaction per batch, through ``service.issue_batch`` for the cards and their
+events (the same 80-bit id-prefix rule as ``service.fresh_card_id``), :mod:`ehc.mpi.bulk` for the
+master index and :mod:`ehc.audit.bulk` for the audit trail (no other domain writes their tables): on PostgreSQL with ``COPY`` into
 temporary staging tables and ``INSERT ... SELECT`` (the unique blind index with ``ON CONFLICT DO
 NOTHING`` decides who holds a document, also against concurrent API registrations); elsewhere with
 ``executemany``. The few rows whose document

@@ -1,5 +1,7 @@
-"""Card rules: registration (one card per person, from any channel), family, newborns, temporary
-cards, and the lifecycle. Knows nothing of HTTP; every function takes a ``Ctx``.
+"""Card rules: registration (one card per person, from any channel, the bulk importer's batches
+included), family, newborns, temporary cards, and the lifecycle. Knows nothing of HTTP; every
+function takes a ``Ctx``, but the batch forms the importer calls inside its own transaction (they
+take its connection). The queries are in ``repository.py``.
 """
 
 from __future__ import annotations
