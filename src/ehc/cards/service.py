@@ -32,10 +32,10 @@ from ..mpi import realtime
 from ..mpi import service as mpi
 from ..mpi.service import Person
 from . import repository as repo
+# Part of this face too: ``Card``, ``CardStatus`` and ``FamilyBinding`` (other domains type with them
+# and compare statuses), and the wire models ``FamilyMemberIn`` and ``NewbornIn`` (``me`` takes them).
 from .models import Card, CardEvent, CardStatus, FamilyBinding
-from .schemas import FamilyMemberIn, NewbornIn, RegistrationIn  # FamilyMemberIn, NewbornIn: ``me`` takes them too
-
-# ``Card`` and ``CardStatus`` are part of this face: other domains type with them and compare statuses.
+from .schemas import FamilyMemberIn, NewbornIn, RegistrationIn
 
 S = CardStatus
 _LIVE = frozenset({S.PENDING_REVIEW, S.REJECTED, S.NORMAL, S.LOST})  # every status but cancelled
