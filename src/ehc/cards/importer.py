@@ -91,16 +91,27 @@ from ..kit.errors import Invalid, Problem, field_error
 from ..mpi import bulk
 from . import service
 from .models import CardStatus, ImportJob, ImportRejection
+from .schemas import DocumentIn, RegistrationIn
 
 COLUMNS = service.REGISTRATION_FIELDS
 REQUIRED = ("name", "document_number")
-# The API's wire limits (cards/schemas.py RegistrationIn), so a row is refused exactly where a request would be.
-MAX_LENGTH = {"name": 64, "document_type": 2, "document_number": 64, "sex": 1, "phone": 20, "address": 200,
-              "region_code": 6}
 DEFAULT_BATCH_SIZE = 5000
 REPORT_HEADER = ("line", "document_type", "document_number_masked", "problem", "code", "field", "message")
 
 Record = tuple[int, list[str]]  # (line where the record starts, its fields)
+
+
+def _wire_limits() -> dict[str, int]:
+    """The API's wire limits (``schemas.RegistrationIn``), so a row is refused exactly where a request
+    would be; in the order of the fields."""
+    limits = {}
+    for model, prefix in ((RegistrationIn, ""), (DocumentIn, "document_")):
+        for name, info in model.model_fields.items():
+            limits.update({prefix + name: m.max_length for m in info.metadata if getattr(m, "max_length", None)})
+    return {name: limits[name] for name in COLUMNS if name in limits}
+
+
+MAX_LENGTH = _wire_limits()
 
 
 @dataclass
