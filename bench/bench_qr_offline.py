@@ -35,7 +35,7 @@ from bench_sm2 import GOAL_RATIO, _row, _spread, openssl_speed
 
 from ehc.crypto import KeyStore
 from ehc.qr import codec, lists
-from ehc.qr.codec import tlv
+from ehc.kit import tlv
 from ehc.terminal import Terminal
 
 CARD = "6A0C1E2F3B4D5C6E7F8091A2B3C4D5E6F708192A3B4C5D6E7F8091A2B3C4D5E6"

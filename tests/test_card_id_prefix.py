@@ -145,3 +145,15 @@ def test_the_database_itself_refuses_a_second_card_with_a_taken_prefix(client, p
                 select(Person.id).where(Person.id.not_in(select(Card.person_id)))).first(),
                 status="normal", channel="0100"))
             session.flush()
+
+
+def test_the_database_itself_refuses_a_status_that_is_not_a_card_status(client, platform, clerk):
+    """The status column holds one of ``CardStatus`` (check constraint, migration 0011): a card
+    written with any other status, e.g. "active", is refused, on both databases."""
+    from sqlalchemy.exc import IntegrityError
+
+    holder = client.post("/api/v1/cards", json=person(42), headers=clerk).json()["ehc_id"]
+    with pytest.raises(IntegrityError, match="ck_cards_status"):  # noqa: SIM117 (the session must end inside)
+        with platform.db.session() as session:
+            session.get(Card, holder).status = "active"
+            session.flush()

@@ -1,6 +1,7 @@
 """Reporting a card lost, or cancelling it, ends the resident sessions that draw its codes
-(docs/qr-format.md §9.1, ``me/sessions.py``): the holder's and their guardians' sign-ins, API tokens
-and page cookies alike; a resident reporting from the phone they still hold keeps that one session.
+(docs/qr-format.md §9.1, ``me.service.end_code_drawing_sessions``): the holder's and their
+guardians' sign-ins, API tokens and page cookies alike; a resident reporting from the phone they still
+hold keeps that one session.
 On SQLite and PostgreSQL."""
 
 from __future__ import annotations

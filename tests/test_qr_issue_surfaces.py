@@ -16,7 +16,8 @@ from test_qr_codec import _png_to_gray
 from test_qr_service import PERSON, draw, refused, scan
 
 from ehc.app import create_app
-from ehc.payments import MEDICAL_PAYMENT, PaymentTokenInvalid, sandbox
+from ehc.payments import sandbox
+from ehc.payments.service import MEDICAL_PAYMENT, PaymentTokenInvalid
 from ehc.qr import codec, label
 from ehc.qr.codec.base45 import b45decode, b45encode
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .audit import service as audit
 from .cards import service as cards
-from .me import sessions as me_sessions
+from .me import service as me
 from .mpi import service as mpi
 from .qr import service as qr
 
@@ -25,7 +25,7 @@ def register_hooks() -> None:
     # A card's life reaches the QR domain: a lost, cancelled or reissued card's static codes go on the
     # revocation list (docs/qr-format.md §12), and the sign-ins drawing its dynamic codes end (§9.1).
     cards.on_transition(qr.revoke_on_transition)
-    cards.on_transition(me_sessions.end_code_drawing_sessions)
+    cards.on_transition(me.end_code_drawing_sessions)
     # A merge in the master index carries the card and the family bindings along, and an unmerge
     # brings exactly those back.
     mpi.on_merge(cards.move_card_links)
@@ -38,4 +38,4 @@ def register_hooks() -> None:
     # The master index asks the card registry (built on it) for a person's card, a card by its EHC ID
     # and every person's EHC ID (batch linkage's report).
     mpi.provide_cards(mpi.CardLookups(card_of_person=cards.card_of_person, get_card=cards.get_card,
-                                      ehc_ids_by_person=cards.ehc_ids_by_person))
+                                      ehc_ids_by_person=cards.card_ids_by_person))

@@ -27,18 +27,14 @@ _ROLE_CHANNEL = {
 }
 
 
-RESIDENT_COOKIE = "ehc_resident"  # a resident's sign-in for pages: HttpOnly, SameSite=Lax
+RESIDENT_COOKIE = service.RESIDENT_COOKIE
 # Channels a resident's app may declare with ``X-EHC-Channel``; anything else is the public website.
 _RESIDENT_CHANNELS = {Channel.OFFICIAL_ACCOUNT.value: Channel.OFFICIAL_ACCOUNT,
                       Channel.MINI_PROGRAM.value: Channel.MINI_PROGRAM}
 
 
 def _bearer(request: Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token:
-        return token.strip()
-    return request.cookies.get("ehc_staff") or request.cookies.get(RESIDENT_COOKIE) or None
+    return service.sign_in_token(request.headers, request.cookies)
 
 
 def resident_channel(request: Request) -> Channel:

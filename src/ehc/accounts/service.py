@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -306,3 +306,16 @@ def update_staff(
 def send_sms(ctx: Ctx, phone: str, text: str) -> None:
     """Text ``phone`` through the platform's SMS sender (``accounts.sms``)."""
     sms.get_sender(ctx).send(phone, text)
+
+
+RESIDENT_COOKIE = "ehc_resident"  # a resident's sign-in for pages: HttpOnly, SameSite=Lax
+STAFF_COOKIE = "ehc_staff"  # a staff member's sign-in for pages (``web/staff.py``)
+
+
+def sign_in_token(headers: Mapping[str, str], cookies: Mapping[str, str]) -> str | None:
+    """The access token a request is signed in with: its ``Authorization: Bearer`` token, else the
+    staff or resident pages' cookie (the API and the pages share the sign-in)."""
+    scheme, _, token = headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token.strip()
+    return cookies.get(STAFF_COOKIE) or cookies.get(RESIDENT_COOKIE) or None

@@ -35,19 +35,6 @@ def _out(ctx: Ctx, card, created: bool | None = None, *, purpose: str) -> CardOu
     return card_out(card, person, details, identifiers, created=created)
 
 
-def _registration(body: RegistrationIn) -> service.Registration:
-    return service.Registration(
-        name=body.name,
-        document_type=body.document.type,
-        document_number=body.document.number,
-        sex=body.sex,
-        birth_date=body.birth_date,
-        phone=body.phone,
-        address=body.address,
-        region_code=body.region_code,
-    )
-
-
 def _idempotent(ctx: Ctx, key: str | None, route: str, payload: dict, response: Response, do,  # noqa: ANN001
                 purpose: str) -> CardOut:
     """Run ``do`` once per Idempotency-Key: a retry gets the same card and status code back."""
@@ -73,7 +60,7 @@ def _idempotent(ctx: Ctx, key: str | None, route: str, payload: dict, response: 
 @router.post("", response_model=CardOut, status_code=201, summary="Apply for a card (or get the existing one)")
 def register(body: RegistrationIn, ctx: Applicant, response: Response, idempotency_key: IdempotencyKey = None) -> CardOut:
     def do():  # noqa: ANN202
-        issued = service.register(ctx, _registration(body))
+        issued = service.register(ctx, service.registration_of(body))
         return issued.card, issued.created
 
     return _idempotent(ctx, idempotency_key, "register", body.model_dump(mode="json"), response, do, "card.register")
@@ -134,7 +121,7 @@ def family(ehc_id: str, ctx: CardStaff) -> list[FamilyMemberOut]:
 def bind_family(ehc_id: str, body: FamilyMemberIn, ctx: CardClerk, response: Response,
                 idempotency_key: IdempotencyKey = None) -> CardOut:
     def do():  # noqa: ANN202
-        member = _registration(RegistrationIn.model_validate(body.model_dump(exclude={"relation"})))
+        member = service.registration_of(body)
         issued = service.bind_family_member(ctx, ehc_id, member, body.relation)
         return issued.card, issued.created
 

@@ -48,9 +48,11 @@ How it is fast
 The file is read as a stream, ``batch_size`` records at a time; a bounded number of batches is in
 flight. Worker processes (``workers``, default: one per core) do the CPU work: parse, validate,
 verify, seal every personal field with SM4-GCM (bound to the new person's id) and compute the
-HMAC-SM3 blind indexes. Each loads the key store itself. The main process only writes, one
-transaction per batch, through :mod:`ehc.mpi.bulk` for the master index and :mod:`ehc.audit.bulk`
-for the audit trail (no other domain writes their tables): on PostgreSQL with ``COPY`` into
+HMAC-SM3 blind indexes; the card's status comes from ``service.issue_status`` and its id from
+``service.batch_card``, as for one registration. Each loads the key store itself. The main process
+only writes, one transaction per batch, through ``service.issue_batch`` for the cards and their
+events (the same 80-bit id-prefix rule as ``service.fresh_card_id``), :mod:`ehc.mpi.bulk` for the
+master index and :mod:`ehc.audit.bulk` for the audit trail (no other domain writes their tables): on PostgreSQL with ``COPY`` into
 temporary staging tables and ``INSERT ... SELECT`` (the unique blind index with ``ON CONFLICT DO
 NOTHING`` decides who holds a document, also against concurrent API registrations); elsewhere with
 ``executemany``. The few rows whose document
@@ -73,32 +75,43 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..crypto import sm3_hasher
 from ..audit import service as audit_bulk
-from ..identity.service import Applicant, get_verifier, mask_number, normalise_number
+from ..crypto import KeyStore, sm3_hasher
+from ..identity.service import get_verifier, mask_number, normalise_number
 from ..kit import dialect, ids
 from ..kit.clock import utcnow
 from ..kit.codes import Channel
 from ..kit.context import Actor, Vault
-from ..kit.errors import Problem, field_error
+from ..kit.errors import Invalid, Problem, field_error
 from ..mpi import bulk
 from . import service
 from .models import CardStatus, ImportJob, ImportRejection
+from .schemas import DocumentIn, RegistrationIn
 
-COLUMNS = ("name", "document_type", "document_number", "sex", "birth_date", "phone", "address", "region_code")
+COLUMNS = service.REGISTRATION_FIELDS
 REQUIRED = ("name", "document_number")
-# The API's wire limits (cards/schemas.py RegistrationIn), so a row is refused exactly where a request would be.
-MAX_LENGTH = {"name": 64, "document_type": 2, "document_number": 64, "sex": 1, "phone": 20, "address": 200,
-              "region_code": 6}
 DEFAULT_BATCH_SIZE = 5000
 REPORT_HEADER = ("line", "document_type", "document_number_masked", "problem", "code", "field", "message")
 
 Record = tuple[int, list[str]]  # (line where the record starts, its fields)
+
+
+def _wire_limits() -> dict[str, int]:
+    """The API's wire limits (``schemas.RegistrationIn``), so a row is refused exactly where a request
+    would be; in the order of the fields."""
+    limits = {}
+    for model, prefix in ((RegistrationIn, ""), (DocumentIn, "document_")):
+        for name, info in model.model_fields.items():
+            limits.update({prefix + name: m.max_length for m in info.metadata if getattr(m, "max_length", None)})
+    return {name: limits[name] for name in COLUMNS if name in limits}
+
+
+MAX_LENGTH = _wire_limits()
 
 
 @dataclass
@@ -295,31 +308,24 @@ class _Preparer:
             identifier = service.document_identifier(document)
             blind = bulk.identifier_blind_index(self.vault, identifier)
             earlier = first_line.get(blind)
-            result = self.verifier.verify(
-                Applicant(name=details.name or "", sex=details.sex, birth_date=details.birth_date, document=document)
-            )
-            if result.outcome == "failed":
-                rejection = _rejection(line, values, "real_name_verification_failed", result.errors,
-                                       "Real-name verification failed: the details do not match the document.")
+            try:
+                status, verifier = service.issue_status(self.verifier, details, document)
+            except Invalid as refused:
+                rejection = _rejection(line, values, refused.code, refused.errors, refused.detail)
                 failed.append((line, blind, rejection, earlier is not None))
                 continue
             if earlier is not None:
                 slow.append(line)  # the service decides: same name -> already registered, else refused
                 continue
             first_line[blind] = line
-            status = CardStatus.NORMAL if result.outcome == "passed" else CardStatus.PENDING_REVIEW
             if status is CardStatus.PENDING_REVIEW:
                 pending.append(line)
-            person_id, ehc_id = ids.new_person_id(), ids.new_card_id()
+            person_id = ids.new_person_id()
             persons.add(line, person_id, details, identifier, blind)
             people.append((line, person_id))
-            row = (line, person_id, ehc_id, status.value, result.verifier)
-            if self.copy:
-                cards.append("\t".join([str(row[0]), person_id, ehc_id, row[3], bulk._copy_value(row[4])]))
-            else:
-                cards.append(row)
+            cards.append(service.batch_card(line, person_id, status, verifier, copy=self.copy))
         if self.copy:
-            card_payload: bytes | list[tuple] = "".join(line + "\n" for line in cards).encode()
+            card_payload: bytes | list[tuple] = "".join(cards).encode()
         else:
             card_payload = cards
         return _Prepared(persons.build(), people, card_payload, pending, rejects, slow, failed)
@@ -330,8 +336,6 @@ _worker: _Preparer | None = None
 
 def _init_worker(keys_dir: str, verifier_name: str, columns: dict[str, int], copy: bool) -> None:
     global _worker
-    from ..crypto import KeyStore
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     _worker = _Preparer(Vault(KeyStore(Path(keys_dir))), verifier_name, columns, copy)
 
@@ -342,96 +346,6 @@ def _prepare_in_worker(records: list[Record]) -> _Prepared:
 
 
 # -- writing a batch (main process) ---------------------------------------------------------------
-
-_CARD_STAGE = "card_import_stage"
-_CREATE_CARD_STAGE = f"""
-CREATE TEMPORARY TABLE IF NOT EXISTS {_CARD_STAGE} (
-    key integer NOT NULL, person_id varchar(32) NOT NULL, ehc_id varchar(64) NOT NULL,
-    status varchar(16) NOT NULL, verifier varchar(40)
-) ON COMMIT DELETE ROWS
-"""
-_INSERT_CARDS = f"""
-INSERT INTO cards (ehc_id, person_id, status, sequence, temporary, channel, institution_id, operator, verifier,
-                   issued_at, updated_at)
-SELECT ehc_id, person_id, status, 1, false, :channel, :institution, :operator, verifier, :now, :now
-FROM {_CARD_STAGE} WHERE NOT (key = ANY(:lost))
-"""
-_INSERT_EVENTS = f"""
-INSERT INTO card_events (ehc_id, action, from_status, to_status, reason, actor_kind, actor_id, institution_id,
-                         operator, channel, at)
-SELECT ehc_id, 'register', NULL, status, NULL, :kind, :actor_id, :institution, :operator, :channel, :now
-FROM {_CARD_STAGE} WHERE NOT (key = ANY(:lost)) ORDER BY key
-"""
-
-
-# Card ids drawn in the workers whose 80-bit prefix (the handle a QR code carries, docs/qr-format.md
-# §5.2) an existing card or another card of the batch already has: one set query per batch, and a
-# fresh id for each clash (at 2^-80 per pair, in practice never).
-_STAGED_CLASHES = f"""
-SELECT s.key FROM {_CARD_STAGE} s
-WHERE NOT (s.key = ANY(:lost)) AND (
-    EXISTS (SELECT 1 FROM cards c WHERE c.ehc_id >= left(s.ehc_id, {service.CARD_ID_PREFIX})
-                                    AND c.ehc_id < left(s.ehc_id, {service.CARD_ID_PREFIX}) || 'G')
-    OR left(s.ehc_id, {service.CARD_ID_PREFIX}) IN (
-        SELECT left(ehc_id, {service.CARD_ID_PREFIX}) FROM {_CARD_STAGE} WHERE NOT (key = ANY(:lost))
-        GROUP BY 1 HAVING count(*) > 1))
-"""
-
-
-def _redraw_staged_clashes(connection: Connection, lost: list[int]) -> None:
-    while keys := connection.execute(text(_STAGED_CLASHES), {"lost": lost}).scalars().all():
-        for key in keys:
-            connection.execute(text(f"UPDATE {_CARD_STAGE} SET ehc_id = :ehc_id WHERE key = :key"),
-                               {"ehc_id": service.fresh_card_id(connection), "key": key})
-
-
-def _redraw_clashes(connection: Connection, rows: list[tuple]) -> list[tuple]:
-    """The same for the row-by-row path (SQLite): one primary-key range probe per card."""
-    seen: set[str] = set()
-    out = []
-    for row in rows:
-        ehc_id = row[2]
-        while service.card_id_prefix(ehc_id) in seen or service.card_id_prefix_taken(connection, ehc_id):
-            ehc_id = service.fresh_card_id(connection)
-        seen.add(service.card_id_prefix(ehc_id))
-        out.append((*row[:2], ehc_id, *row[3:]))
-    return out
-
-
-def _insert_cards(connection: Connection, cards: bytes | list[tuple], lost: set[int], actor: Actor,
-                  now: datetime) -> None:
-    """The cards (and their "register" events) of the people the master index did create."""
-    from .models import Card, CardEvent
-
-    who = {"channel": actor.channel.value, "institution": actor.institution_id, "operator": actor.operator,
-           "kind": actor.kind, "actor_id": actor.id, "now": now}
-    if isinstance(cards, bytes):
-        if not cards:
-            return
-        connection.exec_driver_sql(_CREATE_CARD_STAGE)
-        connection.exec_driver_sql(f"TRUNCATE {_CARD_STAGE}")
-        raw = connection.connection.driver_connection
-        with raw.cursor() as cursor, cursor.copy(
-            f"COPY {_CARD_STAGE} (key, person_id, ehc_id, status, verifier) FROM STDIN"
-        ) as copy:
-            copy.write(cards)
-        params = {**who, "lost": sorted(lost)}
-        _redraw_staged_clashes(connection, params["lost"])
-        connection.execute(text(_INSERT_CARDS), params)
-        connection.execute(text(_INSERT_EVENTS), params)
-        return
-    rows = _redraw_clashes(connection, [r for r in cards if r[0] not in lost])
-    if not rows:
-        return
-    connection.execute(insert(Card.__table__), [
-        {"ehc_id": r[2], "person_id": r[1], "status": r[3], "sequence": 1, "temporary": False,
-         "channel": who["channel"], "institution_id": who["institution"], "operator": who["operator"],
-         "verifier": r[4], "issued_at": now, "updated_at": now} for r in rows])
-    connection.execute(insert(CardEvent.__table__), [
-        {"ehc_id": r[2], "action": "register", "from_status": None, "to_status": r[3], "reason": None,
-         "actor_kind": who["kind"], "actor_id": who["actor_id"], "institution_id": who["institution"],
-         "operator": who["operator"], "channel": who["channel"], "at": now} for r in rows])
-
 
 def _record_progress(connection: Connection, job_id: str, rows_before: int, rows_after: int,
                      counts: dict[str, int], now: datetime) -> None:
@@ -470,7 +384,7 @@ class _Writer:
             unheld = [f for f in prepared.failed if not f[3]]
             held = bulk.held_identifiers(connection, [f[1] for f in unheld]) if unheld else set()
             lost = bulk.create_persons(connection, prepared.persons, now)
-            _insert_cards(connection, prepared.cards, set(lost), self.actor, now)
+            service.issue_batch(connection, prepared.cards, set(lost), self.actor, now)
             counts["created"] = prepared.persons.count - len(lost)
             counts["pending_review"] = sum(1 for line in prepared.pending if line not in lost)
             rejects = list(prepared.rejects)

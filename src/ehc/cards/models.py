@@ -3,7 +3,19 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base, UtcDateTime
@@ -37,7 +49,12 @@ class Card(Base):
     # QR codes carry only the first 80 bits of the card id (docs/qr-format.md §5.2): no two cards may
     # share them. ``cards.service.fresh_card_id`` draws until the prefix is free; this index makes the
     # rule hold even for two creations racing with the same prefix (chance 2^-80 a pair).
-    __table_args__ = (Index("uq_cards_ehc_id_prefix", func.substr(text("ehc_id"), 1, 20), unique=True),)
+    # The status is one of the statuses: a row with any other (a typo, a status of another system)
+    # is refused by the database itself.
+    __table_args__ = (
+        Index("uq_cards_ehc_id_prefix", func.substr(text("ehc_id"), 1, 20), unique=True),
+        CheckConstraint("status IN ({})".format(", ".join(f"'{s.value}'" for s in CardStatus)), name="status"),
+    )
 
     ehc_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), unique=True)

@@ -6,6 +6,9 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..identity.service import mask_name, mask_number, mask_phone
+from .models import CardStatus
+
 
 class DocumentIn(BaseModel):
     type: str = Field(description="CV02.01.101 code: 01 resident ID card, 03 passport, 06 HK/Macao permit, ...",
@@ -120,8 +123,6 @@ class FamilyMemberOut(BaseModel):
 def card_out(card, person, details, identifiers, *, created: bool | None = None) -> CardOut:  # noqa: ANN001
     """Shape a card and its holder for the wire. Personal fields are masked: this answer goes to
     window staff and to the public apply page, and neither needs more to confirm the holder."""
-    from ..identity.service import mask_name, mask_number, mask_phone
-
     document = next((i for i in identifiers if i.system.startswith("doc:")), None)
     return CardOut(
         ehc_id=card.ehc_id,
@@ -147,6 +148,4 @@ def card_out(card, person, details, identifiers, *, created: bool | None = None)
 
 
 def _national(status: str) -> str:
-    from .models import CardStatus
-
     return CardStatus(status).national_code

@@ -1,14 +1,15 @@
-"""Card rules: registration (one card per person, from any channel), family, newborns, temporary
-cards, and the lifecycle. Knows nothing of HTTP; every function takes a ``Ctx``.
+"""Card rules: registration (one card per person, from any channel, the bulk importer's batches
+included), family, newborns, temporary cards, and the lifecycle. Knows nothing of HTTP; every
+function takes a ``Ctx``, but the batch forms the importer calls inside its own transaction (they
+take its connection). The queries are in ``repository.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
-from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -17,33 +18,67 @@ from ..identity.service import (
     Applicant,
     Document,
     DocumentType,
+    Verifier,
     canonical_name,
     get_verifier,
     normalise_phone,
     parse_document,
 )
 from ..kit import ids
-from ..kit.context import Ctx
+from ..kit.context import Actor, Ctx
+from ..kit.copytext import copy_line
 from ..kit.errors import Conflict, Invalid, NotFound, Problem, field_error
 from ..mpi import service as mpi
 from ..mpi.service import Person
+from . import repository as repo
+# Part of this face too: ``Card``, ``CardStatus`` and ``FamilyBinding`` (other domains type with them
+# and compare statuses), and the wire models ``FamilyMemberIn`` and ``NewbornIn`` (``me`` takes them).
 from .models import Card, CardEvent, CardStatus, FamilyBinding
+from .schemas import FamilyMemberIn, NewbornIn, RegistrationIn
 
 S = CardStatus
+_LIVE = frozenset({S.PENDING_REVIEW, S.REJECTED, S.NORMAL, S.LOST})  # every status but cancelled
 
-# action -> (states it may start from, state it ends in). The one place a transition is allowed.
-TRANSITIONS: dict[str, tuple[frozenset[CardStatus], CardStatus]] = {
-    "approve": (frozenset({S.PENDING_REVIEW}), S.NORMAL),
-    "reject": (frozenset({S.PENDING_REVIEW}), S.REJECTED),
-    "report_lost": (frozenset({S.NORMAL}), S.LOST),
-    "recover": (frozenset({S.LOST}), S.NORMAL),
-    "reissue": (frozenset({S.NORMAL, S.LOST}), S.NORMAL),
-    "cancel": (frozenset({S.PENDING_REVIEW, S.REJECTED, S.NORMAL, S.LOST}), S.CANCELLED),
+# action -> (statuses it may start from, statuses it may end in). The one table of allowed status
+# changes: every change of a card's status goes through ``_change_status``, which checks it here.
+# An action with one end status always ends there; ``modify`` ends where the re-verification says
+# (or stays), ``unmerge`` ends in the status the card had before the merge cancelled it.
+TRANSITIONS: dict[str, tuple[frozenset[CardStatus], frozenset[CardStatus]]] = {
+    "approve": (frozenset({S.PENDING_REVIEW}), frozenset({S.NORMAL})),
+    "reject": (frozenset({S.PENDING_REVIEW}), frozenset({S.REJECTED})),
+    "report_lost": (frozenset({S.NORMAL}), frozenset({S.LOST})),
+    "recover": (frozenset({S.LOST}), frozenset({S.NORMAL})),
+    "reissue": (frozenset({S.NORMAL, S.LOST}), frozenset({S.NORMAL})),
+    "cancel": (_LIVE, frozenset({S.CANCELLED})),
+    "modify": (_LIVE, _LIVE),
+    "unmerge": (frozenset({S.CANCELLED}), _LIVE),
 }
+# The actions an operator asks for by name (``transition``); ``modify`` and ``unmerge`` have their
+# own functions, which decide the end status.
+ACTIONS = ("approve", "reject", "report_lost", "recover", "reissue", "cancel")
+# Actions that make a new issue of the card (sequence + 1): the codes of the earlier issue stop working.
+NEW_ISSUE = frozenset({"reissue", "unmerge"})
+# The status a new card starts in: normal, or pending review when the verifier cannot confirm.
+ISSUE_STATUSES = frozenset({S.NORMAL, S.PENDING_REVIEW})
+
+
+@dataclass(frozen=True)
+class CardChange:
+    """One step of a card's life, as other domains see it (never the card's row itself)."""
+
+    ehc_id: str
+    person_id: str
+    sequence: int  # after the step
+    sequence_before: int
+    status: CardStatus  # after the step
+    from_status: CardStatus
+    action: str
+
+
 # Another domain's reaction to a step of a card's life (the QR domain revokes static codes of a lost,
-# cancelled or reissued card and ends the sessions drawing its dynamic codes), called inside the
-# same transaction with the card after the step, the action, the status before and the sequence before.
-TransitionHook = Callable[[Ctx, Card, str, CardStatus, int], None]
+# cancelled or reissued card, ``me`` ends the sessions drawing its dynamic codes), called inside the
+# same transaction with the step.
+TransitionHook = Callable[[Ctx, CardChange], None]
 _transition_hooks: list[TransitionHook] = []
 
 
@@ -58,6 +93,11 @@ REASON_REQUIRED = {"reject", "cancel", "report_lost"}
 RELATIONS = ("child", "parent", "spouse", "grandchild", "grandparent", "sibling", "other")
 
 
+# What an applicant gives, in the order forms and import files show it: the one list of these fields.
+REGISTRATION_FIELDS = ("name", "document_type", "document_number", "sex", "birth_date", "phone", "address",
+                       "region_code")
+
+
 @dataclass(frozen=True)
 class Registration:
     """What an applicant gives, as received (normalised and validated by ``register``)."""
@@ -70,6 +110,20 @@ class Registration:
     phone: str | None = None
     address: str | None = None
     region_code: str | None = None
+
+
+def registration_of(body: RegistrationIn) -> Registration:
+    """An application as the wire (API, pages) carries it (a ``FamilyMemberIn`` is one too)."""
+    return Registration(
+        name=body.name,
+        document_type=body.document.type,
+        document_number=body.document.number,
+        sex=body.sex,
+        birth_date=body.birth_date,
+        phone=body.phone,
+        address=body.address,
+        region_code=body.region_code,
+    )
 
 
 @dataclass(frozen=True)
@@ -141,17 +195,7 @@ def _issue_for(
 
     status, verifier = S.NORMAL, None
     if verify and document is not None:
-        result = get_verifier(ctx.settings.verifier).verify(
-            Applicant(name=details.name or "", sex=details.sex, birth_date=details.birth_date, document=document)
-        )
-        if result.outcome == "failed":
-            raise Invalid(
-                "Real-name verification failed: the details do not match the document.",
-                code="real_name_verification_failed",
-                errors=result.errors,
-            )
-        verifier = result.verifier
-        status = S.NORMAL if result.outcome == "passed" else S.PENDING_REVIEW
+        status, verifier = issue_status(get_verifier(ctx.settings.verifier), details, document)
 
     try:
         person = mpi.create_person(ctx, details, [identifier])
@@ -164,6 +208,22 @@ def _issue_for(
         mpi.screen_registration(ctx, person, details, identifier)
     card = _new_card(ctx, person, status, verifier)
     return Issued(card=card, person=person, created=True)
+
+
+def issue_status(verifier: Verifier, details: mpi.Demographics, document: Document) -> tuple[CardStatus, str]:
+    """The real-name verifier decides a new card's status: normal when it confirms the details,
+    pending review when it cannot tell; a 422 ``real_name_verification_failed`` when they do not
+    match. Returns the status and the verifier's name. The bulk importer decides with it too."""
+    result = verifier.verify(
+        Applicant(name=details.name or "", sex=details.sex, birth_date=details.birth_date, document=document)
+    )
+    if result.outcome == "failed":
+        raise Invalid(
+            "Real-name verification failed: the details do not match the document.",
+            code="real_name_verification_failed",
+            errors=result.errors,
+        )
+    return (S.NORMAL if result.outcome == "passed" else S.PENDING_REVIEW), result.verifier
 
 
 def _existing(ctx: Ctx, person: Person, details: mpi.Demographics) -> Issued:
@@ -183,7 +243,7 @@ def _existing(ctx: Ctx, person: Person, details: mpi.Demographics) -> Issued:
 
 
 # A QR code carries only the first 80 bits of the card id (docs/qr-format.md §5.2): no two cards may share them.
-CARD_ID_PREFIX = 20  # hex digits
+CARD_ID_PREFIX = repo.CARD_ID_PREFIX  # hex digits
 _FRESH_ID_TRIES = 8  # 2^-80 per try and card: a second clash means the id generator is broken
 
 
@@ -191,16 +251,15 @@ def card_id_prefix(ehc_id: str) -> str:
     return ehc_id[:CARD_ID_PREFIX]
 
 
-def with_id_prefix(prefix: str):  # noqa: ANN201
-    """The query for the card whose id starts with ``prefix`` (upper-case hex): a range scan of the
-    primary key, as a QR code's card reference is resolved (docs/qr-format.md §5.2)."""
-    return select(Card).where(Card.ehc_id >= prefix, Card.ehc_id < prefix + "G").limit(1)
+def card_by_id_prefix(ctx: Ctx, prefix: str) -> Card | None:
+    """The card whose id starts with ``prefix`` (upper-case hex), as a QR code's card reference is
+    resolved (docs/qr-format.md §5.2): a range scan of the primary key."""
+    return repo.by_id_prefix(ctx.session, prefix)
 
 
 def card_id_prefix_taken(session: Session | Connection, ehc_id: str) -> bool:
     """Whether a card's id starts with the same 80 bits."""
-    taken = with_id_prefix(card_id_prefix(ehc_id)).with_only_columns(Card.ehc_id)
-    return session.scalar(taken) is not None
+    return repo.id_prefix_taken(session, card_id_prefix(ehc_id))
 
 
 def fresh_card_id(session: Session | Connection) -> str:
@@ -214,6 +273,8 @@ def fresh_card_id(session: Session | Connection) -> str:
 
 
 def _new_card(ctx: Ctx, person: Person, status: CardStatus, verifier: str | None, *, temporary: bool = False) -> Card:
+    if status not in ISSUE_STATUSES:
+        raise ValueError(f"A card is not issued {status.value}.")
     card = Card(
         ehc_id=fresh_card_id(ctx.session),
         person_id=person.id,
@@ -225,10 +286,51 @@ def _new_card(ctx: Ctx, person: Person, status: CardStatus, verifier: str | None
         operator=ctx.actor.operator,
         verifier=verifier,
     )
-    ctx.session.add(card)
-    ctx.session.flush()
+    repo.add(ctx.session, card)
     _record(ctx, card, "register", None, status, None)
     return card
+
+
+# -- issuing in batches (the bulk importer) -------------------------------------------------------
+# The same issue as ``_new_card``, for a batch the importer's workers prepared: the status comes from
+# ``issue_status``, the id is drawn as ``fresh_card_id`` draws and its 80-bit prefix made free when the
+# batch is written, and each card gets its "register" event. A batch's card is a row
+# ``(key, person_id, ehc_id, status, verifier)``, or that row in COPY text for PostgreSQL.
+
+def batch_card(key: int, person_id: str, status: CardStatus, verifier: str | None, *, copy: bool) -> tuple | str:
+    """A new card of a batch, drawn in a worker (which has no database: ``issue_batch`` checks the id)."""
+    if status not in ISSUE_STATUSES:
+        raise ValueError(f"A card is not issued {status.value}.")
+    row = (key, person_id, ids.new_card_id(), status.value, verifier)
+    return copy_line(row) if copy else row
+
+
+def issue_batch(connection: Connection, cards: bytes | list[tuple], lost: set[int], actor: Actor,
+                now: datetime) -> None:
+    """Issue a batch's cards (``batch_card``) but those whose key is in ``lost`` (the master index
+    gave their document to someone else), with their "register" events, in the caller's transaction."""
+    if isinstance(cards, bytes):  # PostgreSQL: staged with COPY, checked and written with one query each
+        if not cards:
+            return
+        repo.stage_cards(connection, cards)
+        keep_out = sorted(lost)
+        while clashes := repo.staged_clashes(connection, keep_out):
+            for key in clashes:
+                repo.restage_card_id(connection, key, fresh_card_id(connection))
+        repo.insert_staged(connection, keep_out, "register", actor, now)
+        return
+    rows = []
+    seen: set[str] = set()
+    for row in cards:
+        if row[0] in lost:
+            continue
+        ehc_id = row[2]
+        while card_id_prefix(ehc_id) in seen or card_id_prefix_taken(connection, ehc_id):
+            ehc_id = fresh_card_id(connection)
+        seen.add(card_id_prefix(ehc_id))
+        rows.append((*row[:2], ehc_id, *row[3:]))
+    if rows:
+        repo.insert_rows(connection, rows, "register", actor, now)
 
 
 # -- family, newborns and temporary cards ---------------------------------------------------------
@@ -345,24 +447,18 @@ def move_card_links(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person) 
     leaving it is what an unmerge needs anyway."""
     card = card_of_person(ctx, source)
     if card is not None and card.status != S.CANCELLED:
-        _transition(ctx, card, "cancel", f"merged into {target.id}: {merge.reason}")
+        _change_status(ctx, card, "cancel", f"merged into {target.id}: {merge.reason}")
         mpi.record_move(ctx, merge, "card", card.ehc_id)
     for side in ("guardian", "member"):
-        column = getattr(FamilyBinding, f"{side}_person_id")
-        for binding in ctx.session.scalars(select(FamilyBinding).where(column == source.id).order_by(FamilyBinding.id)):
+        for binding in repo.bindings_where(ctx.session, side, source.id):
             guardian = target.id if side == "guardian" else binding.guardian_person_id
             member = target.id if side == "member" else binding.member_person_id
-            if guardian == member or _binding_exists(ctx, guardian, member):
+            if guardian == member or repo.binding(ctx.session, guardian, member) is not None:
                 continue
             setattr(binding, f"{side}_person_id", target.id)
             ctx.session.flush()
             mpi.record_move(ctx, merge, "family_binding", f"{binding.id}:{side}")
     ctx.session.flush()
-
-
-def _binding_exists(ctx: Ctx, guardian_id: str, member_id: str) -> bool:
-    return ctx.session.scalar(select(FamilyBinding.id).where(
-        FamilyBinding.guardian_person_id == guardian_id, FamilyBinding.member_person_id == member_id)) is not None
 
 
 def undo_card_cancel(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person, refs: list[str]) -> None:
@@ -373,25 +469,18 @@ def undo_card_cancel(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person,
     merge were revoked when it was cancelled (on the revocation list too) and stay revoked; the
     holder draws or prints fresh ones. Transition hooks see the action ``unmerge``."""
     for ehc_id in refs:
-        card = ctx.session.get(Card, ehc_id)
+        card = repo.get(ctx.session, ehc_id)
         if card is None or card.person_id != source.id or card.status != S.CANCELLED:
             raise Conflict("The merged person's card has changed since the merge.", code="unmerge_card_changed")
-        cancelled = ctx.session.scalar(select(CardEvent).where(CardEvent.ehc_id == ehc_id, CardEvent.action == "cancel")
-                                       .order_by(CardEvent.id.desc()).limit(1))
+        cancelled = repo.last_event(ctx.session, ehc_id, "cancel")
         before = CardStatus(cancelled.from_status) if cancelled and cancelled.from_status else S.NORMAL
-        sequence_before = card.sequence
-        card.status = before.value
-        card.sequence += 1
-        ctx.session.flush()
-        for hook in _transition_hooks:
-            hook(ctx, card, "unmerge", S.CANCELLED, sequence_before)
-        _record(ctx, card, "unmerge", S.CANCELLED, before, f"merge {merge.id} undone")
+        _change_status(ctx, card, "unmerge", f"merge {merge.id} undone", to=before)
 
 
 def undo_family_moves(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person, refs: list[str]) -> None:
     for ref in refs:
         binding_id, _, side = ref.partition(":")
-        binding = ctx.session.get(FamilyBinding, int(binding_id))
+        binding = repo.binding_by_id(ctx.session, int(binding_id))
         if binding is None:  # unbound since: nothing to move back
             continue
         if getattr(binding, f"{side}_person_id") != target.id:
@@ -404,20 +493,21 @@ def family_of(ctx: Ctx, card_id: str) -> list[tuple[FamilyBinding, Card | None]]
     card = get_card(ctx, card_id)
     person = mpi.resolve(ctx, card.person_id)
     audit.record_access(ctx, person.id, "read", "card.family")  # who a holder's family is: theirs to know
-    bindings = ctx.session.scalars(
-        select(FamilyBinding).where(FamilyBinding.guardian_person_id == person.id).order_by(FamilyBinding.id)
-    ).all()
+    bindings = repo.bindings_of_guardian(ctx.session, person.id)
     return [(b, card_of_person(ctx, mpi.resolve(ctx, b.member_person_id))) for b in bindings]
 
 
 def guardian_binding(ctx: Ctx, guardian: Person, card: Card) -> FamilyBinding | None:
     """The binding by which ``guardian`` looks after the holder of ``card``, or None."""
     member = mpi.resolve(ctx, card.person_id)
-    return ctx.session.scalar(
-        select(FamilyBinding).where(
-            FamilyBinding.guardian_person_id == guardian.id, FamilyBinding.member_person_id == member.id
-        )
-    )
+    return repo.binding(ctx.session, guardian.id, member.id)
+
+
+def holder_and_guardians(ctx: Ctx, person_id: str) -> set[str]:
+    """The person ids of a card's holder (``person_id`` as on the card, and after merges) and of the
+    guardians bound to them: the people who act for the card."""
+    holder_ids = {person_id, mpi.resolve(ctx, person_id).id}
+    return holder_ids | repo.guardian_ids(ctx.session, holder_ids)
 
 
 def holders_for_phone(ctx: Ctx, phone: str) -> list[tuple[Card, Person]]:
@@ -430,18 +520,8 @@ def holders_for_phone(ctx: Ctx, phone: str) -> list[tuple[Card, Person]]:
     couple sharing a phone); the caller tells them apart.
     """
     people = {person.id: person for person in mpi.find_by_phone(ctx, phone)}
-    cards = ctx.session.scalars(
-        select(Card)
-        .where(Card.person_id.in_(list(people)), Card.status != S.CANCELLED.value, Card.temporary.is_(False))
-        .order_by(Card.issued_at, Card.ehc_id)
-    ).all() if people else []
-    rows = [(card, people[card.person_id]) for card in cards]
-    same_phone = {person.id for _, person in rows}
-    guarded = set(ctx.session.scalars(
-        select(FamilyBinding.member_person_id).where(
-            FamilyBinding.member_person_id.in_(same_phone), FamilyBinding.guardian_person_id.in_(same_phone)
-        )
-    )) if same_phone else set()
+    rows = [(card, people[card.person_id]) for card in repo.uncancelled_of(ctx.session, list(people))]
+    guarded = repo.guarded_among(ctx.session, {person.id for _, person in rows})
     return [(card, person) for card, person in rows if person.id not in guarded]
 
 
@@ -460,23 +540,14 @@ def _bind(ctx: Ctx, guardian_card: Card, member: Person, relation: str) -> None:
     guardian = mpi.resolve(ctx, guardian_card.person_id)
     if guardian.id == member.id:
         raise Conflict("A card holder cannot bind themself as a family member.", code="family_self_binding")
-    existing = ctx.session.scalar(
-        select(FamilyBinding).where(
-            FamilyBinding.guardian_person_id == guardian.id, FamilyBinding.member_person_id == member.id
-        )
-    )
-    if existing is not None:
+    if repo.binding(ctx.session, guardian.id, member.id) is not None:
         return
-    count = ctx.session.scalar(
-        select(func.count()).select_from(FamilyBinding).where(FamilyBinding.guardian_person_id == guardian.id)
-    )
-    if count >= ctx.settings.family_limit:
+    if repo.count_members(ctx.session, guardian.id) >= ctx.settings.family_limit:
         raise Conflict(
             f"A guardian may bind at most {ctx.settings.family_limit} family members.",
             code="family_limit_reached",
         )
-    ctx.session.add(FamilyBinding(guardian_person_id=guardian.id, member_person_id=member.id, relation=relation))
-    ctx.session.flush()
+    repo.add_binding(ctx.session, guardian.id, member.id, relation)
     for person in (guardian, member):
         audit.record_access(ctx, person.id, "change", "card.family")
 
@@ -484,14 +555,14 @@ def _bind(ctx: Ctx, guardian_card: Card, member: Person, relation: str) -> None:
 # -- lookups --------------------------------------------------------------------------------------
 
 def get_card(ctx: Ctx, ehc_id: str) -> Card:
-    card = ctx.session.get(Card, ehc_id.strip().upper()) if ehc_id else None
+    card = repo.get(ctx.session, ehc_id.strip().upper()) if ehc_id else None
     if card is None:
         raise NotFound("No card with this EHC ID.", code="card_not_found")
     return card
 
 
 def card_of_person(ctx: Ctx, person: Person) -> Card | None:
-    return ctx.session.scalar(select(Card).where(Card.person_id == person.id))
+    return repo.of_person(ctx.session, person.id)
 
 
 def find_by_document(ctx: Ctx, document_type: str, number: str) -> Card:
@@ -512,40 +583,60 @@ def holder(ctx: Ctx, card: Card, *, purpose: str) -> tuple[Person, mpi.Demograph
             mpi.identifiers_of(ctx, person, purpose=purpose))
 
 
+def card_ids_by_person(session: Session) -> dict[str, str]:
+    """Every card's id by its holder's person id, for a batch job outside a request (linkage)."""
+    return repo.card_ids_by_person(session)
+
+
 def history(ctx: Ctx, card: Card) -> list[CardEvent]:
-    return list(ctx.session.scalars(select(CardEvent).where(CardEvent.ehc_id == card.ehc_id).order_by(CardEvent.id)))
+    return repo.events_of(ctx.session, card.ehc_id)
 
 
 # -- lifecycle ------------------------------------------------------------------------------------
 
 def transition(ctx: Ctx, ehc_id: str, action: str, reason: str | None = None) -> Card:
+    """Take one of the ``ACTIONS`` on a card (approve, reject, report lost, ...)."""
     card = get_card(ctx, ehc_id)
-    return _transition(ctx, card, action, reason)
-
-
-def _transition(ctx: Ctx, card: Card, action: str, reason: str | None) -> Card:
-    if action not in TRANSITIONS:
+    if action not in ACTIONS:
         raise Invalid(f"Unknown card action {action!r}.", code="card_action_unknown")
-    allowed_from, to = TRANSITIONS[action]
+    return _change_status(ctx, card, action, reason)
+
+
+def _allowed(card: Card, action: str, message: str | None = None) -> CardStatus:
+    """The card's status, if ``action`` may start from it (``TRANSITIONS``); else a 409."""
     current = CardStatus(card.status)
-    if current not in allowed_from:
+    if current not in TRANSITIONS[action][0]:
         raise Conflict(
-            f"Cannot {action.replace('_', ' ')} a card whose status is {current.value}.",
+            message or f"Cannot {action.replace('_', ' ')} a card whose status is {current.value}.",
             code="card_transition_not_allowed",
             status_now=current.value,
             action=action,
         )
+    return current
+
+
+def _change_status(ctx: Ctx, card: Card, action: str, reason: str | None, *, to: CardStatus | None = None) -> Card:
+    """THE write path of a card's status: checks ``TRANSITIONS``, makes a new issue for the actions
+    that do, runs the transition hooks and records the step in the card's history."""
+    allowed_to = TRANSITIONS[action][1]
+    current = _allowed(card, action)
+    if to is None:
+        (to,) = allowed_to
+    if to not in allowed_to:
+        raise ValueError(f"{action} does not lead to {to.value}.")
     reason = (reason or "").strip() or None
     if action in REASON_REQUIRED and not reason:
         raise Invalid("A reason is required for this action.", code="reason_required",
                       errors=[field_error("reason", "reason_required", "Say why.")])
     sequence_before = card.sequence
     card.status = to.value
-    if action == "reissue":
+    if action in NEW_ISSUE:
         card.sequence += 1
     ctx.session.flush()
+    change = CardChange(ehc_id=card.ehc_id, person_id=card.person_id, sequence=card.sequence,
+                        sequence_before=sequence_before, status=to, from_status=current, action=action)
     for hook in _transition_hooks:
-        hook(ctx, card, action, current, sequence_before)
+        hook(ctx, change)
     _record(ctx, card, action, current, to, reason)
     return card
 
@@ -570,10 +661,7 @@ def modify(ctx: Ctx, ehc_id: str, changes: Changes, reason: str | None = None) -
     """Change a holder's details. A change to name, sex or birth date is re-verified against the
     document; if the verifier cannot confirm it the card goes (back) to review."""
     card = get_card(ctx, ehc_id)
-    current = CardStatus(card.status)
-    if current == S.CANCELLED:
-        raise Conflict("A cancelled card cannot be modified.", code="card_transition_not_allowed",
-                       status_now=current.value, action="modify")
+    current = _allowed(card, "modify", "A cancelled card cannot be modified.")
     person, on_file, identifiers = holder(ctx, card, purpose="card.modify")
     document = next((parse_document(i.system[4:], i.value) for i in identifiers if i.system.startswith("doc:")), None)
     errors: list[dict] = []
@@ -601,10 +689,7 @@ def modify(ctx: Ctx, ehc_id: str, changes: Changes, reason: str | None = None) -
         # A rejected application that is corrected goes back to review rather than straight to normal.
         to = S.NORMAL if result.outcome == "passed" and current != S.REJECTED else S.PENDING_REVIEW
     mpi.update_demographics(ctx, person, details)
-    card.status = to.value
-    ctx.session.flush()
-    _record(ctx, card, "modify", current, to, reason)
-    return card
+    return _change_status(ctx, card, "modify", reason, to=to)
 
 
 def note(ctx: Ctx, card: Card, action: str, reason: str | None) -> None:
@@ -622,7 +707,8 @@ def _record(ctx: Ctx, card: Card, action: str, from_status: CardStatus | None, t
     actor = ctx.actor
     purpose = "card.temporary" if action == "register" and card.temporary else _AUDIT_PURPOSE.get(action, "card.lifecycle")
     audit.record_access(ctx, card.person_id, "change", purpose)
-    ctx.session.add(
+    repo.add_event(
+        ctx.session,
         CardEvent(
             ehc_id=card.ehc_id,
             action=action,
@@ -634,11 +720,6 @@ def _record(ctx: Ctx, card: Card, action: str, from_status: CardStatus | None, t
             institution_id=actor.institution_id,
             operator=actor.operator,
             channel=actor.channel.value,
-        )
+        ),
     )
     ctx.session.flush()
-
-
-def ehc_ids_by_person(session: Session) -> dict[str, str]:
-    """person id -> EHC ID of every card (the master index's batch linkage reports cards, not people)."""
-    return dict(session.execute(select(Card.person_id, Card.ehc_id)).all())

@@ -7,6 +7,20 @@ does not exist, so the API never tells a resident whether a stranger's card exis
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..accounts import service as accounts
 from ..kit.auth import ResidentCtx
 
 Resident = ResidentCtx
+
+
+def sign_in_token(request: Request) -> str | None:
+    """The access token the resident is signed in with (API bearer token or the pages' cookie): the
+    session a report of loss keeps, and the one a password change keeps."""
+    return accounts.sign_in_token(request.headers, request.cookies)
+
+
+SignInToken = Annotated[str | None, Depends(sign_in_token)]

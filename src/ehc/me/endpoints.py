@@ -6,18 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Response
 
 from ..accounts import residents
-from ..accounts.auth import _bearer
 from ..accounts.schemas import PasswordIn
 from ..cards import service as cards
-from ..cards.models import Card
-from ..cards.schemas import FamilyMemberIn, NewbornIn
+from ..cards.service import Card, FamilyMemberIn, NewbornIn
 from ..kit import idempotency
 from ..kit.context import Ctx
 from . import service
-from .auth import Resident
+from .auth import Resident, SignInToken
 from .schemas import MyCardOut, MyFamilyMemberOut, ReasonIn, my_card_out
 
 router = APIRouter(prefix="/api/v1/me", tags=["me"])
@@ -55,8 +53,8 @@ def my_card(ctx: Resident) -> MyCardOut:
 
 @router.post("/card/report-lost", response_model=MyCardOut,
              summary="Report my card lost (freezes it; my other sign-ins end, this one stays)")
-def report_my_card_lost(ctx: Resident, request: Request, body: ReasonIn | None = None) -> MyCardOut:
-    card = service.report_my_card_lost(ctx, body.reason if body else None, keep_session=_bearer(request))
+def report_my_card_lost(ctx: Resident, token: SignInToken, body: ReasonIn | None = None) -> MyCardOut:
+    card = service.report_my_card_lost(ctx, body.reason if body else None, keep_session=token)
     return _out(ctx, card, own=True)
 
 
@@ -73,12 +71,7 @@ def my_family(ctx: Resident) -> list[MyFamilyMemberOut]:
 def bind_family_member(body: FamilyMemberIn, ctx: Resident, response: Response,
                        idempotency_key: IdempotencyKey = None) -> MyCardOut:
     def do() -> cards.Issued:
-        member = cards.Registration(
-            name=body.name, document_type=body.document.type, document_number=body.document.number,
-            sex=body.sex, birth_date=body.birth_date, phone=body.phone, address=body.address,
-            region_code=body.region_code,
-        )
-        return service.bind_family_member(ctx, member, body.relation)
+        return service.bind_family_member(ctx, cards.registration_of(body), body.relation)
 
     return _once(ctx, idempotency_key, "family", body.model_dump(mode="json"), response, do)
 
@@ -91,8 +84,8 @@ def family_member(ehc_id: str, ctx: Resident) -> MyFamilyMemberOut:
 
 @router.post("/family/{ehc_id}/report-lost", response_model=MyCardOut,
              summary="Report a family member's card lost")
-def report_member_card_lost(ehc_id: str, ctx: Resident, request: Request, body: ReasonIn | None = None) -> MyCardOut:
-    card = service.report_member_card_lost(ctx, ehc_id, body.reason if body else None, keep_session=_bearer(request))
+def report_member_card_lost(ehc_id: str, ctx: Resident, token: SignInToken, body: ReasonIn | None = None) -> MyCardOut:
+    card = service.report_member_card_lost(ctx, ehc_id, body.reason if body else None, keep_session=token)
     return _out(ctx, card, own=False)
 
 
@@ -106,7 +99,7 @@ def register_newborn(body: NewbornIn, ctx: Resident, response: Response,
 
 @router.post("/password", status_code=204, response_class=Response,
              summary="Set or change my password (other sign-ins of mine end)")
-def set_password(body: PasswordIn, ctx: Resident, request: Request) -> Response:
+def set_password(body: PasswordIn, ctx: Resident, token: SignInToken) -> Response:
     residents.set_password(ctx, ctx.actor.id, body.new_password, current_password=body.current_password,
-                           code=body.code, keep_token=_bearer(request))
+                           code=body.code, keep_token=token)
     return Response(status_code=204)

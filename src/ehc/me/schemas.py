@@ -8,7 +8,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, Field
 
-from ..cards.models import CardStatus
+from ..cards.service import CardStatus
 from ..identity.service import mask_number, mask_phone
 
 

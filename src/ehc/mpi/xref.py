@@ -41,6 +41,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..kit.roles import HOSPITAL_SYSTEM, Role
 from ..accounts import service as accounts
@@ -55,6 +56,9 @@ from . import persons as mpi
 from .lookups import CardRef
 from .models import IdentifierUnbind, Merge, Person
 from .values import Identifier
+
+if TYPE_CHECKING:  # a name for annotations; the card service itself is reached inside functions
+    from ..cards.service import Card
 
 LOCAL_KINDS = ("mrn", "oldcard")  # per institution
 NATIONAL_KINDS = ("ssc", "mi")

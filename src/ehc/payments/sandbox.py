@@ -26,10 +26,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..cards.models import Card
+from ..cards.service import Card
 from ..crypto import KeyStore, hmac_sm3
-from ..qr.service import tlv
-from . import PaymentToken, PaymentTokenInvalid
+from ..kit import tlv
+from .schemas import PaymentToken, PaymentTokenInvalid
 
 NAME = "sandbox"
 AID = bytes.fromhex("F04548435342")  # F0 "EHCSB"
@@ -62,7 +62,7 @@ def _track2(token: str, expiry: str) -> bytes:
 
 @dataclass(frozen=True)
 class SandboxChannel:
-    """Implements ``payments.PaymentChannel``."""
+    """Implements ``payments.service.PaymentChannel``."""
 
     secret: bytes
     name: str = NAME

@@ -22,7 +22,7 @@ from pathlib import Path
 from fpdf import FPDF
 
 from ..cards import service as cards
-from ..cards.models import Card
+from ..cards.service import Card
 from ..identity.service import mask_name
 from ..kit.clock import CHINA
 from ..kit.context import Ctx

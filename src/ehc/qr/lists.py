@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select, text
 
 from ..cards import service as cards
-from ..cards.models import Card, CardStatus
+from ..cards.service import CardChange, CardStatus
 from ..crypto import KeyStore
 from ..crypto.keystore import KeyInfo
 from ..kit import dialect
@@ -202,17 +202,17 @@ def _change(ctx: Ctx, rid: str, action: str, reason: str) -> None:
     ctx.session.flush()
 
 
-def _rid(ctx: Ctx, card: Card, sequence: int) -> str:
-    return codec.revocation_id(ref_secret(ctx), card.ehc_id, sequence).hex()
+def _rid(ctx: Ctx, ehc_id: str, sequence: int) -> str:
+    return codec.revocation_id(ref_secret(ctx), ehc_id, sequence).hex()
 
 
-def revoke_on_transition(ctx: Ctx, card: Card, action: str, from_status: CardStatus, sequence_before: int) -> None:
+def revoke_on_transition(ctx: Ctx, change: CardChange) -> None:
     """Keep the revocation list in step with the card's life (docs/qr-format.md §12)."""
-    if action == "report_lost":
-        _change(ctx, _rid(ctx, card, card.sequence), "add", "lost")
-    elif action == "cancel" and from_status in (CardStatus.NORMAL, CardStatus.LOST):
-        _change(ctx, _rid(ctx, card, card.sequence), "add", "cancelled")
-    elif action == "reissue":
-        _change(ctx, _rid(ctx, card, sequence_before), "add", "reissued")
-    elif action == "recover":
-        _change(ctx, _rid(ctx, card, card.sequence), "remove", "recovered")
+    if change.action == "report_lost":
+        _change(ctx, _rid(ctx, change.ehc_id, change.sequence), "add", "lost")
+    elif change.action == "cancel" and change.from_status in (CardStatus.NORMAL, CardStatus.LOST):
+        _change(ctx, _rid(ctx, change.ehc_id, change.sequence), "add", "cancelled")
+    elif change.action == "reissue":
+        _change(ctx, _rid(ctx, change.ehc_id, change.sequence_before), "add", "reissued")
+    elif change.action == "recover":
+        _change(ctx, _rid(ctx, change.ehc_id, change.sequence), "remove", "recovered")

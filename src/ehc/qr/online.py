@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from ..cards import service as cards
-from ..cards.models import Card, CardStatus
+from ..cards.service import Card, CardStatus
 from ..crypto import SM2PublicKey
 from ..institutions import service as institutions
 from ..kit.claims import Claims
@@ -22,7 +22,7 @@ from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Conflict
 from ..mpi import service as mpi
-from ..payments import MEDICAL_PAYMENT, PaymentChannel
+from ..payments.service import MEDICAL_PAYMENT, PaymentChannel
 from . import codec
 from . import second_factor as factors
 from .codec.codes import check_use_codes
@@ -135,7 +135,7 @@ def check_use(use: Use) -> None:
 
 def card_for(ctx: Ctx, ref: codec.CardRef) -> Card | None:
     prefix = ref.ehc_id_prefix
-    return ctx.session.scalar(cards.with_id_prefix(prefix))
+    return cards.card_by_id_prefix(ctx, prefix)
 
 
 def open_code(ctx: Ctx, text: str, *, now: datetime) -> tuple[codec.Payload, Card]:

@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session
 from ..accounts import service as accounts
 from ..audit import service as audit
 from ..cards import service as cards
-from ..cards.models import Card
+from ..cards.service import Card
 from ..identity.service import mask_phone
 from ..kit import onetime
 from ..kit.clock import utcnow

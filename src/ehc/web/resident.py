@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
-from .. import payments
+from ..payments import service as payments
 from ..accounts import residents, sms
 from ..accounts import service as accounts
 from ..accounts.auth import RESIDENT_COOKIE, clear_resident_cookie, set_resident_cookie

@@ -12,7 +12,8 @@ offline verifier (``ehc.terminal``) runs it as a scanner's software would.
 The names of ``codec`` are re-exported here: ``from ehc.qr import codec; codec.decode(...)``.
 """
 
-from . import base45, codes, tlv
+from ...kit import tlv
+from . import base45, codes
 from .codec import (
     BASE_SIZE,
     BINDING_SIZE,

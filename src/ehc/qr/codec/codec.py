@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from ...crypto import SM2PrivateKey, SM2PublicKey, hmac_sm3, sm3
 from ...kit.clock import CHINA
 from ...kit.errors import Invalid
-from . import tlv
+from ...kit import tlv
 from .base45 import b45decode, b45encode
 
 VERSION = 1

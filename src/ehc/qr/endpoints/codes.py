@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response
 
-from ... import payments
+from ...payments import service as payments
 from ...cards import service as cards
-from ...cards.models import Card, CardStatus
+from ...cards.service import Card, CardStatus
 from ...identity.service import mask_number
 from ...kit.context import Ctx
 from ...me import service as me

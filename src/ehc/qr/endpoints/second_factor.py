@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from ...cards import service as cards
-from ...cards.models import Card
+from ...cards.service import Card
 from ...kit.context import Ctx
 from ...me import service as me
 from .. import service

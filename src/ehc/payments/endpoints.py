@@ -1,0 +1,1 @@
+"""``payments`` has no API of its own yet: codes carry a channel's template through the QR endpoints."""

@@ -1,0 +1,1 @@
+"""``payments`` has no queries yet: it owns no tables (``models.py``)."""
