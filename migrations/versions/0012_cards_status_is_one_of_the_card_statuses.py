@@ -1,7 +1,7 @@
 """cards: the status is one of the card statuses (a check constraint)
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-02 21:05:00.000000
 """
 
