@@ -148,7 +148,7 @@ def similar_shapes() -> dict[str, tuple[str, ...]]:
 
 def resident_id_number(region: str, born: date, sequence: int, male: bool) -> str:
     """GB 11643: region (6) + birth date (8) + sequence (2) + sex digit (odd = male) + check."""
-    from ..demo import resident_id_number as make
+    from ..identity.synthetic import resident_id_number as make
 
     return make(region, born, sequence, male)
 
