@@ -22,8 +22,7 @@ from .qr.lists_endpoints import router as qr_lists_router
 from .qr.second_factor_endpoints import router as second_factor_router
 from .qr.uses_endpoints import router as card_uses_router
 from .platform import Platform
-from .web.card_uses import router as card_use_pages
-from .web.pages import mount as mount_pages
+from .web import mount as mount_pages
 
 
 def create_app(platform: Platform | None = None) -> FastAPI:
@@ -53,8 +52,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(fhir_router)  # /fhir: FHIR identity services on the master index
     app.include_router(mpi_router)
     app.include_router(mpi_match_router)
-    mount_pages(app)
-    app.include_router(card_use_pages)
+    mount_pages(app)  # every page router and /static
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -7,11 +7,12 @@ numbers and addresses) and reproducible: the same seed gives the same residents,
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from faker import Faker
 
+from ..cards import service as cards
 from ..identity.synthetic import resident_id_number, street_address
 from ..kit.clock import today
 from ..kit.codes import Channel

@@ -13,13 +13,14 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from ..apps import service as apps
-from ..apps.models import InstitutionApp, KeyStatus
-from ..kit.errors import NotFound, Problem
-from . import i18n
-from .forms import FormState, require_csrf, see_other
-from .pages import CHINA, PageRoute
-from .staff import Managed, ManagedPage, admin_page, form_failed
+from ...apps import service as apps
+from ...apps.models import InstitutionApp, KeyStatus
+from ...kit.errors import NotFound, Problem
+from .. import i18n
+from ..core import CHINA, PageRoute
+from ..forms import FormState, require_csrf, see_other
+from .common import Managed, ManagedPage, admin_page, form_failed
+
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
