@@ -3,6 +3,8 @@ website). Typed dependencies."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import Request, Response
 from sqlalchemy.orm import Session
 
@@ -23,6 +25,7 @@ _ROLE_CHANNEL = {
 }
 
 
+STAFF_COOKIE = "ehc_staff"  # a staff member's sign-in for pages (the bearer token of POST /api/v1/auth/staff/token)
 RESIDENT_COOKIE = "ehc_resident"  # a resident's sign-in for pages: HttpOnly, SameSite=Lax
 # Channels a resident's app may declare with ``X-EHC-Channel``; anything else is the public website.
 _RESIDENT_CHANNELS = {Channel.OFFICIAL_ACCOUNT.value: Channel.OFFICIAL_ACCOUNT,
@@ -34,7 +37,7 @@ def _bearer(request: Request) -> str | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token:
         return token.strip()
-    return request.cookies.get("ehc_staff") or request.cookies.get(RESIDENT_COOKIE) or None
+    return request.cookies.get(STAFF_COOKIE) or request.cookies.get(RESIDENT_COOKIE) or None
 
 
 def resident_channel(request: Request) -> Channel:
@@ -84,13 +87,34 @@ def _identify(request: Request, session: Session, body: bytes) -> Actor:
     if token is None:
         return Actor.anonymous(Channel.WEBSITE)
     try:
-        # The channel is filled in once the role is known.
-        actor = service.actor_for_token(session, token, Channel.WINDOW)
+        return token_actor(session, token, resident_channel(request))
     except Unauthorized:
         if token == request.cookies.get(RESIDENT_COOKIE) and "authorization" not in request.headers:
             return Actor.anonymous(Channel.WEBSITE)  # a stale page sign-in: carry on as a visitor
         raise
+
+
+def token_actor(session: Session, token: str, resident_channel: Channel) -> Actor:
+    """The staff member or resident a bearer token names, on the channel they act through: a staff
+    member's by role (window or workstation), a resident's as given. ``Unauthorized`` when the token
+    is unknown, expired or its account disabled."""
+    actor = service.actor_for_token(session, token, Channel.WINDOW)  # the channel is filled in below
     if actor.kind == "resident":
-        return service.resident_actor(actor.id, resident_channel(request))
+        return service.resident_actor(actor.id, resident_channel)
     role = next(iter(actor.roles))
-    return Actor(**{**actor.__dict__, "channel": _ROLE_CHANNEL.get(Role(role), Channel.WINDOW)})
+    return replace(actor, channel=_ROLE_CHANNEL.get(Role(role), Channel.WINDOW))
+
+
+def page_actor(request: Request, session: Session, kind: str) -> Actor | None:
+    """Who a page's sign-in cookie names: ``ehc_staff`` for a staff page (``kind`` "staff"),
+    ``ehc_resident`` for a resident's page (``kind`` "resident", on the website channel). The same
+    resolution as the API's (:func:`token_actor`); None when there is no such cookie, or it is unknown,
+    expired, or names someone of another kind (the page then sends the browser to sign in)."""
+    token = request.cookies.get(STAFF_COOKIE if kind == "staff" else RESIDENT_COOKIE)
+    if not token:
+        return None
+    try:
+        actor = token_actor(session, token, Channel.WEBSITE)
+    except Unauthorized:
+        return None
+    return actor if actor.kind == kind else None

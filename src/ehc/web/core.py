@@ -2,9 +2,10 @@
 ``PageRoute`` (a page's failures are pages, never JSON) with ``Redirect``, and the website visitor's
 ``Ctx``.
 
-A page request is one unit of work (``kit.deps.DbSession``): committed before the answer, page or
-redirect, leaves, and rolled back when the page fails. A handler that catches a refusal to show its
-form again first undoes whatever the service got to (``forms.refused``); it never commits itself."""
+A page request is one unit of work, the API's (``kit.deps.DbSession``): committed before the answer
+leaves, so a redirect after a change is never sent before the change is stored, and rolled back when
+the page fails (``PageRoute``). Handlers never commit: one that catches a refusal to show its form
+again first rolls back whatever the service got to (``staff.common.form_failed`` does)."""
 
 from __future__ import annotations
 

@@ -143,8 +143,6 @@ def apply_submit(
             phone=body.phone,
             address=body.address,
         ))
-        # Committed here, not after the answer: the card must exist before the browser is told so.
-        ctx.session.commit()
     except Problem as problem:
         ctx.session.rollback()  # nothing half-written, whatever the service got to
         form_error = None

@@ -161,7 +161,6 @@ def add_family_member(
         issued = me.bind_family_member(ctx, cards.Registration(
             name=body.name, document_type=body.document.type, document_number=body.document.number, sex=body.sex,
             birth_date=body.birth_date, phone=body.phone), body.relation)
-        ctx.session.commit()
     except Problem as problem:
         ctx.session.rollback()
         state = _family_state(t, problem.errors, values, problem, ctx.settings.family_limit)
@@ -226,7 +225,6 @@ def report_lost(
             me.report_my_card_lost(ctx, text, keep_session=keep)
         else:
             me.report_member_card_lost(ctx, target.card.ehc_id, text, keep_session=keep)
-        ctx.session.commit()
     except Problem as problem:
         ctx.session.rollback()
         state = FormState(values=values)
@@ -287,7 +285,6 @@ def set_pin(
         return _pin_page(request, ctx, target, state, 422)
     try:
         changed = factors.set_pin(ctx, target.card, pin, current_pin=current_pin or None)
-        ctx.session.commit()
     except Problem as problem:
         ctx.session.rollback()  # a wrong current PIN was counted (and committed) before the refusal
         return _pin_page(request, ctx, _target(ctx, card), _pin_refusal(t, problem), problem.status)

@@ -9,13 +9,10 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 
-from ...accounts import service as accounts
-from ...accounts.auth import RESIDENT_COOKIE
+from ...accounts.auth import RESIDENT_COOKIE, page_actor
 from ...kit.auth import require_resident
-from ...kit.codes import Channel
-from ...kit.context import Actor, Ctx
+from ...kit.context import Ctx
 from ...kit.deps import DbSession, get_platform
-from ...kit.errors import Unauthorized
 from ...kit.http import safe_local_path
 from .. import i18n
 from ..core import Redirect, client_address
@@ -41,20 +38,10 @@ def _development(ctx: Ctx) -> bool:
 
 # -- who is signed in -------------------------------------------------------------------------
 
-def resident_actor(session, token: str | None) -> Actor | None:  # noqa: ANN001
-    if not token:
-        return None
-    try:
-        actor = accounts.actor_for_token(session, token, Channel.WEBSITE)
-    except Unauthorized:
-        return None
-    return accounts.resident_actor(actor.id, Channel.WEBSITE) if actor.kind == "resident" else None
-
-
 def signed_in_resident(request: Request, session: DbSession) -> Ctx:
     request.state.db_session = session
     token = request.cookies.get(RESIDENT_COOKIE)
-    actor = resident_actor(session, token)
+    actor = page_actor(request, session, "resident")  # the API's resolution of the same token
     if actor is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         location = "/sign-in" if target == "/me" else f"/sign-in?next={quote(target, safe='/')}"

@@ -10,14 +10,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ...accounts import residents, sms
-from ...accounts.auth import RESIDENT_COOKIE, clear_resident_cookie, set_resident_cookie
+from ...accounts.auth import RESIDENT_COOKIE, clear_resident_cookie, page_actor, set_resident_cookie
 from ...identity import mask_phone, normalise_phone
 from ...kit.context import Ctx
 from ...kit.errors import NotFound, Problem
 from .. import forms, i18n
 from ..core import CHINA, PageRoute, WebsiteCtx
 from ..forms import FormState, page, require_csrf, see_other
-from .common import PHONE_CONTEXT, PHONE_COOKIE, PHONE_MAX_AGE, _development, _safe_next, resident_actor
+from .common import PHONE_CONTEXT, PHONE_COOKIE, PHONE_MAX_AGE, _development, _safe_next
 
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -78,7 +78,7 @@ def _refusal(t: i18n.Translator, problem: Problem, values: dict[str, str], form:
 
 @router.get("/sign-in", response_class=HTMLResponse)
 def sign_in_form(request: Request, ctx: WebsiteCtx, next: str = "") -> Response:  # noqa: A002
-    if resident_actor(ctx.session, request.cookies.get(RESIDENT_COOKIE)) is not None:
+    if page_actor(request, ctx.session, "resident") is not None:
         return see_other(request, _safe_next(next))
     return _sign_in_page(request, ctx, next_page=next)
 
@@ -102,7 +102,6 @@ def send_code(
     try:
         normalised = normalise_phone(phone)
         residents.request_code(ctx, normalised)
-        ctx.session.commit()
     except Problem as problem:
         ctx.session.rollback()
         if problem.code == "otp_rate_limited":  # a code sent under a minute ago is still good: go and type it
@@ -151,7 +150,6 @@ def sign_in_with_code(
                           need_last4=bool(document_last4))
     try:
         signed = residents.sign_in_with_code(ctx, phone, values["code"], values["document_last4"] or None)
-        ctx.session.commit()
     except Problem as problem:
         ctx.session.rollback()
         need_last4 = problem.code in ("resident_choice_required", "document_last4_mismatch") or bool(document_last4)
@@ -184,7 +182,6 @@ def sign_in_with_password(
     try:
         signed = residents.sign_in_with_password(ctx, normalise_phone(phone), password,
                                                  values["document_last4"] or None)
-        ctx.session.commit()
     except Problem as problem:
         ctx.session.rollback()
         need_last4 = problem.code == "resident_choice_required" or bool(document_last4)
@@ -203,7 +200,6 @@ def sign_out(request: Request, ctx: WebsiteCtx, csrf_token: Annotated[str, Form(
     token = request.cookies.get(RESIDENT_COOKIE)
     if token:
         residents.sign_out(ctx.session, token)
-        ctx.session.commit()
     answer = see_other(request, "/sign-in", "signed_out")
     clear_resident_cookie(answer)
     return answer

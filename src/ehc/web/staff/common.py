@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Annotated, Any, get_args
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 
 from ...accounts import service as accounts
-from ...accounts.auth import _ROLE_CHANNEL
+from ...accounts.auth import STAFF_COOKIE, page_actor
 from ...accounts.models import StaffAccount
 from ...institutions import service as institutions
 from ...institutions.auth import InstitutionAdmin
 from ...institutions.codes import KIND_LABELS, level_label
 from ...institutions.models import Institution
-from ...kit.codes import Channel
-from ...kit.context import Actor, Ctx
+from ...kit.context import Ctx
 from ...kit.deps import DbSession, get_platform
-from ...kit.errors import Problem, Unauthorized
+from ...kit.errors import Problem
 from ...kit.http import safe_local_path
 from ...kit.roles import INSTITUTION_ROLES, Role
 from ...qr.auth import QRPrinter
@@ -31,7 +30,6 @@ from ..core import Redirect, client_address
 from ..forms import FormState, page
 
 
-STAFF_COOKIE = "ehc_staff"  # read by accounts.auth._bearer too: the API and the pages share the sign-in
 # Institution roles in the order a form offers them (the most common first).
 ROLE_ORDER = (Role.WINDOW_CLERK, Role.DOCTOR, Role.NURSE, Role.FAMILY_DOCTOR, Role.CASHIER, Role.INSTITUTION_ADMIN)
 assert set(ROLE_ORDER) == set(INSTITUTION_ROLES)
@@ -83,24 +81,10 @@ def _sign_in_url(request: Request) -> str:
     return "/staff/sign-in" if path == "/staff" else f"/staff/sign-in?next={path}"
 
 
-def staff_actor(session, token: str | None) -> Actor | None:  # noqa: ANN001
-    """The staff member behind a page's ``ehc_staff`` cookie, on the channel of their role."""
-    if not token:
-        return None
-    try:
-        actor = accounts.actor_for_token(session, token, Channel.WINDOW)
-    except Unauthorized:
-        return None
-    if actor.kind != "staff":
-        return None
-    role = next(iter(actor.roles))
-    return replace(actor, channel=_ROLE_CHANNEL.get(Role(role), Channel.WINDOW))
-
-
 def signed_in_staff(request: Request, session: DbSession) -> Staff:
     request.state.db_session = session
     token = request.cookies.get(STAFF_COOKIE)
-    actor = staff_actor(session, token)
+    actor = page_actor(request, session, "staff")  # the API's resolution of the same token
     if actor is None:
         raise Redirect(_sign_in_url(request), clear_cookies=(STAFF_COOKIE,) if token else ())
     platform = get_platform(request)

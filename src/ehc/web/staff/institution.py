@@ -97,7 +97,6 @@ def add_department(
     try:
         department = institutions.add_department(scope.ctx, scope.institution, code=values["code"],
                                                  name=name if name.strip() else None)
-        scope.ctx.session.commit()
     except Problem as problem:
         state = form_failed(scope.ctx.session, request, problem, values, "add", ("code", "name"))
         return _departments_page(request, scope, state, problem.status)
@@ -115,7 +114,6 @@ def rename_department(
     require_csrf(request, scope.ctx, csrf_token)
     try:
         department = institutions.rename_department(scope.ctx, scope.institution, code, name=name)
-        scope.ctx.session.commit()
     except Problem as problem:
         state = form_failed(scope.ctx.session, request, problem, {}, f"rename-{code}")
         return _departments_page(request, scope, state, problem.status)
@@ -128,7 +126,6 @@ def remove_department(request: Request, scope: ManagedPage, code: str,
     require_csrf(request, scope.ctx, csrf_token)
     try:
         institutions.remove_department(scope.ctx, scope.institution, code)
-        scope.ctx.session.commit()
     except Problem as problem:
         state = form_failed(scope.ctx.session, request, problem, {}, f"remove-{code}")
         return _departments_page(request, scope, state, problem.status)
@@ -189,7 +186,6 @@ def register_terminal(
         terminal = institutions.register_terminal(
             scope.ctx, scope.institution, terminal_id=values["terminal_id"], role=role,
             department_code=department_code or None, name=name if name.strip() else None)
-        scope.ctx.session.commit()
     except Problem as problem:
         state = form_failed(scope.ctx.session, request, problem, values, "add",
                       ("terminal_id", "role", "department_code", "name"), {"type_code": "role"})
@@ -217,7 +213,6 @@ def change_terminal(
         raise Problem("Unknown action.", code="bad_request")
     try:
         institutions.update_terminal(scope.ctx, scope.institution, terminal_id, **changes)
-        scope.ctx.session.commit()
     except Problem as problem:
         state = form_failed(scope.ctx.session, request, problem, {}, f"row-{terminal_id}")
         return _terminals_page(request, scope, state, problem.status)
@@ -271,7 +266,6 @@ def create_staff(
         account = accounts.create_institution_staff(
             scope.ctx.session, scope.institution.id, username=values["username"], password=password, role=role,
             display_name=" ".join(display_name.split()) or None)
-        scope.ctx.session.commit()
     except Problem as problem:
         state = form_failed(scope.ctx.session, request, problem, values, "add",
                             ("username", "display_name", "role", "password"))
@@ -294,7 +288,6 @@ def change_staff(
     try:
         account = accounts.institution_staff(scope.ctx.session, scope.institution.id, staff_id)
         accounts.update_staff(scope.ctx.session, scope.ctx.actor, account, active=action == "enable")
-        scope.ctx.session.commit()
     except Problem as problem:
         state = form_failed(scope.ctx.session, request, problem, {}, f"row-{staff_id}")
         return _staff_page(request, scope, state, problem.status)

@@ -78,7 +78,6 @@ def create_app(
     values = {"app_name": app_name}
     try:
         app = apps.create_app(scope.ctx, name=app_name, institution_id=scope.institution.id)
-        scope.ctx.session.commit()
     except Problem as problem:
         state = form_failed(scope.ctx.session, request, problem, values, "app", ("app_name",), {"name": "app_name"})
         return _keys_page(request, scope, state, problem.status)
@@ -104,7 +103,6 @@ def add_key(
         return _keys_page(request, scope, state, 422)
     try:
         key = apps.add_key(scope.ctx, app.id, public_key_pem)
-        scope.ctx.session.commit()
     except Problem as problem:
         state = form_failed(scope.ctx.session, request, problem, {}, form, (field,), {"public_key_pem": field})
         return _keys_page(request, scope, state, problem.status)
@@ -133,5 +131,4 @@ def revoke_key(request: Request, scope: ManagedPage, app_id: str, key_id: str,
     require_csrf(request, scope.ctx, csrf_token)
     app, key = _key_of(scope, app_id, key_id)
     apps.revoke_key(scope.ctx, app.id, key.key_id)
-    scope.ctx.session.commit()
     return see_other(request, f"{scope.base}/keys", "key_revoked", key.key_id)

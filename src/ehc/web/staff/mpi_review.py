@@ -64,7 +64,6 @@ def _review_page(request: Request, staff: Staff, review_id: int, error: str | No
                      "agreement": agreement})
     view = {"id": row.id, "status": row.status, "grade": row.grade, "probability": f"{row.probability:.2f}",
             "score": f"{row.score:.1f}", "source": row.source, "institution_id": row.institution_id, "note": row.note}
-    staff.ctx.session.commit()  # the audited read of both sides
     return staff_page(request, staff, "staff_mpi_review.html", status_code, nav="staff_mpi_reviews", review=view,
                       left=left, right=right, rows=rows, error=error)
 
@@ -93,7 +92,6 @@ def mpi_decide(
             review.reject(staff.ctx, review_id, reason)
         else:
             raise Problem("Unknown action.", code="bad_request")
-        staff.ctx.session.commit()
     except Problem as problem:
         if problem.status == 404:
             raise

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ...accounts import service as accounts
+from ...accounts.auth import STAFF_COOKIE, page_actor
 from ...kit.context import Ctx
 from ...kit.errors import Problem
 from .. import forms, i18n
 from ..core import PageRoute, WebsiteCtx
 from ..forms import FormState, page, require_csrf, see_other
-from .common import STAFF_COOKIE, StaffPage, _safe_next, institution_view, role_label, staff_actor, staff_page
+from .common import StaffPage, _safe_next, institution_view, role_label, staff_page
 
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -29,7 +30,7 @@ def _sign_in_page(request: Request, ctx: Ctx, state: FormState | None = None, st
 
 @router.get("/staff/sign-in", response_class=HTMLResponse)
 def staff_sign_in_form(request: Request, ctx: WebsiteCtx, next: str = "") -> Response:  # noqa: A002
-    if staff_actor(ctx.session, request.cookies.get(STAFF_COOKIE)) is not None:
+    if page_actor(request, ctx.session, "staff") is not None:
         return see_other(request, _safe_next(next))
     return _sign_in_page(request, ctx, next_page=next)
 
@@ -52,7 +53,6 @@ def staff_sign_in(
         return _sign_in_page(request, ctx, state, 422, next)
     try:
         token, account = accounts.sign_in_staff(ctx.session, values["username"], password)
-        ctx.session.commit()
     except Problem as problem:
         ctx.session.rollback()
         state = FormState(values=values)
@@ -71,7 +71,6 @@ def staff_sign_out(request: Request, ctx: WebsiteCtx, csrf_token: Annotated[str,
     token = request.cookies.get(STAFF_COOKIE)
     if token:
         accounts.revoke_token(ctx.session, token)
-        ctx.session.commit()
     answer = see_other(request, "/staff/sign-in", "signed_out")
     answer.delete_cookie(STAFF_COOKIE, path="/", httponly=True, samesite="lax")
     return answer
