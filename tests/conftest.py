@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from ehc.config import Settings
 from ehc.crypto import KeyStore
 from ehc.db import Database
-from ehc.kit.context import Vault
+from ehc.kit.context import Actor, Vault
 from ehc.migrate import upgrade
 from ehc.models import metadata
 from ehc.platform import Platform
@@ -115,8 +115,9 @@ def make_staff(platform: Platform, client, role: str, institution: str | None,  
 
     username = f"{role}-{secrets.token_hex(3)}"
     with platform.db.session() as session:
-        service.create_staff(session, username=username, password="correct horse battery", role=role,
-                             institution_id=institution, region_code=region)
+        service.create_staff(platform.ctx(session, Actor.system()), username=username,
+                             password="correct horse battery", role=role, institution_id=institution,
+                             region_code=region)
     answer = client.post("/api/v1/auth/staff/token", json={"username": username, "password": "correct horse battery"})
     assert answer.status_code == 200, answer.text
     return {"Authorization": f"Bearer {answer.json()['access_token']}"}

@@ -1,17 +1,21 @@
-"""Who is calling: a signed hospital system (apps/), a bearer token (staff) or nobody (the public
-website). Typed dependencies."""
+"""Who is calling: a signed hospital system (apps/), a bearer token (staff or resident), a page's
+sign-in cookie, or nobody (the public website); and who may manage staff accounts, as typed
+dependencies."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Annotated
 
-from fastapi import Request, Response
+from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from ..apps import service as apps_service
 from ..apps import signing
+from ..institutions import service as institutions
+from ..kit.auth import require_roles
 from ..kit.codes import Channel
-from ..kit.context import Actor
+from ..kit.context import Actor, Ctx
 from ..kit.deps import get_platform
 from ..kit.errors import Unauthorized
 from . import service
@@ -118,3 +122,27 @@ def page_actor(request: Request, session: Session, kind: str) -> Actor | None:
     except Unauthorized:
         return None
     return actor if actor.kind == kind else None
+
+
+# -- who may manage staff accounts ------------------------------------------------------------
+# An institution's admin manages the staff of their institution (a platform admin any institution's);
+# the platform admin manages the health commission's own staff. Which institutions an admin reaches is
+# the institution registry's rule (``institutions.service.managed_institution``): out of reach is 404.
+
+StaffAdmin = Annotated[Ctx, Depends(require_roles(Role.INSTITUTION_ADMIN, Role.PLATFORM_ADMIN))]
+CommissionAdmin = Annotated[Ctx, Depends(require_roles(Role.PLATFORM_ADMIN))]
+
+
+@dataclass
+class StaffScope:
+    """A request's unit of work together with the institution of the path, whose staff it manages."""
+
+    ctx: Ctx
+    institution_id: str
+
+
+def _managed_staff(institution_id: str, ctx: StaffAdmin) -> StaffScope:
+    return StaffScope(ctx, institutions.managed_institution(ctx, institution_id).id)
+
+
+ManagedStaff = Annotated[StaffScope, Depends(_managed_staff)]

@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..accounts import service
-from ..kit.errors import Problem
-from .common import console, fail, open_platform
+from .common import console, ctx_run
 
 app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
 
@@ -23,11 +22,8 @@ def staff_add(
     name: Optional[str] = None,
 ) -> None:
     """Create a staff account."""
-    platform = open_platform()
-    try:
-        with platform.db.session() as session:
-            account = service.create_staff(session, username=username, password=password, role=role,
-                                           display_name=name, institution_id=institution, region_code=region)
-    except Problem as problem:
-        fail(problem)
+    account = ctx_run(lambda ctx: service.create_staff(ctx, username=username, password=password, role=role,
+                                                       display_name=name, institution_id=institution,
+                                                       region_code=region),
+                      "cli", "0100", None)
     console.print(f"staff account {account.username} ({account.role}) created")

@@ -123,17 +123,17 @@ def build_demo(
             tick("institutions")
 
         # Staff: a window clerk at every institution with a window, an institution admin, a platform admin.
+        setup = platform.ctx(session, Actor.system("demo"))
         clerks: dict[int, accounts.StaffAccount] = {}
         for n, i in enumerate(institutions_with("window")):
             username = "clerk" if n == 0 else f"clerk-{n + 1:02d}"
-            clerks[i] = accounts.create_staff(session, username=username, password=CLERK_PASSWORD,
-                                              role="window_clerk", display_name=f"{made[i].name} 窗口",
-                                              institution_id=made[i].id)
+            clerks[i] = accounts.create_staff(setup, username=username, password=CLERK_PASSWORD, role="window_clerk",
+                                              display_name=f"{made[i].name} 窗口", institution_id=made[i].id)
             summary.staff.append(StaffLogin(username, CLERK_PASSWORD, "window_clerk", made[i].name))
-        accounts.create_staff(session, username="admin", password=ADMIN_PASSWORD, role="institution_admin",
+        accounts.create_staff(setup, username="admin", password=ADMIN_PASSWORD, role="institution_admin",
                               display_name=f"{made[0].name} 管理员", institution_id=made[0].id)
         summary.staff.insert(1, StaffLogin("admin", ADMIN_PASSWORD, "institution_admin", made[0].name))
-        accounts.create_staff(session, username="operator", password=OPERATOR_PASSWORD, role="platform_admin",
+        accounts.create_staff(setup, username="operator", password=OPERATOR_PASSWORD, role="platform_admin",
                               display_name="四川省卫生健康委 平台管理员", region_code=PROVINCE[0])
         summary.staff.insert(2, StaffLogin("operator", OPERATOR_PASSWORD, "platform_admin", None))
         tick("staff accounts")

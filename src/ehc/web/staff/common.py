@@ -89,9 +89,10 @@ def signed_in_staff(request: Request, session: DbSession) -> Staff:
         raise Redirect(_sign_in_url(request), clear_cookies=(STAFF_COOKIE,) if token else ())
     platform = get_platform(request)
     platform.check_rate(actor, client_address(request))  # the API's allowance per signed-in person
-    account = accounts.get_staff(session, actor.id)
+    ctx = platform.ctx(session, actor)
+    account = accounts.get_staff(ctx, actor.id)
     institution = institutions.find_institution(session, account.institution_id) if account.institution_id else None
-    return Staff(platform.ctx(session, actor), account, institution)
+    return Staff(ctx, account, institution)
 
 
 StaffPage = Annotated[Staff, Depends(signed_in_staff)]

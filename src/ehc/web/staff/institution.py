@@ -47,7 +47,7 @@ def institution_entry(request: Request, staff: AdminPage) -> Response:
 def institution_overview(request: Request, scope: ManagedPage) -> HTMLResponse:
     session = scope.ctx.session
     terminals = institutions.list_terminals(session, scope.institution)
-    staff = accounts.list_staff(session, scope.institution.id)
+    staff = accounts.list_staff(scope.ctx, scope.institution.id)
     counts = {
         "departments": len(institutions.list_departments(session, scope.institution)),
         "terminals": sum(1 for x in terminals if x.status == "active"),
@@ -234,7 +234,7 @@ def _staff_page(request: Request, scope: Managed, state: FormState | None = None
         "locked": a.locked_until is not None and a.locked_until > now,
         "created": t.date(a.created_at.astimezone(CHINA).date()),
         "own": a.id == scope.staff.account.id,
-    } for a in accounts.list_staff(scope.ctx.session, scope.institution.id)]
+    } for a in accounts.list_staff(scope.ctx, scope.institution.id)]
     roles = [(r.value, t(f"roles.{r.value}")) for r in ROLE_ORDER]
     return admin_page(request, scope, "admin_staff.html", "staff", status_code, people=rows, roles=roles,
                       state=state or FormState(values={"role": Role.WINDOW_CLERK.value}))
@@ -264,7 +264,7 @@ def create_staff(
         return _staff_page(request, scope, state, 422)
     try:
         account = accounts.create_institution_staff(
-            scope.ctx.session, scope.institution.id, username=values["username"], password=password, role=role,
+            scope.ctx, scope.institution.id, username=values["username"], password=password, role=role,
             display_name=" ".join(display_name.split()) or None)
     except Problem as problem:
         state = form_failed(scope.ctx.session, request, problem, values, "add",
@@ -286,8 +286,8 @@ def change_staff(
     if action not in ("disable", "enable"):
         raise Problem("Unknown action.", code="bad_request")
     try:
-        account = accounts.institution_staff(scope.ctx.session, scope.institution.id, staff_id)
-        accounts.update_staff(scope.ctx.session, scope.ctx.actor, account, active=action == "enable")
+        account = accounts.institution_staff(scope.ctx, scope.institution.id, staff_id)
+        accounts.update_staff(scope.ctx, account, active=action == "enable")
     except Problem as problem:
         state = form_failed(scope.ctx.session, request, problem, {}, f"row-{staff_id}")
         return _staff_page(request, scope, state, problem.status)

@@ -52,7 +52,7 @@ def staff_sign_in(
         state.values = values
         return _sign_in_page(request, ctx, state, 422, next)
     try:
-        token, account = accounts.sign_in_staff(ctx.session, values["username"], password)
+        token, account = accounts.sign_in_staff(ctx, values["username"], password)
     except Problem as problem:
         ctx.session.rollback()
         state = FormState(values=values)
