@@ -9,8 +9,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from ..cards import service
-from ..cards.models import CardStatus
 from ..cards.schemas import RegistrationIn, card_out
+from ..cards.service import CardStatus
 from ..identity import LABELS, DocumentType
 from ..kit.context import Ctx
 from ..kit.errors import Problem

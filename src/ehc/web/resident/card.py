@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from ... import payments
 from ...accounts.auth import RESIDENT_COOKIE
 from ...cards import service as cards
-from ...cards.models import Card, CardStatus
 from ...cards.schemas import FamilyMemberIn
+from ...cards.service import Card, CardStatus
 from ...identity import LABELS, DocumentType, mask_phone
 from ...kit.context import Ctx
 from ...kit.errors import NotFound, Problem

@@ -13,11 +13,11 @@ from fastapi.responses import HTMLResponse
 
 from ...accounts import service as accounts
 from ...accounts.auth import STAFF_COOKIE, page_actor
-from ...accounts.models import StaffAccount
+from ...accounts.service import StaffAccount
 from ...institutions import service as institutions
 from ...institutions.auth import InstitutionAdmin
 from ...institutions.codes import KIND_LABELS, level_label
-from ...institutions.models import Institution
+from ...institutions.service import Institution
 from ...kit.context import Ctx
 from ...kit.deps import DbSession, get_platform
 from ...kit.errors import Problem

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ...apps import service as apps
-from ...apps.models import InstitutionApp, KeyStatus
+from ...apps.service import InstitutionApp, KeyStatus
 from ...kit.errors import NotFound, Problem
 from .. import i18n
 from ..core import CHINA, PageRoute

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ...cards import service as cards
-from ...cards.models import CardStatus
+from ...cards.service import CardStatus
 from .. import i18n
 from ..core import CHINA, PageRoute
 from ..forms import see_other
