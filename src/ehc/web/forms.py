@@ -83,7 +83,6 @@ def message(t: i18n.Translator, code: str, params: dict[str, Any] | None = None,
     return fallback or t("errors.generic")
 
 
-
 @dataclass
 class FormState:
     """A form shown again: what was typed, and what is wrong with it (per field, and overall)."""

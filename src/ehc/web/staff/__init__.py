@@ -1,12 +1,14 @@
-"""Staff pages: sign-in, the staff home, and the institution admin's pages (departments, terminals,
-staff; keys live in ``web/keys.py``).
+"""Staff pages: sign-in and the staff home (``sign_in``), printing a card's static code
+(``printing``), the institution admin's pages (``institution``: departments, terminals, staff;
+``keys``: hospital systems' apps and keys), the master index's review queue (``mpi_review``) and
+card-use monitoring (``card_uses``).
 
 The fourth door into the same services as the API: a page finds out who is signed in from the
 ``ehc_staff`` cookie (the bearer token of ``POST /api/v1/auth/staff/token``, HttpOnly, SameSite=Lax),
-applies the very role rule of the API's typed dependency (``institutions.auth.InstitutionAdmin``)
-and the service's reach (``institutions.service.managed_institution``), then calls the service. A
-role that may not manage institutions gets a 403 page; an institution out of reach is "not found",
-exactly as the API answers.
+resolved as the API resolves it (``accounts.auth.page_actor``), applies the very role rule of the
+API's typed dependency (e.g. ``institutions.auth.InstitutionAdmin``) and the service's reach
+(``institutions.service.managed_institution``), then calls the service. A role that may not manage
+institutions gets a 403 page; an institution out of reach is "not found", exactly as the API answers.
 """
 
 from __future__ import annotations

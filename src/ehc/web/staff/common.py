@@ -35,7 +35,6 @@ ROLE_ORDER = (Role.WINDOW_CLERK, Role.DOCTOR, Role.NURSE, Role.FAMILY_DOCTOR, Ro
 assert set(ROLE_ORDER) == set(INSTITUTION_ROLES)
 
 
-
 def _rule(annotated: Any) -> Callable[[Ctx], Ctx]:
     """The role check behind a domain's typed dependency (``Annotated[Ctx, Depends(check)]``), to
     apply the API's own rule to the page's unit of work."""

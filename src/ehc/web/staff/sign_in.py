@@ -76,7 +76,6 @@ def staff_sign_out(request: Request, ctx: WebsiteCtx, csrf_token: Annotated[str,
     return answer
 
 
-
 # -- staff home -------------------------------------------------------------------------------
 
 @router.get("/staff", response_class=HTMLResponse)
