@@ -12,7 +12,6 @@ from rich.table import Table
 
 from ..apps import service
 from ..apps.schemas import app_out, key_out
-from ..client import EhcError
 from ..crypto import SM2PrivateKey
 from ..kit.context import Ctx
 from .common import Operator, app_client, console, ctx_run, fail
@@ -101,6 +100,9 @@ def apps_call(
     idempotency_key: Annotated[Optional[str], typer.Option(help="Idempotency-Key for calls that create")] = None,
 ) -> None:
     """Send one signed request (EHC-SM2-V1) with ehc.client and print the answer."""
+    # heavy: the signed client brings httpx (half a second); only commands that call the platform need it
+    from ..client import EhcError
+
     signed = app_client(base_url, app_id, key_id, private_key, operator=operator, channel=channel)
     payload = None
     if body is not None:

@@ -6,16 +6,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
-from ..client import EhcClient
 from ..kit.codes import Channel
 from ..kit.context import Actor, Ctx
 from ..kit.errors import Problem
 from ..platform import Platform
+
+if TYPE_CHECKING:
+    from ..client import EhcClient
 
 T = TypeVar("T")
 
@@ -56,4 +58,7 @@ def app_client(base_url: str, app_id: str, key_id: str, private_key: Path | None
         err.print("[red]error[/red] --app-id, --key-id and --private-key (or EHC_APP_ID, EHC_KEY_ID, EHC_APP_KEY) "
                   "are needed")
         raise typer.Exit(2)
+    # heavy: the signed client brings httpx (half a second); only commands that call the platform need it
+    from ..client import EhcClient
+
     return EhcClient(base_url, app_id, key_id, private_key.read_bytes(), operator=operator, channel=channel)

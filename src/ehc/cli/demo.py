@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..demo import build_demo, print_summary
 from ..kit.errors import Problem
 from .common import console, fail, open_platform
 
@@ -18,6 +17,8 @@ def demo(
     if_empty: Annotated[bool, typer.Option("--if-empty", help="Do nothing when any card exists")] = False,
 ) -> None:
     """Build a demo province: institutions, residents with families and newborns, demo staff accounts."""
+    from ..demo import build_demo, print_summary  # heavy: Faker's locale data; only this command needs it
+
     platform = open_platform()
     with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from ..config import get_settings
-from ..migrate import upgrade
 from .common import console
 
 
@@ -18,6 +16,8 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only; SQLite uses one)")] = 1,
 ) -> None:
     """Serve the API and the pages."""
+    import uvicorn  # only serving needs the server
+
     settings = get_settings()
     if settings.is_sqlite:
         workers = 1
@@ -27,5 +27,7 @@ def serve(
 
 def migrate() -> None:
     """Bring the database schema up to date."""
+    from ..migrate import upgrade  # heavy: Alembic takes about a second to import; only this command needs it
+
     upgrade(get_settings().database_url)
     console.print("database schema is up to date")

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from ..client import EhcClient, EhcError
 from ..config import get_settings
 from ..kit.errors import Problem
 from ..terminal import Terminal, TerminalProblem, code_from_image, exit_code
 from .common import app_client, console, err
+
+if TYPE_CHECKING:
+    from ..client import EhcClient
 
 app = typer.Typer(help="An offline terminal: sync the signed lists, upload card uses.", no_args_is_help=True)
 TerminalDir = Annotated[Path | None, typer.Option("--cache", envvar="EHC_TERMINAL_DIR",
@@ -74,6 +76,9 @@ def verify_code(
 
 def _verify_online(text: str, scene: str, channel: str, terminal_id: str | None, department: str | None,
                    client: EhcClient) -> None:
+    # heavy: the signed client brings httpx (half a second); only commands that call the platform need it
+    from ..client import EhcError
+
     body = {"code": text, "scene": scene, "channel": channel, "terminal_id": terminal_id, "department": department}
     with client:
         try:
@@ -130,6 +135,9 @@ def terminal_upload(
     private_key: AppKey = None,
 ) -> None:
     """Send the card uses verified offline to the platform (signed, batches of 500); answered ones leave the queue."""
+    # heavy: the signed client brings httpx (half a second); only commands that call the platform need it
+    from ..client import EhcError
+
     with _terminal(cache) as terminal, app_client(base_url, app_id, key_id, private_key) as client:
         try:
             report = terminal.upload(client)
