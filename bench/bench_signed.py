@@ -150,9 +150,9 @@ def prepare(database_url: str, keys_dir: Path, data_dir: Path) -> dict:
         ctx = platform.ctx(session, Actor.system(channel=Channel.WINDOW))
         app = apps.create_app(ctx, name="bench HIS", institution_id=institution.id)
         registered = apps.add_key(ctx, app.id, key.public_key.to_pem().decode())
-        accounts.create_staff(session, username="bench-clerk", password="bench password 1", role="window_clerk",
+        accounts.create_staff(ctx, username="bench-clerk", password="bench password 1", role="window_clerk",
                               institution_id=institution.id)
-        token, _ = accounts.sign_in_staff(session, "bench-clerk", "bench password 1")
+        token, _ = accounts.sign_in_staff(ctx, "bench-clerk", "bench password 1")
         cards.register(ctx, cards.Registration(name="张三", document_type="01", document_number=DOCUMENT))
         creds = {"app_id": app.id, "key_id": registered.key_id, "pem": key.to_pem().decode(), "token": token}
     platform.db.dispose()

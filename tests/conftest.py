@@ -26,7 +26,7 @@ from ehc.client import SM2Auth
 from ehc.config import Settings
 from ehc.crypto import KeyStore
 from ehc.db import Database
-from ehc.kit.context import Vault
+from ehc.kit.context import Actor, Vault
 from ehc.migrate import upgrade
 from ehc.models import metadata
 from ehc.platform import Platform

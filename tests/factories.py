@@ -74,7 +74,7 @@ def make_staff(platform, client, role: str, institution: str | None,  # noqa: AN
 
     username = f"{role}-{secrets.token_hex(3)}"
     with platform.db.session() as session:
-        accounts.create_staff(session, username=username, password=PASSWORD, role=role,
+        accounts.create_staff(platform.ctx(session, Actor.system()), username=username, password=PASSWORD, role=role,
                              institution_id=institution, region_code=region)
     answer = client.post("/api/v1/auth/staff/token", json={"username": username, "password": PASSWORD})
     assert answer.status_code == 200, answer.text

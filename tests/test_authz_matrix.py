@@ -334,19 +334,19 @@ def _build(platform: Platform, client: TestClient) -> World:
         world.app = _new_app(ctx, a.id, "HIS outpatient")
         world.managed_app = _new_app(ctx, a.id, "Kiosks")
         world.other_app = _new_app(ctx, b.id, "Shenzhen HIS")
-        world.staff_id = accounts.create_staff(session, username="dummy.nurse", password=PASSWORD, role="nurse",
+        world.staff_id = accounts.create_staff(ctx, username="dummy.nurse", password=PASSWORD, role="nurse",
                                                institution_id=a.id).id
-        world.other_staff_id = accounts.create_staff(session, username="other.nurse", password=PASSWORD,
+        world.other_staff_id = accounts.create_staff(ctx, username="other.nurse", password=PASSWORD,
                                                      role="nurse", institution_id=b.id).id
-        world.commission_staff_id = accounts.create_staff(session, username="dummy.auditor", password=PASSWORD,
+        world.commission_staff_id = accounts.create_staff(ctx, username="dummy.auditor", password=PASSWORD,
                                                           role="auditor").id
-        accounts.create_staff(session, username="matrix.signin", password=PASSWORD, role="cashier",
+        accounts.create_staff(ctx, username="matrix.signin", password=PASSWORD, role="cashier",
                               institution_id=a.id)
-        accounts.create_staff(session, username="other.admin", password=PASSWORD, role="institution_admin",
+        accounts.create_staff(ctx, username="other.admin", password=PASSWORD, role="institution_admin",
                               institution_id=b.id)
         for role in STAFF_CALLERS:
             account = accounts.create_staff(
-                session, username=f"matrix.{role}", password=PASSWORD, role=role,
+                ctx, username=f"matrix.{role}", password=PASSWORD, role=role,
                 institution_id=a.id if role in INSTITUTION_STAFF else None,
                 region_code="510100" if role == REGIONAL else None)
             world.spare[role] = bearer(accounts.issue_token(session, "staff", account.id))

@@ -360,7 +360,7 @@ def test_card_use_page_in_chromium(live_server, sqlite_platform, chromium):
                                         institution_id="inst-browser")
         from ehc.accounts import service as accounts
 
-        accounts.create_staff(session, username="admin.jj", password="correct horse battery",
+        accounts.create_staff(platform.ctx(session, Actor.system()), username="admin.jj", password="correct horse battery",
                               role="institution_admin", institution_id="inst-browser", display_name="张管理")
     add_terminals(platform, "inst-browser", "K01")
     his = hospital_system(platform, "inst-browser")

@@ -386,8 +386,9 @@ def test_admin_cannot_lock_themselves_out_nor_reach_other_staff(platform, client
     assert stranger
     with platform.db.session() as session:
         from ehc.accounts.service import list_staff
+        from ehc.kit.context import Actor
 
-        stranger_id = list_staff(session, other)[0].id
+        stranger_id = list_staff(platform.ctx(session, Actor.system()), other)[0].id
     problem(client.patch(f"{base}/{stranger_id}", json={"active": False}, headers=admin), 404, "staff_not_found")
     problem(client.get(f"{base}/{stranger_id}", headers=admin), 404, "staff_not_found")
 

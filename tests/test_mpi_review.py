@@ -245,7 +245,7 @@ def test_review_queue_in_chromium(live_server, sqlite_platform, chromium):
     make_institution(platform, "inst-test-01", uscc="12510000MB1234567X", name="Test People's Hospital",
                      kind="hospital", region_code="510104")
     with platform.db.session() as session:
-        accounts.create_staff(session, username="operator.cd", password="correct horse battery",
+        accounts.create_staff(platform.ctx(session, Actor.system()), username="operator.cd", password="correct horse battery",
                               role="regional_operator", region_code="510100", display_name="成都运营")
     with platform.db.session() as session:
         ctx = platform.ctx(session, Actor.system())

@@ -24,6 +24,7 @@ from ehc.accounts import service as accounts
 from ehc.cards.models import Card
 from ehc.institutions.models import Institution
 from ehc.web import i18n
+from ehc.kit.context import Actor
 
 EN, ZH = i18n.catalogue("en"), i18n.catalogue("zh")
 
@@ -186,7 +187,7 @@ def test_window_staff_print_a_static_code_in_chromium(live_server, sqlite_platfo
     ehc_id = http.get("/api/v1/me/card", headers={"Authorization": f"Bearer {token}"}).json()["ehc_id"]
     doctor = _verifier(sqlite_platform, live_server)
     with sqlite_platform.db.session() as session:
-        accounts.create_staff(session, username="zhang.window", password="correct horse battery",
+        accounts.create_staff(sqlite_platform.ctx(session, Actor.system()), username="zhang.window", password="correct horse battery",
                               role="window_clerk", institution_id="inst-qr-pages")
     clerk = http.post("/api/v1/auth/staff/token", json={"username": "zhang.window",
                                                         "password": "correct horse battery"}).json()["access_token"]

@@ -24,6 +24,7 @@ from ehc.accounts import service as accounts
 from ehc.cards.models import Card
 from ehc.institutions.models import Terminal
 from ehc.web import i18n
+from ehc.kit.context import Actor
 
 EN, ZH = i18n.catalogue("en"), i18n.catalogue("zh")
 PASSWORD = "correct horse battery"
@@ -76,7 +77,7 @@ def new_staff(platform, role: str, institution: str | None, username: str | None
               display_name: str | None = None) -> str:
     username = username or f"{role.replace('_', '-')}-{int(time.time() * 1e6) % 10**8}"
     with platform.db.session() as session:
-        accounts.create_staff(session, username=username, password=PASSWORD, role=role,
+        accounts.create_staff(platform.ctx(session, Actor.system()), username=username, password=PASSWORD, role=role,
                               institution_id=institution, display_name=display_name or f"{role} {username[-4:]}")
     return username
 
@@ -327,7 +328,7 @@ def test_staff_create_disable_and_enable(client, platform, institution):
     assert staff_sign_in(nurse_browser, "li.nurse", "long enough pw").status_code == 303
     assert nurse_browser.get("/staff").status_code == 200
     with platform.db.session() as session:
-        nurse_id = next(a.id for a in accounts.list_staff(session, institution) if a.username == "li.nurse")
+        nurse_id = next(a.id for a in accounts.list_staff(platform.ctx(session, Actor.system()), institution) if a.username == "li.nurse")
     disabled = form_post(client, f"{base}/staff", f"{base}/staff/{nurse_id}", {"action": "disable"})
     assert EN["flash.staff_disabled"].format(value="li.nurse") in text_of(disabled.text)
     assert nurse_browser.get("/staff", follow_redirects=False).status_code == 303
@@ -336,7 +337,7 @@ def test_staff_create_disable_and_enable(client, platform, institution):
 
     # No button to disable oneself, and the service refuses it anyway.
     with platform.db.session() as session:
-        own_id = next(a.id for a in accounts.list_staff(session, institution) if a.role == "institution_admin")
+        own_id = next(a.id for a in accounts.list_staff(platform.ctx(session, Actor.system()), institution) if a.role == "institution_admin")
     assert f'action="{base}/staff/{own_id}"' not in enabled.text
     own = form_post(client, f"{base}/staff", f"{base}/staff/{own_id}", {"action": "disable"})
     assert own.status_code == 409 and EN["errors.own_account_change_refused"] in own.text

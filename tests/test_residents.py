@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from ehc.accounts import residents as residents_service
 from ehc.accounts import sms
 from factories import sms_code
+from ehc.kit.context import Actor
 from residents import resident_id
 
 PHONE = "13912345678"
@@ -402,8 +403,8 @@ def test_staff_lock_out_survives_the_failed_requests(client, platform, instituti
     from ehc.accounts import service
 
     with platform.db.session() as session:
-        service.create_staff(session, username="clerk-lock", password="correct horse battery", role="window_clerk",
-                             institution_id=institution)
+        service.create_staff(platform.ctx(session, Actor.system()), username="clerk-lock",
+                             password="correct horse battery", role="window_clerk", institution_id=institution)
     for _ in range(5):
         wrong = client.post("/api/v1/auth/staff/token", json={"username": "clerk-lock", "password": "wrong wrong"})
         assert wrong.json()["code"] == "sign_in_failed"

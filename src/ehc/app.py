@@ -19,8 +19,7 @@ from .me.endpoints import router as me_router
 from .mpi.endpoints import router as mpi_router
 from .qr.endpoints import routers as qr_routers
 from .platform import Platform
-from .web.card_uses import router as card_use_pages
-from .web.pages import mount as mount_pages
+from .web import mount as mount_pages
 
 
 def create_app(platform: Platform | None = None) -> FastAPI:
@@ -47,8 +46,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(fhir_router)  # /fhir: FHIR identity services on the master index
     app.include_router(mpi_router)
-    mount_pages(app)
-    app.include_router(card_use_pages)
+    mount_pages(app)  # every page router and /static
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -18,7 +18,6 @@ work twice.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -148,46 +147,14 @@ class EhcClient:
     def events(self, ehc_id: str) -> list[dict]:
         return self.request("GET", f"/api/v1/cards/{ehc_id}/events")
 
-    def modify(self, ehc_id: str, *, reason: str | None = None, **changes: Any) -> dict:
-        return self.request("PATCH", f"/api/v1/cards/{ehc_id}", json={**changes, "reason": reason})
-
     def report_lost(self, ehc_id: str, reason: str | None = None) -> dict:
         return self._action(ehc_id, "report-lost", reason)
 
     def recover(self, ehc_id: str, reason: str | None = None) -> dict:
         return self._action(ehc_id, "recover", reason)
 
-    def reissue(self, ehc_id: str, reason: str | None = None) -> dict:
-        return self._action(ehc_id, "reissue", reason)
-
-    def cancel(self, ehc_id: str, reason: str | None = None) -> dict:
-        return self._action(ehc_id, "cancel", reason)
-
-    def family(self, ehc_id: str) -> list[dict]:
-        return self.request("GET", f"/api/v1/cards/{ehc_id}/family")
-
-    def bind_family(self, ehc_id: str, member: dict, relation: str, *, idempotency_key: str | None = None) -> dict:
-        return self.request("POST", f"/api/v1/cards/{ehc_id}/family", json={**member, "relation": relation},
-                            idempotency_key=idempotency_key)
-
-    def register_newborn(self, guardian_ehc_id: str, newborn: dict, *, idempotency_key: str | None = None) -> dict:
-        return self.request("POST", f"/api/v1/cards/{guardian_ehc_id}/newborns", json=newborn,
-                            idempotency_key=idempotency_key)
-
-    def temporary(self, note: str, *, sex: str = "0", approximate_birth_year: int | None = None,
-                  idempotency_key: str | None = None) -> dict:
-        return self.request("POST", "/api/v1/cards/temporary", idempotency_key=idempotency_key,
-                            json={"note": note, "sex": sex, "approximate_birth_year": approximate_birth_year})
-
-    def merge(self, temporary_ehc_id: str, into: str, reason: str | None = None) -> dict:
-        return self.request("POST", f"/api/v1/cards/{temporary_ehc_id}/merge", json={"into": into, "reason": reason})
-
     def _action(self, ehc_id: str, path: str, reason: str | None) -> dict:
         return self.request("POST", f"/api/v1/cards/{ehc_id}/{path}", json={"reason": reason})
-
-
-def new_idempotency_key() -> str:
-    return secrets.token_urlsafe(18)
 
 
 def _answer(response: httpx.Response) -> Any:

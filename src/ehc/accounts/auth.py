@@ -1,9 +1,10 @@
-"""Who is calling: a signed hospital system (apps/), a bearer token (staff) or nobody (the public
-website). Typed dependencies."""
+"""Who is calling: a signed hospital system (apps/), a bearer token (staff or resident), a page's
+sign-in cookie, or nobody (the public website); and who may manage staff accounts, as typed
+dependencies."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
@@ -27,7 +28,8 @@ _ROLE_CHANNEL = {
 }
 
 
-RESIDENT_COOKIE = service.RESIDENT_COOKIE
+STAFF_COOKIE = service.STAFF_COOKIE  # a staff member's sign-in for pages
+RESIDENT_COOKIE = service.RESIDENT_COOKIE  # a resident's sign-in for pages: HttpOnly, SameSite=Lax
 # Channels a resident's app may declare with ``X-EHC-Channel``; anything else is the public website.
 _RESIDENT_CHANNELS = {Channel.OFFICIAL_ACCOUNT.value: Channel.OFFICIAL_ACCOUNT,
                       Channel.MINI_PROGRAM.value: Channel.MINI_PROGRAM}
@@ -84,38 +86,58 @@ def _identify(request: Request, session: Session, body: bytes) -> Actor:
     if token is None:
         return Actor.anonymous(Channel.WEBSITE)
     try:
-        # The channel is filled in once the role is known.
-        actor = service.actor_for_token(session, token, Channel.WINDOW)
+        return token_actor(session, token, resident_channel(request))
     except Unauthorized:
         if token == request.cookies.get(RESIDENT_COOKIE) and "authorization" not in request.headers:
             return Actor.anonymous(Channel.WEBSITE)  # a stale page sign-in: carry on as a visitor
         raise
+
+
+def token_actor(session: Session, token: str, resident_channel: Channel) -> Actor:
+    """The staff member or resident a bearer token names, on the channel they act through: a staff
+    member's by role (window or workstation), a resident's as given. ``Unauthorized`` when the token
+    is unknown, expired or its account disabled."""
+    actor = service.actor_for_token(session, token, Channel.WINDOW)  # the channel is filled in below
     if actor.kind == "resident":
-        return service.resident_actor(actor.id, resident_channel(request))
+        return service.resident_actor(actor.id, resident_channel)
     role = next(iter(actor.roles))
-    return Actor(**{**actor.__dict__, "channel": _ROLE_CHANNEL.get(Role(role), Channel.WINDOW)})
+    return replace(actor, channel=_ROLE_CHANNEL.get(Role(role), Channel.WINDOW))
 
 
-# -- who manages staff accounts -------------------------------------------------------------------
+def page_actor(request: Request, session: Session, kind: str) -> Actor | None:
+    """Who a page's sign-in cookie names: ``ehc_staff`` for a staff page (``kind`` "staff"),
+    ``ehc_resident`` for a resident's page (``kind`` "resident", on the website channel). The same
+    resolution as the API's (:func:`token_actor`); None when there is no such cookie, or it is unknown,
+    expired, or names someone of another kind (the page then sends the browser to sign in)."""
+    token = request.cookies.get(STAFF_COOKIE if kind == "staff" else RESIDENT_COOKIE)
+    if not token:
+        return None
+    try:
+        actor = token_actor(session, token, Channel.WEBSITE)
+    except Unauthorized:
+        return None
+    return actor if actor.kind == kind else None
 
-# An institution's staff: its admin or a platform admin.
-InstitutionAdmin = Annotated[Ctx, Depends(require_roles(Role.INSTITUTION_ADMIN, Role.PLATFORM_ADMIN))]
-# The health commission's own staff: platform admins.
+
+# -- who may manage staff accounts ------------------------------------------------------------
+# An institution's admin manages the staff of their institution (a platform admin any institution's);
+# the platform admin manages the health commission's own staff. Which institutions an admin reaches is
+# the institution registry's rule (``institutions.service.managed_institution``): out of reach is 404.
+
+StaffAdmin = Annotated[Ctx, Depends(require_roles(Role.INSTITUTION_ADMIN, Role.PLATFORM_ADMIN))]
 CommissionAdmin = Annotated[Ctx, Depends(require_roles(Role.PLATFORM_ADMIN))]
 
 
 @dataclass
 class StaffScope:
-    """A request's unit of work together with the institution named in its path, already checked."""
+    """A request's unit of work together with the institution of the path, whose staff it manages."""
 
     ctx: Ctx
     institution_id: str
 
 
-def _managed(institution_id: str, ctx: InstitutionAdmin) -> StaffScope:
-    # The registry's rule: 404 for an institution out of the caller's reach, as if it did not exist.
+def _managed_staff(institution_id: str, ctx: StaffAdmin) -> StaffScope:
     return StaffScope(ctx, institutions.managed_institution(ctx, institution_id).id)
 
 
-# The institution of the path, whose staff the caller manages.
-ManagedInstitution = Annotated[StaffScope, Depends(_managed)]
+ManagedStaff = Annotated[StaffScope, Depends(_managed_staff)]

@@ -12,14 +12,7 @@ from ..kit.deps import DbSession, get_platform
 from ..kit.errors import Problem
 from ..kit.http import safe_local_path
 from . import residents, service
-from .auth import (
-    CommissionAdmin,
-    ManagedInstitution,
-    _bearer,
-    clear_resident_cookie,
-    resident_channel,
-    set_resident_cookie,
-)
+from .auth import CommissionAdmin, ManagedStaff, _bearer, clear_resident_cookie, resident_channel, set_resident_cookie
 from .schemas import (
     CommissionStaffIn,
     ResidentCodeIn,
@@ -36,22 +29,23 @@ from .schemas import (
 router = APIRouter(prefix="/api/v1/auth", tags=["accounts"])
 
 
-@router.post("/staff/token", response_model=TokenOut, summary="Staff sign-in: a bearer token for one shift")
-def staff_token(body: StaffSignIn, session: DbSession) -> TokenOut:
-    token, account = service.sign_in_staff(session, body.username, body.password)
-    return TokenOut(access_token=token, expires_in=int(service.TOKEN_LIFETIME.total_seconds()),
-                    role=account.role, institution_id=account.institution_id)
-
-
-# -- residents ------------------------------------------------------------------------------------
-# Rules (who is who on a shared phone, code limits, lock-out) live in accounts/residents.py.
-
 def _visitor(request: Request, session: DbSession) -> Ctx:
     """Sign-in runs as an anonymous visitor: a stale cookie must never stand in the way of signing in."""
     return get_platform(request).ctx(session, Actor.anonymous(resident_channel(request)))
 
 
 Visitor = Annotated[Ctx, Depends(_visitor)]
+
+
+@router.post("/staff/token", response_model=TokenOut, summary="Staff sign-in: a bearer token for one shift")
+def staff_token(body: StaffSignIn, ctx: Visitor) -> TokenOut:
+    token, account = service.sign_in_staff(ctx, body.username, body.password)
+    return TokenOut(access_token=token, expires_in=int(service.TOKEN_LIFETIME.total_seconds()),
+                    role=account.role, institution_id=account.institution_id)
+
+
+# -- residents ------------------------------------------------------------------------------------
+# Rules (who is who on a shared phone, code limits, lock-out) live in accounts/residents.py.
 
 
 @router.post("/resident/otp", response_model=ResidentCodeOut, status_code=202,
@@ -161,46 +155,46 @@ def _staff_changes(body: StaffChanges) -> dict:
 
 @staff_router.post("/institutions/{institution_id}/staff", response_model=StaffOut, status_code=201,
                    summary="Create a staff account at the institution")
-def create_institution_staff(body: StaffIn, scoped: ManagedInstitution) -> StaffOut:
-    return _staff_out(service.create_institution_staff(scoped.ctx.session, scoped.institution_id,
+def create_institution_staff(body: StaffIn, scoped: ManagedStaff) -> StaffOut:
+    return _staff_out(service.create_institution_staff(scoped.ctx, scoped.institution_id,
                                                        **body.model_dump()))
 
 
 @staff_router.get("/institutions/{institution_id}/staff", response_model=list[StaffOut])
-def list_institution_staff(scoped: ManagedInstitution) -> list[StaffOut]:
-    return [_staff_out(a) for a in service.list_staff(scoped.ctx.session, scoped.institution_id)]
+def list_institution_staff(scoped: ManagedStaff) -> list[StaffOut]:
+    return [_staff_out(a) for a in service.list_staff(scoped.ctx, scoped.institution_id)]
 
 
 @staff_router.get("/institutions/{institution_id}/staff/{staff_id}", response_model=StaffOut)
-def get_institution_staff(staff_id: str, scoped: ManagedInstitution) -> StaffOut:
-    return _staff_out(service.institution_staff(scoped.ctx.session, scoped.institution_id, staff_id))
+def get_institution_staff(staff_id: str, scoped: ManagedStaff) -> StaffOut:
+    return _staff_out(service.institution_staff(scoped.ctx, scoped.institution_id, staff_id))
 
 
 @staff_router.patch("/institutions/{institution_id}/staff/{staff_id}", response_model=StaffOut,
                     summary="Enable, disable, rename or change the role of a staff member")
-def update_institution_staff(staff_id: str, body: StaffChanges, scoped: ManagedInstitution) -> StaffOut:
-    account = service.institution_staff(scoped.ctx.session, scoped.institution_id, staff_id)
-    return _staff_out(service.update_staff(scoped.ctx.session, scoped.ctx.actor, account, **_staff_changes(body)))
+def update_institution_staff(staff_id: str, body: StaffChanges, scoped: ManagedStaff) -> StaffOut:
+    account = service.institution_staff(scoped.ctx, scoped.institution_id, staff_id)
+    return _staff_out(service.update_staff(scoped.ctx, account, **_staff_changes(body)))
 
 
 @staff_router.post("/commission/staff", response_model=StaffOut, status_code=201,
                    summary="Create a health-commission account (regional operator, auditor, platform admin)")
 def create_commission_staff(body: CommissionStaffIn, ctx: CommissionAdmin) -> StaffOut:
-    return _staff_out(service.create_commission_staff(ctx.session, **body.model_dump()))
+    return _staff_out(service.create_commission_staff(ctx, **body.model_dump()))
 
 
 @staff_router.get("/commission/staff", response_model=list[StaffOut])
 def list_commission_staff(ctx: CommissionAdmin) -> list[StaffOut]:
-    return [_staff_out(a) for a in service.list_staff(ctx.session, None)]
+    return [_staff_out(a) for a in service.list_staff(ctx, None)]
 
 
 @staff_router.get("/commission/staff/{staff_id}", response_model=StaffOut)
 def get_commission_staff(staff_id: str, ctx: CommissionAdmin) -> StaffOut:
-    return _staff_out(service.commission_staff(ctx.session, staff_id))
+    return _staff_out(service.commission_staff(ctx, staff_id))
 
 
 @staff_router.patch("/commission/staff/{staff_id}", response_model=StaffOut,
                     summary="Enable, disable, rename, re-role or re-region a health-commission account")
 def update_commission_staff(staff_id: str, body: StaffChanges, ctx: CommissionAdmin) -> StaffOut:
-    account = service.commission_staff(ctx.session, staff_id)
-    return _staff_out(service.update_staff(ctx.session, ctx.actor, account, **_staff_changes(body)))
+    account = service.commission_staff(ctx, staff_id)
+    return _staff_out(service.update_staff(ctx, account, **_staff_changes(body)))

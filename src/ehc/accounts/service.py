@@ -1,4 +1,9 @@
-"""Staff accounts and bearer tokens: create, sign in (with lock-out), resolve a token to an actor."""
+"""Staff accounts and bearer tokens: create, sign in (with lock-out), resolve a token to an actor.
+
+Everything a request or command does takes its ``Ctx``. The token functions and ``staff_region``
+take the ``Session``: they run before there is a ``Ctx`` (resolving the caller, ``accounts.auth``),
+for the resident sign-in engine (``residents.py``), which hands its session over, or for another
+actor than the request's (``staff_region``)."""
 
 from __future__ import annotations
 
@@ -10,7 +15,6 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,10 +24,10 @@ from ..kit.clock import utcnow
 from ..kit.codes import Channel
 from ..kit.context import Actor, Ctx
 from ..kit.errors import Conflict, Invalid, NotFound, Unauthorized, field_error
-from ..kit.regions import region_problem
 from ..kit.lasting import keep_and_raise
-from . import sms
-from .models import AccessToken, ResidentAccount, StaffAccount
+from ..kit.regions import region_problem
+from . import repository, sms
+from .models import AccessToken, StaffAccount
 from ..kit.roles import COMMISSION_ROLES, INSTITUTION_ROLES, Role
 
 TOKEN_LIFETIME = timedelta(hours=8)  # one working shift
@@ -33,7 +37,7 @@ _hasher = PasswordHasher()
 
 
 def create_staff(
-    session: Session,
+    ctx: Ctx,
     *,
     username: str,
     password: str,
@@ -53,7 +57,7 @@ def create_staff(
         raise Invalid("Health-commission roles do not belong to an institution.", code="institution_not_allowed")
     if len(password) < 10:
         raise Invalid("Passwords are at least 10 characters.", code="password_too_short")
-    if session.scalar(select(StaffAccount.id).where(StaffAccount.username == username)):
+    if repository.username_taken(ctx.session, username):
         raise Conflict("That username is taken.", code="username_taken")
     account = StaffAccount(
         id=ids.new_id(),
@@ -64,14 +68,14 @@ def create_staff(
         institution_id=institution_id,
         region_code=region_code,
     )
-    session.add(account)
-    session.flush()
+    ctx.session.add(account)
+    ctx.session.flush()
     return account
 
 
-def sign_in_staff(session: Session, username: str, password: str) -> tuple[str, StaffAccount]:
+def sign_in_staff(ctx: Ctx, username: str, password: str) -> tuple[str, StaffAccount]:
     """Return a fresh bearer token. Repeated failures lock the account for a while."""
-    account = session.scalar(select(StaffAccount).where(StaffAccount.username == username))
+    account = repository.staff_by_username(ctx.session, username)
     now = utcnow()
     if account is None or not account.active:
         _hasher.hash(password)  # same work either way: no timing hint that the username exists
@@ -87,10 +91,10 @@ def sign_in_staff(session: Session, username: str, password: str) -> tuple[str, 
             account.locked_until = now + LOCKOUT
             account.failed_attempts = 0
         # The request's transaction rolls back on the error below; the count must survive it.
-        keep_and_raise(session, Unauthorized("Wrong username or password.", code="sign_in_failed"))
+        keep_and_raise(ctx.session, Unauthorized("Wrong username or password.", code="sign_in_failed"))
     account.failed_attempts = 0
     account.locked_until = None
-    return issue_token(session, "staff", account.id), account
+    return issue_token(ctx.session, "staff", account.id), account
 
 
 def issue_token(session: Session, subject_kind: str, subject_id: str, lifetime: timedelta = TOKEN_LIFETIME) -> str:
@@ -102,20 +106,20 @@ def issue_token(session: Session, subject_kind: str, subject_id: str, lifetime: 
 
 
 def revoke_token(session: Session, token: str) -> None:
-    session.execute(delete(AccessToken).where(AccessToken.digest == _digest(token)))
+    repository.delete_token(session, _digest(token))
 
 
 def actor_for_token(session: Session, token: str, channel: Channel) -> Actor:
-    row = session.get(AccessToken, _digest(token))
+    row = repository.token(session, _digest(token))
     if row is None or row.expires_at <= utcnow():
         raise Unauthorized("The access token is unknown or expired; sign in again.", code="token_invalid")
     if row.subject_kind == "staff":
-        account = session.get(StaffAccount, row.subject_id)
+        account = repository.staff(session, row.subject_id)
         if account is None or not account.active:
             raise Unauthorized("The account behind this token is disabled.", code="token_invalid")
         return staff_actor(account, channel)
     if row.subject_kind == "resident":
-        resident = session.scalar(select(ResidentAccount).where(ResidentAccount.person_id == row.subject_id))
+        resident = repository.resident_account(session, row.subject_id)
         if resident is None or not resident.active:
             raise Unauthorized("The account behind this token is disabled.", code="token_invalid")
         return resident_actor(row.subject_id, channel)
@@ -130,10 +134,7 @@ def resident_actor(person_id: str, channel: Channel) -> Actor:
 
 def revoke_subject_tokens(session: Session, subject_kind: str, subject_id: str, keep: str | None = None) -> None:
     """End every sign-in of one subject, except the one whose token is ``keep``."""
-    query = delete(AccessToken).where(AccessToken.subject_kind == subject_kind, AccessToken.subject_id == subject_id)
-    if keep is not None:
-        query = query.where(AccessToken.digest != _digest(keep))
-    session.execute(query)
+    repository.delete_tokens_of(session, subject_kind, subject_id, _digest(keep) if keep is not None else None)
 
 
 def staff_actor(account: StaffAccount, channel: Channel) -> Actor:
@@ -159,33 +160,32 @@ def _digest(token: str) -> str:
 USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{2,63}")
 
 
-def get_staff(session: Session, staff_id: str) -> StaffAccount | None:
-    return session.get(StaffAccount, staff_id)
+def get_staff(ctx: Ctx, staff_id: str) -> StaffAccount | None:
+    return repository.staff(ctx.session, staff_id)
 
 
 def staff_region(session: Session, actor: Actor) -> str | None:
     """The GB/T 2260 region of a health-commission staff member acting now (None for anyone else)."""
     if actor.kind != "staff" or actor.id is None:
         return None
-    account = session.get(StaffAccount, actor.id)
+    account = repository.staff(session, actor.id)
     return account.region_code if account is not None else None
 
 
-def list_staff(session: Session, institution_id: str | None) -> list[StaffAccount]:
+def list_staff(ctx: Ctx, institution_id: str | None) -> list[StaffAccount]:
     """Staff of one institution, or (``None``) the health commission's staff."""
-    where = (StaffAccount.institution_id == institution_id) if institution_id else StaffAccount.institution_id.is_(None)
-    return list(session.scalars(select(StaffAccount).where(where).order_by(StaffAccount.created_at, StaffAccount.username)))
+    return repository.staff_of(ctx.session, institution_id)
 
 
-def institution_staff(session: Session, institution_id: str, staff_id: str) -> StaffAccount:
-    account = session.get(StaffAccount, staff_id)
+def institution_staff(ctx: Ctx, institution_id: str, staff_id: str) -> StaffAccount:
+    account = repository.staff(ctx.session, staff_id)
     if account is None or account.institution_id != institution_id:
         raise NotFound("No such staff member at this institution.", code="staff_not_found")
     return account
 
 
-def commission_staff(session: Session, staff_id: str) -> StaffAccount:
-    account = session.get(StaffAccount, staff_id)
+def commission_staff(ctx: Ctx, staff_id: str) -> StaffAccount:
+    account = repository.staff(ctx.session, staff_id)
     if account is None or account.institution_id is not None:
         raise NotFound("No such health-commission staff member.", code="staff_not_found")
     return account
@@ -235,30 +235,29 @@ def _commission_region(role: Role, region_code: str | None) -> str | None:
 
 
 def create_institution_staff(
-    session: Session, institution_id: str, *, username: str, password: str, role: str, display_name: str | None = None
+    ctx: Ctx, institution_id: str, *, username: str, password: str, role: str, display_name: str | None = None
 ) -> StaffAccount:
     """A staff account at ``institution_id`` with one of the institution roles."""
     role = _role_in(role, INSTITUTION_ROLES, "Institution")
-    with _username_race(session):
-        return create_staff(session, username=_check_username(username), password=password, role=role.value,
+    with _username_race(ctx.session):
+        return create_staff(ctx, username=_check_username(username), password=password, role=role.value,
                             display_name=display_name, institution_id=institution_id)
 
 
 def create_commission_staff(
-    session: Session, *, username: str, password: str, role: str, display_name: str | None = None,
+    ctx: Ctx, *, username: str, password: str, role: str, display_name: str | None = None,
     region_code: str | None = None,
 ) -> StaffAccount:
     """A health-commission account: regional operator (with a region), auditor or platform admin."""
     role = _role_in(role, COMMISSION_ROLES, "Health-commission")
     region = _commission_region(role, region_code)
-    with _username_race(session):
-        return create_staff(session, username=_check_username(username), password=password, role=role.value,
+    with _username_race(ctx.session):
+        return create_staff(ctx, username=_check_username(username), password=password, role=role.value,
                             display_name=display_name, region_code=region)
 
 
 def update_staff(
-    session: Session,
-    actor: Actor,
+    ctx: Ctx,
     account: StaffAccount,
     *,
     active: bool | None = None,
@@ -273,7 +272,7 @@ def update_staff(
     refused anyway while the account is disabled). Nobody disables or re-roles their own account:
     an institution would otherwise lock itself out of its last admin by a slip of the mouse.
     """
-    own = actor.kind == "staff" and actor.id == account.id
+    own = ctx.actor.kind == "staff" and ctx.actor.id == account.id
     if own and (active is False or (role is not None and role != account.role)):
         raise Conflict("You cannot disable your own account or change your own role; ask another admin.",
                        code="own_account_change_refused")
@@ -297,9 +296,8 @@ def update_staff(
             account.failed_attempts = 0
             account.locked_until = None
         else:
-            session.execute(delete(AccessToken).where(AccessToken.subject_kind == "staff",
-                                                      AccessToken.subject_id == account.id))
-    session.flush()
+            repository.delete_tokens_of(ctx.session, "staff", account.id)
+    ctx.session.flush()
     return account
 
 

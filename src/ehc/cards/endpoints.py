@@ -38,22 +38,8 @@ def _out(ctx: Ctx, card, created: bool | None = None, *, purpose: str) -> CardOu
 def _idempotent(ctx: Ctx, key: str | None, route: str, payload: dict, response: Response, do,  # noqa: ANN001
                 purpose: str) -> CardOut:
     """Run ``do`` once per Idempotency-Key: a retry gets the same card and status code back."""
-    if key is None:
-        card, created = do()
-        response.status_code = 201 if created else 200
-        return _out(ctx, card, created, purpose=purpose)
-    idempotency.check_key(key)
-    scope = f"{ctx.actor.kind}:{ctx.actor.id or '-'}:{route}"
-    fingerprint = idempotency.request_fingerprint(ctx.vault.blind, payload)
-    seen = idempotency.replay(ctx.session, scope, key, fingerprint)
-    if seen is not None:
-        status_code, card_id = seen
-        response.status_code = status_code
-        response.headers["Idempotent-Replayed"] = "true"
-        return _out(ctx, service.get_card(ctx, card_id), status_code == 201, purpose=purpose)
-    card, created = do()
-    response.status_code = 201 if created else 200
-    idempotency.remember(ctx.session, scope, key, fingerprint, response.status_code, card.ehc_id)
+    card, created = idempotency.run_once(ctx, key, route, payload, response, do, ref=lambda card: card.ehc_id,
+                                         load=lambda ehc_id: service.get_card(ctx, ehc_id))
     return _out(ctx, card, created, purpose=purpose)
 
 

@@ -30,11 +30,3 @@ CHANNEL_LABELS = {
     Channel.BATCH_IMPORT: ("Batch import", "批量导入"),
 }
 
-
-class Sex(StrEnum):
-    """GB/T 2261.1."""
-
-    UNKNOWN = "0"
-    MALE = "1"
-    FEMALE = "2"
-    UNSTATED = "9"

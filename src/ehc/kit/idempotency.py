@@ -10,16 +10,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from fastapi import Response
 from sqlalchemy import Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ..db import Base, UtcDateTime
 from .clock import utcnow
+from .context import Ctx
 from .errors import Conflict, Invalid
 
 MAX_KEY_LENGTH = 128
+T = TypeVar("T")
 
 
 class IdempotencyRecord(Base):
@@ -74,3 +77,25 @@ def remember(session: Session, scope: str, key: str, fingerprint: str, status_co
             result_ref=result_ref,
         )
     )
+
+
+def run_once(ctx: Ctx, key: str | None, route: str, payload: Any, response: Response,
+             do: Callable[[], tuple[T, bool]], *, ref: Callable[[T], str], load: Callable[[str], T]) -> tuple[T, bool]:
+    """Run ``do`` (which answers ``(result, created)``) once per Idempotency-Key of this caller and
+    route: a retry gets the first result back, re-read with ``load`` from the stored ``ref``, with the
+    first status code and ``Idempotent-Replayed: true``. Sets 201 (created) or 200 on ``response``;
+    answers ``(result, created)``. Without a key ``do`` simply runs."""
+    if key is not None:
+        check_key(key)
+        scope = f"{ctx.actor.kind}:{ctx.actor.id or '-'}:{route}"
+        fingerprint = request_fingerprint(ctx.vault.blind, payload)
+        seen = replay(ctx.session, scope, key, fingerprint)
+        if seen is not None:
+            response.status_code, result_ref = seen
+            response.headers["Idempotent-Replayed"] = "true"
+            return load(result_ref), response.status_code == 201
+    result, created = do()
+    response.status_code = 201 if created else 200
+    if key is not None:
+        remember(ctx.session, scope, key, fingerprint, response.status_code, ref(result))
+    return result, created

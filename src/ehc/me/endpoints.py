@@ -30,20 +30,13 @@ def _out(ctx: Ctx, card: Card, *, own: bool, created: bool | None = None) -> MyC
 def _once(ctx: Ctx, key: str | None, route: str, payload: dict, response: Response,
           do: Callable[[], cards.Issued]) -> MyCardOut:
     """Run ``do`` once per Idempotency-Key (scoped to this resident): a retry gets the same card back."""
-    if key is not None:
-        idempotency.check_key(key)
-        scope = f"resident:{ctx.actor.id}:{route}"
-        fingerprint = idempotency.request_fingerprint(ctx.vault.blind, payload)
-        seen = idempotency.replay(ctx.session, scope, key, fingerprint)
-        if seen is not None:
-            response.status_code, card_id = seen
-            response.headers["Idempotent-Replayed"] = "true"
-            return _out(ctx, cards.get_card(ctx, card_id), own=False, created=response.status_code == 201)
-    issued = do()
-    response.status_code = 201 if issued.created else 200
-    if key is not None:
-        idempotency.remember(ctx.session, scope, key, fingerprint, response.status_code, issued.card.ehc_id)
-    return _out(ctx, issued.card, own=False, created=issued.created)
+    def issue() -> tuple[Card, bool]:
+        issued = do()
+        return issued.card, issued.created
+
+    card, created = idempotency.run_once(ctx, key, route, payload, response, issue, ref=lambda card: card.ehc_id,
+                                         load=lambda ehc_id: cards.get_card(ctx, ehc_id))
+    return _out(ctx, card, own=False, created=created)
 
 
 @router.get("/card", response_model=MyCardOut, summary="My card, with my details in full")

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from ..kit.context import Ctx
 from ..kit.errors import Forbidden, Problem
 from . import i18n, security
-from .pages import problem_params, render
+from .core import problem_params, render
 
 FLASH_COOKIE = "ehc_flash"
 _FLASH_CODE = re.compile(r"[a-z][a-z0-9_]{0,40}")
@@ -81,7 +81,6 @@ def message(t: i18n.Translator, code: str, params: dict[str, Any] | None = None,
     if t.has(key):
         return t(key, **params).strip()
     return fallback or t("errors.generic")
-
 
 
 @dataclass

@@ -15,15 +15,16 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
-from ..institutions import service as institutions
-from ..kit.codes import CHANNEL_LABELS, Channel
-from ..kit.errors import Invalid, Problem, field_error
-from ..qr import uses
-from ..qr.service import SCAN_CHANNELS, SCENES
-from ..qr.auth import CardUseMonitor
-from . import i18n
-from .pages import CHINA, PageRoute
-from .staff import Staff, StaffPage, staff_page
+from ...institutions import service as institutions
+from ...kit.codes import CHANNEL_LABELS, Channel
+from ...kit.errors import Invalid, Problem, field_error
+from ...qr import uses
+from ...qr.service import SCAN_CHANNELS, SCENES
+from ...qr.auth import CardUseMonitor
+from .. import i18n
+from ..core import CHINA, PageRoute
+from .common import Staff, StaffPage, staff_page
+
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 monitor_rule = get_args(CardUseMonitor)[1].dependency
@@ -222,4 +223,3 @@ def _summary_view(t: i18n.Translator, summary: uses.Summary) -> dict[str, Any]:
     return {"rows": rows, "total": summary.total, "group": summary.grouping.value,
             "start": summary.start.astimezone(CHINA).date().isoformat(),
             "end": (summary.end.astimezone(CHINA) - timedelta(microseconds=1)).date().isoformat()}
-

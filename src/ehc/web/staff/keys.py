@@ -13,13 +13,14 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from ..apps import service as apps
-from ..apps.models import InstitutionApp, KeyStatus
-from ..kit.errors import NotFound, Problem
-from . import i18n
-from .forms import FormState, require_csrf, see_other
-from .pages import CHINA, PageRoute
-from .staff import Managed, ManagedPage, admin_page, form_failed
+from ...apps import service as apps
+from ...apps.service import InstitutionApp, KeyStatus
+from ...kit.errors import NotFound, Problem
+from .. import i18n
+from ..core import CHINA, PageRoute
+from ..forms import FormState, require_csrf, see_other
+from .common import Managed, ManagedPage, admin_page, form_failed
+
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -77,7 +78,6 @@ def create_app(
     values = {"app_name": app_name}
     try:
         app = apps.create_app(scope.ctx, name=app_name, institution_id=scope.institution.id)
-        scope.ctx.session.commit()
     except Problem as problem:
         state = form_failed(scope.ctx.session, request, problem, values, "app", ("app_name",), {"name": "app_name"})
         return _keys_page(request, scope, state, problem.status)
@@ -103,7 +103,6 @@ def add_key(
         return _keys_page(request, scope, state, 422)
     try:
         key = apps.add_key(scope.ctx, app.id, public_key_pem)
-        scope.ctx.session.commit()
     except Problem as problem:
         state = form_failed(scope.ctx.session, request, problem, {}, form, (field,), {"public_key_pem": field})
         return _keys_page(request, scope, state, problem.status)
@@ -132,5 +131,4 @@ def revoke_key(request: Request, scope: ManagedPage, app_id: str, key_id: str,
     require_csrf(request, scope.ctx, csrf_token)
     app, key = _key_of(scope, app_id, key_id)
     apps.revoke_key(scope.ctx, app.id, key.key_id)
-    scope.ctx.session.commit()
     return see_other(request, f"{scope.base}/keys", "key_revoked", key.key_id)

@@ -1,0 +1,45 @@
+"""The accounts domain's queries: staff accounts, access tokens, resident accounts."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from .models import AccessToken, ResidentAccount, StaffAccount
+
+
+def staff_by_username(session: Session, username: str) -> StaffAccount | None:
+    return session.scalar(select(StaffAccount).where(StaffAccount.username == username))
+
+
+def username_taken(session: Session, username: str) -> bool:
+    return session.scalar(select(StaffAccount.id).where(StaffAccount.username == username)) is not None
+
+
+def staff(session: Session, staff_id: str) -> StaffAccount | None:
+    return session.get(StaffAccount, staff_id)
+
+
+def staff_of(session: Session, institution_id: str | None) -> list[StaffAccount]:
+    """Staff of one institution, or (``None``) the health commission's staff, oldest first."""
+    where = (StaffAccount.institution_id == institution_id) if institution_id else StaffAccount.institution_id.is_(None)
+    return list(session.scalars(select(StaffAccount).where(where).order_by(StaffAccount.created_at, StaffAccount.username)))
+
+
+def token(session: Session, digest: str) -> AccessToken | None:
+    return session.get(AccessToken, digest)
+
+
+def resident_account(session: Session, person_id: str) -> ResidentAccount | None:
+    return session.scalar(select(ResidentAccount).where(ResidentAccount.person_id == person_id))
+
+
+def delete_token(session: Session, digest: str) -> None:
+    session.execute(delete(AccessToken).where(AccessToken.digest == digest))
+
+
+def delete_tokens_of(session: Session, subject_kind: str, subject_id: str, keep_digest: str | None = None) -> None:
+    query = delete(AccessToken).where(AccessToken.subject_kind == subject_kind, AccessToken.subject_id == subject_id)
+    if keep_digest is not None:
+        query = query.where(AccessToken.digest != keep_digest)
+    session.execute(query)

@@ -1,0 +1,5 @@
+"""``python -m ehc.cli``."""
+
+from . import main
+
+main()

@@ -1,0 +1,64 @@
+"""What every command group shares: the consoles, opening the platform, failing with a problem,
+running a function in one unit of work as a CLI actor, and the common options."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from ..kit.codes import Channel
+from ..kit.context import Actor, Ctx
+from ..kit.errors import Problem
+from ..platform import Platform
+
+if TYPE_CHECKING:
+    from ..client import EhcClient
+
+T = TypeVar("T")
+
+# Piped output (scripts, tests) gets wide tables so ids are never cut short.
+console = Console(width=None if sys.stdout.isatty() else 250)
+err = Console(stderr=True)
+
+Operator = Annotated[str, typer.Option(help="Who is acting (recorded in the card's history)")]
+ChannelOpt = Annotated[str, typer.Option(help="Channel code: 0100 window, 0200 kiosk, 0500 website, ...")]
+
+
+def open_platform() -> Platform:
+    return Platform.from_settings()
+
+
+def fail(problem) -> NoReturn:  # noqa: ANN001 - a Problem, or the client's EhcError
+    err.print(f"[red]error[/red] {problem.code}: {problem.detail}")
+    for e in getattr(problem, "errors", []) or []:
+        err.print(f"  {e.get('field')}: {e.get('message')} ({e.get('code')})")
+    raise typer.Exit(2)
+
+
+def ctx_run(fn: Callable[[Ctx], T], operator: str, channel: str, institution: str | None) -> T:
+    """Run ``fn`` in one unit of work, as the system acting through the CLI on ``channel``."""
+    platform = open_platform()
+    actor = Actor(kind="system", channel=Channel(channel), id=operator, operator=operator, institution_id=institution)
+    try:
+        with platform.db.session() as session:
+            return fn(platform.ctx(session, actor))
+    except Problem as problem:
+        fail(problem)
+
+
+def app_client(base_url: str, app_id: str, key_id: str, private_key: Path | None, *,
+               operator: str | None = None, channel: str | None = None) -> EhcClient:
+    """A client signing as an app (EHC-SM2-V1), or exit 2 when its credentials are not all given."""
+    if not (app_id and key_id and private_key):
+        err.print("[red]error[/red] --app-id, --key-id and --private-key (or EHC_APP_ID, EHC_KEY_ID, EHC_APP_KEY) "
+                  "are needed")
+        raise typer.Exit(2)
+    # heavy: the signed client brings httpx (half a second); only commands that call the platform need it
+    from ..client import EhcClient
+
+    return EhcClient(base_url, app_id, key_id, private_key.read_bytes(), operator=operator, channel=channel)

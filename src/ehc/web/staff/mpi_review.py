@@ -1,0 +1,102 @@
+"""The master index's review queue: pairs a person decides on, both sides masked."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, Response
+
+from ...kit.errors import Problem
+from ...mpi import review
+from ...mpi.auth import MatchReviewer
+from .. import forms, i18n
+from ..core import CHINA, PageRoute
+from ..forms import require_csrf, see_other
+from .common import Staff, StaffPage, _rule, staff_page
+
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+
+# -- the master index's review queue ------------------------------------------------------------
+# The same rule as the API (``mpi.auth.MatchReviewer``) and the same reach (``mpi.review``): a
+# regional operator sees their region's pairs, a platform admin all, an institution admin their own
+# institution's submitted records. Both sides are masked, exactly as ``GET /api/v1/mpi/reviews/{id}``.
+
+review_rule = _rule(MatchReviewer)
+
+
+def reviewing_staff(staff: StaffPage) -> Staff:
+    review_rule(staff.ctx)  # 403 role_not_allowed, as the API answers
+    return staff
+
+
+ReviewerPage = Annotated[Staff, Depends(reviewing_staff)]
+
+
+@router.get("/staff/mpi/reviews", response_class=HTMLResponse)
+def mpi_reviews(request: Request, staff: ReviewerPage, status: str = "open", source: str = "") -> HTMLResponse:
+    t = i18n.for_request(request)
+    status = status if status in review.STATUSES else ""
+    source = source if source in review.SOURCES else ""
+    rows, total = review.list_reviews(staff.ctx, status=status or None, source=source or None, limit=200)
+    items = [{"id": r.id, "created": t.date(r.created_at.astimezone(CHINA).date()), "source": r.source,
+              "pair": "record" if r.record_sealed is not None else "persons", "grade": r.grade,
+              "probability": f"{r.probability:.2f}", "institution_id": r.institution_id, "status": r.status}
+             for r in rows]
+    return staff_page(request, staff, "staff_mpi_reviews.html", nav="staff_mpi_reviews", reviews=items, total=total,
+                      filters={"status": status, "source": source})
+
+
+def _review_page(request: Request, staff: Staff, review_id: int, error: str | None = None,
+                 status_code: int = 200) -> HTMLResponse:
+    row = review.get_review(staff.ctx, review_id)
+    left, right = review.sides(staff.ctx, row)
+    comparison = review.comparison(row)
+    rows = []
+    for name in review.FIELDS:
+        compared = comparison.get(name)
+        agreement = ""
+        if isinstance(compared, dict):
+            agreement = " · ".join(str(compared[k]) for k in ("level", "weight") if k in compared)
+        rows.append({"field": name, "left": left.fields.get(name), "right": right.fields.get(name),
+                     "agreement": agreement})
+    view = {"id": row.id, "status": row.status, "grade": row.grade, "probability": f"{row.probability:.2f}",
+            "score": f"{row.score:.1f}", "source": row.source, "institution_id": row.institution_id, "note": row.note}
+    return staff_page(request, staff, "staff_mpi_review.html", status_code, nav="staff_mpi_reviews", review=view,
+                      left=left, right=right, rows=rows, error=error)
+
+
+@router.get("/staff/mpi/reviews/{review_id}", response_class=HTMLResponse)
+def mpi_review(request: Request, staff: ReviewerPage, review_id: int) -> HTMLResponse:
+    return _review_page(request, staff, review_id)
+
+
+@router.post("/staff/mpi/reviews/{review_id}/{verdict}", response_class=HTMLResponse)
+def mpi_decide(
+    request: Request,
+    staff: ReviewerPage,
+    review_id: int,
+    verdict: str,
+    note: Annotated[str, Form(max_length=500)] = "",
+    keep: Annotated[str, Form(max_length=8)] = "",
+    reason: Annotated[str, Form(max_length=500)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    require_csrf(request, staff.ctx, csrf_token)
+    try:
+        if verdict == "accept":
+            review.accept(staff.ctx, review_id, note=note or None, keep=keep or None)
+        elif verdict == "reject":
+            review.reject(staff.ctx, review_id, reason)
+        else:
+            raise Problem("Unknown action.", code="bad_request")
+    except Problem as problem:
+        if problem.status == 404:
+            raise
+        staff.ctx.session.rollback()
+        t = i18n.for_request(request)
+        return _review_page(request, staff, review_id, forms.message(t, problem.code, forms.problem_params(problem),
+                                                                     problem.detail), problem.status)
+    return see_other(request, f"/staff/mpi/reviews/{review_id}", f"review_{verdict}ed", str(review_id))
