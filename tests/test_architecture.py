@@ -18,6 +18,12 @@ def lint(cwd: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+def test_the_import_contracts_hold() -> None:
+    done = lint(ROOT)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert "0 broken" in done.stdout
+
+
 TOY_CONFIG = """
 [importlinter]
 root_package = toy

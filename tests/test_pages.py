@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from ehc.cards import service
 from ehc.cards.models import Card, CardStatus
-from ehc.identity import DocumentType
+from ehc.identity.service import DocumentType
 from ehc.web import i18n, security
 
 EN, ZH = i18n.catalogue("en"), i18n.catalogue("zh")

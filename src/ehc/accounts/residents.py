@@ -48,7 +48,7 @@ from ..kit.errors import Conflict, Invalid, Problem, Unauthorized, field_error
 from ..kit.lasting import keep_and_raise
 from ..kit.onetime import OneTimeCode
 from ..mpi import service as mpi
-from . import service, sms
+from . import sms, tokens
 from .models import ResidentAccount
 
 CODES = onetime.Policy(onetime.SIGN_IN, "resident.otp", lifetime=timedelta(minutes=5),
@@ -193,13 +193,13 @@ def sign_in_with_password(ctx: Ctx, phone: str, password: str, document_last4: s
 def _signed_in(ctx: Ctx, account: ResidentAccount, ehc_id: str, method: str) -> SignedIn:
     account.last_sign_in_at = utcnow()
     lifetime = session_lifetime(ctx)
-    token = service.issue_token(ctx.session, "resident", account.person_id, lifetime)
+    token = tokens.issue_token(ctx.session, "resident", account.person_id, lifetime)
     return SignedIn(token=token, expires_in=int(lifetime.total_seconds()), person_id=account.person_id,
                     ehc_id=ehc_id, method=method)
 
 
 def sign_out(session: Session, token: str) -> None:
-    service.revoke_token(session, token)
+    tokens.revoke_token(session, token)
 
 
 # -- passwords ------------------------------------------------------------------------------------
@@ -231,7 +231,7 @@ def set_password(ctx: Ctx, person_id: str, new_password: str, *, current_passwor
     account.password_hash = _hasher.hash(new_password)
     account.failed_attempts = 0
     account.locked_until = None
-    service.revoke_subject_tokens(ctx.session, "resident", person_id, keep=keep_token)
+    tokens.revoke_subject_tokens(ctx.session, "resident", person_id, keep=keep_token)
 
 
 def _check_strength(ctx: Ctx, account: ResidentAccount, password: str) -> None:

@@ -49,12 +49,6 @@ class ResidentTokenOut(BaseModel):
     method: str = Field(description="otp or password")
 
 
-class PasswordIn(BaseModel):
-    new_password: str = Field(max_length=200)
-    current_password: str | None = Field(None, max_length=200, description="Needed to change an existing password")
-    code: str | None = Field(None, max_length=12, description="Or a fresh one-time code, e.g. to reset a forgotten one")
-
-
 # -- staff management -----------------------------------------------------------------------------
 
 class StaffIn(BaseModel):

@@ -8,7 +8,6 @@ actor than the request's (``staff_region``)."""
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
@@ -18,7 +17,6 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..crypto import sm3
 from ..kit import ids
 from ..kit.clock import utcnow
 from ..kit.codes import Channel
@@ -27,10 +25,31 @@ from ..kit.errors import Conflict, Invalid, NotFound, Unauthorized, field_error
 from ..kit.lasting import keep_and_raise
 from ..kit.regions import region_problem
 from . import repository, sms
-from .models import AccessToken, StaffAccount
+# Part of this face: the resident sign-in (``residents.py``), the access tokens (``tokens.py``) and the
+# development SMS outbox (``sms.py``).
+from .residents import (
+    CodeRequested,
+    SignedIn,
+    request_code,
+    session_lifetime,
+    set_password,
+    sign_in_with_code,
+    sign_in_with_password,
+    sign_out,
+)
+from .sms import outbox
+from .tokens import (
+    TOKEN_LIFETIME,
+    actor_for_token,
+    issue_token,
+    resident_actor,
+    revoke_subject_tokens,
+    revoke_token,
+    staff_actor,
+)
+from .models import StaffAccount
 from ..kit.roles import COMMISSION_ROLES, INSTITUTION_ROLES, Role
 
-TOKEN_LIFETIME = timedelta(hours=8)  # one working shift
 MAX_FAILED_ATTEMPTS = 5
 LOCKOUT = timedelta(minutes=15)
 _hasher = PasswordHasher()
@@ -95,61 +114,6 @@ def sign_in_staff(ctx: Ctx, username: str, password: str) -> tuple[str, StaffAcc
     account.failed_attempts = 0
     account.locked_until = None
     return issue_token(ctx.session, "staff", account.id), account
-
-
-def issue_token(session: Session, subject_kind: str, subject_id: str, lifetime: timedelta = TOKEN_LIFETIME) -> str:
-    token = secrets.token_urlsafe(32)
-    session.add(AccessToken(digest=_digest(token), subject_kind=subject_kind, subject_id=subject_id,
-                            expires_at=utcnow() + lifetime))
-    session.flush()
-    return token
-
-
-def revoke_token(session: Session, token: str) -> None:
-    repository.delete_token(session, _digest(token))
-
-
-def actor_for_token(session: Session, token: str, channel: Channel) -> Actor:
-    row = repository.token(session, _digest(token))
-    if row is None or row.expires_at <= utcnow():
-        raise Unauthorized("The access token is unknown or expired; sign in again.", code="token_invalid")
-    if row.subject_kind == "staff":
-        account = repository.staff(session, row.subject_id)
-        if account is None or not account.active:
-            raise Unauthorized("The account behind this token is disabled.", code="token_invalid")
-        return staff_actor(account, channel)
-    if row.subject_kind == "resident":
-        resident = repository.resident_account(session, row.subject_id)
-        if resident is None or not resident.active:
-            raise Unauthorized("The account behind this token is disabled.", code="token_invalid")
-        return resident_actor(row.subject_id, channel)
-    raise Unauthorized("Unsupported token.", code="token_invalid")
-
-
-def resident_actor(person_id: str, channel: Channel) -> Actor:
-    """A signed-in resident: ``id`` is their master index id. They act on their own card and on the
-    cards of family members they guard (me/auth.py)."""
-    return Actor(kind="resident", channel=channel, id=person_id, roles=frozenset({"resident"}))
-
-
-def revoke_subject_tokens(session: Session, subject_kind: str, subject_id: str, keep: str | None = None) -> None:
-    """End every sign-in of one subject, except the one whose token is ``keep``."""
-    repository.delete_tokens_of(session, subject_kind, subject_id, _digest(keep) if keep is not None else None)
-
-
-def staff_actor(account: StaffAccount, channel: Channel) -> Actor:
-    return Actor(
-        kind="staff",
-        channel=channel,
-        id=account.id,
-        institution_id=account.institution_id,
-        operator=account.username,
-        roles=frozenset({account.role}),
-    )
-
-
-def _digest(token: str) -> str:
-    return sm3(token.encode()).hex()
 
 
 # -- staff management -----------------------------------------------------------------------------

@@ -51,7 +51,7 @@ verify, seal every personal field with SM4-GCM (bound to the new person's id) an
 HMAC-SM3 blind indexes; the card's status comes from ``service.issue_status`` and its id from
 ``service.batch_card``, as for one registration. Each loads the key store itself. The main process
 only writes, one transaction per batch, through ``service.issue_batch`` for the cards and their
-events (the same 80-bit id-prefix rule as ``service.fresh_card_id``), :mod:`ehc.mpi.bulk` for the
+events (the same 80-bit id-prefix rule as ``service.fresh_card_id``), :mod:`ehc.mpi.bulk` (through ``mpi.service``) for the
 master index and :mod:`ehc.audit.bulk` for the audit trail (no other domain writes their tables): on PostgreSQL with ``COPY`` into
 temporary staging tables and ``INSERT ... SELECT`` (the unique blind index with ``ON CONFLICT DO
 NOTHING`` decides who holds a document, also against concurrent API registrations); elsewhere with
@@ -88,7 +88,7 @@ from ..kit.clock import utcnow
 from ..kit.codes import Channel
 from ..kit.context import Actor, Vault
 from ..kit.errors import Invalid, Problem, field_error
-from ..mpi import bulk
+from ..mpi import service as mpi_bulk
 from . import service
 from .models import CardStatus, ImportJob, ImportRejection
 from .schemas import DocumentIn, RegistrationIn
@@ -146,7 +146,7 @@ class _Rejection:
 class _Prepared:
     """A batch, prepared by a worker: what to bulk-write, what to refuse, what needs the service."""
 
-    persons: bulk.PersonBatch
+    persons: mpi_bulk.PersonBatch
     people: list[tuple[int, str]]  # (line, new person id) of the bulk rows, in file order
     cards: bytes | list[tuple]
     pending: list[int]  # lines (of bulk rows) whose card is pending review
@@ -282,7 +282,7 @@ class _Preparer:
         self.copy = copy
 
     def prepare(self, records: list[Record]) -> _Prepared:
-        persons = bulk.PersonBatchBuilder(self.vault, copy=self.copy)
+        persons = mpi_bulk.PersonBatchBuilder(self.vault, copy=self.copy)
         people: list[tuple[int, str]] = []
         cards: list = []
         pending: list[int] = []
@@ -306,7 +306,7 @@ class _Preparer:
                 rejects.append(_rejection(line, values, problem, errors, "The application has invalid fields."))
                 continue
             identifier = service.document_identifier(document)
-            blind = bulk.identifier_blind_index(self.vault, identifier)
+            blind = mpi_bulk.identifier_blind_index(self.vault, identifier)
             earlier = first_line.get(blind)
             try:
                 status, verifier = service.issue_status(self.verifier, details, document)
@@ -382,8 +382,8 @@ class _Writer:
         with connection.begin():
             # Held before this batch? Checked first, so a later line of the batch cannot count.
             unheld = [f for f in prepared.failed if not f[3]]
-            held = bulk.held_identifiers(connection, [f[1] for f in unheld]) if unheld else set()
-            lost = bulk.create_persons(connection, prepared.persons, now)
+            held = mpi_bulk.held_identifiers(connection, [f[1] for f in unheld]) if unheld else set()
+            lost = mpi_bulk.create_persons(connection, prepared.persons, now)
             service.issue_batch(connection, prepared.cards, set(lost), self.actor, now)
             counts["created"] = prepared.persons.count - len(lost)
             counts["pending_review"] = sum(1 for line in prepared.pending if line not in lost)

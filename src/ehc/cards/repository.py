@@ -45,6 +45,10 @@ def id_prefix_taken(bind: Bind, prefix: str) -> bool:
     return bind.scalar(with_id_prefix(prefix).with_only_columns(Card.ehc_id)) is not None
 
 
+def any_card(session: Session) -> bool:
+    return session.scalar(select(Card.ehc_id).limit(1)) is not None
+
+
 def add(session: Session, card: Card) -> Card:
     session.add(card)
     session.flush()

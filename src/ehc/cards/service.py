@@ -29,7 +29,6 @@ from ..kit.context import Actor, Ctx
 from ..kit.copytext import copy_line
 from ..kit.errors import Conflict, Invalid, NotFound, Problem, field_error
 from ..mpi import service as mpi
-from ..mpi.service import Person
 from . import repository as repo
 # Part of this face too: ``Card``, ``CardStatus`` and ``FamilyBinding`` (other domains type with them
 # and compare statuses), and the wire models ``FamilyMemberIn`` and ``NewbornIn`` (``me`` takes them).
@@ -129,7 +128,7 @@ def registration_of(body: RegistrationIn) -> Registration:
 @dataclass(frozen=True)
 class Issued:
     card: Card
-    person: Person
+    person: mpi.Person
     created: bool  # False when the document already had a card: the existing one is returned
 
 
@@ -226,7 +225,7 @@ def issue_status(verifier: Verifier, details: mpi.Demographics, document: Docume
     return (S.NORMAL if result.outcome == "passed" else S.PENDING_REVIEW), result.verifier
 
 
-def _existing(ctx: Ctx, person: Person, details: mpi.Demographics) -> Issued:
+def _existing(ctx: Ctx, person: mpi.Person, details: mpi.Demographics) -> Issued:
     on_file = mpi.demographics(ctx, person, purpose="card.register")
     if details.name and on_file.name and details.name != on_file.name:
         # Same document, another name: a typo or an impostor. Never hand out the card either way.
@@ -272,7 +271,7 @@ def fresh_card_id(session: Session | Connection) -> str:
                   title="Service unavailable")
 
 
-def _new_card(ctx: Ctx, person: Person, status: CardStatus, verifier: str | None, *, temporary: bool = False) -> Card:
+def _new_card(ctx: Ctx, person: mpi.Person, status: CardStatus, verifier: str | None, *, temporary: bool = False) -> Card:
     if status not in ISSUE_STATUSES:
         raise ValueError(f"A card is not issued {status.value}.")
     card = Card(
@@ -437,7 +436,7 @@ def merge_temporary(ctx: Ctx, temporary_card_id: str, real_card_id: str, reason:
     return real_card
 
 
-def move_card_links(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person) -> None:
+def move_card_links(ctx: Ctx, merge: mpi.Merge, source: mpi.Person, target: mpi.Person) -> None:
     """On any merge: the source's card is cancelled (its uses point to the surviving card through the
     master index) and its family bindings move to the target. Each is recorded as a merge move, so
     an unmerge restores exactly them (``undo_card_cancel and undo_family_moves``).
@@ -461,7 +460,7 @@ def move_card_links(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person) 
     ctx.session.flush()
 
 
-def undo_card_cancel(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person, refs: list[str]) -> None:
+def undo_card_cancel(ctx: Ctx, merge: mpi.Merge, source: mpi.Person, target: mpi.Person, refs: list[str]) -> None:
     """The source's card, cancelled by the merge, gets back the status it had before it (the
     ``unmerge`` step in its history). A cancellation is otherwise final: only an unmerge undoes one.
 
@@ -477,7 +476,7 @@ def undo_card_cancel(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person,
         _change_status(ctx, card, "unmerge", f"merge {merge.id} undone", to=before)
 
 
-def undo_family_moves(ctx: Ctx, merge: mpi.Merge, source: Person, target: Person, refs: list[str]) -> None:
+def undo_family_moves(ctx: Ctx, merge: mpi.Merge, source: mpi.Person, target: mpi.Person, refs: list[str]) -> None:
     for ref in refs:
         binding_id, _, side = ref.partition(":")
         binding = repo.binding_by_id(ctx.session, int(binding_id))
@@ -497,7 +496,7 @@ def family_of(ctx: Ctx, card_id: str) -> list[tuple[FamilyBinding, Card | None]]
     return [(b, card_of_person(ctx, mpi.resolve(ctx, b.member_person_id))) for b in bindings]
 
 
-def guardian_binding(ctx: Ctx, guardian: Person, card: Card) -> FamilyBinding | None:
+def guardian_binding(ctx: Ctx, guardian: mpi.Person, card: Card) -> FamilyBinding | None:
     """The binding by which ``guardian`` looks after the holder of ``card``, or None."""
     member = mpi.resolve(ctx, card.person_id)
     return repo.binding(ctx.session, guardian.id, member.id)
@@ -510,7 +509,7 @@ def holder_and_guardians(ctx: Ctx, person_id: str) -> set[str]:
     return holder_ids | repo.guardian_ids(ctx.session, holder_ids)
 
 
-def holders_for_phone(ctx: Ctx, phone: str) -> list[tuple[Card, Person]]:
+def holders_for_phone(ctx: Ctx, phone: str) -> list[tuple[Card, mpi.Person]]:
     """The card holders who act for themselves with this (normalised) mobile number.
 
     Children and elderly people are usually registered with their guardian's phone. A holder counts
@@ -536,7 +535,7 @@ def _guardian_card(ctx: Ctx, card_id: str, relation: str) -> Card:
     return card
 
 
-def _bind(ctx: Ctx, guardian_card: Card, member: Person, relation: str) -> None:
+def _bind(ctx: Ctx, guardian_card: Card, member: mpi.Person, relation: str) -> None:
     guardian = mpi.resolve(ctx, guardian_card.person_id)
     if guardian.id == member.id:
         raise Conflict("A card holder cannot bind themself as a family member.", code="family_self_binding")
@@ -561,7 +560,7 @@ def get_card(ctx: Ctx, ehc_id: str) -> Card:
     return card
 
 
-def card_of_person(ctx: Ctx, person: Person) -> Card | None:
+def card_of_person(ctx: Ctx, person: mpi.Person) -> Card | None:
     return repo.of_person(ctx.session, person.id)
 
 
@@ -575,12 +574,17 @@ def find_by_document(ctx: Ctx, document_type: str, number: str) -> Card:
     return card
 
 
-def holder(ctx: Ctx, card: Card, *, purpose: str) -> tuple[Person, mpi.Demographics, list[mpi.Identifier]]:
+def holder(ctx: Ctx, card: Card, *, purpose: str) -> tuple[mpi.Person, mpi.Demographics, list[mpi.Identifier]]:
     """The holder's details in clear, for an answer that shows them (masked) or a rule that needs them.
     Recorded in the audit trail under ``purpose`` (see ``mpi.demographics``)."""
     person = mpi.resolve(ctx, card.person_id)
     return (person, mpi.demographics(ctx, person, purpose=purpose),
             mpi.identifiers_of(ctx, person, purpose=purpose))
+
+
+def registry_is_empty(session: Session) -> bool:
+    """No card has been issued yet (the demo fills only an empty platform)."""
+    return not repo.any_card(session)
 
 
 def card_ids_by_person(session: Session) -> dict[str, str]:
@@ -723,3 +727,8 @@ def _record(ctx: Ctx, card: Card, action: str, from_status: CardStatus | None, t
         ),
     )
     ctx.session.flush()
+
+
+# The bulk importer (``importer.py``) is the batch form of the functions above and builds on them, so
+# it is imported last, once they exist; it is part of this face (``ehc cards import`` reaches it here).
+from .importer import ImportProgress, import_csv, write_report  # noqa: E402

@@ -12,7 +12,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..cards import service
-from ..cards.importer import import_csv
 from ..cards.schemas import card_out
 from ..kit.context import Ctx
 from ..kit.errors import Problem
@@ -146,7 +145,7 @@ def cards_import(
             progress.stop()
 
     try:
-        result = import_csv(platform, file, operator=operator, batch_size=batch_size, workers=workers,
+        result = service.import_csv(platform, file, operator=operator, batch_size=batch_size, workers=workers,
                             report=report, encoding=encoding, on_start=on_start, on_batch=on_batch)
     except Problem as problem:
         stop()

@@ -10,7 +10,7 @@ from rich.table import Table
 from ..config import get_settings
 from ..crypto import KeyStore, KeyStoreError
 from ..crypto.keystore import KINDS
-from ..qr.lists import withdraw_qr_key
+from ..qr.service import withdraw_qr_key
 from .common import console, err
 
 app = typer.Typer(help="The key store: root, QR issuing, sealing and blind-index keys.", no_args_is_help=True)

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ..accounts import sms
-from ..identity import normalise_phone
+from ..accounts import service as accounts
+from ..identity.service import normalise_phone
 from ..kit.errors import Problem
 from .common import console, err, fail, open_platform
 
@@ -27,7 +27,7 @@ def sms_outbox(
     except Problem as problem:
         fail(problem)
     with platform.db.session() as session:
-        messages = sms.outbox(session, platform.vault, phone=wanted, limit=limit)
+        messages = accounts.outbox(session, platform.vault, phone=wanted, limit=limit)
     if platform.settings.sms_sender != "outbox":
         err.print(f"note: the SMS sender is {platform.settings.sms_sender!r}; the outbox only fills with 'outbox'")
     table = Table("sent at (UTC)", "phone", "text")

@@ -16,7 +16,7 @@ addresses come from ``ehc.identity.synthetic``, shared with the tests and the ma
 
 from __future__ import annotations
 
-from ..identity.synthetic import make_uscc, organisation_code, resident_id_number
+from ..identity.service import make_uscc, organisation_code, resident_id_number
 from .build import DemoSummary, Example, Progress, StaffLogin, build_demo, print_summary
 from .plan import (
     ADMIN_PASSWORD,

@@ -9,12 +9,10 @@ from dataclasses import dataclass, field
 from time import perf_counter
 
 from rich.table import Table
-from sqlalchemy import select
 
 from ..accounts import service as accounts
 from ..cards import service as cards
-from ..cards.models import Card  # the "any card yet?" check: cards.service has no such query yet
-from ..identity.synthetic import make_uscc
+from ..identity.service import make_uscc
 from ..institutions import service as institutions
 from ..kit.codes import Channel
 from ..kit.context import Actor
@@ -104,7 +102,7 @@ def build_demo(
             progress(stage, done, total)
 
     with platform.db.session() as session:
-        if session.scalar(select(Card.ehc_id).limit(1)) is not None:
+        if not cards.registry_is_empty(session):
             if if_empty:
                 summary.skipped = True
                 return summary
@@ -149,8 +147,8 @@ def build_demo(
         def ctx(a: Actor):  # noqa: ANN202
             return platform.ctx(session, a)
 
-        issued_cards: dict[int, Card] = {}
-        all_cards: dict[str, Card] = {}
+        issued_cards: dict[int, cards.Card] = {}
+        all_cards: dict[str, cards.Card] = {}
 
         # Residents who register themselves (spouses too: their partner binds them afterwards).
         for r in plan.self_registered:
@@ -197,7 +195,7 @@ def build_demo(
     return summary
 
 
-def _examples(plan: DemoPlan, issued: dict[int, Card], all_cards: dict[str, Card]) -> list[Example]:
+def _examples(plan: DemoPlan, issued: dict[int, cards.Card], all_cards: dict[str, cards.Card]) -> list[Example]:
     def of(label: str, r: Resident) -> Example:
         return Example(label, r.name, r.document_type, r.document_number, issued[r.index].ehc_id)
 

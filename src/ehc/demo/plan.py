@@ -13,7 +13,7 @@ from datetime import date, timedelta
 from faker import Faker
 
 from ..cards import service as cards
-from ..identity.synthetic import resident_id_number, street_address
+from ..identity.service import resident_id_number, street_address
 from ..kit.clock import today
 from ..kit.codes import Channel
 from ..kit.errors import Invalid

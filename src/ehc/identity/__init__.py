@@ -2,8 +2,5 @@
 
 Everything here is pure: no database, no HTTP. Services parse what residents type with these
 functions before sealing it or computing a blind index from it. Import ``ehc.identity.service``, its
-public face; the names below are re-exported from it for the doors not yet moved over.
+public face.
 """
-
-from .service import *  # noqa: F403
-from .service import __all__  # noqa: F401

@@ -278,12 +278,3 @@ def mask_number(doc: Document | tuple[str | DocumentType, str]) -> str:
     if len(number) <= head + tail:
         return "*" * len(number)
     return number[:head] + "*" * (len(number) - head - tail) + number[-tail:]
-
-
-def resident_id_number(region: str, born: date, sequence: int, male: bool) -> str:
-    """A well-formed GB 11643 number for generated people (demo data, tests, benchmarks): region (6) +
-    birth date (8) + sequence (2) + sex digit (odd = male) + the check character."""
-    sex_digit = (sequence % 5) * 2 + (1 if male else 0)
-    body = f"{region}{born:%Y%m%d}{sequence // 5 % 100:02d}{sex_digit}"
-    return body + ric.calc_check_digit(body + "0")  # stdnum takes a whole number and skips its last character
-

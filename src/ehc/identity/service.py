@@ -14,7 +14,15 @@ from .documents import (
     mask_number,
     normalise_number,
     parse_document,
+)
+# Synthetic people for the demo, the tests and the master index's test sets (made one way everywhere).
+from .synthetic import (
+    chinese_name,
+    make_uscc,
+    mobile_phone,
+    organisation_code,
     resident_id_number,
+    street_address,
 )
 from .verification import (
     DEFAULT_VERIFIER,
@@ -56,6 +64,6 @@ __all__ = [
     "parse_document",
     "register_verifier",
     "registered_verifiers",
-    "resident_id_number",
+    "resident_id_number", "chinese_name", "make_uscc", "mobile_phone", "organisation_code", "street_address",
     "unregister_verifier",
 ]

@@ -8,15 +8,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 
-from ..accounts import residents
-from ..accounts.schemas import PasswordIn
+from ..accounts import service as accounts
 from ..cards import service as cards
 from ..cards.service import Card, FamilyMemberIn, NewbornIn
 from ..kit import idempotency
 from ..kit.context import Ctx
 from . import service
 from .auth import Resident, SignInToken
-from .schemas import MyCardOut, MyFamilyMemberOut, ReasonIn, my_card_out
+from .schemas import MyCardOut, MyFamilyMemberOut, PasswordIn, ReasonIn, my_card_out
 
 router = APIRouter(prefix="/api/v1/me", tags=["me"])
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
@@ -93,6 +92,6 @@ def register_newborn(body: NewbornIn, ctx: Resident, response: Response,
 @router.post("/password", status_code=204, response_class=Response,
              summary="Set or change my password (other sign-ins of mine end)")
 def set_password(body: PasswordIn, ctx: Resident, token: SignInToken) -> Response:
-    residents.set_password(ctx, ctx.actor.id, body.new_password, current_password=body.current_password,
+    accounts.set_password(ctx, ctx.actor.id, body.new_password, current_password=body.current_password,
                            code=body.code, keep_token=token)
     return Response(status_code=204)

@@ -64,3 +64,9 @@ def my_card_out(card, person, details, identifiers, *, own: bool, created: bool 
         ),
         created=created,
     )
+
+
+class PasswordIn(BaseModel):
+    new_password: str = Field(max_length=200)
+    current_password: str | None = Field(None, max_length=200, description="Needed to change an existing password")
+    code: str | None = Field(None, max_length=12, description="Or a fresh one-time code, e.g. to reset a forgotten one")

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from ..cards import service
 from ..cards.schemas import RegistrationIn, card_out
 from ..cards.service import CardStatus
-from ..identity import LABELS, DocumentType
+from ..identity.service import LABELS, DocumentType
 from ..kit.context import Ctx
 from ..kit.errors import Problem
 from . import i18n, security

@@ -15,12 +15,12 @@ from ...accounts.auth import RESIDENT_COOKIE
 from ...cards import service as cards
 from ...cards.schemas import FamilyMemberIn
 from ...cards.service import Card, CardStatus
-from ...identity import LABELS, DocumentType, mask_phone
+from ...identity.service import LABELS, DocumentType, mask_phone
 from ...kit.context import Ctx
 from ...kit.errors import NotFound, Problem
 from ...me import service as me
 from ...me.schemas import MyCardOut, my_card_out
-from ...qr import second_factor as factors
+from ...qr import service as qr
 from .. import forms, i18n, public
 from ..core import CHINA, PageRoute
 from ..forms import FormState, require_csrf, see_other
@@ -73,7 +73,7 @@ def my_card(request: Request, ctx: ResidentPage) -> HTMLResponse:
                else {"relation": t(f"relations.{binding.relation}"), "ehc_id": None, "name": "", "status": "none"})
               for binding, member in me.family(ctx)]
     return resident_page(request, ctx, "me.html", nav="me", card=own, family=family,
-                         family_limit=ctx.settings.family_limit, pin_set=factors.pin_status(ctx, card).set,
+                         family_limit=ctx.settings.family_limit, pin_set=qr.pin_status(ctx, card).set,
                          pin_state=FormState())
 
 
@@ -239,7 +239,7 @@ def _pin_page(request: Request, ctx: Ctx, target: _Target, state: FormState | No
               status_code: int = 200) -> HTMLResponse:
     t = i18n.for_request(request)
     view = _view(ctx, t, target.card, own=target.own, relation=target.relation)
-    status = factors.pin_status(ctx, target.card)
+    status = qr.pin_status(ctx, target.card)
     locked = status.locked_until.astimezone(CHINA).strftime("%H:%M") if status.locked_until else ""
     return resident_page(request, ctx, "me_pin.html", status_code, nav="me", card=view, own=target.own,
                          pin_card=target.card.ehc_id, pin_set=status.set, pin_locked=locked,
@@ -284,7 +284,7 @@ def set_pin(
         state.add("pin_confirm", t("pin.error_mismatch"))
         return _pin_page(request, ctx, target, state, 422)
     try:
-        changed = factors.set_pin(ctx, target.card, pin, current_pin=current_pin or None)
+        changed = qr.set_pin(ctx, target.card, pin, current_pin=current_pin or None)
     except Problem as problem:
         ctx.session.rollback()  # a wrong current PIN was counted (and committed) before the refusal
         return _pin_page(request, ctx, _target(ctx, card), _pin_refusal(t, problem), problem.status)

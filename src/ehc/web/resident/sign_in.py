@@ -8,9 +8,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from ...accounts import residents, sms
+from ...accounts import service as accounts
 from ...accounts.auth import RESIDENT_COOKIE, clear_resident_cookie, page_actor, set_resident_cookie
-from ...identity import mask_phone, normalise_phone
+from ...identity.service import mask_phone, normalise_phone
 from ...kit.clock import unix_now
 from ...kit.context import Ctx
 from ...kit.errors import NotFound, Problem
@@ -47,7 +47,7 @@ def _with_phone_cookie(response: Response, request: Request, ctx: Ctx, phone: st
     return response
 
 
-def _signed_in(request: Request, ctx: Ctx, signed: residents.SignedIn, next_page: str) -> Response:
+def _signed_in(request: Request, ctx: Ctx, signed: accounts.SignedIn, next_page: str) -> Response:
     answer = see_other(request, _safe_next(next_page))
     set_resident_cookie(answer, request, signed.token, signed.expires_in, production=not _development(ctx))
     answer.delete_cookie(PHONE_COOKIE, path="/sign-in", httponly=True, samesite="lax")
@@ -101,7 +101,7 @@ def send_code(
     code_page = "/sign-in/code" + (f"?next={quote(_safe_next(next), safe='/')}" if next else "")
     try:
         normalised = normalise_phone(phone)
-        residents.request_code(ctx, normalised)
+        accounts.request_code(ctx, normalised)
     except Problem as problem:
         ctx.session.rollback()
         if problem.code == "otp_rate_limited":  # a code sent under a minute ago is still good: go and type it
@@ -149,7 +149,7 @@ def sign_in_with_code(
         return _code_page(request, ctx, phone, state=state, status_code=422, next_page=next,
                           need_last4=bool(document_last4))
     try:
-        signed = residents.sign_in_with_code(ctx, phone, values["code"], values["document_last4"] or None)
+        signed = accounts.sign_in_with_code(ctx, phone, values["code"], values["document_last4"] or None)
     except Problem as problem:
         ctx.session.rollback()
         need_last4 = problem.code in ("resident_choice_required", "document_last4_mismatch") or bool(document_last4)
@@ -180,7 +180,7 @@ def sign_in_with_password(
         return _sign_in_page(request, ctx, state=state, status_code=422, next_page=next,
                              need_last4=bool(document_last4))
     try:
-        signed = residents.sign_in_with_password(ctx, normalise_phone(phone), password,
+        signed = accounts.sign_in_with_password(ctx, normalise_phone(phone), password,
                                                  values["document_last4"] or None)
     except Problem as problem:
         ctx.session.rollback()
@@ -199,7 +199,7 @@ def sign_out(request: Request, ctx: WebsiteCtx, csrf_token: Annotated[str, Form(
     require_csrf(request, ctx, csrf_token)
     token = request.cookies.get(RESIDENT_COOKIE)
     if token:
-        residents.sign_out(ctx.session, token)
+        accounts.sign_out(ctx.session, token)
     answer = see_other(request, "/sign-in", "signed_out")
     clear_resident_cookie(answer)
     return answer
@@ -212,5 +212,5 @@ def dev_outbox(request: Request, ctx: WebsiteCtx) -> HTMLResponse:
         raise NotFound("No such page.", code="not_found")
     messages = [{"phone": mask_phone(m.phone), "text": m.text,
                  "at": m.at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")}
-                for m in sms.outbox(ctx.session, ctx.vault, limit=20)]
+                for m in accounts.outbox(ctx.session, ctx.vault, limit=20)]
     return page(request, ctx, "dev_outbox.html", messages=messages, sender=ctx.settings.sms_sender)

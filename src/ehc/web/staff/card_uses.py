@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse
 from ...institutions import service as institutions
 from ...kit.codes import CHANNEL_LABELS, Channel
 from ...kit.errors import Invalid, Problem, field_error
-from ...qr import uses
+from ...qr import service as qr
 from ...qr.service import SCAN_CHANNELS, SCENES
 from ...qr.auth import CardUseMonitor
 from .. import i18n
@@ -52,14 +52,14 @@ class PageFilters:
     channel: str = ""
     offline: str = ""  # "" any, "1" yes, "0" no
     replay: str = ""
-    group: str = uses.Grouping.DAY.value
+    group: str = qr.Grouping.DAY.value
 
     def query(self, **changes: str) -> str:
         values = {**self.__dict__, **changes}
         return urlencode({k: v for k, v in values.items() if v})
 
-    def to_service(self) -> uses.Filters:
-        return uses.Filters(
+    def to_service(self) -> qr.Filters:
+        return qr.Filters(
             institution_id=self.institution_id or None, region=self.region or None,
             start=_day_start(self.start, "from"), end=_day_end(self.end, "to"),
             scene=self.scene or None, channel=self.channel or None,
@@ -111,12 +111,12 @@ def card_uses_page(
         institution_id=institution_id.strip(), region=region.strip(), start=start, end=end,
         scene=_choice(scene, tuple(SCENES)), channel=_choice(channel, {str(c) for c in SCAN_CHANNELS}),
         offline=_choice(offline, YES_NO), replay=_choice(replay, YES_NO),
-        group=_choice(group, tuple(g.value for g in uses.Grouping)) or uses.Grouping.DAY.value)
+        group=_choice(group, tuple(g.value for g in qr.Grouping)) or qr.Grouping.DAY.value)
     context: dict[str, Any] = {"filters": filters, "error": None, "summary": None, "rows": [], "older": None}
     try:
         service_filters = filters.to_service()
-        summary = uses.summarise(staff.ctx, service_filters, uses.Grouping(filters.group))
-        found = uses.list_uses(staff.ctx, service_filters, limit=PAGE_SIZE, cursor=cursor or None)
+        summary = qr.summarise(staff.ctx, service_filters, qr.Grouping(filters.group))
+        found = qr.list_uses(staff.ctx, service_filters, limit=PAGE_SIZE, cursor=cursor or None)
     except Invalid as problem:  # a filter the service refuses: say so above the form, show nothing
         # (an institution out of reach is a 404 NotFound and gets the error page, as the API answers)
         context["error"] = _message(t, problem)
@@ -135,7 +135,7 @@ def _render(request: Request, staff: Staff, t: i18n.Translator, context: dict[st
         request, staff, "staff_card_uses.html", status_code, nav="staff_card_uses", reach=_reach_label(t, staff),
         commission=commission, scenes=_scene_options(t), channels=_channel_options(t),
         institutions=_institution_options(t, staff) if commission else [],
-        group_links={g.value: f"/staff/card-uses?{context['filters'].query(group=g.value)}" for g in uses.Grouping},
+        group_links={g.value: f"/staff/card-uses?{context['filters'].query(group=g.value)}" for g in qr.Grouping},
         **context)
 
 
@@ -212,7 +212,7 @@ def _row_view(t: i18n.Translator, use: Any, names: dict[str, str]) -> dict[str, 
     }
 
 
-def _summary_view(t: i18n.Translator, summary: uses.Summary) -> dict[str, Any]:
+def _summary_view(t: i18n.Translator, summary: qr.Summary) -> dict[str, Any]:
     rows = [{
         "day": r.day.isoformat() if r.day else "",
         "scene": scene_label(t, r.scene),

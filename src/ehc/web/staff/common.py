@@ -16,7 +16,7 @@ from ...accounts.auth import STAFF_COOKIE, page_actor
 from ...accounts.service import StaffAccount
 from ...institutions import service as institutions
 from ...institutions.auth import InstitutionAdmin
-from ...institutions.codes import KIND_LABELS, level_label
+from ...institutions.service import KIND_LABELS, level_label
 from ...institutions.service import Institution
 from ...kit.context import Ctx
 from ...kit.deps import DbSession, get_platform
@@ -24,7 +24,7 @@ from ...kit.errors import Problem
 from ...kit.http import safe_local_path
 from ...kit.roles import INSTITUTION_ROLES, Role
 from ...qr.auth import QRPrinter
-from ...qr.uses import may_monitor
+from ...qr.service import may_monitor
 from .. import forms, i18n
 from ..core import Redirect, client_address
 from ..forms import FormState, page

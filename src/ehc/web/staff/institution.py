@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from ...accounts import service as accounts
 from ...institutions import service as institutions
-from ...institutions.codes import DEPARTMENTS, TERMINAL_LABELS, TERMINAL_TYPE, TerminalRole, department_label
+from ...institutions.service import DEPARTMENTS, TERMINAL_LABELS, TERMINAL_TYPE, TerminalRole, department_label
 from ...kit.clock import utcnow
 from ...kit.errors import Problem
 from ...kit.roles import Role

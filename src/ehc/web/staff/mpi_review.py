@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ...kit.errors import Problem
-from ...mpi import review
+from ...mpi import service as mpi
 from ...mpi.auth import MatchReviewer
 from .. import forms, i18n
 from ..core import CHINA, PageRoute
@@ -38,9 +38,9 @@ ReviewerPage = Annotated[Staff, Depends(reviewing_staff)]
 @router.get("/staff/mpi/reviews", response_class=HTMLResponse)
 def mpi_reviews(request: Request, staff: ReviewerPage, status: str = "open", source: str = "") -> HTMLResponse:
     t = i18n.for_request(request)
-    status = status if status in review.STATUSES else ""
-    source = source if source in review.SOURCES else ""
-    rows, total = review.list_reviews(staff.ctx, status=status or None, source=source or None, limit=200)
+    status = status if status in mpi.REVIEW_STATUSES else ""
+    source = source if source in mpi.REVIEW_SOURCES else ""
+    rows, total = mpi.list_reviews(staff.ctx, status=status or None, source=source or None, limit=200)
     items = [{"id": r.id, "created": t.date(r.created_at.astimezone(CHINA).date()), "source": r.source,
               "pair": "record" if r.record_sealed is not None else "persons", "grade": r.grade,
               "probability": f"{r.probability:.2f}", "institution_id": r.institution_id, "status": r.status}
@@ -51,11 +51,11 @@ def mpi_reviews(request: Request, staff: ReviewerPage, status: str = "open", sou
 
 def _review_page(request: Request, staff: Staff, review_id: int, error: str | None = None,
                  status_code: int = 200) -> HTMLResponse:
-    row = review.get_review(staff.ctx, review_id)
-    left, right = review.sides(staff.ctx, row)
-    comparison = review.comparison(row)
+    row = mpi.get_review(staff.ctx, review_id)
+    left, right = mpi.review_sides(staff.ctx, row)
+    comparison = mpi.review_comparison(row)
     rows = []
-    for name in review.FIELDS:
+    for name in mpi.REVIEW_FIELDS:
         compared = comparison.get(name)
         agreement = ""
         if isinstance(compared, dict):
@@ -87,9 +87,9 @@ def mpi_decide(
     require_csrf(request, staff.ctx, csrf_token)
     try:
         if verdict == "accept":
-            review.accept(staff.ctx, review_id, note=note or None, keep=keep or None)
+            mpi.accept_review(staff.ctx, review_id, note=note or None, keep=keep or None)
         elif verdict == "reject":
-            review.reject(staff.ctx, review_id, reason)
+            mpi.reject_review(staff.ctx, review_id, reason)
         else:
             raise Problem("Unknown action.", code="bad_request")
     except Problem as problem:
