@@ -5,7 +5,7 @@ the 403 page). Each list of routes is read from the app, so a new route fails he
 
 ``MATRIX`` is the specification: for each route (method, path template) the callers the
 authorisation layer lets through. It is written from the rules (each domain's ``auth.py`` and
-``institutions/policy.py``, issue 3, ``DOMAIN.md``), not copied from what the code happens to do.
+``institutions/policy.py``, issue 3, ``docs/codes.md``), not copied from what the code happens to do.
 Every route of the app must have an entry, so a new endpoint fails this test until someone decides
 who may call it.
 
@@ -121,7 +121,7 @@ RESIDENT_ONLY = NOBODY_BUT({RESIDENT})
 # institution).
 QR_PRINTERS = CARD_WINDOW
 QR_VERIFIERS = frozenset({CLERK, DOCTOR, NURSE, FAMILY_DOCTOR, CASHIER, HOSPITAL})
-# qr/uses_endpoints.py: card-use monitoring is for those who answer for an institution or a region
+# qr/endpoints/uses.py: card-use monitoring is for those who answer for an institution or a region
 # (its admin, its own systems, the commission's operators and auditors); desk staff scan, not watch.
 CARD_USE_MONITORS = frozenset({INST_ADMIN, REGIONAL, AUDITOR, PLATFORM_ADMIN, HOSPITAL})
 
@@ -209,7 +209,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/qr/verify"): QR_VERIFIERS,
     ("GET", "/api/v1/me/card-uses"): RESIDENT_ONLY,
     # the second factor for static codes: the holder sets the PIN (and a guardian for a family member),
-    # window work clears a forgotten one, a verifier has a code texted to the holder (qr/second_factor_endpoints.py)
+    # window work clears a forgotten one, a verifier has a code texted to the holder (qr/endpoints/second_factor.py)
     ("GET", "/api/v1/me/card/pin"): RESIDENT_ONLY,
     ("PUT", "/api/v1/me/card/pin"): RESIDENT_ONLY,
     ("DELETE", "/api/v1/cards/{ehc_id}/pin"): QR_PRINTERS,

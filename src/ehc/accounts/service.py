@@ -271,7 +271,7 @@ def send_sms(ctx: Ctx, phone: str, text: str) -> None:
 
 
 RESIDENT_COOKIE = "ehc_resident"  # a resident's sign-in for pages: HttpOnly, SameSite=Lax
-STAFF_COOKIE = "ehc_staff"  # a staff member's sign-in for pages (``web/staff.py``)
+STAFF_COOKIE = "ehc_staff"  # a staff member's sign-in for pages (``web/staff/``)
 
 
 def sign_in_token(headers: Mapping[str, str], cookies: Mapping[str, str]) -> str | None:

@@ -31,7 +31,7 @@ class CardStatus(StrEnum):
 
     @property
     def national_code(self) -> str:
-        """The status code national interfaces exchange (DOMAIN.md); "6" is our code for lost/frozen."""
+        """The status code national interfaces exchange (docs/codes.md); "6" is our code for lost/frozen."""
         return _NATIONAL[self]
 
 

@@ -39,7 +39,7 @@ def verify_code(
     image_or_text: Annotated[str, typer.Argument(help="An image file showing the QR code, or the code's text")],
     offline: Annotated[bool, typer.Option("--offline", help="Verify against the cached lists, no network")] = False,
     cache: TerminalDir = None,
-    scene: Annotated[str, typer.Option(help="Care-step code of this use (DOMAIN.md)")] = "000000",
+    scene: Annotated[str, typer.Option(help="Care-step code of this use (docs/codes.md)")] = "000000",
     channel: Annotated[str, typer.Option(help="Channel code of this use")] = "0300",
     terminal_id: Annotated[str | None, typer.Option(envvar="EHC_TERMINAL_ID")] = None,
     department: Annotated[str | None, typer.Option(envvar="EHC_DEPARTMENT")] = None,

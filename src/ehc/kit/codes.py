@@ -1,4 +1,4 @@
-"""National code lists the whole platform speaks (DOMAIN.md): channels and terminal types.
+"""National code lists the whole platform speaks (docs/codes.md): channels and terminal types.
 
 Where a code list has no entry for something a deployment needs, the extension codes are marked.
 """

@@ -134,15 +134,7 @@ def apply_submit(
     except ValidationError as exc:
         return _apply_form(request, ctx, values, schema_errors(exc), 422)
     try:
-        issued = service.register(ctx, service.Registration(
-            name=body.name,
-            document_type=body.document.type,
-            document_number=body.document.number,
-            sex=body.sex,
-            birth_date=body.birth_date,
-            phone=body.phone,
-            address=body.address,
-        ))
+        issued = service.register(ctx, service.registration_of(body))
     except Problem as problem:
         ctx.session.rollback()  # nothing half-written, whatever the service got to
         form_error = None

@@ -158,9 +158,7 @@ def add_family_member(
     except ValidationError as exc:
         return _family_form(request, ctx, _family_state(t, public.schema_errors(exc), values, None), 422)
     try:
-        issued = me.bind_family_member(ctx, cards.Registration(
-            name=body.name, document_type=body.document.type, document_number=body.document.number, sex=body.sex,
-            birth_date=body.birth_date, phone=body.phone), body.relation)
+        issued = me.bind_family_member(ctx, cards.registration_of(body), body.relation)
     except Problem as problem:
         ctx.session.rollback()
         state = _family_state(t, problem.errors, values, problem, ctx.settings.family_limit)
