@@ -9,8 +9,7 @@
 
 Every method returns the answer's JSON as plain dicts and lists, or raises :class:`EhcError` with the
 problem's ``code``, ``status`` and ``detail`` (RFC 9457 problem+json). The canonical form lives in
-``ehc.apps.signing`` (reached through ``ehc.apps.service``), the same code the platform checks
-signatures with; :class:`SM2Auth` plugs it into any ``httpx`` client. Each request gets a fresh nonce
+``ehc.apps.signing``, the same code the platform checks signatures with; :class:`SM2Auth` plugs it into any ``httpx`` client. Each request gets a fresh nonce
 and the current time, so a retried call is a new signed request: pass ``idempotency_key`` to calls
 that create something, so a retry after a lost answer returns the first result instead of doing the
 work twice.
@@ -23,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from .apps import service as apps
+from .apps import signing as apps
 from .crypto import SM2PrivateKey
 
 __all__ = ["EhcClient", "EhcError", "SM2Auth"]
