@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 export EHC_DATA_DIR ?= $(CURDIR)/var
+# The suite runs in two processes (one per core here), a test file per worker at a time, so each file's
+# database fixtures are built once; PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: run test bench system-deps install clean
 
@@ -35,7 +38,7 @@ run: $(STAMP)
 	$(BIN)/ehc serve
 
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
