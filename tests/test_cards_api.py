@@ -142,3 +142,31 @@ def test_lookup_by_document_needs_staff(client, clerk):
     missing = client.post("/api/v1/cards/lookup", json={"document": {"type": "01", "number": resident_id(sequence=55)}},
                           headers=clerk)
     assert missing.status_code == 404 and missing.json()["code"] == "card_not_found"
+
+
+def test_concurrent_retries_with_one_idempotency_key_get_the_first_answer(live_url, platform):
+    """Many clients sending the same request with the same key at once (a retry storm): one card,
+    every client answered 201 with it; the same key with other bodies: 409, never a 500."""
+    import httpx
+
+    from ehc.cards.models import Card
+    from sqlalchemy import func, select
+
+    def post(body: dict, key: str) -> httpx.Response:
+        return httpx.post(f"{live_url}/api/v1/cards", json=body, headers={"Idempotency-Key": key}, timeout=60)
+
+    same = application(resident_id(born=date(1985, 6, 1), sequence=41))
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda _: post(same, "storm-1"), range(12)))
+    assert [a.status_code for a in answers] == [201] * 12, [a.text for a in answers if a.status_code != 201]
+    assert len({a.json()["ehc_id"] for a in answers}) == 1
+    assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 11
+
+    bodies = [application(resident_id(born=date(1985, 6, 1), sequence=50 + i)) for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda body: post(body, "storm-2"), bodies))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [201, 409, 409, 409, 409, 409], [a.text for a in answers]
+    assert all(a.json()["code"] == "idempotency_key_reused" for a in answers if a.status_code == 409)
+    with platform.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Card)) == 2  # one card per key

@@ -17,6 +17,7 @@ from sqlalchemy import Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ..db import Base, UtcDateTime
+from . import dialect
 from .clock import utcnow
 from .context import Ctx
 from .errors import Conflict, Invalid
@@ -89,6 +90,10 @@ def run_once(ctx: Ctx, key: str | None, route: str, payload: Any, response: Resp
         check_key(key)
         scope = f"{ctx.actor.kind}:{ctx.actor.id or '-'}:{route}"
         fingerprint = request_fingerprint(ctx.vault.blind, payload)
+        # Requests with one key take turns until the first commits: the others then find its record
+        # and answer with its result (or 409 for another body), rather than all running and all but
+        # one tripping over the record's primary key.
+        dialect.serialise(ctx.session, f"idempotency:{scope}:{key}")
         seen = replay(ctx.session, scope, key, fingerprint)
         if seen is not None:
             response.status_code, result_ref = seen
