@@ -410,3 +410,11 @@ def test_staff_lock_out_survives_the_failed_requests(client, platform, instituti
         assert wrong.json()["code"] == "sign_in_failed"
     locked = client.post("/api/v1/auth/staff/token", json={"username": "clerk-lock", "password": "correct horse battery"})
     assert locked.status_code == 401 and locked.json()["code"] == "account_locked"
+
+
+def test_the_residents_sign_out_does_not_end_a_staff_session(client, clerk):
+    """Each door ends only its own kind of sign-in: a staff token sent to the residents' sign-out
+    stays valid."""
+    assert client.get("/api/v1/institutions", headers=clerk).status_code == 200
+    assert client.post("/api/v1/auth/resident/sign-out", headers=clerk).status_code == 204
+    assert client.get("/api/v1/institutions", headers=clerk).status_code == 200

@@ -34,8 +34,11 @@ def resident_account(session: Session, person_id: str) -> ResidentAccount | None
     return session.scalar(select(ResidentAccount).where(ResidentAccount.person_id == person_id))
 
 
-def delete_token(session: Session, digest: str) -> None:
-    session.execute(delete(AccessToken).where(AccessToken.digest == digest))
+def delete_token(session: Session, digest: str, subject_kind: str | None = None) -> None:
+    query = delete(AccessToken).where(AccessToken.digest == digest)
+    if subject_kind is not None:
+        query = query.where(AccessToken.subject_kind == subject_kind)
+    session.execute(query)
 
 
 def delete_tokens_of(session: Session, subject_kind: str, subject_id: str, keep_digest: str | None = None) -> None:

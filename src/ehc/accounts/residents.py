@@ -199,7 +199,7 @@ def _signed_in(ctx: Ctx, account: ResidentAccount, ehc_id: str, method: str) -> 
 
 
 def sign_out(session: Session, token: str) -> None:
-    tokens.revoke_token(session, token)
+    tokens.revoke_token(session, token, "resident")
 
 
 # -- passwords ------------------------------------------------------------------------------------

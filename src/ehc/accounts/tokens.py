@@ -29,8 +29,10 @@ def issue_token(session: Session, subject_kind: str, subject_id: str, lifetime: 
     return token
 
 
-def revoke_token(session: Session, token: str) -> None:
-    repository.delete_token(session, _digest(token))
+def revoke_token(session: Session, token: str, subject_kind: str | None = None) -> None:
+    """End one sign-in; with ``subject_kind``, only a sign-in of that kind (a door signs out only its
+    own kind of token: the residents' sign-out never ends a staff member's session)."""
+    repository.delete_token(session, _digest(token), subject_kind)
 
 
 def actor_for_token(session: Session, token: str, channel: Channel) -> Actor:
