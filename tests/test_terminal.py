@@ -332,6 +332,9 @@ def test_ehc_verify_offline_and_terminal_sync_through_the_cli(platform, card, li
     assert again.exit_code == EXIT_CODES["qr_replayed"] and "qr_replayed" in again.output
     junk = runner.invoke(cli, ["verify", "EHC1:%%%", "--offline", "--cache", str(cache)])
     assert junk.exit_code == EXIT_CODES["qr_malformed"]
+    # Longer than a file name may be (two-in-one codes are): read as the code's text, not a crash.
+    long = runner.invoke(cli, ["verify", "EHC1:" + "A" * 300, "--offline", "--cache", str(cache)])
+    assert long.exit_code == EXIT_CODES["qr_version_unsupported"], long.output
 
     image = tmp_path / "printed.png"
     image.write_bytes(codec.render_png(issue(platform, card, "static")).data)

@@ -30,6 +30,16 @@ def _terminal(cache: Path | None, terminal_id: str | None = None, department: st
     return Terminal(cache or get_settings().data_dir / "terminal", terminal_id=terminal_id, department=department)
 
 
+def _code_text(image_or_text: str) -> str:
+    """The code's text: read from the QR image when the argument names a file, else the argument.
+    A two-in-one code is longer than a file name may be, so a failed look-up is not an error."""
+    try:
+        is_file = Path(image_or_text).is_file()
+    except OSError:  # "File name too long" and the like: it is the code's text
+        is_file = False
+    return code_from_image(image_or_text) if is_file else image_or_text
+
+
 def _refuse(problem, *, terminal: bool = False) -> NoReturn:  # noqa: ANN001 - a Problem or the client's EhcError
     err.print(f"[red]refused[/red] {problem.code}: {problem.detail}")
     raise typer.Exit(exit_code(problem.code, terminal=terminal))
@@ -52,7 +62,7 @@ def verify_code(
     """Verify a health-card QR code: online (the platform names the holder) or --offline (signature,
     expiry and revocation only; the card stays unknown). Exits 0 when accepted, 10-20 per refusal."""
     try:
-        text = code_from_image(image_or_text) if Path(image_or_text).is_file() else image_or_text
+        text = _code_text(image_or_text)
     except Problem as problem:
         _refuse(problem)
     if offline:
