@@ -14,7 +14,7 @@ from .audit.service import start_sweeper
 from .cards.endpoints import router as cards_router
 from .fhir.endpoints import router as fhir_router
 from .institutions.endpoints import router as institutions_router
-from .kit.http import RequestIdMiddleware, install_problem_handlers
+from .kit.http import NulGuardMiddleware, RequestIdMiddleware, install_problem_handlers
 from .me.endpoints import router as me_router
 from .mpi.endpoints import router as mpi_router
 from .qr.endpoints import routers as qr_routers
@@ -33,7 +33,8 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     )
     app.state.platform = platform
     app.state.identify_caller = identify_caller  # kit.auth.current_actor asks it who is calling
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(NulGuardMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer, a refusal too, carries the id
     install_problem_handlers(app)
     app.include_router(accounts_router)
     app.include_router(apps_router)

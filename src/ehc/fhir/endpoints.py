@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..kit.auth import RawBody
 from ..kit.errors import Problem
-from ..kit.http import request_id
+from ..kit.http import request_id, value_problem
 from . import service
 from .auth import IdentityReader
 from .capability import capability_statement
@@ -46,6 +46,8 @@ def _as_problem(error: Exception) -> Problem:
         return Problem("The request is not valid.", code="validation_failed", status=400, errors=errors)
     if isinstance(error, StarletteHTTPException):
         return Problem(str(error.detail), code="http_error", status=error.status_code)
+    if (refused := value_problem(error)) is not None:
+        return refused
     log.exception("unhandled error on a FHIR route", exc_info=error)
     return Problem("The platform failed to handle this request; it has been logged under this request id.",
                    code="internal_error", status=500, title="Internal error")

@@ -8,12 +8,15 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from sqlalchemy.exc import DataError, StatementError
 from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .context import current_request_id
 from .errors import Problem
@@ -67,6 +70,72 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
         media_type=PROBLEM_JSON,
         headers=headers,
     )
+
+
+# -- input the database cannot take: one rule at the edge, for every door --------------------------
+
+NUL_CHARACTER = Problem("Text in this request contains the NUL character (U+0000), which no field may hold.",
+                        code="nul_character", status=400, title="Invalid character")
+# Request bodies whose text is checked for NUL: JSON (escaped as \u0000) and HTML forms (%00). Other
+# bodies (images, files) may hold zero bytes legitimately.
+_TEXT_BODIES = {b"application/json": (b"\\u0000", b"\x00"), b"application/fhir+json": (b"\\u0000", b"\x00"),
+                b"application/x-www-form-urlencoded": (b"%00", b"\x00")}
+
+
+class NulGuardMiddleware:
+    """Refuses, with 400 ``nul_character``, any request whose path, query or text body holds a NUL:
+    PostgreSQL cannot store one in text, and no name, number or code has one. Checked once here, for
+    the API, the pages and the FHIR door alike, before any handler runs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        if b"\x00" in unquote_to_bytes(raw_path) or b"\x00" in unquote_to_bytes(scope.get("query_string", b"")):
+            await self._refuse(scope, receive, send)
+            return
+        content_type = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+        markers = _TEXT_BODIES.get(content_type)
+        if markers is None:
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        body = b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        if any(marker in body for marker in markers):
+            await self._refuse(scope, receive, send)
+            return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        await problem_response(Request(scope, receive), NUL_CHARACTER)(scope, receive, send)
+
+
+def value_problem(error: Exception) -> Problem | None:
+    """The problem to answer when the database refused a value the request carried (a number beyond
+    its column's range, on PostgreSQL a DataError, on SQLite an OverflowError): the client's error,
+    not the platform's. None for anything else."""
+    cause = error.orig if isinstance(error, StatementError) else error
+    if isinstance(error, DataError) or isinstance(cause, OverflowError):
+        return Problem("A value in this request is out of the range the platform accepts (an id, an offset or "
+                       "a number too large).", code="value_out_of_range", status=422, title="Invalid value")
+    return None
 
 
 def _loc_to_field(loc: tuple) -> str:
@@ -123,6 +192,16 @@ def install_problem_handlers(app: FastAPI) -> None:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
         return problem_response(request, Problem(detail, code=code, status=exc.status_code, title=detail))
+
+    @app.exception_handler(StatementError)
+    @app.exception_handler(OverflowError)
+    async def _value(request: Request, exc: Exception):  # noqa: ANN202
+        problem = value_problem(exc)
+        if problem is None:
+            return await _unexpected(request, exc)
+        log.warning("a value the database refused", extra={"request_id": request_id(request),
+                                                            "error": type(exc).__name__})
+        return problem_response(request, problem)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):  # noqa: ANN202
