@@ -42,3 +42,22 @@ def test_numbers_beyond_what_the_database_holds_are_a_clients_error(client, plat
     assert answer.status_code in (404, 422), answer.text
     if answer.status_code == 422:
         assert answer.json()["code"] in ("value_out_of_range", "validation_failed")
+
+
+def test_a_method_the_route_does_not_take_names_the_ones_it_does(client):
+    answer = client.request("TRACE", "/api/v1/cards")
+    assert answer.status_code == 405 and answer.json()["code"] == "method_not_allowed"
+    assert "POST" in answer.headers["Allow"]
+
+
+def test_a_failed_statement_never_carries_its_values_into_messages_or_logs(platform):
+    """Tracebacks are logged for unexpected errors: the statement's bound values (names, usernames,
+    blind indexes) must not be in them."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    with pytest.raises(DBAPIError) as failed:
+        with platform.db.session() as session:
+            session.execute(text("INSERT INTO no_such_table (name) VALUES (:name)"), {"name": "王小明 13912345678"})
+    assert "13912345678" not in str(failed.value) and "王小明" not in str(failed.value)
+    assert "no_such_table" in str(failed.value)  # the statement itself is still there to debug with

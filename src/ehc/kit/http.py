@@ -191,7 +191,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException):  # noqa: ANN202
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
-        return problem_response(request, Problem(detail, code=code, status=exc.status_code, title=detail))
+        answer = problem_response(request, Problem(detail, code=code, status=exc.status_code, title=detail))
+        # The router's own headers stay on the answer: a 405 names the methods allowed (RFC 9110 §15.5.6).
+        for name, value in (exc.headers or {}).items():
+            answer.headers.setdefault(name, value)
+        return answer
 
     @app.exception_handler(StatementError)
     @app.exception_handler(OverflowError)
