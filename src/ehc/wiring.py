@@ -8,6 +8,7 @@ so the API, the CLI, batch jobs and the tests all run the same hooks.
 
 from __future__ import annotations
 
+from .accounts import service as accounts
 from .audit import service as audit
 from .cards import service as cards
 from .me import service as me
@@ -39,3 +40,9 @@ def register_hooks() -> None:
     # and every person's EHC ID (batch linkage's report).
     mpi.provide_cards(mpi.CardLookups(card_of_person=cards.card_of_person, get_card=cards.get_card,
                                       ehc_ids_by_person=cards.card_ids_by_person))
+    # A resident signs in by phone: the accounts domain asks the card registry who holds a card with
+    # that phone, and the master index for a holder's document numbers (to tell a couple apart).
+    accounts.find_holders_with(
+        holders_for_phone=cards.holders_for_phone,
+        documents_of=lambda ctx, person: [i.value for i in mpi.identifiers_of(ctx, person, purpose="account.sign_in")
+                                          if i.system.startswith("doc:")])

@@ -31,6 +31,7 @@ Failures that must count (a wrong code, a wrong password) are made to last befor
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -39,7 +40,6 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..cards import service as cards
 from ..identity.service import normalise_phone
 from ..kit import ids, onetime
 from ..kit.clock import utcnow
@@ -47,7 +47,6 @@ from ..kit.context import Ctx
 from ..kit.errors import Conflict, Invalid, Problem, Unauthorized, field_error
 from ..kit.lasting import keep_and_raise
 from ..kit.onetime import OneTimeCode
-from ..mpi import service as mpi
 from . import sms, tokens
 from .models import ResidentAccount
 
@@ -268,8 +267,24 @@ class _WrongLast4(Exception):
     pass
 
 
+# The master index asks this domain for a staff member's region, so this domain imports neither the
+# master index nor the card registry built on it: ``ehc.wiring`` hands over the two look-ups it needs.
+# holders_for_phone(ctx, phone) -> [(card, person)]; documents_of(ctx, person) -> document numbers.
+HoldersForPhone = Callable[[Ctx, str], list]
+DocumentsOf = Callable[[Ctx, object], list[str]]
+_holders_for_phone: HoldersForPhone | None = None
+_documents_of: DocumentsOf | None = None
+
+
+def find_holders_with(*, holders_for_phone: HoldersForPhone, documents_of: DocumentsOf) -> None:
+    global _holders_for_phone, _documents_of
+    _holders_for_phone, _documents_of = holders_for_phone, documents_of
+
+
 def _holders(ctx: Ctx, phone: str):  # noqa: ANN202
-    return cards.holders_for_phone(ctx, phone)
+    if _holders_for_phone is None:
+        raise RuntimeError("accounts: no card-holder look-up registered (ehc.wiring.register_hooks)")
+    return _holders_for_phone(ctx, phone)
 
 
 def _choose(ctx: Ctx, holders: list, document_last4: str | None):  # noqa: ANN202
@@ -286,7 +301,7 @@ def _choose(ctx: Ctx, holders: list, document_last4: str | None):  # noqa: ANN20
         raise _WrongLast4
     matches = []
     for card, person in holders:
-        documents = [i.value for i in mpi.identifiers_of(ctx, person, purpose="account.sign_in") if i.system.startswith("doc:")]
+        documents = _documents_of(ctx, person)
         if any(number.upper().endswith(last4) for number in documents):
             matches.append((card, person))
     if len(matches) == 1:

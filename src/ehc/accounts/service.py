@@ -30,6 +30,7 @@ from . import repository, sms
 from .residents import (
     CodeRequested,
     SignedIn,
+    find_holders_with,
     request_code,
     session_lifetime,
     set_password,

@@ -729,6 +729,12 @@ def _record(ctx: Ctx, card: Card, action: str, from_status: CardStatus | None, t
     ctx.session.flush()
 
 
-# The bulk importer (``importer.py``) is the batch form of the functions above and builds on them, so
-# it is imported last, once they exist; it is part of this face (``ehc cards import`` reaches it here).
-from .importer import ImportProgress, import_csv, write_report  # noqa: E402
+# The bulk importer (``importer.py``) is the batch form of the functions above and builds on them.
+# It is bound as a module, last: whichever of the two a process imports first, neither needs a name of
+# the other while it loads.
+from . import importer  # noqa: E402
+
+
+def import_csv(platform, path, **options):  # noqa: ANN001, ANN003, ANN201
+    """Migrate a resident registry file (``ehc cards import``): see ``importer.import_csv``."""
+    return importer.import_csv(platform, path, **options)
