@@ -86,3 +86,25 @@ def test_an_import_inside_a_function_needs_a_reason(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stdout
     assert "toy.qr.service (l.2)" in done.stdout
     assert "(l.8)" not in done.stdout and "(l.13)" not in done.stdout
+
+
+# Modules that outside code (the CLI, benchmarks, tests, an integrator's scripts) may import first.
+ENTRY_MODULES = [f"ehc.{d}.service" for d in ("accounts", "apps", "audit", "cards", "identity", "institutions", "me",
+                                              "mpi", "payments", "qr")] + [
+    "ehc.app", "ehc.cli", "ehc.client", "ehc.terminal", "ehc.demo", "ehc.cards.importer", "ehc.accounts.residents",
+    "ehc.mpi.review", "ehc.mpi.xref", "ehc.mpi.synth", "ehc.mpi.linkage.clean", "ehc.mpi.linkage.model",
+    "ehc.mpi.linkage.apply", "ehc.mpi.linkage.report", "ehc.qr.codec", "ehc.fhir.service"]
+
+
+def test_entry_modules_import_first_on_their_own() -> None:
+    """None of them depends on another module having been imported before it (an import cycle that
+    the order the app loads things in would hide): each is imported first, in a fresh interpreter."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fails(name: str) -> str | None:
+        done = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True, timeout=120)
+        return f"{name}: {done.stderr.strip().splitlines()[-1]}" if done.returncode else None
+
+    with ThreadPoolExecutor(2) as pool:
+        failed = [f for f in pool.map(fails, ENTRY_MODULES) if f]
+    assert failed == []
