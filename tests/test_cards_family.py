@@ -133,3 +133,41 @@ def test_unknown_card_and_bad_ids_are_clear_errors(client, clerk):
     assert weird.status_code in (404, 422) and weird.headers["content-type"].startswith("application/problem+json")
     route = client.get("/api/v1/nowhere")
     assert route.status_code == 404 and route.json()["code"] == "not_found"
+
+
+def test_family_limit_holds_under_concurrent_additions(live_url, platform, institution):
+    """Thirty window clerks binding different children to one guardian at once (three bound, limit
+    five): exactly two more bindings, every other answer a clear 409, and no card left half-made."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    from sqlalchemy import func, select
+
+    from ehc.cards.models import Card, FamilyBinding
+    from factories import make_staff
+
+    with httpx.Client(base_url=live_url, timeout=60) as client:
+        clerk = make_staff(platform, client, "window_clerk", institution)
+        guardian = _adult(client)
+        for seq in range(3):
+            assert client.post(f"/api/v1/cards/{guardian}/family", json=_child(seq), headers=clerk).status_code == 201
+        # Half the children hold a card already (binding them registers nothing, the tightest race).
+        for seq in range(10, 40, 2):
+            made = client.post("/api/v1/cards", json={k: v for k, v in _child(seq).items() if k != "relation"})
+            assert made.status_code == 201, made.text
+        with platform.db.session() as session:
+            cards_before = session.scalar(select(func.count()).select_from(Card))
+
+    def add(seq: int) -> httpx.Response:
+        return httpx.post(f"{live_url}/api/v1/cards/{guardian}/family", json=_child(10 + seq), headers=clerk,
+                          timeout=60)
+
+    with ThreadPoolExecutor(30) as pool:
+        answers = list(pool.map(add, range(30)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes.count(409) == 28 and set(codes) <= {200, 201, 409}, [a.text for a in answers if a.status_code >= 500]
+    assert all(a.json()["code"] == "family_limit_reached" for a in answers if a.status_code == 409)
+    with platform.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(FamilyBinding)) == 5
+        # A refused child got no new card either: the registration and the binding are one transaction.
+        assert session.scalar(select(func.count()).select_from(Card)) == cards_before + codes.count(201)

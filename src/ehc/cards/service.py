@@ -24,7 +24,7 @@ from ..identity.service import (
     normalise_phone,
     parse_document,
 )
-from ..kit import ids
+from ..kit import dialect, ids
 from ..kit.context import Actor, Ctx
 from ..kit.copytext import copy_line
 from ..kit.errors import Conflict, Invalid, NotFound, Problem, field_error
@@ -539,6 +539,9 @@ def _bind(ctx: Ctx, guardian_card: Card, member: mpi.Person, relation: str) -> N
     guardian = mpi.resolve(ctx, guardian_card.person_id)
     if guardian.id == member.id:
         raise Conflict("A card holder cannot bind themself as a family member.", code="family_self_binding")
+    # One binding at a time per guardian, so the count below and the insert are one step: without it,
+    # thirty concurrent additions all count three members and all add one.
+    dialect.serialise(ctx.session, f"cards.family:{guardian.id}")
     if repo.binding(ctx.session, guardian.id, member.id) is not None:
         return
     if repo.count_members(ctx.session, guardian.id) >= ctx.settings.family_limit:
