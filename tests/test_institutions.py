@@ -303,7 +303,7 @@ def test_institution_admin_creates_and_lists_staff(platform, client, institution
     assert made.status_code == 201, made.text
     clerk = made.json()
     assert clerk["role"] == "window_clerk" and clerk["institution_id"] == institution and clerk["active"] is True
-    assert clerk["region_code"] is None and clerk["locked"] is False
+    assert clerk["region_code"] is None and clerk["failed_sign_ins"] == 0 and clerk["slowed_down"] is False
 
     token = sign_in(client, "wang.clerk")
     assert token.status_code == 200 and token.json()["institution_id"] == institution

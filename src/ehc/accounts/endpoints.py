@@ -37,11 +37,15 @@ def _visitor(request: Request, session: DbSession) -> Ctx:
 Visitor = Annotated[Ctx, Depends(_visitor)]
 
 
-@router.post("/staff/token", response_model=TokenOut, summary="Staff sign-in: a bearer token for one shift")
-def staff_token(body: StaffSignIn, ctx: Visitor) -> TokenOut:
-    token, account = service.sign_in_staff(ctx, body.username, body.password)
+@router.post("/staff/token", response_model=TokenOut, summary="Staff sign-in: a bearer token for one shift",
+             responses={429: {"description": "sign_in_slowed: too many wrong passwords from this source; Retry-After"}})
+def staff_token(body: StaffSignIn, ctx: Visitor, request: Request) -> TokenOut:
+    source = request.client.host if request.client else None
+    token, account = service.sign_in_staff(ctx, body.username, body.password, source)
     return TokenOut(access_token=token, expires_in=int(service.TOKEN_LIFETIME.total_seconds()),
-                    role=account.role, institution_id=account.institution_id)
+                    role=account.role, institution_id=account.institution_id,
+                    failures_before_sign_in=account.failures_before_sign_in,
+                    last_failure_at=account.failure_last_before_sign_in)
 
 
 # -- residents ------------------------------------------------------------------------------------
@@ -136,10 +140,10 @@ staff_router = APIRouter(prefix="/api/v1", tags=["staff"])
 
 
 def _staff_out(account) -> StaffOut:  # noqa: ANN001
-    locked = account.locked_until is not None and account.locked_until > utcnow()
+    slowed = account.locked_until is not None and account.locked_until > utcnow()
     return StaffOut(id=account.id, username=account.username, display_name=account.display_name, role=account.role,
                     institution_id=account.institution_id, region_code=account.region_code, active=account.active,
-                    locked=locked, created_at=account.created_at)
+                    failed_sign_ins=account.failed_attempts, slowed_down=slowed, created_at=account.created_at)
 
 
 def _staff_changes(body: StaffChanges) -> dict:

@@ -20,9 +20,29 @@ class StaffAccount(Base):
     institution_id: Mapped[str | None] = mapped_column(String(24), index=True)
     region_code: Mapped[str | None] = mapped_column(String(6))  # for health-commission roles
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Wrong passwords since the last sign-in, from any source; told to the owner at the next one.
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # What the owner was told at their latest sign-in (the staff home shows it for the shift).
+    failures_before_sign_in: Mapped[int] = mapped_column(Integer, default=0)
+    failure_last_before_sign_in: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # While many sources guess at once, every source waits until then between tries (a slow-down).
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class StaffSignInFailures(Base):
+    """Wrong passwords for one account from one source (a blinded client address), since that
+    source last signed in. The source alone is slowed down: whoever guesses from elsewhere cannot
+    lock the owner out of their own workstation."""
+
+    __tablename__ = "staff_sign_in_failures"
+
+    account_id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    source_index: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    wait_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_failed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class AccessToken(Base):

@@ -5,11 +5,23 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .models import AccessToken, ResidentAccount, StaffAccount
+from .models import AccessToken, ResidentAccount, StaffAccount, StaffSignInFailures
 
 
 def staff_by_username(session: Session, username: str) -> StaffAccount | None:
     return session.scalar(select(StaffAccount).where(StaffAccount.username == username))
+
+
+def sign_in_failures(session: Session, account_id: str, source_index: str) -> StaffSignInFailures | None:
+    return session.get(StaffSignInFailures, (account_id, source_index))
+
+
+def forget_sign_in_failures(session: Session, account_id: str, source_index: str | None = None) -> None:
+    """Clear the failures of one source of the account, or (``None``) of all of them."""
+    query = delete(StaffSignInFailures).where(StaffSignInFailures.account_id == account_id)
+    if source_index is not None:
+        query = query.where(StaffSignInFailures.source_index == source_index)
+    session.execute(query)
 
 
 def username_taken(session: Session, username: str) -> bool:

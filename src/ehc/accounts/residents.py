@@ -44,7 +44,7 @@ from ..identity.service import normalise_phone
 from ..kit import ids, onetime
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
-from ..kit.errors import Conflict, Invalid, Problem, Unauthorized, field_error
+from ..kit.errors import Conflict, Invalid, Problem, TooManyRequests, Unauthorized, field_error
 from ..kit.lasting import keep_and_raise
 from ..kit.onetime import OneTimeCode
 from . import sms, tokens
@@ -66,12 +66,6 @@ SMS_TEXT = "【电子健康卡】您的登录验证码是{code}，5分钟内有�
 _hasher = PasswordHasher()  # argon2id with the library's recommended parameters
 _DUMMY_HASH = _hasher.hash("not a password anyone has")
 _LAST4 = re.compile(r"[0-9A-Z]{4}")
-
-
-class TooManyRequests(Problem):
-    status = 429
-    code = "rate_limited"
-    title = "Too many requests"
 
 
 @dataclass(frozen=True)

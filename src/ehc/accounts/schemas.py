@@ -16,6 +16,8 @@ class TokenOut(BaseModel):
     expires_in: int
     role: str
     institution_id: str | None
+    failures_before_sign_in: int = Field(0, description="wrong passwords for this account since its previous sign-in")
+    last_failure_at: datetime | None = Field(None, description="when the latest of them was")
 
 
 class ResidentCodeIn(BaseModel):
@@ -89,5 +91,6 @@ class StaffOut(BaseModel):
     institution_id: str | None
     region_code: str | None
     active: bool
-    locked: bool = Field(description="Locked for a while after repeated failed sign-ins")
+    failed_sign_ins: int = Field(description="Wrong passwords for this account since its last sign-in, from any source")
+    slowed_down: bool = Field(description="Many sources are guessing at once: every source waits between tries for now")
     created_at: datetime

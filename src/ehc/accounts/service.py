@@ -10,18 +10,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import timedelta
+import logging
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..kit import ids
+from ..kit import dialect, ids, onetime
 from ..kit.clock import utcnow
 from ..kit.codes import Channel
 from ..kit.context import Actor, Ctx
-from ..kit.errors import Conflict, Invalid, NotFound, Unauthorized, field_error
+from ..kit.errors import Conflict, Invalid, NotFound, TooManyRequests, Unauthorized, field_error
 from ..kit.lasting import keep_and_raise
 from ..kit.regions import region_problem
 from . import repository, sms
@@ -48,12 +49,20 @@ from .tokens import (
     revoke_token,
     staff_actor,
 )
-from .models import StaffAccount
+from .models import StaffAccount, StaffSignInFailures
 from ..kit.roles import COMMISSION_ROLES, INSTITUTION_ROLES, Role
 
-MAX_FAILED_ATTEMPTS = 5
-LOCKOUT = timedelta(minutes=15)
+# Wrong passwords slow the source that sends them down, never the account for everyone: from the
+# fifth failure on, that source waits before its next try, the wait doubling with each failure up to
+# a quarter of an hour. Many sources guessing at one account at once (more failures since the last
+# sign-in than any one person makes) slow every source to one try per ``CROWD_WAIT``.
+FREE_TRIES = 5
+FIRST_WAIT = timedelta(minutes=1)
+LONGEST_WAIT = timedelta(minutes=15)
+CROWD_FAILURES = 20
+CROWD_WAIT = timedelta(seconds=30)
 _hasher = PasswordHasher()
+log = logging.getLogger(__name__)
 
 
 def create_staff(
@@ -93,28 +102,58 @@ def create_staff(
     return account
 
 
-def sign_in_staff(ctx: Ctx, username: str, password: str) -> tuple[str, StaffAccount]:
-    """Return a fresh bearer token. Repeated failures lock the account for a while."""
+def sign_in_staff(ctx: Ctx, username: str, password: str, source: str | None = None) -> tuple[str, StaffAccount]:
+    """Return a fresh bearer token for the account, from ``source`` (the client's address).
+
+    Wrong passwords slow their source down (``sign_in_slowed``, 429 with ``retry_after``) rather
+    than lock the account; the owner is told how many there were at their next sign-in
+    (``failures_before_sign_in``, shown on the staff home).
+    """
     account = repository.staff_by_username(ctx.session, username)
     now = utcnow()
     if account is None or not account.active:
         _hasher.hash(password)  # same work either way: no timing hint that the username exists
         raise Unauthorized("Wrong username or password.", code="sign_in_failed")
-    if account.locked_until and account.locked_until > now:
-        raise Unauthorized("Too many failed sign-ins; try again later.", code="account_locked",
-                           retry_after=int((account.locked_until - now).total_seconds()))
+    # One try at a time per account, so concurrent guesses each see the others' counts.
+    dialect.serialise(ctx.session, f"accounts.staff_sign_in:{account.id}")
+    ctx.session.refresh(account)
+    source_index = ctx.vault.blind("staff.sign_in_source", source or "unknown")
+    failures = repository.sign_in_failures(ctx.session, account.id, source_index)
+    waits = [until for until in (account.locked_until, failures.wait_until if failures else None) if until and until > now]
+    if waits:
+        raise TooManyRequests("Too many wrong passwords from here; wait before the next try.", code="sign_in_slowed",
+                              retry_after=onetime.seconds(max(waits) - now))
     try:
         _hasher.verify(account.password_hash, password)
     except (VerificationError, InvalidHashError):
-        account.failed_attempts += 1
-        if account.failed_attempts >= MAX_FAILED_ATTEMPTS:
-            account.locked_until = now + LOCKOUT
-            account.failed_attempts = 0
+        _count_failure(ctx, account, failures, source_index, now)
         # The request's transaction rolls back on the error below; the count must survive it.
         keep_and_raise(ctx.session, Unauthorized("Wrong username or password.", code="sign_in_failed"))
+    if account.failed_attempts:
+        log.warning("staff account %s signed in after %d wrong passwords", account.id, account.failed_attempts)
+    account.failures_before_sign_in = account.failed_attempts
+    account.failure_last_before_sign_in = account.last_failed_at if account.failed_attempts else None
     account.failed_attempts = 0
     account.locked_until = None
+    repository.forget_sign_in_failures(ctx.session, account.id, source_index)
     return issue_token(ctx.session, "staff", account.id), account
+
+
+def _count_failure(ctx: Ctx, account: StaffAccount, failures: StaffSignInFailures | None, source_index: str,
+                   now: datetime) -> None:
+    if failures is None:
+        failures = StaffSignInFailures(account_id=account.id, source_index=source_index, failures=0)
+        ctx.session.add(failures)
+    failures.failures += 1
+    failures.last_failed_at = now
+    if failures.failures >= FREE_TRIES:
+        failures.wait_until = now + min(FIRST_WAIT * 2 ** (failures.failures - FREE_TRIES), LONGEST_WAIT)
+    account.failed_attempts += 1
+    account.last_failed_at = now
+    if account.failed_attempts >= CROWD_FAILURES:
+        account.locked_until = now + CROWD_WAIT
+    if account.failed_attempts in (FREE_TRIES, CROWD_FAILURES):
+        log.warning("staff account %s: %d wrong passwords since its last sign-in", account.id, account.failed_attempts)
 
 
 # -- staff management -----------------------------------------------------------------------------
@@ -260,6 +299,7 @@ def update_staff(
         if active:
             account.failed_attempts = 0
             account.locked_until = None
+            repository.forget_sign_in_failures(ctx.session, account.id)
         else:
             repository.delete_tokens_of(ctx.session, "staff", account.id)
     ctx.session.flush()

@@ -90,6 +90,14 @@ class Unauthorized(Problem):
     title = "Sign-in required"
 
 
+class TooManyRequests(Problem):
+    """Too many tries or requests; ``retry_after`` (seconds) says when to come back (429)."""
+
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+
 def field_error(field: str, code: str, message: str) -> dict[str, str]:
     """One entry of a problem's ``errors`` list, pointing at a request field."""
     return {"field": field, "code": code, "message": message}

@@ -12,15 +12,13 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .errors import Problem
+from .errors import TooManyRequests
 
 MAX_BUCKETS = 100_000  # forget idle callers beyond this, so memory stays bounded
 
 
-class RateLimited(Problem):
-    status = 429
-    code = "rate_limited"
-    title = "Too many requests"
+class RateLimited(TooManyRequests):
+    """The caller's request allowance is spent."""
 
 
 @dataclass

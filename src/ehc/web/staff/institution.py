@@ -10,7 +10,6 @@ from fastapi.responses import HTMLResponse, Response
 from ...accounts import service as accounts
 from ...institutions import service as institutions
 from ...institutions.service import DEPARTMENTS, TERMINAL_LABELS, TERMINAL_TYPE, TerminalRole, department_label
-from ...kit.clock import utcnow
 from ...kit.errors import Problem
 from ...kit.roles import Role
 from .. import forms, i18n
@@ -224,14 +223,13 @@ def change_terminal(
 def _staff_page(request: Request, scope: Managed, state: FormState | None = None,
                 status_code: int = 200) -> HTMLResponse:
     t = i18n.for_request(request)
-    now = utcnow()
     rows = [{
         "id": a.id,
         "username": a.username,
         "display_name": a.display_name,
         "role": role_label(t, a.role),
         "active": a.active,
-        "locked": a.locked_until is not None and a.locked_until > now,
+        "failures": a.failed_attempts,  # wrong passwords since its last sign-in
         "created": t.date(a.created_at.astimezone(CHINA).date()),
         "own": a.id == scope.staff.account.id,
     } for a in accounts.list_staff(scope.ctx, scope.institution.id)]

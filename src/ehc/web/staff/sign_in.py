@@ -9,10 +9,11 @@ from fastapi.responses import HTMLResponse, Response
 
 from ...accounts import service as accounts
 from ...accounts.auth import STAFF_COOKIE, page_actor
+from ...kit.clock import CHINA
 from ...kit.context import Ctx
 from ...kit.errors import Problem
 from .. import forms, i18n
-from ..core import PageRoute, WebsiteCtx
+from ..core import PageRoute, WebsiteCtx, client_address
 from ..forms import FormState, page, require_csrf, see_other
 from .common import StaffPage, _safe_next, institution_view, role_label, staff_page
 
@@ -52,7 +53,7 @@ def staff_sign_in(
         state.values = values
         return _sign_in_page(request, ctx, state, 422, next)
     try:
-        token, account = accounts.sign_in_staff(ctx, values["username"], password)
+        token, account = accounts.sign_in_staff(ctx, values["username"], password, client_address(request))
     except Problem as problem:
         ctx.session.rollback()
         state = FormState(values=values)
@@ -88,4 +89,7 @@ def staff_home(request: Request, staff: StaffPage) -> HTMLResponse:
         "role": role_label(t, account.role),
         "institution": institution_view(t, staff.institution) if staff.institution else None,
         "region_code": account.region_code,
+        "failures_before_sign_in": account.failures_before_sign_in,
+        "last_failure_at": (account.failure_last_before_sign_in.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
+                            if account.failure_last_before_sign_in else ""),
     })
