@@ -326,6 +326,16 @@ def test_summary_by_day_and_scene_and_by_institution(client, platform, instituti
     assert long.status_code == 422 and long.json()["code"] == "period_invalid"
 
 
+def test_an_impossible_period_is_refused_by_the_list_too(client, platform):
+    auditor = make_staff(platform, client, "auditor", None)
+    for params in ({"to": "23935", "from": "0059-10-03T00:00:00+08:00"},  # seconds since 1970; year 59
+                   {"from": "2026-05-02T00:00:00+08:00", "to": "2026-05-01T00:00:00+08:00"},  # backwards
+                   {"from": "2026-05-01T00:00:00+08:00", "to": "2026-05-01T00:00:00+08:00"}):  # empty
+        for path in ("/api/v1/card-uses", "/api/v1/card-uses/summary"):
+            answer = client.get(path, params=params, headers=auditor)
+            assert answer.status_code == 422 and answer.json()["code"] == "period_invalid", (path, params, answer.text)
+
+
 # -- the staff page -------------------------------------------------------------------------------
 
 def test_the_card_use_page_shows_the_reach_and_no_people(client, platform, institution, scanned):

@@ -237,6 +237,12 @@ def _claim_if_live(ctx: Ctx, payload: codec.Payload, now: datetime) -> None:
 
 # -- monitoring ---------------------------------------------------------------------------------
 
+# The moments a card-use query may name: the platform's records start after the first and the second
+# is far enough ahead for any "until" a person types.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class Filters:
     institution_id: str | None = None
@@ -297,10 +303,11 @@ def _where(ctx: Ctx, query: Select, filters: Filters) -> Select | None:
             raise Invalid(problem, code="region_code_invalid", errors=[field_error("region", "region_code_invalid",
                                                                                   problem)])
         query = query.where(CardUse.region_code.startswith(region_prefix(filters.region), autoescape=True))
-    if filters.start is not None:
-        query = query.where(CardUse.at >= _utc(filters.start, "from"))
-    if filters.end is not None:
-        query = query.where(CardUse.at < _utc(filters.end, "to"))
+    start, end = _period(filters)
+    if start is not None:
+        query = query.where(CardUse.at >= start)
+    if end is not None:
+        query = query.where(CardUse.at < end)
     for column, value in ((CardUse.scene, filters.scene), (CardUse.channel, filters.channel),
                           (CardUse.offline, filters.offline), (CardUse.replay, filters.replay)):
         if value is not None:
@@ -312,7 +319,22 @@ def _utc(moment: datetime, name: str) -> datetime:
     if moment.tzinfo is None:
         raise Invalid(f"'{name}' needs a time zone offset.", code="time_zone_missing",
                       errors=[field_error(name, "time_zone_missing", "add an offset, e.g. +08:00")])
-    return moment.astimezone(UTC)
+    moment = moment.astimezone(UTC)
+    if not EARLIEST <= moment < LATEST:
+        # A year 59 or a bare number read as seconds since 1970 is a typing slip, not a question.
+        raise Invalid(f"'{name}' must lie between {EARLIEST:%Y} and {LATEST:%Y}.", code="period_invalid",
+                      errors=[field_error(name, "period_invalid", f"a moment from {EARLIEST:%Y} to {LATEST:%Y}")])
+    return moment
+
+
+def _period(filters: Filters) -> tuple[datetime | None, datetime | None]:
+    """The filters' ``from`` and ``to`` in UTC, checked: each with an offset, plausible, in order."""
+    start = _utc(filters.start, "from") if filters.start is not None else None
+    end = _utc(filters.end, "to") if filters.end is not None else None
+    if start is not None and end is not None and end <= start:
+        raise Invalid("'from' must be before 'to'.", code="period_invalid",
+                      errors=[field_error("from", "period_invalid", "from must be before to")])
+    return start, end
 
 
 def list_uses(ctx: Ctx, filters: Filters, *, limit: int = 50, cursor: str | None = None) -> Page:
@@ -388,8 +410,9 @@ def summarise(ctx: Ctx, filters: Filters, grouping: Grouping = Grouping.DAY, *,
     """Counts of uses in reach, grouped by day and care step or by institution. Without ``start`` the
     window is the last 31 days; windows are at most 366 days long."""
     now = now or utcnow()
-    end = _utc(filters.end, "to") if filters.end is not None else now
-    start = _utc(filters.start, "from") if filters.start is not None else end - timedelta(days=SUMMARY_DAYS)
+    start, end = _period(filters)
+    end = end or now
+    start = start or end - timedelta(days=SUMMARY_DAYS)
     if end - start > timedelta(days=MAX_SUMMARY_DAYS) or end <= start:
         raise Invalid(f"A summary covers more than 0 and at most {MAX_SUMMARY_DAYS} days.", code="period_invalid",
                       errors=[field_error("from", "period_invalid", "from must be before to, within a year")])
