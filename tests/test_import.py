@@ -306,7 +306,7 @@ def test_the_cli_imports_and_writes_the_report(platform, messy_registry, tmp_pat
     env = {**os.environ, "EHC_DATABASE_URL": platform.settings.database_url,
            "EHC_KEYS_DIR": str(platform.settings.keys_dir), "EHC_DATA_DIR": str(tmp_path), "COLUMNS": "120"}
     command = [sys.executable, "-m", "ehc.cli", "cards", "import", str(path), "--report", str(report),
-               "--batch-size", "40", "--workers", "1", "--operator", "registry-migration"]
+               "--batch-size", "40", "--workers", "1", "--operator", "registry-migration", "--progress-every", "0"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "rejected" in done.stdout and str(len(expect["rejects"])) in done.stdout
@@ -314,6 +314,13 @@ def test_the_cli_imports_and_writes_the_report(platform, messy_registry, tmp_pat
     with platform.db.engine.connect() as conn:
         operators = set(conn.execute(text("SELECT DISTINCT operator FROM cards WHERE channel = '0900'")).scalars())
     assert operators == {"registry-migration"}
+
+    # Not on a terminal (captured, like cron or CI): a plain progress line per batch here, each with
+    # the rows read so far, as the import runs, not only at the end.
+    lines = [line for line in done.stdout.splitlines() if " rows " in line and "rows/s" in line]
+    done_rows = [int(line.split(" rows ")[1].split("/")[0].replace(",", "")) for line in lines]
+    assert len(lines) >= 7 and done_rows == sorted(set(done_rows)), done.stdout  # 40 rows a batch, ~300 rows
+    assert all(later - earlier <= 40 for earlier, later in zip(done_rows, done_rows[1:])), done_rows
 
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert again.returncode == 0 and "already imported" in again.stdout

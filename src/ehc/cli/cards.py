@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..cards import service
 from ..cards.schemas import card_out
+from ..kit.clock import in_china, utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Problem
 from .common import ChannelOpt, Operator, console, ctx_run, err, fail, open_platform
@@ -113,9 +114,16 @@ def cards_import(
     workers: Annotated[Optional[int], typer.Option(min=0, help="Worker processes preparing rows (default: one per core; 0: none)")] = None,
     encoding: Annotated[str, typer.Option(help="The file's text encoding, e.g. gb18030 for older exports")] = "utf-8-sig",
     operator: Operator = "cli",
+    progress_every: Annotated[float, typer.Option(
+        min=0, help="When the output is not a terminal (cron, CI, a log file): print a progress line at most "
+                    "this often, in seconds (0: after every batch)")] = 10.0,
 ) -> None:
     """Migrate a resident registry from CSV (see ``ehc.cards.importer`` for the format and design)."""
     platform = open_platform()
+    # A live bar on a terminal; elsewhere (redirected to a file) a bar prints nothing until the end,
+    # so plain progress lines are printed instead.
+    plain = not console.is_terminal
+    last_line = {"at": 0.0}
     progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console)
     task = None
@@ -131,14 +139,27 @@ def cards_import(
             return
         if p.resumed_from:
             console.print(f"resuming job {p.job_id} after row {p.resumed_from:,}")
+        started.update(at=time.monotonic(), rows=p.rows_done)
+        if plain:
+            console.print(f"import job {p.job_id}: {p.rows_total:,} rows to read, starting at row {p.rows_done:,}",
+                          highlight=False)
+            return
         progress.start()
         task = progress.add_task(describe(p), total=p.rows_total, completed=p.rows_done, rate="")
-        started.update(at=time.monotonic(), rows=p.rows_done)
 
     def on_batch(p) -> None:  # noqa: ANN001
-        rate = (p.rows_done - started["rows"]) / max(time.monotonic() - started["at"], 1e-6)
-        progress.update(task, description=describe(p), total=p.rows_total, completed=p.rows_done,
-                        rate=f"{rate:,.0f}/s")
+        now = time.monotonic()
+        rate = (p.rows_done - started["rows"]) / max(now - started["at"], 1e-6)
+        if not plain:
+            progress.update(task, description=describe(p), total=p.rows_total, completed=p.rows_done,
+                            rate=f"{rate:,.0f}/s")
+        elif now - last_line["at"] >= progress_every or p.rows_done >= p.rows_total:
+            last_line["at"] = now
+            left = f", about {(p.rows_total - p.rows_done) / rate:,.0f} s left" if rate > 0 else ""
+            console.print(f"{in_china(utcnow()):%Y-%m-%d %H:%M:%S} rows {p.rows_done:,}/{p.rows_total:,} "
+                          f"({100 * p.rows_done / max(p.rows_total, 1):.0f}%): {p.created:,} new, "
+                          f"{p.already_registered:,} known, {p.rejected:,} rejected; {rate:,.0f} rows/s{left}",
+                          highlight=False, markup=False)
 
     def stop() -> None:
         if task is not None:
