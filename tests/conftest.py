@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,6 +95,18 @@ def platform(settings: Settings) -> Iterator[Platform]:
     _empty_tables(db)
     yield Platform(settings=settings, db=db, keys=keys, vault=Vault(keys))
     db.dispose()
+
+
+@pytest.fixture
+def own_keys(settings: Settings, tmp_path: Path) -> Iterator[Platform]:
+    """The same database on a copy of the session's key store, so rotating touches no other test."""
+    path = tmp_path / "own-keys"
+    shutil.copytree(settings.keys_dir, path)
+    keys = KeyStore(path)
+    own = Platform(settings=Settings(data_dir=tmp_path, database_url=settings.database_url, keys_dir=path),
+                   db=Database(settings.database_url), keys=keys, vault=Vault(keys))
+    yield own
+    own.db.dispose()
 
 
 @pytest.fixture

@@ -201,18 +201,6 @@ def test_lists_are_checked_against_the_pinned_root(platform, client, terminal, t
     refused("list_signature_invalid", Terminal, terminal.dir)
 
 
-@pytest.fixture
-def own_keys(settings: Settings, tmp_path: Path):
-    """The same database on a copy of the session's key store, so rotating touches no other test."""
-    path = tmp_path / "own-keys"
-    shutil.copytree(settings.keys_dir, path)
-    keys = KeyStore(path)
-    own = Platform(settings=Settings(data_dir=tmp_path, database_url=settings.database_url, keys_dir=path),
-                   db=Database(settings.database_url), keys=keys, vault=Vault(keys))
-    yield own
-    own.db.dispose()
-
-
 def test_after_rotation_old_codes_verify_until_expiry_and_a_withdrawn_key_is_refused(
         platform, client, own_keys, card, institution, tmp_path):
     own = TestClient(create_app(own_keys))

@@ -13,6 +13,7 @@ from .audit import service as audit
 from .cards import service as cards
 from .me import service as me
 from .mpi import service as mpi
+from .kit import resealing
 from .qr import service as qr
 
 _registered = False
@@ -46,3 +47,5 @@ def register_hooks() -> None:
         holders_for_phone=cards.holders_for_phone,
         documents_of=lambda ctx, person: [i.value for i in mpi.identifiers_of(ctx, person, purpose="account.sign_in")
                                           if i.system.startswith("doc:")])
+    # Re-sealing after a sealing key's rotation (``ehc keys reseal``) walks every domain's sealed columns.
+    resealing.register([*mpi.sealed_columns(), *accounts.sealed_columns()])

@@ -39,7 +39,7 @@ from .residents import (
     sign_in_with_password,
     sign_out,
 )
-from .sms import outbox
+from .sms import outbox, sealed_columns
 from .tokens import (
     TOKEN_LIFETIME,
     actor_for_token,

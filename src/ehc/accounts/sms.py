@@ -34,6 +34,7 @@ from ..identity.service import normalise_phone
 from ..kit import ids
 from ..kit.context import Ctx, Vault
 from ..kit.errors import Problem
+from ..kit.resealing import SealedColumn
 from .models import SmsOutboxMessage
 
 
@@ -71,6 +72,11 @@ def get_sender(ctx: Ctx) -> SmsSender:
 
 def _context(message_id: str) -> str:
     return f"sms_outbox.phone:{message_id}"
+
+
+def sealed_columns() -> list[SealedColumn]:
+    """The outbox's sealed phone numbers with their contexts, for re-sealing."""
+    return [SealedColumn(SmsOutboxMessage.__table__.c.phone_sealed, lambda row: _context(row.id))]
 
 
 class OutboxSender:

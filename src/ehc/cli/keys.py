@@ -10,8 +10,9 @@ from rich.table import Table
 from ..config import get_settings
 from ..crypto import KeyStore, KeyStoreError
 from ..crypto.keystore import KINDS
+from ..kit import resealing
 from ..qr.service import withdraw_qr_key
-from .common import console, err
+from .common import console, err, open_platform
 
 app = typer.Typer(help="The key store: root, QR issuing, sealing and blind-index keys.", no_args_is_help=True)
 
@@ -49,11 +50,50 @@ def keys_rotate(kind: Annotated[str, typer.Argument(help="sealing or qr")]) -> N
 
 
 @app.command("withdraw")
-def keys_withdraw(key_id: Annotated[str, typer.Argument(help="A retired QR key id, e.g. Q1a2b3c")]) -> None:
-    """Take a retired QR key out of the trust list for good: every code it signed is refused from then on."""
+def keys_withdraw(key_id: Annotated[str, typer.Argument(help="A retired QR or sealing key id, e.g. Q1a2b3c")]) -> None:
+    """Stop trusting a retired key for good: a QR key's codes are refused from then on; a sealing key
+    opens nothing (refused while values are still sealed under it: run `ehc keys reseal` first)."""
+    store = KeyStore(get_settings().keys_dir)
+    kind = next((info.kind for info in store.infos() if info.id == key_id), None)
     try:
-        withdraw_qr_key(KeyStore(get_settings().keys_dir), key_id)
+        if kind == "sealing":
+            platform = open_platform()
+            try:
+                remaining = sum(resealing.count_under(platform.db.engine, key_id).values())
+            finally:
+                platform.db.dispose()
+            if remaining:
+                err.print(f"[red]error[/red] {remaining:,} values are still sealed under {key_id}: "
+                          "run `ehc keys reseal` first")
+                raise typer.Exit(2)
+            store.withdraw(key_id)
+        else:
+            withdraw_qr_key(store, key_id)
     except KeyStoreError as exc:
         err.print(f"[red]error[/red] {exc}")
         raise typer.Exit(2) from None
-    console.print(f"{key_id} withdrawn; restart the servers, terminals drop it at their next sync")
+    if kind == "sealing":
+        console.print(f"{key_id} withdrawn; restart the servers so they drop it too")
+    else:
+        console.print(f"{key_id} withdrawn; restart the servers, terminals drop it at their next sync")
+
+
+@app.command("reseal")
+def keys_reseal(
+    batch_size: Annotated[int, typer.Option(min=1, help="Values per transaction")] = 500,
+) -> None:
+    """Seal every value sealed under a retired key again under the active one (after `ehc keys rotate
+    sealing`). Runs beside the servers; stop it at any time and run it again to go on."""
+    platform = open_platform()
+    try:
+        def show(p: resealing.ColumnProgress) -> None:
+            console.print(f"{p.column}: {p.done:,}/{p.total:,}", highlight=False)
+
+        done = resealing.reseal(platform.db.engine, platform.vault, batch_size=batch_size, on_batch=show)
+        left = {key: n for info in platform.keys.infos("sealing") if info.status != "active"
+                for key, n in [(info.id, sum(resealing.count_under(platform.db.engine, info.id).values()))] if n}
+    finally:
+        platform.db.dispose()
+    console.print(f"re-sealed {sum(p.done for p in done):,} values under {platform.keys.active('sealing').id}")
+    if left:  # written meanwhile by a process that had not seen the rotation yet
+        console.print(f"still under retired keys: {left}; run again")

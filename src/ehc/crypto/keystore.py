@@ -109,17 +109,24 @@ class KeyStore:
         return info
 
     def withdraw(self, key_id: str) -> KeyInfo:
-        """Stop trusting a retired QR key for good (compromised, or its static codes reprinted): it
-        leaves the trust list and verifies nothing. The file stays, like every key the store had."""
-        info = next((k for k in self.infos("qr") if k.id == key_id), None)
+        """Stop trusting a retired key for good (it leaked, or its static codes were reprinted).
+
+        A withdrawn QR key leaves the trust list and verifies nothing. A withdrawn sealing key opens
+        nothing: withdraw it only once nothing is sealed under it (``ehc keys reseal`` checks). The
+        file stays, like every key the store had.
+        """
+        info = next((k for k in self.infos() if k.id == key_id and k.kind in ("qr", "sealing")), None)
         if info is None:
-            raise KeyStoreError(f"no QR key {key_id} in the store")
+            raise KeyStoreError(f"no QR or sealing key {key_id} in the store")
         if info.status == "active":
-            raise KeyStoreError(f"{key_id} is the active QR key: rotate it first (`ehc keys rotate qr`)")
+            raise KeyStoreError(f"{key_id} is the active {info.kind} key: rotate it first (`ehc keys rotate {info.kind}`)")
         if info.status != "withdrawn":
             info.status = "withdrawn"
             self._save()
         return info
+
+    def withdrawn(self, key_id: str) -> bool:
+        return any(k.id == key_id and k.status == "withdrawn" for k in self._manifest.keys)
 
     def _add(self, kind: str) -> KeyInfo:
         info = KeyInfo(id=_new_key_id(kind), kind=kind, created_at=_now().isoformat())

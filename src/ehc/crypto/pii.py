@@ -49,6 +49,8 @@ class Sealer:
             key = self._keys.secret(key_id)
         except Exception as exc:
             raise SealBroken(f"sealing key {key_id} is not in the key store") from exc
+        if self._keys.withdrawn(key_id):
+            raise SealBroken(f"sealing key {key_id} was withdrawn")
         try:
             blob = _b64d(body)
         except (binascii.Error, ValueError) as exc:  # truncated or garbled text in the column

@@ -25,7 +25,8 @@ from datetime import date
 from ..audit import service as audit
 from ..kit.context import Ctx, Vault
 from . import repository
-from .models import Person, PersonIdentifier
+from ..kit.resealing import SealedColumn
+from .models import MatchReview, Person, PersonIdentifier
 from .values import Demographics, Identifier
 
 PERSON_FIELDS = ("name", "birth_date", "phone", "address", "note")
@@ -42,6 +43,17 @@ def identifier_context(system: str) -> str:
 
 def review_context(review_id: int) -> str:
     return f"mpi_reviews:{review_id}:record"
+
+
+def sealed_columns() -> list[SealedColumn]:
+    """The master index's sealed columns with the context of each value, for re-sealing."""
+    person = Person.__table__.c
+    return [
+        *(SealedColumn(person[f"{field}_sealed"], lambda row, field=field: seal_context(row.id, field))
+          for field in PERSON_FIELDS),
+        SealedColumn(PersonIdentifier.__table__.c.value_sealed, lambda row: identifier_context(row.system)),
+        SealedColumn(MatchReview.__table__.c.record_sealed, lambda row: review_context(row.id)),
+    ]
 
 
 # -- sealing ------------------------------------------------------------------------------------------

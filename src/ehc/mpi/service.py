@@ -50,7 +50,7 @@ from .persons import (
     update_demographics,
 )
 from .repository import find_by_identifier, resolve
-from .sealed import demographics, identifiers_of, seal_context
+from .sealed import demographics, identifiers_of, seal_context, sealed_columns
 from .values import Demographics, Identifier
 from .xref import (
     IDENTIFIERS_PURPOSE,

@@ -20,7 +20,7 @@ from sqlalchemy import func, select, text
 
 from ..cards import service as cards
 from ..cards.service import CardChange, CardStatus
-from ..crypto import KeyStore
+from ..crypto import KeyStore, KeyStoreError
 from ..crypto.keystore import KeyInfo
 from ..kit import dialect
 from ..kit.clock import utcnow
@@ -131,6 +131,8 @@ def trust_list(keys: KeyStore, *, now: datetime | None = None) -> dict:
 def withdraw_qr_key(keys: KeyStore, key_id: str) -> KeyInfo:
     """Take a retired QR key out of the trust list for good (``KeyStore.withdraw``): its codes are
     then refused everywhere; the trust list's serial grows with it."""
+    if not any(info.id == key_id for info in keys.infos("qr")):
+        raise KeyStoreError(f"no QR key {key_id} in the store")
     return keys.withdraw(key_id)
 
 
