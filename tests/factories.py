@@ -25,7 +25,8 @@ from ehc.crypto import SM2PrivateKey
 from ehc.institutions.models import Institution
 from ehc.kit.context import Actor
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
 PASSWORD = "correct horse battery"
 # The card holder of the ``holder`` fixture (override ``holder_person`` in a module for another one).
 HOLDER_PERSON = {"name": "王小明", "document": {"type": "01", "number": resident_id(born=date(1985, 6, 1), sequence=41)},
@@ -124,3 +125,15 @@ def live(app) -> Iterator[str]:  # noqa: ANN001
         server.should_exit = server.force_exit = True  # don't wait for a browser's keep-alive connections
         thread.join(timeout=10)
         sock.close()
+
+
+def run_ehc(settings, *args: str, env: dict[str, str] | None = None):  # noqa: ANN001, ANN201
+    """Run the ``ehc`` command on ``settings``' database and key store, in a child process."""
+    import os
+    import subprocess
+    import sys
+
+    full = {**os.environ, "EHC_DATABASE_URL": settings.database_url, "EHC_KEYS_DIR": str(settings.keys_dir),
+            "EHC_DATA_DIR": str(settings.data_dir), "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ehc.cli", *args], env=full, capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)

@@ -5,14 +5,11 @@ terminals refuse its codes after their next sync) and a hospital app key's in te
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from datetime import date
-from pathlib import Path
 
 import pytest
-from factories import make_staff, person
+from factories import make_staff, person, run_ehc
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -24,8 +21,6 @@ from ehc.models import metadata
 from ehc.mpi.models import Person
 from ehc.platform import Platform
 from ehc.wiring import register_hooks
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_sealed_column_of_the_schema_is_declared_for_resealing():
@@ -42,11 +37,7 @@ def restarted(platform: Platform) -> Platform:
 
 
 def ehc(platform: Platform, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "EHC_DATABASE_URL": platform.settings.database_url,
-           "EHC_KEYS_DIR": str(platform.settings.keys_dir), "EHC_DATA_DIR": str(platform.settings.data_dir),
-           "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "ehc.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+    return run_ehc(platform.settings, *args)
 
 
 def residents(n: int, start: int = 0) -> list[dict]:
