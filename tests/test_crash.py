@@ -1,0 +1,152 @@
+"""Crashes: `kill -9` of the server in the middle of a registration burst, and of the importer in the
+middle of a file; on both DBs. After a restart every acknowledged write is there, nothing is
+half-made and nothing is duplicated."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import httpx
+from factories import ROOT, person
+from sqlalchemy import func, select, text
+from test_import import Registry, resident
+
+from ehc.cards import service as cards
+from ehc.cards.models import Card, CardEvent
+from ehc.kit.context import Actor
+from ehc.mpi.models import Person, PersonIdentifier
+
+
+def _env(settings) -> dict[str, str]:  # noqa: ANN001
+    return {**os.environ, "EHC_DATABASE_URL": settings.database_url, "EHC_KEYS_DIR": str(settings.keys_dir),
+            "EHC_DATA_DIR": str(settings.data_dir), "EHC_RATE_LIMIT_ANONYMOUS": "0", "COLUMNS": "200"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(settings, port: int) -> subprocess.Popen:  # noqa: ANN001
+    server = subprocess.Popen([sys.executable, "-m", "ehc.cli", "serve", "--port", str(port)], env=_env(settings),
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    server.kill()
+    raise AssertionError("the server did not start: " + server.stderr.read().decode()[-2000:])
+
+
+def applicant(i: int) -> dict:
+    return person("赵敏", date(1950 + i % 50, 1 + i % 12, 1 + i % 28), i % 100, i % 2 == 0,
+                  region=f"5101{4 + i // 100:02d}", phone=f"137{i:08d}")
+
+
+def test_kill_9_during_a_registration_burst_loses_no_acknowledged_card(platform):
+    port = _free_port()
+    server = start_server(platform.settings, port)
+    acknowledged: dict[int, str] = {}  # applicant -> EHC ID the server answered with
+    sent: list[int] = []
+    lock = threading.Lock()
+    counter = iter(range(10_000))
+
+    def client() -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            while True:
+                with lock:
+                    i = next(counter)
+                    sent.append(i)
+                try:
+                    answer = http.post("/api/v1/cards", json=applicant(i), headers={"Idempotency-Key": f"burst-{i}"})
+                except httpx.HTTPError:
+                    return  # the server is gone
+                assert answer.status_code in (200, 201), answer.text
+                with lock:
+                    acknowledged[i] = answer.json()["ehc_id"]
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    while len(acknowledged) < 40:
+        time.sleep(0.05)
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait()
+    for thread in threads:
+        thread.join(30)
+    assert len(acknowledged) >= 40
+
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        for i, ehc_id in acknowledged.items():
+            found = cards.find_by_document(ctx, "01", applicant(i)["document"]["number"])
+            assert found is not None and found.ehc_id == ehc_id, i
+        # Nothing half-made: every person has exactly one card, its issue event and its identifiers.
+        people = session.scalar(select(func.count()).select_from(Person))
+        assert session.scalar(select(func.count()).select_from(Card)) == people
+        assert session.scalar(select(func.count(func.distinct(Card.person_id)))) == people
+        assert session.scalar(select(func.count()).select_from(CardEvent)) == people
+        assert session.scalar(select(func.count(func.distinct(PersonIdentifier.person_id)))) == people
+        before = people
+
+    # A client that never heard back retries with its key after the restart: the card it may have got
+    # is returned, never a second one.
+    server = start_server(platform.settings, port)
+    try:
+        unanswered = [i for i in sent if i not in acknowledged]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            for i in unanswered + list(acknowledged)[:5]:
+                answer = http.post("/api/v1/cards", json=applicant(i), headers={"Idempotency-Key": f"burst-{i}"})
+                assert answer.status_code in (200, 201), answer.text
+                if i in acknowledged:
+                    assert answer.json()["ehc_id"] == acknowledged[i]
+    finally:
+        server.kill()
+        server.wait()
+    with platform.db.session() as session:
+        people = session.scalar(select(func.count()).select_from(Person))
+        assert people <= before + len(unanswered)
+        assert session.scalar(select(func.count()).select_from(Card)) == people
+
+
+def test_kill_9_of_the_importer_then_a_rerun_imports_each_row_once(platform, tmp_path: Path):
+    registry = Registry()
+    rows = 1200
+    for i in range(rows):
+        registry.add(resident(i))
+    path = registry.save(tmp_path / "registry.csv")
+    command = [sys.executable, "-m", "ehc.cli", "cards", "import", str(path), "--batch-size", "50", "--workers", "0",
+               "--progress-every", "0"]
+    importer = subprocess.Popen(command, env=_env(platform.settings), cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    progress = 0
+    for line in importer.stdout:  # a line per committed batch; kill it after the third
+        progress += "rows/s" in line
+        if progress == 3:
+            os.kill(importer.pid, signal.SIGKILL)
+            break
+    importer.wait()
+    assert importer.returncode == -signal.SIGKILL
+    with platform.db.engine.connect() as conn:
+        done = conn.execute(text("SELECT rows_done FROM card_import_jobs")).scalar()
+        assert conn.scalar(select(func.count()).select_from(Card)) >= 150 and 150 <= done < rows
+
+    again = subprocess.run(command, env=_env(platform.settings), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming job" in again.stdout
+    with platform.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Card)) == rows
+        assert session.scalar(select(func.count()).select_from(Person)) == rows
+        assert session.scalar(select(func.count()).select_from(CardEvent)) == rows
