@@ -9,7 +9,7 @@ export EHC_DATA_DIR ?= $(CURDIR)/var
 # database fixtures are built once; PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test bench system-deps install clean
+.PHONY: run test bench soak system-deps install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ test: $(STAMP) system-deps
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Ten minutes of a mixed workload at 70% of the measured peak on PostgreSQL: errors, memory, latency
+# drift (bench/soak.py; SOAK_SECONDS=N for another length). Writes its section of docs/benchmarks.md.
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf var .pytest_cache test-artifacts
