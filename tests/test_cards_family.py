@@ -171,3 +171,30 @@ def test_family_limit_holds_under_concurrent_additions(live_url, platform, insti
         assert session.scalar(select(func.count()).select_from(FamilyBinding)) == 5
         # A refused child got no new card either: the registration and the binding are one transaction.
         assert session.scalar(select(func.count()).select_from(Card)) == cards_before + codes.count(201)
+
+
+def test_concurrent_retries_of_one_family_binding_give_one_binding(live_url, platform, institution):
+    """A clerk's page retried by an impatient double click and a flaky network: eight identical
+    requests with one Idempotency-Key at once give one child card and one binding, every answer 201."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    from sqlalchemy import func, select
+
+    from ehc.cards.models import FamilyBinding
+    from factories import make_staff
+
+    with httpx.Client(base_url=live_url, timeout=60) as client:
+        clerk = make_staff(platform, client, "window_clerk", institution)
+        guardian = _adult(client)
+
+    def add(_: int) -> httpx.Response:
+        return httpx.post(f"{live_url}/api/v1/cards/{guardian}/family", json=_child(4),
+                          headers={**clerk, "Idempotency-Key": "bind-twins-1"}, timeout=60)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(add, range(8)))
+    assert [a.status_code for a in answers] == [201] * 8, [a.text for a in answers]
+    assert len({a.json()["ehc_id"] for a in answers}) == 1
+    with platform.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(FamilyBinding)) == 1
