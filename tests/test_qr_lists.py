@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 from datetime import date, datetime, timedelta
 
 import gmalg
@@ -20,11 +19,8 @@ from test_crypto_vectors import der_to_raw
 
 from ehc.app import create_app
 from ehc.cards import service as cards
-from ehc.config import Settings
 from ehc.crypto import DEFAULT_USER_ID, KeyStore, KeyStoreError
-from ehc.db import Database
-from ehc.kit.context import Actor, Vault
-from ehc.platform import Platform
+from ehc.kit.context import Actor
 from ehc.qr import codec, lists
 from ehc.qr.models import Revocation
 
@@ -102,18 +98,6 @@ def test_trust_list_is_public_signed_by_the_root_key_and_lists_the_active_qr_key
     root = fetch(client, "/.well-known/ehc/root-key")
     public = platform.keys.public_key(platform.keys.active("root").id)
     assert unb64(root["point"]) == public.point and root["fingerprint"] == public.fingerprint
-
-
-@pytest.fixture
-def own_keys(settings: Settings, tmp_path):
-    """A platform on a copy of the session's key store, so rotating and withdrawing touch no other test."""
-    path = tmp_path / "own-keys"
-    shutil.copytree(settings.keys_dir, path)
-    keys = KeyStore(path)
-    own = Platform(settings=Settings(data_dir=tmp_path, database_url=settings.database_url, keys_dir=path),
-                   db=Database(settings.database_url), keys=keys, vault=Vault(keys))
-    yield own
-    own.db.dispose()
 
 
 def test_serial_grows_only_with_the_key_set_and_rotation_keeps_the_old_key(own_keys):

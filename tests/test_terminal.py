@@ -26,10 +26,8 @@ from ehc.app import create_app
 from ehc.cards import service as cards
 from ehc.cards.models import Card
 from ehc.cli import app as cli
-from ehc.config import Settings
-from ehc.crypto import KeyStore, SM2PrivateKey
-from ehc.db import Database
-from ehc.kit.context import Actor, Vault
+from ehc.crypto import SM2PrivateKey
+from ehc.kit.context import Actor
 from ehc.platform import Platform
 from ehc.qr import codec, lists
 from ehc.qr import service as qr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -31,6 +32,16 @@ def _passphrase(path: Path | None, *, confirm: bool) -> str:
     return text
 
 
+def _refusing(work: Callable[[], backups.Manifest]) -> backups.Manifest:
+    """Run ``work``; a refusal (wrong passphrase, a damaged file, a database that is not empty) is
+    printed and ends the command with status 2."""
+    try:
+        return work()
+    except backups.BackupError as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
 def _shown(table: str, rows: int) -> None:
     console.print(f"{table}: {rows:,} rows", highlight=False)
 
@@ -41,11 +52,7 @@ def backup(
 ) -> None:
     """Back up the database (one consistent snapshot) and the key store (encrypted under a passphrase)."""
     secret = _passphrase(passphrase_file, confirm=True)
-    try:
-        manifest = backups.backup(get_settings(), file, secret, on_table=_shown)
-    except backups.BackupError as exc:
-        err.print(f"[red]error[/red] {exc}")
-        raise typer.Exit(2) from None
+    manifest = _refusing(lambda: backups.backup(get_settings(), file, secret, on_table=_shown))
     rows = sum(t["rows"] for t in manifest.tables.values())
     console.print(f"backup written to {file}: {len(manifest.tables)} tables, {rows:,} rows, schema {manifest.revision}; "
                   "keep the passphrase apart from the file")
@@ -58,9 +65,5 @@ def restore(
     """Rebuild the platform from a backup, on an empty database (EHC_DATABASE_URL) and an empty key
     directory (EHC_KEYS_DIR)."""
     secret = _passphrase(passphrase_file, confirm=False)
-    try:
-        manifest = backups.restore(get_settings(), file, secret, on_table=_shown)
-    except backups.BackupError as exc:
-        err.print(f"[red]error[/red] {exc}")
-        raise typer.Exit(2) from None
+    manifest = _refusing(lambda: backups.restore(get_settings(), file, secret, on_table=_shown))
     console.print(f"restored the backup of {manifest.created_at} ({manifest.source_dialect}, schema {manifest.revision})")
