@@ -170,7 +170,81 @@ class RequestIdMiddleware(BaseHTTPMiddleware):
         return response
 
 
+# -- the OpenAPI document says what the handlers below answer ---------------------------------------
+
+PROBLEM_SCHEMA = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details: branch on `code`, show `detail`; `errors` points at fields.",
+    "type": "object",
+    "required": ["type", "title", "status", "code", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "code": {"type": "string", "description": "Stable machine code, e.g. card_not_found"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "request_id": {"type": "string"},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["field", "code", "message"],
+            "properties": {"field": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}},
+        }},
+    },
+    "additionalProperties": True,  # a problem may carry more (retry_after, the first answer's id ...)
+}
+# The refusals any operation can answer, whoever calls it: a malformed or NUL-carrying request (400),
+# no or a wrong sign-in or signature (401), a caller without the role (403), an id nobody holds (404),
+# a clash with the current state or an Idempotency-Key reused (409), a value breaking a rule (422), a
+# rate limit (429).
+PROBLEM_STATUSES = {
+    400: "Malformed request (bad_request, nul_character ...)",
+    401: "Sign-in or signature missing or refused",
+    403: "The caller may not do this",
+    404: "Not found",
+    409: "Conflicts with the current state",
+    422: "A value breaks a rule (validation_failed, value_out_of_range, a domain's own code)",
+    429: "Too many requests (Retry-After says when to come back)",
+}
+_FRAMEWORK_VALIDATION_ERROR = "#/components/schemas/HTTPValidationError"
+
+
+def document_problems(app: FastAPI) -> None:
+    """Declare in the app's OpenAPI document the problem+json answers of ``PROBLEM_STATUSES`` on every
+    operation, where the operation does not document that status itself (a door with other errors, like
+    FHIR's OperationOutcomes, declares its own). FastAPI's default 422 (its own validation-error shape,
+    which this platform never sends) becomes the problem it is."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = PROBLEM_SCHEMA
+        content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, description in PROBLEM_STATUSES.items():
+                    declared = responses.get(str(status))
+                    if declared is None:
+                        responses[str(status)] = {"description": description, "content": content}
+                    elif not declared.get("content") or _FRAMEWORK_VALIDATION_ERROR in str(declared["content"]):
+                        declared["content"] = content
+                        if declared.get("description") == "Validation Error":
+                            declared["description"] = description
+        if _FRAMEWORK_VALIDATION_ERROR not in str(schema["paths"]):  # nothing refers to them any more
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
+    document_problems(app)
+
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem):  # noqa: ANN202
         return problem_response(request, exc)
