@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from sqlalchemy.exc import DataError, StatementError
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -85,10 +86,15 @@ _TEXT_BODIES = {b"application/json": (b"\\u0000", b"\x00"), b"application/fhir+j
 class NulGuardMiddleware:
     """Refuses, with 400 ``nul_character``, any request whose path, query or text body holds a NUL:
     PostgreSQL cannot store one in text, and no name, number or code has one. Checked once here, for
-    the API, the pages and the FHIR door alike, before any handler runs."""
+    the API, the pages and the FHIR door alike, before any handler runs.
 
-    def __init__(self, app: ASGIApp) -> None:
+    The refusal is problem+json, or, under a path prefix a door names in ``answers``, that door's own
+    form of a problem (the FHIR door's OperationOutcome)."""
+
+    def __init__(self, app: ASGIApp,
+                 answers: Mapping[str, Callable[[Request, Problem], Response]] | None = None) -> None:
         self.app = app
+        self.answers = dict(answers or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,9 +128,11 @@ class NulGuardMiddleware:
 
         await self.app(scope, replay, send)
 
-    @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
-        await problem_response(Request(scope, receive), NUL_CHARACTER)(scope, receive, send)
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        answer = next((render for prefix, render in self.answers.items()
+                       if path == prefix or path.startswith(prefix.rstrip("/") + "/")), problem_response)
+        await answer(Request(scope, receive), NUL_CHARACTER)(scope, receive, send)
 
 
 def value_problem(error: Exception) -> Problem | None:
