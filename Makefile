@@ -9,7 +9,7 @@ export EHC_DATA_DIR ?= $(CURDIR)/var
 # database fixtures are built once; PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test bench soak system-deps install clean
+.PHONY: run test bench soak fuzz system-deps install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,15 @@ bench: $(STAMP)
 # drift (bench/soak.py; SOAK_SECONDS=N for another length). Writes its section of docs/benchmarks.md.
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py
+
+# The long fuzzing run: schemathesis with every phase, every caller over every operation, on SQLite and
+# PostgreSQL, and the parsers' property tests at many more examples. FUZZ_EXAMPLES (per operation),
+# FUZZ_STEPS (stateful), FUZZ_PHASES, FUZZ_SEED and FUZZ_PARSER_EXAMPLES tune it.
+FUZZ_EXAMPLES ?= 20
+FUZZ_PARSER_EXAMPLES ?= 20000
+fuzz: $(STAMP)
+	FUZZ_LONG=1 FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_PARSER_EXAMPLES=$(FUZZ_PARSER_EXAMPLES) \
+	  $(BIN)/python -m pytest -p no:randomly -s tests/test_schemathesis.py tests/test_fuzz_parsers.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf var .pytest_cache test-artifacts

@@ -8,7 +8,6 @@ import pytest
 @pytest.mark.parametrize("url", [
     "/api/v1/cards/%00",
     "/api/v1/cards/ABC%00DEF",
-    "/fhir/Patient/%00",
     "/api/v1/institutions?region_code=51%00",
     "/staff/print?ehc_id=%00",
 ])
@@ -16,6 +15,15 @@ def test_a_nul_in_a_path_or_query_is_refused(client, clerk, url):
     answer = client.get(url, headers=clerk)
     assert answer.status_code == 400, answer.text
     assert answer.json()["code"] == "nul_character" and answer.headers["X-Request-ID"]
+
+
+@pytest.mark.parametrize("url", ["/fhir/Patient/%00", "/fhir/Patient?family=%00", "/fhir/metadata?x=%00"])
+def test_the_fhir_door_refuses_a_nul_with_an_operation_outcome(client, clerk, url):
+    from test_fhir import outcome_code
+
+    answer = client.get(url, headers=clerk)
+    assert answer.status_code == 400 and answer.headers["content-type"].startswith("application/fhir+json")
+    assert outcome_code(answer.json()) == "nul_character"
 
 
 def test_a_nul_in_a_json_or_form_body_is_refused_before_anyone_signs_in(client):

@@ -12,6 +12,7 @@ from .apps.endpoints import router as apps_router
 from .audit.endpoints import router as audit_router
 from .audit.service import start_sweeper
 from .cards.endpoints import router as cards_router
+from .fhir.endpoints import outcome_response
 from .fhir.endpoints import router as fhir_router
 from .institutions.endpoints import router as institutions_router
 from .kit.http import NulGuardMiddleware, RequestIdMiddleware, install_problem_handlers
@@ -33,7 +34,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     )
     app.state.platform = platform
     app.state.identify_caller = identify_caller  # kit.auth.current_actor asks it who is calling
-    app.add_middleware(NulGuardMiddleware)
+    app.add_middleware(NulGuardMiddleware, answers={"/fhir": outcome_response})  # FHIR refuses in its own form
     app.add_middleware(RequestIdMiddleware)  # outermost: every answer, a refusal too, carries the id
     install_problem_handlers(app)
     app.include_router(accounts_router)

@@ -43,7 +43,8 @@ def _idempotent(ctx: Ctx, key: str | None, route: str, payload: dict, response: 
     return _out(ctx, card, created, purpose=purpose)
 
 
-@router.post("", response_model=CardOut, status_code=201, summary="Apply for a card (or get the existing one)")
+@router.post("", response_model=CardOut, status_code=201,
+             responses=idempotency.responses(CardOut), summary="Apply for a card (or get the existing one)")
 def register(body: RegistrationIn, ctx: Applicant, response: Response, idempotency_key: IdempotencyKey = None) -> CardOut:
     def do():  # noqa: ANN202
         issued = service.register(ctx, service.registration_of(body))
@@ -103,7 +104,8 @@ def family(ehc_id: str, ctx: CardStaff) -> list[FamilyMemberOut]:
     ]
 
 
-@router.post("/{ehc_id}/family", response_model=CardOut, status_code=201, summary="Bind a family member")
+@router.post("/{ehc_id}/family", response_model=CardOut, status_code=201,
+             responses=idempotency.responses(CardOut), summary="Bind a family member")
 def bind_family(ehc_id: str, body: FamilyMemberIn, ctx: CardClerk, response: Response,
                 idempotency_key: IdempotencyKey = None) -> CardOut:
     def do():  # noqa: ANN202
@@ -115,7 +117,8 @@ def bind_family(ehc_id: str, body: FamilyMemberIn, ctx: CardClerk, response: Res
                        "card.family")
 
 
-@router.post("/{ehc_id}/newborns", response_model=CardOut, status_code=201, summary="Register a newborn")
+@router.post("/{ehc_id}/newborns", response_model=CardOut, status_code=201,
+             responses=idempotency.responses(CardOut), summary="Register a newborn")
 def newborn(ehc_id: str, body: NewbornIn, ctx: CardStaff, response: Response,
             idempotency_key: IdempotencyKey = None) -> CardOut:
     def do():  # noqa: ANN202

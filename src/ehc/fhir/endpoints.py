@@ -29,12 +29,26 @@ from .outcome import FHIR_JSON, outcome_json
 log = logging.getLogger("ehc.fhir")
 
 
+class FhirJSON(JSONResponse):
+    media_type = FHIR_JSON
+
+
+# What the OpenAPI document says every FHIR operation may answer besides its resource: an
+# OperationOutcome (kit.http.document_problems adds problem+json only where a door says nothing).
+_OUTCOME_SCHEMA = {"type": "object", "required": ["resourceType", "issue"],
+                   "properties": {"resourceType": {"enum": ["OperationOutcome"]}, "issue": {"type": "array"}}}
+OUTCOME_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": f"OperationOutcome ({issue})", "content": {FHIR_JSON: {"schema": _OUTCOME_SCHEMA}}}
+    for status, issue in ((400, "invalid"), (401, "login"), (403, "forbidden"), (404, "not-found"),
+                          (409, "conflict"), (422, "business-rule"), (429, "throttled"))
+}
+
+
 def outcome_response(request: Request, problem: Problem) -> JSONResponse:
     headers = {"X-Request-ID": request_id(request)}
     if "retry_after" in problem.extra:
         headers["Retry-After"] = str(problem.extra["retry_after"])
-    return JSONResponse(outcome_json(problem, request_id(request)), status_code=problem.status,
-                        media_type=FHIR_JSON, headers=headers)
+    return FhirJSON(outcome_json(problem, request_id(request)), status_code=problem.status, headers=headers)
 
 
 def _as_problem(error: Exception) -> Problem:
@@ -68,7 +82,8 @@ class FhirRoute(APIRoute):
         return fhir_handler
 
 
-router = APIRouter(prefix="/fhir", tags=["fhir"], route_class=FhirRoute)
+router = APIRouter(prefix="/fhir", tags=["fhir"], route_class=FhirRoute, default_response_class=FhirJSON,
+                   responses=OUTCOME_RESPONSES)
 
 
 def _base(request: Request) -> str:
@@ -76,7 +91,7 @@ def _base(request: Request) -> str:
 
 
 def _fhir(body: dict, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code=status_code, media_type=FHIR_JSON)
+    return FhirJSON(body, status_code=status_code)
 
 
 @router.get("/metadata", summary="CapabilityStatement (public)")

@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from sqlalchemy.exc import DataError, StatementError
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -85,10 +86,15 @@ _TEXT_BODIES = {b"application/json": (b"\\u0000", b"\x00"), b"application/fhir+j
 class NulGuardMiddleware:
     """Refuses, with 400 ``nul_character``, any request whose path, query or text body holds a NUL:
     PostgreSQL cannot store one in text, and no name, number or code has one. Checked once here, for
-    the API, the pages and the FHIR door alike, before any handler runs."""
+    the API, the pages and the FHIR door alike, before any handler runs.
 
-    def __init__(self, app: ASGIApp) -> None:
+    The refusal is problem+json, or, under a path prefix a door names in ``answers``, that door's own
+    form of a problem (the FHIR door's OperationOutcome)."""
+
+    def __init__(self, app: ASGIApp,
+                 answers: Mapping[str, Callable[[Request, Problem], Response]] | None = None) -> None:
         self.app = app
+        self.answers = dict(answers or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,9 +128,11 @@ class NulGuardMiddleware:
 
         await self.app(scope, replay, send)
 
-    @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
-        await problem_response(Request(scope, receive), NUL_CHARACTER)(scope, receive, send)
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        answer = next((render for prefix, render in self.answers.items()
+                       if path == prefix or path.startswith(prefix.rstrip("/") + "/")), problem_response)
+        await answer(Request(scope, receive), NUL_CHARACTER)(scope, receive, send)
 
 
 def value_problem(error: Exception) -> Problem | None:
@@ -170,7 +178,81 @@ class RequestIdMiddleware(BaseHTTPMiddleware):
         return response
 
 
+# -- the OpenAPI document says what the handlers below answer ---------------------------------------
+
+PROBLEM_SCHEMA = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details: branch on `code`, show `detail`; `errors` points at fields.",
+    "type": "object",
+    "required": ["type", "title", "status", "code", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "code": {"type": "string", "description": "Stable machine code, e.g. card_not_found"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "request_id": {"type": "string"},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["field", "code", "message"],
+            "properties": {"field": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}},
+        }},
+    },
+    "additionalProperties": True,  # a problem may carry more (retry_after, the first answer's id ...)
+}
+# The refusals any operation can answer, whoever calls it: a malformed or NUL-carrying request (400),
+# no or a wrong sign-in or signature (401), a caller without the role (403), an id nobody holds (404),
+# a clash with the current state or an Idempotency-Key reused (409), a value breaking a rule (422), a
+# rate limit (429).
+PROBLEM_STATUSES = {
+    400: "Malformed request (bad_request, nul_character ...)",
+    401: "Sign-in or signature missing or refused",
+    403: "The caller may not do this",
+    404: "Not found",
+    409: "Conflicts with the current state",
+    422: "A value breaks a rule (validation_failed, value_out_of_range, a domain's own code)",
+    429: "Too many requests (Retry-After says when to come back)",
+}
+_FRAMEWORK_VALIDATION_ERROR = "#/components/schemas/HTTPValidationError"
+
+
+def document_problems(app: FastAPI) -> None:
+    """Declare in the app's OpenAPI document the problem+json answers of ``PROBLEM_STATUSES`` on every
+    operation, where the operation does not document that status itself (a door with other errors, like
+    FHIR's OperationOutcomes, declares its own). FastAPI's default 422 (its own validation-error shape,
+    which this platform never sends) becomes the problem it is."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = PROBLEM_SCHEMA
+        content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, description in PROBLEM_STATUSES.items():
+                    declared = responses.get(str(status))
+                    if declared is None:
+                        responses[str(status)] = {"description": description, "content": content}
+                    elif not declared.get("content") or _FRAMEWORK_VALIDATION_ERROR in str(declared["content"]):
+                        declared["content"] = content
+                        if declared.get("description") == "Validation Error":
+                            declared["description"] = description
+        if _FRAMEWORK_VALIDATION_ERROR not in str(schema["paths"]):  # nothing refers to them any more
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
+    document_problems(app)
+
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem):  # noqa: ANN202
         return problem_response(request, exc)

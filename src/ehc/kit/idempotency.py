@@ -80,6 +80,12 @@ def remember(session: Session, scope: str, key: str, fingerprint: str, status_co
     )
 
 
+def responses(model: type) -> dict[int | str, dict[str, Any]]:
+    """What a route run through :func:`run_once` answers besides its 201, for its OpenAPI document:
+    200 with the same model when nothing new was made (it existed already)."""
+    return {200: {"model": model, "description": "Nothing new was made: the one that exists already"}}
+
+
 def run_once(ctx: Ctx, key: str | None, route: str, payload: Any, response: Response,
              do: Callable[[], tuple[T, bool]], *, ref: Callable[[T], str], load: Callable[[str], T]) -> tuple[T, bool]:
     """Run ``do`` (which answers ``(result, created)``) once per Idempotency-Key of this caller and

@@ -59,6 +59,7 @@ def my_family(ctx: Resident) -> list[MyFamilyMemberOut]:
 
 
 @router.post("/family", response_model=MyCardOut, status_code=201,
+             responses=idempotency.responses(MyCardOut),
              summary="Bind a family member (registering their card if they have none); I am the guardian")
 def bind_family_member(body: FamilyMemberIn, ctx: Resident, response: Response,
                        idempotency_key: IdempotencyKey = None) -> MyCardOut:
@@ -82,6 +83,7 @@ def report_member_card_lost(ehc_id: str, ctx: Resident, token: SignInToken, body
 
 
 @router.post("/newborns", response_model=MyCardOut, status_code=201,
+             responses=idempotency.responses(MyCardOut),
              summary="Register my newborn (bound to me as my child)")
 def register_newborn(body: NewbornIn, ctx: Resident, response: Response,
                      idempotency_key: IdempotencyKey = None) -> MyCardOut:

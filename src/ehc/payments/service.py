@@ -18,6 +18,7 @@ from typing import Protocol
 
 from ..cards.service import Card
 from ..kit.context import Ctx
+from ..kit.errors import field_error
 from . import sandbox
 from .schemas import MEDICAL_PAYMENT, PaymentChannelUnknown, PaymentToken, PaymentTokenInvalid
 
@@ -56,7 +57,7 @@ def channel(ctx: Ctx, name: str) -> PaymentChannel:
     if factory is None or (name in SANDBOX_ONLY and ctx.settings.environment == "production"):
         raise PaymentChannelUnknown(
             f"No payment channel {name!r} here; known: {', '.join(available(ctx)) or 'none'}.",
-            errors=[{"field": "payment", "code": "payment_channel_unknown", "detail": "not a payment channel"}],
+            errors=[field_error("payment", "payment_channel_unknown", "not a payment channel")],
         )
     return factory(ctx)
 

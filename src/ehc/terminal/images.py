@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
+from typing import BinaryIO
 
 import zxingcpp
 from PIL import Image, UnidentifiedImageError
@@ -15,12 +17,20 @@ class ImageUnreadable(codec.QRRejected):
     title = "No QR code found"
 
 
-def read_image(path: Path | str) -> list[str]:
-    """The text of every QR code zxing-cpp finds in the image file, in reading order."""
+# What Pillow raises on a file it cannot decode: not only OSError (UnidentifiedImageError, "truncated"),
+# its format plug-ins also raise SyntaxError ("broken PNG file"), ValueError ("Truncated IHDR chunk"),
+# EOFError and struct.error on damaged data, and DecompressionBombError on absurd dimensions.
+_UNDECODABLE = (OSError, UnidentifiedImageError, SyntaxError, ValueError, EOFError, struct.error,
+                Image.DecompressionBombError)
+
+
+def read_image(path: Path | str | BinaryIO) -> list[str]:
+    """The text of every QR code zxing-cpp finds in the image (a file's path, or an open binary file),
+    in reading order; :class:`ImageUnreadable` for anything that is not a picture Pillow can decode."""
     try:
         with Image.open(path) as image:
             found = zxingcpp.read_barcodes(image.convert("L"), formats=zxingcpp.BarcodeFormat.QRCode)
-    except (OSError, UnidentifiedImageError) as exc:
+    except _UNDECODABLE as exc:
         raise ImageUnreadable(f"Cannot read {path} as an image: {exc}") from None
     return [b.text for b in found if b.valid]
 
