@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..kit.context import Ctx
@@ -140,3 +140,18 @@ def add_link_job(session: Session, job: LinkJob) -> None:
 
 def link_job(session: Session, job_id: str) -> LinkJob | None:
     return session.get(LinkJob, job_id)
+
+
+def population(session: Session, region_prefixes: Iterable[str], *, born_by: int, born_from: int) -> tuple[int, int, int]:
+    """Active, non-temporary people whose region starts with one of ``region_prefixes``: all of them,
+    those born in or before ``born_by`` and those born in or after ``born_from`` (coarse clear fields)."""
+    prefixes = sorted(set(region_prefixes))
+    if not prefixes:
+        return 0, 0, 0
+    where = or_(*[Person.region_code.like(f"{p}%") for p in prefixes])
+    row = session.execute(select(
+        func.count(),
+        func.coalesce(func.sum(case((Person.birth_year <= born_by, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((Person.birth_year >= born_from, 1), else_=0)), 0),
+    ).where(where, Person.status == "active", Person.temporary.is_(False))).one()
+    return int(row[0]), int(row[1]), int(row[2])
