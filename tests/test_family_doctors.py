@@ -4,6 +4,7 @@ capacity) under many concurrent clients of a live server."""
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -12,8 +13,11 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 from factories import PASSWORD, bearer, card_holder, person, uscc
+from sqlalchemy import func, select
+from test_cli import _env, run
 
 from ehc.accounts import service as accounts
+from ehc.cards import service as cards
 from ehc.family_doctors import service as fd
 from ehc.institutions import service as institutions
 from ehc.kit.clock import china_today
@@ -323,7 +327,6 @@ def test_a_merge_carries_the_contract_and_an_unmerge_brings_it_back(client, plat
     cb = _ok(client.post(f"{API}/contracts", json={"team_id": centre.other_team, "ehc_id": b}, headers=clerk))
     with platform.db.session() as session:
         ctx = platform.ctx(session, Actor.system())
-        from ehc.cards import service as cards  # noqa: PLC0415
         source = mpi.resolve(ctx, cards.get_card(ctx, a).person_id)
         target = mpi.resolve(ctx, cards.get_card(ctx, b).person_id)
         merge = mpi.merge(ctx, source, target, "duplicate")
@@ -382,5 +385,23 @@ def test_one_active_contract_per_person_under_concurrent_signatures(live_url, cl
     assert codes == [201] + [409] * 11, [a.text for a in answers if a.status_code not in (201, 409)]
     assert all(a.json()["code"] == "contract_exists" for a in answers if a.status_code == 409)
     with platform.db.session() as session:
-        from sqlalchemy import func, select  # noqa: PLC0415
         assert session.scalar(select(func.count()).select_from(fd.Contract)) == 1
+
+
+def test_cli_daily_job_policy_and_coverage(client, platform, settings, centre) -> None:  # noqa: ANN001
+    ehc_id, _ = card_holder(client, platform, RESIDENT)
+    signed = _ok(client.post(f"{API}/contracts", json={"team_id": centre.team, "ehc_id": ehc_id},
+                             headers=centre.headers["clerk"]))
+    env = _env(settings)
+    end = date.fromisoformat(signed["end_date"])
+    first = json.loads(run(env, "family-doctors", "daily", "--day", (end - timedelta(days=30)).isoformat()).stdout)
+    again = json.loads(run(env, "family-doctors", "daily", "--day", (end - timedelta(days=30)).isoformat()).stdout)
+    assert (first["reminded"], again["reminded"]) == (1, 0)
+    expired = json.loads(run(env, "family-doctors", "daily", "--day", (end + timedelta(days=1)).isoformat()).stdout)
+    assert expired["expired"] == 1
+    assert _ok(client.get(f"{API}/contracts/{signed['id']}", headers=centre.headers["clerk"]))["status"] == "ended"
+    policy = json.loads(run(env, "family-doctors", "policy", "510104", "--capacity", "1800", "--reason", "moved").stdout)
+    assert policy["capacity_per_lead"] == 1800 and policy["change_reasons"] == ["moved"]
+    figures = json.loads(run(env, "family-doctors", "coverage", "--centre", centre.id).stdout)
+    assert figures["total"]["residents"] == 1
+    assert run(env, "family-doctors", "coverage", "--region", "5101", ok=False).returncode == 2
