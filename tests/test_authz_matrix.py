@@ -855,6 +855,18 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/staff/institution/{institution_id}/keys/apps/{app_id}"): INSTITUTION_MANAGERS,
     ("GET", "/staff/institution/{institution_id}/keys/apps/{app_id}/{key_id}/revoke"): INSTITUTION_MANAGERS,
     ("POST", "/staff/institution/{institution_id}/keys/apps/{app_id}/{key_id}/revoke"): INSTITUTION_MANAGERS,
+    # family doctors: the resident's page; the work list, desk and contract pages (the API's desk and
+    # team-work rules), the centre's teams and coverage (its admin)
+    ("GET", "/me/family-doctor"): RESIDENT_ONLY,
+    ("POST", "/me/family-doctor/sign"): RESIDENT_ONLY,
+    ("POST", "/me/family-doctor/{contract_id}/{action}"): RESIDENT_ONLY,
+    ("GET", "/staff/family-doctors"): FD_DESK - {HOSPITAL},
+    ("POST", "/staff/family-doctors/sign"): FD_DESK - {HOSPITAL},
+    ("GET", "/staff/family-doctors/contracts/{contract_id}"): FD_DESK - {HOSPITAL},
+    ("POST", "/staff/family-doctors/contracts/{contract_id}/services"): FD_TEAM_WORKERS - {HOSPITAL},
+    ("POST", "/staff/family-doctors/contracts/{contract_id}/referrals"): FD_TEAM_WORKERS - {HOSPITAL},
+    ("GET", "/staff/family-doctors/centre"): FD_TEAM_MANAGERS,
+    ("POST", "/staff/family-doctors/teams"): FD_TEAM_MANAGERS,
     # not pages, and public: what offline verifiers fetch, the health check, the API's documentation
     ("GET", "/.well-known/ehc/root-key"): PUBLIC,
     ("GET", "/.well-known/ehc/trust-list"): PUBLIC,
@@ -903,7 +915,7 @@ def _page_outcome(answer) -> str:  # noqa: ANN001
 def _page_url(w: World, template: str) -> str:
     return template.format(ehc_id=w.card, review_id="999999", verdict="accept", institution_id=w.institution,
                            code="0300", terminal_id="W01", staff_id=w.staff_id, app_id=w.managed_app.app_id,
-                           key_id=w.managed_app.key_id)
+                           key_id=w.managed_app.key_id, contract_id="no-such-contract", action="renew")
 
 
 def test_page_authorisation_matrix(world: World) -> None:

@@ -829,6 +829,17 @@ def my_family_doctor(ctx: Ctx) -> list[MyContract]:
     return out
 
 
+def people_i_act_for(ctx: Ctx) -> list[tuple[str | None, str]]:
+    """(card id, relation) of the signed-in resident (None, "self") and each family member they guard."""
+    me = mpi.resolve(ctx, ctx.actor.id)
+    card = cards.card_of_person(ctx, me)
+    out: list[tuple[str | None, str]] = [(None, "self")]
+    if card is not None:
+        out += [(member.ehc_id, binding.relation) for binding, member in cards.family_of(ctx, card.ehc_id)
+                if member is not None]
+    return out
+
+
 def resident_subject(ctx: Ctx, ehc_id: str | None) -> mpi.Person:
     """The resident, or a family member they guard (by card)."""
     return _resident_subject(ctx, ehc_id).person
