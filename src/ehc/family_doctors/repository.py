@@ -247,12 +247,17 @@ def areas_of_institutions(session: Session, institution_ids: Sequence[str]) -> d
     return out
 
 
-def conditions_in(session: Session, prefixes: Sequence[str]) -> dict[str, int]:
-    """People with each recorded condition whose region starts with one of ``prefixes``."""
-    if not prefixes:
+def conditions_by_region(session: Session, prefixes: Sequence[str]) -> dict[tuple[str, str], int]:
+    """(region code, condition) -> people with it on record, in the regions of ``prefixes`` (six
+    digits matched exactly, shorter ones as prefixes)."""
+    exact = [p for p in prefixes if len(p) >= 6]
+    reach = ([Condition.region_code.in_(exact)] if exact else []) + [Condition.region_code.like(f"{p}%")
+                                                                     for p in prefixes if len(p) < 6]
+    if not reach:
         return {}
-    where = or_(*[Condition.region_code.like(f"{p}%") for p in prefixes])
-    return dict(session.execute(select(Condition.code, func.count()).where(where).group_by(Condition.code)).all())
+    rows = session.execute(select(Condition.region_code, Condition.code, func.count()).where(or_(*reach))
+                           .group_by(Condition.region_code, Condition.code))
+    return {(region, code): n for region, code, n in rows}
 
 
 def institutions_with_teams(session: Session) -> list[str]:

@@ -1163,14 +1163,35 @@ def _age_years(day: date) -> tuple[int, int]:
     return day.year - 65, day.year - 5
 
 
-def _fill_population(ctx: Ctx, row: CoverageRow, areas: list[str], born_by: int, born_from: int) -> None:
-    prefixes = sorted({a[:6] for a in areas})
-    row.residents, row.elderly, row.children = mpi.population(ctx.session, prefixes, born_by=born_by,
-                                                              born_from=born_from)
-    conditions = repo.conditions_in(ctx.session, prefixes)
-    row.hypertension = conditions.get("hypertension", 0)
-    row.diabetes = conditions.get("diabetes_t2", 0)
-    row.pregnant = conditions.get("pregnancy", 0)
+@dataclass(frozen=True)
+class _Population:
+    """The people of a set of regions by region code, and their recorded conditions, read once and
+    summed per team or centre (an area is a region code or a street code within one)."""
+
+    people: dict[str, tuple[int, int, int]]
+    conditions: dict[tuple[str, str], int]
+
+    @classmethod
+    def of(cls, ctx: Ctx, areas: list[str], born_by: int, born_from: int) -> "_Population":
+        prefixes = sorted({a[:6] for a in areas})
+        return cls(mpi.population_by_region(ctx.session, prefixes, born_by=born_by, born_from=born_from),
+                   repo.conditions_by_region(ctx.session, prefixes))
+
+    def fill(self, row: CoverageRow, areas: list[str]) -> None:
+        codes = {a[:6] for a in areas}
+        for region, (n, old, young) in self.people.items():
+            if region in codes:
+                row.residents += n
+                row.elderly += old
+                row.children += young
+        for (region, code), n in self.conditions.items():
+            if region in codes:
+                if code == "hypertension":
+                    row.hypertension += n
+                elif code == "diabetes_t2":
+                    row.diabetes += n
+                elif code == "pregnancy":
+                    row.pregnant += n
 
 
 def _fill_contracts(row: CoverageRow, found: tuple) -> None:
@@ -1196,16 +1217,17 @@ def centre_coverage(ctx: Ctx, institution_id: str, day: date | None = None) -> t
     found = {r[0]: r for r in repo.contracted_by(ctx.session, "team", institution_ids=[institution.id],
                                                  born_by=born_by, born_from=born_from)}
     delivered = repo.delivered_by(ctx.session, "team", institution_ids=[institution.id])
+    population = _Population.of(ctx, [a for t in teams for a in areas[t.id]], born_by, born_from)
     rows = []
     for team in teams:
         row = CoverageRow(team.id, team.name)
-        _fill_population(ctx, row, areas[team.id], born_by, born_from)
+        population.fill(row, areas[team.id])
         if team.id in found:
             _fill_contracts(row, found[team.id])
         row.services_delivered = delivered.get(team.id, 0)
         rows.append(row)
     total = CoverageRow(institution.id, institution.name)
-    _fill_population(ctx, total, [a for t in teams for a in areas[t.id]], born_by, born_from)
+    population.fill(total, [a for t in teams for a in areas[t.id]])
     for row in rows:
         for name in ("contracted", "elderly_contracted", "children_contracted", "hypertension_contracted",
                      "diabetes_contracted", "pregnant_contracted", "services_promised", "services_delivered"):
@@ -1233,16 +1255,17 @@ def regional_coverage(ctx: Ctx, region_code: str, day: date | None = None) -> tu
                                                  born_by=born_by, born_from=born_from)}
     delivered = repo.delivered_by(ctx.session, "institution", institution_ids=centre_ids)
     areas_of = repo.areas_of_institutions(ctx.session, centre_ids)
+    population = _Population.of(ctx, [a for c in centres for a in areas_of.get(c.id, [])], born_by, born_from)
     rows = []
     for centre in centres:
         row = CoverageRow(centre.id, centre.name)
-        _fill_population(ctx, row, areas_of.get(centre.id, []), born_by, born_from)
+        population.fill(row, areas_of.get(centre.id, []))
         if centre.id in found:
             _fill_contracts(row, found[centre.id])
         row.services_delivered = delivered.get(centre.id, 0)
         rows.append(row)
     total = CoverageRow(region_code, region_code)
-    _fill_population(ctx, total, [a for c in centres for a in areas_of.get(c.id, [])], born_by, born_from)
+    population.fill(total, [a for c in centres for a in areas_of.get(c.id, [])])
     for row in rows:
         for name in ("contracted", "elderly_contracted", "children_contracted", "hypertension_contracted",
                      "diabetes_contracted", "pregnant_contracted", "services_promised", "services_delivered"):

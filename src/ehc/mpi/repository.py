@@ -142,16 +142,20 @@ def link_job(session: Session, job_id: str) -> LinkJob | None:
     return session.get(LinkJob, job_id)
 
 
-def population(session: Session, region_prefixes: Iterable[str], *, born_by: int, born_from: int) -> tuple[int, int, int]:
-    """Active, non-temporary people whose region starts with one of ``region_prefixes``: all of them,
-    those born in or before ``born_by`` and those born in or after ``born_from`` (coarse clear fields)."""
+def population_by_region(session: Session, region_prefixes: Iterable[str], *, born_by: int,
+                         born_from: int) -> dict[str, tuple[int, int, int]]:
+    """Active, non-temporary people in the regions starting with ``region_prefixes``, by their region
+    code: (all, born in or before ``born_by``, born in or after ``born_from``), from the coarse clear
+    fields. A six-digit prefix is matched exactly (the index serves it), a shorter one as a prefix."""
     prefixes = sorted(set(region_prefixes))
+    exact = [p for p in prefixes if len(p) >= 6]
+    partial = [p for p in prefixes if len(p) < 6]
     if not prefixes:
-        return 0, 0, 0
-    where = or_(*[Person.region_code.like(f"{p}%") for p in prefixes])
-    row = session.execute(select(
-        func.count(),
+        return {}
+    reach = ([Person.region_code.in_(exact)] if exact else []) + [Person.region_code.like(f"{p}%") for p in partial]
+    rows = session.execute(select(
+        Person.region_code, func.count(),
         func.coalesce(func.sum(case((Person.birth_year <= born_by, 1), else_=0)), 0),
         func.coalesce(func.sum(case((Person.birth_year >= born_from, 1), else_=0)), 0),
-    ).where(where, Person.status == "active", Person.temporary.is_(False))).one()
-    return int(row[0]), int(row[1]), int(row[2])
+    ).where(or_(*reach), Person.status == "active", Person.temporary.is_(False)).group_by(Person.region_code))
+    return {code: (int(n), int(old), int(young)) for code, n, old, young in rows}
