@@ -319,6 +319,20 @@ def test_coverage_per_team_and_region(client, platform, centre) -> None:  # noqa
     _refused(client.get(f"{API}/coverage/regions/440300", headers=operator), 403, "region_out_of_scope")
 
 
+def test_outreach_lists_the_areas_uncontracted_residents_masked(client, platform, centre) -> None:  # noqa: ANN001
+    signed_id, _ = card_holder(client, platform, RESIDENT)
+    _, other = card_holder(client, platform, person("郑晓燕", date(1948, 4, 4), 68, False, phone="13912349007"))
+    card_holder(client, platform, person("冯志强", date(1966, 6, 6), 69, True, region="440305", phone="13912349008"))
+    _ok(client.post(f"{API}/contracts", json={"team_id": centre.team, "ehc_id": signed_id},
+                    headers=centre.headers["clerk"]))
+    found = _ok(client.get(f"{API}/teams/{centre.team}/outreach", headers=centre.headers["nurse"]))
+    assert [(i["masked_name"], i["birth_year"]) for i in found] == [("郑*燕", 1948)]
+    _refused(client.get(f"{API}/teams/{centre.team}/outreach", headers=centre.headers["outsider"]), 404,
+             "team_not_found")
+    log = _ok(client.get("/api/v1/me/access-log", headers=other))["items"]
+    assert any(e["purpose"] == "family_doctor.outreach" for e in log)
+
+
 def test_a_merge_carries_the_contract_and_an_unmerge_brings_it_back(client, platform, centre) -> None:  # noqa: ANN001
     a, _ = card_holder(client, platform, RESIDENT)
     b, _ = card_holder(client, platform, person("陈美花", date(1950, 3, 8), 67, False, phone="13912349006"))

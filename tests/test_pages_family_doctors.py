@@ -64,6 +64,9 @@ def test_staff_work_list_desk_contract_and_centre_pages(client, platform, centre
     _cookie_client(client, centre.headers["nurse"], "staff")
     work = client.get("/staff/family-doctors?lang=zh")
     assert work.status_code == 200 and "王医生团队" in work.text and RESIDENT["name"] in work.text
+    outreach = client.get(f"/staff/family-doctors?outreach={centre.team}&lang=en")
+    table = outreach.text.split('class="table fd-outreach"')[1].split("</table>")[0]
+    assert EN["family_doctor.staff.outreach"] in outreach.text and "<tbody></tbody>" in table  # all contracted
     page = client.get(contract_url + "?lang=en")
     assert page.status_code == 200 and EN["family_doctor.record_title"] in page.text
     recorded = client.post(contract_url + "/services", data={"service_code": "health_check", "systolic": "142",

@@ -41,6 +41,8 @@ PURPOSES: dict[str, tuple[str, str]] = {
     "family_doctor.reminder": ("Family doctor: renewal reminder sent by text message", "家庭医生：短信提醒续约"),
     "family_doctor.condition": ("Family doctor: recorded a condition (key population)", "家庭医生：登记重点人群疾病"),
     "family_doctor.referral": ("Family doctor: referred to a specialist", "家庭医生：转诊至专科"),
+    "family_doctor.outreach": ("Family doctor: the team's outreach list of its area (name masked)",
+                               "家庭医生：团队服务区域未签约居民名单（姓名部分隐藏）"),
 }
 
 class AuditEventOut(BaseModel):

@@ -34,6 +34,7 @@ from .schemas import (
     LookupIn,
     MemberIn,
     MemberOut,
+    OutreachOut,
     PackageIn,
     PackageOut,
     PolicyIn,
@@ -167,6 +168,13 @@ def work_list(team_id: str, ctx: TeamWorker) -> WorkListOut:
                        overdue=[WorkItemOut(contract_id=i.contract.id, resident_name=i.name,
                                             end_date=i.contract.end_date, overdue=[progress_out(p) for p in i.overdue])
                                 for i in found.overdue])
+
+
+@router.get("/teams/{team_id}/outreach", response_model=list[OutreachOut],
+            summary="Residents of the team's area without a contract (names masked)")
+def outreach(team_id: str, ctx: TeamWorker, after: Annotated[str, Query(max_length=32)] = "",
+             limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[OutreachOut]:
+    return [OutreachOut(**i.__dict__) for i in service.outreach(ctx, team_id, after=after, limit=limit)]
 
 
 # -- packages -------------------------------------------------------------------------------------

@@ -128,6 +128,13 @@ def contracts_of_person(session: Session, person_ids: Sequence[str]) -> list[Con
                                 .order_by(Contract.created_at.desc(), Contract.id)))
 
 
+def actively_contracted(session: Session, person_ids: Sequence[str]) -> set[str]:
+    """Which of these people have an active contract (with any team)."""
+    if not person_ids:
+        return set()
+    return set(session.scalars(select(Contract.active_person_id).where(Contract.active_person_id.in_(list(person_ids)))))
+
+
 def count_active_for_lead(session: Session, lead_staff_id: str) -> int:
     return session.scalar(select(func.count()).select_from(Contract)
                           .where(Contract.lead_staff_id == lead_staff_id, Contract.status == ACTIVE)) or 0

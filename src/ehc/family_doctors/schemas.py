@@ -252,6 +252,15 @@ class WorkListOut(BaseModel):
     ending_soon: int
 
 
+class OutreachOut(BaseModel):
+    person_id: str = Field(description="Master-index id (to sign them when they come in or are visited)")
+    masked_name: str | None
+    birth_year: int | None
+    sex: str
+    region_code: str | None
+    conditions: list[str]
+
+
 class CoverageRowOut(BaseModel):
     key: str
     label: str

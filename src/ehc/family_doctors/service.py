@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from ..accounts import service as accounts
 from ..audit import service as audit
 from ..cards import service as cards
+from ..identity.service import mask_name
 from ..institutions import service as institutions
 from ..kit import dialect, ids
 from ..kit.clock import china_today, utcnow
@@ -73,6 +74,7 @@ PURPOSE_WORK_LIST = "family_doctor.work_list"
 PURPOSE_REMINDER = "family_doctor.reminder"
 PURPOSE_CONDITION = "family_doctor.condition"
 PURPOSE_REFERRAL = "family_doctor.referral"
+PURPOSE_OUTREACH = "family_doctor.outreach"
 TEAM_INSTITUTION_KINDS = ("community_centre",)  # and township hospitals: first-level hospitals (level 1)
 MAX_REASON = 200
 MEMBER_ROLES = frozenset({Role.FAMILY_DOCTOR.value, Role.DOCTOR.value, Role.NURSE.value})
@@ -989,6 +991,43 @@ def _name_for_team(ctx: Ctx, person_id: str, purpose: str) -> str | None:
 def resident_name(ctx: Ctx, contract: Contract) -> str | None:
     """The contracted resident's name, for the team or the window (audited)."""
     return _name_for_team(ctx, contract.person_id, PURPOSE_CONTRACT)
+
+
+@dataclass(frozen=True)
+class OutreachItem:
+    """A resident of the team's area with no contract, as a team sees them for outreach: masked."""
+
+    person_id: str
+    masked_name: str | None
+    birth_year: int | None
+    sex: str
+    region_code: str | None
+    conditions: list[str]
+
+
+def outreach(ctx: Ctx, team_id: str, *, after: str = "", limit: int = 50) -> list[OutreachItem]:
+    """Residents of the team's service area without a family-doctor contract (with any team), for
+    the team's outreach: names masked, each read audited (``family_doctor.outreach``), visible to
+    the resident. Paged by ``after`` (the last person id of the previous page)."""
+    team = repo.team(ctx.session, team_id)
+    if team is None or not works_for(ctx, team):
+        raise _team_not_found()
+    codes = sorted({a[:6] for a in repo.areas(ctx.session, [team.id])[team.id]})
+    found: list[mpi.Person] = []
+    cursor = after
+    while len(found) < limit:
+        page = mpi.people_in_regions(ctx.session, codes, after=cursor, limit=limit)
+        if not page:
+            break
+        signed = repo.actively_contracted(ctx.session, [p.id for p in page])
+        found += [p for p in page if p.id not in signed]
+        cursor = page[-1].id
+    items = []
+    for person in found[:limit]:
+        name = mpi.demographics(ctx, person, purpose=PURPOSE_OUTREACH).name
+        items.append(OutreachItem(person.id, mask_name(name) if name else None, person.birth_year, person.sex,
+                                  person.region_code, sorted(repo.conditions_of(ctx.session, [person.id]))))
+    return items
 
 
 # -- reminders and expiry (the daily job) --------------------------------------------------------------

@@ -159,3 +159,18 @@ def population_by_region(session: Session, region_prefixes: Iterable[str], *, bo
         func.coalesce(func.sum(case((Person.birth_year >= born_from, 1), else_=0)), 0),
     ).where(or_(*reach), Person.status == "active", Person.temporary.is_(False)).group_by(Person.region_code))
     return {code: (int(n), int(old), int(young)) for code, n, old, young in rows}
+
+
+def people_in_regions(session: Session, region_codes: Iterable[str], *, excluding: Iterable[str] = (),
+                      after: str = "", limit: int = 50) -> list[Person]:
+    """Active, non-temporary people whose region is one of ``region_codes``, by id after ``after``,
+    leaving out ``excluding`` (person ids)."""
+    codes = sorted(set(region_codes))
+    if not codes:
+        return []
+    query = select(Person).where(Person.region_code.in_(codes), Person.status == "active",
+                                 Person.temporary.is_(False), Person.id > after)
+    skip = list(excluding)
+    if skip:
+        query = query.where(Person.id.not_in(skip))
+    return list(session.scalars(query.order_by(Person.id).limit(limit)))

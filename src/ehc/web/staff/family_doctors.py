@@ -56,7 +56,7 @@ def _contract_view(t: i18n.Translator, ctx: Any, c: fd.Contract) -> dict[str, An
 # -- the work list and the contract desk ----------------------------------------------------------------
 
 def _work_page(request: Request, staff: Staff, ehc_id: str = "", state: FormState | None = None,
-               status: int = 200) -> HTMLResponse:
+               status: int = 200, outreach: str = "") -> HTMLResponse:
     t = i18n.for_request(request)
     ctx = staff.ctx
     teams = []
@@ -68,7 +68,11 @@ def _work_page(request: Request, staff: Staff, ehc_id: str = "", state: FormStat
                                    "services": ", ".join(f"{p.name} ({p.overdue})" for p in i.overdue)}
                                   for i in work.overdue],
                       "recent": [{"contract": c.id, "name": name, "start": t.date(c.start_date),
-                                  "status": t(f"family_doctor.status.{c.status}")} for c, name in work.recent]})
+                                  "status": t(f"family_doctor.status.{c.status}")} for c, name in work.recent],
+                      # opened on request only: each name read for outreach is an audited access
+                      "outreach": [{"name": i.masked_name, "born": i.birth_year, "region": i.region_code,
+                                    "conditions": ", ".join(t(f"family_doctor.condition.{c}") for c in i.conditions)}
+                                   for i in fd.outreach(ctx, team.id, limit=20)] if outreach == team.id else None})
     desk_teams = [(team.id, team.name) for team in fd.teams_of(ctx, staff.institution.id)
                   if team.status == "active"] if staff.institution else []
     found = None
@@ -85,8 +89,9 @@ def _work_page(request: Request, staff: Staff, ehc_id: str = "", state: FormStat
 
 
 @router.get("/staff/family-doctors", response_class=HTMLResponse)
-def work(request: Request, staff: DeskPage, ehc_id: Annotated[str, Query(max_length=64)] = "") -> HTMLResponse:
-    return _work_page(request, staff, "".join(ehc_id.split()).upper())
+def work(request: Request, staff: DeskPage, ehc_id: Annotated[str, Query(max_length=64)] = "",
+         outreach: Annotated[str, Query(max_length=24)] = "") -> HTMLResponse:
+    return _work_page(request, staff, "".join(ehc_id.split()).upper(), outreach=outreach)
 
 
 @router.post("/staff/family-doctors/sign", response_class=HTMLResponse)
