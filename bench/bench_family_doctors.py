@@ -217,8 +217,8 @@ def main(quick: bool = False) -> list[dict]:
                 page_ms, api_ms, ping_ms = [], [], []
                 for _ in range(rounds):
                     for centre in sample:
-                        page_ms += _timed(lambda: page(centre), 1)
-                        api_ms += _timed(lambda: api(centre), 1)
+                        page_ms += _timed(lambda c=centre: page(c), 1)
+                        api_ms += _timed(lambda c=centre: api(c), 1)
                         ping_ms += _timed(lambda: client.get("/api/v1/apps/ping"), 1)
                 figures = api(sample[0]).json()["total"]
             rollup_ms, reference_ms = [], []

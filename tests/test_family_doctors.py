@@ -223,7 +223,7 @@ def test_home_signing_on_the_residents_dynamic_code_then_follow_ups(client, plat
 
 
 def test_referral_is_recorded_and_booked_through_the_registered_booker(client, platform, centre) -> None:  # noqa: ANN001
-    ehc_id, me = card_holder(client, platform, RESIDENT)
+    ehc_id, _ = card_holder(client, platform, RESIDENT)
     contract = _ok(client.post(f"{API}/contracts", json={"team_id": centre.team, "ehc_id": ehc_id},
                                headers=centre.headers["clerk"]))
     assert contract["signed_by_kind"] == "window" and contract["channel"] == "0100"

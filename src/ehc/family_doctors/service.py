@@ -1239,6 +1239,18 @@ def _fill_contracts(row: CoverageRow, found: tuple) -> None:
                                                                                   for i, v in enumerate(found))
 
 
+_CONTRACT_FIGURES = ("contracted", "elderly_contracted", "children_contracted", "hypertension_contracted",
+                     "diabetes_contracted", "pregnant_contracted", "services_promised", "services_delivered")
+
+
+def _add_up(total: CoverageRow, rows: list[CoverageRow]) -> None:
+    """The contract figures of ``rows`` summed into ``total`` (its population is read on its own:
+    areas overlap, contracts do not)."""
+    for row in rows:
+        for name in _CONTRACT_FIGURES:
+            setattr(total, name, getattr(total, name) + getattr(row, name))
+
+
 def _coverage_reader(ctx: Ctx, institution_id: str) -> institutions.Institution:
     """The centre, if the actor sees it: its own staff (figures only, no people), the region's
     commission, platform admins; 404 otherwise."""
@@ -1267,10 +1279,7 @@ def centre_coverage(ctx: Ctx, institution_id: str, day: date | None = None) -> t
         rows.append(row)
     total = CoverageRow(institution.id, institution.name)
     population.fill(total, [a for t in teams for a in areas[t.id]])
-    for row in rows:
-        for name in ("contracted", "elderly_contracted", "children_contracted", "hypertension_contracted",
-                     "diabetes_contracted", "pregnant_contracted", "services_promised", "services_delivered"):
-            setattr(total, name, getattr(total, name) + getattr(row, name))
+    _add_up(total, rows)
     return rows, total
 
 
@@ -1305,10 +1314,7 @@ def regional_coverage(ctx: Ctx, region_code: str, day: date | None = None) -> tu
         rows.append(row)
     total = CoverageRow(region_code, region_code)
     population.fill(total, [a for c in centres for a in areas_of.get(c.id, [])])
-    for row in rows:
-        for name in ("contracted", "elderly_contracted", "children_contracted", "hypertension_contracted",
-                     "diabetes_contracted", "pregnant_contracted", "services_promised", "services_delivered"):
-            setattr(total, name, getattr(total, name) + getattr(row, name))
+    _add_up(total, rows)
     return rows, total
 
 

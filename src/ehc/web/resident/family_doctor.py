@@ -13,9 +13,9 @@ from ...family_doctors import service as fd
 from ...kit.errors import NotFound, Problem
 from .. import i18n
 from ..core import PageRoute
+from ..family_doctors import fd_message, money, progress_rows, relation_label
 from ..forms import FormState, require_csrf, see_other
 from .common import ResidentPage, resident_page
-from ..family_doctors import fd_message, money, progress_rows, relation_label
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
