@@ -132,6 +132,17 @@ XREF_BINDERS = frozenset({CLERK, DOCTOR, NURSE, INST_ADMIN, HOSPITAL})
 XREF_READERS = XREF_BINDERS | {REGIONAL, PLATFORM_ADMIN}
 MATCH_REVIEWERS = frozenset({REGIONAL, PLATFORM_ADMIN, INST_ADMIN})
 MERGE_OPERATORS = frozenset({REGIONAL, PLATFORM_ADMIN})
+# family_doctors/auth.py: teams are the centre admin's; packages also the region's operator; the policy
+# the operator's; the contract desk the window, the admin and the clinicians (and the centre's systems);
+# team work the clinicians and the centre's systems; coverage the centre and the region (figures only).
+FD_POLICY_SETTERS = frozenset({REGIONAL, PLATFORM_ADMIN})
+FD_TEAM_MANAGERS = frozenset({INST_ADMIN, PLATFORM_ADMIN})
+FD_TEAM_READERS = INSTITUTION_STAFF | {REGIONAL, AUDITOR, PLATFORM_ADMIN, HOSPITAL}
+FD_PACKAGE_AUTHORS = frozenset({INST_ADMIN, REGIONAL, PLATFORM_ADMIN})
+FD_TEAM_WORKERS = frozenset({FAMILY_DOCTOR, DOCTOR, NURSE, PLATFORM_ADMIN, HOSPITAL})
+FD_DESK = FD_TEAM_WORKERS | {CLERK, INST_ADMIN}
+FD_COVERAGE = frozenset({INST_ADMIN, FAMILY_DOCTOR, DOCTOR, NURSE, REGIONAL, AUDITOR, PLATFORM_ADMIN})
+FD_REGIONAL_COVERAGE = frozenset({REGIONAL, AUDITOR, PLATFORM_ADMIN})
 
 MATRIX: dict[tuple[str, str], frozenset[str]] = {
     # accounts: signing in and out is for anyone (what a caller already holds does not matter)
@@ -233,6 +244,40 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/mpi/merges/{merge_id}/undo"): MERGE_OPERATORS,
     # real-time matching: the hospital at work submits its patients, as it binds its numbers (mpi/endpoints.py)
     ("POST", "/api/v1/mpi/match"): XREF_BINDERS,
+    # family doctors (family_doctors/auth.py): packages and policies are public reference data
+    ("GET", "/api/v1/family-doctors/policies/{region_code}"): EVERYONE,
+    ("PUT", "/api/v1/family-doctors/policies/{region_code}"): FD_POLICY_SETTERS,
+    ("POST", "/api/v1/family-doctors/teams"): FD_TEAM_MANAGERS,
+    ("GET", "/api/v1/family-doctors/teams"): FD_TEAM_READERS,
+    ("GET", "/api/v1/family-doctors/teams/{team_id}"): FD_TEAM_READERS,
+    ("POST", "/api/v1/family-doctors/teams/{team_id}/members"): FD_TEAM_MANAGERS,
+    ("DELETE", "/api/v1/family-doctors/teams/{team_id}/members/{staff_id}"): FD_TEAM_MANAGERS,
+    ("PUT", "/api/v1/family-doctors/teams/{team_id}/areas"): FD_TEAM_MANAGERS,
+    ("POST", "/api/v1/family-doctors/teams/{team_id}/dissolve"): FD_TEAM_MANAGERS,
+    ("GET", "/api/v1/family-doctors/teams/{team_id}/work-list"): FD_TEAM_WORKERS,
+    ("GET", "/api/v1/family-doctors/teams/{team_id}/outreach"): FD_TEAM_WORKERS,
+    ("POST", "/api/v1/family-doctors/packages"): FD_PACKAGE_AUTHORS,
+    ("GET", "/api/v1/family-doctors/packages"): EVERYONE,
+    ("POST", "/api/v1/family-doctors/packages/{package_id}/revise"): FD_PACKAGE_AUTHORS,
+    ("POST", "/api/v1/family-doctors/conditions"): FD_TEAM_WORKERS,
+    ("POST", "/api/v1/family-doctors/contracts"): FD_DESK,
+    ("POST", "/api/v1/family-doctors/contracts/lookup"): FD_DESK,
+    ("GET", "/api/v1/family-doctors/contracts/{contract_id}"): FD_DESK,
+    ("GET", "/api/v1/family-doctors/contracts/{contract_id}/events"): FD_DESK,
+    ("POST", "/api/v1/family-doctors/contracts/{contract_id}/renew"): FD_DESK,
+    ("POST", "/api/v1/family-doctors/contracts/{contract_id}/terminate"): FD_DESK,
+    ("POST", "/api/v1/family-doctors/contracts/{contract_id}/change-team"): FD_DESK,
+    ("POST", "/api/v1/family-doctors/contracts/{contract_id}/services"): FD_TEAM_WORKERS,
+    ("GET", "/api/v1/family-doctors/contracts/{contract_id}/services"): FD_TEAM_WORKERS,
+    ("POST", "/api/v1/family-doctors/contracts/{contract_id}/referrals"): FD_TEAM_WORKERS,
+    ("GET", "/api/v1/family-doctors/coverage/centres/{institution_id}"): FD_COVERAGE,
+    ("GET", "/api/v1/family-doctors/coverage/regions/{region_code}"): FD_REGIONAL_COVERAGE,
+    ("GET", "/api/v1/me/family-doctor"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/family-doctor/teams"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/family-doctor/contracts"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/family-doctor/contracts/{contract_id}/renew"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/family-doctor/contracts/{contract_id}/terminate"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/family-doctor/contracts/{contract_id}/change-team"): RESIDENT_ONLY,
 }
 
 
@@ -466,6 +511,45 @@ def _requests(w: World) -> dict[tuple[str, str], tuple[dict[str, str], dict | No
         ("GET", "/api/v1/mpi/merges/{merge_id}"): ({"merge_id": "999999"}, None),
         ("POST", "/api/v1/mpi/merges/{merge_id}/undo"): ({"merge_id": "999999"}, {"reason": "wrong"}),
         ("POST", "/api/v1/mpi/match"): ({}, {"name": "张三", "birth_date": "1990-01-01"}),
+        **_family_doctor_requests(w),
+    }
+
+
+def _family_doctor_requests(w: World) -> dict[tuple[str, str], tuple[dict[str, str], dict | None]]:
+    base, team, contract = "/api/v1/family-doctors", {"team_id": "no-such-team"}, {"contract_id": "no-such-contract"}
+    package = {"code": "basic", "kind": "basic", "name": "基本服务包", "institution_id": w.institution,
+               "services": [{"code": "check", "kind": "check_up", "yearly_count": 1}]}
+    return {
+        ("GET", f"{base}/policies/{{region_code}}"): ({"region_code": "510104"}, None),
+        ("PUT", f"{base}/policies/{{region_code}}"): ({"region_code": "510104"}, {"capacity_per_lead": 2000}),
+        ("POST", f"{base}/teams"): ({}, {"institution_id": w.institution, "name": "矩阵团队", "lead_staff_id": w.staff_id}),
+        ("GET", f"{base}/teams/{{team_id}}"): (team, None),
+        ("POST", f"{base}/teams/{{team_id}}/members"): (team, {"staff_id": w.staff_id, "role": "nurse"}),
+        ("DELETE", f"{base}/teams/{{team_id}}/members/{{staff_id}}"): (team, None),
+        ("PUT", f"{base}/teams/{{team_id}}/areas"): (team, {"areas": ["510104"]}),
+        ("POST", f"{base}/teams/{{team_id}}/dissolve"): (team, {"reason": "merged teams"}),
+        ("GET", f"{base}/teams/{{team_id}}/work-list"): (team, None),
+        ("GET", f"{base}/teams/{{team_id}}/outreach"): (team, None),
+        ("POST", f"{base}/packages"): ({}, package),
+        ("POST", f"{base}/packages/{{package_id}}/revise"): ({"package_id": "no-such-package"}, package),
+        ("POST", f"{base}/conditions"): ({}, {"ehc_id": w.card, "code": "hypertension"}),
+        ("POST", f"{base}/contracts"): ({}, {"team_id": "no-such-team", "ehc_id": w.card}),
+        ("POST", f"{base}/contracts/lookup"): ({}, {"ehc_id": w.card}),
+        ("GET", f"{base}/contracts/{{contract_id}}"): (contract, None),
+        ("GET", f"{base}/contracts/{{contract_id}}/events"): (contract, None),
+        ("POST", f"{base}/contracts/{{contract_id}}/renew"): (contract, None),
+        ("POST", f"{base}/contracts/{{contract_id}}/terminate"): (contract, {"reason": "moved"}),
+        ("POST", f"{base}/contracts/{{contract_id}}/change-team"): (contract, {"team_id": "x", "reason": "moved"}),
+        ("POST", f"{base}/contracts/{{contract_id}}/services"): (contract, {"service_code": "check"}),
+        ("GET", f"{base}/contracts/{{contract_id}}/services"): (contract, None),
+        ("POST", f"{base}/contracts/{{contract_id}}/referrals"): (contract, {"to_institution_id": w.institution,
+                                                                         "department_code": "0304", "reason": "x"}),
+        ("GET", f"{base}/coverage/regions/{{region_code}}"): ({"region_code": "510100"}, None),
+        ("POST", "/api/v1/me/family-doctor/contracts"): ({}, {"team_id": "no-such-team"}),
+        ("POST", "/api/v1/me/family-doctor/contracts/{contract_id}/renew"): (contract, None),
+        ("POST", "/api/v1/me/family-doctor/contracts/{contract_id}/terminate"): (contract, {"reason": "moved"}),
+        ("POST", "/api/v1/me/family-doctor/contracts/{contract_id}/change-team"): (
+            contract, {"team_id": "x", "reason": "moved"}),
     }
 
 
@@ -773,6 +857,18 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/staff/institution/{institution_id}/keys/apps/{app_id}"): INSTITUTION_MANAGERS,
     ("GET", "/staff/institution/{institution_id}/keys/apps/{app_id}/{key_id}/revoke"): INSTITUTION_MANAGERS,
     ("POST", "/staff/institution/{institution_id}/keys/apps/{app_id}/{key_id}/revoke"): INSTITUTION_MANAGERS,
+    # family doctors: the resident's page; the work list, desk and contract pages (the API's desk and
+    # team-work rules), the centre's teams and coverage (its admin)
+    ("GET", "/me/family-doctor"): RESIDENT_ONLY,
+    ("POST", "/me/family-doctor/sign"): RESIDENT_ONLY,
+    ("POST", "/me/family-doctor/{contract_id}/{action}"): RESIDENT_ONLY,
+    ("GET", "/staff/family-doctors"): FD_DESK - {HOSPITAL},
+    ("POST", "/staff/family-doctors/sign"): FD_DESK - {HOSPITAL},
+    ("GET", "/staff/family-doctors/contracts/{contract_id}"): FD_DESK - {HOSPITAL},
+    ("POST", "/staff/family-doctors/contracts/{contract_id}/services"): FD_TEAM_WORKERS - {HOSPITAL},
+    ("POST", "/staff/family-doctors/contracts/{contract_id}/referrals"): FD_TEAM_WORKERS - {HOSPITAL},
+    ("GET", "/staff/family-doctors/centre"): FD_TEAM_MANAGERS,
+    ("POST", "/staff/family-doctors/teams"): FD_TEAM_MANAGERS,
     # not pages, and public: what offline verifiers fetch, the health check, the API's documentation
     ("GET", "/.well-known/ehc/root-key"): PUBLIC,
     ("GET", "/.well-known/ehc/trust-list"): PUBLIC,
@@ -821,7 +917,7 @@ def _page_outcome(answer) -> str:  # noqa: ANN001
 def _page_url(w: World, template: str) -> str:
     return template.format(ehc_id=w.card, review_id="999999", verdict="accept", institution_id=w.institution,
                            code="0300", terminal_id="W01", staff_id=w.staff_id, app_id=w.managed_app.app_id,
-                           key_id=w.managed_app.key_id)
+                           key_id=w.managed_app.key_id, contract_id="no-such-contract", action="renew")
 
 
 def test_page_authorisation_matrix(world: World) -> None:

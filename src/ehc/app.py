@@ -13,6 +13,8 @@ from .audit.endpoints import router as audit_router
 from .audit.service import start_sweeper
 from .cards.endpoints import router as cards_router
 from .fhir.endpoints import outcome_response
+from .family_doctors.endpoints import me_router as family_doctor_me_router
+from .family_doctors.endpoints import router as family_doctors_router
 from .fhir.endpoints import router as fhir_router
 from .institutions.endpoints import router as institutions_router
 from .kit.http import NulGuardMiddleware, RequestIdMiddleware, install_problem_handlers
@@ -48,6 +50,8 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(fhir_router)  # /fhir: FHIR identity services on the master index
     app.include_router(mpi_router)
+    app.include_router(family_doctors_router)
+    app.include_router(family_doctor_me_router)
     mount_pages(app)  # every page router and /static
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)

@@ -5,6 +5,7 @@ from .apps import models as _apps  # noqa: F401
 from .audit import models as _audit  # noqa: F401
 from .cards import models as _cards  # noqa: F401
 from .db import Base
+from .family_doctors import models as _family_doctors  # noqa: F401
 from .institutions import models as _institutions  # noqa: F401
 from .kit import idempotency as _idempotency  # noqa: F401
 from .kit import onetime as _onetime  # noqa: F401

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .accounts import service as accounts
 from .audit import service as audit
 from .cards import service as cards
+from .family_doctors import service as family_doctors
 from .me import service as me
 from .mpi import service as mpi
 from .kit import resealing
@@ -48,4 +49,10 @@ def register_hooks() -> None:
         documents_of=lambda ctx, person: [i.value for i in mpi.identifiers_of(ctx, person, purpose="account.sign_in")
                                           if i.system.startswith("doc:")])
     # Re-sealing after a sealing key's rotation (``ehc keys reseal``) walks every domain's sealed columns.
-    resealing.register([*mpi.sealed_columns(), *accounts.sealed_columns()])
+    resealing.register([*mpi.sealed_columns(), *accounts.sealed_columns(), *family_doctors.sealed_columns()])
+    # A merge carries family-doctor contracts, services, referrals and conditions along; an unmerge
+    # moves exactly those back and reopens a contract the merge ended (two active ones cannot be one).
+    mpi.on_merge(family_doctors.move_on_merge)
+    mpi.on_unmerge("fd_contract", family_doctors.undo_contract_moves)
+    mpi.on_unmerge("fd_contract_end", family_doctors.undo_contract_ends)
+    mpi.on_unmerge("fd_row", family_doctors.undo_row_moves)

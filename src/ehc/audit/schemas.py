@@ -35,6 +35,14 @@ PURPOSES: dict[str, tuple[str, str]] = {
     "fhir.search": ("Searched the master index by identity details (IHE PDQm)", "按身份信息检索主索引（IHE PDQm）"),
     "account.sign_in": ("Sign-in on a shared phone: checked the document number's last characters",
                         "共用手机号登录：核对证件号后四位"),
+    "family_doctor.contract": ("Family doctor: signed, viewed or changed the contract", "家庭医生：签约、查看或变更签约"),
+    "family_doctor.service": ("Family doctor: recorded a follow-up or check-up", "家庭医生：记录随访或体检"),
+    "family_doctor.work_list": ("Family doctor: the team's work list (services due)", "家庭医生：团队工作清单（待办服务）"),
+    "family_doctor.reminder": ("Family doctor: renewal reminder sent by text message", "家庭医生：短信提醒续约"),
+    "family_doctor.condition": ("Family doctor: recorded a condition (key population)", "家庭医生：登记重点人群疾病"),
+    "family_doctor.referral": ("Family doctor: referred to a specialist", "家庭医生：转诊至专科"),
+    "family_doctor.outreach": ("Family doctor: the team's outreach list of its area (name masked)",
+                               "家庭医生：团队服务区域未签约居民名单（姓名部分隐藏）"),
 }
 
 class AuditEventOut(BaseModel):

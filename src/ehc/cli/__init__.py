@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from . import apps, audit, backup, cards, demo, institutions, keys, mpi, server, sms, staff, terminal
+from . import apps, audit, backup, cards, demo, family_doctors, institutions, keys, mpi, server, sms, staff, terminal
 
 app = typer.Typer(help="Electronic health card platform.", no_args_is_help=True)
 app.command()(server.serve)
@@ -25,6 +25,7 @@ app.add_typer(terminal.app, name="terminal")
 app.command("verify")(terminal.verify_code)
 app.command()(backup.backup)
 app.command()(backup.restore)
+app.add_typer(family_doctors.app, name="family-doctors")
 
 
 def main() -> None:  # pragma: no cover

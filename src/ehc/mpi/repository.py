@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..kit.context import Ctx
@@ -140,3 +140,37 @@ def add_link_job(session: Session, job: LinkJob) -> None:
 
 def link_job(session: Session, job_id: str) -> LinkJob | None:
     return session.get(LinkJob, job_id)
+
+
+def population_by_region(session: Session, region_prefixes: Iterable[str], *, born_by: int,
+                         born_from: int) -> dict[str, tuple[int, int, int]]:
+    """Active, non-temporary people in the regions starting with ``region_prefixes``, by their region
+    code: (all, born in or before ``born_by``, born in or after ``born_from``), from the coarse clear
+    fields. A six-digit prefix is matched exactly (the index serves it), a shorter one as a prefix."""
+    prefixes = sorted(set(region_prefixes))
+    exact = [p for p in prefixes if len(p) >= 6]
+    partial = [p for p in prefixes if len(p) < 6]
+    if not prefixes:
+        return {}
+    reach = ([Person.region_code.in_(exact)] if exact else []) + [Person.region_code.like(f"{p}%") for p in partial]
+    rows = session.execute(select(
+        Person.region_code, func.count(),
+        func.coalesce(func.sum(case((Person.birth_year <= born_by, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((Person.birth_year >= born_from, 1), else_=0)), 0),
+    ).where(or_(*reach), Person.status == "active", Person.temporary.is_(False)).group_by(Person.region_code))
+    return {code: (int(n), int(old), int(young)) for code, n, old, young in rows}
+
+
+def people_in_regions(session: Session, region_codes: Iterable[str], *, excluding: Iterable[str] = (),
+                      after: str = "", limit: int = 50) -> list[Person]:
+    """Active, non-temporary people whose region is one of ``region_codes``, by id after ``after``,
+    leaving out ``excluding`` (person ids)."""
+    codes = sorted(set(region_codes))
+    if not codes:
+        return []
+    query = select(Person).where(Person.region_code.in_(codes), Person.status == "active",
+                                 Person.temporary.is_(False), Person.id > after)
+    skip = list(excluding)
+    if skip:
+        query = query.where(Person.id.not_in(skip))
+    return list(session.scalars(query.order_by(Person.id).limit(limit)))

@@ -49,7 +49,7 @@ from .persons import (
     unmerge,
     update_demographics,
 )
-from .repository import find_by_identifier, resolve
+from .repository import find_by_identifier, people_in_regions, population_by_region, resolve
 from .sealed import demographics, identifiers_of, seal_context, sealed_columns
 from .values import Demographics, Identifier
 from .xref import (
@@ -104,7 +104,7 @@ __all__ = [
     "demographics", "enqueue_review", "find_by_identifier", "find_by_phone", "get_merge", "get_review",
     "held_identifiers", "identifier_blind_index", "identifiers_of", "ids_of", "link_file", "list_reviews", "lookup",
     "mask_value", "match", "match_blind_keys", "may_see_person", "merge", "merge_people", "moves_of", "normalise",
-    "on_merge", "on_unmerge", "parse", "parse_name", "parse_system", "people_sharing", "person_for_ref",
+    "on_merge", "on_unmerge", "parse", "parse_name", "parse_system", "people_sharing", "people_in_regions", "person_for_ref", "population_by_region",
     "provide_cards", "rebuild_match_keys", "record_move", "reject_review", "remove_identifier", "resolve",
     "review_comparison", "review_sides", "scan_channel", "screen_registration", "seal_context", "submit", "unbind",
     "undo_merge", "unmerge", "update_demographics", "view", "visible_identifiers", "visible_merge",

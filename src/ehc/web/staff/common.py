@@ -23,6 +23,7 @@ from ...kit.deps import DbSession, get_platform
 from ...kit.errors import Problem
 from ...kit.http import safe_local_path
 from ...kit.roles import INSTITUTION_ROLES, Role
+from ...family_doctors.auth import ContractDesk as FamilyDoctorDesk
 from ...qr.auth import QRPrinter
 from ...qr.service import may_monitor
 from .. import forms, i18n
@@ -61,7 +62,8 @@ class Staff:
     def header(self, t: i18n.Translator) -> dict[str, Any]:
         return {"label": t("account.signed_in_as", name=self.account.display_name),
                 "role": role_label(t, self.account.role), "sign_out": "/staff/sign-out", "admin": self.is_admin,
-                "card_uses": may_monitor(self.ctx.actor.roles), "mpi_reviews": may_review(self.ctx.actor.roles)}
+                "card_uses": may_monitor(self.ctx.actor.roles), "mpi_reviews": may_review(self.ctx.actor.roles),
+                "family_doctors": may_use_rule(self.ctx, FamilyDoctorDesk)}
 
 
 def role_label(t: i18n.Translator, role: str | None) -> str:
@@ -177,6 +179,15 @@ _EHC_ID = re.compile(r"[0-9A-F]{64}")
 def may_print(staff: Staff) -> bool:
     try:
         print_rule(staff.ctx)
+    except Problem:
+        return False
+    return True
+
+
+def may_use_rule(ctx: Ctx, annotated: Any) -> bool:
+    """Whether the API's role rule behind ``annotated`` lets this staff member through."""
+    try:
+        _rule(annotated)(ctx)
     except Problem:
         return False
     return True

@@ -1,0 +1,1 @@
+"""Family doctors: teams, service packages, contracts, services delivered, referrals, coverage."""
