@@ -49,6 +49,10 @@ def comparisons() -> list:
             cll.ExactMatchLevel("birth_date").configure(label_for_charts="same date"),
             cll.CustomLevel("birth_date_swapped_l = birth_date_r", "day and month swapped"),
             cll.LevenshteinLevel("birth_date", 1).configure(label_for_charts="one digit differs"),
+            cll.AbsoluteDateDifferenceLevel("birth_date", input_is_string=True, threshold=1, metric="day")
+            .configure(label_for_charts="one day apart"),
+            cll.CustomLevel("birth_year_l = birth_year_r and (substr(birth_date_l, 6, 5) = '01-01' "
+                            "or substr(birth_date_r, 6, 5) = '01-01')", "same year, one side year only"),
             cll.AbsoluteDateDifferenceLevel("birth_date", input_is_string=True, threshold=1, metric="year")
             .configure(label_for_charts="within a year"),
         ), output_column_name="birth_date"),

@@ -15,6 +15,7 @@ from splink.internals.html_utils import chart_html
 
 from ...identity import service as identity
 from .apply import Outcome
+from .clean import NOTES, REJECTS
 from .decide import Thresholds
 from .model import Scored
 
@@ -59,9 +60,11 @@ def _number(value: object, digits: int) -> str:
     return f"{float(value):.{digits}f}"
 
 
-def write_outputs(out_dir: Path, outcome: Outcome, rejects: list, records: pd.DataFrame, index: pd.DataFrame) -> None:
+def write_outputs(out_dir: Path, outcome: Outcome, rejects: list, records: pd.DataFrame, index: pd.DataFrame,
+                  notes: list = ()) -> None:
     """links.csv (MRN -> card id, else person id), review.csv (both sides masked), unmatched.csv,
-    rejects.csv (line, MRN, reason codes; never the row's personal data)."""
+    rejects.csv (line, MRN, reason codes and their explanation; never the row's personal data),
+    notes.csv (rows kept with a field fixed or set aside: what was done, in words)."""
     mrn_of = dict(zip(records["unique_id"], records["mrn"]))
     card_of = dict(zip(index["unique_id"], index["card_id"])) if "card_id" in index else {}
 
@@ -91,7 +94,10 @@ def write_outputs(out_dir: Path, outcome: Outcome, rejects: list, records: pd.Da
                 "index_name", "index_birth_year", "index_phone", "index_sex"], review_rows)
     _write_csv(out_dir / "unmatched.csv", ["mrn", "reason"],
                [[mrn_of[rid], "no candidate above the possible threshold"] for rid in outcome.unmatched_ids])
-    _write_csv(out_dir / "rejects.csv", ["line", "mrn", "reasons"], [list(r) for r in rejects])
+    _write_csv(out_dir / "rejects.csv", ["line", "mrn", "reasons", "explanation"],
+               [[*r, "; ".join(REJECTS.get(code, code) for code in r[2].split())] for r in rejects])
+    _write_csv(out_dir / "notes.csv", ["line", "mrn", "notes", "explanation"],
+               [[*n, "; ".join(NOTES.get(code, code) for code in n[2].split())] for n in notes])
 
 
 def write_report(path: Path, result: LinkResult, scored: Scored, thresholds: Thresholds, backend: str,
