@@ -171,6 +171,8 @@ def test_link_a_patient_list_then_rerun_it(platform, institution, test_set, tmp_
     assert _counts(platform, institution) == before
     assert {r["status"] for r in _read(tmp_path / "again" / "links.csv")} == {"already_linked"}
     assert {r["review_id"] for r in _read(tmp_path / "again" / "review.csv")} == {r["review_id"] for r in review_rows}
+    assert {r["status"] for r in _read(tmp_path / "again" / "review.csv")} <= {"already_queued"}  # queued by the first run
+    assert {r["status"] for r in review_rows} == {"queued"}
 
 
 def test_dry_run_links_nothing(platform, institution, test_set, tmp_path):
@@ -265,3 +267,72 @@ def test_spark_backend_in_local_mode(platform, institution, test_set, tmp_path):
     spark = {(r["mrn"], r["person_ref"]) for r in _read(tmp_path / "spark" / "links.csv")}
     assert len(duck & spark) >= 0.9 * max(len(duck), len(spark))
     assert "Match weights of each comparison level" in (tmp_path / "spark" / "report.html").read_text(encoding="utf-8")
+
+
+def test_one_record_gets_the_same_outcome_through_either_door(platform, institution, test_set, tmp_path):
+    """The hard cases fed through batch linkage and the real-time matcher: the same person linked,
+    or none (the normalisers and the decision rule are shared: ``matching.evidence``)."""
+    from datetime import date
+
+    from ehc.identity import service as identity
+    from ehc.mpi import matching
+
+    index, queries, _ = test_set
+    person_of = _build_index(platform, index)
+    documented = index[index["id_number"].notna() & index["birth_date"].str.startswith("19")]
+    mother, other = documented.iloc[0], documented.iloc[1]
+    number, born = mother.id_number, mother.birth_date
+    mistyped = number[:8] + str((int(number[8]) + 1) % 10) + number[9:]
+    rows = [  # mrn, name, sex, birth date, phone, id number, address; who it must link to (or None)
+        ("OLD-15", mother["name"], "F" if mother.sex == "2" else "M", born, "", number[:6] + number[8:17], "",
+         mother.rec_id),
+        ("TYPO-ID", mother["name"], mother.sex, born, "", mistyped, mother.address, mother.rec_id),
+        ("GUARDIAN", mother["name"][0] + "小宝", "1" if mother.sex == "2" else "2", "2019-04-05", mother.phone or "",
+         number, mother.address, None),
+        ("LOOKALIKE", other["name"], other.sex, other.birth_date, "13000000001", "", "西藏自治区某县某路1号", None),
+        ("LANDLINE", other["name"], "男" if other.sex == "1" else "女", other.birth_date, "0571-88123456",
+         other.id_number, "", other.rec_id),
+    ]
+    listed = tmp_path / "hard.csv"
+    with open(listed, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["hospital_mrn", "name", "sex", "birth_date", "phone", "id_number", "address"])
+        for row in queries.itertuples(index=False):
+            writer.writerow([f"Q-{row.rec_id}", row.name, row.sex, row.birth_date, row.phone or "", row.id_number or "",
+                             row.address])
+        writer.writerows([r[:7] for r in rows])
+    batch = service.link_file(platform, listed, institution, out=tmp_path / "out", dry_run=True)
+    assert batch.rejected == 0
+    batch_links = {r["mrn"]: r["person_ref"] for r in _read(tmp_path / "out" / "links.csv")}
+
+    def realtime(name, sex, birth, phone, id_number, address) -> str | None:
+        reading, _ = matching.evidence.read_document("01", id_number) if id_number else (None, None)
+        record = matching.Record(
+            name=name, sex=matching.evidence.sex_code(sex), birth_date=date.fromisoformat(birth) if birth else None,
+            phone=matching.evidence.phone_digits(phone), address=address or None,
+            document=service.Identifier(reading.system, reading.number) if reading else None)
+        with platform.db.session() as session:
+            found = matching.match(platform.ctx(session, Actor.system()), record, limit=2)
+        certain = [c for c in found if c.grade == "certain"]
+        return certain[0].person_id if len(certain) == 1 else None
+
+    card_of = {}
+    for mrn, name, sex, birth, phone, id_number, address, expected in rows:
+        person = realtime(name, sex, birth, phone, id_number, address)
+        assert person == (person_of[expected] if expected else None), mrn
+        card_of[mrn] = person
+        linked = batch_links.get(mrn)
+        if expected is None:
+            assert linked is None, mrn
+        else:
+            assert linked is not None, mrn
+    # The whole list: where both doors link, they link the same person; they rarely disagree on linking.
+    same = differ = 0
+    by_ref = {}
+    for row in queries.itertuples(index=False):
+        person = realtime(row.name, row.sex, row.birth_date, row.phone, row.id_number, row.address)
+        linked = batch_links.get(f"Q-{row.rec_id}")
+        by_ref.setdefault(linked, set()).add(person)
+        same += (person is None) == (linked is None)
+        differ += (person is None) != (linked is None)
+    assert differ <= 0.1 * (same + differ), (same, differ)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ...kit.errors import Invalid
 from .. import xref
-from ..matching import evidence, names
+from ..matching import evidence, names, places
 
 _DATE = re.compile(r"(\d{4})\D?(\d{1,2})\D?(\d{1,2})\D?")
 _REGION = re.compile(r"\d{6}")
@@ -56,7 +56,16 @@ class CleanRows:
 
 
 FRAME_COLUMNS = ("unique_id", "name", "name_py", "surname_py", "given_py", "name_initial", "sex", "birth_date",
-                 "birth_date_swapped", "birth_year", "phone", "address", "region_code", "id_key")
+                 "birth_date_swapped", "birth_year", "phone", "address", "region_code", "id_key", "city", "street")
+
+_STREET = re.compile(r"([\u4e00-\u9fff]{1,8}?(?:大道|大街|路|街|巷|道|村|里))(\d+)号")
+
+
+def street_key(city: str | None, address: str | None) -> str | None:
+    """The city, the road and the house number (``5101|人民路12``): an address token for blocking
+    that a moved-within-the-building, a dropped flat number or an abbreviated province keeps."""
+    found = _STREET.search(address) if address else None
+    return f"{city or ''}|{found[1]}{found[2]}" if found else None
 
 
 def frame_row(unique_id: str, name: str | None, sex: str | None, birth: str | None, phone: str | None,
@@ -66,9 +75,10 @@ def frame_row(unique_id: str, name: str | None, sex: str | None, birth: str | No
     swapped = None
     if birth and int(birth[8:10]) <= 12 and birth[5:7] != birth[8:10]:
         swapped = f"{birth[:4]}-{birth[8:10]}-{birth[5:7]}"  # what the date reads as with day and month swapped
+    city = places.city_of(region_code, address)
     return (unique_id, name or None, name_py, surname_py, given_py, name_py[0] if name_py else None,
             sex if sex in ("1", "2") else None, birth, swapped, birth[:4] if birth else None,
-            phone or None, address or None, region_code or None, id_key)
+            phone or None, address or None, region_code or None, id_key, city, street_key(city, address))
 
 
 def _clean_birth(raw: str) -> tuple[str | None, str | None]:
@@ -168,6 +178,8 @@ def clean_rows(rows: pd.DataFrame, blind: Callable[[str], str] | None = None) ->
                 near = tuple(blind(f"doc:01:{number}") for number in evidence.near_numbers(reading.number))
             else:
                 id_key = blind(f"{reading.system}:{reading.number}")
+                if reading.system != "doc:01":  # no check character: a typo cannot be told, only weighed
+                    near = tuple(blind(f"{reading.system}:{n}") for n in evidence.near_numbers(reading.number, reading.system))
         region = region.strip()
         if region and not _REGION.fullmatch(region):
             noted.append("region_code_unreadable")

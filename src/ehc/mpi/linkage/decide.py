@@ -63,6 +63,7 @@ def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame) -> pd
     rows = {uid: tuple(_value(v) for v in row) for uid, *row in records[["unique_id", *fields]].itertuples(index=False)}
     record_key = dict(zip(records["unique_id"], records["id_key"]))
     near = dict(zip(records["unique_id"], records["id_near"])) if "id_near" in records else {}
+    system = dict(zip(records["unique_id"], records["id_system"])) if "id_system" in records else {}
     shares = index.groupby(["name_py", "birth_year"]).size().to_dict()
     record_share = {uid: shares.get((py, year), 1)
                     for uid, py, year in records[["unique_id", "name_py", "birth_year"]].itertuples(index=False)}
@@ -72,13 +73,14 @@ def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame) -> pd
     for record_id, person_id, weight in pairs[["record_id", "person_id", "match_weight"]].itertuples(index=False):
         levels = compare(_side(rows[record_id]), _side(people[person_id]))
         mine, theirs = _value(record_key.get(record_id)), _value(person_key.get(person_id))
-        if mine and theirs:
+        if mine and theirs and (mine == theirs or not near.get(record_id)):
             levels["document"] = "exact" if mine == theirs else "different"
         elif theirs and near.get(record_id):
             levels["document"] = "typo" if theirs in near[record_id] else "different"
             weight += typo_weight if levels["document"] == "typo" else 0.0
         weight -= tf_adjustment(levels["name"], record_share.get(record_id, 1))
-        caps.append(evidence.ceiling(levels) or "")
+        checked = system.get(record_id, "doc:01") == "doc:01"  # a resident ID whose check holds
+        caps.append(evidence.ceiling(levels, checked_document=checked) or "")
         weights.append(weight)
     out = pairs.copy()
     out["match_weight"] = weights

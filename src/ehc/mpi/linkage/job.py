@@ -17,6 +17,7 @@ from ...kit.errors import NotFound
 from .. import repository
 from ..models import LinkJob
 from .apply import apply_decisions
+from .cluster import clusters
 from .common import LinkInputError, LinkPlatform
 from .decide import Thresholds, decide, document_hits, weigh
 from .index import clean_list, export_index
@@ -66,7 +67,12 @@ def link_file(platform: LinkPlatform, path: Path, institution_id: str, *, backen
         outcome = apply_decisions(platform, decisions, records, index, institution_id, job_id, operator, dry_run)
         timings["write links and reviews"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        write_outputs(out_dir, outcome, cleaned.rejects, records, index, notes=cleaned.notes)
+        say("clustering the list", None, None)
+        clustered = clusters(records, [link for link in outcome.links if link["status"] != "conflict"])
+        result.clusters = clustered["cluster"].nunique() if len(clustered) else 0
+        timings["cluster the list (duplicates within it)"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        write_outputs(out_dir, outcome, cleaned.rejects, records, index, notes=cleaned.notes, clustered=clustered)
         result.linked, result.already_linked = outcome.new_links, outcome.already_linked
         result.conflicts, result.queued, result.unmatched = outcome.conflicts, outcome.queued, outcome.unmatched
         timings["write the outputs"] = time.perf_counter() - mark

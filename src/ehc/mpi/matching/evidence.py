@@ -16,12 +16,13 @@ The decision rule (:func:`ceiling`): the score (Fellegi-Sunter weights) grades a
 evidence caps the grade whatever the score:
 
 * the same own document number of the same kind is decisive (``certain``);
-* name and birth date must roughly agree (or the document does), else at best ``possible``:
-  relatives share a surname, an address, a phone and a region;
+* name and birth date must roughly agree (or the document does, or the same full name at the same
+  phone and address: a mistyped birth date), else at best ``possible``: relatives share a surname,
+  an address, a phone and a region, but not a full name;
 * ``certain`` needs corroboration beyond name + birth date: the document (exact or one digit off),
-  the phone or the address; two people with a common name born on the same day (doppelgängers)
+  the phone, the address or the county (the same region code); two people with a common name born on the same day (doppelgängers)
   are at best ``probable``, so a person looks;
-* a conflicting document or sex never allows ``certain``.
+* a conflicting resident ID (its check character holds) or sex never allows ``certain``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from ...kit.errors import Invalid
 GRADES = ("certain", "probable", "possible")
 IDENTITY_NAME = ("exact", "homophone", "close", "fuzzy")
 IDENTITY_BIRTH = ("exact", "swapped", "typo", "near", "year_only")
-CORROBORATING = {"document": ("exact", "typo"), "phone": ("exact", "typo"), "address": ("exact", "similar")}
+CORROBORATING = {"document": ("exact", "typo"), "phone": ("exact", "typo"), "address": ("exact", "similar"),
+                 "region": ("exact",)}
 
 _SEX = {"1": "1", "男": "1", "m": "1", "male": "1", "男性": "1",
         "2": "2", "女": "2", "f": "2", "female": "2", "女性": "2",
@@ -147,29 +149,38 @@ def identity_agrees(levels: dict[str, str | None]) -> bool:
     region, which the model counts as independent evidence although, in a household, they are not."""
     if levels.get("document") in ("exact", "typo"):
         return True
-    return levels.get("name") in IDENTITY_NAME and levels.get("birth_date") in IDENTITY_BIRTH
+    if levels.get("name") in IDENTITY_NAME and levels.get("birth_date") in IDENTITY_BIRTH:
+        return True
+    # The same full name at the same phone and address with a mistyped birth date: one person (two
+    # members of a household do not share a full name).
+    return levels.get("name") in ("exact", "homophone") and levels.get("phone") in ("exact", "typo") \
+        and levels.get("address") in ("exact", "similar")
 
 
 def corroborated(levels: dict[str, str | None]) -> bool:
-    """Evidence beyond name and birth date: the document, the phone or the address agrees."""
+    """Evidence beyond name and birth date: the document, the phone, the address or the county agrees."""
     return any(levels.get(field) in agreeing for field, agreeing in CORROBORATING.items())
 
 
-def ceiling(levels: dict[str, str | None]) -> str | None:
+def ceiling(levels: dict[str, str | None], *, checked_document: bool = True) -> str | None:
     """The best grade these levels allow whatever the score (``None``: no cap). ``"decisive"`` means
-    the same own document: certain whatever the score."""
+    the same own document: certain whatever the score. ``checked_document``: the document carries a
+    check character that held (a resident ID), so a different number is another person's document;
+    a number without one (passport, other) may be mistyped in more than one place, and a difference
+    only weighs (its weight in the score)."""
     if levels.get("document") == "exact":
         return "decisive"
     if not identity_agrees(levels):
         return "possible"
-    if levels.get("document") == "different" or levels.get("sex") == "different" or not corroborated(levels):
+    conflict = levels.get("document") == "different" and checked_document
+    if conflict or levels.get("sex") == "different" or not corroborated(levels):
         return "probable"
     return None
 
 
-def capped(grade: str | None, levels: dict[str, str | None]) -> str | None:
+def capped(grade: str | None, levels: dict[str, str | None], *, checked_document: bool = True) -> str | None:
     """``grade`` (from the score) under the :func:`ceiling` of these levels."""
-    cap = ceiling(levels)
+    cap = ceiling(levels, checked_document=checked_document)
     if cap == "decisive":
         return "certain"
     if grade is None or cap is None:
@@ -178,10 +189,16 @@ def capped(grade: str | None, levels: dict[str, str | None]) -> str | None:
 
 
 @lru_cache(maxsize=4096)
-def near_numbers(number: str) -> tuple[str, ...]:
-    """For a resident ID number failing its check: the valid numbers one keystroke away (a digit
-    changed, two neighbours swapped, the check character itself wrong); the true number is most
-    likely among them. Batch linkage looks them up by blind index."""
+def near_numbers(number: str, system: str = "doc:01") -> tuple[str, ...]:
+    """The numbers one keystroke away, which batch linkage looks up by blind index (the index's
+    numbers are never unsealed) to weigh a document one digit off, as real time does in clear.
+
+    A resident ID failing its check: the *valid* numbers one keystroke away (a digit changed, two
+    neighbours swapped, the check character itself wrong); the true number is most likely among
+    them. A document without a check character (passport, other): every number with one digit
+    changed or two neighbours swapped."""
+    if system != "doc:01":
+        return _one_edit(number)
     if len(number) != 18:
         return ()
     found = set()
@@ -198,6 +215,16 @@ def near_numbers(number: str) -> tuple[str, ...]:
             if _check(swapped) == number[17]:
                 found.add(swapped + number[17])
     return tuple(sorted(found - {number}))
+
+
+def _one_edit(number: str) -> tuple[str, ...]:
+    found = set()
+    for spot, char in enumerate(number):
+        if char.isdigit():
+            found.update(number[:spot] + d + number[spot + 1:] for d in "0123456789" if d != char)
+        if spot + 1 < len(number) and number[spot + 1] != char:
+            found.add(number[:spot] + number[spot + 1] + char + number[spot + 2:])
+    return tuple(sorted(found))
 
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)

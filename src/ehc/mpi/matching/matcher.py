@@ -220,12 +220,12 @@ class Model:
         odds = 2.0 ** log_odds
         return odds / (1 + odds)
 
-    def grade(self, score: float, levels: dict[str, str | None]) -> str | None:
+    def grade(self, score: float, levels: dict[str, str | None], *, checked_document: bool = True) -> str | None:
         """The grade of the score, under the shared decision rule's ceiling (:func:`.evidence.capped`:
         the same own document is decisive; certain needs name and birth date and corroboration; a
         conflicting document or sex never allows certain)."""
         found = next((grade for grade in GRADES if score >= self.thresholds[grade]), None)
-        return evidence.capped(found, levels)
+        return evidence.capped(found, levels, checked_document=checked_document)
 
     def to_json(self) -> dict:
         return {"source": self.source, "prior": self.prior, "thresholds": self.thresholds, "m": self.m, "u": self.u}
@@ -255,7 +255,8 @@ def score_pair(a: Side, b: Side, model: Model, name_share: int = 1) -> tuple[flo
     the index share a's name and birth year (term-frequency adjustment)."""
     levels = compare(a, b)
     total, detail = model.score(levels, name_share)
-    return total, model.probability(total), model.grade(total, levels), detail
+    checked = "doc:01" in a.documents.keys() & b.documents.keys()
+    return total, model.probability(total), model.grade(total, levels, checked_document=checked), detail
 
 
 # -- matching against the index -----------------------------------------------------------------------
