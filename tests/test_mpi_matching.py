@@ -307,3 +307,17 @@ def test_a_guardians_document_does_not_link_the_child(client, clerk, card, insti
     assert answer.status_code == 200, answer.text
     assert answer.json()["action"] != "linked"
     assert all(c["grade"] != "certain" for c in answer.json()["candidates"])
+
+
+def test_the_county_is_read_from_the_address_when_no_region_code_is_given(platform) -> None:
+    from ehc.mpi.matching import places
+
+    assert places.region_of("四川省成都市锦江区人民路12号") == "510104"
+    assert places.region_of("锦江区人民路12号") == "510104"  # unique in the country
+    assert places.region_of("江苏省南京市白下区中山路1号")[:4] == "3201"  # abolished in 2013, still read
+    assert places.region_of("朝阳区建国路8号") is None  # Beijing or Changchun: not guessed
+    wang = _person(platform, WANG)
+    # A look-alike surname (玉 for 王), no phone, no region code: only birth date + sex + the city read
+    # from the address meets.
+    found = _match(platform, Record(name="玉慧敏", sex="2", birth_date=BORN, address=WANG.address))
+    assert wang in [c.person_id for c in found]

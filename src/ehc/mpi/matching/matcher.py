@@ -42,7 +42,7 @@ from ..models import Person
 from ..repository import find_by_identifier, resolve
 from ..sealed import details_for_matching, documents_for_matching
 from ..values import Identifier
-from . import evidence, names
+from . import evidence, names, places
 from . import keys as match_keys
 
 GRADES = ("certain", "probable", "possible")
@@ -272,8 +272,9 @@ def _candidate_ids(ctx: Ctx, record: Record) -> list[str]:
             direct.append(holder.id)
     blocked = repository.people_sharing(
         ctx.session,
+        # Without a region code, the county read from the address (as batch linkage blocks on it).
         match_keys.blind_keys(ctx.vault, record.name, _known_sex(record.sex), record.birth_date, record.phone,
-                              record.region_code),
+                              record.region_code or places.region_of(record.address)),
         limit=CANDIDATE_LIMIT,
     )
     return direct + [person_id for person_id in blocked if person_id not in direct]
