@@ -95,6 +95,7 @@ def link(work: Path) -> dict:
     import pyarrow.parquet as pq
 
     from ehc.mpi.linkage import apply as linkage_apply
+    from ehc.mpi.linkage import cluster as linkage_cluster
     from ehc.mpi.linkage import decide as linkage_decide
     from ehc.mpi.linkage import index as linkage_index
     from ehc.mpi.linkage import input as linkage_input
@@ -119,17 +120,20 @@ def link(work: Path) -> dict:
         scored = linkage_model.score_pairs(index, records, workdir=Path(workdir))
     timings.update({f"splink: {k}": v for k, v in scored.timings.items()})
     mark = time.perf_counter()
-    decisions = linkage_decide.decide(scored.pairs, linkage_decide.document_hits(index, records))
-    timings["grading"] = time.perf_counter() - mark
+    decisions = linkage_decide.decide(linkage_decide.weigh(scored.pairs, index, records),
+                                      linkage_decide.document_hits(index, records))
+    timings["shared evidence rules and grading"] = time.perf_counter() - mark
     mark = time.perf_counter()
     out = work / "outputs"
     out.mkdir(exist_ok=True)
     outcome = linkage_apply.outcome_without_database(decisions, records)
-    linkage_report.write_outputs(out, outcome, cleaned.rejects, records, index)
+    clustered = linkage_cluster.clusters(records, outcome.links)
+    linkage_report.write_outputs(out, outcome, cleaned.rejects, records, index, notes=cleaned.notes,
+                                 clustered=clustered)
     result = linkage_report.LinkResult(job_id=None, out_dir=out, records=len(records), rejected=len(cleaned.rejects),
                                 linked=outcome.new_links, queued=outcome.queued, unmatched=outcome.unmatched,
                                 index_size=len(index), dry_run=True)
-    timings["write the outputs and report"] = time.perf_counter() - mark
+    timings["cluster the list and write the outputs and report"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - started
     result.timings = timings
     linkage_report.write_report(out / "report.html", result, scored, linkage_decide.Thresholds(), "duckdb", "list.csv")
@@ -149,6 +153,7 @@ def unseal(quick: bool) -> dict | None:
     from ehc.db import Database
     from ehc.kit.context import Vault
     from ehc.mpi.linkage import apply as linkage_apply
+    from ehc.mpi.linkage import cluster as linkage_cluster
     from ehc.mpi.linkage import decide as linkage_decide
     from ehc.mpi.linkage import index as linkage_index
     from ehc.mpi.linkage import input as linkage_input

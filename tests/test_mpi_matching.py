@@ -263,7 +263,61 @@ def test_bad_submissions_are_problems(client, clerk, platform, institution) -> N
     bad = problem(client.post(URL, json=_body(phone="12345"), headers=clerk), 422, "match_record_invalid")
     assert bad["errors"][0]["field"] == "phone"
     problem(client.post(URL, json=_body(link=True), headers=clerk), 422, "link_identifier_required")
-    problem(client.post(URL, json=_body(document={"type": "01", "number": DOC[:-1] + "0"}), headers=clerk),
-            422, "match_record_invalid")
+    problem(client.post(URL, json=_body(document={"type": "01", "number": DOC[:-2]}), headers=clerk),
+            422, "match_record_invalid")  # 16 characters: no resident ID number at all
     problem(client.post(URL, json=_body(identifiers=[{"system": "mrn:inst-other", "value": "MR-1"}]),
                         headers=clerk), 403, "identifier_system_not_allowed")
+
+
+def _mistyped(number: str) -> str:
+    """One digit of the body typed wrong: the check character no longer holds."""
+    return number[:8] + str((int(number[8]) + 1) % 10) + number[9:]
+
+
+def test_dirty_identifiers_are_evidence_not_refusals(client, clerk, card) -> None:
+    # A 15-digit first-generation number is the 18-digit one: decisive.
+    old = DOC[:6] + DOC[8:17]
+    answer = client.post(URL, json=_body(name="王某", phone=None, address=None,
+                                         document={"type": "01", "number": old}), headers=clerk)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["candidates"][0]["ehc_id"] == card
+    assert answer.json()["candidates"][0]["comparison"]["document"]["level"] == "exact"
+    # A mistyped number (failed check character) is weighed as one digit off, never refused.
+    answer = client.post(URL, json=_body(document={"type": "01", "number": _mistyped(DOC)}), headers=clerk)
+    assert answer.status_code == 200, answer.text
+    [candidate] = answer.json()["candidates"]
+    assert candidate["comparison"]["document"]["level"] == "typo" and candidate["grade"] == "certain"
+    # ... and its holder is found through it even when the name and birth date lead nowhere.
+    answer = client.post(URL, json={"name": "李四", "birth_date": "1971-03-03",
+                                    "document": {"type": "01", "number": _mistyped(DOC)}}, headers=clerk)
+    assert answer.status_code == 200, answer.text
+    assert [c["ehc_id"] for c in answer.json()["candidates"]] in ([], [card])
+    assert all(c["grade"] != "certain" for c in answer.json()["candidates"])
+    # Landlines and M/F are read as batch linkage reads them.
+    answer = client.post(URL, json=_body(sex="F", phone="0571-88123456"), headers=clerk)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["candidates"][0]["comparison"]["sex"]["level"] == "same"
+
+
+def test_a_guardians_document_does_not_link_the_child(client, clerk, card, institution) -> None:
+    # The mother's ID number on her son's record: born 2015, male; the number says 1985, female.
+    body = _body(name="王小宝", sex="1", birth_date="2015-03-09", document={"type": "01", "number": DOC},
+                 identifiers=[{"system": "mrn", "value": "MR-3003"}], link=True)
+    answer = client.post(URL, json=body, headers=clerk)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["action"] != "linked"
+    assert all(c["grade"] != "certain" for c in answer.json()["candidates"])
+
+
+def test_the_county_is_read_from_the_address_when_no_region_code_is_given(platform) -> None:
+    from ehc.mpi.matching import places
+
+    assert places.region_of("四川省成都市锦江区人民路12号") == "510104"
+    assert places.region_of("锦江区人民路12号") == "510104"  # unique in the country
+    assert places.region_of("江苏省南京市白下区中山路1号")[:4] == "3201"  # abolished in 2013, still read
+    assert places.region_of("朝阳区建国路8号") is None  # Beijing or Changchun: not guessed
+    wang = _person(platform, WANG)
+    # A look-alike surname (玉 for 王), no phone, no region code: only birth date + sex + the city read
+    # from the address meets.
+    found = _match(platform, Record(name="玉慧敏", sex="2", birth_date=BORN, address=WANG.address))
+    assert wang in [c.person_id for c in found]

@@ -94,3 +94,27 @@ def test_relatives_share_surname_and_address_but_are_other_people(small_set):
     for _, group in shared.groupby("address"):
         assert group.true_id.is_unique
         assert group.name.str[0].nunique() == 1 or group.name.str[:2].isin(synth.COMPOUND_SURNAMES).any()
+
+
+def test_hard_sets_carry_the_legacy_noise():
+    index, queries, truth = synth.generate(3_000, 1_000, seed=5, hard=True)
+    assert list(queries.columns) == [*synth.COLUMNS, "noise"] and queries.region_code.isna().all()
+    kinds = set(queries.noise.str.split().explode().dropna())
+    assert {"id_15_digits", "id_mistyped", "landline", "year_only", "date_one_day_off", "doppelganger",
+            "card2"} <= kinds
+    noisy = queries.set_index("rec_id")
+    assert all(len(n) == 15 for n in noisy.loc[noisy.noise.str.contains("id_15"), "id_number"])
+    assert not any(ric.is_valid(n) for n in noisy.loc[noisy.noise.str.contains("id_mistyped"), "id_number"])
+    # Several cards of one patient: the same person on two or three rows, each linked to the index person.
+    per_person = queries.groupby("true_id").size()
+    assert 1 < per_person.max() <= 3 and (per_person > 1).mean() > 0.1
+    true_of = dict(zip(index.rec_id, index.true_id)) | dict(zip(queries.rec_id, queries.true_id))
+    assert all(true_of[a] == true_of[b] for a, b in zip(truth.index_rec_id, truth.query_rec_id))
+    # Look-alikes not in the index share name, sex and birth date with someone who is.
+    alike = queries[queries.noise.str.contains("doppelganger")]
+    keyed = set(zip(index.name, index.sex, index.birth_date))
+    shared = sum((r.name, r.sex, r.birth_date) in keyed for r in alike.itertuples())
+    assert len(alike) and shared > 0.3 * len(alike)  # the rest were typed with errors, as every row may be
+    assert not set(alike.true_id) & set(index.true_id)
+    # The plain generator is unchanged by the hard mode's existence.
+    assert "noise" not in synth.generate(200, 50, seed=5)[1].columns

@@ -13,7 +13,10 @@ from ..kit.errors import Problem
 from ..mpi import service as mpi
 from .common import Operator, console, err, fail, open_platform
 
-app = typer.Typer(help="The master patient index: link, match, review.", no_args_is_help=True)
+app = typer.Typer(help="The master patient index: batch linkage of a hospital's list (link) and the real-time "
+                       "matcher's blocking keys (rebuild-keys). Matching one patient and the review queue are "
+                       "in the API (POST /api/v1/mpi/match, /api/v1/mpi/reviews) and the staff pages.",
+                  no_args_is_help=True)
 
 
 @app.command("rebuild-keys")
@@ -32,7 +35,9 @@ _LINK_HELP = (
     "Splink. Columns: mrn (required: the hospital's patient number; 住院号/病案号 also work), name, sex, "
     "birth_date, phone, id_type, id_number, address, region_code.\n\n"
     "Certain matches get the number as identifier mrn:<institution>; probable and possible ones go to the "
-    "review queue. Writes links.csv, review.csv (masked), unmatched.csv, rejects.csv and report.html. "
+    "review queue. Writes links.csv, review.csv (masked: the pairs this run queued, or found already waiting), "
+    "unmatched.csv, rejects.csv (rows with nothing to link), notes.csv (fields fixed or set aside), "
+    "clusters.csv (patients on several rows) and report.html. "
     "Re-running the same file links nothing twice and queues no pair twice."
 )
 
@@ -80,6 +85,7 @@ def mpi_link(
     summary.add_row("rows", f"{result.records + result.rejected:,} ({result.rejected:,} rejected)")
     summary.add_row("linked", f"{result.linked:,} new, {result.already_linked:,} already, {result.conflicts:,} conflicts")
     summary.add_row("to review", f"{result.queued:,} pairs")
+    summary.add_row("several rows", f"{result.clusters:,} patients (clusters.csv)")
     summary.add_row("unmatched", f"{result.unmatched:,}")
     summary.add_row("time", f"{result.timings.get('total', 0):.1f} s")
     summary.add_row("outputs", str(result.out_dir))

@@ -232,6 +232,51 @@ def _parse_resident_id(number: str) -> Document:
     return Document(DocumentType.RESIDENT_ID, number, birth_date, sex, number[:6])
 
 
+@dataclass(frozen=True)
+class ResidentIdReading:
+    """What a legacy system's resident ID number says, read leniently (:func:`read_resident_id`).
+
+    ``number`` is the 18-character form (a 15-digit first-generation number converted); ``checked``
+    tells whether its check character agrees with the other 17 (a number that fails is still strong
+    evidence: most likely one digit is mistyped); ``birth_date`` and ``sex`` are what the number
+    encodes (``None`` if its date digits are not a real date)."""
+
+    number: str
+    checked: bool
+    converted: bool  # from a 15-digit first-generation number
+    birth_date: date | None
+    sex: str | None
+
+
+def resident_id_from_15(number: str) -> str:
+    """GB 11643 conversion of a 15-digit first-generation number: the century ``19`` goes before the
+    two-digit year, and the check character is computed over the 17 digits."""
+    if not re.fullmatch(r"[0-9]{15}", number):
+        raise ValueError("a first-generation resident ID number is 15 digits")
+    body = number[:6] + "19" + number[6:]
+    return body + ric.calc_check_digit(body + "0")
+
+
+def read_resident_id(raw: str) -> ResidentIdReading | None:
+    """A resident ID number as a legacy list has it, for matching: 15 digits are converted, a failed
+    check character is reported (not refused); ``None`` only when it is not a resident ID number at
+    all (wrong length, letters). Registration keeps the strict :func:`parse_document`."""
+    number = normalise_number(DocumentType.RESIDENT_ID, raw) if isinstance(raw, str) else ""
+    converted = False
+    if re.fullmatch(r"[0-9]{15}", number):
+        number, converted = resident_id_from_15(number), True
+    if not _RESIDENT_ID.fullmatch(number):
+        return None
+    checked = ric.calc_check_digit(number) == number[-1]
+    try:
+        born: date | None = ric.get_birth_date(number)
+    except ValidationError:
+        born = None
+    if born is not None and not EARLIEST_BIRTH_DATE <= born <= today():
+        born = None
+    return ResidentIdReading(number, checked, converted, born, MALE if int(number[16]) % 2 else FEMALE)
+
+
 def parse_document(doc_type: str | DocumentType, raw: str) -> Document:
     """Normalise and validate a document number; ``Invalid`` when it does not fit its type."""
     kind = document_type(doc_type)

@@ -14,6 +14,8 @@ from .documents import (
     mask_number,
     normalise_number,
     parse_document,
+    read_resident_id,
+    resident_id_from_15,
 )
 # Synthetic people for the demo, the tests and the master index's test sets (made one way everywhere).
 from .synthetic import (
@@ -62,6 +64,8 @@ __all__ = [
     "normalise_number",
     "normalise_phone",
     "parse_document",
+    "read_resident_id",
+    "resident_id_from_15",
     "register_verifier",
     "registered_verifiers",
     "resident_id_number", "chinese_name", "make_uscc", "mobile_phone", "organisation_code", "street_address",

@@ -25,6 +25,7 @@ from .schemas import (
     BoundOut,
     CandidateOut,
     DecisionOut,
+    DocumentIn,
     HolderOut,
     IdentifierIn,
     IdentifierOut,
@@ -182,13 +183,13 @@ def _record(ctx: Ctx, body: MatchIn) -> mpi.Record:
         name = identity.canonical_name(body.name) if body.name else None
     except Invalid as problem:
         errors.extend(problem.errors or [])
-    try:
-        phone = identity.normalise_phone(body.phone) if body.phone else None
-    except Invalid as problem:
-        errors.extend(problem.errors or [])
+    phone = mpi.match_evidence.phone_digits(body.phone) if body.phone else None
+    if body.phone and phone is None:
+        errors.append(field_error("phone", "phone_malformed", "A phone number has 7 to 12 digits (mobile, or a "
+                                                             "landline with its area code)."))
     document = identifiers = None
     try:
-        document = mpi.parse(f"doc:{body.document.type}", body.document.number) if body.document else None
+        document = _document(body.document) if body.document else None
     except Invalid as problem:
         errors.extend(problem.errors or [field_error("document", problem.code, problem.detail)])
     try:
@@ -201,8 +202,19 @@ def _record(ctx: Ctx, body: MatchIn) -> mpi.Record:
         message = "Give a document number, or a name with a birth date or a phone number."
         raise Invalid(message, code="match_record_too_thin", errors=[field_error("name", "match_record_too_thin",
                                                                                  message)])
-    return mpi.Record(name=name, sex=body.sex, birth_date=body.birth_date, phone=phone, address=body.address,
+    sex = mpi.match_evidence.sex_code(body.sex) if body.sex else None
+    return mpi.Record(name=name, sex=sex, birth_date=body.birth_date, phone=phone, address=body.address,
                   region_code=body.region_code, document=document, identifiers=identifiers or ())
+
+
+def _document(given: DocumentIn) -> mpi.Identifier:
+    """A resident ID is read as batch linkage reads it (15 digits converted, a failed check character
+    kept: it weighs as one digit off); other kinds are checked as at registration."""
+    if given.type.strip().zfill(2) == "01":
+        reading, _ = mpi.match_evidence.read_document("01", given.number)
+        if reading is not None:
+            return mpi.Identifier(reading.system, reading.number)
+    return mpi.parse(f"doc:{given.type}", given.number)
 
 
 def _identifier(ctx: Ctx, given: IdentifierIn) -> mpi.Identifier:

@@ -91,6 +91,11 @@ def people_sharing(session: Session, keys: Iterable[str], *, limit: int) -> list
     return [person_id for person_id, _ in rows]
 
 
+def count_holding(session: Session, key: str) -> int:
+    """How many people hold this matching key (at least 1: a count of none reads as one)."""
+    return max(session.scalar(select(func.count()).select_from(MatchKey).where(MatchKey.key == key)) or 0, 1)
+
+
 def open_reviews_sealed(session: Session, *, source: str, institution_id: str | None,
                         right_person_id: str | None = None) -> list[MatchReview]:
     """Open review rows of this source and institution that carry a sealed record."""

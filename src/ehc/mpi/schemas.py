@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -151,9 +150,10 @@ class IdentifierIn(BaseModel):
 
 class MatchIn(BaseModel):
     name: str | None = Field(None, max_length=64)
-    sex: Literal["0", "1", "2", "9"] | None = None
+    sex: str | None = Field(None, max_length=16, description="GB/T 2261.1 code (0, 1, 2, 9), or 男/女, M/F, "
+                                                           "male/female; anything else counts as unknown")
     birth_date: date | None = None
-    phone: str | None = Field(None, max_length=32)
+    phone: str | None = Field(None, max_length=32, description="mobile, or landline with its area code")
     address: str | None = Field(None, max_length=200)
     region_code: str | None = Field(None, pattern=r"^[0-9]{6}$")
     document: DocumentIn | None = None

@@ -23,6 +23,7 @@ from .linkage import LinkInputError, link_file
 from .lookups import CardLookups, CardRef, card_of_person, provide_cards
 from .matching import PURPOSE as MATCH_PURPOSE
 from .matching import Candidate, Record, match
+from .matching import evidence as match_evidence
 from .matching.keys import blind_keys as match_blind_keys
 from .matching.keys import people_sharing
 from .matching.keys import rebuild as rebuild_match_keys

@@ -89,6 +89,7 @@ class _Person:
     region: str
     address: str
     id_number: str | None
+    guardian_id: str | None = None  # hard sets: a child's parent's ID number, which records carry
 
 
 @lru_cache(maxsize=1)
@@ -207,13 +208,23 @@ class _Generator:
 
     # -- people ---------------------------------------------------------------------------------
 
-    def person(self, index: int, relative_of: _Person | None) -> _Person:
+    def person(self, index: int, relative_of: _Person | None, hard: bool = False) -> _Person:
         rng = self.rng
         male = rng.random() < 0.5
         birth = self.birth()
+        guardian = None
         if relative_of is not None:
             surname, region, address = relative_of.surname, relative_of.region, relative_of.address
             phone = relative_of.phone if rng.random() < 0.5 else self.phone()
+            if hard:  # a household: a child of the relative (sharing the phone), or a spouse
+                kind = rng.random()
+                if kind < 0.5 and relative_of.birth.year < 1995:
+                    birth = _clamp(relative_of.birth + timedelta(days=rng.randrange(20 * 365, 35 * 365)))
+                    phone, guardian = relative_of.phone, relative_of.id_number
+                elif kind < 0.8:
+                    surname = self.surname()
+                    birth = _clamp(relative_of.birth + timedelta(days=rng.randrange(-5 * 365, 5 * 365)))
+                    phone = relative_of.phone if rng.random() < 0.7 else phone
         else:
             surname = self.surname()
             region = rng.choice(self.regions)[0]
@@ -221,7 +232,14 @@ class _Generator:
             phone = self.phone() if rng.random() < 0.9 else None
         id_number = self.id_number(region, birth, male) if rng.random() < 0.95 else None
         return _Person(f"P{index:07d}", surname, self.given(male), "1" if male else "2", birth, phone,
-                       region, address, id_number)
+                       region, address, id_number, guardian if birth.year >= 2008 else None)
+
+    def doppelganger(self, index: int, of: _Person) -> _Person:
+        """Another person with the same name, sex and birth date: own phone, address, region, document."""
+        region = self.rng.choice(self.regions)[0]
+        return _Person(f"P{index:07d}", of.surname, of.given, of.sex, of.birth,
+                       self.phone() if self.rng.random() < 0.9 else None, region, self.address(region),
+                       self.id_number(region, of.birth, of.sex == "1") if self.rng.random() < 0.95 else None)
 
     # -- errors ---------------------------------------------------------------------------------
 
@@ -235,6 +253,39 @@ class _Generator:
         errors = rng.choices((0, 1, 2, 3, 4), weights=(20, 35, 25, 14, 6))[0]
         for name in rng.sample(_ERRORS, errors):
             getattr(self, f"_error_{name}")(record)
+        return record
+
+    def corrupt_hard(self, person: _Person) -> dict:
+        """:meth:`corrupt`, then what legacy hospital systems add (each noted in ``noise``): 15-digit
+        and mistyped ID numbers, a guardian's ID on a child's record, landlines, year-only dates
+        (``YYYY-01-01``), dates one day off; no region code (the list has none)."""
+        rng = self.rng
+        record = self.corrupt(person)
+        noise = []
+        if person.guardian_id and rng.random() < 0.5:
+            record["id_number"] = person.guardian_id
+            noise.append("guardian_id")
+        elif record["id_number"]:
+            number = record["id_number"]
+            if rng.random() < 0.1 and number[6:8] == "19":
+                record["id_number"] = number[:6] + number[8:17]
+                noise.append("id_15_digits")
+            elif rng.random() < 0.06:
+                spot = rng.randrange(17)
+                record["id_number"] = number[:spot] + str((int(number[spot]) + rng.randint(1, 9)) % 10) + number[spot + 1:]
+                noise.append("id_mistyped")
+        if rng.random() < 0.08:
+            record["phone"] = f"0{rng.randint(10, 999)}-{rng.randint(2, 8)}{rng.randrange(10**7):07d}"
+            noise.append("landline")
+        roll = rng.random()
+        if roll < 0.05:
+            record["birth"] = record["birth"].replace(month=1, day=1)
+            noise.append("year_only")
+        elif roll < 0.10:
+            record["birth"] = _clamp(record["birth"] + timedelta(days=rng.choice((-1, 1))))
+            noise.append("date_one_day_off")
+        record["region_code"] = None
+        record["noise"] = " ".join(noise)
         return record
 
     def _error_homophone(self, record: dict) -> None:
@@ -318,6 +369,10 @@ _ERRORS = (
 )
 
 
+def _clamp(born: date) -> date:
+    return min(born, date(2025, 12, 31))
+
+
 def _cumulative(weights: tuple[float, ...]) -> list[float]:
     total, out = 0.0, []
     for weight in weights:
@@ -337,11 +392,18 @@ def people(n_people: int, seed: int, *, relatives: float = 0.125):
     yield from _people(generator, n_people, relatives)
 
 
-def _people(generator: _Generator, n_people: int, relatives: float):
+def _people(generator: _Generator, n_people: int, relatives: float, hard: bool = False):
     recent: list[_Person] = []
     for index in range(1, n_people + 1):
+        if hard and recent and generator.rng.random() < 0.02:
+            person = generator.doppelganger(index, generator.rng.choice(recent))
+            recent.append(person)
+            if len(recent) > 200:
+                recent.pop(0)
+            yield person
+            continue
         relative_of = generator.rng.choice(recent) if recent and generator.rng.random() < relatives else None
-        person = generator.person(index, relative_of)
+        person = generator.person(index, relative_of, hard)
         recent.append(person)
         if len(recent) > 200:
             recent.pop(0)
@@ -349,11 +411,19 @@ def _people(generator: _Generator, n_people: int, relatives: float):
 
 
 def generate(n_people: int, n_duplicates: int, seed: int = 0, *, n_new: int | None = None,
-             relatives: float = 0.125):
+             relatives: float = 0.125, hard: bool = False):
     """``(index, queries, truth)`` DataFrames; see the module docstring for their columns.
 
     ``n_duplicates`` query records are corrupted copies of distinct index people; ``n_new`` more
     (default: a quarter of ``n_duplicates``) are people who are not in the index.
+
+    ``hard``: a legacy hospital list (:meth:`_Generator.corrupt_hard`): households (children with a
+    parent's ID, spouses sharing phone and address), look-alike people (2% of the index, and 40% of
+    the people not in the index, share a name, sex and birth date with someone of the index), 15-digit
+    and mistyped ID numbers, landlines, year-only and one-day-off dates, no region codes, and several
+    old cards per patient (16% of the people appear two or three times). ``queries`` then has one
+    more column, ``noise``: the kinds of hard noise of each record (space-separated), ``doppelganger``
+    for the look-alikes not in the index and ``card2``/``card3`` for the extra cards.
     """
     # heavy: pandas takes about 0.9 s to import; only the frame-building generator needs it
     import pandas as pd
@@ -361,12 +431,29 @@ def generate(n_people: int, n_duplicates: int, seed: int = 0, *, n_new: int | No
     if n_duplicates > n_people:
         raise ValueError("n_duplicates cannot exceed n_people (one duplicate per person)")
     generator = _Generator(seed)
-    index_people = list(_people(generator, n_people, relatives))
+    index_people = list(_people(generator, n_people, relatives, hard))
     n_new = n_duplicates // 4 if n_new is None else n_new
     # People who are not in the index come from the same generator, so they look alike.
-    outsiders = [generator.person(n_people + 1 + i, None) for i in range(n_new)]
+    outsiders, look_alikes = [], set()
+    for i in range(n_new):
+        if hard and generator.rng.random() < 0.4:
+            outsiders.append(generator.doppelganger(n_people + 1 + i, generator.rng.choice(index_people)))
+            look_alikes.add(outsiders[-1].true_id)
+        else:
+            outsiders.append(generator.person(n_people + 1 + i, None))
     duplicated = generator.rng.sample(index_people, n_duplicates)
-    queries = [(person, generator.corrupt(person)) for person in duplicated + outsiders]
+    if hard:
+        queries = []
+        for person in duplicated + outsiders:
+            cards = 1 + (generator.rng.random() < 0.16) + (generator.rng.random() < 0.05)
+            for card in range(cards):
+                record = generator.corrupt_hard(person)
+                extra = ["doppelganger"] if person.true_id in look_alikes else []
+                extra += [f"card{card + 1}"] if card else []
+                record["noise"] = " ".join([record["noise"], *extra]).strip()
+                queries.append((person, record))
+    else:
+        queries = [(person, generator.corrupt(person)) for person in duplicated + outsiders]
     generator.rng.shuffle(queries)
 
     index_rows = [_row(f"I{i + 1:07d}", person) for i, person in enumerate(index_people)]
@@ -376,12 +463,12 @@ def generate(n_people: int, n_duplicates: int, seed: int = 0, *, n_new: int | No
         rec_id = f"Q{number:07d}"
         query_rows.append((rec_id, record["surname"] + record["given"], record["sex"], record["birth"].isoformat(),
                            record["phone"], record["address"], record["region_code"], record["id_number"],
-                           person.true_id))
+                           person.true_id) + ((record["noise"],) if hard else ()))
         if person.true_id in rec_of_person:
             truth_rows.append((rec_of_person[person.true_id], rec_id))
     return (
         pd.DataFrame(index_rows, columns=list(COLUMNS)),
-        pd.DataFrame(query_rows, columns=list(COLUMNS)),
+        pd.DataFrame(query_rows, columns=list(COLUMNS) + (["noise"] if hard else [])),
         pd.DataFrame(truth_rows, columns=["index_rec_id", "query_rec_id"]),
     )
 

@@ -58,7 +58,7 @@ def outcome_without_database(decisions: pd.DataFrame, records: pd.DataFrame) -> 
                      for rid, pid, w, p, reason in certain[["record_id", "person_id", "match_weight",
                                                             "match_probability", "reason"]].itertuples(index=False)]
     outcome.reviews = [{"record_id": rid, "person_id": pid, "match_weight": w, "match_probability": p, "grade": g,
-                        "review_id": None}
+                        "review_id": None, "status": "queued"}
                        for rid, pid, w, p, g in queued[["record_id", "person_id", "match_weight", "match_probability",
                                                         "grade"]].itertuples(index=False)]
     outcome.new_links, outcome.queued = len(outcome.links), len(outcome.reviews)
@@ -112,9 +112,9 @@ def apply_decisions(platform: LinkPlatform, decisions: pd.DataFrame, records: pd
             for person_id, weight, probability, comparison, grade, reason in group[
                     ["person_id", "match_weight", "match_probability", "comparison", "grade", "reason"]
             ].itertuples(index=False):
-                review_id = None
+                review_id, status = None, "queued"
                 if (row["mrn"], person_id) in open_pairs:
-                    review_id = open_pairs[(row["mrn"], person_id)]
+                    review_id, status = open_pairs[(row["mrn"], person_id)], "already_queued"
                 elif not dry_run:
                     candidate = Candidate(person_id=person_id, score=float(weight), probability=float(probability),
                                           grade=grade, comparison=json.loads(comparison) | {"reason": reason})
@@ -124,7 +124,8 @@ def apply_decisions(platform: LinkPlatform, decisions: pd.DataFrame, records: pd
                 else:
                     outcome.queued += 1
                 outcome.reviews.append({"record_id": rid, "person_id": person_id, "match_weight": weight,
-                                        "match_probability": probability, "grade": grade, "review_id": review_id})
+                                        "match_probability": probability, "grade": grade, "review_id": review_id,
+                                        "status": status})
         acted = linked_now | set(queued["record_id"])
         already = [rid for rid in by_record.index if rid not in acted and keys[rid] in holders]
         for rid in already:

@@ -12,13 +12,10 @@ from functools import lru_cache
 
 import pandas as pd
 
-from ...identity import service as identity
 from ...kit.errors import Invalid
 from .. import xref
-from ..matching import names
+from ..matching import evidence, names, places
 
-_SEX = {"1": "1", "男": "1", "m": "1", "male": "1", "2": "2", "女": "2", "f": "2", "female": "2",
-        "0": "0", "未知": "0", "9": "9", "未说明": "9"}
 _DATE = re.compile(r"(\d{4})\D?(\d{1,2})\D?(\d{1,2})\D?")
 _REGION = re.compile(r"\d{6}")
 _MRN_MAX = 64  # how much of a bad MRN the rejects file repeats
@@ -49,15 +46,26 @@ def normalise_address(raw: str) -> str:
 
 @dataclass(frozen=True)
 class CleanRows:
-    """The good rows as a linkage frame (plus ``line``, ``mrn``, ``id_system``, ``id_number``), and the
-    rejects as ``(line, mrn, reasons)``."""
+    """The rows as a linkage frame (plus ``line``, ``mrn``, ``id_system``, ``id_number``, ``sex_code``,
+    ``id_near``: the blind keys of the valid numbers one keystroke from a number failing its check),
+    the rejects as ``(line, mrn, reasons)`` and the notes on rows kept (:data:`NOTES`)."""
 
     frame: pd.DataFrame
     rejects: list[tuple[int, str, str]]
+    notes: list[tuple[int, str, str]] = ()  # (line, mrn, codes): rows kept with a field set aside or fixed
 
 
 FRAME_COLUMNS = ("unique_id", "name", "name_py", "surname_py", "given_py", "name_initial", "sex", "birth_date",
-                 "birth_date_swapped", "birth_year", "phone", "address", "region_code", "id_key")
+                 "birth_date_swapped", "birth_year", "phone", "address", "region_code", "id_key", "city", "street")
+
+_STREET = re.compile(r"([\u4e00-\u9fff]{1,8}?(?:大道|大街|路|街|巷|道|村|里))(\d+)号")
+
+
+def street_key(city: str | None, address: str | None) -> str | None:
+    """The city, the road and the house number (``5101|人民路12``): an address token for blocking
+    that a moved-within-the-building, a dropped flat number or an abbreviated province keeps."""
+    found = _STREET.search(address) if address else None
+    return f"{city or ''}|{found[1]}{found[2]}" if found else None
 
 
 def frame_row(unique_id: str, name: str | None, sex: str | None, birth: str | None, phone: str | None,
@@ -67,9 +75,10 @@ def frame_row(unique_id: str, name: str | None, sex: str | None, birth: str | No
     swapped = None
     if birth and int(birth[8:10]) <= 12 and birth[5:7] != birth[8:10]:
         swapped = f"{birth[:4]}-{birth[8:10]}-{birth[5:7]}"  # what the date reads as with day and month swapped
+    city = places.city_of(region_code, address)
     return (unique_id, name or None, name_py, surname_py, given_py, name_py[0] if name_py else None,
             sex if sex in ("1", "2") else None, birth, swapped, birth[:4] if birth else None,
-            phone or None, address or None, region_code or None, id_key)
+            phone or None, address or None, region_code or None, id_key, city, street_key(city, address))
 
 
 def _clean_birth(raw: str) -> tuple[str | None, str | None]:
@@ -88,21 +97,6 @@ def _clean_birth(raw: str) -> tuple[str | None, str | None]:
     return born.isoformat(), None
 
 
-def _clean_phone(raw: str) -> tuple[str | None, str | None]:
-    """Mobile numbers as their 11 digits; landlines (7-12 digits) kept as digits; else a reason."""
-    text = unicodedata.normalize("NFKC", raw).strip()
-    if not text:
-        return None, None
-    digits = re.sub(r"[\s\-()+]", "", text)
-    if digits.startswith("0086"):
-        digits = digits[4:]
-    elif digits.startswith("86") and len(digits) == 13:
-        digits = digits[2:]
-    if not digits.isdigit() or not 7 <= len(digits) <= 12:
-        return None, "phone_invalid"
-    return digits, None
-
-
 def _clean_mrn(raw: str) -> tuple[str, str | None]:
     """The hospital number as the index stores it (:func:`..xref.normalise`: upper case, 1-40 letters,
     digits and . _ / -)."""
@@ -114,62 +108,94 @@ def _clean_mrn(raw: str) -> tuple[str, str | None]:
         return raw.strip()[:_MRN_MAX], "mrn_invalid"
 
 
-def _clean_document(id_type: str, raw: str) -> tuple[str | None, str | None, str | None]:
-    """``(system, number, reason)``; the number normalised and checked like a registration's."""
-    number = raw.strip()
-    if not number:
-        return None, None, None
-    try:
-        document = identity.parse_document((id_type.strip() or "01").zfill(2), number)
-    except Invalid as problem:
-        return None, None, "id_type_invalid" if "type" in problem.code else "id_number_invalid"
-    return f"doc:{document.type.value}", document.number, None
+
+# What a clerk reads in rejects.csv and notes.csv, per code.
+REJECTS = {
+    "mrn_missing": "no patient number (MRN): nothing to link it to",
+    "mrn_invalid": "the patient number has characters a number cannot have",
+    "mrn_duplicate": "the same patient number again, further up the list",
+    "nothing_to_match_on": "no document and no name with a birth date or phone: nothing to match on",
+}
+NOTES = {
+    "id_number_converted": "15-digit ID number converted to its 18-digit form",
+    "id_number_failed_check": "ID number fails its check character (one digit mistyped?): weighed, never decisive",
+    "id_number_unreadable": "ID number unreadable: set aside",
+    "id_type_unknown": "document type unknown: document set aside",
+    "document_not_own": "the ID number's birth date or sex contradicts the row's (a guardian's?): set aside",
+    "birth_date_unreadable": "birth date unreadable: set aside",
+    "birth_date_out_of_range": "birth date in the future or before 1880: set aside",
+    "phone_unreadable": "phone unreadable: set aside",
+    "region_code_unreadable": "region code is not six digits: set aside",
+}
+
+
+def _clean_birth_lenient(raw: str) -> tuple[str | None, str | None]:
+    born, reason = _clean_birth(raw)
+    return born, ("birth_date_unreadable" if reason == "birth_date_invalid" else reason)
 
 
 def clean_rows(rows: pd.DataFrame, blind: Callable[[str], str] | None = None) -> CleanRows:
-    """Check each row; derive the matching keys.
+    """Read each row as the real-time matcher reads a submission (:mod:`..matching.evidence`); derive
+    the matching keys. Only rows that cannot be linked are rejected (no MRN, a duplicate MRN,
+    nothing to match on); an unreadable field is set aside and noted, a 15-digit ID number
+    converted, one failing its check kept as partial evidence, a guardian's ID set aside.
 
     ``blind`` turns ``"doc:01:<number>"`` into the document's blind index (the same as
     ``Identifier.blind_index``), so documents are compared without being unsealed on the index side;
     without it (benchmarks) the key is the text itself. Duplicate MRNs: the first row wins.
     """
+    blind = blind or (lambda key: key)
     good: list[tuple] = []
     extra: list[tuple] = []
     rejects: list[tuple[int, str, str]] = []
+    notes: list[tuple[int, str, str]] = []
     seen: set[str] = set()
     for line, mrn, name, sex, birth, phone, id_type, id_number, address, region in rows.itertuples(index=False):
-        reasons = []
+        reasons, noted = [], []
         mrn, reason = _clean_mrn(mrn)
         if reason:
             reasons.append(reason)
         elif mrn in seen:
             reasons.append("mrn_duplicate")
         name = name_for_matching(name) if name else ""
-        sex_code = _SEX.get(sex.strip().lower(), None) if sex.strip() else "0"
-        if sex_code is None:
-            reasons.append("sex_invalid")
-        birth_iso, reason = _clean_birth(birth)
-        reasons += [reason] if reason else []
-        phone_digits, reason = _clean_phone(phone)
-        reasons += [reason] if reason else []
-        system, number, reason = _clean_document(id_type, id_number)
-        reasons += [reason] if reason else []
+        sex_code = evidence.sex_code(sex)
+        birth_iso, reason = _clean_birth_lenient(birth)
+        noted += [reason] if reason else []
+        phone_digits = evidence.phone_digits(phone)
+        if phone.strip() and phone_digits is None:
+            noted.append("phone_unreadable")
+        reading, reason = evidence.read_document(id_type, id_number)
+        noted += [reason] if reason else []
+        id_key, near = None, ()
+        if reading is not None:
+            if reading.converted:
+                noted.append("id_number_converted")
+            if not evidence.own_document(reading, date.fromisoformat(birth_iso) if birth_iso else None, sex_code):
+                noted.append("document_not_own")
+                reading = None
+            elif not reading.checked:
+                noted.append("id_number_failed_check")
+                near = tuple(blind(f"doc:01:{number}") for number in evidence.near_numbers(reading.number))
+            else:
+                id_key = blind(f"{reading.system}:{reading.number}")
+                if reading.system != "doc:01":  # no check character: a typo cannot be told, only weighed
+                    near = tuple(blind(f"{reading.system}:{n}") for n in evidence.near_numbers(reading.number, reading.system))
         region = region.strip()
         if region and not _REGION.fullmatch(region):
-            reasons.append("region_code_invalid")
-        if not name and not number:
+            noted.append("region_code_unreadable")
+            region = ""
+        if not reading and not (name and (birth_iso or phone_digits)):
             reasons.append("nothing_to_match_on")
         if reasons:
             rejects.append((line, mrn, " ".join(reasons)))
             continue
         seen.add(mrn)
-        id_key = None
-        if number:
-            id_key = blind(f"{system}:{number}") if blind else f"{system}:{number}"
+        if noted:
+            notes.append((line, mrn, " ".join(noted)))
         good.append(frame_row(f"r{line}", name, sex_code, birth_iso, phone_digits,
                               normalise_address(address) or None, region or None, id_key))
-        extra.append((line, mrn, system, number, sex_code))
+        extra.append((line, mrn, reading.system if reading else None, reading.number if reading else None,
+                      sex_code, near))
     frame = pd.DataFrame(good, columns=list(FRAME_COLUMNS), dtype=object)
-    info = pd.DataFrame(extra, columns=["line", "mrn", "id_system", "id_number", "sex_code"], dtype=object)
-    return CleanRows(frame=pd.concat([frame, info], axis=1), rejects=rejects)
-
+    info = pd.DataFrame(extra, columns=["line", "mrn", "id_system", "id_number", "sex_code", "id_near"], dtype=object)
+    return CleanRows(frame=pd.concat([frame, info], axis=1), rejects=rejects, notes=notes)

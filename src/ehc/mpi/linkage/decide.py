@@ -3,9 +3,14 @@ unmatched; and the measures the benchmarks compare the model with. Pure pandas, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import date
 
 import pandas as pd
+
+from ..matching import evidence
+from ..matching.matcher import Side, compare, default_model, tf_adjustment
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,59 @@ def document_hits(index: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
                          "person_id": hits["unique_id_person"].astype(str)})
 
 
+def _side(row: tuple) -> Side:
+    name, sex, birth, phone, address, region = row
+    return Side(name, sex, date.fromisoformat(birth) if isinstance(birth, str) else None, phone, address, region)
+
+
+def _value(item: object) -> object:
+    return None if item is None or (isinstance(item, float) and math.isnan(item)) else item
+
+
+def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """The shared evidence rules on Splink's scored pairs (the same as the real-time matcher's,
+    :mod:`..matching.evidence`), adding ``cap`` (the best grade the pair's evidence allows; ``""``:
+    no cap) and adjusting the weight:
+
+    * term frequency: an agreeing name shared by ``k`` people of the index born the same year weighs
+      ``log2(k)`` less (:func:`..matching.matcher.tf_adjustment`);
+    * a record's ID number failing its check, one keystroke from the person's: the real-time model's
+      weight for a document one digit off (Splink saw no document for it).
+    """
+    if pairs.empty:
+        return pairs.assign(cap=pd.Series(dtype=object))
+    fields = ["name", "sex", "birth_date", "phone", "address", "region_code"]
+    people = {uid: tuple(_value(v) for v in row) for uid, *row in index[["unique_id", *fields]].itertuples(index=False)}
+    person_key = dict(zip(index["unique_id"], index["id_key"]))
+    rows = {uid: tuple(_value(v) for v in row) for uid, *row in records[["unique_id", *fields]].itertuples(index=False)}
+    record_key = dict(zip(records["unique_id"], records["id_key"]))
+    near = dict(zip(records["unique_id"], records["id_near"])) if "id_near" in records else {}
+    system = dict(zip(records["unique_id"], records["id_system"])) if "id_system" in records else {}
+    shares = index.groupby(["name_py", "birth_year"]).size().to_dict()
+    record_share = {uid: shares.get((py, year), 1)
+                    for uid, py, year in records[["unique_id", "name_py", "birth_year"]].itertuples(index=False)}
+    model = default_model()
+    typo_weight = model.weight("document", "typo")
+    caps, weights = [], []
+    for record_id, person_id, weight in pairs[["record_id", "person_id", "match_weight"]].itertuples(index=False):
+        levels = compare(_side(rows[record_id]), _side(people[person_id]))
+        mine, theirs = _value(record_key.get(record_id)), _value(person_key.get(person_id))
+        if mine and theirs and (mine == theirs or not near.get(record_id)):
+            levels["document"] = "exact" if mine == theirs else "different"
+        elif theirs and near.get(record_id):
+            levels["document"] = "typo" if theirs in near[record_id] else "different"
+            weight += typo_weight if levels["document"] == "typo" else 0.0
+        weight -= tf_adjustment(levels["name"], record_share.get(record_id, 1))
+        checked = system.get(record_id, "doc:01") == "doc:01"  # a resident ID whose check holds
+        caps.append(evidence.ceiling(levels, checked_document=checked) or "")
+        weights.append(weight)
+    out = pairs.copy()
+    out["match_weight"] = weights
+    out["match_probability"] = [1 / (1 + 2.0 ** -min(max(w, -60), 60)) for w in weights]
+    out["cap"] = caps
+    return out
+
+
 def decide(pairs: pd.DataFrame, documents: pd.DataFrame, thresholds: Thresholds = Thresholds(),
            *, review_candidates: int = 3) -> pd.DataFrame:
     """One row per (record, candidate) that is acted on: ``grade`` certain (``reason`` document or
@@ -42,19 +100,23 @@ def decide(pairs: pd.DataFrame, documents: pd.DataFrame, thresholds: Thresholds 
     rest = pairs[~pairs["record_id"].isin(doc["record_id"])]
     rest = rest[rest["match_probability"] >= thresholds.possible]
     rest = rest.sort_values(["record_id", "match_weight"], ascending=[True, False], kind="stable")
+    cap = rest["cap"] if "cap" in rest else pd.Series("", index=rest.index, dtype=object)
     rank = rest.groupby("record_id", sort=False).cumcount()
     best = rest[rank == 0].set_index("record_id")
     runner_up = rest[rank == 1].set_index("record_id")["match_weight"].reindex(best.index)
     close = runner_up.notna() & (runner_up > best["match_weight"] - thresholds.margin)
     probability = best["match_probability"]
-    certain = (probability >= thresholds.certain) & ~close
+    allowed = pd.Series(~cap[rank == 0].isin(["probable", "possible"]).to_numpy(), index=best.index)
+    certain = (probability >= thresholds.certain) & ~close & allowed
     certain_ids = set(best.index[certain])
     linked = best[certain].reset_index().assign(grade="certain", reason="model")
 
     queued = rest[(~rest["record_id"].isin(certain_ids)) & (rank < review_candidates)].copy()
     queued["grade"] = "possible"
-    queued.loc[queued["match_probability"] >= thresholds.probable, "grade"] = "probable"
+    queued.loc[(queued["match_probability"] >= thresholds.probable) & (cap.reindex(queued.index) != "possible"),
+               "grade"] = "probable"
     queued["reason"] = "model"
+    queued.loc[cap.reindex(queued.index).isin(["probable", "possible"]), "reason"] = "evidence"
     # A certain-looking best candidate with a close runner-up is ambiguous: both go to review as probable.
     ambiguous = set(best.index[(probability >= thresholds.certain) & close])
     queued.loc[queued["record_id"].isin(ambiguous) & (queued["match_probability"] >= thresholds.certain),

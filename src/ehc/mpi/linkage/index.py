@@ -119,5 +119,7 @@ def clean_list(platform: LinkPlatform, rows: pd.DataFrame, *, workers: int | Non
     rejects = [reject for r in results for reject in r.rejects]
     duplicate = frame["mrn"].duplicated(keep="first")
     rejects += [(int(line), mrn, "mrn_duplicate") for line, mrn in frame.loc[duplicate, ["line", "mrn"]].values]
-    return CleanRows(frame=frame[~duplicate].reset_index(drop=True), rejects=sorted(rejects))
+    dropped = set(frame.loc[duplicate, "line"])
+    notes = [note for r in results for note in r.notes if note[0] not in dropped]
+    return CleanRows(frame=frame[~duplicate].reset_index(drop=True), rejects=sorted(rejects), notes=sorted(notes))
 

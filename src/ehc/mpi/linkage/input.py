@@ -13,7 +13,7 @@ INPUT_COLUMNS = ("mrn", "name", "sex", "birth_date", "phone", "id_type", "id_num
 # Header names hospitals' systems commonly export, mapped to ours (matched after trimming, lower-case).
 HEADER_ALIASES = {
     "住院号": "mrn", "病案号": "mrn", "门诊号": "mrn", "患者编号": "mrn", "病人id": "mrn", "登记号": "mrn",
-    "patient_id": "mrn", "patient_number": "mrn",
+    "patient_id": "mrn", "patient_number": "mrn", "hospital_mrn": "mrn", "medical_record_number": "mrn",
     "姓名": "name", "患者姓名": "name",
     "性别": "sex", "gender": "sex",
     "出生日期": "birth_date", "生日": "birth_date", "dob": "birth_date", "date_of_birth": "birth_date",

@@ -17,8 +17,9 @@ from ...kit.errors import NotFound
 from .. import repository
 from ..models import LinkJob
 from .apply import apply_decisions
+from .cluster import clusters
 from .common import LinkInputError, LinkPlatform
-from .decide import Thresholds, decide, document_hits
+from .decide import Thresholds, decide, document_hits, weigh
 from .index import clean_list, export_index
 from .input import read_patient_list
 from .model import Scored, score_pairs
@@ -66,7 +67,12 @@ def link_file(platform: LinkPlatform, path: Path, institution_id: str, *, backen
         outcome = apply_decisions(platform, decisions, records, index, institution_id, job_id, operator, dry_run)
         timings["write links and reviews"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        write_outputs(out_dir, outcome, cleaned.rejects, records, index)
+        say("clustering the list", None, None)
+        clustered = clusters(records, [link for link in outcome.links if link["status"] != "conflict"])
+        result.clusters = clustered["cluster"].nunique() if len(clustered) else 0
+        timings["cluster the list (duplicates within it)"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        write_outputs(out_dir, outcome, cleaned.rejects, records, index, notes=cleaned.notes, clustered=clustered)
         result.linked, result.already_linked = outcome.new_links, outcome.already_linked
         result.conflicts, result.queued, result.unmatched = outcome.conflicts, outcome.queued, outcome.unmatched
         timings["write the outputs"] = time.perf_counter() - mark
@@ -91,7 +97,10 @@ def _score_and_decide(index: pd.DataFrame, records: pd.DataFrame, backend: str, 
     scored = score_pairs(index, records, backend=backend, workdir=workdir, threshold=thresholds.possible,
                          step=lambda name: say(f"{name} ({backend})", None, None))
     timings.update({f"splink: {k}": v for k, v in scored.timings.items()})
-    return decide(scored.pairs, document_hits(index, records), thresholds), scored
+    mark = time.perf_counter()
+    decisions = decide(weigh(scored.pairs, index, records), document_hits(index, records), thresholds)
+    timings["shared evidence rules and grading"] = time.perf_counter() - mark
+    return decisions, scored
 
 
 def _require_institution(platform: LinkPlatform, institution_id: str) -> None:

@@ -49,6 +49,10 @@ def comparisons() -> list:
             cll.ExactMatchLevel("birth_date").configure(label_for_charts="same date"),
             cll.CustomLevel("birth_date_swapped_l = birth_date_r", "day and month swapped"),
             cll.LevenshteinLevel("birth_date", 1).configure(label_for_charts="one digit differs"),
+            cll.AbsoluteDateDifferenceLevel("birth_date", input_is_string=True, threshold=1, metric="day")
+            .configure(label_for_charts="one day apart"),
+            cll.CustomLevel("birth_year_l = birth_year_r and (substr(birth_date_l, 6, 5) = '01-01' "
+                            "or substr(birth_date_r, 6, 5) = '01-01')", "same year, one side year only"),
             cll.AbsoluteDateDifferenceLevel("birth_date", input_is_string=True, threshold=1, metric="year")
             .configure(label_for_charts="within a year"),
         ), output_column_name="birth_date"),
@@ -65,9 +69,9 @@ def comparisons() -> list:
             cll.JaroWinklerLevel("address", 0.75),
         ), output_column_name="address"),
         cl.CustomComparison(levels(
-            "region_code",
+            "city",  # the region code's city, or the city read from the address (matching.places)
             cll.ExactMatchLevel("region_code"),
-            cll.CustomLevel("substr(region_code_l, 1, 4) = substr(region_code_r, 1, 4)", "same city"),
+            cll.CustomLevel("city_l = city_r", "same city"),
         ), output_column_name="region_code"),
         cl.CustomComparison(levels("id_key", cll.ExactMatchLevel("id_key").configure(
             label_for_charts="same document")), output_column_name="id_key"),
@@ -76,14 +80,17 @@ def comparisons() -> list:
 
 def prediction_blocking_rules() -> list:
     """Which pairs get scored: any pair sharing one of these. Chosen so that every realistic error
-    leaves at least one intact (a typo in the date: name + year; a new name: phone or document),
-    while keeping blocks small enough for 1M x 1M (birth date alone would pair ~40M)."""
+    leaves at least one intact (a typo in the date: name + year; a new name: phone or document; a
+    new surname character: road and house number + given name), while keeping blocks small enough
+    for 1M x 1M (birth date alone would pair ~40M). ``city`` is the region code's, or read from the
+    address when the list has no codes (:mod:`..matching.places`)."""
     return [
         block_on("birth_date", "name_initial"),
         block_on("birth_date", "surname_py"),
-        block_on("birth_date", "region_code"),
+        block_on("birth_date", "city"),
         block_on("name_py", "birth_year"),
-        block_on("name_py", "region_code"),
+        block_on("name_py", "city"),
+        block_on("street", "given_py"),
         block_on("phone"),
         block_on("id_key"),
     ]

@@ -15,6 +15,7 @@ from splink.internals.html_utils import chart_html
 
 from ...identity import service as identity
 from .apply import Outcome
+from .clean import NOTES, REJECTS
 from .decide import Thresholds
 from .model import Scored
 
@@ -30,6 +31,7 @@ class LinkResult:
     already_linked: int = 0
     conflicts: int = 0  # the MRN already belongs to another person: left alone, listed in links.csv
     queued: int = 0  # review pairs added
+    clusters: int = 0  # groups of two or more rows of the list that are one patient (clusters.csv)
     unmatched: int = 0
     index_size: int = 0
     timings: dict[str, float] = field(default_factory=dict)
@@ -59,9 +61,11 @@ def _number(value: object, digits: int) -> str:
     return f"{float(value):.{digits}f}"
 
 
-def write_outputs(out_dir: Path, outcome: Outcome, rejects: list, records: pd.DataFrame, index: pd.DataFrame) -> None:
+def write_outputs(out_dir: Path, outcome: Outcome, rejects: list, records: pd.DataFrame, index: pd.DataFrame,
+                  notes: list = (), clustered: pd.DataFrame | None = None) -> None:
     """links.csv (MRN -> card id, else person id), review.csv (both sides masked), unmatched.csv,
-    rejects.csv (line, MRN, reason codes; never the row's personal data)."""
+    rejects.csv (line, MRN, reason codes and their explanation; never the row's personal data),
+    notes.csv (rows kept with a field fixed or set aside: what was done, in words)."""
     mrn_of = dict(zip(records["unique_id"], records["mrn"]))
     card_of = dict(zip(index["unique_id"], index["card_id"])) if "card_id" in index else {}
 
@@ -84,14 +88,22 @@ def write_outputs(out_dir: Path, outcome: Outcome, rejects: list, records: pd.Da
 
     review_rows = [[item["review_id"] or "", mrn_of[item["record_id"]], item["grade"], _number(item["match_weight"], 2),
                     _number(item["match_probability"], 6), *ref(item["person_id"]),
-                    *side(mine, item["record_id"]), *side(theirs, item["person_id"])] for item in outcome.reviews]
+                    *side(mine, item["record_id"]), *side(theirs, item["person_id"]), item.get("status", "queued")]
+                   for item in outcome.reviews]
     _write_csv(out_dir / "review.csv",
                ["review_id", "mrn", "grade", "match_weight", "match_probability", "person_ref", "ref_kind",
                 "list_name", "list_birth_year", "list_phone", "list_sex",
-                "index_name", "index_birth_year", "index_phone", "index_sex"], review_rows)
+                "index_name", "index_birth_year", "index_phone", "index_sex", "status"], review_rows)
     _write_csv(out_dir / "unmatched.csv", ["mrn", "reason"],
                [[mrn_of[rid], "no candidate above the possible threshold"] for rid in outcome.unmatched_ids])
-    _write_csv(out_dir / "rejects.csv", ["line", "mrn", "reasons"], [list(r) for r in rejects])
+    _write_csv(out_dir / "rejects.csv", ["line", "mrn", "reasons", "explanation"],
+               [[*r, "; ".join(REJECTS.get(code, code) for code in r[2].split())] for r in rejects])
+    if clustered is not None:
+        _write_csv(out_dir / "clusters.csv", ["cluster", "mrn", "person_ref", "ref_kind"],
+                   [[cluster, mrn_of[rid], *(ref(person.split()[0]) if person else ("", "new"))]
+                    for rid, cluster, person in clustered[["record_id", "cluster", "person_id"]].itertuples(index=False)])
+    _write_csv(out_dir / "notes.csv", ["line", "mrn", "notes", "explanation"],
+               [[*n, "; ".join(NOTES.get(code, code) for code in n[2].split())] for n in notes])
 
 
 def write_report(path: Path, result: LinkResult, scored: Scored, thresholds: Thresholds, backend: str,
@@ -107,6 +119,7 @@ def write_report(path: Path, result: LinkResult, scored: Scored, thresholds: Thr
         ("rejected rows", f"{result.rejected:,}"), ("new links", f"{result.linked:,}"),
         ("already linked", f"{result.already_linked:,}"), ("conflicts (MRN held by another person)", f"{result.conflicts:,}"),
         ("review pairs queued", f"{result.queued:,}"), ("unmatched", f"{result.unmatched:,}"),
+        ("patients on several rows (clusters.csv)", f"{result.clusters:,}"),
         ("prior (chance a random pair matches)", f"{scored.prior:.3g}" if scored.prior else "-"),
         ("thresholds", (f"certain >= {thresholds.certain}, probable >= {thresholds.probable}, "
                         f"possible >= {thresholds.possible}; runner-up margin {thresholds.margin} (match weight)")),

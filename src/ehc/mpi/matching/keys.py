@@ -37,7 +37,7 @@ from ..repository import people_sharing
 from ..sealed import details_for_matching
 from . import names
 
-__all__ = ["blind_keys", "clear_keys", "move", "people_sharing", "rebuild", "write"]
+__all__ = ["blind_keys", "clear_keys", "move", "name_year_key", "people_sharing", "rebuild", "write"]
 
 CONTEXT = "match"
 
@@ -59,6 +59,15 @@ def clear_keys(name: str | None, sex: str | None, birth_date: date | None, phone
     if birth_date and city:
         keys.append(f"d|{birth_date.isoformat()}|{sex if sex in ('1', '2') else '0'}|{city}")
     return list(dict.fromkeys(keys))
+
+
+def name_year_key(vault: Vault, name: str | None, birth_date: date | None) -> str | None:
+    """The stored ``n`` key (whole-name pinyin + birth year): how many hold it is the name's
+    frequency for the term-frequency adjustment."""
+    parsed = names.parse(name)
+    if not parsed.text or birth_date is None:
+        return None
+    return vault.blind(CONTEXT, f"n|{parsed.pinyin}|{birth_date.year}").translate(_LETTERS)
 
 
 # Hex digits written as letters (0-9 -> g-p): a stored key never contains a run of digits, so a scan

@@ -42,8 +42,8 @@ from ..models import Person
 from ..repository import find_by_identifier, resolve
 from ..sealed import details_for_matching, documents_for_matching
 from ..values import Identifier
+from . import evidence, names, places
 from . import keys as match_keys
-from . import names
 
 GRADES = ("certain", "probable", "possible")
 MODEL_FILE = Path(__file__).with_name("fs_model.json")
@@ -52,7 +52,7 @@ CANDIDATE_LIMIT = 50  # people scored per submitted record, most blocking keys s
 
 LEVELS: dict[str, tuple[str, ...]] = {
     "name": names.LEVELS,
-    "birth_date": ("exact", "swapped", "typo", "year", "different"),
+    "birth_date": ("exact", "swapped", "typo", "near", "year_only", "year", "different"),
     "sex": ("same", "different"),
     "phone": ("exact", "typo", "different"),
     "address": ("exact", "similar", "partial", "different"),
@@ -93,16 +93,7 @@ def _known_sex(sex: str | None) -> str | None:
     return sex if sex in ("1", "2") else None
 
 
-def compare_birth(a: date | None, b: date | None) -> str | None:
-    if a is None or b is None:
-        return None
-    if a == b:
-        return "exact"
-    if a.year == b.year and (a.month, a.day) == (b.day, b.month):
-        return "swapped"
-    if sum(x != y for x, y in zip(f"{a:%Y%m%d}", f"{b:%Y%m%d}")) == 1:
-        return "typo"
-    return "year" if a.year == b.year else "different"
+compare_birth = evidence.compare_birth
 
 
 def compare_digits(a: str | None, b: str | None) -> str | None:
@@ -163,9 +154,20 @@ class Side:
 
     @classmethod
     def of_record(cls, record: Record) -> Side:
-        documents = {record.document.system: record.document.value} if record.document else {}
+        documents = {record.document.system: record.document.value} if own_document(record) else {}
         return cls(record.name, record.sex, record.birth_date, record.phone, record.address, record.region_code,
                    documents)
+
+
+def own_document(record: Record) -> bool:
+    """Whether the record's document can be its own (:func:`.evidence.own_document`): a resident ID
+    whose birth date or sex contradicts the record's (a guardian's on a child's record) is set aside."""
+    if record.document is None:
+        return False
+    if record.document.system != "doc:01":
+        return True
+    reading, _ = evidence.read_document("01", record.document.value)
+    return evidence.own_document(reading, record.birth_date, record.sex)
 
 
 def compare(a: Side, b: Side) -> dict[str, str | None]:
@@ -196,13 +198,17 @@ class Model:
     def weight(self, field_name: str, level: str) -> float:
         return math.log2(self.m[field_name][level] / self.u[field_name][level])
 
-    def score(self, levels: dict[str, str | None]) -> tuple[float, dict[str, dict]]:
+    def score(self, levels: dict[str, str | None], name_share: int = 1) -> tuple[float, dict[str, dict]]:
+        """The sum of the levels' weights; a name shared by ``name_share`` people of the index born
+        the same year weighs ``log2(name_share)`` less when it agrees (:func:`tf_adjustment`)."""
         total, detail = 0.0, {}
         for name, level in levels.items():
             if level is None:
                 detail[name] = {"level": None, "weight": 0.0}
                 continue
             weight = self.weight(name, level)
+            if name == "name":
+                weight -= tf_adjustment(level, name_share)
             total += weight
             detail[name] = {"level": level, "weight": round(weight, 2)}
         return total, detail
@@ -214,16 +220,12 @@ class Model:
         odds = 2.0 ** log_odds
         return odds / (1 + odds)
 
-    def grade(self, score: float, levels: dict[str, str | None]) -> str | None:
-        if levels.get("document") == "exact":
-            return "certain"  # the same document number of the same kind: decisive
-        grades = GRADES if _identity_agrees(levels) else GRADES[2:]
-        if levels.get("document") in ("different", "typo"):
-            grades = tuple(g for g in grades if g != "certain")  # a person looks before linking
-        for grade in grades:
-            if score >= self.thresholds[grade]:
-                return grade
-        return None
+    def grade(self, score: float, levels: dict[str, str | None], *, checked_document: bool = True) -> str | None:
+        """The grade of the score, under the shared decision rule's ceiling (:func:`.evidence.capped`:
+        the same own document is decisive; certain needs name and birth date and corroboration; a
+        conflicting document or sex never allows certain)."""
+        found = next((grade for grade in GRADES if score >= self.thresholds[grade]), None)
+        return evidence.capped(found, levels, checked_document=checked_document)
 
     def to_json(self) -> dict:
         return {"source": self.source, "prior": self.prior, "thresholds": self.thresholds, "m": self.m, "u": self.u}
@@ -234,14 +236,13 @@ class Model:
                    source=data.get("source", ""))
 
 
-def _identity_agrees(levels: dict[str, str | None]) -> bool:
-    """Name and birth date (at least roughly) agree, or the document does. Without that a pair is at
-    best "possible", however much else agrees: relatives share a surname, an address, a phone and a region, which the model
-    counts as independent evidence although, in a household, they are not."""
-    if levels.get("document") in ("exact", "typo"):
-        return True  # the same document number, or one digit off: evidence about the person, not the household
-    return levels.get("name") in ("exact", "homophone", "close", "fuzzy") and \
-        levels.get("birth_date") in ("exact", "swapped", "typo")
+def tf_adjustment(name_level: str | None, name_share: int) -> float:
+    """Term-frequency adjustment of an agreeing name: when ``name_share`` people of the index share
+    the name (its pinyin) and the birth year, the name points at one of them, not at one person:
+    its weight drops by ``log2(name_share)`` (王伟 born 1990 may be dozens of people; 欧阳子涵 one)."""
+    if name_level not in ("exact", "homophone") or name_share <= 1:
+        return 0.0
+    return math.log2(name_share)
 
 
 @lru_cache(maxsize=1)
@@ -249,11 +250,13 @@ def default_model() -> Model:
     return Model.from_json(json.loads(MODEL_FILE.read_text(encoding="utf-8")))
 
 
-def score_pair(a: Side, b: Side, model: Model) -> tuple[float, float, str | None, dict]:
-    """(score, probability, grade or None, comparison) of one pair."""
+def score_pair(a: Side, b: Side, model: Model, name_share: int = 1) -> tuple[float, float, str | None, dict]:
+    """(score, probability, grade or None, comparison) of one pair; ``name_share``: how many people of
+    the index share a's name and birth year (term-frequency adjustment)."""
     levels = compare(a, b)
-    total, detail = model.score(levels)
-    return total, model.probability(total), model.grade(total, levels), detail
+    total, detail = model.score(levels, name_share)
+    checked = "doc:01" in a.documents.keys() & b.documents.keys()
+    return total, model.probability(total), model.grade(total, levels, checked_document=checked), detail
 
 
 # -- matching against the index -----------------------------------------------------------------------
@@ -262,17 +265,37 @@ def _candidate_ids(ctx: Ctx, record: Record) -> list[str]:
     """The people to score: the holders of the record's document and identifiers, then the people
     sharing the most blocking keys with it."""
     direct: list[str] = []
-    for identifier in ((record.document,) if record.document else ()) + tuple(record.identifiers):
+    own = own_document(record)
+    for identifier in ((record.document,) if own else ()) + _near_documents(record, own) + tuple(record.identifiers):
         holder = find_by_identifier(ctx, identifier)
         if holder is not None and holder.id not in direct:
             direct.append(holder.id)
     blocked = repository.people_sharing(
         ctx.session,
+        # Without a region code, the county read from the address (as batch linkage blocks on it).
         match_keys.blind_keys(ctx.vault, record.name, _known_sex(record.sex), record.birth_date, record.phone,
-                              record.region_code),
+                              record.region_code or places.region_of(record.address)),
         limit=CANDIDATE_LIMIT,
     )
     return direct + [person_id for person_id in blocked if person_id not in direct]
+
+
+def _near_documents(record: Record, own: bool) -> tuple[Identifier, ...]:
+    """A resident ID failing its check: the valid numbers one keystroke away, whose holders are
+    candidates too (the document then compares as one digit off)."""
+    if not own or record.document is None or record.document.system != "doc:01":
+        return ()
+    reading, _ = evidence.read_document("01", record.document.value)
+    if reading is None or reading.checked:
+        return ()
+    return tuple(Identifier("doc:01", number) for number in evidence.near_numbers(reading.number))
+
+
+def name_share(ctx: Ctx, record: Record) -> int:
+    """How many people of the index share the record's name (pinyin) and birth year: one count on
+    the blocking key ``n`` (:func:`.keys.name_year_key`)."""
+    key = match_keys.name_year_key(ctx.vault, record.name, record.birth_date)
+    return repository.count_holding(ctx.session, key) if key else 1
 
 
 def side_of(ctx: Ctx, person: Person, documents: dict[str, str]) -> Side:
@@ -309,8 +332,10 @@ def match(ctx: Ctx, record: Record, *, limit: int = 10, model: Model | None = No
     mine = Side.of_record(record)
     documents = documents_for_matching(ctx, [p.id for p in people], set(mine.documents))
     found: list[Candidate] = []
+    share = name_share(ctx, record)
     for person in people:
-        score, probability, grade, detail = score_pair(mine, side_of(ctx, person, documents.get(person.id, {})), model)
+        side = side_of(ctx, person, documents.get(person.id, {}))
+        score, probability, grade, detail = score_pair(mine, side, model, share)
         if grade is not None:
             found.append(Candidate(person.id, round(score, 3), probability, grade, detail))
     found.sort(key=lambda c: (GRADES.index(c.grade), -c.score, c.person_id))

@@ -1,0 +1,103 @@
+"""Where an address is: its GB/T 2260 region read from the text, for lists that carry no region code.
+
+The names come from python-stdnum's region database (``stdnum/cn/loc.dat``, maintained with the
+library, taken from the published code lists), which keeps every name a code has carried, with the
+years it was valid: abolished and renamed districts (南京 白下区 [1983-2013], 北京 崇文区
+[-2010]) are still found. An address is read as: a province name (or its short form: 四川, 广西) at
+the start, then the longest county-level name found in the text within that province; without a
+province, a county name that is unique in the country. The answer is the county's code, and its
+city (first four digits) is what blocking uses: abolished districts were merged into a neighbour
+of the same city, so the city stays right even when the county code is an old one.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+_LINE = re.compile(r'^(\s*)(\d+)\s+(?:province|county|prefecture)="([^"]*)"')
+_ENDINGS = frozenset("区县市旗")
+_SUFFIXES = ("特别行政区", "维吾尔自治区", "壮族自治区", "回族自治区", "自治区", "省", "市")
+
+
+@lru_cache(maxsize=1)
+def _gazetteer() -> tuple[dict[str, str], dict[str, dict[str, set[tuple[str, bool]]]],
+                         dict[str, set[tuple[str, bool]]]]:
+    """(province name or short form -> 2-digit code, province -> {county name -> (code, in use)},
+    county name -> (code, in use) over the country)."""
+    # heavy: stdnum is imported only to find its data file; the file is read once
+    import stdnum
+
+    path = Path(stdnum.__file__).parent / "cn" / "loc.dat"
+    provinces: dict[str, str] = {}
+    counties: dict[str, dict[str, set[tuple[str, bool]]]] = {}
+    anywhere: dict[str, set[tuple[str, bool]]] = {}
+    province = ""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        found = _LINE.match(line)
+        if not found:
+            continue
+        indent, code, names = found.groups()
+        if not indent:
+            province = code
+            for name in names.split(","):
+                name = re.sub(r"\[[^\]]*\]", "", name)
+                provinces[name] = code
+                short = next((name[: -len(s)] for s in _SUFFIXES if name.endswith(s) and len(name) > len(s) + 1), None)
+                if short:
+                    provinces.setdefault(short, code)
+            continue
+        full = province + code
+        if full.endswith("00"):
+            continue
+        for name in names.split(","):
+            years = re.match(r"\[(\d*)-(\d*)\]", name)
+            current = years is None or not years.group(2)  # still in use: "[1989-]" or no years
+            name = re.sub(r"\[[^\]]*\]", "", name)
+            if len(name) < 2 or name in ("市辖区", "县", "省直辖县级行政区划", "自治区直辖县级行政区划"):
+                continue
+            counties.setdefault(province, {}).setdefault(name, set()).add((full, current))
+            anywhere.setdefault(name, set()).add((full, current))
+    return provinces, counties, anywhere
+
+
+def region_of(address: str | None) -> str | None:
+    """The six-digit region code an address names, or ``None`` when it names none (or several)."""
+    if not address:
+        return None
+    provinces, counties, anywhere = _gazetteer()
+    text = address.strip()
+    province = next((provinces[text[:n]] for n in (7, 5, 4, 3, 2) if text[:n] in provinces), None)
+    table = counties.get(province, {}) if province else anywhere
+    # County-level names end in 区, 县, 市 or 旗: try the names ending at each such character of the
+    # first 24, longest first; the first that names one place wins.
+    for end in (i + 1 for i, char in enumerate(text[:24]) if char in _ENDINGS):
+        for start in range(max(0, end - 10), end - 1):
+            entries = table.get(text[start:end])
+            if entries:
+                found = _one(entries)
+                if found:
+                    return found
+    return None
+
+
+def _one(entries: set[tuple[str, bool]]) -> str | None:
+    """One code for a name: the only one, else the only one still in use, else ``None``; codes of
+    one city count as one (the county code is then the lowest)."""
+    for candidates in ({code for code, _ in entries}, {code for code, current in entries if current}):
+        if candidates and len({code[:4] for code in candidates}) == 1:
+            return min(candidates)
+    return None
+
+
+def city_of(region_code: str | None, address: str | None) -> str | None:
+    """The city (first four digits of the region code) from the code when given, else read from
+    the address."""
+    if region_code and len(region_code) >= 4:
+        return region_code[:4]
+    found = region_of(address)
+    return found[:4] if found else None
+
+
+__all__ = ["city_of", "region_of"]
