@@ -133,6 +133,12 @@ XREF_READERS = XREF_BINDERS | {REGIONAL, PLATFORM_ADMIN}
 MATCH_REVIEWERS = frozenset({REGIONAL, PLATFORM_ADMIN, INST_ADMIN})
 MERGE_OPERATORS = frozenset({REGIONAL, PLATFORM_ADMIN})
 
+# appointments/auth.py
+BOOKING_DESK = frozenset({CLERK, FAMILY_DOCTOR, HOSPITAL})
+SCHEDULERS = frozenset({INST_ADMIN, HOSPITAL})
+CHECK_IN_DESK = frozenset({CLERK, DOCTOR, NURSE, HOSPITAL})
+DAY_LIST_READERS = frozenset({CLERK, DOCTOR, NURSE, INST_ADMIN, HOSPITAL})
+
 MATRIX: dict[tuple[str, str], frozenset[str]] = {
     # accounts: signing in and out is for anyone (what a caller already holds does not matter)
     ("POST", "/api/v1/auth/staff/token"): EVERYONE,
@@ -233,6 +239,36 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/mpi/merges/{merge_id}/undo"): MERGE_OPERATORS,
     # real-time matching: the hospital at work submits its patients, as it binds its numbers (mpi/endpoints.py)
     ("POST", "/api/v1/mpi/match"): XREF_BINDERS,
+    # appointments/auth.py: the schedule is public; residents book for themselves and their family;
+    # the desk (clerks, family doctors' referrals, the hospital system and its kiosks) books for a card;
+    # schedulers (the admin, the HIS) publish and suspend; the department checks in by scan.
+    ("GET", "/api/v1/appointments/sessions"): EVERYONE,
+    ("GET", "/api/v1/appointments/sessions/{session_id}"): EVERYONE,
+    ("POST", "/api/v1/me/appointments"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/appointments"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/appointments/{reference}"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/appointments/{reference}/confirm"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/appointments/{reference}/cancel"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/appointments/{reference}/move"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/waitlist"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/waitlist"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/waitlist/{entry_id}/leave"): RESIDENT_ONLY,
+    ("POST", "/api/v1/appointments/bookings"): BOOKING_DESK,
+    ("GET", "/api/v1/appointments/bookings"): DAY_LIST_READERS,
+    ("GET", "/api/v1/appointments/bookings/{reference}"): DAY_LIST_READERS,
+    ("POST", "/api/v1/appointments/bookings/{reference}/confirm"): BOOKING_DESK,
+    ("POST", "/api/v1/appointments/bookings/{reference}/cancel"): BOOKING_DESK,
+    ("POST", "/api/v1/appointments/bookings/{reference}/move"): BOOKING_DESK,
+    ("POST", "/api/v1/appointments/check-in"): CHECK_IN_DESK,
+    ("GET", "/api/v1/appointments/templates"): SCHEDULERS,
+    ("POST", "/api/v1/appointments/templates"): SCHEDULERS,
+    ("POST", "/api/v1/appointments/templates/{template_id}/retire"): SCHEDULERS,
+    ("POST", "/api/v1/appointments/closures"): SCHEDULERS,
+    ("POST", "/api/v1/appointments/publish"): SCHEDULERS,
+    ("POST", "/api/v1/appointments/sessions"): SCHEDULERS,
+    ("GET", "/api/v1/appointments/schedule"): SCHEDULERS,
+    ("GET", "/api/v1/appointments/sessions/{session_id}/suspension"): SCHEDULERS,
+    ("POST", "/api/v1/appointments/sessions/{session_id}/suspend"): SCHEDULERS,
 }
 
 
@@ -466,12 +502,29 @@ def _requests(w: World) -> dict[tuple[str, str], tuple[dict[str, str], dict | No
         ("GET", "/api/v1/mpi/merges/{merge_id}"): ({"merge_id": "999999"}, None),
         ("POST", "/api/v1/mpi/merges/{merge_id}/undo"): ({"merge_id": "999999"}, {"reason": "wrong"}),
         ("POST", "/api/v1/mpi/match"): ({}, {"name": "张三", "birth_date": "1990-01-01"}),
+        ("POST", "/api/v1/me/appointments"): ({}, {"period_id": 999999}),
+        ("POST", "/api/v1/me/appointments/{reference}/cancel"): ({}, {}),
+        ("POST", "/api/v1/me/appointments/{reference}/move"): ({}, {"period_id": 999999}),
+        ("POST", "/api/v1/me/waitlist"): ({}, {"period_id": 999999}),
+        ("POST", "/api/v1/appointments/bookings"): ({}, {"period_id": 999999, "ehc_id": w.card}),
+        ("POST", "/api/v1/appointments/bookings/{reference}/cancel"): ({}, {}),
+        ("POST", "/api/v1/appointments/bookings/{reference}/move"): ({}, {"period_id": 999999}),
+        ("POST", "/api/v1/appointments/check-in"): ({}, {"code": "EHC1:NOT A CODE"}),
+        ("POST", "/api/v1/appointments/templates"): ({}, {"department_code": "0300", "weekday": 0, "start": "08:00",
+                                                          "end": "09:00", "quota_online": 1}),
+        ("POST", "/api/v1/appointments/closures"): ({}, {"day": "2030-01-01", "reason": "元旦"}),
+        ("POST", "/api/v1/appointments/publish"): ({}, {"first": "2030-01-01", "last": "2030-01-07"}),
+        ("POST", "/api/v1/appointments/sessions"): ({}, {"department_code": "0300", "day": "2030-01-02",
+                                                         "start": "08:00", "end": "09:00", "quota_online": 1}),
+        ("POST", "/api/v1/appointments/sessions/{session_id}/suspend"): ({}, {"reason": "停诊"}),
     }
 
 
 def _url(w: World, method: str, template: str, overrides: dict[str, str]) -> str:
     params = {"ehc_id": w.card, "institution_id": w.institution, "code": "0300", "terminal_id": "W01",
-              "staff_id": w.staff_id, "app_id": w.managed_app.app_id, "key_id": w.managed_app.key_id, **overrides}
+              "staff_id": w.staff_id, "app_id": w.managed_app.app_id, "key_id": w.managed_app.key_id,
+              "session_id": "0" * 24, "reference": "ANOTHERONE", "entry_id": "999999", "template_id": "0" * 24,
+              **overrides}
     return template.format(**params)
 
 

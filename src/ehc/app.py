@@ -9,6 +9,7 @@ from .accounts.auth import identify_caller
 from .accounts.endpoints import router as accounts_router
 from .accounts.endpoints import staff_router
 from .apps.endpoints import router as apps_router
+from .appointments.endpoints import router as appointments_router
 from .audit.endpoints import router as audit_router
 from .audit.service import start_sweeper
 from .cards.endpoints import router as cards_router
@@ -47,6 +48,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(fhir_router)  # /fhir: FHIR identity services on the master index
     app.include_router(mpi_router)
+    app.include_router(appointments_router)
     mount_pages(app)  # every page router and /static
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)

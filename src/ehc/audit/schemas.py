@@ -35,6 +35,8 @@ PURPOSES: dict[str, tuple[str, str]] = {
     "fhir.search": ("Searched the master index by identity details (IHE PDQm)", "按身份信息检索主索引（IHE PDQm）"),
     "account.sign_in": ("Sign-in on a shared phone: checked the document number's last characters",
                         "共用手机号登录：核对证件号后四位"),
+    "appointment.book": ("Booked, changed or looked up an appointment", "预约挂号：预约、改约、取消或查询"),
+    "appointment.notify": ("Texted an appointment notice to the holder's phone", "向持卡人手机发送预约通知"),
 }
 
 class AuditEventOut(BaseModel):
