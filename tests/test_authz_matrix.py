@@ -826,6 +826,20 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/staff/institution/{institution_id}/keys/apps/{app_id}"): INSTITUTION_MANAGERS,
     ("GET", "/staff/institution/{institution_id}/keys/apps/{app_id}/{key_id}/revoke"): INSTITUTION_MANAGERS,
     ("POST", "/staff/institution/{institution_id}/keys/apps/{app_id}/{key_id}/revoke"): INSTITUTION_MANAGERS,
+    # appointments: the resident's pages; the desk (its API's rules, without hospital systems), the scheduler
+    ("GET", "/me/appointments"): RESIDENT_ONLY,
+    ("GET", "/me/appointments/find"): RESIDENT_ONLY,
+    ("GET", "/me/appointments/session/{session_id}"): RESIDENT_ONLY,
+    ("POST", "/me/appointments/book"): RESIDENT_ONLY,
+    ("GET", "/me/appointments/{reference}"): RESIDENT_ONLY,
+    ("POST", "/me/appointments/{reference}/{action}"): RESIDENT_ONLY,
+    ("GET", "/staff/appointments"): DAY_LIST_READERS - {HOSPITAL},
+    ("POST", "/staff/appointments/check-in"): CHECK_IN_DESK - {HOSPITAL},
+    ("POST", "/staff/appointments/book"): BOOKING_DESK - {HOSPITAL},
+    ("GET", "/staff/appointments/schedule"): SCHEDULERS - {HOSPITAL},
+    ("POST", "/staff/appointments/schedule"): SCHEDULERS - {HOSPITAL},
+    ("GET", "/staff/appointments/schedule/{session_id}/suspend"): SCHEDULERS - {HOSPITAL},
+    ("POST", "/staff/appointments/schedule/{session_id}/suspend"): SCHEDULERS - {HOSPITAL},
     # not pages, and public: what offline verifiers fetch, the health check, the API's documentation
     ("GET", "/.well-known/ehc/root-key"): PUBLIC,
     ("GET", "/.well-known/ehc/trust-list"): PUBLIC,
@@ -874,7 +888,8 @@ def _page_outcome(answer) -> str:  # noqa: ANN001
 def _page_url(w: World, template: str) -> str:
     return template.format(ehc_id=w.card, review_id="999999", verdict="accept", institution_id=w.institution,
                            code="0300", terminal_id="W01", staff_id=w.staff_id, app_id=w.managed_app.app_id,
-                           key_id=w.managed_app.key_id)
+                           key_id=w.managed_app.key_id, session_id="0" * 24, reference="ANOTHERONE",
+                           action="confirm")
 
 
 def test_page_authorisation_matrix(world: World) -> None:

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from ...accounts import service as accounts
 from ...accounts.auth import STAFF_COOKIE, page_actor
 from ...accounts.service import StaffAccount
+from ...appointments.auth import DayListReader, Scheduler
 from ...institutions import service as institutions
 from ...institutions.auth import InstitutionAdmin
 from ...institutions.service import KIND_LABELS, level_label
@@ -42,6 +43,7 @@ def _rule(annotated: Any) -> Callable[[Ctx], Ctx]:
 
 
 admin_rule = _rule(InstitutionAdmin)
+rule_of = _rule
 
 
 # -- who is signed in -------------------------------------------------------------------------
@@ -128,7 +130,7 @@ ManagedPage = Annotated[Managed, Depends(managed)]
 
 def staff_page(request: Request, staff: Staff, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     t = i18n.translator(i18n.negotiate(request))
-    account = {**staff.header(t), "qr_print": may_print(staff)}
+    account = {**staff.header(t), "qr_print": may_print(staff), **appointment_links(staff)}
     return page(request, staff.ctx, template, status_code, area="staff", wide=True, account=account, **context)
 
 
@@ -180,6 +182,18 @@ def may_print(staff: Staff) -> bool:
     except Problem:
         return False
     return True
+
+
+def appointment_links(staff: Staff) -> dict[str, bool]:
+    """Which appointment pages the staff member's role opens (the API's rules)."""
+    links = {}
+    for name, rule in (("appt_desk", _rule(DayListReader)), ("appt_schedule", _rule(Scheduler))):
+        try:
+            rule(staff.ctx)
+            links[name] = True
+        except Problem:
+            links[name] = False
+    return links
 
 
 def may_review(roles: frozenset[str]) -> bool:
