@@ -389,3 +389,39 @@ def test_a_cancelled_card_cancels_its_future_bookings(client, platform, staff):
         assert [e.action for e in appointments.history(ctx, booking)][-2:] == ["card_cancel", "notify"]
     periods = client.get(f"/api/v1/appointments/sessions/{session['id']}").json()["periods"]
     assert periods[0]["free"] == 2
+
+
+def test_cli_publishes_from_templates_sweeps_and_sets_policy(client, platform, settings, staff):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EHC_DATABASE_URL": settings.database_url, "EHC_KEYS_DIR": str(settings.keys_dir),
+           "EHC_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "ehc.cli", "appointments", *args], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert (done.returncode == 0) is ok, done.stderr + done.stdout
+        return done
+
+    admin = staff["institution_admin"]
+    client.post("/api/v1/appointments/templates", headers=admin,
+                json={**SHAPE, "department_code": "0300", "weekday": TOMORROW().weekday()})
+    institution = _institution(platform)
+    assert "1 session(s) published" in run("publish", institution, "--days", "2").stdout
+    assert "0 session(s) published" in run("publish", institution, "--days", "2").stdout
+    assert "0300" in run("sessions", institution, "--days", "3").stdout
+    assert "hold(s) expired" in run("sweep").stdout
+    assert "policy of 51 set" in run("policy", "51", "--outstanding", "2").stdout
+    refused = run("suspend", institution, "nope", "--reason", "x", ok=False)
+    assert "session_not_found" in refused.stderr
+    with platform.db.session() as db:
+        assert appointments.rules_for(platform.ctx(db, Actor.system()), institution).outstanding == 2
+
+
+def _institution(platform) -> str:  # noqa: ANN001
+    from ehc.institutions.models import Institution
+
+    with platform.db.session() as db:
+        return db.query(Institution.id).first()[0]

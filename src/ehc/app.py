@@ -10,11 +10,13 @@ from .accounts.endpoints import router as accounts_router
 from .accounts.endpoints import staff_router
 from .apps.endpoints import router as apps_router
 from .appointments.endpoints import router as appointments_router
+from .appointments.service import start_sweeper as start_appointments_sweeper
 from .audit.endpoints import router as audit_router
 from .audit.service import start_sweeper
 from .cards.endpoints import router as cards_router
 from .fhir.endpoints import router as fhir_router
 from .institutions.endpoints import router as institutions_router
+from .kit.context import Actor
 from .kit.http import NulGuardMiddleware, RequestIdMiddleware, install_problem_handlers
 from .me.endpoints import router as me_router
 from .mpi.endpoints import router as mpi_router
@@ -65,5 +67,8 @@ def app_factory() -> FastAPI:
     (``audit/service.py``); tests build apps with ``create_app`` and chain explicitly instead.
     """
     app = create_app()
-    start_sweeper(app.state.platform.db)
+    platform = app.state.platform
+    start_sweeper(platform.db)
+    # Holds that expired, no-shows and reminders: caught up at start, then every minute.
+    start_appointments_sweeper(platform.db, lambda session: platform.ctx(session, Actor.system("appointments")))
     return app

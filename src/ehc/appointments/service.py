@@ -12,13 +12,16 @@ The sweeps (holds that expired, no-shows, reminders) take every row that is due,
 
 from __future__ import annotations
 
+import logging
 import secrets
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as OrmSession
 
 from ..accounts import service as accounts
 from ..audit import service as audit
@@ -53,6 +56,7 @@ __all__ = [
     "WaitlistEntry",
 ]
 
+log = logging.getLogger("ehc.appointments")
 SCENE_BOOKED = "0101011"  # care step: registration, booked visit (docs/codes.md)
 SCENE_SAME_DAY = "0101012"  # care step: same-day registration
 NOTIFY_PURPOSE = "appointment.notify"
@@ -1020,6 +1024,39 @@ def sweep(ctx: Ctx, now: datetime | None = None) -> Swept:
     """All three sweeps; run on start and then every minute (``ehc appointments sweep``)."""
     now = now or utcnow()
     return Swept(expire_holds(ctx, now), mark_no_shows(ctx, now), send_reminders(ctx, now))
+
+
+class Sweeper:
+    """A daemon thread that runs :func:`sweep` at once (catching up with whatever fell due while the
+    process was down) and then every ``interval`` seconds. Several workers may each run one: the
+    sweeps take due rows with ``SKIP LOCKED`` on PostgreSQL, and SQLite writers take turns."""
+
+    def __init__(self, db, ctx_for: Callable[[OrmSession], Ctx], interval: float = 60.0) -> None:  # noqa: ANN001
+        self.db, self.ctx_for, self.interval = db, ctx_for, interval
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="ehc-appointments-sweeper", daemon=True)
+
+    def start(self) -> Sweeper:
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                with self.db.session() as session:
+                    sweep(self.ctx_for(session))
+            except Exception:  # a database hiccup: the next round tries again
+                log.warning("appointments sweeper round failed", exc_info=True)
+            if self._stop.wait(self.interval):
+                return
+
+
+def start_sweeper(db, ctx_for: Callable[[OrmSession], Ctx], interval: float = 60.0) -> Sweeper:  # noqa: ANN001
+    return Sweeper(db, ctx_for, interval).start()
 
 
 # -- notifications --------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from . import apps, audit, cards, demo, institutions, keys, mpi, server, sms, staff, terminal
+from . import appointments, apps, audit, cards, demo, institutions, keys, mpi, server, sms, staff, terminal
 
 app = typer.Typer(help="Electronic health card platform.", no_args_is_help=True)
 app.command()(server.serve)
@@ -23,6 +23,7 @@ app.command()(demo.demo)
 app.add_typer(apps.app, name="apps")
 app.add_typer(terminal.app, name="terminal")
 app.command("verify")(terminal.verify_code)
+app.add_typer(appointments.app, name="appointments")
 
 
 def main() -> None:  # pragma: no cover
