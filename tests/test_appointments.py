@@ -425,3 +425,19 @@ def _institution(platform) -> str:  # noqa: ANN001
 
     with platform.db.session() as db:
         return db.query(Institution.id).first()[0]
+
+
+def test_a_burst_of_holds_from_one_account_is_refused_and_recorded(client, platform, staff, institution):
+    with platform.db.session() as db:
+        appointments.set_policy(platform.ctx(db, Actor.system()), "51", outstanding=50, per_department_per_day=50)
+    sessions = [publish(client, staff["institution_admin"], start=f"{8 + n:02d}:00", end=f"{8 + n:02d}:15")
+                for n in range(appointments.DEFAULT_RULES.holds_per_burst + 1)]
+    _, me = resident(client, platform, 120)
+    answers = [_hold(client, me, _period(s)) for s in sessions]
+    assert [a.status_code for a in answers] == [201] * appointments.DEFAULT_RULES.holds_per_burst + [429]
+    refused = answers[-1].json()
+    assert refused["code"] == "booking_burst" and refused["rule"] == "holds_per_burst" and refused["until"]
+    with platform.db.session() as db:  # the refusal outlived its failed request
+        from ehc.appointments.models import Event
+
+        assert db.query(Event).filter(Event.action == "refused").count() == 1
