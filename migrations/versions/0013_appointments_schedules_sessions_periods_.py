@@ -97,7 +97,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('appt_sessions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_appt_sessions_institution_id'), ['institution_id'], unique=False)
-        batch_op.create_index('ix_appt_sessions_search', ['day', 'institution_id', 'department_id'], unique=False)
+        batch_op.create_index('ix_appt_sessions_search', ['department_code', 'day', 'institution_id'], unique=False)
+        batch_op.create_index('ix_appt_sessions_day', ['institution_id', 'day'], unique=False)
 
     op.create_table('appt_templates',
     sa.Column('id', sa.String(length=24), nullable=False),
@@ -230,6 +231,7 @@ def downgrade() -> None:
     op.drop_table('appt_templates')
     with op.batch_alter_table('appt_sessions', schema=None) as batch_op:
         batch_op.drop_index('ix_appt_sessions_search')
+        batch_op.drop_index('ix_appt_sessions_day')
         batch_op.drop_index(batch_op.f('ix_appt_sessions_institution_id'))
 
     op.drop_table('appt_sessions')

@@ -88,7 +88,8 @@ class ClinicSession(Base):
         UniqueConstraint("department_id", "doctor", "starts_at", name="uq_appt_sessions_slot"),
         CheckConstraint("status IN ('open', 'suspended')", name="status"),
         CheckConstraint("fee_fen >= 0", name="fee"),
-        Index("ix_appt_sessions_search", "day", "institution_id", "department_id"),
+        Index("ix_appt_sessions_search", "department_code", "day", "institution_id"),
+        Index("ix_appt_sessions_day", "institution_id", "day"),
     )
 
     id: Mapped[str] = mapped_column(String(24), primary_key=True)

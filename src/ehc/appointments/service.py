@@ -618,24 +618,27 @@ def book(ctx: Ctx, period_id: int, patient: Patient, *, confirm: bool = False, t
     dialect.serialise(ctx.session, f"appointments:person:{patient.person_id}")
     _check_rules(ctx, rules, patient, row, now)
     pool = pool_for(ctx)
-    with _one_per_session():
-        with ctx.session.begin_nested():
-            taken = _take(ctx, period, row, pool, now)
-            if taken is None:
-                raise _full(ctx, row, pool)
-            booking = Booking(id=ids.new_id(), reference=_reference(), session_id=row.id, period_id=period.id,
-                              institution_id=row.institution_id, person_id=patient.person_id,
-                              ehc_id=patient.card.ehc_id, booked_by=patient.booked_by, status="held", pool=taken,
-                              channel=str(ctx.actor.channel), terminal_id=terminal_id,
-                              hold_expires_at=now + timedelta(minutes=rules.hold_minutes), created_at=now,
-                              updated_at=now)
-            ctx.session.add(booking)
-            ctx.session.flush()
-    _event(ctx, action="hold", booking=booking, to_status="held",
-           reason=f"{taken} quota" + (f", terminal {terminal_id}" if terminal_id else ""))
+    with _one_per_session(), ctx.session.begin_nested():
+        booking = Booking(id=ids.new_id(), reference=_reference(), session_id=row.id, period_id=period.id,
+                          institution_id=row.institution_id, person_id=patient.person_id,
+                          ehc_id=patient.card.ehc_id, booked_by=patient.booked_by, status="held", pool=pool,
+                          channel=str(ctx.actor.channel), terminal_id=terminal_id,
+                          hold_expires_at=now + timedelta(minutes=rules.hold_minutes), created_at=now,
+                          updated_at=now)
+        ctx.session.add(booking)
+        ctx.session.flush()
+    held = _event(ctx, action="hold", booking=booking, to_status="held")
     _audit(ctx, patient.person_id, BOOK_PURPOSE)
     if confirm:
         _confirm(ctx, booking, now)
+    ctx.session.flush()
+    # The place is taken last: its period's row stays locked until commit (PostgreSQL), so everything
+    # else (the texts, the audit line) is done before, and a hot period is held only for the commit.
+    taken = _take(ctx, period, row, pool, now)
+    if taken is None:
+        raise _full(ctx, row, pool)  # the request's transaction rolls back: the booking was never made
+    booking.pool = taken
+    held.reason = f"{taken} quota" + (f", terminal {terminal_id}" if terminal_id else "")
     ctx.session.flush()
     return booking
 
