@@ -111,9 +111,9 @@ def _start_server(url: str, keys_dir: Path) -> tuple[subprocess.Popen, str, obje
     env = {**os.environ, "EHC_DATABASE_URL": url, "EHC_KEYS_DIR": str(keys_dir), "EHC_DATA_DIR": str(OUT),
            "EHC_RATE_LIMIT_APP": "0", "EHC_RATE_LIMIT_IDENTITY": "0", "EHC_RATE_LIMIT_ANONYMOUS": "0"}
     log = open(OUT / "bench_appointments.server.log", "w")  # noqa: SIM115 - closed by the caller
-    # As ``ehc serve --workers 2``, but a request waits up to 10 minutes for a database connection: with
-    # 200 requests in flight on 2 workers (30 pooled connections each) most queue for one, and the
-    # default 30 s wait would turn that queue into 500s (see docs/appointments.md, "Serving 200 clients").
+    # ehc's app as ``ehc serve --workers 2`` runs it, behind an admission gate of IN_FLIGHT requests per
+    # worker (the other requests of the 200 queue at the gate) and with a patient pool wait; see
+    # docs/appointments.md, "Serving 200 clients".
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench_appointments:server_app", "--factory",
                                "--app-dir", str(ROOT / "bench"), "--host", "127.0.0.1", "--port", str(port),
                                "--workers", "2", "--log-level", "warning"],
@@ -148,7 +148,27 @@ def server_app():  # noqa: ANN201
     ehc.db.create_engine = patient_engine
     from ehc.app import app_factory
 
-    return app_factory()
+    return _Admission(app_factory(), IN_FLIGHT)
+
+
+IN_FLIGHT = 24  # per worker: below its 30 pooled connections and anyio's 40 threads
+
+
+class _Admission:
+    """Let at most ``limit`` requests of this worker in at once; the rest wait their turn (in the
+    event loop, holding nothing). Without it, requests that hold a database connection while waiting
+    for a thread, and threads waiting for a connection, block each other until the pool's timeout."""
+
+    def __init__(self, app, limit: int) -> None:  # noqa: ANN001
+        self.app, self.limit, self._gate = app, limit, None
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(self.limit)
+        async with self._gate:
+            return await self.app(scope, receive, send)
 
 
 # -- set-up -----------------------------------------------------------------------------------------
@@ -220,7 +240,7 @@ def _bookings(url: str, keys_dir: Path, quick: bool) -> list[dict]:
 
     from ehc.cards.importer import import_csv
 
-    per_round = 400 if quick else 1200
+    per_round = 400 if quick else 800
     platform = _platform(url, keys_dir)
     path = generate(per_round * ROUNDS, OUT / f"appointments_residents_{per_round * ROUNDS}.csv", seed=1414)
     import_csv(platform, path, operator="bench")
@@ -261,7 +281,8 @@ def _bookings(url: str, keys_dir: Path, quick: bool) -> list[dict]:
              f"(window clerk's bearer token), half on {HOT} hot periods of {HOT_PLACES} places, half spread over "
              f"{SPREAD} periods of {SPREAD_PLACES}; answers {statuses}; hot periods exactly full after every round: "
              f"{all(exact)}; rounds {', '.join(str(round(r['rate'])) for r in rounds)}/s; p50 {p50:.0f} ms, "
-             f"p99 {p99:.0f} ms; ehc's app, uvicorn --workers 2 (pool wait 600 s) on PostgreSQL, rate limits off, all on the same cores; "
+             f"p99 {p99:.0f} ms; ehc's app, uvicorn --workers 2, at most {IN_FLIGHT} requests a worker in progress "
+             f"(the rest queued at the gate), on PostgreSQL, rate limits off, all on the same cores; "
              f"1-min load average {load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} cores")
     return [{"figure": "Bookings under contention, POST /api/v1/appointments/bookings (answers/s)", "value": rate,
              "unit": "req/s", "reference": "GET /healthz, same server, driver and concurrency (req/s)",
