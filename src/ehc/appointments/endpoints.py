@@ -57,6 +57,11 @@ def booking_out(ctx: Ctx, booking: service.Booking, *, history: bool = False) ->
                          history=service.history(ctx, booking) if history else None)
 
 
+def bookings_out(ctx: Ctx, bookings: list[service.Booking]) -> list[BookingOut]:
+    return [BookingOut.of(v.booking, v.period, v.session, institution_name=v.institution_name)
+            for v in service.view(ctx, bookings)]
+
+
 def _offer(o: service.Offer) -> OfferOut:
     return OfferOut(period_id=o.period_id, session_id=o.session_id, starts_at=o.starts_at,
                     local=in_china(o.starts_at).strftime("%Y-%m-%d %H:%M"), doctor=o.doctor,
@@ -103,8 +108,7 @@ def hold(body: BookIn, ctx: AppointmentHolder, response: Response, idempotency_k
 
 @router.get(ME, response_model=list[BookingOut], summary="My bookings and my family members'")
 def my_bookings(ctx: AppointmentHolder) -> list[BookingOut]:
-    return [BookingOut.of(v.booking, v.period, v.session, institution_name=v.institution_name)
-            for v in service.view(ctx, service.my_bookings(ctx))]
+    return bookings_out(ctx, service.my_bookings(ctx))
 
 
 @router.get(f"{ME}/{{reference}}", response_model=BookingOut, summary="One of my bookings, with its history")
@@ -164,8 +168,7 @@ def desk_book(body: DeskBookIn, ctx: BookingDesk, response: Response,
             summary="The day's bookings at your institution (a department's, with department_code)")
 def day_list(ctx: DayListReader, day: date | None = None,
              department_code: Annotated[str | None, Query(max_length=4)] = None) -> list[BookingOut]:
-    return [BookingOut.of(v.booking, v.period, v.session, institution_name=v.institution_name)
-            for v in service.view(ctx, service.todays_list(ctx, department_code, day))]
+    return bookings_out(ctx, service.todays_list(ctx, department_code, day))
 
 
 @router.get(f"{API}/bookings/{{reference}}", response_model=BookingOut, summary="A booking at your institution")
