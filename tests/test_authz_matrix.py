@@ -144,6 +144,12 @@ FD_DESK = FD_TEAM_WORKERS | {CLERK, INST_ADMIN}
 FD_COVERAGE = frozenset({INST_ADMIN, FAMILY_DOCTOR, DOCTOR, NURSE, REGIONAL, AUDITOR, PLATFORM_ADMIN})
 FD_REGIONAL_COVERAGE = frozenset({REGIONAL, AUDITOR, PLATFORM_ADMIN})
 
+# appointments/auth.py
+BOOKING_DESK = frozenset({CLERK, FAMILY_DOCTOR, HOSPITAL})
+SCHEDULERS = frozenset({INST_ADMIN, HOSPITAL})
+CHECK_IN_DESK = frozenset({CLERK, DOCTOR, NURSE, HOSPITAL})
+DAY_LIST_READERS = frozenset({CLERK, DOCTOR, NURSE, INST_ADMIN, HOSPITAL})
+
 MATRIX: dict[tuple[str, str], frozenset[str]] = {
     # accounts: signing in and out is for anyone (what a caller already holds does not matter)
     ("POST", "/api/v1/auth/staff/token"): EVERYONE,
@@ -278,6 +284,36 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/me/family-doctor/contracts/{contract_id}/renew"): RESIDENT_ONLY,
     ("POST", "/api/v1/me/family-doctor/contracts/{contract_id}/terminate"): RESIDENT_ONLY,
     ("POST", "/api/v1/me/family-doctor/contracts/{contract_id}/change-team"): RESIDENT_ONLY,
+    # appointments/auth.py: the schedule is public; residents book for themselves and their family;
+    # the desk (clerks, family doctors' referrals, the hospital system and its kiosks) books for a card;
+    # schedulers (the admin, the HIS) publish and suspend; the department checks in by scan.
+    ("GET", "/api/v1/appointments/sessions"): EVERYONE,
+    ("GET", "/api/v1/appointments/sessions/{session_id}"): EVERYONE,
+    ("POST", "/api/v1/me/appointments"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/appointments"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/appointments/{reference}"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/appointments/{reference}/confirm"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/appointments/{reference}/cancel"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/appointments/{reference}/move"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/waitlist"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/waitlist"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/waitlist/{entry_id}/leave"): RESIDENT_ONLY,
+    ("POST", "/api/v1/appointments/bookings"): BOOKING_DESK,
+    ("GET", "/api/v1/appointments/bookings"): DAY_LIST_READERS,
+    ("GET", "/api/v1/appointments/bookings/{reference}"): DAY_LIST_READERS,
+    ("POST", "/api/v1/appointments/bookings/{reference}/confirm"): BOOKING_DESK,
+    ("POST", "/api/v1/appointments/bookings/{reference}/cancel"): BOOKING_DESK,
+    ("POST", "/api/v1/appointments/bookings/{reference}/move"): BOOKING_DESK,
+    ("POST", "/api/v1/appointments/check-in"): CHECK_IN_DESK,
+    ("GET", "/api/v1/appointments/templates"): SCHEDULERS,
+    ("POST", "/api/v1/appointments/templates"): SCHEDULERS,
+    ("POST", "/api/v1/appointments/templates/{template_id}/retire"): SCHEDULERS,
+    ("POST", "/api/v1/appointments/closures"): SCHEDULERS,
+    ("POST", "/api/v1/appointments/publish"): SCHEDULERS,
+    ("POST", "/api/v1/appointments/sessions"): SCHEDULERS,
+    ("GET", "/api/v1/appointments/schedule"): SCHEDULERS,
+    ("GET", "/api/v1/appointments/sessions/{session_id}/suspension"): SCHEDULERS,
+    ("POST", "/api/v1/appointments/sessions/{session_id}/suspend"): SCHEDULERS,
 }
 
 
@@ -550,12 +586,29 @@ def _family_doctor_requests(w: World) -> dict[tuple[str, str], tuple[dict[str, s
         ("POST", "/api/v1/me/family-doctor/contracts/{contract_id}/terminate"): (contract, {"reason": "moved"}),
         ("POST", "/api/v1/me/family-doctor/contracts/{contract_id}/change-team"): (
             contract, {"team_id": "x", "reason": "moved"}),
+        ("POST", "/api/v1/me/appointments"): ({}, {"period_id": 999999}),
+        ("POST", "/api/v1/me/appointments/{reference}/cancel"): ({}, {}),
+        ("POST", "/api/v1/me/appointments/{reference}/move"): ({}, {"period_id": 999999}),
+        ("POST", "/api/v1/me/waitlist"): ({}, {"period_id": 999999}),
+        ("POST", "/api/v1/appointments/bookings"): ({}, {"period_id": 999999, "ehc_id": w.card}),
+        ("POST", "/api/v1/appointments/bookings/{reference}/cancel"): ({}, {}),
+        ("POST", "/api/v1/appointments/bookings/{reference}/move"): ({}, {"period_id": 999999}),
+        ("POST", "/api/v1/appointments/check-in"): ({}, {"code": "EHC1:NOT A CODE"}),
+        ("POST", "/api/v1/appointments/templates"): ({}, {"department_code": "0300", "weekday": 0, "start": "08:00",
+                                                          "end": "09:00", "quota_online": 1}),
+        ("POST", "/api/v1/appointments/closures"): ({}, {"day": "2030-01-01", "reason": "元旦"}),
+        ("POST", "/api/v1/appointments/publish"): ({}, {"first": "2030-01-01", "last": "2030-01-07"}),
+        ("POST", "/api/v1/appointments/sessions"): ({}, {"department_code": "0300", "day": "2030-01-02",
+                                                         "start": "08:00", "end": "09:00", "quota_online": 1}),
+        ("POST", "/api/v1/appointments/sessions/{session_id}/suspend"): ({}, {"reason": "停诊"}),
     }
 
 
 def _url(w: World, method: str, template: str, overrides: dict[str, str]) -> str:
     params = {"ehc_id": w.card, "institution_id": w.institution, "code": "0300", "terminal_id": "W01",
-              "staff_id": w.staff_id, "app_id": w.managed_app.app_id, "key_id": w.managed_app.key_id, **overrides}
+              "staff_id": w.staff_id, "app_id": w.managed_app.app_id, "key_id": w.managed_app.key_id,
+              "session_id": "0" * 24, "reference": "ANOTHERONE", "entry_id": "999999", "template_id": "0" * 24,
+              **overrides}
     return template.format(**params)
 
 
@@ -869,6 +922,20 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/staff/family-doctors/contracts/{contract_id}/referrals"): FD_TEAM_WORKERS - {HOSPITAL},
     ("GET", "/staff/family-doctors/centre"): FD_TEAM_MANAGERS,
     ("POST", "/staff/family-doctors/teams"): FD_TEAM_MANAGERS,
+    # appointments: the resident's pages; the desk (its API's rules, without hospital systems), the scheduler
+    ("GET", "/me/appointments"): RESIDENT_ONLY,
+    ("GET", "/me/appointments/find"): RESIDENT_ONLY,
+    ("GET", "/me/appointments/session/{session_id}"): RESIDENT_ONLY,
+    ("POST", "/me/appointments/book"): RESIDENT_ONLY,
+    ("GET", "/me/appointments/{reference}"): RESIDENT_ONLY,
+    ("POST", "/me/appointments/{reference}/{action}"): RESIDENT_ONLY,
+    ("GET", "/staff/appointments"): DAY_LIST_READERS - {HOSPITAL},
+    ("POST", "/staff/appointments/check-in"): CHECK_IN_DESK - {HOSPITAL},
+    ("POST", "/staff/appointments/book"): BOOKING_DESK - {HOSPITAL},
+    ("GET", "/staff/appointments/schedule"): SCHEDULERS - {HOSPITAL},
+    ("POST", "/staff/appointments/schedule"): SCHEDULERS - {HOSPITAL},
+    ("GET", "/staff/appointments/schedule/{session_id}/suspend"): SCHEDULERS - {HOSPITAL},
+    ("POST", "/staff/appointments/schedule/{session_id}/suspend"): SCHEDULERS - {HOSPITAL},
     # not pages, and public: what offline verifiers fetch, the health check, the API's documentation
     ("GET", "/.well-known/ehc/root-key"): PUBLIC,
     ("GET", "/.well-known/ehc/trust-list"): PUBLIC,
@@ -918,6 +985,8 @@ def _page_url(w: World, template: str) -> str:
     return template.format(ehc_id=w.card, review_id="999999", verdict="accept", institution_id=w.institution,
                            code="0300", terminal_id="W01", staff_id=w.staff_id, app_id=w.managed_app.app_id,
                            key_id=w.managed_app.key_id, contract_id="no-such-contract", action="renew")
+                           key_id=w.managed_app.key_id, session_id="0" * 24, reference="ANOTHERONE",
+                           action="confirm")
 
 
 def test_page_authorisation_matrix(world: World) -> None:

@@ -9,6 +9,8 @@ from .accounts.auth import identify_caller
 from .accounts.endpoints import router as accounts_router
 from .accounts.endpoints import staff_router
 from .apps.endpoints import router as apps_router
+from .appointments.endpoints import router as appointments_router
+from .appointments.service import start_sweeper as start_appointments_sweeper
 from .audit.endpoints import router as audit_router
 from .audit.service import start_sweeper
 from .cards.endpoints import router as cards_router
@@ -17,6 +19,7 @@ from .family_doctors.endpoints import me_router as family_doctor_me_router
 from .family_doctors.endpoints import router as family_doctors_router
 from .fhir.endpoints import router as fhir_router
 from .institutions.endpoints import router as institutions_router
+from .kit.context import Actor
 from .kit.http import NulGuardMiddleware, RequestIdMiddleware, install_problem_handlers
 from .me.endpoints import router as me_router
 from .mpi.endpoints import router as mpi_router
@@ -52,6 +55,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(mpi_router)
     app.include_router(family_doctors_router)
     app.include_router(family_doctor_me_router)
+    app.include_router(appointments_router)
     mount_pages(app)  # every page router and /static
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)
@@ -68,5 +72,8 @@ def app_factory() -> FastAPI:
     (``audit/service.py``); tests build apps with ``create_app`` and chain explicitly instead.
     """
     app = create_app()
-    start_sweeper(app.state.platform.db)
+    platform = app.state.platform
+    start_sweeper(platform.db)
+    # Holds that expired, no-shows and reminders: caught up at start, then every minute.
+    start_appointments_sweeper(platform.db, lambda session: platform.ctx(session, Actor.system("appointments")))
     return app

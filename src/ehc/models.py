@@ -2,6 +2,7 @@
 
 from .accounts import models as _accounts  # noqa: F401
 from .apps import models as _apps  # noqa: F401
+from .appointments import models as _appointments  # noqa: F401
 from .audit import models as _audit  # noqa: F401
 from .cards import models as _cards  # noqa: F401
 from .db import Base

@@ -9,6 +9,7 @@ so the API, the CLI, batch jobs and the tests all run the same hooks.
 from __future__ import annotations
 
 from .accounts import service as accounts
+from .appointments import service as appointments
 from .audit import service as audit
 from .cards import service as cards
 from .family_doctors import service as family_doctors
@@ -29,6 +30,9 @@ def register_hooks() -> None:
     # revocation list (docs/qr-format.md §12), and the sign-ins drawing its dynamic codes end (§9.1).
     cards.on_transition(qr.revoke_on_transition)
     cards.on_transition(me.end_code_drawing_sessions)
+    # A merge carries the bookings and waitlist places along (before the card registry cancels the
+    # merged card, so the cancellation finds nothing of theirs to cancel), an unmerge brings them back.
+    mpi.on_merge(appointments.move_bookings)
     # A merge in the master index carries the card and the family bindings along, and an unmerge
     # brings exactly those back.
     mpi.on_merge(cards.move_card_links)
@@ -56,3 +60,8 @@ def register_hooks() -> None:
     mpi.on_unmerge("fd_contract", family_doctors.undo_contract_moves)
     mpi.on_unmerge("fd_contract_end", family_doctors.undo_contract_ends)
     mpi.on_unmerge("fd_row", family_doctors.undo_row_moves)
+    # Appointments: a merge's undo, and a cancelled card's future bookings cancelled and told.
+    mpi.on_unmerge("appt_booking", appointments.undo_booking_moves)
+    mpi.on_unmerge("appt_booking_cancel", appointments.undo_booking_cancels)
+    mpi.on_unmerge("appt_waitlist", appointments.undo_waitlist_moves)
+    cards.on_transition(appointments.on_card_transition)

@@ -43,6 +43,8 @@ PURPOSES: dict[str, tuple[str, str]] = {
     "family_doctor.referral": ("Family doctor: referred to a specialist", "家庭医生：转诊至专科"),
     "family_doctor.outreach": ("Family doctor: the team's outreach list of its area (name masked)",
                                "家庭医生：团队服务区域未签约居民名单（姓名部分隐藏）"),
+    "appointment.book": ("Booked, changed or looked up an appointment", "预约挂号：预约、改约、取消或查询"),
+    "appointment.notify": ("Texted an appointment notice to the holder's phone", "向持卡人手机发送预约通知"),
 }
 
 class AuditEventOut(BaseModel):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from . import apps, audit, backup, cards, demo, family_doctors, institutions, keys, mpi, server, sms, staff, terminal
+from . import appointments, apps, audit, backup, cards, demo, family_doctors, institutions, keys, mpi, server, sms, staff, terminal
 
 app = typer.Typer(help="Electronic health card platform.", no_args_is_help=True)
 app.command()(server.serve)
@@ -26,6 +26,7 @@ app.command("verify")(terminal.verify_code)
 app.command()(backup.backup)
 app.command()(backup.restore)
 app.add_typer(family_doctors.app, name="family-doctors")
+app.add_typer(appointments.app, name="appointments")
 
 
 def main() -> None:  # pragma: no cover

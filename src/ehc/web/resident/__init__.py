@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import access_log, card, family_doctor, sign_in
+from . import access_log, appointments, card, family_doctor, sign_in
 
 router = APIRouter()
 router.include_router(sign_in.router)
 router.include_router(card.router)
 router.include_router(access_log.router)
 router.include_router(family_doctor.router)
+router.include_router(appointments.router)

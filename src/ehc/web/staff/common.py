@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from ...accounts import service as accounts
 from ...accounts.auth import STAFF_COOKIE, page_actor
 from ...accounts.service import StaffAccount
+from ...appointments.auth import DayListReader, Scheduler
 from ...institutions import service as institutions
 from ...institutions.auth import InstitutionAdmin
 from ...institutions.service import KIND_LABELS, level_label
@@ -43,6 +44,7 @@ def _rule(annotated: Any) -> Callable[[Ctx], Ctx]:
 
 
 admin_rule = _rule(InstitutionAdmin)
+rule_of = _rule
 
 
 # -- who is signed in -------------------------------------------------------------------------
@@ -130,7 +132,7 @@ ManagedPage = Annotated[Managed, Depends(managed)]
 
 def staff_page(request: Request, staff: Staff, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     t = i18n.translator(i18n.negotiate(request))
-    account = {**staff.header(t), "qr_print": may_print(staff)}
+    account = {**staff.header(t), "qr_print": may_print(staff), **appointment_links(staff)}
     return page(request, staff.ctx, template, status_code, area="staff", wide=True, account=account, **context)
 
 
@@ -191,6 +193,11 @@ def may_use_rule(ctx: Ctx, annotated: Any) -> bool:
     except Problem:
         return False
     return True
+
+
+def appointment_links(staff: Staff) -> dict[str, bool]:
+    """Which appointment pages the staff member's role opens (the API's rules)."""
+    return {"appt_desk": may_use_rule(staff.ctx, DayListReader), "appt_schedule": may_use_rule(staff.ctx, Scheduler)}
 
 
 def may_review(roles: frozenset[str]) -> bool:
