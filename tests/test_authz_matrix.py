@@ -233,6 +233,16 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/mpi/merges/{merge_id}/undo"): MERGE_OPERATORS,
     # real-time matching: the hospital at work submits its patients, as it binds its numbers (mpi/endpoints.py)
     ("POST", "/api/v1/mpi/match"): XREF_BINDERS,
+    # records/auth.py: the resident's own records and consents; clinicians (doctors, nurses) and their
+    # hospital's systems read a patient's records under consent; auditors review break-glass reads.
+    ("GET", "/api/v1/me/records"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/records/everything"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/records/consents"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/records/consents"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/records/consents/{consent_id}/revoke"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/records/break-glass"): RESIDENT_ONLY,
+    ("GET", "/api/v1/records/patients/{ehc_id}"): frozenset({DOCTOR, NURSE, HOSPITAL}),
+    ("GET", "/api/v1/records/break-glass"): AUDIT_READERS,
 }
 
 
@@ -466,6 +476,9 @@ def _requests(w: World) -> dict[tuple[str, str], tuple[dict[str, str], dict | No
         ("GET", "/api/v1/mpi/merges/{merge_id}"): ({"merge_id": "999999"}, None),
         ("POST", "/api/v1/mpi/merges/{merge_id}/undo"): ({"merge_id": "999999"}, {"reason": "wrong"}),
         ("POST", "/api/v1/mpi/match"): ({}, {"name": "张三", "birth_date": "1990-01-01"}),
+        ("POST", "/api/v1/me/records/consents"): ({}, {"institution_id": w.institution, "categories": ["all"], "days": 1}),
+        ("POST", "/api/v1/me/records/consents/{consent_id}/revoke"): ({"consent_id": "none"}, None),
+        ("GET", "/api/v1/records/patients/{ehc_id}"): ({"ehc_id": "F" * 64}, None),
     }
 
 
@@ -663,12 +676,21 @@ def test_resident_reaches_only_their_own_family(world: World) -> None:
 # -- who may call the FHIR routes (the authz matrix, for OperationOutcome answers) ----------------------
 
 IDENTITY_READERS = frozenset({CLERK, DOCTOR, NURSE, INST_ADMIN, HOSPITAL, REGIONAL, PLATFORM_ADMIN})
+RECORD_READERS = frozenset({DOCTOR, NURSE, HOSPITAL})
 FHIR_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/fhir/metadata"): frozenset(CALLERS),
     ("POST", "/fhir/Patient/$match"): IDENTITY_READERS,
     ("GET", "/fhir/Patient/$ihe-pix"): IDENTITY_READERS,
     ("GET", "/fhir/Patient"): IDENTITY_READERS,
     ("GET", "/fhir/Patient/{patient_id}"): IDENTITY_READERS,
+    # Health records (records/auth.py): hospital systems publish; clinicians and systems read, under consent.
+    ("GET", "/fhir/Patient/{patient_id}/$everything"): RECORD_READERS,
+    ("POST", "/fhir/{resource_type}"): NOBODY_BUT({HOSPITAL}),
+    ("PUT", "/fhir/{resource_type}/{resource_id}"): NOBODY_BUT({HOSPITAL}),
+    ("GET", "/fhir/{resource_type}"): RECORD_READERS,
+    ("GET", "/fhir/{resource_type}/{resource_id}"): RECORD_READERS,
+    ("GET", "/fhir/{resource_type}/{resource_id}/_history"): RECORD_READERS,
+    ("GET", "/fhir/{resource_type}/{resource_id}/_history/{version_id}"): RECORD_READERS,
     # Anything else under /fhir: a not-supported OperationOutcome for everyone.
     **{(method, "/fhir/{path:path}"): frozenset(CALLERS) for method in ("GET", "POST", "PUT", "PATCH", "DELETE")},
 }
@@ -688,7 +710,12 @@ def test_fhir_authorisation_matrix(world: World) -> None:
     urls = {"/fhir/Patient/$ihe-pix": f"/fhir/Patient/$ihe-pix?sourceIdentifier={ID_CARD}|{number}",
             "/fhir/Patient": f"/fhir/Patient?identifier={ID_CARD}|{number}",
             "/fhir/Patient/{patient_id}": f"/fhir/Patient/{world.card}",
-            "/fhir/{path:path}": "/fhir/Observation"}
+            "/fhir/Patient/{patient_id}/$everything": f"/fhir/Patient/{'F' * 64}/$everything",
+            "/fhir/{resource_type}": f"/fhir/Condition?patient={'F' * 64}",
+            "/fhir/{resource_type}/{resource_id}": "/fhir/Condition/none",
+            "/fhir/{resource_type}/{resource_id}/_history": "/fhir/Condition/none/_history",
+            "/fhir/{resource_type}/{resource_id}/_history/{version_id}": "/fhir/Condition/none/_history/1",
+            "/fhir/{path:path}": "/fhir/Basic/1/x/y"}
     problems = []
     for (method, template), allowed in FHIR_MATRIX.items():
         for caller in CALLERS:

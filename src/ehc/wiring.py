@@ -15,6 +15,7 @@ from .me import service as me
 from .mpi import service as mpi
 from .kit import resealing
 from .qr import service as qr
+from .records import service as records
 
 _registered = False
 
@@ -49,3 +50,9 @@ def register_hooks() -> None:
                                           if i.system.startswith("doc:")])
     # Re-sealing after a sealing key's rotation (``ehc keys reseal``) walks every domain's sealed columns.
     resealing.register([*mpi.sealed_columns(), *accounts.sealed_columns()])
+    # Health records: a record filed under a hospital number the index did not know waits until the number
+    # is bound; a merge carries the person's records along and an unmerge brings exactly them back.
+    mpi.on_identifier_bound(records.attach_pending)
+    mpi.on_merge(records.move_on_merge)
+    mpi.on_unmerge("record", records.undo_merge_moves)
+    resealing.register(records.sealed_columns())
