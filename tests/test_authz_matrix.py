@@ -686,6 +686,9 @@ FHIR_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     # Health records (records/auth.py): hospital systems publish; clinicians and systems read, under consent.
     ("GET", "/fhir/Patient/{patient_id}/$everything"): RECORD_READERS,
     ("POST", "/fhir/{resource_type}"): NOBODY_BUT({HOSPITAL}),
+    ("POST", "/fhir"): NOBODY_BUT({HOSPITAL}),  # IHE MHD ITI-65
+    ("POST", "/fhir/"): NOBODY_BUT({HOSPITAL}),
+    ("GET", "/fhir/Binary/{binary_id}"): RECORD_READERS,  # IHE MHD ITI-68
     ("PUT", "/fhir/{resource_type}/{resource_id}"): NOBODY_BUT({HOSPITAL}),
     ("GET", "/fhir/{resource_type}"): RECORD_READERS,
     ("GET", "/fhir/{resource_type}/{resource_id}"): RECORD_READERS,
@@ -715,6 +718,7 @@ def test_fhir_authorisation_matrix(world: World) -> None:
             "/fhir/{resource_type}/{resource_id}": "/fhir/Condition/none",
             "/fhir/{resource_type}/{resource_id}/_history": "/fhir/Condition/none/_history",
             "/fhir/{resource_type}/{resource_id}/_history/{version_id}": "/fhir/Condition/none/_history/1",
+            "/fhir/Binary/{binary_id}": "/fhir/Binary/none-1-0",
             "/fhir/{path:path}": "/fhir/Basic/1/x/y"}
     problems = []
     for (method, template), allowed in FHIR_MATRIX.items():

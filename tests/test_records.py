@@ -295,3 +295,49 @@ def test_resident_timeline_filters_everything_and_merge(platform, client, instit
     with platform.db.session() as session:
         mpi.unmerge(platform.ctx(session, Actor.system()), merge_id, "not the same")
     assert len(client.get("/api/v1/me/records", headers=me).json()["entries"]) == 3
+
+
+def test_ihe_mhd_with_fhirclient_live(live_url, platform, client, institution, world) -> None:
+    """ITI-65 Provide Document Bundle, ITI-67 Find Document References, ITI-68 Retrieve Document, driven by
+    the independent ``fhirclient`` package against a live server, signed as the hospital's system."""
+    from fhirclient.models.bundle import Bundle as R4Bundle  # noqa: PLC0415 - only this test uses them
+    from fhirclient.models.documentreference import DocumentReference as R4DocumentReference  # noqa: PLC0415
+    from test_fhir import SignedRequests, fhirclient_for  # noqa: PLC0415
+
+    his = world["his"]
+    server = fhirclient_for(live_url, auth=SignedRequests(his.app_id, his.key_id, his.private_key)).server
+    pdf = b"%PDF-1.7 imaging report \x00\x01"
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:5e1ed2b4-0000-4000-8000-000000000001",
+         "resource": {"resourceType": "List", "status": "current", "mode": "working",
+                      "subject": {"reference": f"Patient/{world['ehc_id']}"}},
+         "request": {"method": "POST", "url": "List"}},
+        {"fullUrl": "urn:uuid:5e1ed2b4-0000-4000-8000-000000000002",
+         "resource": {"resourceType": "DocumentReference", "status": "current", "subject": mrn(institution, "MRN0001"),
+                      "date": "2026-11-05T08:00:00+08:00",
+                      "type": {"coding": [{"system": LOINC, "code": "18748-4", "display": "Diagnostic imaging study"}]},
+                      "content": [{"attachment": {"contentType": "application/pdf",
+                                                  "url": "urn:uuid:5e1ed2b4-0000-4000-8000-000000000003"}}]},
+         "request": {"method": "POST", "url": "DocumentReference"}},
+        {"fullUrl": "urn:uuid:5e1ed2b4-0000-4000-8000-000000000003",
+         "resource": {"resourceType": "Binary", "contentType": "application/pdf", "data": base64.b64encode(pdf).decode()},
+         "request": {"method": "POST", "url": "Binary"}}]}
+    answer = server.post_json("", bundle)  # ITI-65, to the base URL
+    assert answer.status_code == 200, answer.text
+    response = R4Bundle(answer.json())
+    assert response.type == "transaction-response" and len(response.entry) == 3
+    location = response.entry[1].response.location
+    assert response.entry[1].response.status == "201 Created" and location.startswith("DocumentReference/")
+
+    found = R4DocumentReference.where(struct={"patient": world["ehc_id"]}).perform(server)  # ITI-67
+    assert found.total == 1
+    doc = found.entry[0].resource
+    assert doc.subject.reference == f"Patient/{world['ehc_id']}" and doc.content[0].attachment.size == len(pdf)
+    assert server.request_data(doc.content[0].attachment.url) == pdf  # ITI-68
+
+    # Another hospital's system without consent gets nothing of it.
+    other = world["other_his"]
+    stranger = fhirclient_for(live_url, auth=SignedRequests(other.app_id, other.key_id, other.private_key)).server
+    with pytest.raises(Exception) as refused:
+        stranger.request_data(doc.content[0].attachment.url)
+    assert refused.value.response.status_code == 403

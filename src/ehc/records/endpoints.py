@@ -79,7 +79,7 @@ def patient_timeline(ehc_id: str, ctx: RecordReader, break_glass: BreakGlassHead
                      limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> TimelineOut:
     found = service.access(ctx, service.person_of_card(ctx, ehc_id),
                            break_glass=unquote(break_glass) if break_glass is not None else None)
-    return _timeline(ctx, service.require_some(found), filters(type, institution, since, until), limit)
+    return _timeline(ctx, service.require_some(ctx, found), filters(type, institution, since, until), limit)
 
 
 @router.get("/records/break-glass", response_model=list[BreakGlassOut], summary="Break-glass reads to review (auditors)")

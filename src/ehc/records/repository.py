@@ -82,3 +82,8 @@ def break_glass_of(session: Session, person_ids: Sequence[str]) -> list[BreakGla
 
 def recent_break_glass(session: Session, limit: int) -> list[BreakGlass]:
     return list(session.scalars(select(BreakGlass).order_by(BreakGlass.at.desc()).limit(limit)))
+
+
+def published_any(session: Session, person_ids: Sequence[str], institution_id: str) -> bool:
+    return session.scalar(select(RecordVersion.id).where(RecordVersion.person_id.in_(person_ids),
+                                                         RecordVersion.institution_id == institution_id).limit(1)) is not None

@@ -487,9 +487,11 @@ def _break_glass(ctx: Ctx, person: mpi.Person, reason: str) -> Access:
     return Access(person, "break_glass", everything=True)
 
 
-def require_some(found: Access) -> Access:
-    """A read path that has nothing to show without consent (a timeline, ``$everything``) refuses."""
-    if found.basis == "own" and not found.categories:
+def require_some(ctx: Ctx, found: Access) -> Access:
+    """A read path that has nothing to show without consent (a timeline, ``$everything``) refuses, unless
+    the caller's institution published records of this person itself."""
+    if found.basis == "own" and not found.categories and not repository.published_any(
+            ctx.session, mpi.ids_of(ctx, found.person), found.institution_id or ""):
         raise Forbidden("No consent covers your institution: scan the resident's dynamic code, ask for a grant, "
                         "or give a break-glass reason in an emergency.", code="records_consent_required")
     return found
@@ -573,9 +575,20 @@ def _open(ctx: Ctx, row: RecordVersion) -> dict:
     return json.loads(ctx.vault.open(row.body_sealed, body_context(row.resource_id, row.version)))
 
 
-def resource_json(ctx: Ctx, row: RecordVersion, ehc_id: str | None) -> dict:
-    """The FHIR resource as served: our id, versionId, lastUpdated, and the subject as Patient/<EHC ID>."""
+def binary_id(row: RecordVersion, index: int) -> str:
+    return f"{row.resource_id}-{row.version}-{index}"
+
+
+def resource_json(ctx: Ctx, row: RecordVersion, ehc_id: str | None, *, inline: bool = False) -> dict:
+    """The FHIR resource as served: our id, versionId, lastUpdated, and the subject as Patient/<EHC ID>.
+    A document's attachments are served by reference (``Binary/<id>``, IHE MHD ITI-68) unless ``inline``."""
     body = _open(ctx, row)
+    if not inline:
+        for index, content in enumerate(body.get("content") or []):
+            attachment = content.get("attachment") or {}
+            if "data" in attachment:
+                attachment["size"] = len(base64.b64decode(attachment.pop("data")))
+                attachment["url"] = f"Binary/{binary_id(row, index)}"
     meta = {"versionId": str(row.version), "lastUpdated": row.recorded_at.isoformat(), **(body.pop("meta", None) or {})}
     subject = {"reference": f"Patient/{ehc_id}"} if ehc_id else {"display": "waiting for the master index"}
     resource = {"resourceType": row.resource_type, "id": row.resource_id, "meta": meta,
@@ -697,6 +710,72 @@ def everything(ctx: Ctx, found: Access, base: str, patient: dict | None = None) 
     entries = [{"fullUrl": f"{base}/Patient/{ehc_id}", "resource": patient, "search": {"mode": "match"}}] if patient else []
     for row in records_of(ctx, found):
         entries.append({"fullUrl": f"{base}/{row.resource_type}/{row.resource_id}",
-                        "resource": resource_json(ctx, row, ehc_id), "search": {"mode": "include"}})
+                        "resource": resource_json(ctx, row, ehc_id, inline=True), "search": {"mode": "include"}})
     return {"resourceType": "Bundle", "id": ids.new_id(), "type": "searchset", "total": len(entries),
             "meta": {"lastUpdated": utcnow().isoformat()}, "entry": entries}
+
+
+# -- IHE MHD: Provide Document Bundle (ITI-65) and Retrieve Document (ITI-68) ------------------------------
+
+def attachment(ctx: Ctx, binary: str, *, break_glass: str | None = None) -> tuple[str, bytes]:
+    """ITI-68: the bytes of one attachment of one version of a document, under the same consent as the
+    document. ``binary`` is ``<resource id>-<version>-<index>`` (the ``Binary/`` url the document carries)."""
+    parts = binary.split("-")
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        raise NotFound("No such document.", code="record_not_found")
+    row = repository.version(ctx.session, parts[0], int(parts[1]))
+    if row is None or row.resource_type != "DocumentReference":
+        raise NotFound("No such document.", code="record_not_found")
+    _check_row(ctx, row, break_glass)
+    contents = _open(ctx, row).get("content") or []
+    index = int(parts[2])
+    found = (contents[index].get("attachment") or {}) if index < len(contents) else {}
+    if "data" not in found:
+        raise NotFound("No such document.", code="record_not_found")
+    return found.get("contentType") or "application/octet-stream", base64.b64decode(found["data"])
+
+
+@dataclass(frozen=True)
+class Provided:
+    """One entry of an ITI-65 answer: the stored resource, or None for a SubmissionSet List or a Binary."""
+
+    stored: Stored | None
+    binary_of: Stored | None = None
+
+
+def provide(ctx: Ctx, bundle: object, system_of: SystemOf) -> list[Provided]:
+    """ITI-65 Provide Document Bundle: a transaction Bundle of a SubmissionSet (List), DocumentReferences
+    and the Binaries their attachments point to (``urn:uuid:`` fullUrls). Every DocumentReference is
+    published with its Binary's bytes inline, all or nothing (the request's one transaction)."""
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle" or bundle.get("type") != "transaction":
+        raise _bad_body("ITI-65 takes a FHIR Bundle of type transaction.")
+    entries = bundle.get("entry") or []
+    binaries = {e.get("fullUrl"): e.get("resource") for e in entries
+                if isinstance(e, dict) and (e.get("resource") or {}).get("resourceType") == "Binary"}
+    answers: list[Provided] = []
+    stored_by_binary: dict[str, Stored] = {}
+    for index, entry in enumerate(entries):
+        resource = (entry or {}).get("resource") if isinstance(entry, dict) else None
+        kind = (resource or {}).get("resourceType")
+        if kind in ("List", "Binary"):
+            answers.append(Provided(None))
+            continue
+        if kind != "DocumentReference":
+            raise Problem(f"Entry {index}: ITI-65 takes a List, DocumentReferences and Binaries, not {kind}.",
+                          code="record_type_not_supported", status=422,
+                          errors=[field_error(f"Bundle.entry[{index}].resource", "record_type_not_supported", str(kind))])
+        resource = json.loads(json.dumps(resource))
+        used = []
+        for content in resource.get("content") or []:
+            attachment = content.get("attachment") or {}
+            url = attachment.get("url")
+            if url in binaries:
+                attachment["data"] = binaries[url].get("data")
+                attachment.setdefault("contentType", binaries[url].get("contentType"))
+                del attachment["url"]
+                used.append(url)
+        stored = publish(ctx, resource, "DocumentReference", system_of)
+        stored_by_binary.update({url: stored for url in used})
+        answers.append(Provided(stored))
+    return [Provided(None, stored_by_binary.get(e.get("fullUrl"))) if a.stored is None and
+            (e.get("resource") or {}).get("resourceType") == "Binary" else a for a, e in zip(answers, entries, strict=True)]
