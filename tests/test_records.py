@@ -341,3 +341,39 @@ def test_ihe_mhd_with_fhirclient_live(live_url, platform, client, institution, w
     with pytest.raises(Exception) as refused:
         stranger.request_data(doc.content[0].attachment.url)
     assert refused.value.response.status_code == 403
+
+
+def test_retries_and_corrections_under_races_on_postgresql(platform, client, institution, world) -> None:
+    """Eight concurrent retries of one record store it once; eight concurrent corrections of one record make
+    versions 2 to 9, each once, with exactly one current (PostgreSQL: the writers really run at once)."""
+    if not platform.settings.database_url.startswith("postgresql"):
+        pytest.skip("SQLite runs one writer at a time: the race is PostgreSQL's")
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only this test runs threads
+    from ehc.kit.codes import Channel  # noqa: PLC0415
+    from ehc.records import service as records  # noqa: PLC0415
+    from ehc.fhir.patient import internal_system  # noqa: PLC0415
+
+    machine = Actor(kind="machine", channel=Channel.HOSPITAL_SYSTEM, id="his", institution_id=institution,
+                    roles=frozenset({"hospital_system"}))
+
+    def run(work):  # noqa: ANN001, ANN202
+        with platform.db.session() as session:
+            return work(platform.ctx(session, machine))
+
+    body = condition(mrn(institution, "MRN0001"))
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda _: run(lambda ctx: records.publish(ctx, body, "Condition", internal_system).row.resource_id),
+                            range(8)))
+    assert len(set(ids)) == 1
+    resource_id = ids[0]
+
+    def correct(n: int) -> int:
+        fixed = condition(mrn(institution, "MRN0001"), f"I1{n}", f"correction {n}")
+        return run(lambda ctx: records.correct(ctx, fixed, "Condition", resource_id, internal_system).row.version)
+
+    with ThreadPoolExecutor(8) as pool:
+        versions = sorted(pool.map(correct, range(8)))
+    assert versions == list(range(2, 10))
+    with platform.db.session() as session:
+        rows = session.scalars(select(RecordVersion).where(RecordVersion.resource_id == resource_id)).all()
+        assert sorted(r.version for r in rows) == list(range(1, 10)) and sum(r.current for r in rows) == 1
