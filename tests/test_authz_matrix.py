@@ -804,6 +804,12 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/staff/institution/{institution_id}/keys/apps/{app_id}"): INSTITUTION_MANAGERS,
     ("GET", "/staff/institution/{institution_id}/keys/apps/{app_id}/{key_id}/revoke"): INSTITUTION_MANAGERS,
     ("POST", "/staff/institution/{institution_id}/keys/apps/{app_id}/{key_id}/revoke"): INSTITUTION_MANAGERS,
+    # health records: the resident's timeline and consents; a clinician's view (records/auth.py RecordReader)
+    ("GET", "/me/records"): RESIDENT_ONLY,
+    ("GET", "/me/records/consents"): RESIDENT_ONLY,
+    ("POST", "/me/records/consents"): RESIDENT_ONLY,
+    ("POST", "/me/records/consents/{consent_id}/revoke"): RESIDENT_ONLY,
+    ("GET", "/staff/records/{ehc_id}"): frozenset({DOCTOR, NURSE}),
     # not pages, and public: what offline verifiers fetch, the health check, the API's documentation
     ("GET", "/.well-known/ehc/root-key"): PUBLIC,
     ("GET", "/.well-known/ehc/trust-list"): PUBLIC,
@@ -852,7 +858,7 @@ def _page_outcome(answer) -> str:  # noqa: ANN001
 def _page_url(w: World, template: str) -> str:
     return template.format(ehc_id=w.card, review_id="999999", verdict="accept", institution_id=w.institution,
                            code="0300", terminal_id="W01", staff_id=w.staff_id, app_id=w.managed_app.app_id,
-                           key_id=w.managed_app.key_id)
+                           key_id=w.managed_app.key_id, consent_id="none")
 
 
 def test_page_authorisation_matrix(world: World) -> None:

@@ -377,3 +377,63 @@ def test_retries_and_corrections_under_races_on_postgresql(platform, client, ins
     with platform.db.session() as session:
         rows = session.scalars(select(RecordVersion).where(RecordVersion.resource_id == resource_id)).all()
         assert sorted(r.version for r in rows) == list(range(1, 10)) and sum(r.current for r in rows) == 1
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_record_pages_in_chromium(live_server, sqlite_platform, chromium, lang) -> None:
+    """The resident's timeline (filter by kind) and consent page, and a doctor's view once consented, in both
+    languages, in a real Chromium."""
+    from ehc.apps import service as apps  # noqa: PLC0415 - the page tests build their world directly
+    from ehc.client import SM2Auth  # noqa: PLC0415
+    from ehc.crypto import SM2PrivateKey  # noqa: PLC0415
+    from factories import ARTIFACTS, PASSWORD  # noqa: PLC0415
+    from fastapi.testclient import TestClient  # noqa: PLC0415
+    from ehc.app import create_app  # noqa: PLC0415
+    from ehc.accounts import service as accounts  # noqa: PLC0415
+
+    platform = sqlite_platform
+    inst = make_institution(platform, "inst-page-01", uscc="12510000MB1111111X", name="First People's Hospital",
+                            region_code="510104")
+    key = SM2PrivateKey.generate()
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        app = apps.create_app(ctx, name="HIS", institution_id=inst)
+        his = SM2Auth(app.id, apps.add_key(ctx, app.id, key.public_key.to_pem().decode()).key_id, key)
+        accounts.create_staff(ctx, username=f"dr-{lang}", password=PASSWORD, role="doctor", institution_id=inst)
+    with TestClient(create_app(platform)) as client:
+        ehc_id = client.post("/api/v1/cards", json=RESIDENT).json()["ehc_id"]
+        subject = {"reference": f"Patient/{ehc_id}"}
+        assert post(client, his, condition(subject)).status_code == 201
+        assert post(client, his, observation(subject)).status_code == 201
+        resident = resident_sign_in(client, platform, RESIDENT["phone"])["Authorization"].removeprefix("Bearer ")
+        doctor_token = client.post("/api/v1/auth/staff/token", json={"username": f"dr-{lang}", "password": PASSWORD}
+                                   ).json()["access_token"]
+    zh = lang == "zh"
+    host = live_server.split("//")[1].split(":")[0]
+    context = chromium.new_context(locale="zh-CN" if zh else "en-US", extra_http_headers={"Accept-Language": lang})
+    context.add_cookies([{"name": "ehc_resident", "value": resident, "domain": host, "path": "/"}])
+    page = context.new_page()
+    page.goto(f"{live_server}/me/records")
+    assert page.locator("h1").inner_text() == ("我的健康档案" if zh else "My health records")
+    assert page.locator("tr.record").count() == 2
+    page.select_option("#type", "Observation")
+    page.locator("form.filters button").click()
+    assert page.locator("tr.record").count() == 1
+    assert "Systolic blood pressure" in page.locator("tr.record").inner_text()
+    assert ("检查检验结果" if zh else "Measurement or lab result") in page.locator("tr.record").inner_text()
+    page.goto(f"{live_server}/me/records/consents")
+    page.fill("input[name=institution_id]", inst)
+    page.check("input[value=all]")
+    page.fill("input[name=days]", "7")
+    page.locator("button.button-primary").click()
+    assert page.locator("tr.consent").count() == 1
+    page.screenshot(path=str(ARTIFACTS / f"records-consents-{lang}.png"), full_page=True)
+
+    staff = chromium.new_context(extra_http_headers={"Accept-Language": lang})
+    staff.add_cookies([{"name": "ehc_staff", "value": doctor_token, "domain": host, "path": "/"}])
+    doctor = staff.new_page()
+    doctor.goto(f"{live_server}/staff/records/{ehc_id}")
+    assert doctor.locator("tr.record").count() == 2
+    page.locator("tr.consent form button").click()  # the resident revokes: the doctor sees only his own hospital's
+    doctor.reload()
+    assert doctor.locator("tr.record").count() == 2  # published by his own hospital, still his to read

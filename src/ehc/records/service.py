@@ -659,7 +659,8 @@ def records_of(ctx: Ctx, found: Access, filters: Filters = Filters(), *, limit: 
         check_type(kind)
     rows = repository.timeline(ctx.session, mpi.ids_of(ctx, found.person), types=filters.types,
                                institution_id=filters.institution_id, since=_day_start(filters.since),
-                               until=_day_start(filters.until + timedelta(days=1)) if filters.until else None)
+                               until=_day_start(filters.until + timedelta(days=1)) if filters.until else None,
+                               limit=limit if found.everything else None)  # else consent filters first
     allowed = [row for row in rows if found.allows(row)]
     return allowed[:limit] if limit else allowed
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import access_log, card, sign_in
+from . import access_log, card, records, sign_in
 
 router = APIRouter()
 router.include_router(sign_in.router)
 router.include_router(card.router)
 router.include_router(access_log.router)
+router.include_router(records.router)
