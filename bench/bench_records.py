@@ -94,8 +94,10 @@ def _ingest(platform: Platform, count: int) -> tuple[float, float]:
         app = apps.create_app(ctx, name="bench HIS", institution_id=INSTITUTION)
         key_id = apps.add_key(ctx, app.id, key.public_key.to_pem().decode()).key_id
     run = ids.new_id()[:6]
-    bodies = [(f"/fhir/{r['resourceType']}", json.dumps(r).encode()) for r in
-              (_mix(n, {"identifier": {"system": f"{SID}/mrn/{INSTITUTION}", "value": f"B{run}-{n % 50}"}}) for n in range(count))]
+    mixed = [_mix(n, {"identifier": {"system": f"{SID}/mrn/{INSTITUTION}", "value": f"B{run}-{n % 50}"}}) for n in range(count)]
+    for n, resource in enumerate(mixed):  # each the hospital's own record (an identical body would be a retry)
+        resource["identifier"] = [{"system": f"urn:bench:{INSTITUTION}", "value": f"{run}-{n}"}]
+    bodies = [(f"/fhir/{r['resourceType']}", json.dumps(r).encode()) for r in mixed]
     signed = [(path, body, sign(key, method="POST", path=path, query="", body=body, app_id=app.id, key_id=key_id))
               for path, body in bodies]
     with TestClient(create_app(platform)) as client:
