@@ -314,6 +314,16 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/appointments/schedule"): SCHEDULERS,
     ("GET", "/api/v1/appointments/sessions/{session_id}/suspension"): SCHEDULERS,
     ("POST", "/api/v1/appointments/sessions/{session_id}/suspend"): SCHEDULERS,
+    # records/auth.py: the resident's own records and consents; clinicians (doctors, nurses) and their
+    # hospital's systems read a patient's records under consent; auditors review break-glass reads.
+    ("GET", "/api/v1/me/records"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/records/everything"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/records/consents"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/records/consents"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/records/consents/{consent_id}/revoke"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/records/break-glass"): RESIDENT_ONLY,
+    ("GET", "/api/v1/records/patients/{ehc_id}"): frozenset({DOCTOR, NURSE, HOSPITAL}),
+    ("GET", "/api/v1/records/break-glass"): AUDIT_READERS,
 }
 
 
@@ -601,6 +611,9 @@ def _family_doctor_requests(w: World) -> dict[tuple[str, str], tuple[dict[str, s
         ("POST", "/api/v1/appointments/sessions"): ({}, {"department_code": "0300", "day": "2030-01-02",
                                                          "start": "08:00", "end": "09:00", "quota_online": 1}),
         ("POST", "/api/v1/appointments/sessions/{session_id}/suspend"): ({}, {"reason": "停诊"}),
+        ("POST", "/api/v1/me/records/consents"): ({}, {"institution_id": w.institution, "categories": ["all"], "days": 1}),
+        ("POST", "/api/v1/me/records/consents/{consent_id}/revoke"): ({"consent_id": "none"}, None),
+        ("GET", "/api/v1/records/patients/{ehc_id}"): ({"ehc_id": "F" * 64}, None),
     }
 
 
@@ -800,12 +813,24 @@ def test_resident_reaches_only_their_own_family(world: World) -> None:
 # -- who may call the FHIR routes (the authz matrix, for OperationOutcome answers) ----------------------
 
 IDENTITY_READERS = frozenset({CLERK, DOCTOR, NURSE, INST_ADMIN, HOSPITAL, REGIONAL, PLATFORM_ADMIN})
+RECORD_READERS = frozenset({DOCTOR, NURSE, HOSPITAL})
 FHIR_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/fhir/metadata"): frozenset(CALLERS),
     ("POST", "/fhir/Patient/$match"): IDENTITY_READERS,
     ("GET", "/fhir/Patient/$ihe-pix"): IDENTITY_READERS,
     ("GET", "/fhir/Patient"): IDENTITY_READERS,
     ("GET", "/fhir/Patient/{patient_id}"): IDENTITY_READERS,
+    # Health records (records/auth.py): hospital systems publish; clinicians and systems read, under consent.
+    ("GET", "/fhir/Patient/{patient_id}/$everything"): RECORD_READERS,
+    ("POST", "/fhir/{resource_type}"): NOBODY_BUT({HOSPITAL}),
+    ("POST", "/fhir"): NOBODY_BUT({HOSPITAL}),  # IHE MHD ITI-65
+    ("POST", "/fhir/"): NOBODY_BUT({HOSPITAL}),
+    ("GET", "/fhir/Binary/{binary_id}"): RECORD_READERS,  # IHE MHD ITI-68
+    ("PUT", "/fhir/{resource_type}/{resource_id}"): NOBODY_BUT({HOSPITAL}),
+    ("GET", "/fhir/{resource_type}"): RECORD_READERS,
+    ("GET", "/fhir/{resource_type}/{resource_id}"): RECORD_READERS,
+    ("GET", "/fhir/{resource_type}/{resource_id}/_history"): RECORD_READERS,
+    ("GET", "/fhir/{resource_type}/{resource_id}/_history/{version_id}"): RECORD_READERS,
     # Anything else under /fhir: a not-supported OperationOutcome for everyone.
     **{(method, "/fhir/{path:path}"): frozenset(CALLERS) for method in ("GET", "POST", "PUT", "PATCH", "DELETE")},
 }
@@ -825,7 +850,13 @@ def test_fhir_authorisation_matrix(world: World) -> None:
     urls = {"/fhir/Patient/$ihe-pix": f"/fhir/Patient/$ihe-pix?sourceIdentifier={ID_CARD}|{number}",
             "/fhir/Patient": f"/fhir/Patient?identifier={ID_CARD}|{number}",
             "/fhir/Patient/{patient_id}": f"/fhir/Patient/{world.card}",
-            "/fhir/{path:path}": "/fhir/Observation"}
+            "/fhir/Patient/{patient_id}/$everything": f"/fhir/Patient/{'F' * 64}/$everything",
+            "/fhir/{resource_type}": f"/fhir/Condition?patient={'F' * 64}",
+            "/fhir/{resource_type}/{resource_id}": "/fhir/Condition/none",
+            "/fhir/{resource_type}/{resource_id}/_history": "/fhir/Condition/none/_history",
+            "/fhir/{resource_type}/{resource_id}/_history/{version_id}": "/fhir/Condition/none/_history/1",
+            "/fhir/Binary/{binary_id}": "/fhir/Binary/none-1-0",
+            "/fhir/{path:path}": "/fhir/Basic/1/x/y"}
     problems = []
     for (method, template), allowed in FHIR_MATRIX.items():
         for caller in CALLERS:
@@ -936,6 +967,12 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/staff/appointments/schedule"): SCHEDULERS - {HOSPITAL},
     ("GET", "/staff/appointments/schedule/{session_id}/suspend"): SCHEDULERS - {HOSPITAL},
     ("POST", "/staff/appointments/schedule/{session_id}/suspend"): SCHEDULERS - {HOSPITAL},
+    # health records: the resident's timeline and consents; a clinician's view (records/auth.py RecordReader)
+    ("GET", "/me/records"): RESIDENT_ONLY,
+    ("GET", "/me/records/consents"): RESIDENT_ONLY,
+    ("POST", "/me/records/consents"): RESIDENT_ONLY,
+    ("POST", "/me/records/consents/{consent_id}/revoke"): RESIDENT_ONLY,
+    ("GET", "/staff/records/{ehc_id}"): frozenset({DOCTOR, NURSE}),
     # not pages, and public: what offline verifiers fetch, the health check, the API's documentation
     ("GET", "/.well-known/ehc/root-key"): PUBLIC,
     ("GET", "/.well-known/ehc/trust-list"): PUBLIC,
@@ -987,6 +1024,7 @@ def _page_url(w: World, template: str) -> str:
                            key_id=w.managed_app.key_id, contract_id="no-such-contract", action="renew")
                            key_id=w.managed_app.key_id, session_id="0" * 24, reference="ANOTHERONE",
                            action="confirm")
+                           key_id=w.managed_app.key_id, consent_id="none")
 
 
 def test_page_authorisation_matrix(world: World) -> None:

@@ -28,13 +28,25 @@ def _dump(url: str) -> bytes:
     ).stdout
 
 
-def test_database_dump_has_no_personal_data_in_clear(client, clerk, platform):
+def test_database_dump_has_no_personal_data_in_clear(client, clerk, platform, his):
     rng = random.Random(7)
     residents = [random_resident(rng) for _ in range(25)]
     for resident in residents:
         resident["address"] = "成都市青羊区少城路" + str(rng.randint(1, 99)) + "号"
         answer = client.post("/api/v1/cards", json=resident, headers={"Idempotency-Key": f"apply-{rng.random()}"})
         assert answer.status_code == 201, answer.text
+        # A hospital publishes a record with the patient's name, ID number and phone in a contained Patient
+        # and in the narrative (health records, issue 16): none of it may reach the database in clear.
+        patient = {"resourceType": "Patient", "id": "p", "name": [{"text": resident["name"]}],
+                   "identifier": [{"system": "urn:oid:2.16.156.10011.1.3", "value": resident["document"]["number"]}],
+                   "telecom": [{"system": "phone", "value": resident["phone"]}]}
+        record = {"resourceType": "Condition", "subject": {"reference": f"Patient/{answer.json()['ehc_id']}"},
+                  "contained": [patient], "recordedDate": "2026-11-02",
+                  "code": {"text": f"Hypertension of {resident['name']}"},
+                  "text": {"status": "generated", "div": f"<div xmlns=\"http://www.w3.org/1999/xhtml\">{resident['name']} "
+                                                         f"{resident['document']['number']}</div>"}}
+        published = client.post("/fhir/Condition", json=record, auth=his)
+        assert published.status_code == 201, published.text
     guardian = client.post("/api/v1/cards", json=residents[0]).json()["ehc_id"]
     child = {"name": "赵子涵", "document": {"type": "01", "number": resident_id(born=date(2016, 1, 1), sequence=3)},
              "sex": "1", "birth_date": "2016-01-01", "relation": "child"}

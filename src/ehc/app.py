@@ -24,6 +24,7 @@ from .kit.http import NulGuardMiddleware, RequestIdMiddleware, install_problem_h
 from .me.endpoints import router as me_router
 from .mpi.endpoints import router as mpi_router
 from .qr.endpoints import routers as qr_routers
+from .records.endpoints import router as records_router
 from .platform import Platform
 from .web import mount as mount_pages
 
@@ -56,6 +57,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(family_doctors_router)
     app.include_router(family_doctor_me_router)
     app.include_router(appointments_router)
+    app.include_router(records_router)  # /api/v1/me/records, /api/v1/records: health records
     mount_pages(app)  # every page router and /static
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)

@@ -17,6 +17,7 @@ from .me import service as me
 from .mpi import service as mpi
 from .kit import resealing
 from .qr import service as qr
+from .records import service as records
 
 _registered = False
 
@@ -53,7 +54,8 @@ def register_hooks() -> None:
         documents_of=lambda ctx, person: [i.value for i in mpi.identifiers_of(ctx, person, purpose="account.sign_in")
                                           if i.system.startswith("doc:")])
     # Re-sealing after a sealing key's rotation (``ehc keys reseal``) walks every domain's sealed columns.
-    resealing.register([*mpi.sealed_columns(), *accounts.sealed_columns(), *family_doctors.sealed_columns()])
+    resealing.register([*mpi.sealed_columns(), *accounts.sealed_columns(), *family_doctors.sealed_columns(),
+                        *records.sealed_columns()])
     # A merge carries family-doctor contracts, services, referrals and conditions along; an unmerge
     # moves exactly those back and reopens a contract the merge ended (two active ones cannot be one).
     mpi.on_merge(family_doctors.move_on_merge)
@@ -65,3 +67,8 @@ def register_hooks() -> None:
     mpi.on_unmerge("appt_booking_cancel", appointments.undo_booking_cancels)
     mpi.on_unmerge("appt_waitlist", appointments.undo_waitlist_moves)
     cards.on_transition(appointments.on_card_transition)
+    # Health records: a record filed under a hospital number the index did not know waits until the number
+    # is bound; a merge carries the person's records along and an unmerge brings exactly them back.
+    mpi.on_identifier_bound(records.attach_pending)
+    mpi.on_merge(records.move_on_merge)
+    mpi.on_unmerge("record", records.undo_merge_moves)

@@ -7,6 +7,7 @@ from functools import lru_cache
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
 from .. import __version__
+from ..records import service as records
 from . import patient as mapping
 
 # The FHIR version we speak: R4, the version IHE PIXm and PDQm and Chinese regional platforms profile. The
@@ -30,6 +31,15 @@ _SEARCH_PARAMS = [
     ("birthdate", "date", "eq only: YYYY, YYYY-MM or YYYY-MM-DD."),
     ("gender", "token", "male | female | other | unknown."),
 ]
+
+
+def _record_resources() -> list[dict]:
+    """Health records (issue 16, docs/records.md): published by hospital systems, read under consent."""
+    return [{"type": kind, "interaction": [{"code": c} for c in ("read", "vread", "update", "create", "history-instance",
+                                                                 "search-type")],
+             "versioning": "versioned", "readHistory": True, "updateCreate": False,
+             "searchParam": [{"name": "patient", "type": "reference", "documentation": "Patient/<EHC ID>, required."}]}
+            for kind in records.SUBJECT]
 
 
 @lru_cache(maxsize=8)
@@ -73,7 +83,8 @@ def _statement(base: str) -> dict:
                                                       "IHE.PIXm.pix",
                      "documentation": "IHE PIXm ITI-83: identifiers in the domains the caller may see."},
                 ],
-            }],
+            }, *_record_resources()],
+            "interaction": [{"code": "transaction", "documentation": "IHE MHD ITI-65 Provide Document Bundle"}],
         }],
     }
     return CapabilityStatement.model_validate(body).model_dump(mode="json", exclude_none=True)

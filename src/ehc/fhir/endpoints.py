@@ -25,6 +25,8 @@ from . import service
 from .auth import IdentityReader
 from .capability import capability_statement
 from .outcome import FHIR_JSON, outcome_json
+from .records import build_router as records_router
+from .records import provide as provide_documents
 
 log = logging.getLogger("ehc.fhir")
 
@@ -125,6 +127,11 @@ def patient_search(request: Request, ctx: IdentityReader) -> JSONResponse:
 @router.get("/Patient/{patient_id}", summary="Read a Patient (id: the EHC ID)")
 def patient_read(patient_id: str, ctx: IdentityReader) -> JSONResponse:
     return _fhir(service.read_patient(ctx, patient_id))
+
+
+# Health records (issue 16): publish, correct, read, _history, search, Patient/$everything (fhir/records.py).
+router.include_router(records_router(FhirRoute))
+router.add_api_route("", provide_documents, methods=["POST"], summary="IHE MHD ITI-65: Provide Document Bundle")
 
 
 @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)

@@ -50,6 +50,8 @@ MergeHook = Callable[[Ctx, Merge, Person, Person], None]
 UnmergeHook = Callable[[Ctx, Merge, Person, Person, list[str]], None]
 _merge_hooks: list[MergeHook] = []
 _unmerge_hooks: dict[str, UnmergeHook] = {}
+IdentifierHook = Callable[[Ctx, Person, Identifier], None]
+_identifier_hooks: list[IdentifierHook] = []
 MERGE_PURPOSE = "mpi.merge"
 
 
@@ -63,6 +65,14 @@ def on_merge(hook: MergeHook) -> MergeHook:
 def on_unmerge(kind: str, hook: UnmergeHook) -> UnmergeHook:
     """Register the undo of the moves of ``kind``."""
     _unmerge_hooks[kind] = hook
+    return hook
+
+
+def on_identifier_bound(hook: IdentifierHook) -> IdentifierHook:
+    """Register a domain's reaction to an identifier newly bound to a person (``add_identifier``), inside
+    the binding's transaction: records published under a hospital number the index did not know yet
+    attach to the person then."""
+    _identifier_hooks.append(hook)
     return hook
 
 
@@ -143,6 +153,8 @@ def add_identifier(ctx: Ctx, person: Person, identifier: Identifier) -> bool:
         if holder is not None and holder.id == person.id:
             return False
         raise _taken() from None
+    for hook in _identifier_hooks:
+        hook(ctx, person, identifier)
     return True
 
 

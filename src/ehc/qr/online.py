@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..cards import service as cards
 from ..cards.service import Card, CardStatus
@@ -208,6 +208,16 @@ def uses_of(ctx: Ctx, card: Card, *, limit: int = 50) -> list[CardUse]:
     """A card's uses, newest first (the holder's card-use history)."""
     query = select(CardUse).where(CardUse.ehc_id == card.ehc_id).order_by(CardUse.at.desc(), CardUse.id.desc())
     return list(ctx.session.scalars(query.limit(limit)))
+
+
+def last_scan_at(ctx: Ctx, person_ids: list[str], institution_id: str, since: datetime) -> datetime | None:
+    """When a dynamic code of one of these people (a person and those merged into them) was last verified
+    at ``institution_id`` since ``since``: the resident showing the code at a care step (the records
+    domain's default consent for the treating institution). None when not."""
+    query = select(func.max(CardUse.at)).where(CardUse.person_id.in_(person_ids), CardUse.institution_id == institution_id,
+                                               CardUse.code_type == int(codec.CodeType.DYNAMIC), CardUse.at >= since,
+                                               CardUse.replay.is_(False))
+    return ctx.session.scalar(query)
 
 
 def purge_used_codes(ctx: Ctx, now: datetime) -> int:

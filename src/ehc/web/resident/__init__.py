@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import access_log, appointments, card, family_doctor, sign_in
+from . import access_log, appointments, card, family_doctor, records, sign_in
 
 router = APIRouter()
 router.include_router(sign_in.router)
@@ -24,3 +24,4 @@ router.include_router(card.router)
 router.include_router(access_log.router)
 router.include_router(family_doctor.router)
 router.include_router(appointments.router)
+router.include_router(records.router)

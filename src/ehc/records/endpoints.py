@@ -1,0 +1,87 @@
+"""The records API (``/api/v1``): the resident's timeline, download, consents and break-glass notices; a
+clinician's view of a patient's timeline; the auditors' break-glass list. Publishing is on the FHIR door."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Header, Query, Request
+
+from ..mpi import service as mpi
+from . import service
+from .auth import BreakGlassReviewer, RecordOwner, RecordReader
+from .schemas import BreakGlassOut, ConsentIn, ConsentOut, EntryOut, TimelineOut
+
+router = APIRouter(prefix="/api/v1", tags=["records"])
+BreakGlassHeader = Annotated[str | None, Header(alias="X-Break-Glass-Reason")]
+
+
+def filters(type: list[str] | None = None, institution: str | None = None,  # noqa: A002 - the query's name
+            since: date | None = None, until: date | None = None) -> service.Filters:
+    return service.Filters(tuple(type or ()), institution, since, until)
+
+
+def _timeline(ctx, found: service.Access, chosen: service.Filters, limit: int) -> TimelineOut:  # noqa: ANN001
+    return TimelineOut(basis=found.basis, entries=[EntryOut(**vars(e)) for e in service.timeline(ctx, found, chosen, limit=limit)])
+
+
+def _consent(consent) -> ConsentOut:  # noqa: ANN001
+    return ConsentOut(id=consent.id, effect=consent.effect, institution_id=consent.institution_id,
+                      department=consent.department, categories=consent.categories.split(","), purpose=consent.purpose,
+                      starts_at=consent.starts_at, ends_at=consent.ends_at, revoked_at=consent.revoked_at,
+                      active=service.is_live(consent))
+
+
+def _me(ctx) -> mpi.Person:  # noqa: ANN001
+    return mpi.resolve(ctx, ctx.actor.id)
+
+
+@router.get("/me/records", response_model=TimelineOut, summary="My records across every hospital, newest first")
+def my_timeline(ctx: RecordOwner, type: Annotated[list[str] | None, Query()] = None,  # noqa: A002
+                institution: str | None = None, since: date | None = None, until: date | None = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> TimelineOut:
+    return _timeline(ctx, service.access(ctx, _me(ctx)), filters(type, institution, since, until), limit)
+
+
+@router.get("/me/records/everything", summary="Everything, as a FHIR Bundle (Patient/$everything)")
+def my_everything(request: Request, ctx: RecordOwner) -> dict:
+    return service.everything(ctx, service.access(ctx, _me(ctx)), str(request.base_url).rstrip("/") + "/fhir")
+
+
+@router.get("/me/records/consents", response_model=list[ConsentOut], summary="My consent grants and denials")
+def my_consents(ctx: RecordOwner) -> list[ConsentOut]:
+    return [_consent(c) for c in service.consents(ctx, _me(ctx))]
+
+
+@router.post("/me/records/consents", response_model=ConsentOut, status_code=201, summary="Allow or deny an institution")
+def my_grant(body: ConsentIn, ctx: RecordOwner) -> ConsentOut:
+    return _consent(service.grant(ctx, _me(ctx), effect=body.effect, institution_id=body.institution_id,
+                                  categories=body.categories, purpose=body.purpose, days=body.days,
+                                  department=body.department))
+
+
+@router.post("/me/records/consents/{consent_id}/revoke", response_model=ConsentOut, summary="Revoke a grant at once")
+def my_revoke(consent_id: str, ctx: RecordOwner) -> ConsentOut:
+    return _consent(service.revoke(ctx, _me(ctx), consent_id))
+
+
+@router.get("/me/records/break-glass", response_model=list[BreakGlassOut], summary="Emergency reads of my records")
+def my_break_glass(ctx: RecordOwner) -> list[BreakGlassOut]:
+    return [BreakGlassOut(**vars(b)) for b in service.break_glass_reads(ctx, _me(ctx))]
+
+
+@router.get("/records/patients/{ehc_id}", response_model=TimelineOut, summary="A patient's records (clinicians, under consent)")
+def patient_timeline(ehc_id: str, ctx: RecordReader, break_glass: BreakGlassHeader = None,
+                     type: Annotated[list[str] | None, Query()] = None,  # noqa: A002
+                     institution: str | None = None, since: date | None = None, until: date | None = None,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> TimelineOut:
+    found = service.access(ctx, service.person_of_card(ctx, ehc_id),
+                           break_glass=unquote(break_glass) if break_glass is not None else None)
+    return _timeline(ctx, service.require_some(ctx, found), filters(type, institution, since, until), limit)
+
+
+@router.get("/records/break-glass", response_model=list[BreakGlassOut], summary="Break-glass reads to review (auditors)")
+def break_glass_review(ctx: BreakGlassReviewer) -> list[BreakGlassOut]:
+    return [BreakGlassOut(**vars(b)) for b in service.break_glass_review(ctx)]

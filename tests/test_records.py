@@ -1,0 +1,439 @@
+"""Health records (issue 16): hospitals publish FHIR R4 resources over the signed FHIR door; the queue of
+records waiting for their subject; versions and _history; a replaced document; consent (the scan window,
+grants, denials, revocation, expiry, sensitive categories, break-glass) on every read path; the resident's
+timeline and $everything; merges carry records along; nothing readable at rest. SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+from datetime import timedelta
+
+import pytest
+from factories import make_institution, make_staff, person, resident_sign_in
+from sqlalchemy import select, text
+from fhir.resources.R4B import get_fhir_model_class
+from test_fhir import FHIR_JSON
+
+from ehc.kit.context import Actor
+from ehc.mpi import service as mpi
+from ehc.records.models import Consent, RecordVersion
+
+SID = "https://ehc.example/fhir/sid"
+ICD10 = "http://hl7.org/fhir/sid/icd-10"
+LOINC = "http://loinc.org"
+RESIDENT = person("李秀英", __import__("datetime").date(1980, 4, 5), 61, False, phone="13912341001")
+
+
+def valid(body: dict) -> dict:
+    """Checked with fhir.resources (R4B) and with fhirclient's strict R4 model of the type."""
+    kind = body["resourceType"]
+    get_fhir_model_class(kind).model_validate(body)
+    getattr(importlib.import_module(f"fhirclient.models.{kind.lower()}"), kind)(body)
+    return body
+
+
+def mrn(institution: str, value: str) -> dict:
+    return {"identifier": {"system": f"{SID}/mrn/{institution}", "value": value}}
+
+
+def condition(subject: dict, code: str = "I10", display: str = "Essential hypertension") -> dict:
+    return {"resourceType": "Condition", "subject": subject, "recordedDate": "2026-11-02",
+            "code": {"coding": [{"system": ICD10, "code": code, "display": display}]},
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                           "code": "active"}]}}
+
+
+def observation(subject: dict, value: float = 128) -> dict:
+    return {"resourceType": "Observation", "status": "final", "subject": subject,
+            "effectiveDateTime": "2026-11-03T09:30:00+08:00",
+            "code": {"coding": [{"system": LOINC, "code": "8480-6", "display": "Systolic blood pressure"}]},
+            "valueQuantity": {"value": value, "unit": "mmHg"},
+            "contained": [{"resourceType": "Patient", "id": "p", "name": [{"text": "李秀英"}]}],
+            "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">李秀英 128</div>"}}
+
+
+def document(subject: dict, pdf: bytes = b"%PDF-1.4 discharge summary of \xe6\x9d\x8e", **extra) -> dict:
+    return {"resourceType": "DocumentReference", "status": "current", "subject": subject, "date": "2026-11-04T10:00:00+08:00",
+            "type": {"coding": [{"system": LOINC, "code": "18842-5", "display": "Discharge summary"}]},
+            "content": [{"attachment": {"contentType": "application/pdf", "data": base64.b64encode(pdf).decode()}}],
+            **extra}
+
+
+def post(client, his, resource: dict, kind: str | None = None):  # noqa: ANN001, ANN201
+    return client.post(f"/fhir/{kind or resource['resourceType']}", content=json.dumps(resource),
+                       headers={"Content-Type": FHIR_JSON}, auth=his)
+
+
+def outcome(answer, status: int) -> dict:  # noqa: ANN001
+    assert answer.status_code == status, answer.text
+    body = valid(answer.json())
+    assert body["resourceType"] == "OperationOutcome"
+    return body
+
+
+def code_of(body: dict) -> str:
+    return body["issue"][0]["details"]["coding"][0]["code"]
+
+
+@pytest.fixture
+def world(platform, client, institution, his):  # noqa: ANN001, ANN201
+    """A resident with a card (bound to MRN0001 at the test hospital), a second hospital with its system,
+    a doctor at each."""
+    made = client.post("/api/v1/cards", json=RESIDENT)
+    assert made.status_code == 201, made.text
+    ehc_id = made.json()["ehc_id"]
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        holder = mpi.find_by_identifier(ctx, mpi.Identifier("doc:01", RESIDENT["document"]["number"]))
+        mpi.add_identifier(ctx, holder, mpi.Identifier(f"mrn:{institution}", "MRN0001"))
+        person_id = holder.id
+    make_institution(platform, "inst-other-02", uscc="12510000MB7654321X", name="Second Hospital", region_code="510104")
+    from factories import hospital_system  # noqa: PLC0415 - the factories module is the tests' own
+    return {"ehc_id": ehc_id, "person_id": person_id, "resident": resident_sign_in(client, platform, RESIDENT["phone"]),
+            "his": his, "other_his": hospital_system(platform, "inst-other-02"),
+            "doctor": make_staff(platform, client, "doctor", institution),
+            "other_doctor": make_staff(platform, client, "doctor", "inst-other-02")}
+
+
+def test_publish_validate_seal_version_and_replace(platform, client, institution, world) -> None:
+    his = world["his"]
+    # Subject by the hospital's own MRN: stored, served with our id, versionId and Patient/<EHC ID>.
+    made = post(client, his, condition(mrn(institution, "mrn0001")))
+    assert made.status_code == 201, made.text
+    assert made.headers["content-type"].startswith(FHIR_JSON)
+    stored = valid(made.json())
+    assert stored["subject"] == {"reference": f"Patient/{world['ehc_id']}"} and stored["meta"]["versionId"] == "1"
+    # A retry of the same body is stored once.
+    again = post(client, his, condition(mrn(institution, "mrn0001")))
+    assert again.status_code == 200 and again.json()["id"] == stored["id"]
+    # By EHC ID; the contained Patient and narrative are gone at rest and in the answer.
+    obs = valid(post(client, his, observation({"reference": f"Patient/{world['ehc_id']}"})).json())
+    assert "contained" not in obs and "text" not in obs
+
+    # Bad input: not JSON, not FHIR, wrong type, a field wrong, another hospital's MRN system, an attachment too big.
+    assert code_of(outcome(client.post("/fhir/Condition", content=b"not json", auth=his), 400)) == "fhir_body_invalid"
+    assert code_of(outcome(post(client, his, {"hello": 1}, "Condition"), 400)) == "fhir_body_invalid"
+    assert code_of(outcome(post(client, his, {"resourceType": "Patient"}, "Patient"), 422)) == "record_type_not_supported"
+    assert code_of(outcome(post(client, his, condition(mrn(institution, "X")), "Observation"), 400)) == "record_type_mismatch"
+    broken = condition(mrn(institution, "mrn0001"))
+    broken["recordedDate"] = "yesterday"
+    bad = outcome(post(client, his, broken), 400)
+    assert code_of(bad) == "fhir_resource_invalid" and any("recordedDate" in e for i in bad["issue"]
+                                                           for e in i.get("expression", []))
+    foreign = outcome(post(client, his, condition(mrn("inst-other-02", "SZ-1"))), 422)
+    assert code_of(foreign) == "record_subject_system_not_allowed"
+    huge = document({"reference": f"Patient/{world['ehc_id']}"}, pdf=b"0" * (21 * 1024 * 1024))
+    assert code_of(outcome(post(client, his, huge), 413)) == "record_attachment_too_large"
+    with platform.db.session() as session:
+        assert session.scalar(select(text("count(*)")).select_from(RecordVersion)) == 2  # nothing half-stored
+
+    # A correction is a new version; _history lists both; vread reads the first.
+    corrected = condition(mrn(institution, "MRN0001"), "I11", "Hypertensive heart disease")
+    answer = client.put(f"/fhir/Condition/{stored['id']}", content=json.dumps(corrected), auth=his)
+    assert answer.status_code == 201 and answer.json()["meta"]["versionId"] == "2"
+    assert client.put(f"/fhir/Condition/{stored['id']}", content=json.dumps(corrected), auth=his).status_code == 200
+    history = valid(client.get(f"/fhir/Condition/{stored['id']}/_history", auth=his).json())
+    assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == ["2", "1"]
+    first = valid(client.get(f"/fhir/Condition/{stored['id']}/_history/1", auth=his).json())
+    assert first["code"]["coding"][0]["code"] == "I10"
+    # Another hospital corrects nothing of ours.
+    assert code_of(outcome(client.put(f"/fhir/Condition/{stored['id']}", content=json.dumps(corrected),
+                                      auth=world["other_his"]), 403)) == "record_not_yours"
+
+    # A replaced document points to the one it replaces, which becomes superseded.
+    doc = valid(post(client, his, document({"reference": f"Patient/{world['ehc_id']}"})).json())
+    newer = valid(post(client, his, document({"reference": f"Patient/{world['ehc_id']}"}, pdf=b"%PDF v2",
+                                             relatesTo=[{"code": "replaces",
+                                                         "target": {"reference": f"DocumentReference/{doc['id']}"}}])).json())
+    assert newer["relatesTo"][0]["target"]["reference"] == f"DocumentReference/{doc['id']}"
+    old = valid(client.get(f"/fhir/DocumentReference/{doc['id']}", auth=his).json())
+    assert old["status"] == "superseded" and old["meta"]["versionId"] == "2"
+
+    # At rest: sealed, no name, no ID number, no MRN, no PDF text.
+    with platform.db.session() as session:
+        dump = " ".join(str(v) for row in session.execute(select(RecordVersion)).all() for v in row[0].__dict__.values())
+    for secret in ("李秀英", RESIDENT["document"]["number"], "MRN0001", "discharge summary", "Hypertensive"):
+        assert secret not in dump
+
+
+def test_a_record_for_an_unknown_mrn_waits_and_attaches_when_linked(platform, client, institution, world) -> None:
+    his = world["his"]
+    waiting = valid(post(client, his, condition(mrn(institution, "NEW-77"))).json())
+    assert waiting["subject"] == {"display": "waiting for the master index"}
+    assert client.get(f"/fhir/Condition/{waiting['id']}", auth=world["other_his"]).status_code == 404
+    assert client.get("/api/v1/me/records", headers=world["resident"]).json()["entries"] == []
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        holder = mpi.resolve(ctx, world["person_id"])
+        mpi.add_identifier(ctx, holder, mpi.Identifier(f"mrn:{institution}", "NEW-77"))
+    mine = client.get("/api/v1/me/records", headers=world["resident"]).json()["entries"]
+    assert [e["resource_id"] for e in mine] == [waiting["id"]]
+    assert valid(client.get(f"/fhir/Condition/{waiting['id']}", auth=his).json())["subject"] == {
+        "reference": f"Patient/{world['ehc_id']}"}
+
+
+def scan(client, world, his) -> None:  # noqa: ANN001
+    code = client.post("/api/v1/me/qr/dynamic", headers=world["resident"]).json()["text"]
+    answer = client.post("/api/v1/qr/verify", json={"code": code, "scene": "0101011", "channel": "0100"}, auth=his)
+    assert answer.status_code == 200, answer.text
+
+
+def test_consent_on_every_read_path(platform, client, institution, world) -> None:
+    his, other, doctor = world["his"], world["other_his"], world["other_doctor"]
+    subject = {"reference": f"Patient/{world['ehc_id']}"}
+    plain = valid(post(client, his, condition(subject)).json())
+    mental = valid(post(client, his, condition(subject, "F32.1", "Depressive episode")).json())
+    ehc_id = world["ehc_id"]
+
+    def reads(headers=None, auth=None) -> dict:  # noqa: ANN001
+        """What each read path lets the second hospital see: status codes, and ids where a list answers."""
+        kw = {"headers": headers or {}, "auth": auth}
+        timeline = client.get(f"/api/v1/records/patients/{ehc_id}", **kw)
+        everything = client.get(f"/fhir/Patient/{ehc_id}/$everything", **kw)
+        search = client.get(f"/fhir/Condition?patient={ehc_id}", **kw)
+        return {
+            "timeline": sorted(e["resource_id"] for e in timeline.json()["entries"]) if timeline.status_code == 200 else timeline.status_code,
+            "everything": sorted(e["resource"]["id"] for e in everything.json()["entry"] if e["resource"]["resourceType"] == "Condition")
+            if everything.status_code == 200 else everything.status_code,
+            "search": sorted(e["resource"]["id"] for e in search.json()["entry"]) if search.status_code == 200 else search.status_code,
+            "read_plain": client.get(f"/fhir/Condition/{plain['id']}", **kw).status_code,
+            "read_mental": client.get(f"/fhir/Condition/{mental['id']}", **kw).status_code,
+        }
+
+    nothing = {"timeline": 403, "everything": 403, "search": 403, "read_plain": 403, "read_mental": 403}
+    only_plain = {"timeline": [plain["id"]], "everything": [plain["id"]], "search": [plain["id"]], "read_plain": 200,
+                  "read_mental": 403}
+    both = sorted([plain["id"], mental["id"]])
+    all_of_it = {"timeline": both, "everything": both, "search": both, "read_plain": 200, "read_mental": 200}
+
+    # Not consented: nobody else reads, neither the doctor nor the system.
+    assert reads(doctor) == nothing and reads(auth=other) == nothing
+    # The publisher reads its own records.
+    assert reads(auth=his)["read_mental"] == 200
+    # A scan of the dynamic code at the second hospital: non-sensitive records for 24 hours.
+    scan(client, world, other)
+    assert reads(doctor) == only_plain and reads(auth=other) == only_plain
+    with platform.db.session() as session:  # 25 hours later, the window has closed
+        session.execute(text("UPDATE card_uses SET at = at - interval '25 hours'") if session.bind.dialect.name == "postgresql"
+                        else text("UPDATE card_uses SET at = datetime(at, '-25 hours')"))
+    assert reads(doctor) == nothing
+
+    # The resident grants the second hospital conditions for 30 days: plain only (mental is sensitive).
+    granted = client.post("/api/v1/me/records/consents", headers=world["resident"],
+                          json={"institution_id": "inst-other-02", "categories": ["conditions"], "purpose": "treatment", "days": 30})
+    assert granted.status_code == 201, granted.text
+    assert reads(doctor) == only_plain
+    # A grant naming the sensitive category: both.
+    named = client.post("/api/v1/me/records/consents", headers=world["resident"],
+                        json={"institution_id": "inst-other-02", "categories": ["conditions", "mental"], "days": 1}).json()
+    assert reads(doctor) == all_of_it
+    # Revoked at once.
+    assert client.post(f"/api/v1/me/records/consents/{named['id']}/revoke", headers=world["resident"]).json()["active"] is False
+    assert reads(doctor) == only_plain
+    # Expired.
+    with platform.db.session() as session:
+        for consent in session.scalars(select(Consent)):
+            consent.starts_at, consent.ends_at = consent.starts_at - timedelta(days=40), consent.starts_at - timedelta(days=10)
+    assert reads(doctor) == nothing
+    # A deny wins over a scan.
+    client.post("/api/v1/me/records/consents", headers=world["resident"],
+                json={"effect": "deny", "institution_id": "inst-other-02", "categories": ["all"]})
+    scan(client, world, other)
+    assert reads(doctor) == nothing
+
+    # Break-glass: everything, flagged, texted, in the resident's list and the auditors'.
+    glass = {**doctor, "X-Break-Glass-Reason": "unconscious%20patient%2C%20ER"}
+    assert reads(glass) == all_of_it
+    assert client.get(f"/api/v1/records/patients/{ehc_id}", headers={**doctor, "X-Break-Glass-Reason": "x"}).status_code == 422
+    cashier = make_staff(platform, client, "cashier", "inst-other-02")
+    assert client.get(f"/fhir/Condition/{plain['id']}", headers={**cashier, "X-Break-Glass-Reason": "emergency!"}).status_code == 403
+    notices = client.get("/api/v1/me/records/break-glass", headers=world["resident"]).json()
+    assert notices and notices[0]["reason"] == "unconscious patient, ER" and notices[0]["institution_id"] == "inst-other-02"
+    auditor = make_staff(platform, client, "auditor", None)
+    assert client.get("/api/v1/records/break-glass", headers=auditor).json()[0]["id"] == notices[0]["id"]
+    outbox = client.get("/dev/outbox")
+    with platform.db.session() as session:
+        from ehc.accounts import service as accounts  # noqa: PLC0415 - only this test reads the SMS outbox
+        texts = [m.text for m in accounts.outbox(session, platform.vault, phone=RESIDENT["phone"], limit=5)]
+    assert any("emergency" in t for t in texts), (outbox.status_code, texts)
+    # Every read is in the resident's access log, the break-glass ones standing out by purpose.
+    log = client.get("/api/v1/me/access-log?limit=100", headers=world["resident"]).json()["items"]
+    purposes = {e["purpose"] for e in log}
+    assert {"records.read", "records.break_glass"} <= purposes
+
+
+def test_resident_timeline_filters_everything_and_merge(platform, client, institution, world) -> None:
+    his = world["his"]
+    subject = {"reference": f"Patient/{world['ehc_id']}"}
+    post(client, his, condition(subject))
+    post(client, his, observation(subject))
+    post(client, world["other_his"], observation(subject, 140))
+    me = world["resident"]
+    every = client.get("/api/v1/me/records", headers=me).json()
+    assert every["basis"] == "self" and len(every["entries"]) == 3
+    assert [e["title"] for e in every["entries"]][0].startswith("Systolic blood pressure")
+    only_obs = client.get("/api/v1/me/records?type=Observation", headers=me).json()["entries"]
+    assert {e["resource_type"] for e in only_obs} == {"Observation"} and len(only_obs) == 2
+    assert len(client.get("/api/v1/me/records?institution=inst-other-02", headers=me).json()["entries"]) == 1
+    assert [e["resource_type"] for e in client.get("/api/v1/me/records?since=2026-11-03&until=2026-11-03",
+                                                    headers=me).json()["entries"]] == ["Observation", "Observation"]
+    bundle = client.get("/api/v1/me/records/everything", headers=me).json()
+    assert valid(bundle)["type"] == "searchset" and bundle["total"] == 3
+
+    # A merge carries the records along, an unmerge brings them back.
+    second = client.post("/api/v1/cards", json=person("李秀英", __import__("datetime").date(1980, 4, 5), 63, False)).json()
+    post(client, his, condition({"reference": f"Patient/{second['ehc_id']}"}, "E11", "Type 2 diabetes"))
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        source = mpi.resolve(ctx, session.scalar(select(RecordVersion.person_id).where(RecordVersion.person_id != world["person_id"])))
+        merge = mpi.merge(ctx, source, mpi.resolve(ctx, world["person_id"]), "same person")
+        merge_id = merge.id
+    assert len(client.get("/api/v1/me/records", headers=me).json()["entries"]) == 4
+    with platform.db.session() as session:
+        mpi.unmerge(platform.ctx(session, Actor.system()), merge_id, "not the same")
+    assert len(client.get("/api/v1/me/records", headers=me).json()["entries"]) == 3
+
+
+def test_ihe_mhd_with_fhirclient_live(live_url, platform, client, institution, world) -> None:
+    """ITI-65 Provide Document Bundle, ITI-67 Find Document References, ITI-68 Retrieve Document, driven by
+    the independent ``fhirclient`` package against a live server, signed as the hospital's system."""
+    from fhirclient.models.bundle import Bundle as R4Bundle  # noqa: PLC0415 - only this test uses them
+    from fhirclient.models.documentreference import DocumentReference as R4DocumentReference  # noqa: PLC0415
+    from test_fhir import SignedRequests, fhirclient_for  # noqa: PLC0415
+
+    his = world["his"]
+    server = fhirclient_for(live_url, auth=SignedRequests(his.app_id, his.key_id, his.private_key)).server
+    pdf = b"%PDF-1.7 imaging report \x00\x01"
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:5e1ed2b4-0000-4000-8000-000000000001",
+         "resource": {"resourceType": "List", "status": "current", "mode": "working",
+                      "subject": {"reference": f"Patient/{world['ehc_id']}"}},
+         "request": {"method": "POST", "url": "List"}},
+        {"fullUrl": "urn:uuid:5e1ed2b4-0000-4000-8000-000000000002",
+         "resource": {"resourceType": "DocumentReference", "status": "current", "subject": mrn(institution, "MRN0001"),
+                      "date": "2026-11-05T08:00:00+08:00",
+                      "type": {"coding": [{"system": LOINC, "code": "18748-4", "display": "Diagnostic imaging study"}]},
+                      "content": [{"attachment": {"contentType": "application/pdf",
+                                                  "url": "urn:uuid:5e1ed2b4-0000-4000-8000-000000000003"}}]},
+         "request": {"method": "POST", "url": "DocumentReference"}},
+        {"fullUrl": "urn:uuid:5e1ed2b4-0000-4000-8000-000000000003",
+         "resource": {"resourceType": "Binary", "contentType": "application/pdf", "data": base64.b64encode(pdf).decode()},
+         "request": {"method": "POST", "url": "Binary"}}]}
+    answer = server.post_json("", bundle)  # ITI-65, to the base URL
+    assert answer.status_code == 200, answer.text
+    response = R4Bundle(answer.json())
+    assert response.type == "transaction-response" and len(response.entry) == 3
+    location = response.entry[1].response.location
+    assert response.entry[1].response.status == "201 Created" and location.startswith("DocumentReference/")
+
+    found = R4DocumentReference.where(struct={"patient": world["ehc_id"]}).perform(server)  # ITI-67
+    assert found.total == 1
+    doc = found.entry[0].resource
+    assert doc.subject.reference == f"Patient/{world['ehc_id']}" and doc.content[0].attachment.size == len(pdf)
+    assert server.request_data(doc.content[0].attachment.url) == pdf  # ITI-68
+
+    # Another hospital's system without consent gets nothing of it.
+    other = world["other_his"]
+    stranger = fhirclient_for(live_url, auth=SignedRequests(other.app_id, other.key_id, other.private_key)).server
+    with pytest.raises(Exception) as refused:
+        stranger.request_data(doc.content[0].attachment.url)
+    assert refused.value.response.status_code == 403
+
+
+def test_retries_and_corrections_under_races_on_postgresql(platform, client, institution, world) -> None:
+    """Eight concurrent retries of one record store it once; eight concurrent corrections of one record make
+    versions 2 to 9, each once, with exactly one current (PostgreSQL: the writers really run at once)."""
+    if not platform.settings.database_url.startswith("postgresql"):
+        pytest.skip("SQLite runs one writer at a time: the race is PostgreSQL's")
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only this test runs threads
+    from ehc.kit.codes import Channel  # noqa: PLC0415
+    from ehc.records import service as records  # noqa: PLC0415
+    from ehc.fhir.patient import internal_system  # noqa: PLC0415
+
+    machine = Actor(kind="machine", channel=Channel.HOSPITAL_SYSTEM, id="his", institution_id=institution,
+                    roles=frozenset({"hospital_system"}))
+
+    def run(work):  # noqa: ANN001, ANN202
+        with platform.db.session() as session:
+            return work(platform.ctx(session, machine))
+
+    body = condition(mrn(institution, "MRN0001"))
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda _: run(lambda ctx: records.publish(ctx, body, "Condition", internal_system).row.resource_id),
+                            range(8)))
+    assert len(set(ids)) == 1
+    resource_id = ids[0]
+
+    def correct(n: int) -> int:
+        fixed = condition(mrn(institution, "MRN0001"), f"I1{n}", f"correction {n}")
+        return run(lambda ctx: records.correct(ctx, fixed, "Condition", resource_id, internal_system).row.version)
+
+    with ThreadPoolExecutor(8) as pool:
+        versions = sorted(pool.map(correct, range(8)))
+    assert versions == list(range(2, 10))
+    with platform.db.session() as session:
+        rows = session.scalars(select(RecordVersion).where(RecordVersion.resource_id == resource_id)).all()
+        assert sorted(r.version for r in rows) == list(range(1, 10)) and sum(r.current for r in rows) == 1
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_record_pages_in_chromium(live_server, sqlite_platform, chromium, lang) -> None:
+    """The resident's timeline (filter by kind) and consent page, and a doctor's view once consented, in both
+    languages, in a real Chromium."""
+    from ehc.apps import service as apps  # noqa: PLC0415 - the page tests build their world directly
+    from ehc.client import SM2Auth  # noqa: PLC0415
+    from ehc.crypto import SM2PrivateKey  # noqa: PLC0415
+    from factories import ARTIFACTS, PASSWORD  # noqa: PLC0415
+    from fastapi.testclient import TestClient  # noqa: PLC0415
+    from ehc.app import create_app  # noqa: PLC0415
+    from ehc.accounts import service as accounts  # noqa: PLC0415
+
+    platform = sqlite_platform
+    inst = make_institution(platform, "inst-page-01", uscc="12510000MB1111111X", name="First People's Hospital",
+                            region_code="510104")
+    key = SM2PrivateKey.generate()
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        app = apps.create_app(ctx, name="HIS", institution_id=inst)
+        his = SM2Auth(app.id, apps.add_key(ctx, app.id, key.public_key.to_pem().decode()).key_id, key)
+        accounts.create_staff(ctx, username=f"dr-{lang}", password=PASSWORD, role="doctor", institution_id=inst)
+    with TestClient(create_app(platform)) as client:
+        ehc_id = client.post("/api/v1/cards", json=RESIDENT).json()["ehc_id"]
+        subject = {"reference": f"Patient/{ehc_id}"}
+        assert post(client, his, condition(subject)).status_code == 201
+        assert post(client, his, observation(subject)).status_code == 201
+        resident = resident_sign_in(client, platform, RESIDENT["phone"])["Authorization"].removeprefix("Bearer ")
+        doctor_token = client.post("/api/v1/auth/staff/token", json={"username": f"dr-{lang}", "password": PASSWORD}
+                                   ).json()["access_token"]
+    zh = lang == "zh"
+    host = live_server.split("//")[1].split(":")[0]
+    context = chromium.new_context(locale="zh-CN" if zh else "en-US", extra_http_headers={"Accept-Language": lang})
+    context.add_cookies([{"name": "ehc_resident", "value": resident, "domain": host, "path": "/"}])
+    page = context.new_page()
+    page.goto(f"{live_server}/me/records")
+    assert page.locator("h1").inner_text() == ("我的健康档案" if zh else "My health records")
+    assert page.locator("tr.record").count() == 2
+    page.select_option("#type", "Observation")
+    page.locator("form.filters button").click()
+    assert page.locator("tr.record").count() == 1
+    assert "Systolic blood pressure" in page.locator("tr.record").inner_text()
+    assert ("检查检验结果" if zh else "Measurement or lab result") in page.locator("tr.record").inner_text()
+    page.goto(f"{live_server}/me/records/consents")
+    page.fill("input[name=institution_id]", inst)
+    page.check("input[value=all]")
+    page.fill("input[name=days]", "7")
+    page.locator("button.button-primary").click()
+    assert page.locator("tr.consent").count() == 1
+    page.screenshot(path=str(ARTIFACTS / f"records-consents-{lang}.png"), full_page=True)
+
+    staff = chromium.new_context(extra_http_headers={"Accept-Language": lang})
+    staff.add_cookies([{"name": "ehc_staff", "value": doctor_token, "domain": host, "path": "/"}])
+    doctor = staff.new_page()
+    doctor.goto(f"{live_server}/staff/records/{ehc_id}")
+    assert doctor.locator("tr.record").count() == 2
+    page.locator("tr.consent form button").click()  # the resident revokes: the doctor sees only his own hospital's
+    doctor.reload()
+    assert doctor.locator("tr.record").count() == 2  # published by his own hospital, still his to read
