@@ -11,6 +11,8 @@ from .accounts.endpoints import staff_router
 from .apps.endpoints import router as apps_router
 from .audit.endpoints import router as audit_router
 from .audit.service import start_sweeper
+from .statistics.endpoints import router as statistics_router
+from .statistics.service import start_refresher
 from .cards.endpoints import router as cards_router
 from .fhir.endpoints import router as fhir_router
 from .institutions.endpoints import router as institutions_router
@@ -47,6 +49,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(fhir_router)  # /fhir: FHIR identity services on the master index
     app.include_router(mpi_router)
+    app.include_router(statistics_router)
     mount_pages(app)  # every page router and /static
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)
@@ -64,4 +67,5 @@ def app_factory() -> FastAPI:
     """
     app = create_app()
     start_sweeper(app.state.platform.db)
+    start_refresher(app.state.platform.db, app.state.platform.settings.stats_refresh_seconds)
     return app

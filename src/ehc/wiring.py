@@ -15,6 +15,7 @@ from .me import service as me
 from .mpi import service as mpi
 from .kit import resealing
 from .qr import service as qr
+from .statistics import service as statistics
 
 _registered = False
 
@@ -49,3 +50,7 @@ def register_hooks() -> None:
                                           if i.system.startswith("doc:")])
     # Re-sealing after a sealing key's rotation (``ehc keys reseal``) walks every domain's sealed columns.
     resealing.register([*mpi.sealed_columns(), *accounts.sealed_columns()])
+    # The statistics pipeline reads every domain whose events count: a later domain adds its own
+    # ``statistics_events`` source here (docs/statistics.md, "Adding a source").
+    statistics.register_source("card", cards.statistics_events)
+    statistics.register_source("card_use", qr.statistics_events)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import card_uses, institution, keys, mpi_review, printing, sign_in
+from . import card_uses, institution, keys, mpi_review, printing, sign_in, statistics
 
 router = APIRouter()
 router.include_router(sign_in.router)
@@ -24,3 +24,4 @@ router.include_router(institution.router)
 router.include_router(mpi_review.router)
 router.include_router(keys.router)
 router.include_router(card_uses.router)
+router.include_router(statistics.router)
