@@ -132,6 +132,20 @@ def test_an_event_committed_late_below_the_watermark_is_taken_in(platform, data)
         assert session.get(Watermark, "card_use").last_id == 50
 
 
+def test_refreshes_racing_store_each_event_once(platform, data) -> None:  # noqa: ANN001
+    """Six refreshes at once (the background job, the command, the API) leave each event stored once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data.cards(3, institution=CHENGDU_HOSPITAL)
+    data.uses(60, institution=CHENGDU_HOSPITAL, region="510104")
+    with ThreadPoolExecutor(6) as pool:
+        reports = list(pool.map(lambda _: stats.refresh(platform.db, batch=7), range(6)))
+    assert sum(r.stored["card_use"] for r in reports) == 60
+    assert sum(r.stored["card"] for r in reports) == 3
+    with platform.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(StatEvent)) == 63
+
+
 # -- tables --------------------------------------------------------------------------------------
 
 def test_cards_issued_by_channel_week_and_month_and_status_stock(platform, data) -> None:  # noqa: ANN001

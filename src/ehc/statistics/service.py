@@ -128,6 +128,13 @@ class RefreshReport:
         return sum(self.stored.values())
 
 
+def _start(session: Session, name: str) -> int:
+    """Where a run reads a source from: ``OVERLAP`` ids below its watermark (made on first use, under
+    the source's lock, so racing first runs make it once)."""
+    dialect.serialise(session, f"{REFRESH_LOCK}:{name}")
+    return max(0, repo.watermark(session, name).last_id - OVERLAP)
+
+
 def _feed(session: Session, source: Source, cursor: int, batch: int) -> tuple[int, int, int]:
     """One batch of a source after ``cursor``, in the session's transaction: (events read, rows
     stored, new cursor). Serialised per source; ids already stored are skipped."""
@@ -151,7 +158,7 @@ def refresh(db: Any, *, batch: int = BATCH, only: Iterable[str] | None = None) -
     report = RefreshReport()
     for name in sorted(only or _sources):
         with db.session() as session:
-            cursor = max(0, repo.watermark(session, name).last_id - OVERLAP)
+            cursor = _start(session, name)
         stored = 0
         while True:
             with db.session() as session:
@@ -167,7 +174,7 @@ def refresh_now(ctx: Ctx, *, batch: int = BATCH) -> RefreshReport:
     """:func:`refresh` inside the caller's transaction (the API's ``POST /statistics/refresh``)."""
     report = RefreshReport()
     for name, source in sorted(_sources.items()):
-        cursor = max(0, repo.watermark(ctx.session, name).last_id - OVERLAP)
+        cursor = _start(ctx.session, name)
         stored = 0
         while True:
             read, added, cursor = _feed(ctx.session, source, cursor, batch)
