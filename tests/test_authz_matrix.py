@@ -124,6 +124,8 @@ QR_VERIFIERS = frozenset({CLERK, DOCTOR, NURSE, FAMILY_DOCTOR, CASHIER, HOSPITAL
 # qr/endpoints/uses.py: card-use monitoring is for those who answer for an institution or a region
 # (its admin, its own systems, the commission's operators and auditors); desk staff scan, not watch.
 CARD_USE_MONITORS = frozenset({INST_ADMIN, REGIONAL, AUDITOR, PLATFORM_ADMIN, HOSPITAL})
+# statistics/auth.py: aggregate statistics are the health commission's (no institution role, no system).
+STATS_READERS = frozenset({REGIONAL, AUDITOR, PLATFORM_ADMIN})
 
 # mpi/auth.py: cross-references are the hospital at work (its own numbers only, xref.py); look-ups
 # also the commission's operators (their region) and platform admins; the review queue: the
@@ -324,6 +326,14 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/me/records/break-glass"): RESIDENT_ONLY,
     ("GET", "/api/v1/records/patients/{ehc_id}"): frozenset({DOCTOR, NURSE, HOSPITAL}),
     ("GET", "/api/v1/records/break-glass"): AUDIT_READERS,
+    # statistics (statistics/auth.py): the commission's operators and auditors read (their region and
+    # below), platform admins everything; feeding the store by hand is the platform admins'
+    ("GET", "/api/v1/statistics/table"): STATS_READERS,
+    ("GET", "/api/v1/statistics/table.csv"): STATS_READERS,
+    ("GET", "/api/v1/statistics/table.parquet"): STATS_READERS,
+    ("GET", "/api/v1/statistics/reports/daily/{day}"): STATS_READERS,
+    ("GET", "/api/v1/statistics/reports/daily/{day}.csv"): STATS_READERS,
+    ("POST", "/api/v1/statistics/refresh"): COMMISSION_ADMINS,
 }
 
 
@@ -614,6 +624,8 @@ def _family_doctor_requests(w: World) -> dict[tuple[str, str], tuple[dict[str, s
         ("POST", "/api/v1/me/records/consents"): ({}, {"institution_id": w.institution, "categories": ["all"], "days": 1}),
         ("POST", "/api/v1/me/records/consents/{consent_id}/revoke"): ({"consent_id": "none"}, None),
         ("GET", "/api/v1/records/patients/{ehc_id}"): ({"ehc_id": "F" * 64}, None),
+        ("GET", "/api/v1/statistics/reports/daily/{day}"): ({"day": "2026-11-20"}, None),
+        ("GET", "/api/v1/statistics/reports/daily/{day}.csv"): ({"day": "2026-11-20"}, None),
     }
 
 
@@ -923,6 +935,10 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/staff/mpi/reviews"): MATCH_REVIEWERS,
     ("GET", "/staff/mpi/reviews/{review_id}"): MATCH_REVIEWERS,
     ("POST", "/staff/mpi/reviews/{review_id}/{verdict}"): MATCH_REVIEWERS,
+    ("GET", "/staff/statistics"): STATS_READERS,
+    ("GET", "/staff/statistics.csv"): STATS_READERS,
+    ("GET", "/staff/statistics.parquet"): STATS_READERS,
+    ("GET", "/staff/statistics/plotly.min.js"): PUBLIC,  # the charts' library, as static as /static
     # admin pages: an institution, its departments, terminals, staff and keys (InstitutionAdmin)
     ("GET", "/staff/institution"): INSTITUTION_MANAGERS,
     ("GET", "/staff/institution/{institution_id}"): INSTITUTION_MANAGERS,

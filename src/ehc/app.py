@@ -13,6 +13,8 @@ from .appointments.endpoints import router as appointments_router
 from .appointments.service import start_sweeper as start_appointments_sweeper
 from .audit.endpoints import router as audit_router
 from .audit.service import start_sweeper
+from .statistics.endpoints import router as statistics_router
+from .statistics.service import start_refresher
 from .cards.endpoints import router as cards_router
 from .fhir.endpoints import outcome_response
 from .family_doctors.endpoints import me_router as family_doctor_me_router
@@ -58,6 +60,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(family_doctor_me_router)
     app.include_router(appointments_router)
     app.include_router(records_router)  # /api/v1/me/records, /api/v1/records: health records
+    app.include_router(statistics_router)
     mount_pages(app)  # every page router and /static
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)
@@ -78,4 +81,5 @@ def app_factory() -> FastAPI:
     start_sweeper(platform.db)
     # Holds that expired, no-shows and reminders: caught up at start, then every minute.
     start_appointments_sweeper(platform.db, lambda session: platform.ctx(session, Actor.system("appointments")))
+    start_refresher(platform.db, platform.settings.stats_refresh_seconds)
     return app

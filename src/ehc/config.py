@@ -40,6 +40,10 @@ class Settings:
     # Seconds after which a phone redraws its dynamic QR code (``refresh_after``); codes are accepted
     # for 120 s, so anything from 5 to 100 keeps one valid on screen. Short values are for tests.
     qr_refresh_seconds: int = field(default_factory=lambda: max(1, min(100, int(_env("QR_REFRESH_SECONDS", "60")))))
+    # Statistics: how often ``ehc serve`` feeds the analytical store (0: never; run ``ehc stats refresh``),
+    # and the smallest count the console publishes (smaller ones are shown as "<5").
+    stats_refresh_seconds: int = field(default_factory=lambda: int(_env("STATS_REFRESH_SECONDS", "300")))
+    stats_threshold: int = field(default_factory=lambda: max(2, int(_env("STATS_THRESHOLD", "5"))))
 
     def __post_init__(self) -> None:
         if not self.database_url:

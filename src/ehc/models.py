@@ -13,5 +13,6 @@ from .kit import onetime as _onetime  # noqa: F401
 from .mpi import models as _mpi  # noqa: F401
 from .qr import models as _qr  # noqa: F401
 from .records import models as _records  # noqa: F401
+from .statistics import models as _statistics  # noqa: F401
 
 metadata = Base.metadata

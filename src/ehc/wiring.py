@@ -18,6 +18,7 @@ from .mpi import service as mpi
 from .kit import resealing
 from .qr import service as qr
 from .records import service as records
+from .statistics import service as statistics
 
 _registered = False
 
@@ -72,3 +73,7 @@ def register_hooks() -> None:
     mpi.on_identifier_bound(records.attach_pending)
     mpi.on_merge(records.move_on_merge)
     mpi.on_unmerge("record", records.undo_merge_moves)
+    # The statistics pipeline reads every domain whose events count: a later domain adds its own
+    # ``statistics_events`` source here (docs/statistics.md, "Adding a source").
+    statistics.register_source("card", cards.statistics_events)
+    statistics.register_source("card_use", qr.statistics_events)

@@ -69,7 +69,7 @@ from .bulk import record_changes
 __all__ = [
     "ACTIONS", "CHAIN_LOCK_KEY", "CHAINED_FIELDS", "GENESIS", "MAX_PAGE", "ChainReport", "Filters", "Page",
     "Sweeper", "access_log_for_person", "canonical", "chain_pending", "check_purpose", "iter_events", "link",
-    "person_ids_for_card", "record_access", "record_changes", "resolve_people_with", "search", "start_sweeper",
+    "person_ids_for_card", "record_access", "record_statistics_query", "record_changes", "resolve_people_with", "search", "start_sweeper",
     "verify_chain",
 ]
 
@@ -117,6 +117,16 @@ def record_access(ctx: Ctx, person_id: str, action: str, purpose: str) -> None:
     )
     session.add(entry)
     recorded[(person_id, purpose)] = entry
+
+
+# The subject of an event that concerns no resident: a query of aggregate statistics.
+NO_PERSON = "-"
+
+
+def record_statistics_query(ctx: Ctx, purpose: str) -> None:
+    """Record that ``ctx.actor`` queried aggregate statistics (``stats.card_uses``, ...): in the same
+    hash chain as every access, under no resident (``NO_PERSON``), found by purpose or actor."""
+    record_access(ctx, NO_PERSON, "read", purpose)
 
 
 @event.listens_for(Session, "before_commit")

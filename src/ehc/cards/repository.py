@@ -215,3 +215,13 @@ def insert_rows(connection: Connection, rows: list[tuple], action: str, actor: A
          "actor_kind": who["kind"], "actor_id": who["actor_id"], "institution_id": who["institution"],
          "operator": who["operator"], "channel": who["channel"], "at": now} for r in rows])
 
+
+
+def events_after(session: Session, after_id: int, limit: int) -> list:
+    """Card events with an id above ``after_id``, in id order, with their card's holder and issuing
+    institution: the statistics pipeline's reading of this domain."""
+    return list(session.execute(
+        select(CardEvent.id, CardEvent.at, CardEvent.action, CardEvent.from_status, CardEvent.to_status,
+               CardEvent.channel, CardEvent.institution_id, Card.person_id, Card.institution_id.label("card_institution"))
+        .join(Card, Card.ehc_id == CardEvent.ehc_id)
+        .where(CardEvent.id > after_id).order_by(CardEvent.id).limit(limit)))

@@ -732,6 +732,20 @@ def _record(ctx: Ctx, card: Card, action: str, from_status: CardStatus | None, t
     ctx.session.flush()
 
 
+# -- statistics -----------------------------------------------------------------------------------
+
+def statistics_events(session: Session, after_id: int, limit: int) -> list[dict]:
+    """The card registry's source for the statistics pipeline (``wiring`` registers it): each card
+    event after ``after_id`` as the facts a statistic needs. The person id is there for the pipeline
+    to look up the coarse profile (age band, sex, document type); it is never stored. The institution
+    is the card's issuing one, for every event of the card, so the stock of cards by status adds up
+    by region."""
+    return [{"id": row.id, "at": row.at, "kind": row.action, "channel": row.channel,
+             "institution_id": row.card_institution or row.institution_id, "person_id": row.person_id,
+             "from_status": row.from_status, "to_status": row.to_status}
+            for row in repo.events_after(session, after_id, limit)]
+
+
 # The bulk importer (``importer.py``) is the batch form of the functions above and builds on them.
 # It is bound as a module, last: whichever of the two a process imports first, neither needs a name of
 # the other while it loads.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from . import appointments, apps, audit, backup, cards, demo, family_doctors, institutions, keys, mpi, server, sms, staff, terminal
+from . import appointments, apps, audit, backup, cards, demo, family_doctors, institutions, keys, mpi, server, sms, staff, stats, terminal
 
 app = typer.Typer(help="Electronic health card platform.", no_args_is_help=True)
 app.command()(server.serve)
@@ -22,6 +22,7 @@ app.add_typer(institutions.app, name="institutions")
 app.command()(demo.demo)
 app.add_typer(apps.app, name="apps")
 app.add_typer(terminal.app, name="terminal")
+app.add_typer(stats.app, name="stats")
 app.command("verify")(terminal.verify_code)
 app.command()(backup.backup)
 app.command()(backup.restore)

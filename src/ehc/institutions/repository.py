@@ -61,3 +61,10 @@ def terminal(session: Session, institution_id: str | None, terminal_id: str) -> 
     """The terminal as the institution registered it, active or retired."""
     return session.scalar(select(Terminal).where(Terminal.institution_id == institution_id,
                                                  Terminal.terminal_id == terminal_id))
+
+
+def terminal_types(session: Session, institution_ids: list[str]) -> dict[tuple[str, str], str]:
+    """The type code of every terminal of these institutions, by (institution id, terminal id)."""
+    return {(inst, term): type_code for inst, term, type_code in session.execute(
+        select(Terminal.institution_id, Terminal.terminal_id, Terminal.type_code)
+        .where(Terminal.institution_id.in_(institution_ids)))}

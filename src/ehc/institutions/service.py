@@ -455,3 +455,9 @@ def region_of_institution(institution_id: ColumnElement[str | None]) -> ColumnEl
     """The region code of the institution ``institution_id`` refers to, as a SQL expression (NULL when
     there is no such institution), so a query of another domain can filter by it."""
     return select(Institution.region_code).where(Institution.id == institution_id).scalar_subquery()
+
+
+def terminal_types(session: Session, institution_ids: list[str]) -> dict[tuple[str, str], str]:
+    """The type code (01 window, 02 kiosk, 99 other) of the institutions' terminals, retired ones
+    included, by (institution id, terminal id): for statistics of card use by terminal type."""
+    return repository.terminal_types(session, sorted(set(institution_ids)))

@@ -179,3 +179,20 @@ def people_in_regions(session: Session, region_codes: Iterable[str], *, excludin
     if skip:
         query = query.where(Person.id.not_in(skip))
     return list(session.scalars(query.order_by(Person.id).limit(limit)))
+def statistics_profiles(session: Session, person_ids: Iterable[str]) -> dict[str, tuple[str, int | None, str | None,
+                                                                                       str | None]]:
+    """(sex, birth year, region code, document type) of each person, the coarse fields in clear."""
+    ids = sorted(set(person_ids))
+    profiles: dict[str, tuple[str, int | None, str | None, str | None]] = {}
+    documents: dict[str, str] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for person_id, system in session.execute(
+                select(PersonIdentifier.person_id, PersonIdentifier.system)
+                .where(PersonIdentifier.person_id.in_(chunk), PersonIdentifier.system.startswith("doc:"))
+                .order_by(PersonIdentifier.id)):
+            documents.setdefault(person_id, system[4:6])
+        for person_id, sex, birth_year, region in session.execute(
+                select(Person.id, Person.sex, Person.birth_year, Person.region_code).where(Person.id.in_(chunk))):
+            profiles[person_id] = (sex, birth_year, region, documents.get(person_id))
+    return profiles

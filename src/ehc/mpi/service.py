@@ -52,6 +52,8 @@ from .persons import (
     update_demographics,
 )
 from .repository import find_by_identifier, people_in_regions, population_by_region, resolve
+# The coarse fields in clear (sex, birth year, region, document type) for the statistics pipeline.
+from .repository import statistics_profiles
 from .sealed import demographics, identifiers_of, seal_context, sealed_columns
 from .values import Demographics, Identifier
 from .xref import (
@@ -110,4 +112,5 @@ __all__ = [
     "provide_cards", "rebuild_match_keys", "record_move", "reject_review", "remove_identifier", "resolve",
     "review_comparison", "review_sides", "scan_channel", "screen_registration", "seal_context", "submit", "unbind",
     "undo_merge", "unmerge", "update_demographics", "view", "visible_identifiers", "visible_merge",
+    "statistics_profiles",
 ]

@@ -40,3 +40,11 @@ def last_revocation_action(session: Session, rid: str, *, at: datetime | None = 
     if at is not None:
         query = query.where(Revocation.at <= at)
     return session.scalar(query.order_by(Revocation.serial.desc()).limit(1))
+
+
+def uses_after(session: Session, after_id: int, limit: int) -> list:
+    """Card uses with an id above ``after_id``, in id order (the statistics pipeline's reading)."""
+    return list(session.execute(
+        select(CardUse.id, CardUse.at, CardUse.scene, CardUse.channel, CardUse.institution_id, CardUse.terminal_id,
+               CardUse.region_code, CardUse.person_id, CardUse.replay)
+        .where(CardUse.id > after_id).order_by(CardUse.id).limit(limit)))

@@ -76,6 +76,7 @@ from .uses import (
     check_batch_size,
     list_uses,
     may_monitor,
+    statistics_events,
     summarise,
     upload,
 )
@@ -141,4 +142,5 @@ __all__ = [
     "uses_of",
     "verify",
     "withdraw_qr_key",
+    "statistics_events",
 ]

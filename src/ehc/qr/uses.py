@@ -446,3 +446,16 @@ def _china_day(ctx: Ctx):
 
 def _as_date(value: object) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+def statistics_events(session, after_id: int, limit: int) -> list[dict]:  # noqa: ANN001
+    """The card uses' source for the statistics pipeline (``wiring`` registers it): each use after
+    ``after_id`` as the facts a statistic needs (care step, channel, institution, terminal, region,
+    time; the person id only for the pipeline to look up the age band and sex, never stored).
+    A replayed dynamic code is kept as its own kind, ``replay``, so it is not counted as a use."""
+    return [{"id": row.id, "at": row.at, "kind": "replay" if row.replay else "use", "care_step": row.scene,
+             "channel": row.channel, "institution_id": row.institution_id, "terminal_id": row.terminal_id,
+             "region_code": row.region_code, "person_id": row.person_id}
+            for row in repository.uses_after(session, after_id, limit)]

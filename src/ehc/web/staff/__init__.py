@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import appointments, card_uses, family_doctors, institution, keys, mpi_review, printing, records, sign_in
+from . import appointments, card_uses, family_doctors, institution, keys, mpi_review, printing, records, sign_in, statistics
 
 router = APIRouter()
 router.include_router(sign_in.router)
@@ -27,3 +27,4 @@ router.include_router(card_uses.router)
 router.include_router(family_doctors.router)
 router.include_router(appointments.router)
 router.include_router(records.router)
+router.include_router(statistics.router)

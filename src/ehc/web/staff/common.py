@@ -32,6 +32,9 @@ from ..core import Redirect, client_address
 from ..forms import FormState, page
 
 
+# Who reads the statistics console (``statistics.auth.StatsReader``).
+STATISTICS_ROLES = frozenset({Role.REGIONAL_OPERATOR.value, Role.AUDITOR.value, Role.PLATFORM_ADMIN.value})
+
 # Institution roles in the order a form offers them (the most common first).
 ROLE_ORDER = (Role.WINDOW_CLERK, Role.DOCTOR, Role.NURSE, Role.FAMILY_DOCTOR, Role.CASHIER, Role.INSTITUTION_ADMIN)
 assert set(ROLE_ORDER) == set(INSTITUTION_ROLES)
@@ -65,7 +68,8 @@ class Staff:
         return {"label": t("account.signed_in_as", name=self.account.display_name),
                 "role": role_label(t, self.account.role), "sign_out": "/staff/sign-out", "admin": self.is_admin,
                 "card_uses": may_monitor(self.ctx.actor.roles), "mpi_reviews": may_review(self.ctx.actor.roles),
-                "family_doctors": may_use_rule(self.ctx, FamilyDoctorDesk)}
+                "family_doctors": may_use_rule(self.ctx, FamilyDoctorDesk),
+                "statistics": bool(self.ctx.actor.roles & STATISTICS_ROLES)}
 
 
 def role_label(t: i18n.Translator, role: str | None) -> str:

@@ -1,0 +1,77 @@
+"""``ehc stats``: the analytical store (feed it, see how far it is), the national daily card-use
+report, and the Parquet export for DuckDB or Spark (docs/statistics.md)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..kit.context import Actor
+from ..kit.errors import Problem
+from ..statistics import service
+from .common import console, err, fail, open_platform
+
+app = typer.Typer(help="Statistics: feed the analytical store, daily reports, Parquet export.", no_args_is_help=True)
+
+
+@app.command("refresh")
+def stats_refresh(batch: Annotated[int, typer.Option(help="Events per transaction")] = service.BATCH) -> None:
+    """Feed the store from every source, from its watermark on (safe to rerun, or to run twice at once)."""
+    platform = open_platform()
+    report = service.refresh(platform.db, batch=max(1, batch))
+    for source, stored in report.stored.items():
+        console.print(f"{source}: {stored} new events")
+
+
+@app.command("status")
+def stats_status() -> None:
+    """How far the store has read each source."""
+    platform = open_platform()
+    with platform.db.session() as session:
+        rows = service.status(session)
+    table = Table("source", "last id read", "events stored", "updated")
+    for row in rows:
+        table.add_row(row["source"], str(row["last_id"]), str(row["events"]), str(row["updated_at"]))
+    console.print(table)
+
+
+@app.command("report")
+def stats_report(
+    day: Annotated[str, typer.Argument(help="The day (China time), yyyy-mm-dd")],
+    region: Annotated[Optional[str], typer.Option(help="Only this GB/T 2260 region and below")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write the CSV here instead of standard output")] = None,
+) -> None:
+    """The national daily card-use report of DAY (CSV: institution, care step, channel, terminal type, uses)."""
+    try:
+        when = date.fromisoformat(day)
+    except ValueError:
+        err.print("[red]error[/red] DAY is yyyy-mm-dd")
+        raise typer.Exit(2) from None
+    platform = open_platform()
+    try:
+        with platform.db.session() as session:
+            rows = service.daily_report(platform.ctx(session, Actor.system("stats-report")), when, region)
+    except Problem as problem:
+        fail(problem)
+    body = service.to_csv(rows) or ",".join(service.REPORT_FIELDS) + "\n"
+    if out is None:
+        sys.stdout.write(body)
+    else:
+        out.write_text(body, encoding="utf-8")
+        err.print(f"{len(rows)} rows written to {out}")
+
+
+@app.command("export")
+def stats_export(
+    directory: Annotated[Path, typer.Argument(help="The dataset's directory (day=/province= partitions)")],
+    batch: Annotated[int, typer.Option(help="Rows per batch of files")] = 200_000,
+) -> None:
+    """Append the store's rows not yet exported to Parquet (exactly once, resumable)."""
+    platform = open_platform()
+    written, last = service.export_parquet(platform.db, directory, batch=max(1, batch))
+    console.print(f"{written} rows exported; exported through row {last}")

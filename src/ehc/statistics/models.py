@@ -1,0 +1,56 @@
+"""The analytical store: one row per event of a domain, reduced to what a statistic needs.
+
+No card id, no person id, no name: a row says what happened (``source``/``kind``), when (China day
+and hour), where (region, institution, terminal type), through which channel, and the coarse profile
+of the person it concerned (age band, sex, document type). ``(source, source_id)`` is unique, so
+feeding an event twice stores it once.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Date, Index, Integer, SmallInteger, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..db import Base, UtcDateTime
+from ..kit.clock import utcnow
+
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class StatEvent(Base):
+    __tablename__ = "stats_events"
+    __table_args__ = (
+        UniqueConstraint("source", "source_id", name="uq_stats_events_source"),
+        Index("ix_stats_events_source_day", "source", "day"),
+        Index("ix_stats_events_region", "region_code"),
+    )
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(16))  # card | card_use | (later domains' names)
+    source_id: Mapped[int] = mapped_column(BigInteger)  # the event's row id in its domain
+    kind: Mapped[str] = mapped_column(String(24))  # e.g. register, report_lost, reissue, cancel, use
+    day: Mapped[date] = mapped_column(Date)  # China Standard Time
+    hour: Mapped[int] = mapped_column(SmallInteger)  # 0-23, China Standard Time
+    region_code: Mapped[str] = mapped_column(String(6), default="000000")  # GB/T 2260; 000000 unknown
+    institution_id: Mapped[str | None] = mapped_column(String(24))
+    channel: Mapped[str | None] = mapped_column(String(4))
+    care_step: Mapped[str | None] = mapped_column(String(7))
+    terminal_type: Mapped[str | None] = mapped_column(String(2))
+    document_type: Mapped[str | None] = mapped_column(String(2))
+    age_band: Mapped[str | None] = mapped_column(String(5))
+    sex: Mapped[str | None] = mapped_column(String(1))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+
+
+class Watermark(Base):
+    """How far the store has read each source: the highest source row id taken in."""
+
+    __tablename__ = "stats_watermarks"
+
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    events: Mapped[int] = mapped_column(BigInteger, default=0)  # rows stored from this source in all
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

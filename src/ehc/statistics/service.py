@@ -1,0 +1,503 @@
+"""Statistics: the analytical store's pipeline and the console's queries (docs/statistics.md).
+
+**Pipeline.** A domain whose events count offers a *source*: a function of its ``service``
+``read(session, after_id, limit) -> list[dict]`` giving its events with a row id above ``after_id``
+in id order, each a dict with ``id`` and ``at`` (UTC) and any of ``kind``, ``channel``,
+``institution_id``, ``region_code``, ``care_step``, ``terminal_id``, ``person_id``, ``from_status``,
+``to_status``. ``ehc.wiring`` registers it once: ``statistics.register_source("card_use",
+qr.statistics_events)``. :func:`refresh` reads every source from its watermark, turns each event into
+a row of ``stats_events`` without personal data (the person id only serves to look up an age band,
+the sex and the document type in the master index; the terminal id a terminal type; the
+institution a region) and moves the watermark, in one transaction per batch. Feeding is idempotent:
+``(source, source_id)`` is unique and already-stored ids are skipped, so a crash between batches, a
+second refresh running at the same time or a rerun stores every event once. Each run reads again the
+last ``OVERLAP`` ids below the watermark, so an event whose transaction committed after a later one
+(ids are handed out before commit) is still taken in.
+
+**Queries.** :func:`table` answers region × period × indicator (with one breakdown) for the caller's
+region and below, every answer small-number protected (``suppression``) and audited.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, func, or_
+from sqlalchemy.orm import Session
+
+from ..accounts import service as accounts
+from ..audit import service as audit
+from ..institutions import service as institutions
+from ..kit import dialect
+from ..kit.clock import CHINA, utcnow
+from ..kit.context import Ctx
+from ..kit.errors import Forbidden, Invalid, field_error
+from ..kit.regions import region_prefix, region_problem, region_within
+from ..mpi import service as mpi
+from . import repository as repo
+from .models import StatEvent
+from .suppression import Protected, protect
+
+log = logging.getLogger("ehc.statistics")
+
+BATCH = 5_000
+OVERLAP = 1_000  # ids below the watermark read again at every run (late commits)
+UNKNOWN_REGION = "000000"
+REFRESH_LOCK = "ehc.statistics.refresh"
+
+# -- sources ---------------------------------------------------------------------------------------
+
+Reader = Callable[[Session, int, int], list[dict]]
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    read: Reader
+
+
+_sources: dict[str, Source] = {}
+
+
+def register_source(name: str, read: Reader) -> None:
+    """Add a domain's events to the pipeline (called from ``ehc.wiring``, once per process)."""
+    if len(name) > 16:
+        raise ValueError("a statistics source's name is at most 16 characters")
+    _sources[name] = Source(name, read)
+
+
+def sources() -> list[str]:
+    return sorted(_sources)
+
+
+# -- refresh ---------------------------------------------------------------------------------------
+
+AGE_BANDS = ((0, 6, "0-6"), (7, 17, "7-17"), (18, 44, "18-44"), (45, 64, "45-64"), (65, 200, "65+"))
+
+
+def age_band(birth_year: int | None, on: date) -> str | None:
+    if birth_year is None:
+        return None
+    age = on.year - birth_year
+    for low, high, label in AGE_BANDS:
+        if low <= age <= high:
+            return label
+    return None
+
+
+def _rows(session: Session, source: str, facts: list[dict]) -> list[dict]:
+    """The store's rows for a source's events: coarse facts only."""
+    people = mpi.statistics_profiles(session, [f["person_id"] for f in facts if f.get("person_id")])
+    institution_ids = sorted({f["institution_id"] for f in facts if f.get("institution_id")})
+    found = institutions.institutions_by_id(session, institution_ids) if institution_ids else {}
+    terminals = institutions.terminal_types(session, institution_ids) if any(f.get("terminal_id") for f in facts) else {}
+    rows = []
+    for fact in facts:
+        at = fact["at"]
+        at = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(CHINA)
+        sex, birth_year, home_region, document_type = people.get(fact.get("person_id") or "", (None, None, None, None))
+        institution = found.get(fact.get("institution_id") or "")
+        region = fact.get("region_code") or (institution.region_code if institution else None) or home_region
+        rows.append({
+            "source": source, "source_id": int(fact["id"]), "kind": fact.get("kind") or source,
+            "day": at.date(), "hour": at.hour, "region_code": region or UNKNOWN_REGION,
+            "institution_id": fact.get("institution_id"), "channel": fact.get("channel"),
+            "care_step": fact.get("care_step"),
+            "terminal_type": terminals.get((fact.get("institution_id"), fact.get("terminal_id"))),
+            "document_type": document_type, "age_band": age_band(birth_year, at.date()), "sex": sex,
+            "from_status": fact.get("from_status"), "to_status": fact.get("to_status"),
+        })
+    return rows
+
+
+@dataclass
+class RefreshReport:
+    stored: dict[str, int] = field(default_factory=dict)  # new rows by source
+
+    @property
+    def total(self) -> int:
+        return sum(self.stored.values())
+
+
+def _start(session: Session, name: str) -> int:
+    """Where a run reads a source from: ``OVERLAP`` ids below its watermark (made on first use, under
+    the source's lock, so racing first runs make it once)."""
+    dialect.serialise(session, f"{REFRESH_LOCK}:{name}")
+    return max(0, repo.watermark(session, name).last_id - OVERLAP)
+
+
+def _feed(session: Session, source: Source, cursor: int, batch: int) -> tuple[int, int, int]:
+    """One batch of a source after ``cursor``, in the session's transaction: (events read, rows
+    stored, new cursor). Serialised per source; ids already stored are skipped."""
+    dialect.serialise(session, f"{REFRESH_LOCK}:{source.name}")
+    mark = repo.watermark(session, source.name)
+    facts = source.read(session, cursor, batch)
+    if not facts:
+        return 0, 0, cursor
+    ids = [int(f["id"]) for f in facts]
+    have = repo.stored_ids(session, source.name, min(ids), max(ids))
+    rows = _rows(session, source.name, [f for f in facts if int(f["id"]) not in have])
+    repo.add_events(session, rows)
+    mark.last_id = max(mark.last_id, max(ids))
+    mark.events += len(rows)
+    return len(facts), len(rows), max(ids)
+
+
+def refresh(db: Any, *, batch: int = BATCH, only: Iterable[str] | None = None) -> RefreshReport:
+    """Feed the store from every source, from its watermark on; one transaction per batch, so a
+    crash loses at most the batch under way, which the next run reads again."""
+    report = RefreshReport()
+    for name in sorted(only or _sources):
+        with db.session() as session:
+            cursor = _start(session, name)
+        stored = 0
+        while True:
+            with db.session() as session:
+                read, added, cursor = _feed(session, _sources[name], cursor, batch)
+            stored += added
+            if read < batch:
+                break
+        report.stored[name] = stored
+    return report
+
+
+def refresh_now(ctx: Ctx, *, batch: int = BATCH) -> RefreshReport:
+    """:func:`refresh` inside the caller's transaction (the API's ``POST /statistics/refresh``)."""
+    report = RefreshReport()
+    for name, source in sorted(_sources.items()):
+        cursor = _start(ctx.session, name)
+        stored = 0
+        while True:
+            read, added, cursor = _feed(ctx.session, source, cursor, batch)
+            stored += added
+            if read < batch:
+                break
+        report.stored[name] = stored
+    return report
+
+
+def status(session: Session) -> list[dict]:
+    return [{"source": m.source, "last_id": m.last_id, "events": m.events, "updated_at": m.updated_at}
+            for m in repo.watermarks(session)]
+
+
+class Refresher:
+    """``ehc serve``'s background feeding of the store, every ``interval`` seconds."""
+
+    def __init__(self, db: Any, interval: float) -> None:
+        self.db = db
+        self.interval = interval
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="ehc-stats-refresh", daemon=True)
+
+    def start(self) -> "Refresher":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                report = refresh(self.db)
+                if report.total:
+                    log.info("statistics refresh stored %d events", report.total)
+            except Exception:  # a failed run is retried at the next tick; the watermark did not move
+                log.exception("statistics refresh failed")
+
+
+def start_refresher(db: Any, interval: float) -> Refresher | None:
+    return Refresher(db, interval).start() if interval > 0 else None
+
+
+# -- indicators and breakdowns ---------------------------------------------------------------------
+
+CARD, CARD_USE = "card", "card_use"
+
+INDICATORS: dict[str, tuple[str, ...]] = {
+    # name: the breakdowns it offers
+    "cards_issued": ("channel", "document_type", "age_band", "sex", "institution", "region"),
+    "cards_lost": ("channel", "document_type", "age_band", "sex", "institution", "region"),
+    "cards_reissued": ("channel", "document_type", "age_band", "sex", "institution", "region"),
+    "cards_cancelled": ("channel", "document_type", "age_band", "sex", "institution", "region"),
+    "cards_by_status": ("status",),
+    "card_uses": ("care_step", "channel", "terminal_type", "institution", "hour", "age_band", "sex", "region"),
+}
+PERIODS = ("day", "week", "month", "total")
+STATUSES = ("normal", "lost", "pending_review", "cancelled")
+MAX_DAYS = 400
+MAX_DAYS_BY_DAY = 93
+
+
+def _indicator_conditions(indicator: str) -> list:
+    if indicator == "card_uses":
+        return [StatEvent.source == CARD_USE, StatEvent.kind == "use"]
+    if indicator == "cards_by_status":
+        return [StatEvent.source == CARD]
+    if indicator == "cards_issued":
+        # A card counts as issued when it first becomes normal: at registration, or at approval.
+        return [StatEvent.source == CARD, or_(and_(StatEvent.kind == "register", StatEvent.to_status == "normal"),
+                                              StatEvent.kind == "approve")]
+    kind = {"cards_lost": "report_lost", "cards_reissued": "reissue", "cards_cancelled": "cancel"}[indicator]
+    return [StatEvent.source == CARD, StatEvent.kind == kind]
+
+
+def _dimension(by: str | None, prefix: str):  # noqa: ANN202
+    if by is None:
+        return None
+    if by == "region":
+        if len(prefix) >= 6:  # a county: its institutions are the level below
+            return StatEvent.institution_id
+        return func.substr(StatEvent.region_code, 1, 2 if not prefix else len(prefix) + 2)
+    if by == "institution":
+        return StatEvent.institution_id
+    return getattr(StatEvent, by)
+
+
+@dataclass(frozen=True)
+class Query:
+    indicator: str
+    by: str | None = None
+    period: str = "month"
+    region: str | None = None  # None: the caller's whole region
+    start: date | None = None
+    end: date | None = None  # inclusive
+
+
+@dataclass
+class Table:
+    query: Query
+    region: str | None  # the region answered (None: the whole country)
+    start: date
+    end: date
+    rows: list[str]  # period labels
+    columns: list[str]  # breakdown values ("total" when none)
+    protected: Protected
+    drill: dict[str, str] = field(default_factory=dict)  # column -> region code to drill into
+
+    def shown(self, i: int, j: int) -> str:
+        return self.protected.shown(("cell", i, j))
+
+    def records(self) -> list[dict[str, str]]:
+        """The published table, one record per cell, as CSV and Parquet downloads carry it."""
+        return [{"period": period, "value": column, "count": self.shown(i, j)}
+                for i, period in enumerate(self.rows) for j, column in enumerate(self.columns)]
+
+
+def _problem(name: str, code: str, message: str) -> Invalid:
+    return Invalid(message, code=code, errors=[field_error(name, code, message)])
+
+
+def operator_region(ctx: Ctx) -> str | None:
+    """The region whose statistics the caller reads: None for the whole country."""
+    region = accounts.staff_region(ctx.session, ctx.actor) if ctx.actor.kind == "staff" else None
+    visible = institutions.visible_region(ctx.actor, region)
+    if visible == "":
+        raise Forbidden("Statistics are read by the health commission's operators of a region.",
+                        code="region_out_of_scope")
+    return visible
+
+
+def _scope(ctx: Ctx, asked: str | None) -> str | None:
+    mine = operator_region(ctx)
+    if asked in (None, ""):
+        return mine
+    problem = region_problem(asked)
+    if problem:
+        raise _problem("region", "region_code_invalid", problem)
+    if mine is not None and not region_within(asked, mine):
+        raise Forbidden(f"Region {asked} is outside the region you operate in.", code="region_out_of_scope",
+                        errors=[field_error("region", "region_out_of_scope", "Outside your region.")])
+    return asked
+
+
+def _dates(query: Query, today: date) -> tuple[date, date]:
+    end = query.end or today
+    start = query.start or (end - timedelta(days=29) if query.period == "day" else end.replace(day=1) - timedelta(days=334))
+    if start > end:
+        raise _problem("from", "period_invalid", "'from' must not be after 'to'.")
+    days = (end - start).days + 1
+    limit = MAX_DAYS_BY_DAY if query.period == "day" else MAX_DAYS
+    if days > limit or start.year < 2000 or end.year > 2199:
+        raise _problem("from", "period_invalid", f"A table covers at most {limit} days by {query.period}.")
+    return start, end
+
+
+def period_of(day: date, period: str) -> str:
+    if period == "day":
+        return day.isoformat()
+    if period == "week":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02}"
+    if period == "month":
+        return f"{day.year}-{day.month:02}"
+    return "total"
+
+
+def _periods(start: date, end: date, period: str) -> list[str]:
+    labels: list[str] = []
+    day = start
+    while day <= end:
+        label = period_of(day, period)
+        if not labels or labels[-1] != label:
+            labels.append(label)
+        day += timedelta(days=1)
+    return labels
+
+
+def _period_ends(start: date, end: date, period: str) -> dict[str, date]:
+    ends: dict[str, date] = {}
+    day = start
+    while day <= end:
+        ends[period_of(day, period)] = day
+        day += timedelta(days=1)
+    return ends
+
+
+def _label(by: str | None, value: Any, prefix: str) -> str:
+    if by is None:
+        return "total"
+    if value is None or value == "":
+        return "unknown"
+    if by == "region" and len(prefix) < 6:
+        return str(value).ljust(6, "0")
+    return str(value)
+
+
+def table(ctx: Ctx, query: Query, *, today: date | None = None, audit_purpose: bool = True) -> Table:
+    """One indicator for a region and below, by period and one breakdown, small numbers protected."""
+    if query.indicator not in INDICATORS:
+        raise _problem("indicator", "indicator_unknown", f"Indicators: {', '.join(INDICATORS)}.")
+    if query.by is not None and query.by not in INDICATORS[query.indicator]:
+        raise _problem("by", "breakdown_unknown",
+                       f"{query.indicator} is broken down by {', '.join(INDICATORS[query.indicator])}.")
+    if query.period not in PERIODS:
+        raise _problem("period", "period_unknown", f"Periods: {', '.join(PERIODS)}.")
+    region = _scope(ctx, query.region)
+    start, end = _dates(query, today or utcnow().astimezone(CHINA).date())
+    prefix = region_prefix(region) if region else ""
+    conditions = _indicator_conditions(query.indicator)
+    if prefix:
+        conditions.append(StatEvent.region_code.startswith(prefix, autoescape=True))
+    rows = _periods(start, end, query.period)
+    values: dict[tuple[str, str], int] = defaultdict(int)
+    if query.indicator == "cards_by_status":
+        ends = _period_ends(start, end, query.period)
+        deltas = repo.status_deltas(ctx.session, conditions, end)
+        for label in rows:
+            upto = ends[label]
+            for day, status_, n in deltas:
+                if _as_date(day) <= upto and status_ in STATUSES:
+                    values[(label, status_)] += n
+        columns = list(STATUSES)
+    else:
+        dimension = _dimension(query.by, prefix)
+        for day, value, n in repo.counts(ctx.session, conditions, dimension, start, end):
+            values[(period_of(_as_date(day), query.period), _label(query.by, value, prefix))] += n
+        columns = sorted({column for _, column in values}) or ["total"]
+    cells = [[values.get((r, c), 0) for c in columns] for r in rows]
+    drill = {}
+    if query.by == "region" and len(prefix) < 6:
+        drill = {c: c for c in columns if c != "unknown"}
+    if audit_purpose:
+        audit.record_statistics_query(ctx, f"stats.{query.indicator}")
+    return Table(query, region, start, end, rows, columns, protect(cells, ctx.settings.stats_threshold), drill)
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+# -- downloads -------------------------------------------------------------------------------------
+
+def to_csv(records: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    if records:
+        writer = csv.DictWriter(out, fieldnames=list(records[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+    return out.getvalue()
+
+
+def to_parquet(records: list[dict[str, Any]]) -> bytes:
+    """The records as a Parquet file (every column text, as published)."""
+    import pyarrow as pa  # noqa: PLC0415 - loaded for a Parquet download only
+    import pyarrow.parquet as pq  # noqa: PLC0415 - as above
+
+    columns = list(records[0]) if records else ["period", "value", "count"]
+    arrays = {name: pa.array([str(r[name]) if r[name] is not None else None for r in records], pa.string())
+              for name in columns}
+    sink = io.BytesIO()
+    pq.write_table(pa.table(arrays), sink)
+    return sink.getvalue()
+
+
+# -- the national daily card-use report ------------------------------------------------------------
+
+REPORT_FIELDS = ("report_date", "region_code", "institution_id", "care_step", "channel", "terminal_type", "uses")
+
+
+def daily_report(ctx: Ctx, day: date, region: str | None = None) -> list[dict[str, Any]]:
+    """The card uses of one day (China time) by institution, care step, channel and terminal type, in
+    the national report's layout (docs/statistics.md): the return sent upward, so exact counts."""
+    scope = _scope(ctx, region)
+    conditions = _indicator_conditions("card_uses")
+    if scope:
+        conditions.append(StatEvent.region_code.startswith(region_prefix(scope), autoescape=True))
+    audit.record_statistics_query(ctx, "stats.daily_report")
+    return [{"report_date": day.isoformat(), "region_code": region_code, "institution_id": institution or "",
+             "care_step": care_step or "000000", "channel": channel or "", "terminal_type": terminal_type or "99",
+             "uses": n}
+            for institution, region_code, care_step, channel, terminal_type, n
+            in repo.institutions_present(ctx.session, conditions, day, day)]
+
+
+# -- Parquet export for the analytical engines -----------------------------------------------------
+
+EXPORT_COLUMNS = ("source", "kind", "day", "hour", "region_code", "institution_id", "channel", "care_step",
+                  "terminal_type", "document_type", "age_band", "sex", "from_status", "to_status")
+EXPORT_MARK = "_exported_through"
+
+
+def export_parquet(db: Any, directory: Path | str, *, batch: int = 200_000) -> tuple[int, int]:
+    """Append the store's rows not yet exported to Parquet files under ``directory``, partitioned by
+    ``day=`` and ``province=`` (DuckDB, Spark and pandas read them as one dataset). Exactly once: each
+    batch's files are named after its first and last row id, so a rerun after a crash rewrites the
+    same files, and the mark (``_exported_through``: the last row id written) moves only after them.
+    Answers (rows written, last row id)."""
+    import pyarrow as pa  # noqa: PLC0415 - loaded by the export only
+    import pyarrow.parquet as pq  # noqa: PLC0415 - as above
+
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    mark_file = root / EXPORT_MARK
+    done = int(mark_file.read_text().strip() or 0) if mark_file.exists() else 0
+    written = 0
+    while True:
+        with db.session() as session:
+            rows = repo.events_after(session, done, batch)
+        if not rows:
+            return written, done
+        first, last = rows[0][0], rows[-1][0]
+        columns = {name: [r[k + 1] for r in rows] for k, name in enumerate(EXPORT_COLUMNS)}
+        columns["day"] = [d.isoformat() if isinstance(d, date) else str(d) for d in columns["day"]]
+        columns["province"] = [(code or UNKNOWN_REGION)[:2] for code in columns["region_code"]]
+        pq.write_to_dataset(pa.table(columns), root, partition_cols=["day", "province"],
+                            basename_template=f"part-{first:012d}-{last:012d}-{{i}}.parquet",
+                            existing_data_behavior="overwrite_or_ignore")
+        temporary = mark_file.with_suffix(".tmp")
+        temporary.write_text(str(last))
+        temporary.replace(mark_file)
+        done = last
+        written += len(rows)
