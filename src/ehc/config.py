@@ -40,6 +40,11 @@ class Settings:
     # Seconds after which a phone redraws its dynamic QR code (``refresh_after``); codes are accepted
     # for 120 s, so anything from 5 to 100 keeps one valid on screen. Short values are for tests.
     qr_refresh_seconds: int = field(default_factory=lambda: max(1, min(100, int(_env("QR_REFRESH_SECONDS", "60")))))
+    # Redis, where every worker process shares rate limits and signed requests' nonces
+    # (e.g. redis://127.0.0.1:6379/0); empty: the embedded fallback, one process (docs/operations.md).
+    redis_url: str = field(default_factory=lambda: _env("REDIS_URL", ""))
+    # Prefix of the platform's Redis keys, so several platforms (or test runs) can share one Redis.
+    redis_prefix: str = field(default_factory=lambda: _env("REDIS_PREFIX", "ehc:"))
 
     def __post_init__(self) -> None:
         if not self.database_url:

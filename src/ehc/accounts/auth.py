@@ -67,7 +67,8 @@ def _machine_actor(request: Request, body: bytes) -> Actor:
     # app's rate limit is applied once the signature is good (strangers cannot drain it) and before
     # the nonce is spent (a refused request leaves nothing behind).
     platform = get_platform(request)
-    return apps_service.admit(platform.db.engine, signed, before_claim=lambda actor: platform.check_rate(actor, None))
+    return apps_service.admit(platform.db.engine, signed, before_claim=lambda actor: platform.check_rate(actor, None),
+                              nonces=platform.nonces)
 
 
 def identify_caller(request: Request, session: Session, body: bytes) -> Actor:
