@@ -56,4 +56,4 @@ def keys_withdraw(key_id: Annotated[str, typer.Argument(help="A retired QR key i
     except KeyStoreError as exc:
         err.print(f"[red]error[/red] {exc}")
         raise typer.Exit(2) from None
-    console.print(f"{key_id} withdrawn; restart the servers, terminals drop it at their next sync")
+    console.print(f"{key_id} withdrawn; every server stops accepting it now, terminals at their next sync")
