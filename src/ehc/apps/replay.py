@@ -21,11 +21,12 @@ captured copy through within its window. Two stores (``Platform`` picks one):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
 
 from ..kit.claims import Claims, SharedClaims, unit_of_work
 from ..kit.shared import Redis
@@ -48,8 +49,9 @@ def claim(connection: Connection, app_id: str, nonce: str, expires_at: datetime,
 
 
 class NonceStore(Protocol):
-    def checking(self, engine: Engine) -> AbstractContextManager[Connection]:
-        """The connection the request's signature is checked on (apps and keys are read there)."""
+    def checking(self, engine: Engine, session: Session | None = None) -> AbstractContextManager[Connection]:
+        """The connection the request's signature is checked on (apps and keys are read there);
+        ``session`` is the request's own, which a store that writes nothing there may read through."""
 
     def claim(self, connection: Connection, app_id: str, nonce: str, expires_at: datetime, now: datetime) -> bool:
         """Claim ``nonce`` for ``app_id`` until ``expires_at``; False when it is already in use."""
@@ -58,15 +60,16 @@ class NonceStore(Protocol):
 class DatabaseNonces:
     """Nonces in ``used_nonces``: the check and the claim in one short transaction, committed on disk."""
 
-    def checking(self, engine: Engine) -> AbstractContextManager[Connection]:
-        return unit_of_work(engine)
+    def checking(self, engine: Engine, session: Session | None = None) -> AbstractContextManager[Connection]:  # noqa: ARG002
+        return unit_of_work(engine)  # the claim must commit whatever becomes of the request's transaction
 
     def claim(self, connection: Connection, app_id: str, nonce: str, expires_at: datetime, now: datetime) -> bool:
         return claim(connection, app_id, nonce, expires_at, now)
 
 
 class SharedNonces:
-    """Nonces in Redis, one store for every worker process; the check only reads the database."""
+    """Nonces in Redis, one store for every worker process; the check only reads the database, through
+    the request's own session when there is one (no second connection, no second transaction)."""
 
     def __init__(self, client: Redis, prefix: str) -> None:
         self._claims = SharedClaims(client, prefix, "nonce")
@@ -77,8 +80,8 @@ class SharedNonces:
         with engine.connect() as connection:
             yield connection
 
-    def checking(self, engine: Engine) -> AbstractContextManager[Connection]:
-        return self._reading(engine)
+    def checking(self, engine: Engine, session: Session | None = None) -> AbstractContextManager[Connection]:
+        return nullcontext(session.connection()) if session is not None else self._reading(engine)
 
     def claim(self, connection: Connection, app_id: str, nonce: str, expires_at: datetime, now: datetime) -> bool:  # noqa: ARG002
         return self._claims.claim(f"{app_id}:{nonce}", int((expires_at - now).total_seconds()) + 1)

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
 
 from ..kit.roles import HOSPITAL_SYSTEM
 from ..crypto import SM2PublicKey
@@ -173,12 +174,13 @@ def _operator_and_channel(headers: Mapping[str, str]) -> tuple[str | None, Chann
 
 
 def admit(engine: Engine, request: SignedRequest, before_claim: Callable[[Actor], None] | None = None,
-          nonces: NonceStore | None = None) -> Actor:
+          nonces: NonceStore | None = None, session: Session | None = None) -> Actor:
     """Authenticate a signed request, its nonce claimed in ``nonces`` (the database's ``used_nonces``
     by default, in a unit of work of its own) before the request's work begins: a request that was
-    let in can never be played again, even if its work then fails."""
+    let in can never be played again, even if its work then fails. ``session``: the request's own,
+    which a store that claims outside the database reads the app and key through."""
     nonces = nonces or _DATABASE_NONCES
-    with nonces.checking(engine) as connection:
+    with nonces.checking(engine, session) as connection:
         return authenticate(connection, request, before_claim=before_claim, nonces=nonces)
 
 
