@@ -212,7 +212,7 @@ class Server:
             [sys.executable, "-m", "uvicorn", "--factory", "ehc.app:app_factory", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "warning", "--no-access-log", "--workers", str(workers)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 180  # workers import the whole platform; slow on a loaded machine
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
