@@ -21,7 +21,8 @@ Arms (interleaved round by round, so machine noise hits each alike; medians over
   (each with its own empty-endpoint reference), started beside the first and idle while another is
   measured.
 
-Profile (cProfile of ``service.verify`` in one process on a quiet machine, 2026-11-26): one
+Profile (``bench/profile_verify.py``; docs/benchmarks.md, issue 12, has the signed call's before and
+after). Earlier (cProfile of ``service.verify`` in one process on a quiet machine, 2026-11-26): one
 verification runs 11 SQL statements (13 before the claim became one statement) and takes 8.1 ms
 of wall time (9.4 ms before): the commit with its fsync ~2.2 ms, chaining the audit event at commit
 (advisory lock, tail, update) ~1.7 ms, the holder's person and identifiers ~2 ms, the card look-up
@@ -109,7 +110,9 @@ def run_load(port: int, requests: list[bytes]) -> dict:
     """One bounded round from a separate process: requests/s, p50 and p99 in ms."""
     spec = json.dumps({"port": port, "connections": CONNECTIONS, "requests": [r.hex() for r in requests]})
     done = subprocess.run([sys.executable, __file__, "--load"], input=spec, capture_output=True, text=True,
-                          timeout=900, check=True)
+                          timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"the load process failed: {done.stderr[-1500:]}")
     stats = json.loads(done.stdout)
     if stats["bad"]:
         raise RuntimeError(f"{stats['bad']} of {len(requests)} answers were not 200, e.g. {stats.get('first_bad')}")
