@@ -63,7 +63,7 @@ def _admin(statement: str) -> None:
 
 
 def _wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 240  # each worker imports the whole platform: slow on a loaded machine
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"ehc serve exited: {log.read_text()[-2000:]}")
