@@ -121,12 +121,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _pg_available() -> bool:
+def _listening(port: int) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
             return True
     except OSError:
         return False
+
+
+def _pg_available() -> bool:
+    return _listening(5432)
 
 
 def prepare(database_url: str, keys_dir: Path, data_dir: Path) -> dict:
@@ -163,11 +167,7 @@ def prepare(database_url: str, keys_dir: Path, data_dir: Path) -> dict:
 
 
 def redis_available() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
-            return True
-    except OSError:
-        return False
+    return _listening(6379)
 
 
 def redis_fsync() -> str:
