@@ -38,6 +38,7 @@ from ehc.qr import codec
 PG_ADMIN_URL = os.environ.get("EHC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("EHC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ANONYMOUS_PER_MINUTE = 20  # bursts of 5
+TIMEOUT = 60.0  # seconds an answer may take: the servers share two cores with everything else
 
 
 @dataclass
@@ -68,7 +69,7 @@ def _wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
         if process.poll() is not None:
             raise RuntimeError(f"ehc serve exited: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+            if httpx.get(url + "/healthz", timeout=10).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -129,13 +130,18 @@ def _from(address: str) -> dict[str, str]:
 
 def test_one_rate_limit_across_every_worker(province):  # noqa: ANN001
     statuses = []
+    started = time.monotonic()
     for i in range(12):  # alternately to A and B, each on a new connection
-        answer = httpx.get(province.servers[i % 2] + "/.well-known/ehc/root-key", headers=_from("10.7.0.1"))
+        answer = httpx.get(province.servers[i % 2] + "/.well-known/ehc/root-key", headers=_from("10.7.0.1"),
+                           timeout=TIMEOUT)
         statuses.append(answer.status_code)
-    # One burst for the caller across three processes: 5 answered, the rest refused. Buckets per
-    # process would have let 5 through each.
-    assert statuses.count(200) == ANONYMOUS_PER_MINUTE // 4 and set(statuses) == {200, 429}, statuses
-    assert statuses[:5] == [200] * 5
+    elapsed = time.monotonic() - started
+    # One burst for the caller across three processes: 5 answered, then one more for every 3 s the
+    # requests took (20 a minute), the rest refused. Buckets per process would have let all 12 through
+    # (5 in each of three processes).
+    allowed = ANONYMOUS_PER_MINUTE // 4 + int(elapsed * ANONYMOUS_PER_MINUTE / 60)
+    assert statuses[:5] == [200] * 5 and set(statuses) == {200, 429}, statuses
+    assert statuses.count(200) <= allowed < 12, (statuses, elapsed)
 
 
 def _signed_ping(his) -> dict[str, str]:  # noqa: ANN001
@@ -146,15 +152,16 @@ def _signed_ping(his) -> dict[str, str]:  # noqa: ANN001
 def test_one_nonce_claim_across_every_worker(province):  # noqa: ANN001
     his = hospital_system(province.platform, province.institution)
     headers = _signed_ping(his)
-    first = httpx.get(province.servers[0] + "/api/v1/apps/ping", headers=headers)
+    first = httpx.get(province.servers[0] + "/api/v1/apps/ping", headers=headers, timeout=TIMEOUT)
     assert first.status_code == 200, first.text
-    again = httpx.get(province.servers[1] + "/api/v1/apps/ping", headers=headers)
+    again = httpx.get(province.servers[1] + "/api/v1/apps/ping", headers=headers, timeout=TIMEOUT)
     assert again.status_code == 401 and again.json()["code"] == "nonce_replayed"
 
     # Twelve copies of one request racing through the three processes: one is let in.
     racing = _signed_ping(his)
     with ThreadPoolExecutor(12) as pool:
-        answers = list(pool.map(lambda i: httpx.get(province.servers[i % 2] + "/api/v1/apps/ping", headers=racing),
+        answers = list(pool.map(lambda i: httpx.get(province.servers[i % 2] + "/api/v1/apps/ping", headers=racing,
+                                                          timeout=TIMEOUT),
                                 range(12)))
     assert sorted(a.status_code for a in answers) == [200] + [401] * 11, [a.text for a in answers]
     with province.platform.db.engine.connect() as connection:  # claimed in Redis, not in the database
@@ -164,14 +171,15 @@ def test_one_nonce_claim_across_every_worker(province):  # noqa: ANN001
 def _register(server: str, sequence: int, phone: str, address: str) -> str:
     person = {"name": "刘洋", "document": {"type": "01", "number": resident_id(born=date(1988, 3, 4), sequence=sequence)},
               "sex": "1", "birth_date": "1988-03-04", "phone": phone}
-    made = httpx.post(server + "/api/v1/cards", json=person, headers=_from(address))
+    made = httpx.post(server + "/api/v1/cards", json=person, headers=_from(address), timeout=TIMEOUT)
     assert made.status_code == 201, made.text
     return made.json()["ehc_id"]
 
 
 def _sign_in(province, server: str, phone: str, address: str) -> dict[str, str]:  # noqa: ANN001
-    assert httpx.post(server + "/api/v1/auth/resident/otp", json={"phone": phone}, headers=_from(address)).status_code == 202
-    answer = httpx.post(server + "/api/v1/auth/resident/token", headers=_from(address),
+    assert httpx.post(server + "/api/v1/auth/resident/otp", json={"phone": phone}, headers=_from(address),
+                      timeout=TIMEOUT).status_code == 202
+    answer = httpx.post(server + "/api/v1/auth/resident/token", headers=_from(address), timeout=TIMEOUT,
                         json={"phone": phone, "code": sms_code(province.platform, phone)})
     assert answer.status_code == 200, answer.text
     return {"Authorization": f"Bearer {answer.json()['access_token']}"}
@@ -199,16 +207,16 @@ def test_a_key_rotation_from_the_cli_is_seen_by_every_worker(province):  # noqa:
     for i in range(8):
         server = province.servers[i % 2]
         for headers, ehc_id in ((holder, before), (newcomer, after[0])):
-            card = httpx.get(server + "/api/v1/me/card", headers=headers)
+            card = httpx.get(server + "/api/v1/me/card", headers=headers, timeout=TIMEOUT)
             assert card.status_code == 200 and card.json()["ehc_id"] == ehc_id, card.text
-            assert httpx.get(server + "/api/v1/me/access-log", headers=headers).status_code == 200
-        code = httpx.post(server + "/api/v1/me/qr/dynamic", headers=holder)
+            assert httpx.get(server + "/api/v1/me/access-log", headers=headers, timeout=TIMEOUT).status_code == 200
+        code = httpx.post(server + "/api/v1/me/qr/dynamic", headers=holder, timeout=TIMEOUT)
         assert code.status_code == 200, code.text
         assert codec.decode(code.json()["text"]).payload.key_id == active["qr"]  # signed with the new QR key
-        scanned = httpx.post(server + "/api/v1/qr/verify", auth=his,
+        scanned = httpx.post(server + "/api/v1/qr/verify", auth=his, timeout=TIMEOUT,
                              json={"code": code.json()["text"], "scene": "0101011", "channel": "0100"})
         assert scanned.status_code == 200 and scanned.json()["ehc_id"] == before, scanned.text
-        lookup = httpx.post(server + "/api/v1/cards/lookup", auth=his, json={"document": {
+        lookup = httpx.post(server + "/api/v1/cards/lookup", auth=his, timeout=TIMEOUT, json={"document": {
             "type": "01", "number": resident_id(born=date(1988, 3, 4), sequence=60 + i % 4)}})
         assert lookup.status_code == 200, lookup.text
 

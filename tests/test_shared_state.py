@@ -59,22 +59,30 @@ def shared_platform(platform: Platform, prefix: str):  # noqa: ANN001
 
 
 def test_one_bucket_across_limiters_sharing_redis(redis_client, prefix):  # noqa: ANN001
-    # Two limiters on one Redis stand for two worker processes: the burst (15 of 60 a minute) is spent
-    # once between them, whichever serves the request.
-    first, second = SharedRateLimiter(redis_client, 60, prefix), SharedRateLimiter(redis_client, 60, prefix)
-    for i in range(15):
-        (first if i % 2 else second).check("app:1")
+    # Two limiters on one Redis stand for two worker processes: the burst (2 of 8 a minute, a token
+    # back every 7.5 s) is spent once between them, whichever serves the request.
+    first, second = SharedRateLimiter(redis_client, 8, prefix), SharedRateLimiter(redis_client, 8, prefix)
+    first.check("app:1")
+    second.check("app:1")
     for limiter in (first, second):
         with pytest.raises(RateLimited) as refused:
             limiter.check("app:1")
-        assert refused.value.status == 429 and refused.value.extra["retry_after"] == 1
+        assert refused.value.status == 429 and 1 <= refused.value.extra["retry_after"] <= 8
     second.check("app:2")  # another caller has its own allowance
-    time.sleep(1.1)  # a second later one more token has come back (Redis's clock)
-    first.check("app:1")
-    with pytest.raises(RateLimited):
-        second.check("app:1")
-    SharedRateLimiter(redis_client, 0, prefix).check("anything")  # 0 means off
     assert all(0 < redis_client.pttl(k) <= 16_000 for k in redis_client.scan_iter(match=prefix + "rl:*"))
+    SharedRateLimiter(redis_client, 0, prefix).check("anything")  # 0 means off
+
+    # Tokens come back with time (Redis's clock): at 60 a minute, one a second.
+    steady = SharedRateLimiter(redis_client, 60, prefix)
+    for _ in range(100):
+        try:
+            steady.check("app:3")
+        except RateLimited:
+            break
+    else:
+        pytest.fail("a burst of 15 let 100 requests through")
+    time.sleep(1.1)
+    steady.check("app:3")
 
 
 def test_racing_workers_never_take_more_than_the_burst(redis_client, prefix):  # noqa: ANN001
@@ -87,8 +95,11 @@ def test_racing_workers_never_take_more_than_the_burst(redis_client, prefix):  #
         except RateLimited:
             return False
 
+    started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
-        assert sum(pool.map(attempt, range(40))) == 10
+        let_in = sum(pool.map(attempt, range(40)))
+    # The burst, plus a token for every 1.5 s the race took on a busy machine; never 4 bursts.
+    assert 10 <= let_in <= 10 + int((time.monotonic() - started) / 1.5), let_in
 
 
 def test_a_dead_redis_lets_requests_through_but_claims_nothing():
