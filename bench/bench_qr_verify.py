@@ -17,10 +17,12 @@ Arms (interleaved round by round, so machine noise hits each alike; medians over
   signature and claims the request nonce), as a HIS calls it;
 - bearer: a window clerk's staff token, the same verification without the request signature;
 - reference: ``GET /api/v1/apps/ping``, anonymous, the server's empty endpoint;
-- bearer with 2 workers: the clerk's arm against a second server of two worker processes (and its
-  own empty-endpoint reference), started beside the first and idle while the other is measured.
+- signed with 2 and 4 workers: the signed arm against servers of two and four worker processes
+  (each with its own empty-endpoint reference), started beside the first and idle while another is
+  measured.
 
-Profile (cProfile of ``service.verify`` in one process on a quiet machine, 2026-11-26): one
+Profile (``bench/profile_verify.py``; docs/benchmarks.md, issue 12, has the signed call's before and
+after). Earlier (cProfile of ``service.verify`` in one process on a quiet machine, 2026-11-26): one
 verification runs 11 SQL statements (13 before the claim became one statement) and takes 8.1 ms
 of wall time (9.4 ms before): the commit with its fsync ~2.2 ms, chaining the audit event at commit
 (advisory lock, tail, update) ~1.7 ms, the holder's person and identifiers ~2 ms, the card look-up
@@ -29,8 +31,11 @@ a request through the in-process test client). The empty endpoint itself serves 
 requests/s on this machine, so the goal of 1,000/s is beyond one Python worker by an order of
 magnitude; more workers and hosts are how it scales (the path keeps no state in the process).
 
-Goal (issue 4): at least 1,000 verifications/s with p99 under 50 ms, on 2 cores, load from a
-separate process. Run alone: ``.venv/bin/python bench/bench_qr_verify.py [--quick]``; or through
+Goal (issue 12): at least 0.5x the same server's empty endpoint in the same run, p99 under 50 ms at
+8 in flight, on 2 cores, load from a separate process (issue 4 asked for 1,000/s). The servers run
+as several workers do, with Redis for the shared state when it answers on 127.0.0.1:6379; the
+signed arm is measured against servers of 1, 2 and 4 workers (the scaling rows), each with its own
+empty-endpoint reference, and every arm reports the server's CPU per request (/proc). Run alone: ``.venv/bin/python bench/bench_qr_verify.py [--quick]``; or through
 ``bench/run.py qr_verify``.
 """
 
@@ -50,14 +55,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_signed import (
     Server,
+    _cpu_seconds,
     _http,
     _pg_available,
     _scratch_pg,
     prepare,
+    redis_available,
+    redis_fsync,
     signed_requests,
 )
 
-GOAL_RATE = 1000.0
+GOAL_RATIO = 0.5  # issue 12: at least half the same server's empty endpoint, in the same run
 GOAL_P99_MS = 50.0
 CONNECTIONS = 8
 CARDS = 200
@@ -102,7 +110,9 @@ def run_load(port: int, requests: list[bytes]) -> dict:
     """One bounded round from a separate process: requests/s, p50 and p99 in ms."""
     spec = json.dumps({"port": port, "connections": CONNECTIONS, "requests": [r.hex() for r in requests]})
     done = subprocess.run([sys.executable, __file__, "--load"], input=spec, capture_output=True, text=True,
-                          timeout=900, check=True)
+                          timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"the load process failed: {done.stderr[-1500:]}")
     stats = json.loads(done.stdout)
     if stats["bad"]:
         raise RuntimeError(f"{stats['bad']} of {len(requests)} answers were not 200, e.g. {stats.get('first_bad')}")
@@ -174,38 +184,44 @@ def bearer_verifications(creds: dict, port: int, codes: list[str]) -> list[bytes
 
 # -- the measurement ------------------------------------------------------------------------------
 
+WORKERS = (1, 2, 4)  # the scaling rows: the same signed arm against servers of 1, 2 and 4 worker processes
+
+
+def _arm(server, requests: list[bytes]) -> dict:
+    """One round against ``server``, with the server's CPU (µs) per request."""
+    cpu = _cpu_seconds(server.process.pid)
+    stats = run_load(server.port, requests)
+    stats["cpu_us"] = 1e6 * (_cpu_seconds(server.process.pid) - cpu) / len(requests)
+    return stats
+
+
 def measure(database_url: str, tmp: Path, rounds: int, count: int) -> dict[str, list[dict]]:
     keys_dir, data_dir = tmp / "keys", tmp / "pg"
     data_dir.mkdir(parents=True, exist_ok=True)
     creds = prepare(database_url, keys_dir, data_dir)
     platform = _platform(database_url, keys_dir, data_dir)
     ehc_ids = add_cards(platform, CARDS)
-    server = Server(database_url, keys_dir, data_dir)
-    # The same platform with two worker processes (as `ehc serve --workers 2` runs it), idle while
-    # the other is measured: how far more processes carry the path on these two cores.
-    pair = Server(database_url, keys_dir, data_dir, workers=2)
-    results: dict[str, list[dict]] = {"signed": [], "bearer": [], "ping": [], "bearer2": [], "ping2": []}
+    redis = redis_available()  # several workers share their state through Redis, as they run in production
+    # One server per worker count, each idle while another is measured.
+    servers = {w: Server(database_url, keys_dir, data_dir, workers=w, redis=redis) for w in WORKERS}
+    results: dict[str, list[dict]] = {"bearer": []} | {f"{arm}{w}": [] for w in WORKERS for arm in ("signed", "ping")}
     try:
-        port, port2 = server.port, pair.port
-        ping = [_http("GET", "/api/v1/apps/ping", port, {})] * count
-        ping2 = [_http("GET", "/api/v1/apps/ping", port2, {})] * count
-        for p, warm in ((port, ping), (port2, ping2)):  # warm up the servers
-            run_load(p, warm[: count // 4])
-            run_load(p, bearer_verifications(creds, p, draw_codes(platform, ehc_ids, count // 4)))
+        for server in servers.values():  # warm up every worker
+            run_load(server.port, [_http("GET", "/api/v1/apps/ping", server.port, {})] * (count // 4))
+            run_load(server.port, bearer_verifications(creds, server.port, draw_codes(platform, ehc_ids, count // 4)))
         for _ in range(rounds):
             # Codes live 120 s: draw them right before each arm, as phones do.
-            results["signed"].append(run_load(port, signed_verifications(
-                creds, port, draw_codes(platform, ehc_ids, count))))
-            results["bearer"].append(run_load(port, bearer_verifications(
-                creds, port, draw_codes(platform, ehc_ids, count))))
-            results["ping"].append(run_load(port, ping))
-            results["bearer2"].append(run_load(port2, bearer_verifications(
-                creds, port2, draw_codes(platform, ehc_ids, count))))
-            results["ping2"].append(run_load(port2, ping2))
+            for w, server in servers.items():
+                results[f"signed{w}"].append(_arm(server, signed_verifications(
+                    creds, server.port, draw_codes(platform, ehc_ids, count))))
+                results[f"ping{w}"].append(_arm(server, [_http("GET", "/api/v1/apps/ping", server.port, {})] * count))
+            results["bearer"].append(_arm(servers[1], bearer_verifications(
+                creds, servers[1].port, draw_codes(platform, ehc_ids, count))))
     finally:
-        server.stop()
-        pair.stop()
+        for server in servers.values():
+            server.stop()
         platform.db.dispose()
+    results["redis"] = redis_fsync() if redis else None
     return results
 
 
@@ -218,49 +234,55 @@ def _spread(rounds: list[dict], key: str, unit: str = "") -> str:
     return f"{min(values):,.0f}-{max(values):,.0f}{unit}"
 
 
-def rows_from(results: dict[str, list[dict]], rounds: int, count: int, load: str) -> list[dict]:
+def rows_from(results: dict, rounds: int, count: int, load: str) -> list[dict]:
+    shared = (f"nonces in Redis ({results['redis']})" if results["redis"] else "no Redis: nonces in the database")
     rows = []
-    for arm, caller, workers in (("signed", "signed hospital-system call", 1), ("bearer", "window clerk's bearer token", 1),
-                                 ("bearer2", "window clerk's bearer token, 2 workers", 2)):
-        ping = results["ping2" if workers == 2 else "ping"]
-        common = (f"uvicorn, {workers} worker{'s' if workers > 1 else ''}, PostgreSQL, on the same 2 cores as the "
-                  f"load; {CONNECTIONS} keep-alive connections from a separate process, closed loop; {rounds} rounds "
-                  f"of {count} verifications a arm, arms interleaved; codes of {CARDS} cards drawn just before "
-                  f"each arm; every answer 200; {load}")
+    arms = [(f"signed{w}", f"signed hospital-system call, {w} worker{'s' if w > 1 else ''}", w) for w in WORKERS]
+    arms.insert(1, ("bearer", "window clerk's bearer token, 1 worker", 1))
+    for arm, caller, workers in arms:
+        ping = results[f"ping{workers}"]
+        common = (f"uvicorn, {workers} worker{'s' if workers > 1 else ''}, PostgreSQL, {shared}, on the same 2 cores "
+                  f"as the load; {CONNECTIONS} keep-alive connections from a separate process, closed loop; {rounds} "
+                  f"rounds of {count} verifications a arm, arms interleaved; codes of {CARDS} cards drawn just "
+                  f"before each arm; every answer 200; {load}")
         got = results[arm]
         rate, p50, p99 = _median(got, "rate"), _median(got, "p50"), _median(got, "p99")
+        ratio = rate / _median(ping, "rate")
         rows.append({
             "figure": f"Online verify-and-record, {caller} (PostgreSQL)",
             "value": round(rate, 1),
             "unit": "verifications/s",
             "reference": "GET /api/v1/apps/ping, anonymous, same server and run",
             "reference_value": round(_median(ping, "rate"), 1),
-            "ratio": round(rate / _median(ping, "rate"), 3),
-            "goal": f">= {GOAL_RATE:,.0f}/s",
-            "met": rate >= GOAL_RATE,
-            "notes": f"p50 {p50:.1f} ms, p99 {p99:.1f} ms; rounds {_spread(got, 'rate', '/s')}; {common}",
+            "ratio": round(ratio, 3),
+            "goal": f">= {GOAL_RATIO}x",
+            "met": ratio >= GOAL_RATIO,
+            "notes": f"p50 {p50:.1f} ms, p99 {p99:.1f} ms; server CPU {_median(got, 'cpu_us'):,.0f} µs a verification "
+                     f"(ping {_median(ping, 'cpu_us'):,.0f} µs; PostgreSQL's own not counted); rounds "
+                     f"{_spread(got, 'rate', '/s')}; {common}",
         })
-        rows.append({
-            "figure": f"Online verify-and-record p99 latency, {caller} (PostgreSQL)",
-            "value": round(p99, 1),
-            "unit": "ms",
-            "reference": "p99 of GET /api/v1/apps/ping, same server and run",
-            "reference_value": round(_median(ping, "p99"), 1),
-            "ratio": round(p99 / _median(ping, "p99"), 3),
-            "goal": f"< {GOAL_P99_MS:.0f} ms",
-            "met": p99 < GOAL_P99_MS,
-            "notes": f"p50 {p50:.1f} ms (ping p50 {_median(ping, 'p50'):.1f} ms); rounds "
-                     f"{_spread(got, 'p99', ' ms')}; {CONNECTIONS} requests in flight at all times, so "
-                     f"latency = {CONNECTIONS} / throughput plus queueing",
-        })
+        if workers == 1:
+            rows.append({
+                "figure": f"Online verify-and-record p99 latency, {caller} (PostgreSQL)",
+                "value": round(p99, 1),
+                "unit": "ms",
+                "reference": "p99 of GET /api/v1/apps/ping, same server and run",
+                "reference_value": round(_median(ping, "p99"), 1),
+                "ratio": round(p99 / _median(ping, "p99"), 3),
+                "goal": f"< {GOAL_P99_MS:.0f} ms",
+                "met": p99 < GOAL_P99_MS,
+                "notes": f"p50 {p50:.1f} ms (ping p50 {_median(ping, 'p50'):.1f} ms); rounds "
+                         f"{_spread(got, 'p99', ' ms')}; {CONNECTIONS} requests in flight at all times, so "
+                         f"latency = {CONNECTIONS} / throughput plus queueing",
+            })
     return rows
 
 
 def main(quick: bool = False) -> list[dict]:
     if not _pg_available():
         raise RuntimeError("PostgreSQL does not answer on 127.0.0.1:5432: this figure is defined on PostgreSQL")
-    rounds = 2 if quick else 5
-    count = 400 if quick else 1500
+    rounds = 3 if quick else 5
+    count = 600 if quick else 1500
     before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp_name:
         url, drop = _scratch_pg()

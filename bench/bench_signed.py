@@ -16,7 +16,9 @@ Pairs measured (arms interleaved round by round, so machine noise hits both alik
 - ``POST /api/v1/cards/lookup`` signed vs a staff bearer token: a real window call (blind index,
   master-index query, unsealing and masking the holder) under the two ways of being let in.
 
-Goal: signed >= 0.7x of unsigned (the issue's figure). Run alone:
+Goal: signed >= 0.8x of unsigned (issue 12). The nonce is claimed in the database (SQLite, PostgreSQL:
+one ``INSERT ... ON CONFLICT`` committed to disk) or, as several workers run, in Redis (PostgreSQL +
+Redis: ``SET NX EX`` with ``appendfsync always``). Run alone:
 ``.venv/bin/python bench/bench_signed.py [--quick]``; or through ``bench/run.py signed``.
 """
 
@@ -33,9 +35,10 @@ import tempfile
 import time
 from pathlib import Path
 
-GOAL_RATIO = 0.7
+GOAL_RATIO = 0.8  # issue 12 (issue 4 asked for 0.7)
 CONNECTIONS = 8
 PG_ADMIN_URL = os.environ.get("EHC_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("EHC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 DOCUMENT = "11010519491231002X"
 
 
@@ -118,12 +121,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _pg_available() -> bool:
+def _listening(port: int) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
             return True
     except OSError:
         return False
+
+
+def _pg_available() -> bool:
+    return _listening(5432)
 
 
 def prepare(database_url: str, keys_dir: Path, data_dir: Path) -> dict:
@@ -159,18 +166,53 @@ def prepare(database_url: str, keys_dir: Path, data_dir: Path) -> dict:
     return creds
 
 
+def redis_available() -> bool:
+    return _listening(6379)
+
+
+def redis_fsync() -> str:
+    """How the Redis under test syncs its append-only file (``always`` is the crash-safe setting)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        config = client.config_get("append*")
+        return f"appendonly {config.get('appendonly')}, appendfsync {config.get('appendfsync')}"
+    finally:
+        client.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a server: its process and its worker processes (from /proc)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 class Server:
-    def __init__(self, database_url: str, keys_dir: Path, data_dir: Path, workers: int = 1) -> None:
+    def __init__(self, database_url: str, keys_dir: Path, data_dir: Path, workers: int = 1,
+                 redis: bool = False) -> None:
         self.port = _free_port()
         env = {**os.environ, "EHC_DATABASE_URL": database_url, "EHC_KEYS_DIR": str(keys_dir),
                "EHC_DATA_DIR": str(data_dir), "EHC_LOG_JSON": "1",
                # Rate limits off: the figure is the request path itself, not a quota.
                "EHC_RATE_LIMIT_APP": "0", "EHC_RATE_LIMIT_IDENTITY": "0", "EHC_RATE_LIMIT_ANONYMOUS": "0"}
+        env.pop("EHC_REDIS_URL", None)
+        if redis:  # the shared state of several workers: nonces claimed in Redis, not the database
+            env.update(EHC_REDIS_URL=REDIS_URL, EHC_REDIS_PREFIX=f"ehc-bench-{os.getpid()}-{self.port}:")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "ehc.app:app_factory", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "warning", "--no-access-log", "--workers", str(workers)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 180  # workers import the whole platform; slow on a loaded machine
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
@@ -211,11 +253,11 @@ def _spread(values: list[float]) -> str:
     return f"{len(values)} rounds, {min(values):,.0f}-{max(values):,.0f}"
 
 
-def measure(database: str, database_url: str, tmp: Path, rounds: int, count: int) -> list[dict]:
-    keys_dir, data_dir = tmp / "keys", tmp / database
+def measure(database: str, database_url: str, tmp: Path, rounds: int, count: int, redis: bool = False) -> list[dict]:
+    keys_dir, data_dir = tmp / "keys", tmp / f"{database}{'-redis' if redis else ''}"
     data_dir.mkdir(parents=True, exist_ok=True)
     creds = prepare(database_url, keys_dir, data_dir)
-    server = Server(database_url, keys_dir, data_dir)
+    server = Server(database_url, keys_dir, data_dir, redis=redis)
     try:
         port = server.port
         lookup_body = json.dumps({"document": {"type": "01", "number": DOCUMENT}}).encode()
@@ -223,22 +265,31 @@ def measure(database: str, database_url: str, tmp: Path, rounds: int, count: int
         lookup_bearer = [_http("POST", "/api/v1/cards/lookup", port, {"Authorization": f"Bearer {creds['token']}"},
                                lookup_body)] * count
         run_load(port, ping_anonymous[: count // 4])  # warm up the server
-        results: dict[str, list[float]] = {k: [] for k in ("ping-signed", "ping-anon", "lookup-signed", "lookup-bearer")}
+        arms = ("ping-signed", "ping-anon", "lookup-signed", "lookup-bearer")
+        results: dict[str, list[float]] = {k: [] for k in arms}
+        cpu: dict[str, list[float]] = {k: [] for k in arms}  # the server's CPU per request, µs
+
+        def arm(name: str, requests: list[bytes]) -> None:
+            before = _cpu_seconds(server.process.pid)
+            results[name].append(run_load(port, requests)[0])
+            cpu[name].append(1e6 * (_cpu_seconds(server.process.pid) - before) / len(requests))
+
         for _ in range(rounds):
             # Fresh signatures every round: timestamps stay inside the window, nonces are never reused.
             ping_signed = signed_requests(creds, "GET", "/api/v1/apps/ping", port, b"", count)
             lookup_signed = signed_requests(creds, "POST", "/api/v1/cards/lookup", port, lookup_body, count)
-            results["ping-anon"].append(run_load(port, ping_anonymous)[0])
-            results["ping-signed"].append(run_load(port, ping_signed)[0])
-            results["lookup-bearer"].append(run_load(port, lookup_bearer)[0])
-            results["lookup-signed"].append(run_load(port, lookup_signed)[0])
+            arm("ping-anon", ping_anonymous)
+            arm("ping-signed", ping_signed)
+            arm("lookup-bearer", lookup_bearer)
+            arm("lookup-signed", lookup_signed)
     finally:
         server.stop()
 
-    label = "SQLite" if database == "sqlite" else "PostgreSQL"
+    label = ("SQLite" if database == "sqlite" else "PostgreSQL") + (" + Redis" if redis else "")
+    claim = (f"the nonce claimed in Redis (SET NX EX; {redis_fsync()})" if redis else
+             "the nonce claimed in the database, its commit waiting for the disk")
     common = (f"uvicorn, 1 worker, {label}; {CONNECTIONS} keep-alive connections from a separate process, "
-              f"{count} requests a round, arms interleaved; the nonce claim commits without waiting for "
-              f"the disk (apps/replay.py)")
+              f"{count} requests a round, arms interleaved; {claim} (apps/replay.py)")
     rows = []
     for endpoint, signed, plain, plain_label, what in (
         ("GET /api/v1/apps/ping", "ping-signed", "ping-anon", "same endpoint, anonymous",
@@ -258,6 +309,10 @@ def measure(database: str, database_url: str, tmp: Path, rounds: int, count: int
             "goal": f">= {GOAL_RATIO}x",
             "met": ratio >= GOAL_RATIO,
             "notes": f"{what}; signing adds {1000 / value - 1000 / reference:.2f} ms of server time a request; "
+                     f"server CPU a request {statistics.median(cpu[signed]):,.0f} µs signed, "
+                     f"{statistics.median(cpu[plain]):,.0f} µs unsigned (ratio "
+                     f"{statistics.median(cpu[plain]) / statistics.median(cpu[signed]):.2f}x; PostgreSQL's and "
+                     f"Redis's own not counted); "
                      f"{common}; signed {_spread(results[signed])}; unsigned {_spread(results[plain])}",
         })
     return rows
@@ -276,6 +331,12 @@ def main(quick: bool = False) -> list[dict]:
                 rows += measure("postgresql", url, tmp, rounds, count)
             finally:
                 drop()
+            if redis_available():  # how several workers run: nonces in Redis
+                url, drop = _scratch_pg()
+                try:
+                    rows += measure("postgresql", url, tmp, rounds, count, redis=True)
+                finally:
+                    drop()
     return rows
 
 

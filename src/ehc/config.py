@@ -44,6 +44,11 @@ class Settings:
     # and the smallest count the console publishes (smaller ones are shown as "<5").
     stats_refresh_seconds: int = field(default_factory=lambda: int(_env("STATS_REFRESH_SECONDS", "300")))
     stats_threshold: int = field(default_factory=lambda: max(2, int(_env("STATS_THRESHOLD", "5"))))
+    # Redis, where every worker process shares rate limits and signed requests' nonces
+    # (e.g. redis://127.0.0.1:6379/0); empty: the embedded fallback, one process (docs/operations.md).
+    redis_url: str = field(default_factory=lambda: _env("REDIS_URL", ""))
+    # Prefix of the platform's Redis keys, so several platforms (or test runs) can share one Redis.
+    redis_prefix: str = field(default_factory=lambda: _env("REDIS_PREFIX", "ehc:"))
 
     def __post_init__(self) -> None:
         if not self.database_url:

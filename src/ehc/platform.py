@@ -1,15 +1,25 @@
-"""The running platform: settings, database and keys, built once per process (app, CLI, tests)."""
+"""The running platform: settings, database and keys, built once per process (app, CLI, tests).
+
+With ``EHC_REDIS_URL`` the rate limits and the replay store of signed requests' nonces are shared by
+every process through Redis (``kit.shared``); without it, the embedded fallback: limits in this
+process, nonces in the database.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
+from .apps import service as apps
 from .config import Settings, get_settings
 from .crypto import KeyStore
 from .db import Database
+from .kit import shared
 from .kit.context import Actor, Ctx, Vault
-from .kit.ratelimit import RateLimiter
+from .kit.ratelimit import RateLimiter, SharedRateLimiter
 from .wiring import register_hooks
+
+log = logging.getLogger("ehc.platform")
 
 
 @dataclass
@@ -18,15 +28,32 @@ class Platform:
     db: Database
     keys: KeyStore
     vault: Vault
-    limiters: dict[str, RateLimiter] = field(init=False)
+    limiters: dict[str, RateLimiter | SharedRateLimiter] = field(init=False)
+    redis: shared.Redis | None = field(init=False, default=None)
+    nonces: apps.NonceStore = field(init=False)
 
     def __post_init__(self) -> None:
         register_hooks()
-        self.limiters = {
-            "machine": RateLimiter(self.settings.rate_limit_app),
-            "anonymous": RateLimiter(self.settings.rate_limit_anonymous),
-            "identity": RateLimiter(self.settings.rate_limit_identity),
-        }
+        limits = {"machine": self.settings.rate_limit_app, "anonymous": self.settings.rate_limit_anonymous,
+                  "identity": self.settings.rate_limit_identity}
+        if self.settings.redis_url:
+            try:
+                self.redis = shared.connect(self.settings.redis_url)
+            except shared.RedisError as exc:
+                raise SystemExit(f"Redis at EHC_REDIS_URL does not answer ({exc}); start it, or unset "
+                                 "EHC_REDIS_URL to run one process on the embedded fallback.") from None
+            weak = shared.durability(self.redis)
+            if weak is not None:
+                if self.settings.environment == "production":
+                    raise SystemExit(f"{weak}. Run it with `appendonly yes` and `appendfsync always` "
+                                     "(docs/operations.md).")
+                log.warning("replay store not crash-safe: %s", weak)
+            prefix = self.settings.redis_prefix
+            self.limiters = {kind: SharedRateLimiter(self.redis, limit, prefix) for kind, limit in limits.items()}
+            self.nonces = apps.SharedNonces(self.redis, prefix)
+        else:
+            self.limiters = {kind: RateLimiter(limit) for kind, limit in limits.items()}
+            self.nonces = apps.DatabaseNonces()
 
     def check_rate(self, actor: Actor, address: str | None) -> None:
         """One request's worth of the caller's allowance: per app, per person, or per address."""

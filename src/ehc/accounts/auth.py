@@ -54,7 +54,7 @@ def clear_resident_cookie(response: Response) -> None:
     response.delete_cookie(RESIDENT_COOKIE, path="/", httponly=True, samesite="lax")
 
 
-def _machine_actor(request: Request, body: bytes) -> Actor:
+def _machine_actor(request: Request, session: Session, body: bytes) -> Actor:
     raw_path = request.scope.get("raw_path")
     signed = apps_service.SignedRequest(
         method=request.method,
@@ -67,7 +67,8 @@ def _machine_actor(request: Request, body: bytes) -> Actor:
     # app's rate limit is applied once the signature is good (strangers cannot drain it) and before
     # the nonce is spent (a refused request leaves nothing behind).
     platform = get_platform(request)
-    return apps_service.admit(platform.db.engine, signed, before_claim=lambda actor: platform.check_rate(actor, None))
+    return apps_service.admit(platform.db.engine, signed, before_claim=lambda actor: platform.check_rate(actor, None),
+                              nonces=platform.nonces, session=session)
 
 
 def identify_caller(request: Request, session: Session, body: bytes) -> Actor:
@@ -81,7 +82,7 @@ def identify_caller(request: Request, session: Session, body: bytes) -> Actor:
 
 def _identify(request: Request, session: Session, body: bytes) -> Actor:
     if apps_service.is_signed(request.headers):
-        return _machine_actor(request, body)
+        return _machine_actor(request, session, body)
     token = _bearer(request)
     if token is None:
         return Actor.anonymous(Channel.WEBSITE)

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
 
 from ..kit.roles import HOSPITAL_SYSTEM
 from ..crypto import SM2PublicKey
@@ -25,12 +26,17 @@ from ..kit.clock import utcnow
 from ..kit.codes import Channel
 from ..kit.context import Actor, Ctx
 from ..kit.errors import Conflict, Invalid, NotFound, Problem, Unauthorized, field_error
-from . import replay, repository, signing
+from . import repository, signing
 from .models import AppKey, InstitutionApp, KeyStatus
 
 # The canonical request and its SM2 signature (``signing.py``), which the caller identification and
 # ``ehc.client`` use: re-exported here, the domain's public face.
 from .signing import HEADER_CHANNEL, HEADER_OPERATOR, is_signed, sign
+
+# Where signed requests' nonces are claimed (``replay.py``): Redis for every worker, or the database.
+from .replay import DatabaseNonces, NonceStore, SharedNonces
+
+_DATABASE_NONCES = DatabaseNonces()
 
 MAX_ACTIVE_KEYS = 5  # enough to rotate (old and new side by side) with room for a staged spare
 
@@ -167,15 +173,19 @@ def _operator_and_channel(headers: Mapping[str, str]) -> tuple[str | None, Chann
     return operator, channel
 
 
-def admit(engine: Engine, request: SignedRequest, before_claim: Callable[[Actor], None] | None = None) -> Actor:
-    """Authenticate a signed request in a unit of work of its own, committed before the request's
-    work begins: a request that was let in can never be played again, even if its work then fails."""
-    with replay.unit_of_work(engine) as connection:
-        return authenticate(connection, request, before_claim=before_claim)
+def admit(engine: Engine, request: SignedRequest, before_claim: Callable[[Actor], None] | None = None,
+          nonces: NonceStore | None = None, session: Session | None = None) -> Actor:
+    """Authenticate a signed request, its nonce claimed in ``nonces`` (the database's ``used_nonces``
+    by default, in a unit of work of its own) before the request's work begins: a request that was
+    let in can never be played again, even if its work then fails. ``session``: the request's own,
+    which a store that claims outside the database reads the app and key through."""
+    nonces = nonces or _DATABASE_NONCES
+    with nonces.checking(engine, session) as connection:
+        return authenticate(connection, request, before_claim=before_claim, nonces=nonces)
 
 
 def authenticate(connection: Connection, request: SignedRequest, now: datetime | None = None, *,
-                 before_claim: Callable[[Actor], None] | None = None) -> Actor:
+                 before_claim: Callable[[Actor], None] | None = None, nonces: NonceStore | None = None) -> Actor:
     """The machine actor behind a signed request, or a :class:`Problem` saying what is wrong.
 
     ``before_claim`` may still refuse a correctly signed request (the app's rate limit) before its
@@ -220,7 +230,7 @@ def authenticate(connection: Connection, request: SignedRequest, now: datetime |
     if before_claim is not None:
         before_claim(actor)
     expires_at = datetime.fromtimestamp(signed.unix_time, now.tzinfo) + timedelta(seconds=signing.MAX_SKEW_SECONDS + 1)
-    if not replay.claim(connection, signed.app_id, signed.nonce, expires_at, now):
+    if not (nonces or _DATABASE_NONCES).claim(connection, signed.app_id, signed.nonce, expires_at, now):
         raise _reject("nonce_replayed", f"Nonce {signed.nonce} was already used by this app; every request "
                       "needs a fresh one.")
     return actor

@@ -73,9 +73,9 @@ def keys_withdraw(key_id: Annotated[str, typer.Argument(help="A retired QR or se
         err.print(f"[red]error[/red] {exc}")
         raise typer.Exit(2) from None
     if kind == "sealing":
-        console.print(f"{key_id} withdrawn; restart the servers so they drop it too")
+        console.print(f"{key_id} withdrawn; every server stops opening anything with it now")
     else:
-        console.print(f"{key_id} withdrawn; restart the servers, terminals drop it at their next sync")
+        console.print(f"{key_id} withdrawn; every server stops accepting it now, terminals at their next sync")
 
 
 @app.command("reseal")

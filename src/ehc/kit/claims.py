@@ -11,8 +11,12 @@ Claims expire: every table has an expiry column, and each process drops the expi
 once per ``purge_every`` (:meth:`Claims.purge_due`: one indexed DELETE, in the caller's transaction).
 Users: the nonces of signed requests (``apps.replay``) and the used dynamic QR codes (``qr.service``).
 
-:func:`unit_of_work` is the short transaction of its own, with a commit that does not wait for the
-disk, that a claim made before the request's own work runs in (see ``apps.replay`` for why).
+:func:`unit_of_work` is the short transaction of its own that a claim made before the request's own
+work runs in (see ``apps.replay`` for why); its commit waits for the disk, so a claim the caller
+was told about survives a crash.
+
+:class:`SharedClaims` is the same "once" in Redis (``SET NX EX``), for keys every worker process
+claims and that matter only for a while (signed requests' nonces, ``kit.shared``).
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, bindparam, delete, text
+from sqlalchemy import Table, bindparam, delete
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import dialect
+from .shared import Redis, RedisError, SharedStateUnavailable
 
 
 class Claims:
@@ -82,26 +87,29 @@ class Claims:
         self.purge(bind, now)
 
 
-_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
+class SharedClaims:
+    """Keys claimed once in Redis, each for ``ttl`` seconds (keys ``<prefix><name>:<key>``).
+
+    ``SET key 1 NX EX ttl`` is one command Redis runs alone: of any number of processes claiming the
+    same key, exactly one is told it succeeded. The claim is as durable as Redis's append-only file
+    (``kit.shared.durability``: ``appendfsync always`` writes it to disk before Redis answers). When
+    Redis does not answer, nothing can be claimed: :class:`SharedStateUnavailable` (503)."""
+
+    def __init__(self, client: Redis, prefix: str, name: str) -> None:
+        self._client = client
+        self._prefix = f"{prefix}{name}:"
+
+    def claim(self, key: str, ttl: int) -> bool:
+        try:
+            return bool(self._client.set(self._prefix + key, b"1", nx=True, ex=max(1, int(ttl))))
+        except RedisError as exc:
+            raise SharedStateUnavailable("The replay store did not answer; try again shortly.") from exc
 
 
 @contextmanager
 def unit_of_work(engine: Engine) -> Iterator[Connection]:
-    """A short transaction on a connection of its own whose commit does not wait for the disk;
-    rolled back if the block raises (PostgreSQL ``synchronous_commit = off`` for the transaction,
-    SQLite ``synchronous = NORMAL`` for its commit). For a claim that must stand before, and whatever
-    becomes of, the request's own transaction."""
-    sqlite = dialect.is_sqlite(engine)
-    with engine.connect() as connection:
-        raw = connection.connection.driver_connection if sqlite else None
-        if raw is not None:  # SQLite allows changing this only outside a transaction
-            previous = raw.execute("PRAGMA synchronous").fetchone()[0]
-            raw.execute("PRAGMA synchronous = NORMAL")
-        try:
-            with connection.begin():  # commits at the end of the block, rolls back on an exception
-                yield connection
-                if dialect.is_postgresql(engine):
-                    connection.execute(_ASYNC_COMMIT)
-        finally:
-            if raw is not None:
-                raw.execute(f"PRAGMA synchronous = {int(previous)}")
+    """A short transaction on a connection of its own, committed (and on disk) at the end of the block,
+    rolled back if the block raises. For a claim that must stand before, and whatever becomes of, the
+    request's own transaction."""
+    with engine.connect() as connection, connection.begin():
+        yield connection

@@ -1,9 +1,18 @@
 """Rate limits: a token bucket per caller (a hospital app, a signed-in person, an anonymous address).
 
-Buckets live in the serving process: cheap enough to check on every request, and with N worker
-processes a caller gets at most N times the limit, which is what a per-worker limit is meant to cap
-(a runaway integration or a scripted sign-in), not a precise quota. The limit and the burst are
-settings; 0 turns a limit off (benchmarks do that to measure the request path alone).
+A caller may spend a quarter of a minute's allowance at once (a burst), then the steady rate. Two
+stores, one behaviour:
+
+- :class:`SharedRateLimiter`, with ``EHC_REDIS_URL``: one bucket per caller for every worker process
+  and host, kept in Redis as its "theoretical arrival time" (GCRA, the token bucket's equivalent in
+  one number), checked and spent by one Lua script, so racing workers cannot both take the last
+  token. Redis's clock decides, so the hosts' clocks need not agree. If Redis stops answering, the
+  request goes through and the failure is logged: a limit caps a runaway integration or a scripted
+  sign-in, it is not worth refusing every caller for.
+- :class:`RateLimiter`, the embedded fallback: buckets in the serving process, which is why
+  ``ehc serve`` runs one worker without Redis (with N processes a caller would get N times the limit).
+
+The limit is a setting; 0 turns it off (benchmarks do that to measure the request path alone).
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import time
 from dataclasses import dataclass
 
 from .errors import TooManyRequests
+from .shared import Redis, RedisError, Throttled
 
 MAX_BUCKETS = 100_000  # forget idle callers beyond this, so memory stays bounded
 
@@ -25,6 +35,11 @@ class RateLimited(TooManyRequests):
 class _Bucket:
     tokens: float
     stamp: float
+
+
+def _refuse(per_minute: int, retry_after: int) -> RateLimited:
+    return RateLimited(f"Too many requests; at most {per_minute} a minute. Retry in {retry_after} s.",
+                       retry_after=retry_after)
 
 
 class RateLimiter:
@@ -53,7 +68,47 @@ class RateLimiter:
                 bucket.tokens -= 1
                 return
             retry_after = max(1, int((1 - bucket.tokens) / self._rate + 0.999))
-        raise RateLimited(
-            f"Too many requests; at most {self.per_minute} a minute. Retry in {retry_after} s.",
-            retry_after=retry_after,
-        )
+        raise _refuse(self.per_minute, retry_after)
+
+
+# GCRA: KEYS[1] holds the moment (µs, Redis's clock) at which the bucket would be full again. A request
+# is let in when that moment, pushed one interval later, is at most a burst ahead of now; the answer is
+# 0, or the µs to wait. The key expires when the bucket is full anyway, so idle callers cost nothing.
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat == nil or tat < now then tat = now end
+local new = tat + interval
+local over = new - now - burst
+if over > 0 then return math.ceil(over) end
+redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000) + 1)
+return 0
+"""
+
+_redis_down = Throttled()
+
+
+class SharedRateLimiter:
+    """The same bucket as :class:`RateLimiter`, one for every process, in Redis (keys ``<prefix>rl:<key>``)."""
+
+    def __init__(self, client: Redis, per_minute: int, prefix: str) -> None:
+        self.per_minute = per_minute
+        self._interval = 60_000_000 // per_minute if per_minute > 0 else 0  # µs per token
+        self._burst = int(max(1.0, per_minute / 4) * self._interval)
+        self._prefix = prefix + "rl:"
+        self._script = client.register_script(_GCRA)
+
+    def check(self, key: str, *, now: float | None = None) -> None:  # noqa: ARG002 (Redis's clock decides)
+        """Spend one token for ``key`` or raise ``RateLimited`` saying when to retry."""
+        if self.per_minute <= 0:
+            return
+        try:
+            wait = int(self._script(keys=[self._prefix + key], args=[self._interval, self._burst]))
+        except RedisError as exc:
+            _redis_down.warn("rate limit not applied, Redis did not answer: %s", exc)
+            return
+        if wait > 0:
+            raise _refuse(self.per_minute, max(1, -(-wait // 1_000_000)))

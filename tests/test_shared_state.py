@@ -1,0 +1,182 @@
+"""State every worker process shares through Redis: rate limits and signed requests' nonces, and the
+embedded fallback (limits in the process, nonces in the database) when ``EHC_REDIS_URL`` is unset.
+
+These run in one process against the Redis on 127.0.0.1:6379 (``.ci/run`` starts it), each test under
+a prefix of its own; tests/test_many_workers.py runs several real server processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+
+import pytest
+import redis
+from factories import hospital_system
+from fastapi.testclient import TestClient
+from residents import resident_id
+from typer.testing import CliRunner
+
+from ehc.apps import signing
+from ehc.app import create_app
+from ehc.cli import app as cli_app
+from ehc.config import Settings
+from ehc.kit.claims import SharedClaims
+from ehc.kit.ratelimit import RateLimited, RateLimiter, SharedRateLimiter
+from ehc.kit.shared import SharedStateUnavailable, durability
+from ehc.platform import Platform
+
+REDIS_URL = os.environ.get("EHC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_client():
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def prefix(redis_client):  # noqa: ANN001
+    """A key prefix of this test's own; its keys are removed afterwards."""
+    value = f"ehc-test-{secrets.token_hex(4)}:"
+    yield value
+    keys = list(redis_client.scan_iter(match=value + "*"))
+    if keys:
+        redis_client.delete(*keys)
+
+
+@pytest.fixture
+def shared_platform(platform: Platform, prefix: str):  # noqa: ANN001
+    """The test's platform (its database emptied), built again with Redis for its shared state."""
+    settings = dataclasses.replace(platform.settings, redis_url=REDIS_URL, redis_prefix=prefix,
+                                   rate_limit_identity=8, rate_limit_anonymous=8)
+    return Platform(settings=settings, db=platform.db, keys=platform.keys, vault=platform.vault)
+
+
+def test_one_bucket_across_limiters_sharing_redis(redis_client, prefix):  # noqa: ANN001
+    # Two limiters on one Redis stand for two worker processes: the burst (2 of 8 a minute, a token
+    # back every 7.5 s) is spent once between them, whichever serves the request.
+    first, second = SharedRateLimiter(redis_client, 8, prefix), SharedRateLimiter(redis_client, 8, prefix)
+    first.check("app:1")
+    second.check("app:1")
+    for limiter in (first, second):
+        with pytest.raises(RateLimited) as refused:
+            limiter.check("app:1")
+        assert refused.value.status == 429 and 1 <= refused.value.extra["retry_after"] <= 8
+    second.check("app:2")  # another caller has its own allowance
+    assert all(0 < redis_client.pttl(k) <= 16_000 for k in redis_client.scan_iter(match=prefix + "rl:*"))
+    SharedRateLimiter(redis_client, 0, prefix).check("anything")  # 0 means off
+
+    # Tokens come back with time (Redis's clock): at 60 a minute, one a second.
+    steady = SharedRateLimiter(redis_client, 60, prefix)
+    for _ in range(100):
+        try:
+            steady.check("app:3")
+        except RateLimited:
+            break
+    else:
+        pytest.fail("a burst of 15 let 100 requests through")
+    time.sleep(1.1)
+    steady.check("app:3")
+
+
+def test_racing_workers_never_take_more_than_the_burst(redis_client, prefix):  # noqa: ANN001
+    limiters = [SharedRateLimiter(redis.Redis.from_url(REDIS_URL), 40, prefix) for _ in range(4)]  # bursts of 10
+
+    def attempt(i: int) -> bool:
+        try:
+            limiters[i % 4].check("ip:10.0.0.1")
+            return True
+        except RateLimited:
+            return False
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        let_in = sum(pool.map(attempt, range(40)))
+    # The burst, plus a token for every 1.5 s the race took on a busy machine; never 4 bursts.
+    assert 10 <= let_in <= 10 + int((time.monotonic() - started) / 1.5), let_in
+
+
+def test_a_dead_redis_lets_requests_through_but_claims_nothing():
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
+    SharedRateLimiter(dead, 1, "x:").check("app:1")  # the limit caps runaways; it does not stop the platform
+    with pytest.raises(SharedStateUnavailable) as refused:
+        SharedClaims(dead, "x:", "nonce").claim("app:n", 300)
+    assert refused.value.status == 503 and refused.value.code == "shared_state_unavailable"
+
+
+def test_shared_claims_are_claimed_once_and_expire(redis_client, prefix):  # noqa: ANN001
+    claims = SharedClaims(redis_client, prefix, "nonce")
+    assert claims.claim("app:abc", 2) is True
+    assert claims.claim("app:abc", 2) is False
+    assert SharedClaims(redis_client, prefix, "nonce").claim("app2:abc", 2) is True  # another key
+    assert 0 < redis_client.ttl(prefix + "nonce:app:abc") <= 2
+    time.sleep(2.2)
+    assert claims.claim("app:abc", 2) is True
+
+
+def test_durability_is_what_redis_is_configured_for(redis_client):  # noqa: ANN001
+    # .ci/run runs Redis with appendonly yes and appendfsync always: a claim it acknowledged is on disk.
+    config = redis_client.config_get("append*")
+    durable = (config["appendonly"], config["appendfsync"]) == ("yes", "always")
+    assert (durability(redis_client) is None) is durable
+
+
+def _signed(creds, method: str, path: str, body: bytes = b"", nonce: str | None = None) -> dict:  # noqa: ANN001
+    headers = signing.sign(creds.private_key, method=method, path=path, query="", body=body, app_id=creds.app_id,
+                           key_id=creds.key_id, nonce=nonce)
+    return {**headers, "Content-Type": "application/json"} if body else headers
+
+
+def test_signed_requests_claim_their_nonce_in_redis_not_the_database(shared_platform, prefix, redis_client,  # noqa: ANN001
+                                                                      institution):
+    his = hospital_system(shared_platform, institution)
+    body = json.dumps({"name": "李小红", "document": {"type": "01", "number": resident_id(
+        born=date(1979, 2, 3), sequence=77, male=False)}, "sex": "2", "birth_date": "1979-02-03"}).encode()
+    headers = _signed(his, "POST", "/api/v1/cards", body)
+    with TestClient(create_app(shared_platform), raise_server_exceptions=False) as client:
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: client.post("/api/v1/cards", content=body, headers=headers), range(6)))
+        assert sorted(a.status_code for a in answers) == [201] + [401] * 5, [a.text for a in answers]
+        assert {a.json()["code"] for a in answers if a.status_code == 401} == {"nonce_replayed"}
+    nonce = headers[signing.HEADER_NONCE]
+    assert redis_client.exists(f"{prefix}nonce:{his.app_id}:{nonce}")
+    assert 290 < redis_client.ttl(f"{prefix}nonce:{his.app_id}:{nonce}") <= 602
+    with shared_platform.db.engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT COUNT(*) FROM app_nonces").scalar_one() == 0
+
+
+def test_the_api_limits_through_redis(shared_platform):  # noqa: ANN001
+    with TestClient(create_app(shared_platform), raise_server_exceptions=False) as client:
+        codes = [client.get("/api/v1/cards/" + "A" * 64).status_code for _ in range(3)]  # bursts of 2
+    assert codes[-1] == 429
+
+
+def test_without_redis_the_embedded_fallback(platform):  # noqa: ANN001
+    assert platform.redis is None and isinstance(platform.limiters["machine"], RateLimiter)
+    assert type(platform.nonces).__name__ == "DatabaseNonces"
+
+
+def test_several_workers_need_redis(monkeypatch, tmp_path):  # noqa: ANN001
+    monkeypatch.setenv("EHC_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/none")
+    monkeypatch.delenv("EHC_REDIS_URL", raising=False)
+    monkeypatch.setattr("ehc.cli.server.get_settings", lambda: Settings(data_dir=tmp_path))
+    refused = CliRunner().invoke(cli_app, ["serve", "--workers", "2"])
+    assert refused.exit_code == 2 and "EHC_REDIS_URL" in refused.output
+
+
+def test_a_wrong_redis_url_stops_the_process_at_start(platform):  # noqa: ANN001
+    settings = dataclasses.replace(platform.settings, redis_url="redis://127.0.0.1:1/0")
+    with pytest.raises(SystemExit, match="does not answer"):
+        Platform(settings=settings, db=platform.db, keys=platform.keys, vault=platform.vault)
+    production = dataclasses.replace(platform.settings, redis_url=REDIS_URL, environment="production")
+    client = redis.Redis.from_url(REDIS_URL)
+    if durability(client) is not None:  # a Redis that may lose claims is refused in production
+        with pytest.raises(SystemExit, match="appendfsync always"):
+            Platform(settings=production, db=platform.db, keys=platform.keys, vault=platform.vault)
+    client.close()
