@@ -39,7 +39,7 @@ from ehc.qr import codec
 from ehc.qr.codec import base45
 from ehc.terminal import images
 
-settings.register_profile("ci", max_examples=150, deadline=None, derandomize=False,
+settings.register_profile("ci", max_examples=100, deadline=None, derandomize=False,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 settings.register_profile("fuzz", max_examples=int(os.environ.get("FUZZ_PARSER_EXAMPLES", "20000")), deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
