@@ -781,7 +781,6 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
-    ("GET", "/redoc"): PUBLIC,
 }
 
 
