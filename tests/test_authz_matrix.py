@@ -421,7 +421,7 @@ def _requests(w: World) -> dict[tuple[str, str], tuple[dict[str, str], dict | No
         ("POST", "/api/v1/cards/{ehc_id}/recover"): ({"ehc_id": w.doomed}, {}),
         ("POST", "/api/v1/cards/{ehc_id}/reissue"): ({"ehc_id": w.doomed}, {}),
         ("POST", "/api/v1/cards/{ehc_id}/cancel"): ({"ehc_id": w.doomed}, {"reason": "holder deceased"}),
-        ("POST", "/api/v1/cards/{ehc_id}/approve"): ({}, {}),
+        ("POST", "/api/v1/cards/{ehc_id}/approve"): ({}, {"document": HOLDER["document"]}),
         ("POST", "/api/v1/cards/{ehc_id}/reject"): ({}, {"reason": "documents do not match"}),
         ("POST", "/api/v1/cards/{ehc_id}/family"): (
             {}, {**person("张小军", date(1995, 5, 5), 34, True), "relation": "child"}),
@@ -755,6 +755,18 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/staff/mpi/reviews"): MATCH_REVIEWERS,
     ("GET", "/staff/mpi/reviews/{review_id}"): MATCH_REVIEWERS,
     ("POST", "/staff/mpi/reviews/{review_id}/{verdict}"): MATCH_REVIEWERS,
+    # the window clerk's card desk: each form with the rule of the API endpoint doing the same thing
+    ("GET", "/staff/desk"): CARD_STAFF - {HOSPITAL},
+    ("POST", "/staff/desk/find"): CARD_STAFF - {HOSPITAL},
+    ("GET", "/staff/desk/cards/{ehc_id}"): CARD_STAFF - {HOSPITAL},
+    ("GET", "/staff/desk/apply"): CARD_STAFF - {HOSPITAL},
+    ("POST", "/staff/desk/apply"): CARD_STAFF - {HOSPITAL},
+    ("POST", "/staff/desk/cards/{ehc_id}/newborn"): CARD_STAFF - {HOSPITAL},
+    ("POST", "/staff/desk/cards/{ehc_id}/status/{action}"): CARD_WINDOW - {HOSPITAL},
+    ("POST", "/staff/desk/cards/{ehc_id}/modify"): CARD_WINDOW - {HOSPITAL},
+    ("POST", "/staff/desk/cards/{ehc_id}/family"): CARD_WINDOW - {HOSPITAL},
+    ("POST", "/staff/desk/cards/{ehc_id}/review/{decision}"): CARD_REVIEW,
+    ("POST", "/staff/desk/cards/{ehc_id}/pin/clear"): PAGE_PRINTERS,
     # admin pages: an institution, its departments, terminals, staff and keys (InstitutionAdmin)
     ("GET", "/staff/institution"): INSTITUTION_MANAGERS,
     ("GET", "/staff/institution/{institution_id}"): INSTITUTION_MANAGERS,
@@ -820,7 +832,7 @@ def _page_outcome(answer) -> str:  # noqa: ANN001
 def _page_url(w: World, template: str) -> str:
     return template.format(ehc_id=w.card, review_id="999999", verdict="accept", institution_id=w.institution,
                            code="0300", terminal_id="W01", staff_id=w.staff_id, app_id=w.managed_app.app_id,
-                           key_id=w.managed_app.key_id)
+                           key_id=w.managed_app.key_id, action="report-lost", decision="approve")
 
 
 def test_page_authorisation_matrix(world: World) -> None:

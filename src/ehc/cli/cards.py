@@ -86,8 +86,25 @@ def _transition_command(action: str) -> None:
     app.command(action.replace("_", "-"))(command)
 
 
-for _action in ("approve", "reject", "report_lost", "recover", "reissue", "cancel"):
+for _action in ("reject", "report_lost", "recover", "reissue", "cancel"):
     _transition_command(_action)
+
+
+@app.command("approve")
+def cards_approve(
+    ehc_id: str,
+    document_number: Annotated[str, typer.Option(help="The number on the document the holder shows")],
+    document_type: Annotated[str, typer.Option(help="Its CV02.01.101 code (03 passport, ...)")] = "01",
+    reason: Annotated[Optional[str], typer.Option(help="A note for the card's history")] = None,
+    operator: Operator = "cli",
+    channel: ChannelOpt = "0100",
+    institution: Optional[str] = None,
+) -> None:
+    """Approve an application pending review, once you have seen the document (it must be the one applied with)."""
+    ctx_run(lambda ctx: _print_card(ctx, service.review(ctx, ehc_id, "approve", document_type=document_type,
+                                                        document_number=document_number, reason=reason),
+                                    purpose="card.lifecycle"),
+            operator, channel, institution)
 
 
 _IMPORT_HELP = (

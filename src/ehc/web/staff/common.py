@@ -15,6 +15,7 @@ from ...accounts import service as accounts
 from ...accounts.auth import STAFF_COOKIE, page_actor
 from ...accounts.service import StaffAccount
 from ...institutions import service as institutions
+from ...cards.auth import CardStaff
 from ...institutions.auth import InstitutionAdmin
 from ...institutions.service import KIND_LABELS, level_label
 from ...institutions.service import Institution
@@ -61,7 +62,8 @@ class Staff:
     def header(self, t: i18n.Translator) -> dict[str, Any]:
         return {"label": t("account.signed_in_as", name=self.account.display_name),
                 "role": role_label(t, self.account.role), "sign_out": "/staff/sign-out", "admin": self.is_admin,
-                "card_uses": may_monitor(self.ctx.actor.roles), "mpi_reviews": may_review(self.ctx.actor.roles)}
+                "card_uses": may_monitor(self.ctx.actor.roles), "mpi_reviews": may_review(self.ctx.actor.roles),
+                "desk": may_use_desk(self)}
 
 
 def role_label(t: i18n.Translator, role: str | None) -> str:
@@ -168,6 +170,17 @@ def form_failed(session, request: Request, problem: Problem, values: dict[str, s
     t = i18n.translator(i18n.negotiate(request))
     return forms.problem_state(t, problem, values, form=form, fields=fields, aliases=aliases, codes=LOCAL_NAME,
                                code_fields=CODE_FIELDS)
+
+
+desk_rule = _rule(CardStaff)  # the API's rule to find and read cards: the card desk opens to it
+
+
+def may_use_desk(staff: Staff) -> bool:
+    try:
+        desk_rule(staff.ctx)
+    except Problem:
+        return False
+    return True
 
 
 print_rule = _rule(QRPrinter)  # the API's rule for static.png/.svg/.pdf: window work
