@@ -727,6 +727,8 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/apply"): PUBLIC,
     ("POST", "/apply"): PUBLIC,
     ("GET", "/card"): PUBLIC,  # shows only the card this browser applied for (its signed cookie)
+    ("GET", "/card/find"): PUBLIC,  # the document and the card number together bring the card back
+    ("POST", "/card/find"): PUBLIC,
     ("GET", "/sign-in"): PUBLIC,
     ("POST", "/sign-in/send-code"): PUBLIC,
     ("GET", "/sign-in/code"): PUBLIC,
@@ -747,6 +749,9 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/me/pin"): RESIDENT_ONLY,
     ("POST", "/me/pin"): RESIDENT_ONLY,
     ("GET", "/me/access-log"): RESIDENT_ONLY,
+    ("GET", "/me/uses"): RESIDENT_ONLY,
+    ("GET", "/me/password"): RESIDENT_ONLY,
+    ("POST", "/me/password"): RESIDENT_ONLY,
     # staff pages: the home for every staff member, then each page with its API's rule
     ("GET", "/staff"): STAFF,
     ("GET", "/staff/print"): PAGE_PRINTERS,
