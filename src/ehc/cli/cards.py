@@ -15,7 +15,7 @@ from ..cards import service
 from ..cards.schemas import card_out
 from ..kit.context import Ctx
 from ..kit.errors import Problem
-from .common import ChannelOpt, Operator, console, ctx_run, err, fail, open_platform
+from .common import beijing, ChannelOpt, Operator, console, ctx_run, err, fail, open_platform
 
 app = typer.Typer(help="The card registry.", no_args_is_help=True)
 
@@ -64,7 +64,7 @@ def cards_show(ehc_id: str, history: bool = False, operator: Operator = "cli") -
         _print_card(ctx, card, purpose="card.view")
         if history:
             for e in service.history(ctx, card):
-                console.print(f"{e.at:%Y-%m-%d %H:%M:%S} {e.action:<12} {e.from_status or '-':>14} -> {e.to_status:<14} "
+                console.print(f"{beijing(e.at)} {e.action:<12} {e.from_status or '-':>14} -> {e.to_status:<14} "
                               f"{e.actor_kind}:{e.operator or e.actor_id or '-'} {e.reason or ''}")
 
     ctx_run(do, operator, "0100", None)

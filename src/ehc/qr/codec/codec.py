@@ -428,7 +428,9 @@ def render_png(text: str, *, scale: int = 8, border: int = 4) -> Image:
 def render_svg(text: str, *, scale: int = 8, border: int = 4) -> Image:
     qr = qr_symbol(text)
     buf = io.BytesIO()
-    qr.save(buf, kind="svg", scale=scale, border=border, xmldecl=False)
+    # Black modules on an opaque white background, quiet zone included (docs/qr-format.md §7): an SVG
+    # rasterised without a backdrop (transparent -> black in many tools) must stay readable.
+    qr.save(buf, kind="svg", scale=scale, border=border, xmldecl=False, dark="#000", light="#fff")
     return Image(buf.getvalue(), int(qr.version), "image/svg+xml")
 
 
