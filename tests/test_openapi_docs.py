@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import subprocess
 import sys
 from datetime import date
@@ -135,3 +136,17 @@ def test_browsers_get_error_pages_in_their_language_and_the_api_keeps_problems(c
         assert api.status_code == 404 and "text/html" not in api.headers["content-type"], path  # FHIR: an OperationOutcome
     machine = client.get("/no-such-page", headers={"Accept": "application/json"})
     assert machine.status_code == 404 and json.loads(machine.text)["code"] == "not_found"
+
+
+def test_the_guides_query_canonicaliser_agrees_with_the_platform() -> None:
+    """docs/api-integration.md's Python canonicaliser for signed FHIR searches, run as written."""
+    from ehc.apps import signing
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "api-integration.md").read_text()
+    block = re.search(r"```python\n(from urllib.parse import parse_qsl, quote\n.*?)```", guide, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(block.split("\ncanonical_query(")[0], "api-integration.md", "exec"), namespace)  # noqa: S102
+    for query in ("identifier=urn:oid:2.16.156.10011.1.1|110105194912310029&family:exact=张",
+                  "b=2&a=%e5%bc%a0&a=1+1", "_count=0&address-city=成都"):
+        assert namespace["canonical_query"](query) == signing.canonical_query(query), query
+    assert "family%3Aexact=%E5%BC%A0&identifier=urn%3Aoid%3A2.16.156.10011.1.1%7C110105194912310029" in guide
