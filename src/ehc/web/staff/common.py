@@ -175,12 +175,17 @@ def form_failed(session, request: Request, problem: Problem, values: dict[str, s
 desk_rule = _rule(CardStaff)  # the API's rule to find and read cards: the card desk opens to it
 
 
-def may_use_desk(staff: Staff) -> bool:
+def passes(rule: Callable[[Ctx], Ctx], staff: Staff) -> bool:
+    """Whether the API's ``rule`` lets this staff member through (to show a link or a form)."""
     try:
-        desk_rule(staff.ctx)
+        rule(staff.ctx)
     except Problem:
         return False
     return True
+
+
+def may_use_desk(staff: Staff) -> bool:
+    return passes(desk_rule, staff)
 
 
 print_rule = _rule(QRPrinter)  # the API's rule for static.png/.svg/.pdf: window work
@@ -188,11 +193,7 @@ _EHC_ID = re.compile(r"[0-9A-F]{64}")
 
 
 def may_print(staff: Staff) -> bool:
-    try:
-        print_rule(staff.ctx)
-    except Problem:
-        return False
-    return True
+    return passes(print_rule, staff)
 
 
 def may_review(roles: frozenset[str]) -> bool:

@@ -34,7 +34,7 @@ from .. import i18n
 from ..core import CHINA, PageRoute
 from ..forms import FormState, missing, require_csrf, see_other
 from ..public import schema_errors
-from .common import Staff, StaffPage, _rule, desk_rule, form_failed, print_rule, staff_page
+from .common import Staff, StaffPage, _rule, desk_rule, form_failed, passes, print_rule, staff_page
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -58,14 +58,6 @@ def desk_staff(staff: StaffPage) -> Staff:
 
 
 DeskPage = Annotated[Staff, Depends(desk_staff)]
-
-
-def may(rule, staff: Staff) -> bool:  # noqa: ANN001
-    try:
-        rule(staff.ctx)
-    except Problem:
-        return False
-    return True
 
 
 def _document_types(t: i18n.Translator) -> list[tuple[str, str]]:
@@ -185,12 +177,12 @@ def _card_page(request: Request, staff: Staff, ehc_id: str, state: FormState | N
                        **_card_view(t, card_out(member, m_person, m_details, m_ids))})
     status = CardStatus(card.status)
     can = {
-        "review": status == CardStatus.PENDING_REVIEW and may(reviewer_rule, staff),
-        "clerk": may(clerk_rule, staff),
-        "print": status == CardStatus.NORMAL and may(print_rule, staff),
+        "review": status == CardStatus.PENDING_REVIEW and passes(reviewer_rule, staff),
+        "clerk": passes(clerk_rule, staff),
+        "print": status == CardStatus.NORMAL and passes(print_rule, staff),
         "family": status == CardStatus.NORMAL,
-        "modify": status != CardStatus.CANCELLED and may(clerk_rule, staff),
-        "pin": status == CardStatus.NORMAL and may(print_rule, staff),
+        "modify": status != CardStatus.CANCELLED and passes(clerk_rule, staff),
+        "pin": status == CardStatus.NORMAL and passes(print_rule, staff),
     }
     actions = [a for a in STATUS_ACTIONS if status in cards.TRANSITIONS[a][0]] if can["clerk"] else []
     return _desk(request, staff, "staff_desk_card.html", status_code, card=view, events=events, family=family,
@@ -281,10 +273,15 @@ def desk_clear_pin(request: Request, staff: DeskPage, ehc_id: str,
     return see_other(request, f"/staff/desk/cards/{ehc_id.upper()}", "desk_pin_cleared" if cleared else "desk_no_pin")
 
 
-def _registration(values: dict[str, str]) -> RegistrationIn:
-    return RegistrationIn(name=values["name"], document={"type": values["document_type"], "number": values["document_number"]},
-                          sex=values.get("sex") or None, birth_date=values.get("birth_date") or None,
-                          phone=values.get("phone") or None, address=values.get("address") or None)
+def _application(values: dict[str, str]) -> cards.Registration:
+    """The form's application, through the API's own wire model (the same checks and field codes)."""
+    try:
+        return cards.registration_of(RegistrationIn(
+            name=values["name"], document={"type": values["document_type"], "number": values["document_number"]},
+            sex=values.get("sex") or None, birth_date=values.get("birth_date") or None,
+            phone=values.get("phone") or None, address=values.get("address") or None))
+    except ValidationError as exc:
+        raise _schema_problem(exc) from None
 
 
 def _schema_problem(exc: ValidationError) -> Problem:
@@ -307,11 +304,7 @@ def desk_family(request: Request, staff: DeskPage, ehc_id: str,
     values = {"name": name, "document_type": document_type, "document_number": document_number, "sex": sex,
               "birth_date": birth_date, "phone": phone, "relation": relation}
     try:
-        try:
-            member = cards.registration_of(_registration(values))
-        except ValidationError as exc:
-            raise _schema_problem(exc) from None
-        cards.bind_family_member(staff.ctx, ehc_id, member, relation)
+        cards.bind_family_member(staff.ctx, ehc_id, _application(values), relation)
     except Problem as problem:
         return _failed(request, staff, ehc_id, problem, values, "family", FAMILY_FIELDS)
     return see_other(request, f"/staff/desk/cards/{ehc_id.upper()}", "desk_family_added")
@@ -365,11 +358,7 @@ def desk_apply(request: Request, staff: DeskPage,
     values = {"name": name, "document_type": document_type, "document_number": document_number, "sex": sex,
               "birth_date": birth_date, "phone": phone, "address": address}
     try:
-        try:
-            application = cards.registration_of(_registration(values))
-        except ValidationError as exc:
-            raise _schema_problem(exc) from None
-        issued = cards.register(staff.ctx, application)
+        issued = cards.register(staff.ctx, _application(values))
     except Problem as problem:
         state = form_failed(staff.ctx.session, request, problem, values, "apply", fields=APPLY_FIELDS,
                             aliases=FIELD_ALIASES)
