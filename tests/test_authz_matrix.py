@@ -522,7 +522,7 @@ def _requests(w: World) -> dict[tuple[str, str], tuple[dict[str, str], dict | No
         ("POST", "/api/v1/cards/{ehc_id}/recover"): ({"ehc_id": w.doomed}, {}),
         ("POST", "/api/v1/cards/{ehc_id}/reissue"): ({"ehc_id": w.doomed}, {}),
         ("POST", "/api/v1/cards/{ehc_id}/cancel"): ({"ehc_id": w.doomed}, {"reason": "holder deceased"}),
-        ("POST", "/api/v1/cards/{ehc_id}/approve"): ({}, {}),
+        ("POST", "/api/v1/cards/{ehc_id}/approve"): ({}, {"document": HOLDER["document"]}),
         ("POST", "/api/v1/cards/{ehc_id}/reject"): ({}, {"reason": "documents do not match"}),
         ("POST", "/api/v1/cards/{ehc_id}/family"): (
             {}, {**person("张小军", date(1995, 5, 5), 34, True), "relation": "child"}),
@@ -907,6 +907,8 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/apply"): PUBLIC,
     ("POST", "/apply"): PUBLIC,
     ("GET", "/card"): PUBLIC,  # shows only the card this browser applied for (its signed cookie)
+    ("GET", "/card/find"): PUBLIC,  # the document and the card number together bring the card back
+    ("POST", "/card/find"): PUBLIC,
     ("GET", "/sign-in"): PUBLIC,
     ("POST", "/sign-in/send-code"): PUBLIC,
     ("GET", "/sign-in/code"): PUBLIC,
@@ -927,6 +929,9 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/me/pin"): RESIDENT_ONLY,
     ("POST", "/me/pin"): RESIDENT_ONLY,
     ("GET", "/me/access-log"): RESIDENT_ONLY,
+    ("GET", "/me/uses"): RESIDENT_ONLY,
+    ("GET", "/me/password"): RESIDENT_ONLY,
+    ("POST", "/me/password"): RESIDENT_ONLY,
     # staff pages: the home for every staff member, then each page with its API's rule
     ("GET", "/staff"): STAFF,
     ("GET", "/staff/print"): PAGE_PRINTERS,
@@ -939,6 +944,18 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/staff/statistics.csv"): STATS_READERS,
     ("GET", "/staff/statistics.parquet"): STATS_READERS,
     ("GET", "/staff/statistics/plotly.min.js"): PUBLIC,  # the charts' library, as static as /static
+    # the window clerk's card desk: each form with the rule of the API endpoint doing the same thing
+    ("GET", "/staff/desk"): CARD_STAFF - {HOSPITAL},
+    ("POST", "/staff/desk/find"): CARD_STAFF - {HOSPITAL},
+    ("GET", "/staff/desk/cards/{ehc_id}"): CARD_STAFF - {HOSPITAL},
+    ("GET", "/staff/desk/apply"): CARD_STAFF - {HOSPITAL},
+    ("POST", "/staff/desk/apply"): CARD_STAFF - {HOSPITAL},
+    ("POST", "/staff/desk/cards/{ehc_id}/newborn"): CARD_STAFF - {HOSPITAL},
+    ("POST", "/staff/desk/cards/{ehc_id}/status/{action}"): CARD_WINDOW - {HOSPITAL},
+    ("POST", "/staff/desk/cards/{ehc_id}/modify"): CARD_WINDOW - {HOSPITAL},
+    ("POST", "/staff/desk/cards/{ehc_id}/family"): CARD_WINDOW - {HOSPITAL},
+    ("POST", "/staff/desk/cards/{ehc_id}/review/{decision}"): CARD_REVIEW,
+    ("POST", "/staff/desk/cards/{ehc_id}/pin/clear"): PAGE_PRINTERS,
     # admin pages: an institution, its departments, terminals, staff and keys (InstitutionAdmin)
     ("GET", "/staff/institution"): INSTITUTION_MANAGERS,
     ("GET", "/staff/institution/{institution_id}"): INSTITUTION_MANAGERS,
@@ -997,7 +1014,6 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
-    ("GET", "/redoc"): PUBLIC,
 }
 
 
@@ -1041,6 +1057,7 @@ def _page_url(w: World, template: str) -> str:
                            key_id=w.managed_app.key_id, session_id="0" * 24, reference="ANOTHERONE",
                            action="confirm")
                            key_id=w.managed_app.key_id, consent_id="none")
+                           key_id=w.managed_app.key_id, action="report-lost", decision="approve")
 
 
 def test_page_authorisation_matrix(world: World) -> None:

@@ -105,10 +105,21 @@ def test_passport_goes_to_review_and_a_clerk_decides(client, clerk):
 
     anonymous = client.post(f"/api/v1/cards/{ehc_id}/approve")
     assert anonymous.status_code == 401 and anonymous.json()["code"] == "unauthenticated"
-    approved = client.post(f"/api/v1/cards/{ehc_id}/approve", headers=clerk)
+    unseen = client.post(f"/api/v1/cards/{ehc_id}/approve", headers=clerk)
+    assert unseen.status_code == 422 and unseen.json()["code"] == "document_check_required"
+    other = client.post(f"/api/v1/cards/{ehc_id}/approve", headers=clerk,
+                        json={"document": {"type": "03", "number": "E87654321"}})
+    assert other.status_code == 409 and other.json()["code"] == "review_document_mismatch"
+    assert client.get(f"/api/v1/cards/{ehc_id}", headers=clerk).json()["status"] == "pending_review"
+    shown = {"document": {"type": "03", "number": "e12345678"}, "reason": "passport checked"}
+    approved = client.post(f"/api/v1/cards/{ehc_id}/approve", headers=clerk, json=shown)
     assert approved.status_code == 200 and approved.json()["status"] == "normal"
-    again = client.post(f"/api/v1/cards/{ehc_id}/approve", headers=clerk)
+    assert approved.json()["verifier"] == "document-seen"
+    again = client.post(f"/api/v1/cards/{ehc_id}/approve", headers=clerk, json=shown)
     assert again.status_code == 409 and again.json()["code"] == "card_transition_not_allowed"
+    events = client.get(f"/api/v1/cards/{ehc_id}/events", headers=clerk).json()
+    assert events[-1]["action"] == "approve" and "checked in person" in events[-1]["reason"]
+    assert "E12345678" not in events[-1]["reason"]
 
 
 def test_lifecycle_records_who_when_why(client, clerk, institution):

@@ -59,5 +59,14 @@ def test_register_show_lookup_and_lifecycle(platform, settings):
     assert refused.returncode == 2 and "card_transition_not_allowed" in refused.stderr
     history = run(env, "cards", "show", card["ehc_id"], "--history").stdout
     assert "report_lost" in history and "lost wallet" in history and "clerk-7" in history
+    assert "+08:00" in history  # Beijing time, as the pages show it
+    passport = json.loads(run(env, "cards", "register", "John Smith", "E11223344", "--document-type", "03",
+                              "--sex", "1", "--birth-date", "1970-01-01").stdout)
+    assert passport["status"] == "pending_review"
+    unseen = run(env, "cards", "approve", passport["ehc_id"], "--document-type", "03", "--document-number", "E99999999",
+                 ok=False)
+    assert unseen.returncode == 2 and "review_document_mismatch" in unseen.stderr
+    approved = run(env, "cards", "approve", passport["ehc_id"], "--document-type", "03", "--document-number", "E11223344")
+    assert json.loads(approved.stdout)["status"] == "normal"
     bad = run(env, "cards", "register", "周杰", number[:-1] + ("1" if number[-1] != "1" else "2"), ok=False)
     assert bad.returncode == 2 and "document_checksum_mismatch" in bad.stderr

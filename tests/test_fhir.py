@@ -319,8 +319,28 @@ def test_pdqm_search_semantics(client, clerk, people) -> None:
     capped = search("family=zhang&birthdate=1970-01-02&_count=1")
     assert capped["total"] == 2 and len(ids(capped)) == 1
 
-    ignored = search(f"_id={people['zhang']}&address=成都")
+    ignored = search(f"_id={people['zhang']}&deceased=false")
     assert [e["resource"]["resourceType"] for e in ignored["entry"]] == ["Patient", "OperationOutcome"]
+
+    # PDQm suppliers support active, address and address-* (issue 10).
+    twins = "family=zhang&birthdate=1970-01-02"
+    assert ids(search(f"{twins}&address=锦江区")) == {people["zhang"]}
+    assert ids(search(f"{twins}&address-city=成都市&address-country=CN")) == {people["zhang"]}
+    assert ids(search(f"{twins}&address-country=FR")) == set()
+    assert ids(search(f"{twins}&address-postalcode=610000")) == set()
+    assert ids(search(f"{twins}&active=true")) == {people["zhang"], people["twin"]}
+    assert ids(search(f"{twins}&active=false")) == set()
+    assert outcome_code(search(f"{twins}&active=maybe", 400)) == "pdq_parameter_invalid"
+    # _count=0: a count-only bundle.
+    counted = search(f"{twins}&_count=0")
+    assert counted["total"] == 2 and "entry" not in counted or not ids(counted)
+    # XML is refused with 406, never answered in JSON.
+    xml = client.get(f"/fhir/Patient?{twins}&_format=xml", headers=clerk)
+    assert xml.status_code == 406 and outcome_code(xml.json()) == "fhir_format_not_supported"
+    accept = client.get(f"/fhir/Patient?{twins}", headers={**clerk, "Accept": "application/fhir+xml"})
+    assert accept.status_code == 406
+    assert client.get("/fhir/metadata?_format=application/fhir+xml").status_code == 406
+    assert client.get(f"/fhir/Patient?{twins}", headers={**clerk, "Accept": "application/fhir+json"}).status_code == 200
 
     assert outcome_code(search("family=张", 400)) == "pdq_search_too_broad"
     assert outcome_code(search("gender=male", 400)) == "pdq_search_too_broad"

@@ -145,8 +145,8 @@ def test_unknown_document_type():
 
 def test_fifteen_digit_first_generation_number_is_refused_with_a_clear_message():
     error = reject("01", "110105491231002")
-    assert codes(error) == [("document_number", "document_number_malformed")]
-    assert "15-digit" in error.detail and "18 digits" in error.detail
+    assert codes(error) == [("document_number", "resident_id_first_generation")]
+    assert "15-digit" in error.detail and "18-digit" in error.detail and "not converted" in error.detail
 
 
 @pytest.mark.parametrize(

@@ -272,7 +272,11 @@ def test_review_queue_in_chromium(live_server, sqlite_platform, chromium):
     expect(page.locator("#field-name td[data-side=right]")).to_have_text("欧**国")
     expect(page.locator("#field-phone td[data-side=right]")).to_have_text("139****0002")
     expect(page.locator("#field-sex td[data-side=right]")).to_have_text("男")
-    expect(page.locator("#field-birth_date td")).to_contain_text(["1970-01-**", "1970-01-**", "exact · 8.7"])
+    expect(page.locator("#field-birth_date td")).to_contain_text(
+        ["1970-01-**", "1970-01-**", f"{ZH['mpi_reviews.level_exact']} · 支持同一人 +8.7"])
+    expect(page.locator("#review-grade")).to_contain_text("93.0%")
+    expect(page.locator("#review-why")).to_have_text(ZH["mpi_reviews.why_no_document"])
+    assert "Test People's Hospital" in page.locator("dl.facts").inner_text()  # its name, not its id
     page.screenshot(path=str(ARTIFACTS / "mpi-review-zh.png"), full_page=True)
     assert "欧阳建国" not in page.content()
     page.locator("#note").fill("电话一致")

@@ -369,8 +369,12 @@ def test_two_in_one_container_splits_for_the_cashier():
     parts = split(text)
     assert parts.payment_template == PAYMENT
     assert verify(parts.code, KEYS, now=NOW) == code.payload
-    # The health part alone still works at a health-only reader.
-    assert read(parts.code.text, KEYS, now=NOW) == code.payload
+    # The health part cut out and re-wrapped as EHC1: is refused: a bound part is valid only in its
+    # container (docs/qr-format.md §8, step 3).
+    with pytest.raises(QRPaymentMismatch) as rewrapped:
+        read(parts.code.text, KEYS, now=NOW)
+    assert rewrapped.value.code == "qr_payment_mismatch"
+    assert read(dynamic().text, KEYS, now=NOW)  # an unbound code reads as ever
 
 
 def test_two_in_one_refuses_a_spliced_payment_part():
@@ -445,7 +449,8 @@ def _svg_to_gray(svg: bytes, px: int = 4) -> tuple[bytes, int, int]:
     """Rasterise segno's SVG (one path of horizontal strokes, 1 module wide) at ``px`` pixels a module."""
     text = svg.decode()
     size = int(re.search(r'width="(\d+)"', text).group(1)) // int(re.search(r"scale\((\d+)\)", text).group(1))
-    d = re.search(r' d="([^"]+)"', text).group(1)
+    assert '<path fill="#fff"' in text  # an opaque white background under the modules (§7)
+    d = re.search(r'<path class="qrline"[^>]* d="([^"]+)"', text).group(1)  # the dark modules
     grid = [[255] * size for _ in range(size)]
     x = y = 0.0
     for op, args in re.findall(r"([MmHhVv])([-\d. ]+)", d.replace(",", " ")):

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from factories import make_staff
+from factories import make_institution, make_staff
 from fastapi.testclient import TestClient
 from residents import resident_id
 from test_qr_codec import PAYMENT
@@ -328,7 +328,8 @@ def test_ehc_verify_offline_and_terminal_sync_through_the_cli(platform, card, li
     assert printed.exit_code == 0 and "static" in printed.output and "never" in printed.output
 
     status = runner.invoke(cli, ["terminal", "status", "--cache", str(cache)])
-    assert status.exit_code == 0 and "queued uses 2" in status.output
+    assert status.exit_code == 0 and "queued uses 0" in status.output  # no terminal id: nothing to upload
+    assert "use not queued" in printed.output
     empty = runner.invoke(cli, ["verify", text, "--offline", "--cache", str(tmp_path / "empty")])
     assert empty.exit_code == 20 and "trust_list_missing" in empty.output
     by_print = runner.invoke(cli, ["terminal", "sync", "--url", live_url, "--cache", str(tmp_path / "fp"),
@@ -364,3 +365,40 @@ def test_uses_verified_offline_are_uploaded_in_batches_and_leave_the_queue(platf
         assert terminal.upload(ehc).sent == 0
     with Terminal(tmp_path / "k01") as restarted:
         refused("qr_replayed", accept, restarted, texts[1])  # from seen.jsonl, across a restart
+
+
+def test_a_malformed_queued_use_is_rejected_alone_and_the_queue_never_wedges(platform, card, live_url, tmp_path):
+    """An older terminal queued uses without a terminal id: ``ehc terminal upload`` sends them, the platform
+    answers that one ``rejected`` (``use_invalid``) and records the rest; nothing stays queued."""
+    from ehc.apps import service as apps
+    from ehc.institutions import service as institutions
+
+    institution = make_institution(platform, "inst-wedge-01", uscc="12510000MB1234567X", name="Queue Hospital",
+                                   kind="hospital", region_code="510104", level="3A")
+    key = SM2PrivateKey.generate()
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        institutions.register_terminal(ctx, institutions.managed_institution(ctx, institution), terminal_id="K01",
+                                       role="kiosk")
+        made = apps.create_app(ctx, name="Kiosk fleet", institution_id=institution)
+        key_id = apps.add_key(ctx, made.id, key.public_key.to_pem().decode()).key_id
+    pem = tmp_path / "app.pem"
+    pem.write_bytes(key.to_pem())
+    cache = tmp_path / "old-terminal"
+    cache.mkdir()
+    at = datetime.now(UTC).isoformat()
+    rows = [{"code": issue(platform, card), "scene": SCENE, "channel": CHANNEL, "terminal_id": None,
+             "department": None, "at": at},
+            {"code": issue(platform, card), "scene": SCENE, "channel": CHANNEL, "terminal_id": "K01",
+             "department": None, "at": at},
+            {"code": issue(platform, card), "scene": SCENE, "channel": CHANNEL, "terminal_id": "K01",
+             "department": None, "at": "yesterday-ish"}]
+    (cache / "queue.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    runner = CliRunner()
+    args = ["terminal", "upload", "--cache", str(cache), "--url", live_url, "--app-id", made.id, "--key-id", key_id,
+            "--private-key", str(pem)]
+    uploaded = runner.invoke(cli, args)
+    assert uploaded.exit_code == 0, uploaded.output
+    assert "uploaded 3: 1 recorded, 2 rejected; 0 still queued" in uploaded.output
+    status = runner.invoke(cli, ["terminal", "status", "--cache", str(cache)])
+    assert "queued uses 0" in status.output

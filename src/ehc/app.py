@@ -22,6 +22,7 @@ from .family_doctors.endpoints import router as family_doctors_router
 from .fhir.endpoints import router as fhir_router
 from .institutions.endpoints import router as institutions_router
 from .kit.context import Actor
+from .kit import openapi
 from .kit.http import NulGuardMiddleware, RequestIdMiddleware, install_problem_handlers
 from .me.endpoints import router as me_router
 from .mpi.endpoints import router as mpi_router
@@ -38,7 +39,8 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         title="Electronic health card platform",
         version=__version__,
         description="One real-name health card per resident, accepted by every hospital, kiosk and app.",
-        docs_url="/docs",
+        docs_url=None,  # kit.openapi serves /docs from the platform's own files (no CDN)
+        redoc_url=None,
     )
     app.state.platform = platform
     app.state.identify_caller = identify_caller  # kit.auth.current_actor asks it who is calling
@@ -62,6 +64,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(records_router)  # /api/v1/me/records, /api/v1/records: health records
     app.include_router(statistics_router)
     mount_pages(app)  # every page router and /static
+    openapi.install(app)  # /openapi.json made true to the answers, /docs served offline
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -227,6 +227,12 @@ def set_password(ctx: Ctx, person_id: str, new_password: str, *, current_passwor
     tokens.revoke_subject_tokens(ctx.session, "resident", person_id, keep=keep_token)
 
 
+def has_password(ctx: Ctx, person_id: str) -> bool:
+    """Whether the resident has set a password (then changing it needs the current one or a code)."""
+    account = ctx.session.scalar(select(ResidentAccount).where(ResidentAccount.person_id == person_id))
+    return bool(account is not None and account.password_hash)
+
+
 def _check_strength(ctx: Ctx, account: ResidentAccount, password: str) -> None:
     def problem(message: str, code: str) -> Invalid:
         return Invalid(message, code=code, errors=[field_error("new_password", code, message)])

@@ -32,6 +32,7 @@ from .residents import (
     CodeRequested,
     SignedIn,
     find_holders_with,
+    has_password,
     request_code,
     session_lifetime,
     set_password,

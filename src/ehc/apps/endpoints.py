@@ -12,8 +12,11 @@ from .schemas import AppIn, AppOut, KeyIn, KeyOut, PingOut, app_out, key_out
 router = APIRouter(prefix="/api/v1/apps", tags=["apps"])
 
 
-@router.api_route("/ping", methods=["GET", "POST"], response_model=PingOut,
-                  summary="Who the platform thinks is calling (check a signature here first)")
+# One route per method, so each has its own operationId (ping_get, ping_post).
+@router.get("/ping", response_model=PingOut, operation_id="ping_get",
+            summary="Who the platform thinks is calling (check a signature here first)")
+@router.post("/ping", response_model=PingOut, operation_id="ping_post",
+             summary="Who the platform thinks is calling, with the body's SM3 digest")
 def ping(ctx: AnyCaller, body: RawBody) -> PingOut:
     actor = ctx.actor
     return PingOut(actor_kind=actor.kind, app_id=actor.id if actor.kind == "machine" else None,

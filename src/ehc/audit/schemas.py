@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 PURPOSES: dict[str, tuple[str, str]] = {
     "card.view": ("Viewed the card and its holder", "查看电子健康卡及持卡人信息"),
     "card.lookup": ("Looked up the card by identity document", "凭证件查询电子健康卡"),
+    "card.desk": ("Opened the card at a service window (status, history, family)", "服务窗口查看电子健康卡（状态、办理记录、家庭成员）"),
     "card.register": ("Registered a card", "注册电子健康卡"),
     "card.modify": ("Changed the holder's details", "修改持卡人信息"),
     "card.lifecycle": ("Changed the card's status (lost, reissue, cancel, review)", "变更卡状态（挂失、补办、注销、审核）"),

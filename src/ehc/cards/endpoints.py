@@ -21,6 +21,7 @@ from .schemas import (
     MergeIn,
     NewbornIn,
     RegistrationIn,
+    ReviewIn,
     TemporaryIn,
     card_out,
 )
@@ -92,8 +93,24 @@ def _action_route(action: str, dependency) -> None:  # noqa: ANN001
 
 for _action in ("report_lost", "recover", "reissue", "cancel"):
     _action_route(_action, CardClerk)
-for _action in ("approve", "reject"):
-    _action_route(_action, CardReviewer)
+
+
+def _review_route(decision: str) -> None:
+    def decide(ehc_id: str, ctx: CardReviewer, body: ReviewIn | None = None) -> CardOut:
+        body = body or ReviewIn()
+        document = body.document
+        card = service.review(ctx, ehc_id, decision, document_type=document.type if document else None,
+                              document_number=document.number if document else None, reason=body.reason)
+        return _out(ctx, card, purpose="card.lifecycle")
+
+    decide.__name__ = f"card_{decision}"
+    summary = ("Approve an application pending review, with the document the holder shows" if decision == "approve"
+               else "Reject an application pending review, saying why")
+    router.add_api_route(f"/{{ehc_id}}/{decision}", decide, methods=["POST"], response_model=CardOut, summary=summary)
+
+
+for _decision in ("approve", "reject"):
+    _review_route(_decision)
 
 
 @router.get("/{ehc_id}/family", response_model=list[FamilyMemberOut])

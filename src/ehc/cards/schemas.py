@@ -60,6 +60,14 @@ class ActionIn(BaseModel):
     reason: str | None = Field(None, max_length=500)
 
 
+class ReviewIn(BaseModel):
+    """Approving an application pending review: the document the holder shows, as the person checking it
+    reads it (it must be the one the application was made with)."""
+
+    document: DocumentIn | None = Field(None, description="required to approve; optional to reject")
+    reason: str | None = Field(None, max_length=500, description="required to reject")
+
+
 class ChangesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

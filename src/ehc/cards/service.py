@@ -602,11 +602,50 @@ def history(ctx: Ctx, card: Card) -> list[CardEvent]:
 # -- lifecycle ------------------------------------------------------------------------------------
 
 def transition(ctx: Ctx, ehc_id: str, action: str, reason: str | None = None) -> Card:
-    """Take one of the ``ACTIONS`` on a card (approve, reject, report lost, ...)."""
+    """Take one of the ``ACTIONS`` on a card (reject, report lost, ...); approving is ``review``'s."""
+    if action == "approve":
+        raise Invalid("Approving an application needs the document the holder shows (review).",
+                      code="document_check_required",
+                      errors=[field_error("document", "document_check_required", "The document shown is required.")])
     card = get_card(ctx, ehc_id)
     if action not in ACTIONS:
         raise Invalid(f"Unknown card action {action!r}.", code="card_action_unknown")
     return _change_status(ctx, card, action, reason)
+
+
+# The verifier's name on a card approved after a person checked the document itself.
+DOCUMENT_SEEN = "document-seen"
+
+
+def review(ctx: Ctx, ehc_id: str, decision: str, *, document_type: str | None = None,
+           document_number: str | None = None, reason: str | None = None) -> Card:
+    """Decide an application the verifier sent to review (a passport, a permit, a document it could not
+    check), once a person has seen the document.
+
+    Approving needs the document the holder shows: it must be the very document the application was
+    made with (its blind index names the card's holder), else 409 ``review_document_mismatch`` and the
+    card stays pending; the card then counts as verified by a person (``DOCUMENT_SEEN``). Rejecting
+    needs a reason; the document is optional (it may be why). Both are steps of the card's history with
+    the operator, channel and reason, as every transition is."""
+    if decision not in ("approve", "reject"):
+        raise Invalid("A review decides approve or reject.", code="review_decision_invalid",
+                      errors=[field_error("decision", "review_decision_invalid", "approve or reject")])
+    card = get_card(ctx, ehc_id)
+    _allowed(card, decision)
+    if decision == "reject":
+        return _change_status(ctx, card, "reject", reason)
+    if not (document_type and document_number):
+        raise Invalid("Approving an application needs the document the holder shows.",
+                      code="document_check_required",
+                      errors=[field_error("document", "document_check_required", "The document shown is required.")])
+    document = parse_document(document_type, document_number)
+    shown = mpi.find_by_identifier(ctx, document_identifier(document))
+    if shown is None or shown.id != mpi.resolve(ctx, card.person_id).id:
+        raise Conflict("The document shown is not the one this application was made with.",
+                       code="review_document_mismatch")
+    card.verifier = DOCUMENT_SEEN
+    note_text = f"document {document.type.value} checked in person"
+    return _change_status(ctx, card, "approve", f"{note_text}: {reason.strip()}" if reason and reason.strip() else note_text)
 
 
 def _allowed(card: Card, action: str, message: str | None = None) -> CardStatus:

@@ -14,7 +14,7 @@ from ..apps import service
 from ..apps.schemas import app_out, key_out
 from ..crypto import SM2PrivateKey
 from ..kit.context import Ctx
-from .common import Operator, app_client, console, ctx_run, fail
+from .common import beijing, Operator, app_client, console, ctx_run, fail
 
 app = typer.Typer(help="Hospital systems: apps, their SM2 public keys, and signed calls.", no_args_is_help=True)
 
@@ -42,7 +42,7 @@ def apps_list(institution: Annotated[Optional[str], typer.Option(help="Only this
         for made in service.list_apps(ctx, institution):
             keys = service.keys_of(ctx, made)
             active = ", ".join(k.key_id for k in keys if k.status == "active") or "-"
-            table.add_row(made.id, made.institution_id, made.name, active, f"{made.created_at:%Y-%m-%d %H:%M}")
+            table.add_row(made.id, made.institution_id, made.name, active, beijing(made.created_at, seconds=False))
         console.print(table)
 
     ctx_run(do, "cli", "0100", None)

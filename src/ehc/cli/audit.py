@@ -13,7 +13,7 @@ from ..audit import service
 from ..audit.schemas import AuditEventOut
 from ..kit.context import Actor
 from ..kit.errors import Invalid, Problem
-from .common import console, err, fail, open_platform
+from .common import beijing, console, err, fail, open_platform
 
 app = typer.Typer(help="The audit trail: verify its hash chain, search it.", no_args_is_help=True)
 
@@ -79,7 +79,7 @@ def audit_search(
     table = Table("seq", "at (UTC)", "action", "purpose", "person", "actor", "institution", "channel")
     for e in events:
         who = f"{e.actor_kind}:{e.operator or e.actor_id or '-'}" + (f" ({e.actor_role})" if e.actor_role else "")
-        table.add_row(str(e.seq), f"{e.at:%Y-%m-%d %H:%M:%S}", e.action, e.purpose, e.person_id, who,
+        table.add_row(str(e.seq), beijing(e.at), e.action, e.purpose, e.person_id, who,
                       e.institution_id or "", e.channel)
     console.print(table)
     console.print(f"{len(events)} events")

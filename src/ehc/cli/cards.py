@@ -16,7 +16,7 @@ from ..cards.schemas import card_out
 from ..kit.clock import in_china, utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Problem
-from .common import ChannelOpt, Operator, console, ctx_run, err, fail, open_platform
+from .common import beijing, ChannelOpt, Operator, console, ctx_run, err, fail, open_platform
 
 app = typer.Typer(help="The card registry.", no_args_is_help=True)
 
@@ -65,7 +65,7 @@ def cards_show(ehc_id: str, history: bool = False, operator: Operator = "cli") -
         _print_card(ctx, card, purpose="card.view")
         if history:
             for e in service.history(ctx, card):
-                console.print(f"{e.at:%Y-%m-%d %H:%M:%S} {e.action:<12} {e.from_status or '-':>14} -> {e.to_status:<14} "
+                console.print(f"{beijing(e.at)} {e.action:<12} {e.from_status or '-':>14} -> {e.to_status:<14} "
                               f"{e.actor_kind}:{e.operator or e.actor_id or '-'} {e.reason or ''}")
 
     ctx_run(do, operator, "0100", None)
@@ -87,8 +87,25 @@ def _transition_command(action: str) -> None:
     app.command(action.replace("_", "-"))(command)
 
 
-for _action in ("approve", "reject", "report_lost", "recover", "reissue", "cancel"):
+for _action in ("reject", "report_lost", "recover", "reissue", "cancel"):
     _transition_command(_action)
+
+
+@app.command("approve")
+def cards_approve(
+    ehc_id: str,
+    document_number: Annotated[str, typer.Option(help="The number on the document the holder shows")],
+    document_type: Annotated[str, typer.Option(help="Its CV02.01.101 code (03 passport, ...)")] = "01",
+    reason: Annotated[Optional[str], typer.Option(help="A note for the card's history")] = None,
+    operator: Operator = "cli",
+    channel: ChannelOpt = "0100",
+    institution: Optional[str] = None,
+) -> None:
+    """Approve an application pending review, once you have seen the document (it must be the one applied with)."""
+    ctx_run(lambda ctx: _print_card(ctx, service.review(ctx, ehc_id, "approve", document_type=document_type,
+                                                        document_number=document_number, reason=reason),
+                                    purpose="card.lifecycle"),
+            operator, channel, institution)
 
 
 _IMPORT_HELP = (

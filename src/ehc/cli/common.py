@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
+from ..kit.clock import CHINA
 from ..kit.codes import Channel
 from ..kit.context import Actor, Ctx
 from ..kit.errors import Problem
@@ -27,6 +28,11 @@ err = Console(stderr=True)
 
 Operator = Annotated[str, typer.Option(help="Who is acting (recorded in the card's history)")]
 ChannelOpt = Annotated[str, typer.Option(help="Channel code: 0100 window, 0200 kiosk, 0500 website, ...")]
+
+
+def beijing(moment, seconds: bool = True) -> str:  # noqa: ANN001 - an aware datetime (UTC at rest)
+    """A stored time as the pages show it: Beijing time, with its offset said."""
+    return moment.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") + " +08:00"
 
 
 def open_platform() -> Platform:

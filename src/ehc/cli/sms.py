@@ -10,7 +10,7 @@ from rich.table import Table
 from ..accounts import service as accounts
 from ..identity.service import normalise_phone
 from ..kit.errors import Problem
-from .common import console, err, fail, open_platform
+from .common import beijing, console, err, fail, open_platform
 
 app = typer.Typer(help="Text messages to residents (development outbox).", no_args_is_help=True)
 
@@ -32,5 +32,5 @@ def sms_outbox(
         err.print(f"note: the SMS sender is {platform.settings.sms_sender!r}; the outbox only fills with 'outbox'")
     table = Table("sent at (UTC)", "phone", "text")
     for message in messages:
-        table.add_row(f"{message.at:%Y-%m-%d %H:%M:%S}", message.phone, message.text)
+        table.add_row(beijing(message.at), message.phone, message.text)
     console.print(table)

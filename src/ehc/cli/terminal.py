@@ -80,6 +80,9 @@ def verify_code(
         expiry = f"{accepted.expires_at:%Y-%m-%d %H:%M:%S}Z" if accepted.expires_at else "never (printed code)"
         console.print(f"  expires {expiry}")
         console.print("  card    not visible offline" + ("; use queued for upload" if accepted.queued else ""))
+        if record and not accepted.queued:
+            console.print("  [yellow]use not queued[/yellow]: this terminal has no id (--terminal-id or EHC_TERMINAL_ID, "
+                          "as the institution registered it)")
         return
     _verify_online(text, scene, channel, terminal_id, department, app_client(base_url, app_id, key_id, private_key))
 

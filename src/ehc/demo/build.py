@@ -185,7 +185,13 @@ def build_demo(
         # A few cards in other states, at the tour hospital's window.
         window = actor(Channel.WINDOW, institutions_with("window")[0])
         for change in plan.changes:
-            cards.transition(ctx(window), issued_cards[change.resident].ehc_id, change.action, change.reason)
+            ehc_id = issued_cards[change.resident].ehc_id
+            if change.action == "approve":  # the clerk saw the passport itself
+                shown = plan.residents[change.resident]
+                cards.review(ctx(window), ehc_id, "approve", document_type=shown.document_type,
+                             document_number=shown.document_number, reason=change.reason)
+            else:
+                cards.transition(ctx(window), ehc_id, change.action, change.reason)
             tick("card states")
 
         summary.by_status = dict(Counter(c.status for c in all_cards.values()).most_common())

@@ -30,6 +30,12 @@ _SEARCH_PARAMS = [
     ("given", "string", "As family, on the given name."),
     ("birthdate", "date", "eq only: YYYY, YYYY-MM or YYYY-MM-DD."),
     ("gender", "token", "male | female | other | unknown."),
+    ("active", "token", "true | false: whether the card (the Patient) is in use."),
+    ("address", "string", "Contains, case-insensitive, on the address text (the whole address, any part)."),
+    ("address-city", "string", "As address (cities are part of the address text)."),
+    ("address-state", "string", "As address (provinces are part of the address text)."),
+    ("address-country", "string", "CN, China or 中国: every address here is in mainland China."),
+    ("address-postalcode", "string", "Postal codes are not recorded: a search by one finds nobody."),
 ]
 
 

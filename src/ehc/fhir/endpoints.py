@@ -77,11 +77,22 @@ class FhirRoute(APIRoute):
 
         async def fhir_handler(request: Request) -> Response:
             try:
+                refuse_xml(request)
                 return await handler(request)
             except Exception as error:  # noqa: BLE001 - every failure leaves as an OperationOutcome
                 return outcome_response(request, _as_problem(error))
 
         return fhir_handler
+
+
+def refuse_xml(request: Request) -> None:
+    """This server speaks FHIR JSON only: ``_format=xml`` or an Accept naming XML but no JSON is answered
+    406, never JSON the client did not ask for (FHIR R4 http.html#mime-type)."""
+    fmt = request.query_params.get("_format", "").strip().lower()
+    accept = request.headers.get("accept", "").lower()
+    if "xml" in fmt or (not fmt and "xml" in accept and "json" not in accept and "*/*" not in accept):
+        raise Problem("This server answers FHIR JSON only (application/fhir+json).", code="fhir_format_not_supported",
+                      status=406, title="Not acceptable")
 
 
 router = APIRouter(prefix="/fhir", tags=["fhir"], route_class=FhirRoute, default_response_class=FhirJSON,

@@ -263,7 +263,9 @@ def pix(ctx: Ctx, source: str | None, targets: list[str]) -> dict:
 
 # -- PDQm search -----------------------------------------------------------------------------------------
 
-SEARCH_PARAMETERS = ("_id", "identifier", "family", "given", "birthdate", "gender", "telecom", "_count", "_format")
+SEARCH_PARAMETERS = ("_id", "identifier", "family", "given", "birthdate", "gender", "telecom", "_count", "_format",
+                     "active", "address", "address-city", "address-state", "address-country", "address-postalcode")
+_COUNTRY = {"cn", "chn", "china", "中国", "中华人民共和国"}
 
 
 @dataclass
@@ -276,7 +278,9 @@ class Criteria:
     birthdates: list[str] = field(default_factory=list)  # YYYY, YYYY-MM or YYYY-MM-DD
     genders: list[set[str]] = field(default_factory=list)
     phones: list[set[str]] = field(default_factory=list)
-    count: int = SEARCH_COUNT_DEFAULT
+    active: list[bool | None] = field(default_factory=list)  # None: "true,false", either
+    addresses: list[list[str]] = field(default_factory=list)  # alternatives, each "contains", case-insensitive
+    count: int = SEARCH_COUNT_DEFAULT  # 0: only the total (a count-only bundle)
     used: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -305,9 +309,19 @@ def parse_search(ctx: Ctx, params: list[tuple[str, str]]) -> Criteria:
 def _add_criterion(ctx: Ctx, criteria: Criteria, name: str, modifier: str, value: str) -> None:
     alternatives = [v.strip() for v in value.split(",") if v.strip()]
     if name == "_count":
-        if not value.isdigit() or not 1 <= int(value) <= SEARCH_COUNT_MAX:
-            raise _unsupported(f"_count is a whole number from 1 to {SEARCH_COUNT_MAX}.")
+        if not value.isdigit() or not 0 <= int(value) <= SEARCH_COUNT_MAX:
+            raise _unsupported(f"_count is a whole number from 0 (the total only) to {SEARCH_COUNT_MAX}.")
         criteria.count = int(value)
+    elif name == "active":
+        if any(v not in ("true", "false") for v in alternatives):
+            raise _unsupported("active is true or false.")
+        criteria.active.append(alternatives[0] == "true" if len(set(alternatives)) == 1 else None)
+    elif name == "address-country":
+        criteria.addresses.append(["\x01cn"] if any(v.casefold() in _COUNTRY for v in alternatives) else ["\0"])
+    elif name == "address-postalcode":
+        criteria.addresses.append(["\0"])  # not recorded: nobody matches
+    elif name.startswith("address"):
+        criteria.addresses.append([v.casefold() for v in alternatives])
     elif name == "_id":
         criteria.ids.append({v.upper() for v in alternatives})
     elif name == "identifier":
@@ -382,7 +396,7 @@ def search(ctx: Ctx, params: list[tuple[str, str]], base: str) -> dict:
         if _satisfies(view, patient, criteria):
             matched.append((card, patient))
     entries = [{"fullUrl": f"{base}/Patient/{card.ehc_id}", "resource": patient, "search": {"mode": "match"}}
-               for card, patient in matched[:criteria.count]]
+               for card, patient in matched[:criteria.count]]  # _count=0: none, the total only
     bundle = _bundle(entries, criteria.warnings, f"{base}/Patient?{urlencode(criteria.used)}")
     bundle["total"] = len(matched)
     return bundle
@@ -441,8 +455,17 @@ def _satisfies(view: PersonView, patient: dict, criteria: Criteria) -> bool:
         all(details.birth_date is not None and details.birth_date.isoformat().startswith(day)
             for day in criteria.birthdates),
         all(_name_matches(details.name, part, value, modifier) for part, value, modifier in criteria.names),
+        all(wanted is None or view.active == wanted for wanted in criteria.active),
+        all(any(_address_matches(details.address, v) for v in group) for group in criteria.addresses),
     ]
     return all(checks)
+
+
+def _address_matches(address: str | None, wanted: str) -> bool:
+    """An address criterion on the person's own address text ("\x01cn": in China, which every one is)."""
+    if wanted == "\x01cn":
+        return True
+    return bool(address) and wanted in address.casefold()
 
 
 def _name_matches(name: str | None, part: str, value: str, modifier: str) -> bool:

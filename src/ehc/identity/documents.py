@@ -200,7 +200,11 @@ _HAS_ALNUM = re.compile(r"[0-9A-Z\u3400-\u4dbf\u4e00-\u9fff]")
 
 def _parse_resident_id(number: str) -> Document:
     if re.fullmatch(r"[0-9]{15}", number):
-        _malformed("15-digit first-generation ID cards must be converted to 18 digits.")
+        # Not converted here: the 18-digit number adds a sequence check digit that only the issuing
+        # police station's record makes certain (GB 11643-1999), so the holder gives their current one.
+        raise _fail("resident_id_first_generation",
+                    "Old 15-digit ID card numbers are not accepted and not converted: give the 18-digit number "
+                    "of your current resident ID card.")
     if len(number) != 18:
         _malformed(f"A resident ID card number has 18 characters; this one has {len(number)}.")
     if not _RESIDENT_ID.fullmatch(number):

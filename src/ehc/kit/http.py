@@ -25,7 +25,7 @@ from .errors import Problem
 log = logging.getLogger("ehc.http")
 PROBLEM_JSON = "application/problem+json"
 
-_STATUS_CODES = {
+STATUS_CODES = {  # the problem code of a bare HTTP status
     400: "bad_request",
     401: "unauthenticated",
     403: "forbidden",
@@ -271,7 +271,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):  # noqa: ANN202
-        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        code = STATUS_CODES.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
         answer = problem_response(request, Problem(detail, code=code, status=exc.status_code, title=detail))
         # The router's own headers stay on the answer: a 405 names the methods allowed (RFC 9110 §15.5.6).

@@ -136,18 +136,22 @@ def check_batch_size(count: int) -> None:
                       errors=[field_error("uses", "batch_empty", "at least 1 item")])
 
 
-def upload(ctx: Ctx, uses: Sequence[OfflineUse], *, now: datetime | None = None,
+def upload(ctx: Ctx, uses: Sequence[OfflineUse | Problem], *, now: datetime | None = None,
            horizon: timedelta = HORIZON) -> BatchResult:
     """Verify and record a terminal's offline uses, in the caller's transaction (one for the batch).
 
     Uploading the same batch again stores nothing and answers every stored item ``duplicate`` with
-    the id of the use stored the first time.
+    the id of the use stored the first time. An item that is a ``Problem`` (the door found it malformed)
+    is answered ``rejected`` with its code: one bad entry never fails the batch.
     """
     check_batch_size(len(uses))
     now = now or utcnow()
     _serialise_uploads(ctx)
     result = BatchResult()
     for index, use in enumerate(uses):
+        if isinstance(use, Problem):  # refused before it got here (malformed): answered, not fatal
+            result.items.append(ItemResult(index, Outcome.REJECTED, problem=use.code, detail=use.detail))
+            continue
         try:
             result.items.append(_upload_one(ctx, index, use, now, horizon))
         except Problem as problem:

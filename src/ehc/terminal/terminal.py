@@ -283,10 +283,15 @@ class Terminal:
             until = payload.expires_at + self.skew
             self._seen[key] = until
             self._prune_seen(now)
+        # A use is recorded against a terminal the institution registered: one with no id is not queued
+        # (the platform would only refuse it); ``Accepted.queued`` says so.
+        record = record and bool(self.terminal_id)
         if record:
             self._enqueue({"code": text.strip(), "scene": scene, "channel": channel, "terminal_id": self.terminal_id,
                            "department": self.department, "at": now.isoformat(), "kid": payload.key_id,
                            "nonce": nonce, "until": until})
+        elif until:  # not queued: still refused here as a replay until it expires, across restarts too
+            self._remember_seen([{"kid": payload.key_id, "nonce": nonce, "until": until}])
         expires = payload.expires_at
         return Accepted(payload.type, payload.key_id, datetime.fromtimestamp(payload.issued_at, UTC),
                         None if expires is None else datetime.fromtimestamp(expires, UTC), nonce,

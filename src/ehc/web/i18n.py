@@ -18,6 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from babel import Locale
 from starlette.requests import Request
 
 LOCALES_DIR = Path(__file__).parent / "locales"
@@ -75,13 +76,20 @@ class Translator:
             return key
         return _FORMATTER.vformat(text, (), _KeepMissing(params)) if params else text
 
+    def plural(self, key: str, n: int, **params: Any) -> str:
+        """``key.<category>`` for ``n`` by the language's CLDR plural rules (Babel): English has "one"
+        and "other" ("1 minute", "2 minutes"), Chinese only "other"."""
+        category = Locale.parse(self.lang).plural_form(n)
+        chosen = f"{key}.{category}" if self.has(f"{key}.{category}") else f"{key}.other"
+        return self(chosen, n=n, **params)
+
     def duration(self, seconds: int) -> str:
-        """How long to wait, rounded up: "42 seconds", "15 minutes", "3 hours"."""
+        """How long to wait, rounded up: "42 seconds", "1 minute", "15 minutes", "3 hours"."""
         if seconds < 60:
-            return self("time.seconds", n=max(1, seconds))
+            return self.plural("time.seconds", max(1, seconds))
         if seconds < 90 * 60:
-            return self("time.minutes", n=-(-seconds // 60))
-        return self("time.hours", n=-(-seconds // 3600))
+            return self.plural("time.minutes", -(-seconds // 60))
+        return self.plural("time.hours", -(-seconds // 3600))
 
     def date(self, value: date) -> str:
         months = self._own.get("format.months") or self._fallback["format.months"]

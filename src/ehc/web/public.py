@@ -1,4 +1,5 @@
-"""The public website: the home page, applying for a card, and the card page after applying."""
+"""The public website: the home page, applying for a card, the card page after applying, and finding
+one's card again with the document and the card number (for a resident who gave no phone)."""
 
 from __future__ import annotations
 
@@ -194,3 +195,53 @@ def card_page(request: Request, ctx: WebsiteCtx) -> HTMLResponse:
 def _verifier_label(t: i18n.Translator, verifier: str | None) -> str:
     key = f"verifier.{verifier or 'none'}"
     return t(key) if t.has(key) else (verifier or t("verifier.none"))
+
+
+# -- back to my card without a phone ----------------------------------------------------------------
+# A resident who applied without a mobile number cannot sign in. Two ways back: at any service window
+# (the clerk finds the card by the document and can add a phone), or here, with the document and a
+# second proof only the holder has: the card number (EHC ID) shown after applying and on a printed
+# code's label. Both must name the same card; any mismatch answers the same "no match", so the form
+# tells nothing about who has a card. Tries count against the website's anonymous allowance.
+
+def _find_form(request: Request, ctx: Ctx, values: dict[str, str], error: str | None = None,
+               status_code: int = 200) -> HTMLResponse:
+    token, new = security.csrf_token(request, ctx.vault)
+    lang = i18n.negotiate(request)
+    response = render(request, "card_find.html", status_code, private=True, nav="card", values=values, error=error,
+                      csrf_field=security.CSRF_FIELD, csrf_token=token, document_types=_document_types(lang))
+    if new:
+        security.set_csrf_cookie(response, request, token)
+    return response
+
+
+@router.get("/card/find", response_class=HTMLResponse)
+def card_find_form(request: Request, ctx: WebsiteCtx) -> HTMLResponse:
+    return _find_form(request, ctx, {"document_type": DocumentType.RESIDENT_ID.value})
+
+
+@router.post("/card/find", response_class=HTMLResponse)
+def card_find(
+    request: Request,
+    ctx: WebsiteCtx,
+    document_type: Annotated[str, Form(max_length=2)] = "",
+    document_number: Annotated[str, Form(max_length=64)] = "",
+    ehc_id: Annotated[str, Form(max_length=100)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    if not security.csrf_valid(request, ctx.vault, csrf_token):
+        return error_page(request, 403, "csrf_failed")
+    values = {"document_type": document_type, "document_number": document_number, "ehc_id": ehc_id}
+    t = i18n.translator(i18n.negotiate(request))
+    typed = "".join(ehc_id.split()).upper()
+    try:
+        card = service.find_by_document(ctx, document_type, document_number)
+    except Problem:
+        card = None
+    if card is None or card.ehc_id != typed:
+        ctx.session.rollback()
+        return _find_form(request, ctx, values, t("card_find.no_match"), 404)
+    response = RedirectResponse(f"{request.scope.get('root_path', '')}/card", status_code=303)
+    security.set_card_cookie(response, request, ctx.vault, card.ehc_id)
+    response.headers["Cache-Control"] = "no-store"
+    return response

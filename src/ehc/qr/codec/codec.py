@@ -336,7 +336,17 @@ def check_validity(payload: Payload, *, now: datetime, skew: int = DEFAULT_SKEW)
 
 def read(text: str, keys: KeyLookup, *, now: datetime, skew: int = DEFAULT_SKEW) -> Payload:
     """decode + verify, for a single ``EHC1:`` code."""
-    return verify(decode(text), keys, now=now, skew=skew)
+    return verify(_single(text), keys, now=now, skew=skew)
+
+
+def _single(text: str) -> SignedCode:
+    """A single ``EHC1:`` code. A two-in-one code's health part, cut out and re-wrapped as ``EHC1:``,
+    is refused (§8, step 3): it was signed bound to a payment part and is valid only together with it."""
+    single = decode(text)
+    if single.payload.payment_binding is not None:
+        raise QRPaymentMismatch("this health code was issued bound to a payment part: it is valid only "
+                                "inside its EHCM1: code")
+    return single
 
 
 # -- two codes in one (EMVCo consumer-presented QR container) ------------------------------------
@@ -365,7 +375,7 @@ class Split:
 def split(text: str) -> Split:
     """Either form → the health code and, for two-in-one, the payment template (binding checked)."""
     if isinstance(text, str) and text.startswith(PREFIX):
-        return Split(decode(text), None)
+        return Split(_single(text), None)
     if not isinstance(text, str) or not text.startswith(MULTI_PREFIX):
         return Split(decode(text), None)  # raises the precise error
     try:
@@ -428,7 +438,9 @@ def render_png(text: str, *, scale: int = 8, border: int = 4) -> Image:
 def render_svg(text: str, *, scale: int = 8, border: int = 4) -> Image:
     qr = qr_symbol(text)
     buf = io.BytesIO()
-    qr.save(buf, kind="svg", scale=scale, border=border, xmldecl=False)
+    # Black modules on an opaque white background, quiet zone included (docs/qr-format.md §7): an SVG
+    # rasterised without a backdrop (transparent -> black in many tools) must stay readable.
+    qr.save(buf, kind="svg", scale=scale, border=border, xmldecl=False, dark="#000", light="#fff")
     return Image(buf.getvalue(), int(qr.version), "image/svg+xml")
 
 

@@ -7,8 +7,9 @@ from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SkipValidation, ValidationError
 
+from ...kit.errors import Invalid, Problem
 from .. import service
 from ..auth import CardUseMonitor, QRVerifier
 
@@ -27,7 +28,9 @@ class OfflineUseIn(BaseModel):
 
 
 class BatchIn(BaseModel):
-    uses: list[OfflineUseIn] = Field(description=f"1 to {service.MAX_BATCH} offline card uses")
+    # Each use is checked on its own (``upload_batch``): one malformed entry of a terminal's queue is
+    # answered ``rejected`` with ``use_invalid``, never a 422 for the batch, so a queue cannot wedge.
+    uses: list[SkipValidation[OfflineUseIn]] = Field(description=f"1 to {service.MAX_BATCH} offline card uses")
 
 
 class BatchItemOut(BaseModel):
@@ -123,12 +126,22 @@ UseFilters = Annotated[service.Filters, Depends(_filters)]
 
 # -- routes -------------------------------------------------------------------------------------
 
+def _offline_use(raw: object) -> service.OfflineUse | Problem:
+    """One uploaded use, or the problem with it (the batch goes on without it)."""
+    try:
+        use = raw if isinstance(raw, OfflineUseIn) else OfflineUseIn.model_validate(raw)
+    except ValidationError as exc:
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'use'}: {e['msg']}" for e in exc.errors()[:3])
+        return Invalid(f"This use is malformed ({where}).", code="use_invalid")
+    return service.OfflineUse(code=use.code, scene=use.scene, channel=use.channel, terminal_id=use.terminal_id,
+                              department=use.department, at=use.at)
+
+
 @router.post("/api/v1/qr/uses/batch", response_model=BatchOut,
              summary="Upload card uses a terminal verified offline; verified again, deduplicated, replays flagged")
 def upload_batch(body: BatchIn, ctx: QRVerifier) -> BatchOut:
     service.check_batch_size(len(body.uses))
-    items = [service.OfflineUse(code=u.code, scene=u.scene, channel=u.channel, terminal_id=u.terminal_id,
-                             department=u.department, at=u.at) for u in body.uses]
+    items = [_offline_use(u) for u in body.uses]
     done = service.upload(ctx, items)
     return BatchOut(items=[BatchItemOut(index=i.index, outcome=i.outcome, use_id=i.use_id, ehc_id=i.ehc_id,
                                         code=i.problem, detail=i.detail) for i in done.items],

@@ -1,5 +1,6 @@
 """Resident pages: sign in with a text-message code (or a password), "my card" with the family
-members one looks after, reporting a card lost, and "who looked at my data".
+members one looks after, reporting a card lost, "who looked at my data", where my card was used and
+my password.
 
 The same services as the resident API (``/api/v1/me``): sign-in rules in ``accounts/residents.py``,
 which cards a resident reaches in ``me/service.py`` (the resident's own and those bound to them as
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import access_log, appointments, card, family_doctor, records, sign_in
+from . import access_log, account, appointments, card, family_doctor, records, sign_in
 
 router = APIRouter()
 router.include_router(sign_in.router)
@@ -25,3 +26,4 @@ router.include_router(access_log.router)
 router.include_router(family_doctor.router)
 router.include_router(appointments.router)
 router.include_router(records.router)
+router.include_router(account.router)

@@ -16,6 +16,7 @@ from ...accounts.auth import STAFF_COOKIE, page_actor
 from ...accounts.service import StaffAccount
 from ...appointments.auth import DayListReader, Scheduler
 from ...institutions import service as institutions
+from ...cards.auth import CardStaff
 from ...institutions.auth import InstitutionAdmin
 from ...institutions.service import KIND_LABELS, level_label
 from ...institutions.service import Institution
@@ -69,7 +70,8 @@ class Staff:
                 "role": role_label(t, self.account.role), "sign_out": "/staff/sign-out", "admin": self.is_admin,
                 "card_uses": may_monitor(self.ctx.actor.roles), "mpi_reviews": may_review(self.ctx.actor.roles),
                 "family_doctors": may_use_rule(self.ctx, FamilyDoctorDesk),
-                "statistics": bool(self.ctx.actor.roles & STATISTICS_ROLES)}
+                "statistics": bool(self.ctx.actor.roles & STATISTICS_ROLES),
+                "desk": may_use_desk(self)}
 
 
 def role_label(t: i18n.Translator, role: str | None) -> str:
@@ -178,13 +180,17 @@ def form_failed(session, request: Request, problem: Problem, values: dict[str, s
                                code_fields=CODE_FIELDS)
 
 
-print_rule = _rule(QRPrinter)  # the API's rule for static.png/.svg/.pdf: window work
-_EHC_ID = re.compile(r"[0-9A-F]{64}")
+desk_rule = _rule(CardStaff)  # the API's rule to find and read cards: the card desk opens to it
 
 
-def may_print(staff: Staff) -> bool:
+def passes(rule: Callable[[Ctx], Ctx], staff: Staff) -> bool:
+    """Whether the API's ``rule`` lets this staff member through (to show a link or a form)."""
+    return _lets_through(rule, staff.ctx)
+
+
+def _lets_through(rule: Callable[[Ctx], Ctx], ctx: Ctx) -> bool:
     try:
-        print_rule(staff.ctx)
+        rule(ctx)
     except Problem:
         return False
     return True
@@ -192,16 +198,22 @@ def may_print(staff: Staff) -> bool:
 
 def may_use_rule(ctx: Ctx, annotated: Any) -> bool:
     """Whether the API's role rule behind ``annotated`` lets this staff member through."""
-    try:
-        _rule(annotated)(ctx)
-    except Problem:
-        return False
-    return True
+    return _lets_through(_rule(annotated), ctx)
 
 
 def appointment_links(staff: Staff) -> dict[str, bool]:
     """Which appointment pages the staff member's role opens (the API's rules)."""
     return {"appt_desk": may_use_rule(staff.ctx, DayListReader), "appt_schedule": may_use_rule(staff.ctx, Scheduler)}
+def may_use_desk(staff: Staff) -> bool:
+    return passes(desk_rule, staff)
+
+
+print_rule = _rule(QRPrinter)  # the API's rule for static.png/.svg/.pdf: window work
+_EHC_ID = re.compile(r"[0-9A-F]{64}")
+
+
+def may_print(staff: Staff) -> bool:
+    return passes(print_rule, staff)
 
 
 def may_review(roles: frozenset[str]) -> bool:

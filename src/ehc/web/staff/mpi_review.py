@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
+from ...institutions import service as institutions
 from ...kit.errors import Problem
 from ...mpi import service as mpi
 from ...mpi.auth import MatchReviewer
@@ -41,9 +42,11 @@ def mpi_reviews(request: Request, staff: ReviewerPage, status: str = "open", sou
     status = status if status in mpi.REVIEW_STATUSES else ""
     source = source if source in mpi.REVIEW_SOURCES else ""
     rows, total = mpi.list_reviews(staff.ctx, status=status or None, source=source or None, limit=200)
+    names: dict[str, str] = {}
     items = [{"id": r.id, "created": t.date(r.created_at.astimezone(CHINA).date()), "source": r.source,
               "pair": "record" if r.record_sealed is not None else "persons", "grade": r.grade,
-              "probability": f"{r.probability:.2f}", "institution_id": r.institution_id, "status": r.status}
+              "probability": percent(r.probability), "institution_id": institution_name(staff, r.institution_id, names),
+              "status": r.status}
              for r in rows]
     return staff_page(request, staff, "staff_mpi_reviews.html", nav="staff_mpi_reviews", reviews=items, total=total,
                       filters={"status": status, "source": source})
@@ -54,18 +57,60 @@ def _review_page(request: Request, staff: Staff, review_id: int, error: str | No
     row = mpi.get_review(staff.ctx, review_id)
     left, right = mpi.review_sides(staff.ctx, row)
     comparison = mpi.review_comparison(row)
+    t = i18n.for_request(request)
     rows = []
     for name in mpi.REVIEW_FIELDS:
         compared = comparison.get(name)
-        agreement = ""
-        if isinstance(compared, dict):
-            agreement = " · ".join(str(compared[k]) for k in ("level", "weight") if k in compared)
         rows.append({"field": name, "left": left.fields.get(name), "right": right.fields.get(name),
-                     "agreement": agreement})
-    view = {"id": row.id, "status": row.status, "grade": row.grade, "probability": f"{row.probability:.2f}",
-            "score": f"{row.score:.1f}", "source": row.source, "institution_id": row.institution_id, "note": row.note}
+                     "agreement": agreement(t, compared) if isinstance(compared, dict) else ""})
+    view = {"id": row.id, "status": row.status, "grade": row.grade, "probability": percent(row.probability),
+            "score": f"{row.score:+.1f}", "source": row.source, "note": row.note,
+            "institution": institution_name(staff, row.institution_id, {}),
+            "why": t(f"mpi_reviews.why_{why_not_certain(comparison)}") if row.grade != "certain" else ""}
     return staff_page(request, staff, "staff_mpi_review.html", status_code, nav="staff_mpi_reviews", review=view,
                       left=left, right=right, rows=rows, error=error)
+
+
+def percent(probability: float) -> str:
+    """A match probability as a reviewer reads it: "97.3%", and "> 99.9%" rather than a rounded 1.00."""
+    return "> 99.9%" if probability >= 0.999 else f"{probability * 100:.1f}%"
+
+
+def institution_name(staff: Staff, institution_id: str | None, seen: dict[str, str]) -> str:
+    if not institution_id:
+        return ""
+    if institution_id not in seen:
+        found = institutions.find_institution(staff.ctx.session, institution_id)
+        seen[institution_id] = found.name if found is not None else institution_id
+    return seen[institution_id]
+
+
+def agreement(t: i18n.Translator, compared: dict) -> str:
+    """How one field compares, in words, and how much it weighs for or against one person."""
+    level = compared.get("level")
+    key = f"mpi_reviews.level_{level or 'missing'}"
+    words = t(key) if t.has(key) else str(level)
+    weight = compared.get("weight")
+    if not isinstance(weight, (int, float)) or abs(weight) < 0.05:
+        return words
+    return f"{words} · {t('mpi_reviews.weight_for' if weight > 0 else 'mpi_reviews.weight_against', w=f'{abs(weight):.1f}')}"
+
+
+def why_not_certain(comparison: dict) -> str:
+    """The evidence that kept a pair from "certain" (the matcher's rule, ``mpi.matching``): the documents
+    differ, name and birth date do not both agree, or the total is below the threshold."""
+    def level(name: str) -> str | None:
+        value = comparison.get(name)
+        return value.get("level") if isinstance(value, dict) else None
+
+    if level("document") in ("different", "typo"):
+        return "document"
+    if level("name") not in ("exact", "homophone", "close", "fuzzy", "pinyin") or \
+            level("birth_date") not in ("exact", "swapped", "typo"):
+        return "identity"
+    if level("document") is None:
+        return "no_document"
+    return "score"
 
 
 @router.get("/staff/mpi/reviews/{review_id}", response_class=HTMLResponse)
