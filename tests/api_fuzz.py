@@ -65,8 +65,8 @@ class Outcome:
 
     def summary(self) -> str:
         return (f"{self.caller}: {self.cases} cases, {self.refused} refused (4xx), {self.server_errors} server errors, "
-                f"{len(self.failures)} failed checks, {self.transitions} stateful links; statuses "
-                f"{dict(sorted(self.statuses.items()))}")
+                f"{len(self.failures)} failed checks, {len(self.errors)} engine errors, {self.transitions} stateful "
+                f"links; statuses {dict(sorted(self.statuses.items()))}" + "".join(f"\n  {e}" for e in self.errors))
 
     @property
     def server_errors(self) -> int:
