@@ -150,3 +150,71 @@ def test_kill_9_of_the_importer_then_a_rerun_imports_each_row_once(platform, tmp
         assert session.scalar(select(func.count()).select_from(Card)) == rows
         assert session.scalar(select(func.count()).select_from(Person)) == rows
         assert session.scalar(select(func.count()).select_from(CardEvent)) == rows
+
+
+def test_kill_9_during_a_booking_burst_keeps_every_acknowledged_booking_within_capacity(platform, client,
+                                                                                       institution):
+    """Clerks booking 60 residents onto 4 periods of 10 window places while the server is killed:
+    every booking answered 201 is there after the restart, no period holds more than its places, and
+    each period's count of places taken matches its bookings (nothing half-made)."""
+    from appointments_world import desk, publish
+
+    from ehc.appointments.models import Booking, Period
+
+    staff = desk(platform, client, institution)
+    session = publish(client, staff["institution_admin"], quota_online=0, quota_window=10)
+    periods = [p["id"] for p in session["periods"]]
+    cards_made = []
+    for i in range(60):
+        made = client.post("/api/v1/cards", json=applicant(500 + i))
+        assert made.status_code == 201, made.text
+        cards_made.append(made.json()["ehc_id"])
+    clerk = staff["window_clerk"]
+
+    port = _free_port()
+    server = start_server(platform.settings, port)
+    acknowledged: dict[str, str] = {}  # reference -> EHC ID
+    lock = threading.Lock()
+    queue = iter(enumerate(cards_made))
+
+    def book() -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            while True:
+                with lock:
+                    item = next(queue, None)
+                if item is None:
+                    return
+                i, ehc_id = item
+                try:
+                    answer = http.post("/api/v1/appointments/bookings", headers=clerk,
+                                       json={"period_id": periods[i % len(periods)], "ehc_id": ehc_id})
+                except httpx.HTTPError:
+                    return
+                assert answer.status_code in (201, 409), answer.text
+                if answer.status_code == 201:
+                    with lock:
+                        acknowledged[answer.json()["reference"]] = ehc_id
+
+    threads = [threading.Thread(target=book) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 120
+    while len(acknowledged) < 8 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait()
+    for thread in threads:
+        thread.join(30)
+    assert len(acknowledged) >= 8
+
+    server = start_server(platform.settings, port)  # a restart, then a look at what is there
+    server.kill()
+    server.wait()
+    with platform.db.session() as session_:
+        references = set(session_.scalars(select(Booking.reference)))
+        assert set(acknowledged) <= references
+        for period_id in periods:
+            period = session_.get(Period, period_id)
+            live = session_.scalar(select(func.count()).select_from(Booking).where(
+                Booking.period_id == period_id, Booking.status.in_(("held", "booked", "arrived"))))
+            assert live <= 10 and period.used_window == live, (period_id, live, period.used_window)
