@@ -1050,14 +1050,16 @@ def _page_outcome(answer) -> str:  # noqa: ANN001
     return "through"
 
 
+# An {action} in a page's path names one of the page's own actions.
+_PAGE_ACTIONS = {"/staff/desk/": "report-lost", "/me/family-doctor/": "renew", "/me/appointments/": "confirm"}
+
+
 def _page_url(w: World, template: str) -> str:
+    action = next((a for prefix, a in _PAGE_ACTIONS.items() if template.startswith(prefix)), "x")
     return template.format(ehc_id=w.card, review_id="999999", verdict="accept", institution_id=w.institution,
                            code="0300", terminal_id="W01", staff_id=w.staff_id, app_id=w.managed_app.app_id,
-                           key_id=w.managed_app.key_id, contract_id="no-such-contract", action="renew")
-                           key_id=w.managed_app.key_id, session_id="0" * 24, reference="ANOTHERONE",
-                           action="confirm")
-                           key_id=w.managed_app.key_id, consent_id="none")
-                           key_id=w.managed_app.key_id, action="report-lost", decision="approve")
+                           key_id=w.managed_app.key_id, contract_id="no-such-contract", action=action,
+                           session_id="0" * 24, reference="ANOTHERONE", consent_id="none", decision="approve")
 
 
 def test_page_authorisation_matrix(world: World) -> None:

@@ -31,7 +31,7 @@ from .schemas import (
     CoverageOut,
     CoverageRowOut,
     EventOut,
-    LookupIn,
+    ContractLookupIn,
     MemberIn,
     MemberOut,
     OutreachOut,
@@ -222,7 +222,7 @@ def sign(body: SignIn, ctx: ContractDesk, response: Response, idempotency_key: I
 
 
 @router.post("/contracts/lookup", response_model=list[ContractOut], summary="A card holder's contracts with your teams")
-def lookup(body: LookupIn, ctx: ContractDesk) -> list[ContractOut]:
+def lookup(body: ContractLookupIn, ctx: ContractDesk) -> list[ContractOut]:
     return [contract_out(ctx, c, name=True) for c in service.contracts_of_card(ctx, body.ehc_id)]
 
 

@@ -136,7 +136,7 @@ class SignIn(_In):
                              description="The resident's dynamic QR code, scanned by the doctor as consent")
 
 
-class LookupIn(_In):
+class ContractLookupIn(_In):
     ehc_id: str = Field(max_length=64, description="The card of the resident at the window")
 
 

@@ -90,7 +90,9 @@ def refuse_xml(request: Request) -> None:
     406, never JSON the client did not ask for (FHIR R4 http.html#mime-type)."""
     fmt = request.query_params.get("_format", "").strip().lower()
     accept = request.headers.get("accept", "").lower()
-    if "xml" in fmt or (not fmt and "xml" in accept and "json" not in accept and "*/*" not in accept):
+    # XML as FHIR knows it; a browser's application/xhtml+xml asks for a page, not for FHIR XML.
+    asks_xml = any(kind in accept for kind in ("application/fhir+xml", "application/xml", "text/xml"))
+    if "xml" in fmt or (not fmt and asks_xml and "json" not in accept and "*/*" not in accept):
         raise Problem("This server answers FHIR JSON only (application/fhir+json).", code="fhir_format_not_supported",
                       status=406, title="Not acceptable")
 
