@@ -843,6 +843,17 @@ FHIR_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/fhir/{resource_type}/{resource_id}"): RECORD_READERS,
     ("GET", "/fhir/{resource_type}/{resource_id}/_history"): RECORD_READERS,
     ("GET", "/fhir/{resource_type}/{resource_id}/_history/{version_id}"): RECORD_READERS,
+    # Appointments (appointments/auth.py): the timetable is public; the desk books and reads its bookings.
+    ("GET", "/fhir/Schedule"): EVERYONE,
+    ("GET", "/fhir/Schedule/{schedule_id}"): EVERYONE,
+    ("GET", "/fhir/Slot"): EVERYONE,
+    ("GET", "/fhir/Slot/{slot_id}"): EVERYONE,
+    ("GET", "/fhir/Appointment/$find"): EVERYONE,
+    ("POST", "/fhir/Appointment/$find"): EVERYONE,
+    ("POST", "/fhir/Appointment/$hold"): BOOKING_DESK,
+    ("POST", "/fhir/Appointment/$book"): BOOKING_DESK,
+    ("GET", "/fhir/Appointment"): DAY_LIST_READERS,
+    ("GET", "/fhir/Appointment/{appointment_id}"): DAY_LIST_READERS,
     # Anything else under /fhir: a not-supported OperationOutcome for everyone.
     **{(method, "/fhir/{path:path}"): frozenset(CALLERS) for method in ("GET", "POST", "PUT", "PATCH", "DELETE")},
 }
@@ -868,7 +879,11 @@ def test_fhir_authorisation_matrix(world: World) -> None:
             "/fhir/{resource_type}/{resource_id}/_history": "/fhir/Condition/none/_history",
             "/fhir/{resource_type}/{resource_id}/_history/{version_id}": "/fhir/Condition/none/_history/1",
             "/fhir/Binary/{binary_id}": "/fhir/Binary/none-1-0",
-            "/fhir/{path:path}": "/fhir/Basic/1/x/y"}
+            "/fhir/{path:path}": "/fhir/Basic/1/x/y",
+            "/fhir/Schedule/{schedule_id}": "/fhir/Schedule/none",
+            "/fhir/Slot/{slot_id}": "/fhir/Slot/999999",
+            "/fhir/Appointment": f"/fhir/Appointment?patient={world.card}",
+            "/fhir/Appointment/{appointment_id}": "/fhir/Appointment/ANONE"}
     problems = []
     for (method, template), allowed in FHIR_MATRIX.items():
         for caller in CALLERS:
@@ -1053,11 +1068,10 @@ def _page_outcome(answer) -> str:  # noqa: ANN001
 def _page_url(w: World, template: str) -> str:
     return template.format(ehc_id=w.card, review_id="999999", verdict="accept", institution_id=w.institution,
                            code="0300", terminal_id="W01", staff_id=w.staff_id, app_id=w.managed_app.app_id,
-                           key_id=w.managed_app.key_id, contract_id="no-such-contract", action="renew")
-                           key_id=w.managed_app.key_id, session_id="0" * 24, reference="ANOTHERONE",
-                           action="confirm")
-                           key_id=w.managed_app.key_id, consent_id="none")
-                           key_id=w.managed_app.key_id, action="report-lost", decision="approve")
+                           key_id=w.managed_app.key_id, contract_id="no-such-contract", session_id="0" * 24,
+                           reference="ANOTHERONE", consent_id="none", decision="approve",
+                           action="report-lost" if "/status/" in template
+                           else "confirm" if "/appointments/" in template else "renew")
 
 
 def test_page_authorisation_matrix(world: World) -> None:
