@@ -60,6 +60,8 @@ def appointment(slot: int | str, ehc_id: str, **extra) -> dict:
 def test_fhirclient_finds_holds_and_books_as_a_signed_hospital_system(live_url, world, his) -> None:
     server = fhirclient_for(live_url, auth=SignedRequests(his.app_id, his.key_id, his.private_key)).server
     session, ehc_id = world["session"], world["ehc_id"]
+    served = {r.type: r for r in server.capabilityStatement.rest[0].resource}
+    assert {"Schedule", "Slot"} <= set(served) and {o.name for o in served["Appointment"].operation} == {"find", "hold", "book"}
     schedules = R4Schedule.where(struct={"date": f"ge{TOMORROW()}", "department": "0300"}).perform_resources(server)
     assert [s.id for s in schedules] == [session["id"]] and schedules[0].active
     assert R4Schedule.read(session["id"], server).planningHorizon.start.isostring
