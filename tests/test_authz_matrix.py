@@ -843,6 +843,17 @@ FHIR_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/fhir/{resource_type}/{resource_id}"): RECORD_READERS,
     ("GET", "/fhir/{resource_type}/{resource_id}/_history"): RECORD_READERS,
     ("GET", "/fhir/{resource_type}/{resource_id}/_history/{version_id}"): RECORD_READERS,
+    # Appointments (appointments/auth.py): the timetable is public; the desk books and reads its bookings.
+    ("GET", "/fhir/Schedule"): EVERYONE,
+    ("GET", "/fhir/Schedule/{schedule_id}"): EVERYONE,
+    ("GET", "/fhir/Slot"): EVERYONE,
+    ("GET", "/fhir/Slot/{slot_id}"): EVERYONE,
+    ("GET", "/fhir/Appointment/$find"): EVERYONE,
+    ("POST", "/fhir/Appointment/$find"): EVERYONE,
+    ("POST", "/fhir/Appointment/$hold"): BOOKING_DESK,
+    ("POST", "/fhir/Appointment/$book"): BOOKING_DESK,
+    ("GET", "/fhir/Appointment"): DAY_LIST_READERS,
+    ("GET", "/fhir/Appointment/{appointment_id}"): DAY_LIST_READERS,
     # Anything else under /fhir: a not-supported OperationOutcome for everyone.
     **{(method, "/fhir/{path:path}"): frozenset(CALLERS) for method in ("GET", "POST", "PUT", "PATCH", "DELETE")},
 }
@@ -868,7 +879,11 @@ def test_fhir_authorisation_matrix(world: World) -> None:
             "/fhir/{resource_type}/{resource_id}/_history": "/fhir/Condition/none/_history",
             "/fhir/{resource_type}/{resource_id}/_history/{version_id}": "/fhir/Condition/none/_history/1",
             "/fhir/Binary/{binary_id}": "/fhir/Binary/none-1-0",
-            "/fhir/{path:path}": "/fhir/Basic/1/x/y"}
+            "/fhir/{path:path}": "/fhir/Basic/1/x/y",
+            "/fhir/Schedule/{schedule_id}": "/fhir/Schedule/none",
+            "/fhir/Slot/{slot_id}": "/fhir/Slot/999999",
+            "/fhir/Appointment": f"/fhir/Appointment?patient={world.card}",
+            "/fhir/Appointment/{appointment_id}": "/fhir/Appointment/ANONE"}
     problems = []
     for (method, template), allowed in FHIR_MATRIX.items():
         for caller in CALLERS:

@@ -421,6 +421,15 @@ def periods(ctx: Ctx, row: ClinicSession, now: datetime | None = None) -> list[t
     return [(p, free_of(ctx, row, p, pool, now)) for p in repo.periods_of(ctx.session, row.id)]
 
 
+def get_period(ctx: Ctx, period_id: int, now: datetime | None = None) -> tuple[Period, ClinicSession, int]:
+    """One period with its session and the places the caller could take in it (a FHIR Slot)."""
+    period = repo.period(ctx.session, period_id)
+    row = repo.clinic_session(ctx.session, period.session_id) if period is not None else None
+    if period is None or row is None:
+        raise NotFound("No such period.", code="period_not_found")
+    return period, row, free_of(ctx, row, period, pool_for(ctx), now or utcnow())
+
+
 @dataclass(frozen=True)
 class Offer:
     period_id: int
@@ -770,6 +779,17 @@ def staff_booking(ctx: Ctx, reference: str) -> Booking:
         raise _booking_not_found()
     audit.record_access(ctx, booking.person_id, "read", BOOK_PURPOSE)
     return booking
+
+
+def staff_bookings_of_card(ctx: Ctx, ehc_id: str) -> list[Booking]:
+    """A card holder's bookings at the caller's institution (the person and anyone merged into them),
+    newest period first; the look is recorded in the holder's access log."""
+    card = cards.get_card(ctx, ehc_id)
+    person = mpi.resolve(ctx, card.person_id)
+    scope = _scope(ctx)
+    found = [b for b in repo.bookings_of(ctx.session, [person.id]) if b.institution_id == scope]
+    audit.record_access(ctx, person.id, "read", BOOK_PURPOSE)
+    return found
 
 
 def booking_by_id(ctx: Ctx, booking_id: str) -> Booking:

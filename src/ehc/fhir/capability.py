@@ -48,6 +48,38 @@ def _record_resources() -> list[dict]:
             for kind in records.SUBJECT]
 
 
+def _scheduling_resources() -> list[dict]:
+    """Appointments (issue 14, docs/appointments.md): the public timetable and the desk's bookings, with
+    the IHE ITI Scheduling operations."""
+    def search(*params: tuple[str, str, str]) -> list[dict]:
+        return [{"name": n, "type": t, "documentation": d} for n, t, d in params]
+    read_search = [{"code": "read"}, {"code": "search-type"}]
+    where = (("institution", "token", "An institution id."), ("department", "token", "A department code."),
+             ("practitioner", "string", "A doctor's name, exact."))
+    return [
+        {"type": "Schedule", "interaction": read_search, "documentation": "A session (one department's or doctor's "
+         "sitting on one day); public.", "searchParam": search(("date", "date", "ge/le/eq on China days."), *where)},
+        {"type": "Slot", "interaction": read_search, "documentation": "A period of a session; free when the "
+         "caller's quota has a place; public.", "searchParam": search(
+             ("schedule", "reference", "Schedule/<id>."), ("start", "date", "ge/le/eq on China days."),
+             ("status", "token", "free | busy."), *where)},
+        {"type": "Appointment", "interaction": read_search, "documentation": "A booking at the caller's "
+         "institution (id: its reference); window clerks, doctors, nurses, the admin, hospital systems.",
+         "searchParam": search(("patient", "reference", "Patient/<EHC ID>, required.")),
+         "operation": [
+             {"name": "find", "definition": "https://profiles.ihe.net/ITI/Scheduling/OperationDefinition/"
+                                            "appointment-find", "documentation": "Proposed Appointments in free "
+              "slots: start, end (days), institution, department, practitioner, patient, _count; public."},
+             {"name": "hold", "definition": "https://profiles.ihe.net/ITI/Scheduling/OperationDefinition/"
+                                            "appointment-hold", "documentation": "Hold a slot for a patient "
+              "(pending); Idempotency-Key; window clerks, family doctors, hospital systems."},
+             {"name": "book", "definition": "https://profiles.ihe.net/ITI/Scheduling/OperationDefinition/"
+                                            "appointment-book", "documentation": "Confirm a held Appointment "
+              "(its id), or book a slot directly; Idempotency-Key."},
+         ]},
+    ]
+
+
 @lru_cache(maxsize=8)
 def _statement(base: str) -> dict:
     body = {
@@ -71,7 +103,7 @@ def _statement(base: str) -> dict:
                 "description": "Hospital systems sign every request with SM2 (EHC-SM2-V1, see "
                                "docs/api-integration.md); staff send a bearer token from "
                                "POST /api/v1/auth/staff/token. Anonymous requests are refused (401), except "
-                               "this statement.",
+                               "this statement and the timetable (Schedule, Slot, Appointment/$find).",
             },
             "resource": [{
                 "type": "Patient",
@@ -89,7 +121,7 @@ def _statement(base: str) -> dict:
                                                       "IHE.PIXm.pix",
                      "documentation": "IHE PIXm ITI-83: identifiers in the domains the caller may see."},
                 ],
-            }, *_record_resources()],
+            }, *_record_resources(), *_scheduling_resources()],
             "interaction": [{"code": "transaction", "documentation": "IHE MHD ITI-65 Provide Document Bundle"}],
         }],
     }

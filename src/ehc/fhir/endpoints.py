@@ -27,6 +27,7 @@ from .capability import capability_statement
 from .outcome import FHIR_JSON, outcome_json
 from .records import build_router as records_router
 from .records import provide as provide_documents
+from .scheduling import build_router as scheduling_router
 
 log = logging.getLogger("ehc.fhir")
 
@@ -142,6 +143,9 @@ def patient_read(patient_id: str, ctx: IdentityReader) -> JSONResponse:
     return _fhir(service.read_patient(ctx, patient_id))
 
 
+# Appointments (issue 14): Schedule, Slot, Appointment and IHE Scheduling (fhir/scheduling.py), before the
+# records' /{resource_type} patterns.
+router.include_router(scheduling_router(FhirRoute))
 # Health records (issue 16): publish, correct, read, _history, search, Patient/$everything (fhir/records.py).
 router.include_router(records_router(FhirRoute))
 router.add_api_route("", provide_documents, methods=["POST"], summary="IHE MHD ITI-65: Provide Document Bundle")
