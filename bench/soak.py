@@ -49,7 +49,8 @@ SCENE, CHANNEL = "0101012", "0600"
 def _applicant(serial: int) -> bytes:
     """A new resident with a valid ID card number (GB 11643) for each serial."""
     year, month, day = 1950 + serial % 50, 1 + serial // 50 % 12, 1 + serial // 600 % 28
-    body = f"510104{year}{month:02d}{day:02d}{serial // 16800 % 1000:03d}"
+    # Region 510105: bench_qr_verify's cards (the lookup and verify targets) are 510104 numbers.
+    body = f"510105{year}{month:02d}{day:02d}{serial // 16800 % 1000:03d}"
     weights = [2 ** (17 - i) % 11 for i in range(17)]
     number = body + "10X98765432"[sum(int(d) * w for d, w in zip(body, weights)) % 11]
     return json.dumps({"name": "孙丽", "document": {"type": "01", "number": number},
