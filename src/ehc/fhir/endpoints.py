@@ -37,9 +37,9 @@ class FhirJSON(JSONResponse):
 
 
 # What the OpenAPI document says every FHIR operation may answer besides its resource: an
-# OperationOutcome (kit.http.document_problems adds problem+json only where a door says nothing).
+# OperationOutcome (kit.openapi adds problem+json only where a door says nothing).
 _OUTCOME_SCHEMA = {"type": "object", "required": ["resourceType", "issue"],
-                   "properties": {"resourceType": {"enum": ["OperationOutcome"]}, "issue": {"type": "array"}}}
+                   "properties": {"resourceType": {"enum": ["OperationOutcome"]}, "issue": {"type": "array", "items": {"type": "object"}}}}
 OUTCOME_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": f"OperationOutcome ({issue})", "content": {FHIR_JSON: {"schema": _OUTCOME_SCHEMA}}}
     for status, issue in ((400, "invalid"), (401, "login"), (403, "forbidden"), (404, "not-found"),

@@ -216,43 +216,7 @@ PROBLEM_STATUSES = {
 _FRAMEWORK_VALIDATION_ERROR = "#/components/schemas/HTTPValidationError"
 
 
-def document_problems(app: FastAPI) -> None:
-    """Declare in the app's OpenAPI document the problem+json answers of ``PROBLEM_STATUSES`` on every
-    operation, where the operation does not document that status itself (a door with other errors, like
-    FHIR's OperationOutcomes, declares its own). FastAPI's default 422 (its own validation-error shape,
-    which this platform never sends) becomes the problem it is."""
-    build = app.openapi
-
-    def openapi() -> dict:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = build()
-        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-        schemas["Problem"] = PROBLEM_SCHEMA
-        content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-        for operations in schema.get("paths", {}).values():
-            for operation in operations.values():
-                responses = operation.setdefault("responses", {})
-                for status, description in PROBLEM_STATUSES.items():
-                    declared = responses.get(str(status))
-                    if declared is None:
-                        responses[str(status)] = {"description": description, "content": content}
-                    elif not declared.get("content") or _FRAMEWORK_VALIDATION_ERROR in str(declared["content"]):
-                        declared["content"] = content
-                        if declared.get("description") == "Validation Error":
-                            declared["description"] = description
-        if _FRAMEWORK_VALIDATION_ERROR not in str(schema["paths"]):  # nothing refers to them any more
-            schemas.pop("HTTPValidationError", None)
-            schemas.pop("ValidationError", None)
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
 def install_problem_handlers(app: FastAPI) -> None:
-    document_problems(app)
-
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem):  # noqa: ANN202
         return problem_response(request, exc)

@@ -141,8 +141,17 @@ def _problems_declared(document: dict[str, Any]) -> None:
                 for media, body in response.get("content", {}).items():
                     if "json" not in media and not body.get("schema"):
                         body["schema"] = {"type": "string", "format": "binary"}
+            for declared in responses.values():  # a door's own refusal schema, named once (generators)
+                for body in declared.get("content", {}).values():
+                    shape = body.get("schema", {})
+                    if shape.get("properties", {}).get("resourceType", {}).get("enum") == ["OperationOutcome"]:
+                        schemas["OperationOutcome"] = shape
+                        body["schema"] = {"$ref": "#/components/schemas/OperationOutcome"}
             for status, description in PROBLEM_STATUSES.items():
-                responses[status] = {"description": description, "content": problem}
+                # A door with refusals of its own (FHIR's OperationOutcomes) has declared them already.
+                declared = responses.get(status)
+                if declared is None or not declared.get("content") or "ValidationError" in str(declared["content"]):
+                    responses[status] = {"description": description, "content": problem}
             operation["security"] = SECURITY
     document["components"]["securitySchemes"] = SECURITY_SCHEMES
 
