@@ -13,6 +13,7 @@ from .appointments.endpoints import router as appointments_router
 from .appointments.service import start_sweeper as start_appointments_sweeper
 from .audit.endpoints import router as audit_router
 from .audit.service import start_sweeper
+from .payments.service import start_driver as start_payments_driver
 from .statistics.endpoints import router as statistics_router
 from .statistics.service import start_refresher
 from .cards.endpoints import router as cards_router
@@ -26,6 +27,7 @@ from .kit import openapi
 from .kit.http import NulGuardMiddleware, RequestIdMiddleware, install_problem_handlers
 from .me.endpoints import router as me_router
 from .mpi.endpoints import router as mpi_router
+from .payments.endpoints import router as payments_router
 from .qr.endpoints import routers as qr_routers
 from .records.endpoints import router as records_router
 from .platform import Platform
@@ -63,6 +65,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.include_router(appointments_router)
     app.include_router(records_router)  # /api/v1/me/records, /api/v1/records: health records
     app.include_router(statistics_router)
+    app.include_router(payments_router)  # bills, settlement, refunds, reconciliation
     mount_pages(app)  # every page router and /static
     openapi.install(app)  # /openapi.json made true to the answers, /docs served offline
 
@@ -85,4 +88,7 @@ def app_factory() -> FastAPI:
     # Holds that expired, no-shows and reminders: caught up at start, then every minute.
     start_appointments_sweeper(platform.db, lambda session: platform.ctx(session, Actor.system("appointments")))
     start_refresher(platform.db, platform.settings.stats_refresh_seconds)
+    # Payment steps left due (a crash, a service that did not answer) are resumed here, every second.
+    if platform.settings.insurance_url and platform.settings.bank_url:
+        start_payments_driver(platform.db, lambda session: platform.ctx(session, Actor.system("payments")))
     return app

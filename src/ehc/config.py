@@ -50,6 +50,15 @@ class Settings:
     # Prefix of the platform's Redis keys, so several platforms (or test runs) can share one Redis.
     redis_prefix: str = field(default_factory=lambda: _env("REDIS_PREFIX", "ehc:"))
 
+    # Payments (docs/payments.md): the medical-insurance service and the bank, over HTTP (empty: no
+    # payments here). ``ehc sandbox insurance|bank`` runs stand-ins; ``make run`` starts both.
+    insurance_url: str = field(default_factory=lambda: _env("INSURANCE_URL", ""))
+    bank_url: str = field(default_factory=lambda: _env("BANK_URL", ""))
+    # Seconds the platform waits for one answer of either; a slower answer is retried with the same id.
+    payments_timeout: float = field(default_factory=lambda: float(_env("PAYMENTS_TIMEOUT", "3")))
+    # Where the bank sends its signed callbacks (this platform's base URL as the bank reaches it).
+    public_url: str = field(default_factory=lambda: _env("PUBLIC_URL", "http://127.0.0.1:8000"))
+
     def __post_init__(self) -> None:
         if not self.database_url:
             url = _env("DATABASE_URL", "") or f"sqlite:///{self.data_dir / 'ehc.sqlite3'}"

@@ -11,6 +11,7 @@ from .institutions import models as _institutions  # noqa: F401
 from .kit import idempotency as _idempotency  # noqa: F401
 from .kit import onetime as _onetime  # noqa: F401
 from .mpi import models as _mpi  # noqa: F401
+from .payments import models as _payments  # noqa: F401
 from .qr import models as _qr  # noqa: F401
 from .records import models as _records  # noqa: F401
 from .statistics import models as _statistics  # noqa: F401

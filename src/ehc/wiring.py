@@ -15,6 +15,7 @@ from .cards import service as cards
 from .family_doctors import service as family_doctors
 from .me import service as me
 from .mpi import service as mpi
+from .payments import service as payments
 from .kit import resealing
 from .qr import service as qr
 from .records import service as records
@@ -56,7 +57,7 @@ def register_hooks() -> None:
                                           if i.system.startswith("doc:")])
     # Re-sealing after a sealing key's rotation (``ehc keys reseal``) walks every domain's sealed columns.
     resealing.register([*mpi.sealed_columns(), *accounts.sealed_columns(), *family_doctors.sealed_columns(),
-                        *records.sealed_columns()])
+                        *records.sealed_columns(), *payments.sealed_columns()])
     # A merge carries family-doctor contracts, services, referrals and conditions along; an unmerge
     # moves exactly those back and reopens a contract the merge ended (two active ones cannot be one).
     mpi.on_merge(family_doctors.move_on_merge)

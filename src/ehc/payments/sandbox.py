@@ -113,6 +113,12 @@ def _parse_track2(track2: bytes) -> tuple[str, str]:
     return token, rest[:4]
 
 
+def token_of(template: bytes) -> str:
+    """The one-time token inside a template this channel built (no check: ``validate`` checks)."""
+    items = dict(_items(template))
+    return _parse_track2(items[b"\x57"])[0]
+
+
 def secret_from(keys: KeyStore) -> bytes:
     return hmac_sm3(keys.secret(keys.active("index").id), _SECRET_LABEL)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import func, select
 
@@ -22,7 +23,6 @@ from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Conflict
 from ..mpi import service as mpi
-from ..payments.service import MEDICAL_PAYMENT, PaymentChannel
 from . import codec
 from . import second_factor as factors
 from .codec.codes import check_use_codes
@@ -30,10 +30,21 @@ from .models import CardUse, UsedCode
 
 DYNAMIC_VALIDITY = codec.DEFAULT_VALIDITY  # seconds a dynamic code is accepted, platform-wide (§3)
 REFRESH_AFTER = 60  # seconds after which a phone redraws its dynamic code (settings.qr_refresh_seconds)
-PAYMENT_PURPOSE = MEDICAL_PAYMENT  # what the payment part of a two-in-one code pays for
+PAYMENT_PURPOSE = "medical-payment"  # what the payment part of a two-in-one code pays for
 ONLINE_SKEW = 0  # the online check runs on the issuer's own clock (§9 step 8)
 VERIFY_PURPOSE = "card.verify"
 PURGE_EVERY = timedelta(seconds=60)  # per process: drop used-code rows whose code has expired anyway
+
+
+class PaymentChannel(Protocol):
+    """A source of payment applications for two-in-one codes (the payments domain implements it)."""
+
+    name: str
+
+    def template_for(self, card: Card, *, purpose: str, now: datetime) -> bytes:
+        """A fresh ``61`` template for this card: a new one-time token on every call (§5.4), so
+        that two codes of one card cannot be linked through their payment part."""
+        ...
 
 
 QRRevoked = codec.QRRevoked
@@ -153,6 +164,12 @@ def open_code(ctx: Ctx, text: str, *, now: datetime) -> tuple[codec.Payload, Car
     if card.status != CardStatus.NORMAL:
         raise Conflict(f"This card's status is {card.status}.", code="card_not_active")
     return payload, card
+
+
+def payment_part(text: str) -> bytes | None:
+    """The payment channel's ``61`` template of a two-in-one code (its binding to the signed health code
+    checked, §8), or None for a health code alone. Raises a ``QRRejected`` for a malformed code."""
+    return codec.split(text.strip() if isinstance(text, str) else text).payment_template
 
 
 def verify(ctx: Ctx, text: str, use: Use, *, now: datetime | None = None,

@@ -30,9 +30,11 @@ from .lists import (
 )
 from .online import (
     DYNAMIC_VALIDITY,
+    PAYMENT_PURPOSE,
     REFRESH_AFTER,
     VERIFY_PURPOSE,
     Issued,
+    PaymentChannel,
     QRReplayed,
     QRRevoked,
     Use,
@@ -41,6 +43,7 @@ from .online import (
     issue_static,
     last_scan_at,
     open_code,
+    payment_part,
     purge_used_codes,
     uses_of,
     verify,

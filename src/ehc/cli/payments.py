@@ -1,0 +1,77 @@
+"""``ehc payments``: the day's reconciliation, the outbox driver, and the ledger check (docs/payments.md)."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..kit.context import Actor
+from ..kit.errors import Problem
+from ..payments import service
+from ..payments.remote import Uncertain
+from .common import console, err, fail, open_platform
+
+app = typer.Typer(help="Payments: reconcile a day, resume due steps, check the ledger.", no_args_is_help=True)
+
+
+@app.command("reconcile")
+def reconcile(
+    day: Annotated[str, typer.Argument(help="The day (China time), yyyy-mm-dd")],
+    out: Annotated[Optional[Path], typer.Option(help="Also write the findings as CSV here")] = None,
+) -> None:
+    """Match the insurer's and the bank's statements of DAY against the ledger, repair what they prove,
+    and report the rest (missing, extra, amount mismatch). Exits 1 when something is left unmatched."""
+    try:
+        when = date.fromisoformat(day)
+    except ValueError:
+        err.print("[red]error[/red] DAY is yyyy-mm-dd")
+        raise typer.Exit(2) from None
+    platform = open_platform()
+    try:
+        with platform.db.session() as session:
+            result = service.reconcile(platform.ctx(session, Actor.system("payments-reconcile")), when)
+    except Problem as problem:
+        fail(problem)
+    except Uncertain as exc:
+        err.print(f"[red]error[/red] a statement could not be fetched: {exc}")
+        raise typer.Exit(3) from None
+    counts = result.counts
+    console.print(f"{day}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) if counts else f"{day}: nothing to match")
+    left = [f for f in result.findings if f.finding not in ("matched",)]
+    if left:
+        table = Table("source", "id", "finding", "ours (fen)", "theirs (fen)", "what")
+        for f in left:
+            table.add_row(f.source, f.platform_id, f.finding, str(f.ours_fen), str(f.theirs_fen), f.detail)
+        console.print(table)
+    if out is not None:
+        out.write_text(service.findings_csv(left), encoding="utf-8")
+    if not result.clean:
+        raise typer.Exit(1)
+
+
+@app.command("drive")
+def drive() -> None:
+    """Run every due payment step now (``ehc serve`` does this every second)."""
+    platform = open_platform()
+    with platform.db.session() as session:
+        ran = service.drive(platform.ctx(session, Actor.system("payments")))
+        left = len(service.pending(platform.ctx(session, Actor.system("payments"))))
+    console.print(f"{ran} steps run, {left} still due")
+
+
+@app.command("check-ledger")
+def check_ledger() -> None:
+    """Prove the books balance: every transaction, and every bill's balance against its status."""
+    platform = open_platform()
+    with platform.db.session() as session:
+        check = service.check_ledger(platform.ctx(session, Actor.system("payments")))
+    for problem in check.problems:
+        console.print(f"[red]✗[/red] {problem}")
+    console.print(f"{'balanced' if check.balanced else 'NOT balanced'}: " +
+                  ", ".join(f"{a} {b}" for a, b in sorted(check.balances.items())))
+    if not check.balanced:
+        raise typer.Exit(1)
