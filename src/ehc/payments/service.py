@@ -697,15 +697,21 @@ def bank_callback(ctx: Ctx, body: bytes, signature: str | None) -> None:
         data = json.loads(body)
     except ValueError:
         raise Invalid("The callback is not JSON.", code="callback_invalid") from None
-    if "charge_id" in data and "refund_id" not in data:
-        step = repo.step(ctx.session, str(data["charge_id"]), "charge_bank")
-        if step is not None and step.status == "due":
-            row, bill = _settlement(ctx, step)
-            _charge_answered(ctx, step, row, bill, data)
-    elif "refund_id" in data:
-        step = repo.step(ctx.session, str(data["refund_id"]), "refund_bank")
-        if step is not None and step.status == "due" and data.get("status") == "succeeded":
-            _refund_part_done(ctx, step, "bank")
+    refund_id, charge_id = data.get("refund_id"), data.get("charge_id")
+    step = (repo.step(ctx.session, str(refund_id), "refund_bank") if refund_id else
+            repo.step(ctx.session, str(charge_id), "charge_bank") if charge_id else None)
+    now = utcnow()
+    # Applied only by whoever holds the step: a driver calling the bank right now gets the same answer.
+    if step is None or step.status != "due" or not repo.lease(ctx.session, step.id, now, now + LEASE):
+        return
+    ctx.session.refresh(step)
+    if refund_id and data.get("status") == "succeeded":
+        _refund_part_done(ctx, step, "bank")
+    elif not refund_id:
+        row, bill = _settlement(ctx, step)
+        _charge_answered(ctx, step, row, bill, data)
+    if step.status == "due":
+        step.leased_until = None
     ctx.session.flush()
 
 
