@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import typer
 
-from . import appointments, apps, audit, backup, cards, demo, family_doctors, institutions, keys, mpi, payments, server, sms, staff, stats, terminal
+from . import (appointments, apps, audit, backup, cards, demo, family_doctors, institutions, keys, mpi, payments, sandbox,
+               server, sms, staff, stats, terminal)
 
 app = typer.Typer(help="Electronic health card platform.", no_args_is_help=True)
 app.command()(server.serve)
@@ -29,6 +30,7 @@ app.command()(backup.restore)
 app.add_typer(family_doctors.app, name="family-doctors")
 app.add_typer(appointments.app, name="appointments")
 app.add_typer(payments.app, name="payments")
+app.add_typer(sandbox.app, name="sandbox")
 
 
 def main() -> None:  # pragma: no cover
