@@ -95,8 +95,7 @@ def upgrade() -> None:
     sa.Column('theirs_fen', sa.BigInteger(), nullable=True),
     sa.Column('detail', sa.String(length=200), nullable=False),
     sa.Column('at', ehc.db.UtcDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_payment_reconciliation')),
-    sa.UniqueConstraint('day', 'source', 'platform_id', 'finding', name='uq_payment_reconciliation_finding')
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_payment_reconciliation'))
     )
     with op.batch_alter_table('payment_reconciliation', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_payment_reconciliation_day'), ['day'], unique=False)

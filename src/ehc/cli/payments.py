@@ -12,7 +12,6 @@ from rich.table import Table
 from ..kit.context import Actor
 from ..kit.errors import Problem
 from ..payments import service
-from ..payments.remote import Uncertain
 from .common import console, err, fail, open_platform
 
 app = typer.Typer(help="Payments: reconcile a day, resume due steps, check the ledger.", no_args_is_help=True)
@@ -36,9 +35,6 @@ def reconcile(
             result = service.reconcile(platform.ctx(session, Actor.system("payments-reconcile")), when)
     except Problem as problem:
         fail(problem)
-    except Uncertain as exc:
-        err.print(f"[red]error[/red] a statement could not be fetched: {exc}")
-        raise typer.Exit(3) from None
     counts = result.counts
     console.print(f"{day}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) if counts else f"{day}: nothing to match")
     left = [f for f in result.findings if f.finding not in ("matched",)]

@@ -168,9 +168,7 @@ class LedgerEntry(Base):
 
 
 class ReconciliationItem(Base):
-    __tablename__ = "payment_reconciliation"
-    __table_args__ = (UniqueConstraint("day", "source", "platform_id", "finding",
-                                       name="uq_payment_reconciliation_finding"),)
+    __tablename__ = "payment_reconciliation"  # a rerun of a day replaces the day's findings
 
     id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
     day: Mapped[date] = mapped_column(Date, index=True)

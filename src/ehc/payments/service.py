@@ -971,8 +971,11 @@ def reconcile(ctx: Ctx, day: date) -> Reconciliation:
     """Match both services' statements of ``day`` against the ledger, repair what a statement proves
     (a call that timed out but went through: its step is resumed with the service's answer), then
     match again and store the findings (a rerun replaces them)."""
-    theirs = parse_insurer_statement(_insurer(ctx).text(f"/v1/statements/{day.isoformat()}"))
-    theirs += parse_bank_statement(_bank(ctx).text(f"/v1/statements/{day.isoformat()}"))
+    try:
+        theirs = parse_insurer_statement(_insurer(ctx).text(f"/v1/statements/{day.isoformat()}"))
+        theirs += parse_bank_statement(_bank(ctx).text(f"/v1/statements/{day.isoformat()}"))
+    except Uncertain as exc:
+        raise PaymentsUnavailable(f"A statement could not be fetched: {exc}", code="statement_unavailable") from None
     repaired = []
     for finding in match(ledger_entries(ctx, day), theirs):
         if finding.finding == "extra" and _repair(ctx, finding):
