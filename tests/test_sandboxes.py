@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -111,7 +112,7 @@ class Service:
 
     def fault(self, operation: str, fault: str, times: int = 1, delay: float = 0.5) -> None:
         answer = self.post("/admin/faults", {"operation": operation, "fault": fault, "times": times, "delay": delay})
-        assert answer.status_code == 201, answer.text
+        assert answer.status_code == 200, answer.text
 
 
 class Receiver:
@@ -528,6 +529,16 @@ def test_charge_idempotent_declines_and_callbacks(bank: Service, receiver: Recei
     assert missing.status_code == 404 and missing.json()["code"] == "unknown_charge"
     time.sleep(0.2)
     assert len(receiver.for_id("charge_id", cid)) == 1  # a repeat is not called back again
+
+
+def test_concurrent_repeats_charge_once(bank: Service) -> None:
+    """The platform retrying while its first call is still in flight: one effect, one answer."""
+    account_no, token = add_account(bank, balance=10_000)
+    cid = new_id("C")
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: charge(bank, cid, token, 1_000).content, range(6)))
+    assert len(set(answers)) == 1 and json.loads(answers[0])["status"] == "succeeded"
+    assert balance(bank, account_no) == 9_000
 
 
 def test_cancel_refuses_a_late_charge(bank: Service) -> None:

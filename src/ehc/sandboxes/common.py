@@ -315,7 +315,7 @@ def base_app(title: str, description: str, signer: Signer, faults: Switchboard) 
         """Queue a fault for the next ``times`` calls of ``operation`` (sandbox only, unsigned)."""
         fault = faults.arm(request)
         return JSONResponse({"operation": fault.operation, "fault": fault.fault, "remaining": fault.remaining,
-                             "delay": fault.delay}, status_code=201)
+                             "delay": fault.delay})
 
     @app.get("/admin/faults", tags=["admin"])
     def list_faults() -> JSONResponse:
