@@ -283,7 +283,9 @@ def test_insurance_statement(ins: Service) -> None:
     assert rows[0]["insurer_ref"] == settled["insurer_ref"] == rows[3]["insurer_ref"]
     assert all(datetime.fromisoformat(r["at"]).tzinfo for r in rows)
     assert ins.get("/v1/statements/2001-01-01").text == lines[0] + "\n"
-    assert ins.get("/v1/statements/2001-13-01").status_code == 422
+    for wrong in ("2001-13-01", "20010101", "1700000000", "2001-1-1"):
+        answer = ins.get(f"/v1/statements/{wrong}")
+        assert answer.status_code == 422 and answer.json()["code"] == "invalid", wrong
 
 
 # --- insurance: faults ------------------------------------------------------------------------------

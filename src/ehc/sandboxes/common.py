@@ -57,6 +57,16 @@ def china_day(moment: datetime) -> date:
     return moment.astimezone(CHINA).date()
 
 
+def parse_day(text: str) -> date:
+    """A statement's day, ``YYYY-MM-DD`` exactly (422 ``invalid`` otherwise)."""
+    try:
+        if len(text) != 10:
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise SandboxError(422, "invalid", "the day is YYYY-MM-DD") from None
+
+
 # --- errors and signed answers ----------------------------------------------------------------------
 
 class SandboxError(Exception):
