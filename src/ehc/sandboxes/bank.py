@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -32,6 +32,7 @@ from .common import (
     iso,
     load_or_create_key,
     new_ref,
+    parse_day,
     prepare,
     run,
     send_callback,
@@ -290,11 +291,12 @@ def create_app(data_dir: Path, callback_url: str | None = None) -> FastAPI:
     # -- statement --
 
     @app.get("/v1/statements/{day}", tags=["statement"])
-    def statement(day: date) -> Response:
+    def statement(day: str) -> Response:
         """The day's charges and refunds (China date), in the bank's pipe-separated format."""
+        on = parse_day(day)
         with store.read() as conn:
-            charges = conn.execute("SELECT * FROM charges WHERE day = ? ORDER BY seq", (day.isoformat(),)).fetchall()
-            refunds = conn.execute("SELECT * FROM refunds WHERE day = ? ORDER BY seq", (day.isoformat(),)).fetchall()
+            charges = conn.execute("SELECT * FROM charges WHERE day = ? ORDER BY seq", (on.isoformat(),)).fetchall()
+            refunds = conn.execute("SELECT * FROM refunds WHERE day = ? ORDER BY seq", (on.isoformat(),)).fetchall()
         details: list[tuple[str, str]] = []
         net = 0
         for c in charges:
@@ -307,7 +309,7 @@ def create_app(data_dir: Path, callback_url: str | None = None) -> FastAPI:
             details.append((r["at"], line))
             net -= r["amount_fen"]
         details.sort(key=lambda d: d[0])  # stable: charges before refunds of the same second
-        lines = [f"H|{day:%Y%m%d}|{len(details)}", *(d[1] for d in details), f"T|{net}"]
+        lines = [f"H|{on:%Y%m%d}|{len(details)}", *(d[1] for d in details), f"T|{net}"]
         return signer.response(("\n".join(lines) + "\n").encode(), media_type="text/plain; charset=utf-8")
 
     return app

@@ -57,6 +57,16 @@ def china_day(moment: datetime) -> date:
     return moment.astimezone(CHINA).date()
 
 
+def parse_day(text: str) -> date:
+    """A statement's day, ``YYYY-MM-DD`` exactly (422 ``invalid`` otherwise)."""
+    try:
+        if len(text) != 10:
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise SandboxError(422, "invalid", "the day is YYYY-MM-DD") from None
+
+
 # --- errors and signed answers ----------------------------------------------------------------------
 
 class SandboxError(Exception):
@@ -315,7 +325,7 @@ def base_app(title: str, description: str, signer: Signer, faults: Switchboard) 
         """Queue a fault for the next ``times`` calls of ``operation`` (sandbox only, unsigned)."""
         fault = faults.arm(request)
         return JSONResponse({"operation": fault.operation, "fault": fault.fault, "remaining": fault.remaining,
-                             "delay": fault.delay}, status_code=201)
+                             "delay": fault.delay})
 
     @app.get("/admin/faults", tags=["admin"])
     def list_faults() -> JSONResponse:

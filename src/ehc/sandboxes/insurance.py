@@ -17,7 +17,7 @@ import secrets
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +38,7 @@ from .common import (
     iso,
     load_or_create_key,
     new_ref,
+    parse_day,
     prepare,
     run,
     utcnow,
@@ -472,10 +473,11 @@ def create_app(data_dir: Path) -> FastAPI:
         return run(signer, faults.take("query"), effect)
 
     @app.get("/v1/statements/{day}", tags=["statement"])
-    def statement(day: date) -> Response:
+    def statement(day: str) -> Response:
         """The day's operations (China date) as CSV."""
+        on = parse_day(day)
         with store.read() as conn:
-            rows = conn.execute("SELECT * FROM operations WHERE day = ? ORDER BY seq", (day.isoformat(),)).fetchall()
+            rows = conn.execute("SELECT * FROM operations WHERE day = ? ORDER BY seq", (on.isoformat(),)).fetchall()
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["record", "platform_id", "insurer_ref", "settlement_id", "fund_fen", "account_fen", "at"])
