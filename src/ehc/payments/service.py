@@ -124,6 +124,13 @@ def _bank(ctx: Ctx) -> Remote:
     return remotes.remote("bank", ctx.settings.bank_url, ctx.settings.payments_timeout)
 
 
+def _call(ctx: Ctx, service: Remote, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One call to a service with no transaction open meanwhile: what was read or written so far is
+    committed first, so a slow service holds no row lock (and on SQLite, not the one write lock)."""
+    ctx.session.commit()
+    return service.call(method, path, body)
+
+
 def _unreachable(service: str) -> Problem:
     return PaymentsUnavailable(f"The {service} does not answer now; try again in a moment.", code="payment_service_unreachable")
 
@@ -159,7 +166,7 @@ def link_insurance(ctx: Ctx, member: str | None = None) -> PaymentLink:
     if document is None or not details.name:
         raise Conflict("This card has no document the insurer could check.", code="no_document")
     try:
-        found = _insurer(ctx).call("POST", "/v1/insured/verify", {
+        found = _call(ctx, _insurer(ctx), "POST", "/v1/insured/verify", {
             "document_type": document.system.removeprefix("doc:"), "document_number": document.value,
             "name": details.name})
     except Refused as exc:
@@ -178,7 +185,7 @@ def link_bank(ctx: Ctx, account_no: str, member: str | None = None) -> PaymentLi
     card = _resident_card(ctx, member)
     _, details, _ = cards.holder(ctx, card, purpose="payments.link_bank")
     try:
-        answer = _bank(ctx).call("POST", "/v1/tokens", {"account_no": account_no, "holder_name": details.name or ""})
+        answer = _call(ctx, _bank(ctx), "POST", "/v1/tokens", {"account_no": account_no, "holder_name": details.name or ""})
     except Refused:
         raise Conflict("The bank knows no such account in the card holder's name.", code="bank_account_refused",
                        errors=[field_error("account_no", "bank_account_refused", "not this holder's account")]) from None
@@ -315,7 +322,7 @@ def quote(ctx: Ctx, bill: Bill) -> Split:
     if insured is None:
         return Split(bill.total_fen, 0, 0, bill.total_fen)
     try:
-        answer = _insurer(ctx).call("POST", "/v1/presettle", {
+        answer = _call(ctx, _insurer(ctx), "POST", "/v1/presettle", {
             "insured_id": insured, "institution_level": bill.institution_level,
             "items": _items_wire(ctx, bill), "use_account": True})
     except Refused:
@@ -475,7 +482,12 @@ def refunds_of(ctx: Ctx, bill: Bill) -> list[Refund]:
 # -- the driver -------------------------------------------------------------------------------------
 
 GIVE_UP_AFTER = 6  # tries of an uncertain settle or charge before compensating
-LEASE = timedelta(seconds=60)
+
+
+def _lease(ctx: Ctx) -> timedelta:
+    # Long enough for one call and its timeout; short enough that a driver that died holding a step
+    # (kill -9) delays it by seconds, not minutes.
+    return timedelta(seconds=3 * ctx.settings.payments_timeout + 5)
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -497,7 +509,7 @@ def drive(ctx: Ctx, subjects: list[str] | None = None, *, wait: float = 0.0) -> 
                 return ran
             time.sleep(max(0.0, (soonest - utcnow()).total_seconds()) + 0.01)
             continue
-        if not repo.lease(ctx.session, step.id, now, now + LEASE):
+        if not repo.lease(ctx.session, step.id, now, now + _lease(ctx)):
             ctx.session.commit()
             continue
         ctx.session.commit()  # the lease is ours before the call leaves
@@ -566,7 +578,7 @@ def _settle_insurance(ctx: Ctx, step: Step) -> None:
     body = {"settlement_id": row.id, "insured_id": _sealed_ref(ctx, row, bill, "insurance"),
             "institution_level": bill.institution_level, "items": _items_wire(ctx, bill), "use_account": True}
     try:
-        answer = _insurer(ctx).call("POST", "/v1/settle", body)
+        answer = _call(ctx, _insurer(ctx), "POST", "/v1/settle", body)
     except Refused as exc:
         _done(ctx, step)
         _fail(ctx, row, bill, f"insurer refused: {exc.code}")
@@ -597,7 +609,7 @@ def _charge_bank(ctx: Ctx, step: Step) -> None:
     body = {"charge_id": row.id, "token": _sealed_ref(ctx, row, bill, "bank"), "amount_fen": row.cash_fen,
             "description": f"bill {bill.bill_no}", "callback_url": _callback_url(ctx)}
     try:
-        answer = _bank(ctx).call("POST", "/v1/charges", body)
+        answer = _call(ctx, _bank(ctx), "POST", "/v1/charges", body)
     except Refused as exc:
         answer = {"status": "declined", "reason": exc.code}
     _charge_answered(ctx, step, row, bill, answer)
@@ -628,7 +640,7 @@ def _compensate(ctx: Ctx, row: Settlement, why: str) -> None:
 
 def _reverse_insurance(ctx: Ctx, step: Step) -> None:
     row, bill = _settlement(ctx, step)
-    answer = _insurer(ctx).call("POST", "/v1/reverse", {"settlement_id": row.id, "reason": row.failure or "reversal"})
+    answer = _call(ctx, _insurer(ctx), "POST", "/v1/reverse", {"settlement_id": row.id, "reason": row.failure or "reversal"})
     _done(ctx, step)
     if answer.get("status") == "reversed" and repo.posted(ctx.session, f"insurance:{row.id}"):
         covered = row.fund_fen + row.account_fen
@@ -669,12 +681,12 @@ def _give_up_charge(ctx: Ctx, step: Step) -> None:
     row, bill = _settlement(ctx, step)
     bank = _bank(ctx)
     try:
-        bank.call("POST", f"/v1/charges/{row.id}/cancel")
+        _call(ctx, bank, "POST", f"/v1/charges/{row.id}/cancel")
     except Refused as exc:
         if exc.code != "already_charged":
             return
         try:
-            answer = bank.call("GET", f"/v1/charges/{row.id}")
+            answer = _call(ctx, bank, "GET", f"/v1/charges/{row.id}")
         except (Refused, Uncertain):
             return
         _charge_answered(ctx, step, row, bill, answer)
@@ -702,7 +714,7 @@ def bank_callback(ctx: Ctx, body: bytes, signature: str | None) -> None:
             repo.step(ctx.session, str(charge_id), "charge_bank") if charge_id else None)
     now = utcnow()
     # Applied only by whoever holds the step: a driver calling the bank right now gets the same answer.
-    if step is None or step.status != "due" or not repo.lease(ctx.session, step.id, now, now + LEASE):
+    if step is None or step.status != "due" or not repo.lease(ctx.session, step.id, now, now + _lease(ctx)):
         return
     ctx.session.refresh(step)
     if refund_id and data.get("status") == "succeeded":
@@ -765,14 +777,14 @@ def _refund(ctx: Ctx, step: Step) -> tuple[Refund, Bill]:
 
 def _refund_insurance(ctx: Ctx, step: Step) -> None:
     row, _ = _refund(ctx, step)
-    _insurer(ctx).call("POST", "/v1/refunds", {"refund_id": row.id, "settlement_id": row.settlement_id,
+    _call(ctx, _insurer(ctx), "POST", "/v1/refunds", {"refund_id": row.id, "settlement_id": row.settlement_id,
                                                "fund_fen": row.fund_fen, "account_fen": row.account_fen})
     _refund_part_done(ctx, step, "insurer")
 
 
 def _refund_bank(ctx: Ctx, step: Step) -> None:
     row, _ = _refund(ctx, step)
-    _bank(ctx).call("POST", "/v1/refunds", {"refund_id": row.id, "charge_id": row.settlement_id,
+    _call(ctx, _bank(ctx), "POST", "/v1/refunds", {"refund_id": row.id, "charge_id": row.settlement_id,
                                             "amount_fen": row.cash_fen, "callback_url": _callback_url(ctx)})
     _refund_part_done(ctx, step, "bank")
 
@@ -1001,7 +1013,7 @@ def _repair(ctx: Ctx, finding: Finding) -> bool:
         step = repo.step(ctx.session, finding.platform_id, "settle_insurance")
         if step is not None and step.status == "due":
             try:
-                answer = _insurer(ctx).call("GET", f"/v1/settlements/{finding.platform_id}")
+                answer = _call(ctx, _insurer(ctx), "GET", f"/v1/settlements/{finding.platform_id}")
             except (Refused, Uncertain):
                 return False
             row, bill = _settlement(ctx, step)
