@@ -152,6 +152,12 @@ SCHEDULERS = frozenset({INST_ADMIN, HOSPITAL})
 CHECK_IN_DESK = frozenset({CLERK, DOCTOR, NURSE, HOSPITAL})
 DAY_LIST_READERS = frozenset({CLERK, DOCTOR, NURSE, INST_ADMIN, HOSPITAL})
 
+# payments/auth.py: a hospital's cashiers, window and systems handle its bills (its admin reads them);
+# reconciliation and the ledger are the platform's finance; the bank's callback carries its own signature.
+PAYMENT_CASHIERS = frozenset({CASHIER, CLERK, HOSPITAL})
+BILL_READERS = PAYMENT_CASHIERS | {INST_ADMIN}
+FINANCE = frozenset({PLATFORM_ADMIN, AUDITOR})
+
 MATRIX: dict[tuple[str, str], frozenset[str]] = {
     # accounts: signing in and out is for anyone (what a caller already holds does not matter)
     ("POST", "/api/v1/auth/staff/token"): EVERYONE,
@@ -326,6 +332,25 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/me/records/break-glass"): RESIDENT_ONLY,
     ("GET", "/api/v1/records/patients/{ehc_id}"): frozenset({DOCTOR, NURSE, HOSPITAL}),
     ("GET", "/api/v1/records/break-glass"): AUDIT_READERS,
+    ("POST", "/api/v1/payments/bills"): PAYMENT_CASHIERS,
+    ("GET", "/api/v1/payments/bills"): BILL_READERS,
+    ("GET", "/api/v1/payments/bills/{bill_id}"): BILL_READERS,
+    ("POST", "/api/v1/payments/bills/{bill_id}/presettle"): BILL_READERS,
+    ("POST", "/api/v1/payments/bills/{bill_id}/settle"): PAYMENT_CASHIERS,
+    ("POST", "/api/v1/payments/bills/{bill_id}/refunds"): PAYMENT_CASHIERS,
+    ("POST", "/api/v1/payments/callbacks/bank"): EVERYONE,
+    ("POST", "/api/v1/payments/reconciliation/{day}"): FINANCE,
+    ("GET", "/api/v1/payments/reconciliation/{day}"): FINANCE,
+    ("GET", "/api/v1/payments/ledger/check"): FINANCE,
+    ("POST", "/api/v1/me/payments/insurance"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/payments/bank"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/payments/links"): RESIDENT_ONLY,
+    ("DELETE", "/api/v1/me/payments/links/{kind}"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/bills"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/bills/{bill_id}"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/bills/{bill_id}/presettle"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/bills/{bill_id}/code"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/bills/{bill_id}/pay"): RESIDENT_ONLY,
     # statistics (statistics/auth.py): the commission's operators and auditors read (their region and
     # below), platform admins everything; feeding the store by hand is the platform admins'
     ("GET", "/api/v1/statistics/table"): STATS_READERS,
@@ -626,13 +651,20 @@ def _family_doctor_requests(w: World) -> dict[tuple[str, str], tuple[dict[str, s
         ("GET", "/api/v1/records/patients/{ehc_id}"): ({"ehc_id": "F" * 64}, None),
         ("GET", "/api/v1/statistics/reports/daily/{day}"): ({"day": "2026-11-20"}, None),
         ("GET", "/api/v1/statistics/reports/daily/{day}.csv"): ({"day": "2026-11-20"}, None),
+        # No payment services in this world: each request stops at a missing object or a bad value
+        # before the insurer or the bank would be asked.
+        ("POST", "/api/v1/payments/reconciliation/{day}"): ({"day": "not-a-day"}, None),
+        ("GET", "/api/v1/payments/reconciliation/{day}"): ({"day": "2026-11-20"}, None),
+        ("POST", "/api/v1/me/payments/insurance"): ({}, {"member": "F" * 64}),
+        ("POST", "/api/v1/me/payments/bank"): ({}, {"account_no": "622202000000", "member": "F" * 64}),
+        ("DELETE", "/api/v1/me/payments/links/{kind}"): ({"kind": "bank"}, None),
     }
 
 
 def _url(w: World, method: str, template: str, overrides: dict[str, str]) -> str:
     params = {"ehc_id": w.card, "institution_id": w.institution, "code": "0300", "terminal_id": "W01",
               "staff_id": w.staff_id, "app_id": w.managed_app.app_id, "key_id": w.managed_app.key_id,
-              "session_id": "0" * 24, "reference": "ANOTHERONE", "entry_id": "999999", "template_id": "0" * 24,
+              "session_id": "0" * 24, "bill_id": "0" * 24, "reference": "ANOTHERONE", "entry_id": "999999", "template_id": "0" * 24,
               **overrides}
     return template.format(**params)
 

@@ -702,9 +702,9 @@ def _callback_url(ctx: Ctx) -> str:
 
 def bank_callback(ctx: Ctx, body: bytes, signature: str | None) -> None:
     """The bank's signed notice of a charge's or a refund's result: applied once, whatever the order."""
-    bank = _bank(ctx)
-    if not bank.verify(body, signature):
-        raise Forbidden("The callback's signature does not verify with the bank's key.", code="callback_signature")
+    if not configured(ctx) or not _bank(ctx).verify(body, signature):
+        raise Invalid("The callback's signature does not verify with the bank's key.", code="callback_signature",
+                      status=400)
     try:
         data = json.loads(body)
     except ValueError:
