@@ -12,7 +12,8 @@ from datetime import date, timedelta
 import httpx
 import pytest
 from argon2 import PasswordHasher
-from factories import PASSWORD, bearer, card_holder, person, uscc
+from appointments_world import add_department, publish
+from factories import PASSWORD, bearer, card_holder, make_staff, person, uscc
 from sqlalchemy import func, select
 from test_cli import _env, run
 
@@ -222,25 +223,61 @@ def test_home_signing_on_the_residents_dynamic_code_then_follow_ups(client, plat
     assert _ok(client.get(f"{API}/teams/{centre.team}/work-list", headers=lead))["overdue_total"] == 0
 
 
-def test_referral_is_recorded_and_booked_through_the_registered_booker(client, platform, centre) -> None:  # noqa: ANN001
-    ehc_id, _ = card_holder(client, platform, RESIDENT)
+def test_referral_books_the_hospitals_referral_quota_and_the_resident_sees_it(client, platform, centre) -> None:  # noqa: ANN001
+    ehc_id, me = card_holder(client, platform, RESIDENT)
     contract = _ok(client.post(f"{API}/contracts", json={"team_id": centre.team, "ehc_id": ehc_id},
                                headers=centre.headers["clerk"]))
     assert contract["signed_by_kind"] == "window" and contract["channel"] == "0100"
+    refer = f"{API}/contracts/{contract['id']}/referrals"
     body = {"to_institution_id": centre.hospital, "department_code": "0304", "reason": "BP uncontrolled on two drugs"}
-    requested = _ok(client.post(f"{API}/contracts/{contract['id']}/referrals", json=body, headers=centre.headers["lead"]))
-    assert requested["status"] == "requested" and requested["booking_ref"] is None
-    tickets = []
-    fd.book_referrals_with(lambda ctx, ticket: tickets.append(ticket) or f"APPT-{len(tickets)}")
+    # Nothing published at the hospital yet: a clear refusal, and no referral is left behind.
+    _refused(client.post(refer, json=body, headers=centre.headers["lead"]), 409, "no_referral_place")
+    with platform.db.session() as session:
+        assert fd.referrals(platform.ctx(session, Actor.system()), fd.get_contract(
+            platform.ctx(session, Actor.system()), contract["id"])) == []
+    # The hospital publishes one 15-minute period tomorrow: one referral place, one online place.
+    add_department(platform, centre.hospital, "0304")
+    scheduler = make_staff(platform, client, "institution_admin", centre.hospital)
+    session_row = publish(client, scheduler, department_code="0304", start="08:00", end="08:15", quota_online=1,
+                          quota_window=0, quota_referral=1, referral_release_hours=0)
+    period_id = session_row["periods"][0]["id"]
+    booked = _ok(client.post(refer, json=body, headers=centre.headers["lead"]))
+    assert booked["status"] == "booked" and booked["booking_ref"].startswith("A")
+    # The resident sees the booking, in the referral quota, carrying the referral.
+    mine = _ok(client.get("/api/v1/me/appointments", headers=me))
+    assert len(mine) == 1
+    seen = mine[0]
+    assert seen["reference"] == booked["booking_ref"] and seen["status"] == "booked"
+    assert seen["period_id"] == period_id and seen["pool"] == "referral"
+    assert seen["institution_id"] == centre.hospital and seen["department_code"] == "0304"
+    assert seen["referral"] == {"referral_id": booked["id"], "from_team_id": centre.team,
+                                "from_institution_id": centre.id, "reason": body["reason"]}
+    client.cookies.set("ehc_resident", me["Authorization"].removeprefix("Bearer "))  # the pages' sign-in
     try:
-        booked = _ok(client.post(f"{API}/contracts/{contract['id']}/referrals", json=body,
-                                 headers=centre.headers["lead"]))
+        page = client.get("/me/appointments")
+        assert 'class="booking-referral"' in page.text and booked["booking_ref"] in page.text
+        assert body["reason"] in client.get(f"/me/appointments/{booked['booking_ref']}").text
     finally:
-        fd._booker.clear()
-    assert booked["status"] == "booked" and booked["booking_ref"] == "APPT-1"
-    assert tickets[0].from_team_id == centre.team and tickets[0].department_code == "0304"
-    _refused(client.post(f"{API}/contracts/{contract['id']}/referrals", json={**body, "department_code": "99x"},
-                         headers=centre.headers["lead"]), 422, "department_code_invalid")
+        client.cookies.clear()
+    detail = _ok(client.get(f"/api/v1/me/appointments/{booked['booking_ref']}", headers=me))
+    assert [e["action"] for e in detail["history"] if e["action"] in ("hold", "confirm")] == ["hold", "confirm"]
+    assert "referral quota" in detail["history"][0]["reason"] and booked["id"] in detail["history"][0]["reason"]
+    # The period's referral place is taken: a family doctor at the hospital sees none left, the online one stays.
+    period = _ok(client.get(f"/api/v1/appointments/sessions/{session_row['id']}", headers=centre.headers["outsider"]))
+    assert period["periods"][0]["free"] == 0
+    assert _ok(client.get(f"/api/v1/appointments/sessions/{session_row['id']}", headers=me))["periods"][0]["free"] == 1
+    # The referral quota is full (an online place is not the referral's): the next referral is refused
+    # with the clear problem, and the first referral and its booking are untouched.
+    full = client.post(refer, json={**body, "reason": "second opinion"}, headers=centre.headers["lead"])
+    _refused(full, 409, "no_referral_place")
+    assert full.json()["department_code"] == "0304"
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        rows = fd.referrals(ctx, fd.get_contract(ctx, contract["id"]))
+        assert [(r.status, r.booking_ref) for r in rows] == [("booked", booked["booking_ref"])]
+    assert len(_ok(client.get("/api/v1/me/appointments", headers=me))) == 1
+    _refused(client.post(refer, json={**body, "department_code": "99x"}, headers=centre.headers["lead"]), 422,
+             "department_code_invalid")
 
 
 def test_renewal_reminder_change_of_team_and_signed_terms_kept(client, platform, centre) -> None:  # noqa: ANN001

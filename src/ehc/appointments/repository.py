@@ -225,6 +225,18 @@ def next_free(session: Session, *, department_id: str, doctor: str | None, pool:
     return [(p, s) for p, s in session.execute(query.order_by(Period.starts_at, Period.id).limit(limit))]
 
 
+def referral_places(session: Session, *, institution_id: str, department_code: str, after: datetime,
+                    until: datetime, first_day: date, last_day: date, limit: int) -> list[tuple[Period, ClinicSession]]:
+    """The first open periods of a department from ``after`` to ``until`` with a referral place left
+    (their sessions' days from ``first_day`` to ``last_day``, for the search index), earliest first."""
+    query = (select(Period, ClinicSession).join(ClinicSession, ClinicSession.id == Period.session_id)
+             .where(ClinicSession.department_code == department_code, ClinicSession.day.between(first_day, last_day),
+                    ClinicSession.institution_id == institution_id, ClinicSession.status == "open",
+                    Period.starts_at > after, Period.starts_at <= until,
+                    Period.used_referral < Period.quota_referral))
+    return [(p, s) for p, s in session.execute(query.order_by(Period.starts_at, Period.id).limit(limit))]
+
+
 # -- waitlist -------------------------------------------------------------------------------------
 
 def first_waiting(session: Session, period_id: int) -> WaitlistEntry | None:
