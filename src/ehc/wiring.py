@@ -80,3 +80,5 @@ def register_hooks() -> None:
     # ``statistics_events`` source here (docs/statistics.md, "Adding a source").
     statistics.register_source("card", cards.statistics_events)
     statistics.register_source("card_use", qr.statistics_events)
+    statistics.register_source("booking", appointments.statistics_events)
+    statistics.register_source("family_doctor", family_doctors.statistics_events)

@@ -237,6 +237,15 @@ def referral_places(session: Session, *, institution_id: str, department_code: s
     return [(p, s) for p, s in session.execute(query.order_by(Period.starts_at, Period.id).limit(limit))]
 
 
+def booking_events_after(session: Session, after_id: int, actions: tuple[str, ...], limit: int) -> list[tuple]:
+    """(event, the booking's institution, person, from_waitlist) of the booking events with one of
+    ``actions`` after ``after_id``, in id order (the statistics source)."""
+    return [tuple(row) for row in session.execute(
+        select(Event, Booking.institution_id, Booking.person_id, Booking.from_waitlist)
+        .join(Booking, Booking.id == Event.booking_id)
+        .where(Event.id > after_id, Event.action.in_(actions)).order_by(Event.id).limit(limit))]
+
+
 # -- waitlist -------------------------------------------------------------------------------------
 
 def first_waiting(session: Session, period_id: int) -> WaitlistEntry | None:

@@ -1195,6 +1195,27 @@ def _notify(ctx: Ctx, booking: Booking, kind: str, *, offers: list[Offer] | None
     _event(ctx, action="notify", booking=booking, reason=f"{kind}" + ("" if phone else ": no phone on record"))
 
 
+# -- statistics -----------------------------------------------------------------------------------
+
+# The booking events that count (docs/statistics.md, source ``booking``); texts sent and refusals do not.
+STATISTICS_ACTIONS = ("hold", "confirm", "cancel", "move", "expire", "arrive", "no_show", "suspend_cancel",
+                      "card_cancel", "merge_cancel", "waitlist_offer")
+
+
+def statistics_events(session: OrmSession, after_id: int, limit: int) -> list[dict]:
+    """The appointments' source for the statistics pipeline (``wiring`` registers it): each booking
+    event after ``after_id``, its kind the action, except that the confirmation of a place offered
+    from the waitlist is ``waitlist_book`` (a waitlist success; it is a booking made as well). The
+    institution is the booking's hospital (not the actor's), the person id only for the pipeline's
+    coarse profile (never stored)."""
+    return [{"id": event.id, "at": event.at,
+             "kind": "waitlist_book" if event.action == "confirm" and from_waitlist else event.action,
+             "channel": event.channel, "institution_id": institution_id, "person_id": person_id,
+             "from_status": event.from_status, "to_status": event.to_status}
+            for event, institution_id, person_id, from_waitlist
+            in repo.booking_events_after(session, after_id, STATISTICS_ACTIONS, limit)]
+
+
 # -- master index and card registry hooks ---------------------------------------------------------
 
 def move_bookings(ctx: Ctx, merge: mpi.Merge, source: mpi.Person, target: mpi.Person) -> None:
