@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from test_cli import _env, run
 
 from ehc.accounts import service as accounts
+from ehc.appointments import service as appointments
 from ehc.cards import service as cards
 from ehc.family_doctors import service as fd
 from ehc.institutions import service as institutions
@@ -419,6 +420,38 @@ def test_a_lead_doctors_capacity_holds_under_concurrent_signatures(live_url, cli
     assert all(a.json()["code"] == "team_full" for a in answers if a.status_code == 409)
     with platform.db.session() as session:
         assert fd.repo.count_active_for_lead(session, centre.staff["lead"]) == 5
+
+
+def test_referral_places_hold_under_concurrent_referrals(live_url, client, platform, centre) -> None:  # noqa: ANN001
+    # Two 15-minute periods with two referral places each; ten team members' referrals at once.
+    add_department(platform, centre.hospital, "0304")
+    scheduler = make_staff(platform, client, "institution_admin", centre.hospital)
+    session_row = publish(client, scheduler, department_code="0304", start="08:00", end="08:30", quota_online=1,
+                          quota_window=0, quota_referral=2, referral_release_hours=0)
+    clerk = centre.headers["clerk"]
+    contracts = [_ok(client.post(f"{API}/contracts", json={"team_id": centre.team, "ehc_id": e}, headers=clerk))["id"]
+                 for e in _live_client_cards(client, clerk, 10, 300)]
+
+    def refer(contract_id: str) -> httpx.Response:
+        return httpx.post(f"{live_url}{API}/contracts/{contract_id}/referrals", headers=centre.headers["lead"],
+                          json={"to_institution_id": centre.hospital, "department_code": "0304", "reason": "review"},
+                          timeout=120)
+
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(refer, contracts))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [201] * 4 + [409] * 6, [a.text for a in answers if a.status_code not in (201, 409)]
+    assert all(a.json()["code"] == "no_referral_place" for a in answers if a.status_code == 409)
+    with platform.db.session() as session:
+        periods = session.scalars(select(appointments.Period).where(
+            appointments.Period.session_id == session_row["id"])).all()
+        assert sorted((p.used_referral, p.used_online) for p in periods) == [(2, 0), (2, 0)]
+        bookings = session.scalars(select(appointments.Booking).where(
+            appointments.Booking.session_id == session_row["id"])).all()
+        assert len(bookings) == 4 and {b.status for b in bookings} == {"booked"}
+        assert sorted(b.reference for b in bookings) == sorted(a.json()["booking_ref"] for a in answers
+                                                               if a.status_code == 201)
+        assert session.scalar(select(func.count()).select_from(fd.Referral)) == 4  # the refused left nothing
 
 
 def test_one_active_contract_per_person_under_concurrent_signatures(live_url, client, platform, centre) -> None:  # noqa: ANN001
