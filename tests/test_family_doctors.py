@@ -11,8 +11,8 @@ from datetime import date, timedelta
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 from appointments_world import add_department, publish
+from argon2 import PasswordHasher
 from factories import PASSWORD, bearer, card_holder, make_staff, person, uscc
 from sqlalchemy import func, select
 from test_cli import _env, run
