@@ -253,6 +253,10 @@ def test_referral_books_the_hospitals_referral_quota_and_the_resident_sees_it(cl
     assert seen["institution_id"] == centre.hospital and seen["department_code"] == "0304"
     assert seen["referral"] == {"referral_id": booked["id"], "from_team_id": centre.team,
                                 "from_institution_id": centre.id, "reason": body["reason"]}
+    # The receiving hospital's window sees why the resident comes.
+    at_hospital = make_staff(platform, client, "window_clerk", centre.hospital)
+    theirs = _ok(client.get(f"/api/v1/appointments/bookings/{booked['booking_ref']}", headers=at_hospital))
+    assert theirs["referral"]["reason"] == body["reason"] and theirs["pool"] == "referral"
     client.cookies.set("ehc_resident", me["Authorization"].removeprefix("Bearer "))  # the pages' sign-in
     try:
         page = client.get("/me/appointments")
