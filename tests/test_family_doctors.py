@@ -11,12 +11,14 @@ from datetime import date, timedelta
 
 import httpx
 import pytest
+from appointments_world import add_department, publish
 from argon2 import PasswordHasher
-from factories import PASSWORD, bearer, card_holder, person, uscc
+from factories import PASSWORD, bearer, card_holder, make_staff, person, uscc
 from sqlalchemy import func, select
 from test_cli import _env, run
 
 from ehc.accounts import service as accounts
+from ehc.appointments import service as appointments
 from ehc.cards import service as cards
 from ehc.family_doctors import service as fd
 from ehc.institutions import service as institutions
@@ -222,25 +224,65 @@ def test_home_signing_on_the_residents_dynamic_code_then_follow_ups(client, plat
     assert _ok(client.get(f"{API}/teams/{centre.team}/work-list", headers=lead))["overdue_total"] == 0
 
 
-def test_referral_is_recorded_and_booked_through_the_registered_booker(client, platform, centre) -> None:  # noqa: ANN001
-    ehc_id, _ = card_holder(client, platform, RESIDENT)
+def test_referral_books_the_hospitals_referral_quota_and_the_resident_sees_it(client, platform, centre) -> None:  # noqa: ANN001
+    ehc_id, me = card_holder(client, platform, RESIDENT)
     contract = _ok(client.post(f"{API}/contracts", json={"team_id": centre.team, "ehc_id": ehc_id},
                                headers=centre.headers["clerk"]))
     assert contract["signed_by_kind"] == "window" and contract["channel"] == "0100"
+    refer = f"{API}/contracts/{contract['id']}/referrals"
     body = {"to_institution_id": centre.hospital, "department_code": "0304", "reason": "BP uncontrolled on two drugs"}
-    requested = _ok(client.post(f"{API}/contracts/{contract['id']}/referrals", json=body, headers=centre.headers["lead"]))
-    assert requested["status"] == "requested" and requested["booking_ref"] is None
-    tickets = []
-    fd.book_referrals_with(lambda ctx, ticket: tickets.append(ticket) or f"APPT-{len(tickets)}")
+    # Nothing published at the hospital yet: a clear refusal, and no referral is left behind.
+    _refused(client.post(refer, json=body, headers=centre.headers["lead"]), 409, "no_referral_place")
+    with platform.db.session() as session:
+        assert fd.referrals(platform.ctx(session, Actor.system()), fd.get_contract(
+            platform.ctx(session, Actor.system()), contract["id"])) == []
+    # The hospital publishes one 15-minute period tomorrow: one referral place, one online place.
+    add_department(platform, centre.hospital, "0304")
+    scheduler = make_staff(platform, client, "institution_admin", centre.hospital)
+    session_row = publish(client, scheduler, department_code="0304", start="08:00", end="08:15", quota_online=1,
+                          quota_window=0, quota_referral=1, referral_release_hours=0)
+    period_id = session_row["periods"][0]["id"]
+    booked = _ok(client.post(refer, json=body, headers=centre.headers["lead"]))
+    assert booked["status"] == "booked" and booked["booking_ref"].startswith("A")
+    # The resident sees the booking, in the referral quota, carrying the referral.
+    mine = _ok(client.get("/api/v1/me/appointments", headers=me))
+    assert len(mine) == 1
+    seen = mine[0]
+    assert seen["reference"] == booked["booking_ref"] and seen["status"] == "booked"
+    assert seen["period_id"] == period_id and seen["pool"] == "referral"
+    assert seen["institution_id"] == centre.hospital and seen["department_code"] == "0304"
+    assert seen["referral"] == {"referral_id": booked["id"], "from_team_id": centre.team,
+                                "from_institution_id": centre.id, "reason": body["reason"]}
+    # The receiving hospital's window sees why the resident comes.
+    at_hospital = make_staff(platform, client, "window_clerk", centre.hospital)
+    theirs = _ok(client.get(f"/api/v1/appointments/bookings/{booked['booking_ref']}", headers=at_hospital))
+    assert theirs["referral"]["reason"] == body["reason"] and theirs["pool"] == "referral"
+    client.cookies.set("ehc_resident", me["Authorization"].removeprefix("Bearer "))  # the pages' sign-in
     try:
-        booked = _ok(client.post(f"{API}/contracts/{contract['id']}/referrals", json=body,
-                                 headers=centre.headers["lead"]))
+        page = client.get("/me/appointments")
+        assert 'class="booking-referral"' in page.text and booked["booking_ref"] in page.text
+        assert body["reason"] in client.get(f"/me/appointments/{booked['booking_ref']}").text
     finally:
-        fd._booker.clear()
-    assert booked["status"] == "booked" and booked["booking_ref"] == "APPT-1"
-    assert tickets[0].from_team_id == centre.team and tickets[0].department_code == "0304"
-    _refused(client.post(f"{API}/contracts/{contract['id']}/referrals", json={**body, "department_code": "99x"},
-                         headers=centre.headers["lead"]), 422, "department_code_invalid")
+        client.cookies.clear()
+    detail = _ok(client.get(f"/api/v1/me/appointments/{booked['booking_ref']}", headers=me))
+    assert [e["action"] for e in detail["history"] if e["action"] in ("hold", "confirm")] == ["hold", "confirm"]
+    assert "referral quota" in detail["history"][0]["reason"] and booked["id"] in detail["history"][0]["reason"]
+    # The period's referral place is taken: a family doctor at the hospital sees none left, the online one stays.
+    period = _ok(client.get(f"/api/v1/appointments/sessions/{session_row['id']}", headers=centre.headers["outsider"]))
+    assert period["periods"][0]["free"] == 0
+    assert _ok(client.get(f"/api/v1/appointments/sessions/{session_row['id']}", headers=me))["periods"][0]["free"] == 1
+    # The referral quota is full (an online place is not the referral's): the next referral is refused
+    # with the clear problem, and the first referral and its booking are untouched.
+    full = client.post(refer, json={**body, "reason": "second opinion"}, headers=centre.headers["lead"])
+    _refused(full, 409, "no_referral_place")
+    assert full.json()["department_code"] == "0304"
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        rows = fd.referrals(ctx, fd.get_contract(ctx, contract["id"]))
+        assert [(r.status, r.booking_ref) for r in rows] == [("booked", booked["booking_ref"])]
+    assert len(_ok(client.get("/api/v1/me/appointments", headers=me))) == 1
+    _refused(client.post(refer, json={**body, "department_code": "99x"}, headers=centre.headers["lead"]), 422,
+             "department_code_invalid")
 
 
 def test_renewal_reminder_change_of_team_and_signed_terms_kept(client, platform, centre) -> None:  # noqa: ANN001
@@ -382,6 +424,38 @@ def test_a_lead_doctors_capacity_holds_under_concurrent_signatures(live_url, cli
     assert all(a.json()["code"] == "team_full" for a in answers if a.status_code == 409)
     with platform.db.session() as session:
         assert fd.repo.count_active_for_lead(session, centre.staff["lead"]) == 5
+
+
+def test_referral_places_hold_under_concurrent_referrals(live_url, client, platform, centre) -> None:  # noqa: ANN001
+    # Two 15-minute periods with two referral places each; ten team members' referrals at once.
+    add_department(platform, centre.hospital, "0304")
+    scheduler = make_staff(platform, client, "institution_admin", centre.hospital)
+    session_row = publish(client, scheduler, department_code="0304", start="08:00", end="08:30", quota_online=1,
+                          quota_window=0, quota_referral=2, referral_release_hours=0)
+    clerk = centre.headers["clerk"]
+    contracts = [_ok(client.post(f"{API}/contracts", json={"team_id": centre.team, "ehc_id": e}, headers=clerk))["id"]
+                 for e in _live_client_cards(client, clerk, 10, 300)]
+
+    def refer(contract_id: str) -> httpx.Response:
+        return httpx.post(f"{live_url}{API}/contracts/{contract_id}/referrals", headers=centre.headers["lead"],
+                          json={"to_institution_id": centre.hospital, "department_code": "0304", "reason": "review"},
+                          timeout=120)
+
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(refer, contracts))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [201] * 4 + [409] * 6, [a.text for a in answers if a.status_code not in (201, 409)]
+    assert all(a.json()["code"] == "no_referral_place" for a in answers if a.status_code == 409)
+    with platform.db.session() as session:
+        periods = session.scalars(select(appointments.Period).where(
+            appointments.Period.session_id == session_row["id"])).all()
+        assert sorted((p.used_referral, p.used_online) for p in periods) == [(2, 0), (2, 0)]
+        bookings = session.scalars(select(appointments.Booking).where(
+            appointments.Booking.session_id == session_row["id"])).all()
+        assert len(bookings) == 4 and {b.status for b in bookings} == {"booked"}
+        assert sorted(b.reference for b in bookings) == sorted(a.json()["booking_ref"] for a in answers
+                                                               if a.status_code == 201)
+        assert session.scalar(select(func.count()).select_from(fd.Referral)) == 4  # the refused left nothing
 
 
 def test_one_active_contract_per_person_under_concurrent_signatures(live_url, client, platform, centre) -> None:  # noqa: ANN001

@@ -18,8 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, inspect, select
 
+from ehc.appointments.models import Booking, ClinicSession, Period
+from ehc.appointments.models import Event as BookingEvent
 from ehc.audit.models import AuditEvent
 from ehc.cards.models import Card, CardEvent
+from ehc.family_doctors.models import Contract, ContractEvent, Team
+from ehc.institutions import service as institutions
 from ehc.kit.context import Actor
 from ehc.mpi.models import Person, PersonIdentifier
 from ehc.qr.models import CardUse
@@ -105,20 +109,20 @@ def test_refresh_feeds_the_store_once_with_no_personal_data(platform, data) -> N
     data.event(cards[0], "report_lost", "normal", "lost")
     data.uses(7, institution=CHENGDU_HOSPITAL, region="510104")
     first = stats.refresh(platform.db, batch=4)  # several batches, each its own transaction
-    assert first.stored == {"card": 7, "card_use": 7}
+    assert first.stored == {"booking": 0, "card": 7, "card_use": 7, "family_doctor": 0}
     assert stats.refresh(platform.db).total == 0  # nothing new: nothing stored twice
     with platform.db.session() as session:
         assert session.scalar(select(func.count()).select_from(StatEvent)) == 14
         row = session.scalars(select(StatEvent).where(StatEvent.kind == "register")).first()
         assert (row.day, row.hour, row.region_code, row.age_band, row.sex, row.document_type, row.channel) == (
             DAY, 10, "510104", "0-6", "2", "01", "0100")
-        assert {m.source: m.last_id > 0 for m in session.scalars(select(Watermark))} == {"card": True,
-                                                                                          "card_use": True}
+        assert {m.source: m.last_id > 0 for m in session.scalars(select(Watermark))} == {
+            "booking": False, "card": True, "card_use": True, "family_doctor": False}
     columns = {c["name"] for c in inspect(platform.db.engine).get_columns("stats_events")}
     assert not columns & {"ehc_id", "person_id", "name", "birth_date", "birth_year", "document_number", "phone"}
     # New events are taken in from the watermark on.
     data.uses(2, institution=DEYANG_HOSPITAL, region="510603")
-    assert stats.refresh(platform.db).stored == {"card": 0, "card_use": 2}
+    assert stats.refresh(platform.db).stored == {"booking": 0, "card": 0, "card_use": 2, "family_doctor": 0}
 
 
 def test_an_event_committed_late_below_the_watermark_is_taken_in(platform, data) -> None:  # noqa: ANN001
@@ -144,6 +148,178 @@ def test_refreshes_racing_store_each_event_once(platform, data) -> None:  # noqa
     assert sum(r.stored["card"] for r in reports) == 3
     with platform.db.session() as session:
         assert session.scalar(select(func.count()).select_from(StatEvent)) == 63
+
+
+class Activity:
+    """Rows of the appointments and family-doctor domains, written directly: sessions, bookings and
+    their events; teams, contracts and their events."""
+
+    def __init__(self, platform, data: Data) -> None:  # noqa: ANN001
+        self.platform, self.data = platform, data
+        self.serial = itertools.count(1)
+
+    def people(self, count: int, institution: str) -> list[str]:
+        ehc_ids = self.data.cards(count, institution=institution)
+        with self.platform.db.session() as session:
+            return [session.scalar(select(Card.person_id).where(Card.ehc_id == e)) for e in ehc_ids]
+
+    def period(self, institution: str) -> tuple[str, int]:
+        with self.platform.db.session() as session:
+            ctx = self.platform.ctx(session, Actor.system())
+            found = institutions.get_institution(ctx, institution)
+            department = institutions.add_department(ctx, found, code="0300")
+            starts = at(DAY + timedelta(days=3), 8)
+            row = ClinicSession(id=f"s{next(self.serial):023d}", institution_id=institution,
+                                department_id=department.id, department_code="0300", day=starts.date(),
+                                starts_at=starts, ends_at=starts + timedelta(hours=1), category="general",
+                                fee_fen=500, period_minutes=60, referral_release_at=starts)
+            session.add(row)
+            session.flush()
+            period = Period(session_id=row.id, starts_at=starts, ends_at=starts + timedelta(hours=1), quota_online=50)
+            session.add(period)
+            session.flush()
+            return row.id, period.id
+
+    def booking(self, person_id: str, where: tuple[str, int], institution: str, actions: list[tuple[str, str]], *,
+                channel: str = "0500", from_waitlist: bool = False, day: date = DAY) -> None:
+        """A booking with its events: (action, status it moves to), each an hour apart from 8:00."""
+        with self.platform.db.session() as session:
+            n = next(self.serial)
+            booking = Booking(id=f"b{n:023d}", reference=f"A{n:08d}", session_id=where[0], period_id=where[1],
+                              institution_id=institution, person_id=person_id, ehc_id="E", status="held",
+                              pool="online", channel=channel, from_waitlist=from_waitlist)
+            session.add(booking)
+            session.flush()
+            status = None
+            for hour, (action, to) in enumerate(actions, start=8):
+                session.add(BookingEvent(booking_id=booking.id, session_id=where[0], action=action, from_status=status,
+                                         to_status=to, actor_kind="resident", channel=channel, at=at(day, hour)))
+                status = to or status
+            booking.status = status
+
+    def team(self, institution: str) -> str:
+        with self.platform.db.session() as session:
+            team = Team(id=f"t{next(self.serial):023d}", institution_id=institution, name="团队", lead_staff_id="s1")
+            session.add(team)
+            return team.id
+
+    def contract(self, person_id: str, team: str, institution: str) -> str:
+        with self.platform.db.session() as session:
+            contract = Contract(id=f"c{next(self.serial):023d}", person_id=person_id, team_id=team,
+                                institution_id=institution, lead_staff_id="s1", status="active", start_date=DAY,
+                                end_date=DAY + timedelta(days=364), package_ids=[], terms=[], channel="0100",
+                                signed_by_kind="window")
+            session.add(contract)
+            return contract.id
+
+    def contract_event(self, contract_id: str, action: str, reason: str | None = None, *, day: date = DAY) -> None:
+        with self.platform.db.session() as session:
+            session.add(ContractEvent(contract_id=contract_id, action=action, actor_kind="staff", channel="0100",
+                                      reason=reason, at=at(day, 10)))
+
+
+@pytest.fixture
+def activity(platform, data) -> Activity:  # noqa: ANN001
+    return Activity(platform, data)
+
+
+def raw_map(table: stats.Table) -> dict[tuple[str, str], int]:
+    """The counts before protection (what the table's published cells were made from)."""
+    return {(r, c): table.protected.cells[i][j] for i, r in enumerate(table.rows) for j, c in enumerate(table.columns)}
+
+
+def test_booking_events_flow_into_the_booking_indicators(platform, client, data, activity) -> None:  # noqa: ANN001
+    chengdu, shenzhen = activity.period(CHENGDU_HOSPITAL), activity.period(SHENZHEN_HOSPITAL)
+    people = activity.people(16, CHENGDU_HOSPITAL)
+    booked = [("hold", "held"), ("confirm", "booked"), ("notify", None)]  # a text sent is no statistic
+    for person in people[:6]:  # online, then seen
+        activity.booking(person, chengdu, CHENGDU_HOSPITAL, [*booked, ("arrive", "arrived")])
+    for person in people[6:11]:  # at the window, missed
+        activity.booking(person, chengdu, CHENGDU_HOSPITAL, [*booked, ("no_show", "no_show")], channel="0100")
+    for person in people[11:15]:  # offered from the waitlist and taken
+        activity.booking(person, chengdu, CHENGDU_HOSPITAL, [("waitlist_offer", "held"), ("confirm", "booked"),
+                                                             ("arrive", "arrived")], from_waitlist=True)
+    activity.booking(people[15], chengdu, CHENGDU_HOSPITAL, [*booked, ("cancel", "cancelled")])
+    activity.booking(people[0], shenzhen, SHENZHEN_HOSPITAL, [*booked])  # another province
+    with platform.db.session() as session:  # a refusal concerns no booking: not in the source
+        session.add(BookingEvent(action="refused", actor_kind="resident", channel="0500", at=at(DAY, 9)))
+    first = stats.refresh(platform.db, batch=7)  # several batches
+    assert first.stored["booking"] == 6 * 3 + 5 * 3 + 4 * 3 + 3 + 2
+    assert stats.refresh(platform.db).stored["booking"] == 0  # idempotent: nothing stored twice
+    with platform.db.session() as session:
+        kinds = dict(session.execute(select(StatEvent.kind, func.count()).where(StatEvent.source == "booking")
+                                     .group_by(StatEvent.kind)).all())
+    assert kinds == {"hold": 13, "confirm": 13, "waitlist_offer": 4, "waitlist_book": 4, "arrive": 10,
+                     "no_show": 5, "cancel": 1}
+
+    def total(indicator: str, by: str | None = None, region: str | None = None) -> stats.Table:
+        return national(platform, stats.Query(indicator, by=by, period="total", region=region, start=DAY, end=DAY))
+
+    made = total("bookings_made", "region")
+    assert raw_map(made) == {("total", "510000"): 16, ("total", "440000"): 1}  # 12 + 4 from the waitlist
+    assert cell_map(made)[("total", "440000")] == "<5"  # small numbers withheld as for every indicator
+    assert raw_map(total("bookings_made", "channel")) == {("total", "0500"): 12, ("total", "0100"): 5}
+    assert raw_map(total("booking_check_ins")) == {("total", "total"): 10}
+    assert cell_map(total("booking_no_shows", "institution")) == {("total", CHENGDU_HOSPITAL): "5"}
+    assert raw_map(total("waitlist_successes")) == {("total", "total"): 4}
+    assert raw_map(total("bookings_cancelled")) == {("total", "total"): 1}
+    assert raw_map(total("bookings_made", region="440000")) == {("total", "total"): 1}
+    # A regional operator of Sichuan sees Sichuan's bookings only, through the API.
+    operator = make_staff(platform, client, "regional_operator", None, region="510000")
+    answer = client.get("/api/v1/statistics/table", headers=operator, params={
+        "indicator": "bookings_made", "by": "region", "period": "total", "from": DAY.isoformat(),
+        "to": DAY.isoformat()})
+    assert answer.status_code == 200, answer.text
+    assert [(c["value"], c["total"]) for c in answer.json()["columns"]] == [("510100", "16")]
+
+
+def test_family_doctor_events_flow_into_the_contract_indicators(platform, client, data, activity) -> None:  # noqa: ANN001
+    people = activity.people(8, CHENGDU_HOSPITAL)
+    team = activity.team(CHENGDU_HOSPITAL)
+    contracts = [activity.contract(p, team, CHENGDU_HOSPITAL) for p in people[:6]]
+    for c in contracts:
+        activity.contract_event(c, "sign", "window")
+        activity.contract_event(c, "service", "follow_up: bp_follow_up")
+    activity.contract_event(contracts[0], "service", "check_up: health_check")
+    activity.contract_event(contracts[0], "remind")
+    next_day, third_day = DAY + timedelta(days=1), DAY + timedelta(days=2)
+    # Renewed in its last days: the old contract renewed, a new one signed as a renewal.
+    activity.contract_event(contracts[0], "renew", day=next_day)
+    activity.contract_event(activity.contract(people[6], team, CHENGDU_HOSPITAL), "sign", "renewal", day=next_day)
+    activity.contract_event(contracts[1], "terminate", "moved away", day=next_day)
+    activity.contract_event(contracts[2], "expire", "term ended", day=next_day)
+    # Renewed after it had ended: from ended, not from active.
+    activity.contract_event(contracts[2], "renew", day=third_day)
+    activity.contract_event(activity.contract(people[7], team, CHENGDU_HOSPITAL), "sign", "renewal", day=third_day)
+    assert stats.refresh(platform.db, batch=5).stored["family_doctor"] == 6 * 2 + 2 + 6
+    assert stats.refresh(platform.db).stored["family_doctor"] == 0
+
+    def counts(indicator: str, by: str | None = None, period: str = "total") -> dict[tuple[str, str], int]:
+        return raw_map(national(platform, stats.Query(indicator, by=by, period=period, start=DAY, end=third_day)))
+
+    assert counts("contracts_signed", "institution") == {("total", CHENGDU_HOSPITAL): 6}  # renewals are not new
+    assert counts("contracts_renewed") == {("total", "total"): 2}
+    assert counts("contracts_ended") == {("total", "total"): 2}
+    assert counts("follow_ups_delivered", "region") == {("total", "510000"): 6}
+    assert counts("check_ups_delivered") == {("total", "total"): 1}
+    stock = counts("contracts_by_status", "status", period="day")
+    day = {d: {s: stock[(d.isoformat(), s)] for s in stats.CONTRACT_STATUSES} for d in (DAY, next_day, third_day)}
+    assert day[DAY] == {"active": 6, "ended": 0, "terminated": 0, "renewed": 0, "changed": 0}
+    assert day[next_day] == {"active": 4, "ended": 1, "terminated": 1, "renewed": 1, "changed": 0}
+    assert day[third_day] == {"active": 5, "ended": 0, "terminated": 1, "renewed": 2, "changed": 0}
+    shown = cell_map(national(platform, stats.Query("contracts_by_status", by="status", period="day", start=DAY,
+                                                    end=third_day)))
+    assert shown[(DAY.isoformat(), "active")] == "6" and shown[(next_day.isoformat(), "ended")] in ("<5", "x")
+    # The console offers the new indicators, labelled in both languages.
+    operator = make_staff(platform, client, "regional_operator", None, region="510100")
+    client.cookies.set("ehc_staff", operator["Authorization"].split()[1])
+    try:
+        for lang, label in (("en", "Family-doctor contracts signed"), ("zh", "家庭医生签约量")):
+            page = client.get(f"/staff/statistics?indicator=contracts_signed&by=institution&period=month"
+                              f"&from={DAY:%Y-%m-01}&to={third_day}&lang={lang}")
+            assert page.status_code == 200 and label in page.text, page.text
+    finally:
+        client.cookies.clear()
 
 
 # -- tables --------------------------------------------------------------------------------------

@@ -69,6 +69,9 @@ def register_hooks() -> None:
     mpi.on_unmerge("appt_booking_cancel", appointments.undo_booking_cancels)
     mpi.on_unmerge("appt_waitlist", appointments.undo_waitlist_moves)
     cards.on_transition(appointments.on_card_transition)
+    # A family doctor's referral is booked, in the same transaction, into the receiving hospital's
+    # referral quota (the first period with a place); the referral is marked booked with the reference.
+    family_doctors.book_referrals_with(appointments.book_referral)
     # Health records: a record filed under a hospital number the index did not know waits until the number
     # is bound; a merge carries the person's records along and an unmerge brings exactly them back.
     mpi.on_identifier_bound(records.attach_pending)
@@ -78,3 +81,5 @@ def register_hooks() -> None:
     # ``statistics_events`` source here (docs/statistics.md, "Adding a source").
     statistics.register_source("card", cards.statistics_events)
     statistics.register_source("card_use", qr.statistics_events)
+    statistics.register_source("booking", appointments.statistics_events)
+    statistics.register_source("family_doctor", family_doctors.statistics_events)

@@ -170,6 +170,12 @@ class Booking(Base):
     hold_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     from_waitlist: Mapped[bool] = mapped_column(Boolean, default=False)
     reminded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # A family doctor's referral the booking carries (``book_referral``): which referral, from which
+    # team and centre, and why, so the receiving department and the resident see it on the booking.
+    referral_id: Mapped[str | None] = mapped_column(String(24))
+    referral_team_id: Mapped[str | None] = mapped_column(String(24))
+    referral_from_institution_id: Mapped[str | None] = mapped_column(String(24))
+    referral_reason: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 

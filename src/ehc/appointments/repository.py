@@ -225,6 +225,27 @@ def next_free(session: Session, *, department_id: str, doctor: str | None, pool:
     return [(p, s) for p, s in session.execute(query.order_by(Period.starts_at, Period.id).limit(limit))]
 
 
+def referral_places(session: Session, *, institution_id: str, department_code: str, after: datetime,
+                    until: datetime, first_day: date, last_day: date, limit: int) -> list[tuple[Period, ClinicSession]]:
+    """The first open periods of a department from ``after`` to ``until`` with a referral place left
+    (their sessions' days from ``first_day`` to ``last_day``, for the search index), earliest first."""
+    query = (select(Period, ClinicSession).join(ClinicSession, ClinicSession.id == Period.session_id)
+             .where(ClinicSession.department_code == department_code, ClinicSession.day.between(first_day, last_day),
+                    ClinicSession.institution_id == institution_id, ClinicSession.status == "open",
+                    Period.starts_at > after, Period.starts_at <= until,
+                    Period.used_referral < Period.quota_referral))
+    return [(p, s) for p, s in session.execute(query.order_by(Period.starts_at, Period.id).limit(limit))]
+
+
+def booking_events_after(session: Session, after_id: int, actions: tuple[str, ...], limit: int) -> list[tuple]:
+    """(event, the booking's institution, person, from_waitlist) of the booking events with one of
+    ``actions`` after ``after_id``, in id order (the statistics source)."""
+    return [tuple(row) for row in session.execute(
+        select(Event, Booking.institution_id, Booking.person_id, Booking.from_waitlist)
+        .join(Booking, Booking.id == Event.booking_id)
+        .where(Event.id > after_id, Event.action.in_(actions)).order_by(Event.id).limit(limit))]
+
+
 # -- waitlist -------------------------------------------------------------------------------------
 
 def first_waiting(session: Session, period_id: int) -> WaitlistEntry | None:

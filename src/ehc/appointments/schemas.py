@@ -195,6 +195,22 @@ class EventOut(BaseModel):
                    actor_kind=e.actor_kind, channel=e.channel, reason=e.reason)
 
 
+class ReferralOut(BaseModel):
+    """The family doctor's referral a booking carries (booked into the hospital's referral quota)."""
+
+    referral_id: str
+    from_team_id: str | None
+    from_institution_id: str | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, b: Booking) -> ReferralOut | None:
+        if b.referral_id is None:
+            return None
+        return cls(referral_id=b.referral_id, from_team_id=b.referral_team_id,
+                   from_institution_id=b.referral_from_institution_id, reason=b.referral_reason)
+
+
 class BookingOut(BaseModel):
     reference: str
     status: str
@@ -215,6 +231,7 @@ class BookingOut(BaseModel):
     channel: str
     hold_expires_at: datetime | None
     from_waitlist: bool
+    referral: ReferralOut | None = Field(None, description="the family doctor's referral this booking carries")
     created_at: datetime
     history: list[EventOut] | None = None
 
@@ -226,7 +243,8 @@ class BookingOut(BaseModel):
                    institution_id=s.institution_id, institution_name=institution_name,
                    department_code=s.department_code, doctor=s.doctor, category=s.category, fee_fen=s.fee_fen,
                    starts_at=p.starts_at, local=_china(p.starts_at), pool=b.pool, channel=b.channel,
-                   hold_expires_at=b.hold_expires_at, from_waitlist=b.from_waitlist, created_at=b.created_at,
+                   hold_expires_at=b.hold_expires_at, from_waitlist=b.from_waitlist, referral=ReferralOut.of(b),
+                   created_at=b.created_at,
                    history=[EventOut.of(e) for e in history] if history is not None else None)
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, time, timedelta
+from typing import Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as OrmSession
@@ -620,13 +621,19 @@ def book(ctx: Ctx, period_id: int, patient: Patient, *, confirm: bool = False, t
     period, row = _open_period(ctx, period_id, now)
     if ctx.actor.institution_id and ctx.actor.kind in ("staff", "machine") and row.institution_id != ctx.actor.institution_id:
         raise NotFound("No such period.", code="period_not_found")  # another institution's: out of reach
+    return _book(ctx, period, row, patient, pool_for(ctx), confirm=confirm, terminal_id=terminal_id, now=now)
+
+
+def _book(ctx: Ctx, period: Period, row: ClinicSession, patient: Patient, pool: str, *, confirm: bool,
+          terminal_id: str | None, now: datetime, note: str | None = None) -> Booking:
+    """The one booking path (the residents', the desk's, a referral's): card, terminal, burst and the
+    person's limits, the booking and its events, the place taken last from ``pool``."""
     _check_card(patient.card)
     terminal_id = _check_terminal(ctx, row, terminal_id)
     rules = rules_for(ctx, row.institution_id)
     _check_burst(ctx, rules, now)
     dialect.serialise(ctx.session, f"appointments:person:{patient.person_id}")
     _check_rules(ctx, rules, patient, row, now)
-    pool = pool_for(ctx)
     with _one_per_session(), ctx.session.begin_nested():
         booking = Booking(id=ids.new_id(), reference=_reference(), session_id=row.id, period_id=period.id,
                           institution_id=row.institution_id, person_id=patient.person_id,
@@ -647,7 +654,8 @@ def book(ctx: Ctx, period_id: int, patient: Patient, *, confirm: bool = False, t
     if taken is None:
         raise _full(ctx, row, pool)  # the request's transaction rolls back: the booking was never made
     booking.pool = taken
-    held.reason = f"{taken} quota" + (f", terminal {terminal_id}" if terminal_id else "")
+    held.reason = (f"{taken} quota" + (f", terminal {terminal_id}" if terminal_id else "")
+                   + (f", {note}" if note else ""))[:300]
     ctx.session.flush()
     return booking
 
@@ -743,6 +751,75 @@ def move(ctx: Ctx, booking: Booking, period_id: int, now: datetime | None = None
     _audit(ctx, booking.person_id, BOOK_PURPOSE)
     ctx.session.flush()
     return booking
+
+
+# -- a family doctor's referral -------------------------------------------------------------------
+
+REFERRAL_HORIZON = timedelta(days=14)
+REFERRAL_TRIES = 5  # periods tried when racing bookings take the first ones' last referral places
+
+
+class NoReferralPlace(Conflict):
+    code = "no_referral_place"
+    title = "No referral place left"
+
+
+class ReferralTicket(Protocol):
+    """What a referral booking needs. ``family_doctors.service.ReferralTicket`` has this shape; a
+    protocol, so that the appointments domain needs nothing of the family doctors' (``ehc.wiring``
+    connects the two)."""
+
+    @property
+    def referral_id(self) -> str: ...
+    @property
+    def person_id(self) -> str: ...
+    @property
+    def from_team_id(self) -> str: ...
+    @property
+    def from_institution_id(self) -> str: ...
+    @property
+    def to_institution_id(self) -> str: ...
+    @property
+    def department_code(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+
+
+def book_referral(ctx: Ctx, ticket: ReferralTicket, now: datetime | None = None) -> str:
+    """Book a family doctor's referral into the receiving hospital's referral quota; the booking's
+    reference. The first period from now to ``REFERRAL_HORIZON`` of the ticket's hospital and
+    department with a referral place left is booked for the referred resident through the one booking
+    path (their limits, the place taken with the conditional update), confirmed, carrying the referral.
+    A period whose last place a racing booking took is left for the next one; when none has a place:
+    409 ``no_referral_place``, and nothing of the attempt stays (savepoints, the caller's transaction)."""
+    now = now or utcnow()
+    person = mpi.resolve(ctx, ticket.person_id)
+    card = cards.card_of_person(ctx, person)
+    if card is None:
+        raise NotFound("The referred resident has no card to book with.", code="card_not_found")
+    patient = Patient(card, person.id, None)
+    until = now + REFERRAL_HORIZON
+    found = repo.referral_places(ctx.session, institution_id=ticket.to_institution_id,
+                                 department_code=ticket.department_code, after=now, until=until,
+                                 first_day=in_china(now).date(), last_day=in_china(until).date(),
+                                 limit=REFERRAL_TRIES)
+    for period, row in found:
+        try:
+            with ctx.session.begin_nested():
+                # Held first, confirmed once the place is ours: a period lost to a race texts nobody.
+                booking = _book(ctx, period, row, patient, "referral", confirm=False, terminal_id=None, now=now,
+                                note=f"referral {ticket.referral_id} from team {ticket.from_team_id}")
+        except PeriodFull:
+            continue
+        booking.referral_id, booking.referral_team_id = ticket.referral_id, ticket.from_team_id
+        booking.referral_from_institution_id = ticket.from_institution_id
+        booking.referral_reason = ticket.reason[:200]
+        _confirm(ctx, booking, now)
+        ctx.session.flush()
+        return booking.reference
+    raise NoReferralPlace(f"No period of department {ticket.department_code} at this hospital has a referral place "
+                          f"in the next {REFERRAL_HORIZON.days} days. Ask the hospital, or refer elsewhere.",
+                          department_code=ticket.department_code, horizon_days=REFERRAL_HORIZON.days)
 
 
 # -- the resident's view --------------------------------------------------------------------------
@@ -1116,6 +1193,27 @@ def _notify(ctx: Ctx, booking: Booking, kind: str, *, offers: list[Offer] | None
     if phone:
         accounts.send_sms(ctx, phone, message(ctx, booking, kind, offers))
     _event(ctx, action="notify", booking=booking, reason=f"{kind}" + ("" if phone else ": no phone on record"))
+
+
+# -- statistics -----------------------------------------------------------------------------------
+
+# The booking events that count (docs/statistics.md, source ``booking``); texts sent and refusals do not.
+STATISTICS_ACTIONS = ("hold", "confirm", "cancel", "move", "expire", "arrive", "no_show", "suspend_cancel",
+                      "card_cancel", "merge_cancel", "waitlist_offer")
+
+
+def statistics_events(session: OrmSession, after_id: int, limit: int) -> list[dict]:
+    """The appointments' source for the statistics pipeline (``wiring`` registers it): each booking
+    event after ``after_id``, its kind the action, except that the confirmation of a place offered
+    from the waitlist is ``waitlist_book`` (a waitlist success; it is a booking made as well). The
+    institution is the booking's hospital (not the actor's), the person id only for the pipeline's
+    coarse profile (never stored)."""
+    return [{"id": event.id, "at": event.at,
+             "kind": "waitlist_book" if event.action == "confirm" and from_waitlist else event.action,
+             "channel": event.channel, "institution_id": institution_id, "person_id": person_id,
+             "from_status": event.from_status, "to_status": event.to_status}
+            for event, institution_id, person_id, from_waitlist
+            in repo.booking_events_after(session, after_id, STATISTICS_ACTIONS, limit)]
 
 
 # -- master index and card registry hooks ---------------------------------------------------------

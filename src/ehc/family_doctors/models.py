@@ -188,7 +188,7 @@ class ContractEvent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     contract_id: Mapped[str] = mapped_column(ForeignKey("fd_contracts.id"), index=True)
-    action: Mapped[str] = mapped_column(String(16))  # sign | renew | terminate | change_team | remind | expire
+    action: Mapped[str] = mapped_column(String(16))  # sign | renew | terminate | change_team | remind | expire | service | merge | unmerge
     actor_kind: Mapped[str] = mapped_column(String(12))
     actor_id: Mapped[str | None] = mapped_column(String(64))
     institution_id: Mapped[str | None] = mapped_column(String(24))

@@ -167,6 +167,19 @@ def add_event(session: Session, event: ContractEvent) -> None:
     session.add(event)
 
 
+def events_after(session: Session, after_id: int, limit: int) -> list[tuple]:
+    """(event, the contract's centre, person, whether the contract had ended before the event) of the
+    contract events after ``after_id``, in id order (the statistics source)."""
+    earlier = ContractEvent.__table__.alias("earlier")
+    ended_before = (select(earlier.c.id).where(earlier.c.contract_id == ContractEvent.contract_id,
+                                               earlier.c.action == "expire", earlier.c.id < ContractEvent.id)
+                    .exists())
+    return [tuple(row) for row in session.execute(
+        select(ContractEvent, Contract.institution_id, Contract.person_id, ended_before)
+        .join(Contract, Contract.id == ContractEvent.contract_id)
+        .where(ContractEvent.id > after_id).order_by(ContractEvent.id).limit(limit))]
+
+
 def events_of(session: Session, contract_ids: Sequence[str]) -> list[ContractEvent]:
     return list(session.scalars(select(ContractEvent).where(ContractEvent.contract_id.in_(list(contract_ids)))
                                 .order_by(ContractEvent.at, ContractEvent.id)))

@@ -30,6 +30,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ..accounts import service as accounts
 from ..audit import service as audit
@@ -930,6 +931,8 @@ def record_service(ctx: Ctx, contract_id: str, service_code: str, measurements: 
                    created_at=utcnow())
     ctx.session.add(row)
     ctx.session.flush()
+    # The delivery is a step of the contract too: its event (kind first) feeds the statistics source.
+    _event(ctx, contract, "service", f"{service['kind']}: {service_code}")
     audit.record_access(ctx, contract.person_id, "change", PURPOSE_SERVICE)
     return row
 
@@ -1174,6 +1177,44 @@ def get_referral(ctx: Ctx, referral_id: str) -> Referral:
 
 def referrals(ctx: Ctx, contract: Contract) -> list[Referral]:
     return repo.referrals_of(ctx.session, [contract.id])
+
+
+# -- statistics -----------------------------------------------------------------------------------
+
+# A contract event's move between statuses, for the stock of contracts by status (``renew`` is
+# worked out per event: from ``ended`` when the contract had expired before, else from ``active``).
+_STATUS_MOVES: dict[str, tuple[str | None, str | None]] = {
+    "sign": (None, ACTIVE), "terminate": (ACTIVE, "terminated"), "change_team": (ACTIVE, "changed"),
+    "expire": (ACTIVE, "ended"), "merge": (ACTIVE, "terminated"), "unmerge": ("terminated", ACTIVE),
+}
+
+
+def _statistics_kind(event: ContractEvent) -> str:
+    """``sign`` is a first signing; a renewal's and a change of team's new contract are
+    ``sign_renewal`` and ``sign_change``; a delivered service is ``service_<kind>``."""
+    reason = event.reason or ""
+    if event.action == "sign" and reason == "renewal":
+        return "sign_renewal"
+    if event.action == "sign" and reason.startswith("change_team:"):
+        return "sign_change"
+    if event.action == "service":
+        return "service_" + reason.partition(":")[0]
+    return event.action
+
+
+def statistics_events(session: Session, after_id: int, limit: int) -> list[dict]:
+    """The family doctors' source for the statistics pipeline (``wiring`` registers it): each
+    contract event (signing, renewal, end, change of team, reminder, a service delivered) after
+    ``after_id``. The institution is the contract's centre; the person id serves the pipeline's coarse
+    profile only (never stored)."""
+    out = []
+    for event, institution_id, person_id, had_ended in repo.events_after(session, after_id, limit):
+        before, after = (("ended" if had_ended else ACTIVE), "renewed") if event.action == "renew" else \
+            _STATUS_MOVES.get(event.action, (None, None))
+        out.append({"id": event.id, "at": event.at, "kind": _statistics_kind(event), "channel": event.channel,
+                    "institution_id": institution_id, "person_id": person_id, "from_status": before,
+                    "to_status": after})
+    return out
 
 
 # -- coverage -------------------------------------------------------------------------------------

@@ -223,7 +223,8 @@ def start_refresher(db: Any, interval: float) -> Refresher | None:
 
 # -- indicators and breakdowns ---------------------------------------------------------------------
 
-CARD, CARD_USE = "card", "card_use"
+CARD, CARD_USE, BOOKING, FAMILY_DOCTOR = "card", "card_use", "booking", "family_doctor"
+_PEOPLE = ("channel", "age_band", "sex", "institution", "region")  # breakdowns of the later sources
 
 INDICATORS: dict[str, tuple[str, ...]] = {
     # name: the breakdowns it offers
@@ -233,9 +234,38 @@ INDICATORS: dict[str, tuple[str, ...]] = {
     "cards_cancelled": ("channel", "document_type", "age_band", "sex", "institution", "region"),
     "cards_by_status": ("status",),
     "card_uses": ("care_step", "channel", "terminal_type", "institution", "hour", "age_band", "sex", "region"),
+    "bookings_made": (*_PEOPLE, "hour"),
+    "booking_check_ins": (*_PEOPLE, "hour"),
+    "booking_no_shows": _PEOPLE,
+    "bookings_cancelled": _PEOPLE,
+    "waitlist_successes": _PEOPLE,
+    "contracts_signed": _PEOPLE,
+    "contracts_renewed": _PEOPLE,
+    "contracts_ended": _PEOPLE,
+    "contracts_by_status": ("status",),
+    "follow_ups_delivered": _PEOPLE,
+    "check_ups_delivered": _PEOPLE,
 }
 PERIODS = ("day", "week", "month", "total")
 STATUSES = ("normal", "lost", "pending_review", "cancelled")
+CONTRACT_STATUSES = ("active", "ended", "terminated", "renewed", "changed")
+# A stock (how many are in each status at the end of each period) rather than a count of events.
+STOCKS = {"cards_by_status": STATUSES, "contracts_by_status": CONTRACT_STATUSES}
+# The flow indicators of the later sources: (source, the event kinds counted).
+_KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # A booking is made when it is confirmed (a desk booking is held and confirmed at once).
+    "bookings_made": (BOOKING, ("confirm", "waitlist_book")),
+    "booking_check_ins": (BOOKING, ("arrive",)),
+    "booking_no_shows": (BOOKING, ("no_show",)),
+    "bookings_cancelled": (BOOKING, ("cancel", "suspend_cancel", "card_cancel", "merge_cancel")),
+    "waitlist_successes": (BOOKING, ("waitlist_book",)),
+    # First signings only: a renewal's or a change of team's new contract is not a new resident signed.
+    "contracts_signed": (FAMILY_DOCTOR, ("sign",)),
+    "contracts_renewed": (FAMILY_DOCTOR, ("renew",)),
+    "contracts_ended": (FAMILY_DOCTOR, ("terminate", "expire", "merge")),
+    "follow_ups_delivered": (FAMILY_DOCTOR, ("service_follow_up",)),
+    "check_ups_delivered": (FAMILY_DOCTOR, ("service_check_up",)),
+}
 MAX_DAYS = 400
 MAX_DAYS_BY_DAY = 93
 
@@ -245,6 +275,11 @@ def _indicator_conditions(indicator: str) -> list:
         return [StatEvent.source == CARD_USE, StatEvent.kind == "use"]
     if indicator == "cards_by_status":
         return [StatEvent.source == CARD]
+    if indicator == "contracts_by_status":
+        return [StatEvent.source == FAMILY_DOCTOR]
+    if indicator in _KINDS:
+        source, kinds = _KINDS[indicator]
+        return [StatEvent.source == source, StatEvent.kind.in_(kinds)]
     if indicator == "cards_issued":
         # A card counts as issued when it first becomes normal: at registration, or at approval.
         return [StatEvent.source == CARD, or_(and_(StatEvent.kind == "register", StatEvent.to_status == "normal"),
@@ -392,15 +427,16 @@ def table(ctx: Ctx, query: Query, *, today: date | None = None, audit_purpose: b
         conditions.append(StatEvent.region_code.startswith(prefix, autoescape=True))
     rows = _periods(start, end, query.period)
     values: dict[tuple[str, str], int] = defaultdict(int)
-    if query.indicator == "cards_by_status":
+    if query.indicator in STOCKS:
+        statuses = STOCKS[query.indicator]
         ends = _period_ends(start, end, query.period)
         deltas = repo.status_deltas(ctx.session, conditions, end)
         for label in rows:
             upto = ends[label]
             for day, status_, n in deltas:
-                if _as_date(day) <= upto and status_ in STATUSES:
+                if _as_date(day) <= upto and status_ in statuses:
                     values[(label, status_)] += n
-        columns = list(STATUSES)
+        columns = list(statuses)
     else:
         dimension = _dimension(query.by, prefix)
         for day, value, n in repo.counts(ctx.session, conditions, dimension, start, end):

@@ -39,7 +39,8 @@ def _booking_row(t: i18n.Translator, seen: appointments.BookingView) -> dict:
             "when": _local(seen.period.starts_at), "institution": seen.institution_name or s.institution_id,
             "department": _department(t, s.department_code), "doctor": s.doctor, "fee": f"{s.fee_fen / 100:.2f}",
             "live": b.status in ("held", "booked"), "held": b.status == "held",
-            "family": b.booked_by is not None}
+            "family": b.booked_by is not None, "referral": b.referral_id is not None,
+            "referral_reason": b.referral_reason}
 
 
 def _problem(ctx: Ctx, request: Request, problem: Problem) -> FormState:

@@ -78,7 +78,8 @@ def _desk_page(request: Request, staff: Staff, department_code: str = "", state:
     today = china_today()
     rows = [{"reference": v.booking.reference, "when": in_china(v.period.starts_at).strftime("%H:%M"),
              "department": _department(t, v.session.department_code), "doctor": v.session.doctor,
-             "status": v.booking.status, "status_label": t(f"appointments.status.{v.booking.status}")}
+             "status": v.booking.status, "status_label": t(f"appointments.status.{v.booking.status}"),
+             "referral": v.booking.referral_id is not None, "referral_reason": v.booking.referral_reason}
             for v in appointments.view(ctx, appointments.todays_list(ctx, department_code or None))]
     found = appointments.search(ctx, first=today, last=today, institution_id=ctx.actor.institution_id,
                                 department_code=department_code or None)

@@ -41,6 +41,9 @@ FIGURES = (
     ("cards_reissued", "region"), ("cards_cancelled", "region"),
     ("card_uses", "care_step"), ("card_uses", "channel"), ("card_uses", "terminal_type"),
     ("card_uses", "institution"), ("card_uses", "hour"), ("card_uses", "region"),
+    ("bookings_made", "channel"), ("bookings_made", "institution"), ("booking_check_ins", "hour"),
+    ("booking_no_shows", "institution"), ("waitlist_successes", "region"),
+    ("contracts_signed", "institution"), ("contracts_by_status", "status"), ("follow_ups_delivered", "institution"),
 )
 
 
