@@ -1,7 +1,7 @@
 """payments: links, bills, settlements, outbox, refunds, codes, ledger, reconciliation
 
 Revision ID: 0021
-Revises: 0019
+Revises: 0022
 Create Date: 2026-12-03 13:32:07.071244
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import ehc.db
 
 revision = '0021'
-down_revision = '0019'
+down_revision = '0022'
 branch_labels = None
 depends_on = None
 
