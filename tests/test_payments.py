@@ -337,3 +337,17 @@ def test_payments_answer_clearly_when_unlinked_or_unknown(client, platform, his,
     assert client.get("/api/v1/me/bills/nope", headers=headers).json()["code"] == "bill_not_found"
     foreign = client.post("/api/v1/me/payments/bank", json={"account_no": "999999999999"}, headers=headers)
     assert foreign.status_code == 409 and foreign.json()["code"] == "bank_account_refused"
+
+
+def test_payments_feed_the_statistics_store(client, platform, his, world, patient):
+    from ehc.statistics import service as statistics  # only this test reads the analytical store
+    from ehc.statistics.models import StatEvent
+
+    bill = send_bill(client, his, patient["ehc_id"])
+    assert client.post(f"/api/v1/me/bills/{bill['id']}/pay", headers=patient["headers"]).json()["status"] == "paid"
+    statistics.refresh(platform.db)
+    with platform.db.session() as session:
+        kinds = dict(session.execute(select(StatEvent.kind, func.count()).where(StatEvent.source == "payment")
+                                     .group_by(StatEvent.kind)).all())
+        regions = set(session.scalars(select(StatEvent.region_code).where(StatEvent.source == "payment")))
+    assert kinds == {"bill": 1, "insurance": 1, "bank": 1} and regions == {"510104"}

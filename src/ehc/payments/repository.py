@@ -167,6 +167,15 @@ def ledger_between(session: Session, kinds: tuple[str, ...], start: datetime, en
                                                           LedgerEntry.at < end, LedgerEntry.line == 1)))
 
 
+def ledger_events_after(session: Session, after_id: int, limit: int) -> list[tuple]:
+    """(first line of a posting, the bill's institution, its person) after ``after_id``, in id order:
+    one row per ledger transaction (the statistics source)."""
+    return [tuple(row) for row in session.execute(
+        select(LedgerEntry.id, LedgerEntry.at, LedgerEntry.kind, Bill.institution_id, Bill.person_id)
+        .join(Bill, Bill.id == LedgerEntry.bill_id)
+        .where(LedgerEntry.id > after_id, LedgerEntry.line == 1).order_by(LedgerEntry.id).limit(limit))]
+
+
 # -- reconciliation ---------------------------------------------------------------------------------
 
 def findings(session: Session, day, source: str | None = None) -> list[ReconciliationItem]:  # noqa: ANN001

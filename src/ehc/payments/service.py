@@ -1041,6 +1041,14 @@ def findings_csv(findings: list[Finding] | list[ReconciliationItem]) -> str:
     return out.getvalue()
 
 
+def statistics_events(session: OrmSession, after_id: int, limit: int) -> list[dict]:
+    """The payments' source for the statistics pipeline (``wiring`` registers it): one event per
+    ledger transaction, its kind the posting's (``bill``, ``insurance``, ``bank``, ``insurance_reversal``,
+    ``refund_insurance``, ``refund_bank``), at the bill's hospital; counts only, no amounts."""
+    return [{"id": entry_id, "at": at, "kind": kind, "institution_id": institution_id, "person_id": person_id}
+            for entry_id, at, kind, institution_id, person_id in repo.ledger_events_after(session, after_id, limit)]
+
+
 def pending(ctx: Ctx) -> list[Step]:
     """Steps still waiting (the finance page shows them: a service that keeps failing shows here)."""
     return repo.pending_steps(ctx.session)

@@ -223,7 +223,7 @@ def start_refresher(db: Any, interval: float) -> Refresher | None:
 
 # -- indicators and breakdowns ---------------------------------------------------------------------
 
-CARD, CARD_USE, BOOKING, FAMILY_DOCTOR = "card", "card_use", "booking", "family_doctor"
+CARD, CARD_USE, BOOKING, FAMILY_DOCTOR, PAYMENT = "card", "card_use", "booking", "family_doctor", "payment"
 _PEOPLE = ("channel", "age_band", "sex", "institution", "region")  # breakdowns of the later sources
 
 INDICATORS: dict[str, tuple[str, ...]] = {
@@ -245,6 +245,12 @@ INDICATORS: dict[str, tuple[str, ...]] = {
     "contracts_by_status": ("status",),
     "follow_ups_delivered": _PEOPLE,
     "check_ups_delivered": _PEOPLE,
+    "bills_issued": _PEOPLE,
+    "payments_insurance": _PEOPLE,
+    "payments_bank": _PEOPLE,
+    "payments_reversed": _PEOPLE,
+    "refunds_insurance": _PEOPLE,
+    "refunds_bank": _PEOPLE,
 }
 PERIODS = ("day", "week", "month", "total")
 STATUSES = ("normal", "lost", "pending_review", "cancelled")
@@ -265,6 +271,13 @@ _KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "contracts_ended": (FAMILY_DOCTOR, ("terminate", "expire", "merge")),
     "follow_ups_delivered": (FAMILY_DOCTOR, ("service_follow_up",)),
     "check_ups_delivered": (FAMILY_DOCTOR, ("service_check_up",)),
+    # Payments: a bill sent; a settlement's insurance share, its bank share; a reversal (冲正); refunds.
+    "bills_issued": (PAYMENT, ("bill",)),
+    "payments_insurance": (PAYMENT, ("insurance",)),
+    "payments_bank": (PAYMENT, ("bank",)),
+    "payments_reversed": (PAYMENT, ("insurance_reversal",)),
+    "refunds_insurance": (PAYMENT, ("refund_insurance",)),
+    "refunds_bank": (PAYMENT, ("refund_bank",)),
 }
 MAX_DAYS = 400
 MAX_DAYS_BY_DAY = 93
