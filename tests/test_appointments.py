@@ -427,6 +427,29 @@ def _institution(platform) -> str:  # noqa: ANN001
         return db.query(Institution.id).first()[0]
 
 
+def test_a_burst_of_holds_from_one_address_is_refused_whatever_the_accounts(client, platform, staff, institution):
+    """A script rotating accounts from one address: each account stays under its own limit, the
+    address does not. Another address is not touched; the refusal is recorded with the source."""
+    from fastapi.testclient import TestClient
+
+    from ehc.appointments.models import Event
+
+    with platform.db.session() as db:
+        appointments.set_policy(platform.ctx(db, Actor.system()), "51", holds_per_address_burst=3)
+    sessions = [publish(client, staff["institution_admin"], start=f"{8 + n:02d}:00", end=f"{8 + n:02d}:15")
+                for n in range(5)]
+    accounts = [resident(client, platform, 130 + n)[1] for n in range(4)]
+    answers = [_hold(client, accounts[n], _period(sessions[n])) for n in range(4)]
+    assert [a.status_code for a in answers] == [201, 201, 201, 429]
+    assert answers[-1].json()["code"] == "booking_burst" and answers[-1].json()["rule"] == "holds_per_address_burst"
+    with TestClient(client.app, client=("203.0.113.7", 40000)) as elsewhere:
+        assert _hold(elsewhere, accounts[3], _period(sessions[4])).status_code == 201
+    with platform.db.session() as db:
+        refused = db.query(Event).filter(Event.action == "refused").one()
+        sources = {e.source_index for e in db.query(Event).filter(Event.action == "hold")}
+        assert refused.source_index in sources and len(sources) == 2 and "testclient" not in str(sources)
+
+
 def test_a_burst_of_holds_from_one_account_is_refused_and_recorded(client, platform, staff, institution):
     with platform.db.session() as db:
         appointments.set_policy(platform.ctx(db, Actor.system()), "51", outstanding=50, per_department_per_day=50)

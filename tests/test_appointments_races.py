@@ -5,17 +5,20 @@ waitlist promotion racing new bookings."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
 
 import httpx
 import pytest
 from appointments_world import desk, publish, resident
 from argon2 import PasswordHasher
+from factories import person
 from sqlalchemy import func, select
 
 from ehc.accounts import service as accounts
+from ehc.kit.ratelimit import RateLimiter
 from ehc.appointments.models import Booking, Period
 
-CLIENTS = 30
+CLIENTS = 30  # per race on SQLite (one writer at a time); PostgreSQL takes the issue's 200 on the last 10
 PLACES = 5
 
 
@@ -36,10 +39,16 @@ def _race(calls) -> list[httpx.Response]:  # noqa: ANN001
 
 
 def test_many_clients_racing_for_the_last_places(client, platform, institution, live_url):
+    postgres = platform.db.engine.dialect.name == "postgresql"
+    clients, places = (200, 10) if postgres else (CLIENTS, PLACES)
+    platform.limiters["identity"] = RateLimiter(0)  # one clerk registers every racer first; not what is tested
     staff = desk(platform, client, institution)
-    session = publish(client, staff["institution_admin"], quota_online=0, quota_window=PLACES)
+    session = publish(client, staff["institution_admin"], quota_online=0, quota_window=places)
     period = session["periods"][0]["id"]
-    cards = [resident(client, platform, 200 + n)[0] for n in range(CLIENTS)]
+    cards = [made.json()["ehc_id"] for made in (
+        client.post("/api/v1/cards", json=person("竞" + "".join("零一二三四五六七八九"[int(d)] for d in f"{n:03d}"), date(1970, 1, 1) + timedelta(days=n), n % 1000, n % 2 == 0,
+                                                  phone=f"136{n:08d}"), headers=staff["window_clerk"])
+        for n in range(clients))]  # at the window: the public website's per-address limit stays out of it
     clerk = staff["window_clerk"]
 
     def book(ehc_id: str):  # noqa: ANN202
@@ -48,13 +57,13 @@ def test_many_clients_racing_for_the_last_places(client, platform, institution, 
 
     answers = _race([book(c) for c in cards])
     codes = sorted(a.status_code for a in answers)
-    assert codes == [201] * PLACES + [409] * (CLIENTS - PLACES), [a.text for a in answers if a.status_code >= 500]
+    assert codes == [201] * places + [409] * (clients - places), [a.text for a in answers if a.status_code >= 500]
     refused = [a.json() for a in answers if a.status_code == 409]
     assert {r["code"] for r in refused} == {"period_full"}
     assert all(r["next_free"] and r["next_free"][0]["period_id"] != period for r in refused)
-    assert _live(platform, period) == PLACES
+    assert _live(platform, period) == places
     with platform.db.session() as db:
-        assert db.get(Period, period).used_window == PLACES
+        assert db.get(Period, period).used_window == places
 
 
 def test_one_person_racing_for_many_periods_of_a_session_gets_one(client, platform, institution, live_url):

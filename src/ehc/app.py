@@ -24,12 +24,13 @@ from .fhir.endpoints import router as fhir_router
 from .institutions.endpoints import router as institutions_router
 from .kit.context import Actor
 from .kit import openapi
-from .kit.http import NulGuardMiddleware, RequestIdMiddleware, install_problem_handlers
+from .kit.http import InFlightLimit, NulGuardMiddleware, RequestIdMiddleware, install_problem_handlers
 from .me.endpoints import router as me_router
 from .mpi.endpoints import router as mpi_router
 from .payments.endpoints import router as payments_router
 from .qr.endpoints import routers as qr_routers
 from .records.endpoints import router as records_router
+from .db import IN_FLIGHT
 from .platform import Platform
 from .web import mount as mount_pages
 
@@ -47,6 +48,7 @@ def create_app(platform: Platform | None = None) -> FastAPI:
     app.state.platform = platform
     app.state.identify_caller = identify_caller  # kit.auth.current_actor asks it who is calling
     app.add_middleware(NulGuardMiddleware, answers={"/fhir": outcome_response})  # FHIR refuses in its own form
+    app.add_middleware(InFlightLimit, limit=IN_FLIGHT)  # a burst queues here rather than exhausting the pools
     app.add_middleware(RequestIdMiddleware)  # outermost: every answer, a refusal too, carries the id
     install_problem_handlers(app)
     app.include_router(accounts_router)

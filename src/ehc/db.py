@@ -44,6 +44,12 @@ class UtcDateTime(TypeDecorator):
         return value
 
 
+# Connections per process on PostgreSQL; kit.http.InFlightLimit keeps the requests worked on at once
+# well below it (IN_FLIGHT).
+POOL_SIZE, POOL_OVERFLOW = 10, 20
+IN_FLIGHT = 12
+
+
 def make_engine(url: str) -> Engine:
     # hide_parameters: an error's message and the logs never carry a statement's bound values, which
     # can be a name, a username or a blind index (a traceback is logged for every unexpected error).
@@ -67,7 +73,7 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True)
+    return create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_pre_ping=True, hide_parameters=True)
 
 
 class Database:

@@ -199,6 +199,8 @@ class Event(Base):
     institution_id: Mapped[str | None] = mapped_column(String(24))
     channel: Mapped[str] = mapped_column(String(4))
     reason: Mapped[str | None] = mapped_column(String(300))
+    # Keyed digest of the address the request came from (never the address): bursts per source.
+    source_index: Mapped[str | None] = mapped_column(String(64), index=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
 
@@ -240,4 +242,5 @@ class Policy(Base):
     no_show_suspension_days: Mapped[int | None] = mapped_column(Integer)
     hold_minutes: Mapped[int | None] = mapped_column(Integer)
     cutoff_minutes: Mapped[int | None] = mapped_column(Integer)
+    holds_per_address_burst: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

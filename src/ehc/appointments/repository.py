@@ -112,6 +112,11 @@ def count_actor_events(session: Session, actor_kind: str, actor_id: str, action:
         Event.actor_kind == actor_kind, Event.actor_id == actor_id, Event.action == action, Event.at >= since)) or 0
 
 
+def count_source_events(session: Session, source_index: str, action: str, since: datetime) -> int:
+    return session.scalar(select(func.count()).select_from(Event).where(
+        Event.source_index == source_index, Event.action == action, Event.at >= since)) or 0
+
+
 def bookings_of(session: Session, person_ids: list[str], limit: int = 100) -> list[Booking]:
     return list(session.scalars(select(Booking).join(Period, Period.id == Booking.period_id)
                                 .where(Booking.person_id.in_(person_ids))

@@ -84,6 +84,9 @@ class Rules:
     hold_minutes: int = 5
     cutoff_minutes: int = 120
     holds_per_burst: int = 10  # holds one account may start in BURST_WINDOW
+    # Holds one address may start in BURST_WINDOW, whatever the accounts: a script rotating accounts.
+    # Higher than per account: a hospital's or a campus's residents may share one address.
+    holds_per_address_burst: int = 30
 
 
 DEFAULT_RULES = Rules()
@@ -512,9 +515,13 @@ def _event(ctx: Ctx, *, action: str, booking: Booking | None = None, session_id:
                 period_id=period_id if period_id is not None else (booking.period_id if booking else None),
                 actor_kind=actor.kind, actor_id=actor.id, operator=actor.operator,
                 institution_id=actor.institution_id, channel=str(actor.channel),
-                reason=(reason or None) and reason[:300], at=utcnow())
+                reason=(reason or None) and reason[:300], source_index=_source_index(ctx), at=utcnow())
     ctx.session.add(row)
     return row
+
+
+def _source_index(ctx: Ctx) -> str | None:
+    return ctx.vault.blind("appointments.source", ctx.address) if ctx.address else None
 
 
 def _change(ctx: Ctx, booking: Booking, action: str, to: str, reason: str | None = None) -> None:
@@ -530,13 +537,20 @@ def _check_burst(ctx: Ctx, rules: Rules, now: datetime) -> None:
     actor = ctx.actor  # staff and hospital systems book all day long, accountable and rate-limited as callers
     if actor.kind != "resident" or not actor.id or rules.holds_per_burst <= 0:
         return
-    if repo.count_actor_events(ctx.session, actor.kind, actor.id, "hold", now - BURST_WINDOW) >= rules.holds_per_burst:
-        _event(ctx, action="refused", reason=f"booking_burst: more than {rules.holds_per_burst} holds in "
-                                             f"{int(BURST_WINDOW.total_seconds() // 60)} minutes")
-        # The refusal's event outlives the failing request (kit.lasting): the scalping report reads them.
-        keep_and_raise(ctx.session, BookingBurst(
-            f"At most {rules.holds_per_burst} bookings in {int(BURST_WINDOW.total_seconds() // 60)} minutes "
-            "from one account.", rule="holds_per_burst", until=(now + BURST_WINDOW).isoformat()))
+    minutes = int(BURST_WINDOW.total_seconds() // 60)
+    since = now - BURST_WINDOW
+    source = _source_index(ctx)
+    if repo.count_actor_events(ctx.session, actor.kind, actor.id, "hold", since) >= rules.holds_per_burst:
+        limit, rule, whom = rules.holds_per_burst, "holds_per_burst", "one account"
+    elif (source is not None and rules.holds_per_address_burst > 0
+          and repo.count_source_events(ctx.session, source, "hold", since) >= rules.holds_per_address_burst):
+        limit, rule, whom = rules.holds_per_address_burst, "holds_per_address_burst", "one address"
+    else:
+        return
+    _event(ctx, action="refused", reason=f"booking_burst: more than {limit} holds in {minutes} minutes from {whom}")
+    # The refusal's event outlives the failing request (kit.lasting): the scalping report reads them.
+    keep_and_raise(ctx.session, BookingBurst(f"At most {limit} bookings in {minutes} minutes from {whom}.",
+                                             rule=rule, until=(now + BURST_WINDOW).isoformat()))
 
 
 def _check_rules(ctx: Ctx, rules: Rules, patient: Patient, row: ClinicSession, now: datetime) -> None:

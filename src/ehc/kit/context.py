@@ -60,6 +60,9 @@ class Vault:
 # The id of the HTTP request being served (set by ``kit.http.RequestIdMiddleware``), for the audit
 # trail; None in the CLI and batch jobs.
 current_request_id: ContextVar[str | None] = ContextVar("ehc_request_id", default=None)
+# The address the HTTP request came from (set by the same middleware), for limits that count per
+# source, such as a burst of bookings from one address; None outside a request.
+current_client_address: ContextVar[str | None] = ContextVar("ehc_client_address", default=None)
 
 
 @dataclass
@@ -69,3 +72,4 @@ class Ctx:
     actor: Actor
     settings: Settings
     request_id: str | None = field(default_factory=current_request_id.get)
+    address: str | None = field(default_factory=current_client_address.get)

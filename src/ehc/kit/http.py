@@ -5,6 +5,7 @@ Kept apart from the services: they raise Problems, this module shapes them for t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -19,7 +20,7 @@ from sqlalchemy.exc import DataError, StatementError
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .context import current_request_id
+from .context import current_client_address, current_request_id
 from .errors import Problem
 
 log = logging.getLogger("ehc.http")
@@ -81,6 +82,29 @@ NUL_CHARACTER = Problem("Text in this request contains the NUL character (U+0000
 # bodies (images, files) may hold zero bytes legitimately.
 _TEXT_BODIES = {b"application/json": (b"\\u0000", b"\x00"), b"application/fhir+json": (b"\\u0000", b"\x00"),
                 b"application/x-www-form-urlencoded": (b"%00", b"\x00")}
+
+
+class InFlightLimit:
+    """At most ``limit`` requests of this process are worked on at once; the others wait their turn in
+    the event loop, where waiting costs nothing.
+
+    Without it a burst (200 clients at once) fills the thread pool with requests that each hold or
+    wait for a database connection while the thread their next step needs is taken, and the pool of
+    connections runs dry: requests time out instead of queueing. The limit stays below the database
+    pool (a request may use two connections: its own and the nonce claim's) and the thread pool."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, max(1, limit)
+        self._turns: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._turns is None:  # made in the serving loop, on the first request
+            self._turns = asyncio.Semaphore(self.limit)
+        async with self._turns:
+            await self.app(scope, receive, send)
 
 
 class NulGuardMiddleware:
@@ -160,10 +184,12 @@ class RequestIdMiddleware(BaseHTTPMiddleware):
         request.state.request_id = rid
         started = time.perf_counter()
         token = current_request_id.set(rid)  # seen by the request's Ctx (the audit trail records it)
+        address = current_client_address.set(request.client.host if request.client else None)
         try:
             response = await call_next(request)
         finally:
             current_request_id.reset(token)
+            current_client_address.reset(address)
         response.headers["X-Request-ID"] = rid
         log.info(
             "request",
