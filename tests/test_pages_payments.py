@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from argon2 import PasswordHasher
-from factories import ARTIFACTS, card_holder, hospital_system, live, make_institution, person
+from factories import ARTIFACTS, HOLDER_PERSON, card_holder, hospital_system, live, make_institution, make_staff, person
 from payments_world import ITEMS, insure, open_account, services
 
 from ehc.accounts import service as accounts
@@ -27,6 +27,7 @@ from ehc.kit.context import Actor, Vault
 from ehc.migrate import upgrade
 from ehc.platform import Platform
 from ehc.web import i18n
+from ehc.web.payments import failure_text
 
 EN, ZH = i18n.catalogue("en"), i18n.catalogue("zh")
 RESIDENT = person("赵小燕", date(1988, 4, 12), 73, False, phone="13900000731")
@@ -43,6 +44,14 @@ def cheap_passwords(monkeypatch):  # noqa: ANN001, ANN201
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     with services(tmp_path_factory.mktemp("payment-services")) as pair:
         yield pair
+
+
+@pytest.fixture
+def settings(database_url: str, keys_dir: Path, tmp_path: Path, world) -> Settings:  # noqa: ANN001
+    """The TestClient tests' platform (SQLite and PostgreSQL), pointed at the same services."""
+    insurer, bank = world
+    return Settings(data_dir=tmp_path, database_url=database_url, keys_dir=keys_dir, insurance_url=insurer.url,
+                    bank_url=bank.url, payments_timeout=1.0, public_url="http://127.0.0.1:9")
 
 
 @pytest.fixture
@@ -223,3 +232,84 @@ def test_resident_cashier_and_finance_pages_in_chromium(live_server, sqlite_plat
     assert books.goto(f"{live_server}/staff/payments").status == 403  # finance does not keep the till
     office.close()
     assert re.fullmatch(r"[0-9A-F]{64}", ehc_id)
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def _as(client, cookie: str, headers: dict[str, str]) -> None:  # noqa: ANN001
+    client.cookies.clear()
+    client.cookies.set(cookie, headers["Authorization"].removeprefix("Bearer "))
+
+
+def test_pages_in_both_languages_with_their_refusals(client, platform, institution, his, holder, world):
+    """On both databases: every payment page in English and 简体中文, each refusal in words, another
+    institution's bill "not found", a removed bank card failing a payment in the page's language."""
+    insurer, bank = world
+    ehc_id, me = holder
+    insure(insurer, HOLDER_PERSON, balance=5_000, deductible_met=80_000)
+    open_account(bank, ACCOUNT, HOLDER_PERSON["name"], 100_000)
+    admin = make_staff(platform, client, "institution_admin", institution)
+    cashier = make_staff(platform, client, "cashier", institution)
+    auditor = make_staff(platform, client, "auditor", None)
+    elsewhere = make_institution(platform, "inst-pay-other", uscc="12440300MB0000001X", name="Shenzhen Clinic",
+                                 region_code="440304", level="1")
+    stranger = make_staff(platform, client, "cashier", elsewhere)
+
+    _as(client, "ehc_resident", me)
+    for lang, words in (("en", EN), ("zh", ZH)):
+        shown = client.get(f"/me/payments?lang={lang}")
+        assert shown.status_code == 200 and words["payments.link_bank_title"] in shown.text
+    assert client.post("/me/payments/insurance", data={"csrf_token": "wrong"}).status_code == 403
+    linked = client.post("/me/payments/insurance", data={"csrf_token": _csrf(shown.text)})
+    assert linked.status_code == 200 and ZH["payments.scheme.employee"] in linked.text  # followed the 303
+    refused = client.post("/me/payments/bank", data={"csrf_token": _csrf(shown.text), "account_no": "6222000011112222"})
+    assert refused.status_code == 409 and ZH["payments.errors.bank_account_refused"] in refused.text
+    assert "6222000011112222" in refused.text  # the form keeps what was typed
+    client.post("/me/payments/bank", data={"csrf_token": _csrf(shown.text), "account_no": ACCOUNT})
+    bill = _send_bill(client, his, ehc_id, "TB0001")
+    for lang, words in (("en", EN), ("zh", ZH)):
+        listed = client.get(f"/me/bills?lang={lang}")
+        assert listed.status_code == 200 and words["payments.status.open"] in listed.text and bill in listed.text
+        page = client.get(f"/me/bills/{bill}?lang={lang}")
+        assert page.status_code == 200 and "¥224.00" in page.text and words["payments.pay_in_app"] in page.text
+    assert client.get("/me/bills/no-such-bill").status_code == 404
+
+    # The bank card removed, a payment cannot charge the rest: it fails, and the page says why in Chinese.
+    removed = client.post("/me/payments/remove", data={"csrf_token": _csrf(page.text), "kind": "bank"})
+    assert removed.status_code == 200 and ACCOUNT[-4:] not in removed.text
+    again = client.post("/me/payments/remove", data={"csrf_token": _csrf(page.text), "kind": "bank"})
+    assert again.status_code == 409 and ZH["payments.errors.not_linked"] in again.text
+    paid = client.post(f"/me/bills/{bill}/pay", data={"csrf_token": _csrf(page.text)})
+    assert paid.status_code == 200 and ZH["flash.payment_failed"] in paid.text
+    assert failure_text(i18n.translator("zh"), "no bank card linked for the rest") in paid.text
+    assert ZH["payments.status.open"] in paid.text  # the insurer's share was reversed: open again
+
+    # The institution admin reads the bill but has no scan field; another institution's cashier gets "not found".
+    _as(client, "ehc_staff", admin)
+    seen = client.get(f"/staff/payments/{bill}?lang=en")
+    assert seen.status_code == 200 and EN["payments.items_title"] in seen.text and 'id="code"' not in seen.text
+    _as(client, "ehc_staff", stranger)
+    assert client.get(f"/staff/payments/{bill}").status_code == 404
+    assert bill not in client.get("/staff/payments").text
+    _as(client, "ehc_staff", cashier)
+    for lang, words in (("en", EN), ("zh", ZH)):
+        till = client.get(f"/staff/payments/{bill}?lang={lang}")
+        assert till.status_code == 200 and words["payments.scan_title"] in till.text and "autofocus" in till.text
+    health_only = client.post("/api/v1/me/qr/dynamic", headers=me).json()["text"]  # a health code, no payment part
+    scanned = client.post(f"/staff/payments/{bill}/settle", data={"csrf_token": _csrf(till.text), "code": health_only})
+    assert scanned.status_code == 422 and ZH["payments.errors.payment_part_missing"] in scanned.text
+    empty = client.post(f"/staff/payments/{bill}/settle", data={"csrf_token": _csrf(till.text), "code": "  "})
+    assert empty.status_code == 422 and ZH["errors.required"] in empty.text
+
+    # Finance: a day written wrong is said so; the CSV of a day with nothing stored is its header.
+    _as(client, "ehc_staff", auditor)
+    for lang, words in (("en", EN), ("zh", ZH)):
+        books = client.get(f"/staff/payments/reconciliation?lang={lang}")
+        assert books.status_code == 200 and words["payments.ledger_title"] in books.text
+    wrong = client.post("/staff/payments/reconciliation", data={"csrf_token": _csrf(books.text), "day": "3 Dec"})
+    assert wrong.status_code == 422 and ZH["payments.errors.day_invalid"] in wrong.text
+    assert client.get("/staff/payments/reconciliation?day=2026-02-30").status_code == 422
+    csv = client.get("/staff/payments/reconciliation.csv?day=2020-01-01")
+    assert csv.status_code == 200 and csv.text.strip() == "source,platform_id,finding,ours_fen,theirs_fen,detail"

@@ -63,6 +63,21 @@ def split_view(ctx: Ctx, t: i18n.Translator, bill: payments.Bill) -> dict[str, A
             "insured": split.insured}
 
 
+# Why a settlement failed, as the service records it (``payments.service``: "bank declined: <reason>",
+# "insurer refused: <code>", ...), in the page's language; the service's words for anything else.
+_FAILURES = (("bank declined: ", "bank_declined"), ("insurer refused: ", "insurer_refused"),
+             ("no bank card linked", "no_bank"), ("the insurance service did not answer", "insurer_silent"),
+             ("the bank did not answer", "bank_silent"))
+
+
+def failure_text(t: i18n.Translator, failure: str | None) -> str:
+    text = failure or ""
+    for prefix, key in _FAILURES:
+        if text.startswith(prefix):
+            return t(f"payments.failure.{key}", reason=text[len(prefix):])
+    return text
+
+
 def settlement_view(ctx: Ctx, t: i18n.Translator, bill: payments.Bill) -> dict[str, Any] | None:
     """The bill's settlement: the receipt once paid, where it got while settling, why a try failed."""
     row = payments.settlement_of(ctx, bill)
@@ -73,7 +88,7 @@ def settlement_view(ctx: Ctx, t: i18n.Translator, bill: payments.Bill) -> dict[s
             "paid": row.status == "paid", "failed": row.status == "failed",
             "via": t(f"payments.via.{row.via}") if t.has(f"payments.via.{row.via}") else row.via,
             "receipt_no": row.receipt_no or "", "fund_fen": row.fund_fen, "account_fen": row.account_fen,
-            "cash_fen": row.cash_fen, "failure": row.failure or "", "started": when(row.created_at),
+            "cash_fen": row.cash_fen, "failure": failure_text(t, row.failure), "started": when(row.created_at),
             "finished": when(row.finished_at)}
 
 
