@@ -14,7 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 from argon2 import PasswordHasher
-from factories import ARTIFACTS, HOLDER_PERSON, card_holder, hospital_system, live, make_institution, make_staff, person
+from factories import (
+    ARTIFACTS,
+    HOLDER_PERSON,
+    card_holder,
+    hospital_system,
+    live,
+    make_institution,
+    make_staff,
+    person,
+)
 from payments_world import ITEMS, insure, open_account, services
 
 from ehc.accounts import service as accounts
