@@ -216,9 +216,23 @@ def test_resident_cashier_and_finance_pages_in_chromium(live_server, sqlite_plat
     till.locator("#settle").click()
     assert ZH["payments.errors.payment_code_altered"] in _summary(till)
     desk.close()
-    resident.close()
 
-    # Finance reconciles today and sees the ledger balance; the findings download as CSV.
+    # A fourth bill paid in the app while the bank charges but answers 500 every time: the page says
+    # the payment is still being settled, and the bill waits (settling) for the next try.
+    open_account(bank, ACCOUNT, RESIDENT["name"], 100_000)
+    fourth = _send_bill(http, his, ehc_id, "PB0004")
+    bank.fault("charge", "error_after_effect", times=20)
+    try:
+        page.goto(f"{live_server}/me/bills/{fourth}?lang=en")
+        page.locator("#pay-in-app").click()
+        page.wait_for_url(f"**/me/bills/{fourth}")
+    finally:
+        bank.clear_faults()
+    assert EN["flash.payment_pending"] in page.locator(".notice-flash").inner_text()
+    assert page.locator("#settlement-pending").is_visible() and page.locator("#receipt").count() == 0
+
+    # Finance reconciles today: the bank's statement proves the charge, which is repaired; the ledger
+    # balances; the findings download as CSV.
     office = chromium.new_context(locale="en-US", viewport={"width": 1280, "height": 1000})
     office.add_cookies([{"name": "ehc_staff", "value": finance, "domain": host, "path": "/"}])
     books = office.new_page()
@@ -227,14 +241,22 @@ def test_resident_cashier_and_finance_pages_in_chromium(live_server, sqlite_plat
     books.wait_for_url("**/staff/payments/reconciliation")
     today = china_today().isoformat()
     assert books.locator("#day").inner_text() == today
+    assert books.locator("#no-findings").is_visible()
     books.locator("#reconcile").click()
     books.wait_for_url(f"**/staff/payments/reconciliation?day={today}")
-    assert EN["flash.reconciled_clean"].replace("{value}", today) in books.locator(".notice-flash").inner_text()
-    assert books.locator("#no-findings").is_visible()
+    assert EN["flash.reconciled_repaired"].replace("{value}", today) in books.locator(".notice-flash").inner_text()
+    repaired = books.locator("#findings tbody tr")
+    assert repaired.count() == 1 and EN["payments.finding.repaired"] in repaired.inner_text()
+    assert "¥126.00" in repaired.inner_text() and EN["payments.source.bank"] in repaired.inner_text()
+    assert EN["payments.finding.repaired"] in books.locator("#finding-counts").inner_text()
     assert books.locator("#ledger-balanced").is_visible()
     csv = books.request.get(f"{live_server}/staff/payments/reconciliation.csv?day={today}")
     assert csv.status == 200 and csv.text().startswith("source,platform_id,finding")
+    assert ",repaired,12600,12600,charge" in csv.text()
     books.screenshot(path=str(ARTIFACTS / "payments-reconciliation-en.png"), full_page=True)
+    page.goto(f"{live_server}/me/bills/{fourth}?lang=en")  # the resident's bill is paid now
+    assert page.locator("#bill-status").get_attribute("data-status") == "paid" and page.locator("#receipt-no").count()
+    resident.close()
     books.goto(f"{live_server}/staff/payments/reconciliation?day={today}&lang=zh")
     assert books.locator("h1").inner_text().startswith(ZH["payments.finance_title"])
     assert books.locator("#ledger-balanced").inner_text().startswith(ZH["payments.ledger_balanced"][:4])

@@ -107,7 +107,8 @@ def reconcile(request: Request, staff: FinancePage, day: Annotated[str, Form(max
         state = shown.failed(staff.ctx, t, problem, "reconcile", {"day": day}, "day" if problem.errors else "")
         return _reconciliation_page(request, staff, china_today() if problem.code == "day_invalid" else chosen,
                                     state, problem.status)
-    flash = "reconciled_clean" if done.clean else "reconciled_findings"
+    flash = ("reconciled_findings" if not done.clean else "reconciled_repaired" if done.counts.get("repaired")
+             else "reconciled_clean")
     return see_other(request, f"{BASE}/reconciliation?day={chosen.isoformat()}", flash, chosen.isoformat())
 
 
