@@ -947,6 +947,11 @@ STAFF = frozenset(STAFF_CALLERS)
 PAGE_PRINTERS = QR_PRINTERS - {HOSPITAL}  # the API's QRPrinter rule; pages know no hospital systems
 PAGE_MONITORS = CARD_USE_MONITORS - {HOSPITAL}  # the API's CardUseMonitor rule
 PUBLIC = EVERYONE
+# payments/auth.py: BillReader sees the institution's bills, Cashier settles one, Finance reconciles;
+# the pages know no hospital systems.
+PAGE_BILL_READERS = frozenset({CLERK, CASHIER, INST_ADMIN})
+PAGE_CASHIERS = frozenset({CLERK, CASHIER})
+PAGE_FINANCE = frozenset({PLATFORM_ADMIN, AUDITOR})
 
 PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     # the public website: applying, the card cookie's page, signing in and out
@@ -1053,6 +1058,22 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/me/records/consents"): RESIDENT_ONLY,
     ("POST", "/me/records/consents/{consent_id}/revoke"): RESIDENT_ONLY,
     ("GET", "/staff/records/{ehc_id}"): frozenset({DOCTOR, NURSE}),
+    # payments: the resident's bills and payment links (Payer: residents only); the cashier's bills and
+    # scan field (BillReader to see, Cashier to settle); finance's reconciliation and ledger (Finance)
+    ("GET", "/me/bills"): RESIDENT_ONLY,
+    ("GET", "/me/bills/{bill_id}"): RESIDENT_ONLY,
+    ("POST", "/me/bills/{bill_id}/pay"): RESIDENT_ONLY,
+    ("POST", "/me/bills/{bill_id}/code"): RESIDENT_ONLY,
+    ("GET", "/me/payments"): RESIDENT_ONLY,
+    ("POST", "/me/payments/insurance"): RESIDENT_ONLY,
+    ("POST", "/me/payments/bank"): RESIDENT_ONLY,
+    ("POST", "/me/payments/remove"): RESIDENT_ONLY,
+    ("GET", "/staff/payments"): PAGE_BILL_READERS,
+    ("GET", "/staff/payments/{bill_id}"): PAGE_BILL_READERS,
+    ("POST", "/staff/payments/{bill_id}/settle"): PAGE_CASHIERS,
+    ("GET", "/staff/payments/reconciliation"): PAGE_FINANCE,
+    ("POST", "/staff/payments/reconciliation"): PAGE_FINANCE,
+    ("GET", "/staff/payments/reconciliation.csv"): PAGE_FINANCE,
     # not pages, and public: what offline verifiers fetch, the health check, the API's documentation
     ("GET", "/.well-known/ehc/root-key"): PUBLIC,
     ("GET", "/.well-known/ehc/trust-list"): PUBLIC,
@@ -1106,7 +1127,8 @@ def _page_url(w: World, template: str) -> str:
     return template.format(ehc_id=w.card, review_id="999999", verdict="accept", institution_id=w.institution,
                            code="0300", terminal_id="W01", staff_id=w.staff_id, app_id=w.managed_app.app_id,
                            key_id=w.managed_app.key_id, contract_id="no-such-contract", action=action,
-                           session_id="0" * 24, reference="ANOTHERONE", consent_id="none", decision="approve")
+                           session_id="0" * 24, reference="ANOTHERONE", consent_id="none", decision="approve",
+                           bill_id="no-such-bill")
 
 
 def test_page_authorisation_matrix(world: World) -> None:

@@ -7,8 +7,9 @@ Nothing is defined here; each rule lives in the module that owns it and is re-ex
 - ``uses.py``: offline uses uploaded in batches, and the monitoring of uses (lists, summaries).
 - ``lists.py``: the signed trust and revocation lists offline terminals cache.
 - ``second_factor.py``: the PIN and the texted code a printed (static) code needs at some steps.
-- ``codec/``: the pure format; its care-step and channel codes, and the TLV container a payment
-  channel builds its part of a two-in-one code with.
+- ``codec/``: the pure format; its care-step and channel codes, the TLV container a payment
+  channel builds its part of a two-in-one code with, and a code's text drawn as a PNG (``render_png``,
+  what ``/api/v1/me/qr/dynamic.png`` answers; the bill's payment code page shows the same image).
 
 The printed A7 label (``label.py``) is not re-exported: only the QR API prints it, and it loads a PDF
 library nothing else needs.
@@ -16,7 +17,7 @@ library nothing else needs.
 
 from __future__ import annotations
 
-from .codec import tlv
+from .codec import render_png, tlv
 from .codec.codes import SCAN_CHANNELS, SCENES, SECOND_FACTOR_SCENES, check_use_codes, online_only
 from .lists import (
     RevocationSinceInvalid,
@@ -134,6 +135,7 @@ __all__ = [
     "parse_since",
     "pin_status",
     "purge_used_codes",
+    "render_png",
     "revocation_list",
     "revoke_on_transition",
     "root_key_info",

@@ -48,6 +48,17 @@ env = Environment(
     lstrip_blocks=True,
 )
 
+
+def yuan(fen: int | None) -> str:
+    """Money kept in integer fen, shown in yuan with two decimals: 35000 -> "¥350.00" (the ``yuan`` filter)."""
+    if fen is None:
+        return ""
+    sign = "-" if fen < 0 else ""
+    return f"{sign}¥{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+env.filters["yuan"] = yuan
+
 # Pages send no inline script or style, so the policy can forbid both.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (

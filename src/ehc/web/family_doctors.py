@@ -9,11 +9,11 @@ from typing import Any
 from ..family_doctors import service as fd
 from ..kit.errors import Problem
 from . import forms, i18n
-from .core import problem_params
+from .core import problem_params, yuan
 
 
 def money(fen: int) -> str:
-    return f"¥{fen // 100}.{fen % 100:02d}"
+    return yuan(fen)
 
 
 def relation_label(t: i18n.Translator, relation: str) -> str:

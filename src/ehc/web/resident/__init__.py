@@ -1,6 +1,6 @@
 """Resident pages: sign in with a text-message code (or a password), "my card" with the family
 members one looks after, reporting a card lost, "who looked at my data", where my card was used and
-my password.
+my password, my bills and my payment links.
 
 The same services as the resident API (``/api/v1/me``): sign-in rules in ``accounts/residents.py``,
 which cards a resident reaches in ``me/service.py`` (the resident's own and those bound to them as
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import access_log, account, appointments, card, family_doctor, records, sign_in
+from . import access_log, account, appointments, card, family_doctor, payments, records, sign_in
 
 router = APIRouter()
 router.include_router(sign_in.router)
@@ -27,3 +27,4 @@ router.include_router(family_doctor.router)
 router.include_router(appointments.router)
 router.include_router(records.router)
 router.include_router(account.router)
+router.include_router(payments.router)

@@ -1,7 +1,8 @@
 """Staff pages: sign-in and the staff home (``sign_in``), printing a card's static code
 (``printing``), the institution admin's pages (``institution``: departments, terminals, staff;
 ``keys``: hospital systems' apps and keys), the master index's review queue (``mpi_review``) and
-card-use monitoring (``card_uses``), the window clerk's card desk (``desk``).
+card-use monitoring (``card_uses``), the window clerk's card desk (``desk``), the cashier's bills and
+finance's reconciliation (``payments``).
 
 The fourth door into the same services as the API: a page finds out who is signed in from the
 ``ehc_staff`` cookie (the bearer token of ``POST /api/v1/auth/staff/token``, HttpOnly, SameSite=Lax),
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import appointments, card_uses, desk, family_doctors, institution, keys, mpi_review, printing, records, sign_in, statistics
+from . import (appointments, card_uses, desk, family_doctors, institution, keys, mpi_review, payments, printing, records,
+               sign_in, statistics)
 
 router = APIRouter()
 router.include_router(sign_in.router)
@@ -29,3 +31,4 @@ router.include_router(appointments.router)
 router.include_router(records.router)
 router.include_router(statistics.router)
 router.include_router(desk.router)
+router.include_router(payments.router)

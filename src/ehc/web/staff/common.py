@@ -26,6 +26,7 @@ from ...kit.errors import Problem
 from ...kit.http import safe_local_path
 from ...kit.roles import INSTITUTION_ROLES, Role
 from ...family_doctors.auth import ContractDesk as FamilyDoctorDesk
+from ...payments.auth import BillReader, Finance
 from ...qr.auth import QRPrinter
 from ...qr.service import may_monitor
 from .. import forms, i18n
@@ -71,7 +72,8 @@ class Staff:
                 "card_uses": may_monitor(self.ctx.actor.roles), "mpi_reviews": may_review(self.ctx.actor.roles),
                 "family_doctors": may_use_rule(self.ctx, FamilyDoctorDesk),
                 "statistics": bool(self.ctx.actor.roles & STATISTICS_ROLES),
-                "desk": may_use_desk(self)}
+                "desk": may_use_desk(self), "payments": may_use_rule(self.ctx, BillReader),
+                "finance": may_use_rule(self.ctx, Finance)}
 
 
 def role_label(t: i18n.Translator, role: str | None) -> str:
