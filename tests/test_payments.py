@@ -5,6 +5,7 @@ every fault at every step, concurrent confirmations, reconciliation and the ledg
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from collections.abc import Iterator
 from datetime import timedelta
@@ -210,7 +211,8 @@ def test_refunds_reverse_both_shares_in_proportion(client, platform, his, world,
 # -- every fault at every step ---------------------------------------------------------------------
 
 FAULTS = ["timeout", "error", "error_after_effect", "late"]
-STEPS = [("insurer", "settle"), ("bank", "charge"), ("insurer", "reverse"), ("insurer", "refund"), ("bank", "refund")]
+STEPS = [("insurer", "presettle"), ("insurer", "settle"), ("bank", "charge"), ("insurer", "reverse"),
+         ("insurer", "refund"), ("bank", "refund")]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -225,7 +227,11 @@ def test_every_fault_ends_paid_once_or_open_with_nothing_charged(client, platfor
     if operation == "reverse":
         open_account(bank, ACCOUNT, HOLDER_PERSON["name"], 100)  # the bank declines, so the insurer reverses
         bank_before = 100
-    if operation != "refund":
+    if operation == "presettle":  # the resident looks at the split while the insurer misbehaves
+        target.fault(operation, fault, delay=1.5)
+        split = client.post(f"/api/v1/me/bills/{bill['id']}/presettle", headers=patient["headers"])
+        assert split.status_code == 503 and split.json()["code"] == "payment_service_unreachable", split.text
+    elif operation != "refund":
         target.fault(operation, fault, delay=1.5)
     answer = client.post(f"/api/v1/me/bills/{bill['id']}/pay", headers=patient["headers"])
     assert answer.status_code in (200, 202), answer.text
@@ -264,13 +270,24 @@ def test_the_banks_callback_twice_or_late_is_applied_once(client, platform, his,
     with httpx.Client(base_url=live_url, timeout=30) as http:
         paid = http.post(f"/api/v1/me/bills/{bill['id']}/pay", headers=patient["headers"])
     assert paid.status_code == 200 and paid.json()["status"] == "paid", paid.text
+    # A callback that comes late, after the answer settled everything: it changes nothing.
+    second = send_bill(client, his, patient["ehc_id"])
+    bank.fault("charge", "callback_late", delay=1.0)
+    before = balance(bank, ACCOUNT)
+    with httpx.Client(base_url=live_url, timeout=30) as http:
+        http.post(f"/api/v1/me/bills/{second['id']}/pay", headers=patient["headers"])
+    finish(platform)
+    time.sleep(1.5)  # the late callback arrives after everything settled
+    state = client.get(f"/api/v1/payments/bills/{second['id']}", auth=his).json()
+    assert state["status"] == "paid"  # the personal account was spent by the first bill: all of it is cash
+    assert before - balance(bank, ACCOUNT) == state["settlement"]["cash_fen"] == 12_600
     # A callback with a forged signature is refused.
     forged = client.post("/api/v1/payments/callbacks/bank", content=b'{"charge_id":"x","status":"succeeded"}',
                          headers={"X-Signature": "AAAA", "Content-Type": "application/json"})
     assert forged.status_code == 400 and forged.json()["code"] == "callback_signature"
     books_balance(platform)
     with platform.db.session() as session:
-        assert session.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "bank")) == 2
+        assert session.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "bank")) == 4
 
 
 def test_no_plaintext_insured_id_or_bank_token_at_rest(client, platform, his, world, patient):
