@@ -48,7 +48,7 @@ from ..kit.roles import HOSPITAL_SYSTEM, Role
 from ..mpi import service as mpi
 from ..qr import service as qr
 from . import repository
-from .models import BreakGlass, Consent, RecordVersion
+from .models import BreakGlass, Consent, OwnEntry, RecordVersion
 
 log = logging.getLogger("ehc.records")
 
@@ -226,7 +226,8 @@ def body_context(resource_id: str, version: int) -> str:
 
 def sealed_columns() -> list[SealedColumn]:
     return [SealedColumn(RecordVersion.__table__.c.body_sealed, lambda row: body_context(row.resource_id, row.version)),
-            SealedColumn(BreakGlass.__table__.c.reason_sealed, lambda row: f"records.break_glass:{row.id}")]
+            SealedColumn(BreakGlass.__table__.c.reason_sealed, lambda row: f"records.break_glass:{row.id}"),
+            SealedColumn(OwnEntry.__table__.c.body_sealed, lambda row: own_context(row.id))]
 
 
 def _strip(resource: dict) -> dict:
@@ -783,3 +784,179 @@ def provide(ctx: Ctx, bundle: object, system_of: SystemOf) -> list[Provided]:
         answers.append(Provided(stored))
     return [Provided(None, stored_by_binary.get(e.get("fullUrl"))) if a.stored is None and
             (e.get("resource") or {}).get("resourceType") == "Binary" else a for a, e in zip(answers, entries, strict=True)]
+
+
+# -- the basic health record (居民健康档案首页) ---------------------------------------------------------------
+
+# The first page's sections, in the order of the national form; what the resident may add themselves
+# (immunisations come only from the hospitals that gave them), and the section each own kind goes to.
+SECTIONS = ("blood_type", "allergies", "chronic_conditions", "operations", "family_history", "immunizations")
+OWN_KINDS = ("blood_type", "allergy", "condition", "operation", "family_history")
+_OWN_SECTION = {"blood_type": "blood_type", "allergy": "allergies", "condition": "chronic_conditions",
+                "operation": "operations", "family_history": "family_history"}
+ABO = ("A", "B", "AB", "O")
+RH = ("positive", "negative", "unknown")
+MAX_OWN_ENTRIES = 200  # per person: a page, not a store
+MAX_OWN_TEXT = 200
+# Blood group observations (LOINC): ABO and Rh together, ABO alone, Rh alone.
+_BLOOD_GROUP = frozenset({"882-1", "883-9", "10331-7"})
+# ICD-10 blocks counted as chronic on the first page whatever the clinical status: hypertension (I10-I15),
+# diabetes (E10-E14), COPD (J44), ischaemic heart disease (I20-I25), chronic kidney disease (N18) and
+# neoplasms (C00-D48).
+_CHRONIC = (("I", 10, 15), ("E", 10, 14), ("J", 44, 44), ("I", 20, 25), ("N", 18, 18), ("C", 0, 99), ("D", 0, 48))
+# A record its hospital withdrew or that never happened is not on the page.
+_WITHDRAWN = frozenset({"entered-in-error", "refuted", "not-done"})
+SUMMARY_TYPES = ("AllergyIntolerance", "Condition", "Procedure", "Immunization", "Observation")
+
+
+def is_chronic(code: str) -> bool:
+    code = code.strip().upper().replace(".", "")
+    if len(code) < 3 or not code[1:3].isdigit():
+        return False
+    return any(code[0] == letter and low <= int(code[1:3]) <= high for letter, low, high in _CHRONIC)
+
+
+def own_context(entry_id: str) -> str:
+    return f"records.own:{entry_id}"
+
+
+@dataclass(frozen=True)
+class SummaryItem:
+    """One line of the first page: from a hospital's record (``source`` "record", the resource id, the
+    publisher and the record's date) or the resident's own entry (``source`` "self", the entry's id)."""
+
+    id: str
+    section: str
+    text: str
+    source: str  # record | self
+    institution_id: str | None
+    institution_name: str | None
+    on: date | None
+    sensitivity: str | None
+
+
+@dataclass(frozen=True)
+class Summary:
+    sections: dict[str, list[SummaryItem]]
+
+
+def _codes(concept: object) -> set[str]:
+    return {str(c.get("code")) for c in (concept or {}).get("coding") or [] if isinstance(c, dict)} \
+        if isinstance(concept, dict) else set()
+
+
+def _section_of(kind: str, body: dict) -> str | None:
+    """Where a hospital's record goes on the first page, or None when it is not first-page material."""
+    if body.get("status") in _WITHDRAWN or _codes(body.get("verificationStatus")) & _WITHDRAWN:
+        return None
+    if kind == "AllergyIntolerance":
+        return "allergies"
+    if kind == "Immunization":
+        return "immunizations"
+    if kind == "Procedure":
+        return "operations"
+    if kind == "Condition":
+        icd = [str(c.get("code", "")) for c in (body.get("code") or {}).get("coding") or []
+               if "icd" in str(c.get("system", "")).lower()]
+        if any(is_chronic(c) for c in icd) or "active" in _codes(body.get("clinicalStatus")):
+            return "chronic_conditions"
+        return None
+    if kind == "Observation" and _codes(body.get("code")) & _BLOOD_GROUP:
+        return "blood_type"
+    return None
+
+
+def _record_text(kind: str, body: dict) -> str:
+    title = _title(body)
+    value = body.get("valueCodeableConcept")
+    if kind == "Observation" and isinstance(value, dict):
+        said = value.get("text") or next((c.get("display") or c.get("code") for c in value.get("coding") or []
+                                          if c.get("display") or c.get("code")), "")
+        return f"{title}: {said}"[:200] if said else title
+    return title
+
+
+def blood_type_text(abo: str, rh: str) -> str:
+    return abo + {"positive": " Rh+", "negative": " Rh-"}.get(rh, "")
+
+
+def _own_item(ctx: Ctx, entry: OwnEntry) -> SummaryItem:
+    body = json.loads(ctx.vault.open(entry.body_sealed, own_context(entry.id)))
+    text = blood_type_text(body["abo"], body["rh"]) if entry.kind == "blood_type" else body["text"]
+    return SummaryItem(entry.id, _OWN_SECTION[entry.kind], text, "self", None, None,
+                       date.fromisoformat(body["on"]) if body.get("on") else None, None)
+
+
+def summary(ctx: Ctx, found: Access) -> Summary:
+    """The first page of the basic health record: the current versions of the hospitals' records that
+    belong there (allergies, chronic conditions, operations, immunisations, a blood group), each with its
+    hospital and date, and the resident's own entries. ``found`` is the resident's own access (sensitive
+    records included: it is their data)."""
+    sections: dict[str, list[SummaryItem]] = {s: [] for s in SECTIONS}
+    names: dict[str, str] = {}
+    for row in records_of(ctx, found, Filters(types=SUMMARY_TYPES)):
+        body = _open(ctx, row)
+        section = _section_of(row.resource_type, body)
+        if section is None:
+            continue
+        if row.institution_id not in names:
+            place = institutions.find_institution(ctx.session, row.institution_id)
+            names[row.institution_id] = place.name if place else row.institution_id
+        sections[section].append(SummaryItem(
+            row.resource_id, section, _record_text(row.resource_type, body), "record", row.institution_id,
+            names[row.institution_id], row.effective_at.astimezone(CHINA).date() if row.effective_at else None,
+            row.sensitivity))
+    for entry in repository.own_entries_of(ctx.session, mpi.ids_of(ctx, found.person)):
+        item = _own_item(ctx, entry)
+        sections[item.section].append(item)
+    return Summary(sections)
+
+
+def _own_invalid(detail: str, code: str, field: str) -> Invalid:
+    return Invalid(detail, code=code, errors=[field_error(field, code, detail)])
+
+
+def add_own_entry(ctx: Ctx, person: mpi.Person, *, kind: str, text: str = "", abo: str | None = None,
+                  rh: str | None = None, on: date | None = None) -> SummaryItem:
+    """The resident adds an item to their own first page. A blood type replaces the one they gave before."""
+    if kind not in OWN_KINDS:
+        raise _own_invalid(f"kind is one of {', '.join(OWN_KINDS)}.", "summary_kind_invalid", "kind")
+    body: dict[str, Any]
+    if kind == "blood_type":
+        if abo not in ABO:
+            raise _own_invalid("The ABO group is A, B, AB or O.", "summary_blood_type_invalid", "abo")
+        if (rh or "unknown") not in RH:
+            raise _own_invalid("Rh is positive, negative or unknown.", "summary_blood_type_invalid", "rh")
+        body = {"abo": abo, "rh": rh or "unknown"}
+    else:
+        text = " ".join((text or "").split())
+        if not 1 <= len(text) <= MAX_OWN_TEXT:
+            raise _own_invalid(f"Say what it is in 1 to {MAX_OWN_TEXT} characters.", "summary_text_invalid", "text")
+        body = {"text": text}
+    if on is not None and on > utcnow().astimezone(CHINA).date():
+        raise _own_invalid("The date cannot be in the future.", "summary_date_invalid", "on")
+    body["on"] = on.isoformat() if on else None
+    # One writer a person at a time, so the limit holds under concurrent requests (PostgreSQL).
+    dialect.serialise(ctx.session, f"records.own:{person.id}")
+    earlier = repository.own_entries_of(ctx.session, mpi.ids_of(ctx, person))
+    if kind == "blood_type":
+        for old in earlier:
+            if old.kind == "blood_type":
+                ctx.session.delete(old)
+    elif len(earlier) >= MAX_OWN_ENTRIES:
+        raise Conflict(f"At most {MAX_OWN_ENTRIES} entries of your own; remove some first.",
+                       code="summary_entries_limit")
+    entry = OwnEntry(id=ids.new_id(), person_id=person.id, kind=kind, created_at=utcnow())
+    entry.body_sealed = ctx.vault.seal(_canonical(body), own_context(entry.id))
+    ctx.session.add(entry)
+    ctx.session.flush()
+    return _own_item(ctx, entry)
+
+
+def remove_own_entry(ctx: Ctx, person: mpi.Person, entry_id: str) -> None:
+    """The resident removes one of their own entries (a hospital's record is the hospital's to correct)."""
+    entry = next((e for e in repository.own_entries_of(ctx.session, mpi.ids_of(ctx, person)) if e.id == entry_id), None)
+    if entry is None:
+        raise NotFound("No such entry of yours.", code="summary_entry_not_found")
+    ctx.session.delete(entry)
+    ctx.session.flush()
