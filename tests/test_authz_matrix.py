@@ -331,6 +331,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/me/records/consents/{consent_id}/revoke"): RESIDENT_ONLY,
     ("GET", "/api/v1/me/records/break-glass"): RESIDENT_ONLY,
     ("GET", "/api/v1/me/records/summary"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/records/summary.pdf"): RESIDENT_ONLY,
     ("POST", "/api/v1/me/records/summary/entries"): RESIDENT_ONLY,
     ("DELETE", "/api/v1/me/records/summary/entries/{entry_id}"): RESIDENT_ONLY,
     ("GET", "/api/v1/records/patients/{ehc_id}"): frozenset({DOCTOR, NURSE, HOSPITAL}),

@@ -393,6 +393,54 @@ def test_basic_health_record_first_page(platform, client, institution, world) ->
     assert client.get("/api/v1/me/records/summary", headers=world["doctor"]).status_code == 403
 
 
+def test_printable_summary_pdf(platform, client, institution, world, tmp_path) -> None:
+    """One A4 PDF, headings in Chinese and English, the masked name and card id, the hospital's allergy,
+    one's own entry and the recent records; text read back with poppler's pdftotext."""
+    import subprocess  # noqa: PLC0415 - only this test runs a program
+
+    subject = {"reference": f"Patient/{world['ehc_id']}"}
+    for resource in first_page_records(subject):
+        assert post(client, world["his"], resource).status_code == 201
+    me = world["resident"]
+    client.post("/api/v1/me/records/summary/entries", json={"kind": "family_history", "text": "母亲 糖尿病 Mother: diabetes"},
+                headers=me)
+    answer = client.get("/api/v1/me/records/summary.pdf", headers=me)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "application/pdf" and answer.content.startswith(b"%PDF")
+    assert "attachment" in answer.headers["content-disposition"]
+    path = tmp_path / "summary.pdf"
+    path.write_bytes(answer.content)
+    pages = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True).stdout
+    assert "595.28 x 841.89 pts (A4)" in pages
+    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    flat = " ".join(text.split())
+    for heading in ("居民健康档案摘要", "过敏 Allergies", "慢性病 Chronic conditions", "手术 Operations",
+                    "家族史 Family history", "预防接种 Immunisations", "血型 Blood type", "近期记录 Recent records"):
+        assert heading in flat, (heading, flat[:400])
+    assert "青霉素 Penicillin" in flat and "Test People's Hospital" in flat and "2026-10-01" in flat
+    assert "母亲 糖尿病 Mother: diabetes" in flat and "本人填写 self-reported" in flat
+    assert "Systolic blood pressure" in flat  # from the timeline, not a first-page record
+    ehc_id = world["ehc_id"]
+    assert f"{ehc_id[:8]}…{ehc_id[-8:]}" in flat and ehc_id not in flat
+    assert "李*英" in flat and "李秀英" not in flat
+    assert client.get("/api/v1/me/records/summary.pdf", headers=world["doctor"]).status_code == 403
+
+
+def test_printable_summary_without_a_cjk_font(monkeypatch, tmp_path) -> None:
+    """Without Noto Sans CJK the summary is still made, in English, Chinese characters as "?"."""
+    import subprocess  # noqa: PLC0415 - only these tests run a program
+    from datetime import date  # noqa: PLC0415
+
+    from ehc.records import printout  # noqa: PLC0415 - the layout alone, no database
+
+    monkeypatch.setattr(printout.fonts, "add_cjk_font", lambda pdf: False)
+    pdf = printout.render(masked_name="李*英", masked_card="ABCDEFGH…12345678", printed_on=date(2026, 12, 3),
+                          sections={"allergies": [printout.Line("青霉素 Penicillin", "", None)]}, recent=[])
+    (tmp_path / "plain.pdf").write_bytes(pdf)
+    text = subprocess.run(["pdftotext", str(tmp_path / "plain.pdf"), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Allergies" in text and "过敏" not in text and "Penicillin (self-reported)" in text
+
+
 def texts_now(client, headers: dict, section: str) -> list[str]:  # noqa: ANN001
     return [i["text"] for i in client.get("/api/v1/me/records/summary", headers=headers).json()[section]]
 
@@ -534,6 +582,7 @@ def test_record_pages_in_chromium(live_server, sqlite_platform, chromium, lang) 
     page.locator("form.own-entry button").click()
     own = page.locator("#section-allergies li.own")
     assert own.count() == 1 and ("本人填写" if zh else "Added by you") in own.inner_text()
+    assert page.locator("a.summary-pdf").get_attribute("href").endswith("/api/v1/me/records/summary.pdf")
     page.select_option("form.blood-type select[name=abo]", "AB")
     page.select_option("form.blood-type select[name=rh]", "negative")
     page.locator("form.blood-type button").click()

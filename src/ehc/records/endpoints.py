@@ -60,6 +60,15 @@ def my_summary(ctx: RecordOwner) -> SummaryOut:
     return _summary(service.summary(ctx, service.access(ctx, _me(ctx))))
 
 
+@router.get("/me/records/summary.pdf", response_class=Response,
+            responses={200: {"content": {"application/pdf": {}}, "description": "One A4 PDF"}},
+            summary="My basic health record as a printable PDF, in Chinese and English")
+def my_summary_pdf(ctx: RecordOwner) -> Response:
+    pdf = service.summary_pdf(ctx, service.access(ctx, _me(ctx)))
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": 'attachment; filename="health-record-summary.pdf"'})
+
+
 @router.post("/me/records/summary/entries", response_model=SummaryItemOut, status_code=201,
              summary="Add an entry of my own to the first page")
 def my_summary_entry(body: SummaryEntryIn, ctx: RecordOwner) -> SummaryItemOut:

@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from ..accounts import service as accounts
 from ..audit import service as audit
 from ..cards import service as cards
+from ..identity import service as identity
 from ..institutions import service as institutions
 from ..kit import dialect, ids
 from ..kit.clock import CHINA, utcnow
@@ -47,7 +48,7 @@ from ..kit.resealing import SealedColumn
 from ..kit.roles import HOSPITAL_SYSTEM, Role
 from ..mpi import service as mpi
 from ..qr import service as qr
-from . import repository
+from . import printout, repository
 from .models import BreakGlass, Consent, OwnEntry, RecordVersion
 
 log = logging.getLogger("ehc.records")
@@ -72,6 +73,7 @@ READ_PURPOSE = "records.read"
 PUBLISH_PURPOSE = "records.publish"
 BREAK_GLASS_PURPOSE = "records.break_glass"
 CONSENT_PURPOSE = "records.consent"
+SUMMARY_PURPOSE = "records.summary"  # the holder's name, masked, on the printable summary
 
 # HL7 v3 ActCode confidentiality labels a hospital may put in meta.security, and our category for each.
 _SECURITY_LABELS = {"PSY": "mental", "PSYTHPN": "mental", "ETH": "mental", "SUD": "mental", "HIV": "infectious",
@@ -960,3 +962,32 @@ def remove_own_entry(ctx: Ctx, person: mpi.Person, entry_id: str) -> None:
         raise NotFound("No such entry of yours.", code="summary_entry_not_found")
     ctx.session.delete(entry)
     ctx.session.flush()
+
+
+RECENT_ON_PRINT = 20  # the timeline's most recent records on the printable summary
+
+
+def _masked_card(ehc_id: str) -> str:
+    # As the pages show a card id: its first and last eight characters.
+    return f"{ehc_id[:8]}…{ehc_id[-8:]}"
+
+
+def summary_pdf(ctx: Ctx, found: Access) -> bytes:
+    """The printable summary (one A4 PDF, headings in Chinese and English): the holder's masked name and
+    card id, the first page's sections and the :data:`RECENT_ON_PRINT` most recent records."""
+    person = found.person
+    name = mpi.demographics(ctx, person, purpose=SUMMARY_PURPOSE).name
+    card = cards.card_of_person(ctx, person)
+    sections = {key: [printout.Line(i.text, i.institution_name or "" if i.source == "record" else "", i.on,
+                                    i.sensitivity is not None) for i in items]
+                for key, items in summary(ctx, found).sections.items()}
+    entries = timeline(ctx, found, limit=RECENT_ON_PRINT)
+    names: dict[str, str] = {}
+    for institution_id in {e.institution_id for e in entries}:
+        place = institutions.find_institution(ctx.session, institution_id)
+        names[institution_id] = place.name if place else institution_id
+    recent = [printout.Recent(e.effective_at.astimezone(CHINA).date() if e.effective_at else None, e.resource_type,
+                              e.title, names[e.institution_id]) for e in entries]
+    return printout.render(masked_name=identity.mask_name(name) if name else "",
+                           masked_card=_masked_card(card.ehc_id) if card else "",
+                           printed_on=utcnow().astimezone(CHINA).date(), sections=sections, recent=recent)
