@@ -483,12 +483,53 @@ def test_ihe_mhd_with_fhirclient_live(live_url, platform, client, institution, w
     assert doc.subject.reference == f"Patient/{world['ehc_id']}" and doc.content[0].attachment.size == len(pdf)
     assert server.request_data(doc.content[0].attachment.url) == pdf  # ITI-68
 
-    # Another hospital's system without consent gets nothing of it.
+    # ITI-67 by the patient's identifier (the hospital's MRN, the EHC ID) and by status, once a newer
+    # document replaces the first.
+    newer = post(client, his, document({"reference": f"Patient/{world['ehc_id']}"}, pdf=b"%PDF-1.7 v2",
+                                       relatesTo=[{"code": "replaces", "target": {"reference": f"DocumentReference/{doc.id}"}}]))
+    assert newer.status_code == 201, newer.text
+    by_mrn = {"patient.identifier": f"{SID}/mrn/{institution}|MRN0001"}
+
+    def ids(struct: dict) -> set[str]:
+        found = R4DocumentReference.where(struct=struct).perform(server)
+        return {e.resource.id for e in found.entry or []}
+
+    assert ids(by_mrn) == {doc.id, newer.json()["id"]}
+    assert ids({**by_mrn, "status": "current"}) == {newer.json()["id"]}
+    assert ids({**by_mrn, "status": "superseded"}) == {doc.id}
+    assert ids({"patient.identifier": f"{SID}/ehc-id|{world['ehc_id']}", "status": "current,superseded"}) == \
+        {doc.id, newer.json()["id"]}
+    statement = server.capabilityStatement
+    documents = next(r for r in statement.rest[0].resource if r.type == "DocumentReference")
+    assert {"patient", "patient.identifier", "status"} <= {p.name for p in documents.searchParam}
+    assert "everything" in {o.name for o in statement.rest[0].resource[0].operation}
+
+    # Another hospital's system without consent gets nothing of it, by any search parameter or the bytes.
     other = world["other_his"]
     stranger = fhirclient_for(live_url, auth=SignedRequests(other.app_id, other.key_id, other.private_key)).server
     with pytest.raises(Exception) as refused:
         stranger.request_data(doc.content[0].attachment.url)
     assert refused.value.response.status_code == 403
+
+    def search(params: dict, auth) -> tuple[int, str]:  # noqa: ANN001
+        answer = client.get("/fhir/DocumentReference", params=params, auth=auth)
+        body = valid(answer.json())
+        return answer.status_code, (code_of(body) if body["resourceType"] == "OperationOutcome" else body["type"])
+
+    assert search(by_mrn, other) == (403, "records_consent_required")
+    # An unknown number of another institution answers as a known one does: the search tells no stranger
+    # which numbers exist; the hospital's own unknown number is simply not found.
+    assert search({"patient.identifier": f"{SID}/mrn/{institution}|NOBODY-9"}, other) == (403, "records_consent_required")
+    assert search({"patient.identifier": f"{SID}/mrn/{institution}|NOBODY-9"}, his) == (404, "patient_not_found")
+    assert search({"patient.identifier": f"urn:oid:2.16.156.10011.1.3|{RESIDENT['document']['number']}"}, his) == \
+        (422, "record_search_system_not_allowed")
+    assert search({"patient.identifier": "MRN0001"}, his) == (422, "record_search_identifier_invalid")
+    assert search({**by_mrn, "status": "draft"}, his) == (422, "record_search_status_invalid")
+    assert search({}, his) == (422, "record_search_needs_patient")
+    # Once the resident's dynamic code is scanned there, the other hospital finds both by the MRN.
+    scan(client, world, other)
+    assert search(by_mrn, other) == (200, "searchset")
+    assert len(client.get("/fhir/DocumentReference", params={**by_mrn, "status": "current"}, auth=other).json()["entry"]) == 1
 
 
 def test_retries_and_corrections_under_races_on_postgresql(platform, client, institution, world) -> None:

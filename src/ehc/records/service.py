@@ -647,6 +647,60 @@ def person_of_card(ctx: Ctx, ehc_id: str) -> mpi.Person:
     return mpi.resolve(ctx, card.person_id)
 
 
+# Searching by a patient identifier (IHE MHD ITI-67 ``patient.identifier``): the EHC ID or a hospital's
+# patient number; never a national document number (a search is not a way to look people up).
+_SEARCH_SYSTEMS = ("mrn", "oldcard")
+
+
+def person_of_identifier(ctx: Ctx, token: str, system_of: SystemOf, *, break_glass: bool = False) -> mpi.Person:
+    """The person a ``system|value`` token names: the EHC ID, or a hospital number the master index holds.
+    An unknown number of another institution answers as a known one without consent would (403), so the
+    search does not tell a stranger which numbers exist there; the EHC ID and the caller's own numbers,
+    which the caller knows anyway, answer 404."""
+    system, bar, value = (token or "").partition("|")
+    if not bar or not system.strip() or not value.strip():
+        raise Invalid("patient.identifier is system|value.", code="record_search_identifier_invalid",
+                      errors=[field_error("patient.identifier", "record_search_identifier_invalid", "system|value")])
+    internal = system_of(system)
+    if internal == EHC_ID_SYSTEM:
+        return person_of_card(ctx, value)
+    if internal is None or internal.split(":")[0] not in _SEARCH_SYSTEMS:
+        raise Invalid("Search by the EHC ID or a hospital's patient number (mrn).", code="record_search_system_not_allowed",
+                      errors=[field_error("patient.identifier", "record_search_system_not_allowed", "not searchable")])
+    parsed = mpi.normalise(mpi.parse_system(internal, ctx.actor), value)
+    person = mpi.find_by_identifier(ctx, parsed)
+    if person is not None:
+        return person
+    own = internal.split(":", 1)[1] == ctx.actor.institution_id
+    if own or break_glass:
+        raise NotFound("No patient with this id.", code="patient_not_found")
+    raise Forbidden("No consent covers your institution: scan the resident's dynamic code, ask for a grant, "
+                    "or give a break-glass reason in an emergency.", code="records_consent_required")
+
+
+# A DocumentReference's statuses (FHIR R4 document-reference-status); other types' statuses are searched as given.
+DOCUMENT_STATUSES = ("current", "superseded", "entered-in-error")
+
+
+def statuses_of(resource_type: str, text: str | None) -> tuple[str, ...]:
+    """The ``status`` search parameter: one token or several, comma-separated (FHIR's OR)."""
+    chosen = tuple(s.strip() for s in (text or "").split(",") if s.strip())
+    allowed = DOCUMENT_STATUSES if resource_type == "DocumentReference" else None
+    bad = [s for s in chosen if (allowed is not None and s not in allowed) or not s.replace("-", "").isalpha()]
+    if bad:
+        raise Invalid(f"status is one of {', '.join(allowed or ('a status code',))}.", code="record_search_status_invalid",
+                      errors=[field_error("status", "record_search_status_invalid", ", ".join(bad)[:100])])
+    return chosen
+
+
+def search(ctx: Ctx, found: Access, resource_type: str, statuses: tuple[str, ...] = ()) -> list[dict]:
+    """FHIR search (IHE MHD ITI-67 for DocumentReference): the person's readable current versions of one
+    type as served, those with one of ``statuses`` when given (the status is in the sealed body)."""
+    ehc_id = ehc_id_of(ctx, found.person.id)
+    served = [resource_json(ctx, row, ehc_id) for row in records_of(ctx, found, Filters(types=(check_type(resource_type),)))]
+    return [r for r in served if not statuses or r.get("status") in statuses]
+
+
 @dataclass(frozen=True)
 class Filters:
     types: tuple[str, ...] = ()
