@@ -330,6 +330,10 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/me/records/consents"): RESIDENT_ONLY,
     ("POST", "/api/v1/me/records/consents/{consent_id}/revoke"): RESIDENT_ONLY,
     ("GET", "/api/v1/me/records/break-glass"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/records/summary"): RESIDENT_ONLY,
+    ("GET", "/api/v1/me/records/summary.pdf"): RESIDENT_ONLY,
+    ("POST", "/api/v1/me/records/summary/entries"): RESIDENT_ONLY,
+    ("DELETE", "/api/v1/me/records/summary/entries/{entry_id}"): RESIDENT_ONLY,
     ("GET", "/api/v1/records/patients/{ehc_id}"): frozenset({DOCTOR, NURSE, HOSPITAL}),
     ("GET", "/api/v1/records/break-glass"): AUDIT_READERS,
     ("POST", "/api/v1/payments/bills"): PAYMENT_CASHIERS,
@@ -648,6 +652,8 @@ def _family_doctor_requests(w: World) -> dict[tuple[str, str], tuple[dict[str, s
         ("POST", "/api/v1/appointments/sessions/{session_id}/suspend"): ({}, {"reason": "停诊"}),
         ("POST", "/api/v1/me/records/consents"): ({}, {"institution_id": w.institution, "categories": ["all"], "days": 1}),
         ("POST", "/api/v1/me/records/consents/{consent_id}/revoke"): ({"consent_id": "none"}, None),
+        ("POST", "/api/v1/me/records/summary/entries"): ({}, {"kind": "allergy", "text": "青霉素 penicillin"}),
+        ("DELETE", "/api/v1/me/records/summary/entries/{entry_id}"): ({"entry_id": "none"}, None),
         ("GET", "/api/v1/records/patients/{ehc_id}"): ({"ehc_id": "F" * 64}, None),
         ("GET", "/api/v1/statistics/reports/daily/{day}"): ({"day": "2026-11-20"}, None),
         ("GET", "/api/v1/statistics/reports/daily/{day}.csv"): ({"day": "2026-11-20"}, None),
@@ -1057,6 +1063,9 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/me/records/consents"): RESIDENT_ONLY,
     ("POST", "/me/records/consents"): RESIDENT_ONLY,
     ("POST", "/me/records/consents/{consent_id}/revoke"): RESIDENT_ONLY,
+    ("GET", "/me/records/summary"): RESIDENT_ONLY,
+    ("POST", "/me/records/summary"): RESIDENT_ONLY,
+    ("POST", "/me/records/summary/entries/{entry_id}/remove"): RESIDENT_ONLY,
     ("GET", "/staff/records/{ehc_id}"): frozenset({DOCTOR, NURSE}),
     # payments: the resident's bills and payment links (Payer: residents only); the cashier's bills and
     # scan field (BillReader to see, Cashier to settle); finance's reconciliation and ledger (Finance)
@@ -1128,7 +1137,7 @@ def _page_url(w: World, template: str) -> str:
                            code="0300", terminal_id="W01", staff_id=w.staff_id, app_id=w.managed_app.app_id,
                            key_id=w.managed_app.key_id, contract_id="no-such-contract", action=action,
                            session_id="0" * 24, reference="ANOTHERONE", consent_id="none", decision="approve",
-                           bill_id="no-such-bill")
+                           bill_id="no-such-bill", entry_id="none")
 
 
 def test_page_authorisation_matrix(world: World) -> None:

@@ -138,7 +138,7 @@ def test_fhirclient_drives_every_interaction_as_a_signed_hospital_system(live_ur
     assert statement.fhirVersion == "4.0.1" and statement.kind == "instance"
     patient_rest = statement.rest[0].resource[0]
     assert patient_rest.type == "Patient"
-    assert {op.name for op in patient_rest.operation} == {"match", "ihe-pix"}
+    assert {op.name for op in patient_rest.operation} == {"match", "ihe-pix", "everything"}
     assert {p.name for p in patient_rest.searchParam} >= {"identifier", "family", "given", "birthdate", "gender"}
 
     # Patient/{id}: Zhang carries this hospital's MRN, so the hospital sees him in full.

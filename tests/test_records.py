@@ -19,7 +19,7 @@ from test_fhir import FHIR_JSON
 
 from ehc.kit.context import Actor
 from ehc.mpi import service as mpi
-from ehc.records.models import Consent, RecordVersion
+from ehc.records.models import Consent, OwnEntry, RecordVersion
 
 SID = "https://ehc.example/fhir/sid"
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
@@ -297,6 +297,154 @@ def test_resident_timeline_filters_everything_and_merge(platform, client, instit
     assert len(client.get("/api/v1/me/records", headers=me).json()["entries"]) == 3
 
 
+def first_page_records(subject: dict) -> list[dict]:
+    """What a hospital publishes that belongs on the first page, and some that does not."""
+    clinical = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+    resolved = condition(subject, "J06.9", "Acute upper respiratory infection")
+    resolved["clinicalStatus"] = {"coding": [{"system": clinical, "code": "resolved"}]}
+    withdrawn = condition(subject, "E11", "Type 2 diabetes")
+    withdrawn["verificationStatus"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                                                   "code": "entered-in-error"}]}
+    return [
+        {"resourceType": "AllergyIntolerance", "patient": subject, "recordedDate": "2026-10-01",
+         "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                                        "code": "active"}]},
+         "code": {"coding": [{"system": "http://snomed.info/sct", "code": "764146007", "display": "Penicillin"}],
+                  "text": "青霉素 Penicillin"}},
+        condition(subject),  # I10: chronic
+        resolved,  # resolved, not a chronic code: not on the page
+        withdrawn,  # entered in error: not on the page
+        condition(subject, "F32.1", "Depressive episode"),  # active, sensitive: on the resident's own page
+        {"resourceType": "Procedure", "status": "completed", "subject": subject, "performedDateTime": "2019-05-06",
+         "code": {"text": "Appendectomy 阑尾切除术"}},
+        {"resourceType": "Immunization", "status": "completed", "patient": subject, "occurrenceDateTime": "2021-04-01",
+         "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "213", "display": "COVID-19 vaccine"}]}},
+        {"resourceType": "Observation", "status": "final", "subject": subject, "effectiveDateTime": "2026-09-01",
+         "code": {"coding": [{"system": LOINC, "code": "882-1", "display": "ABO and Rh group"}]},
+         "valueCodeableConcept": {"text": "A Rh+"}},
+        observation(subject),  # a blood pressure: not on the page
+    ]
+
+
+def test_basic_health_record_first_page(platform, client, institution, world) -> None:
+    """The first page: hospitals' records sorted into their sections with hospital and date, sensitive ones
+    on the resident's own page, entries of the resident's own (added, replaced, removed, sealed at rest)."""
+    subject = {"reference": f"Patient/{world['ehc_id']}"}
+    for resource in first_page_records(subject):
+        assert post(client, world["his"], valid(resource)).status_code == 201
+    me = world["resident"]
+    page = client.get("/api/v1/me/records/summary", headers=me)
+    assert page.status_code == 200, page.text
+    page = page.json()
+
+    def texts(section: str) -> list[str]:
+        return [i["text"] for i in page[section]]
+
+    assert texts("allergies") == ["青霉素 Penicillin"]
+    allergy = page["allergies"][0]
+    assert allergy["source"] == "record" and allergy["institution_name"] == "Test People's Hospital"
+    assert allergy["institution_id"] == institution and allergy["on"] == "2026-10-01"
+    assert sorted(texts("chronic_conditions")) == ["Depressive episode", "Essential hypertension"]
+    assert {i["text"]: i["sensitivity"] for i in page["chronic_conditions"]}["Depressive episode"] == "mental"
+    assert texts("operations") == ["Appendectomy 阑尾切除术"] and page["operations"][0]["on"] == "2019-05-06"
+    assert texts("immunizations") == ["COVID-19 vaccine"]
+    assert texts("blood_type") == ["ABO and Rh group: A Rh+"] and page["family_history"] == []
+
+    # The resident's own entries: a blood type (a second one replaces the first), an allergy, family history.
+    def add(body: dict, status: int = 201) -> dict:
+        answer = client.post("/api/v1/me/records/summary/entries", json=body, headers=me)
+        assert answer.status_code == status, answer.text
+        return answer.json()
+
+    add({"kind": "blood_type", "abo": "B", "rh": "negative"})
+    mine = add({"kind": "blood_type", "abo": "O", "rh": "positive"})
+    assert mine["text"] == "O Rh+" and mine["source"] == "self"
+    sulfa = add({"kind": "allergy", "text": "  磺胺类药物   sulfonamides ", "on": "2001-03-04"})
+    assert sulfa["text"] == "磺胺类药物 sulfonamides" and sulfa["section"] == "allergies"
+    add({"kind": "family_history", "text": "父亲 高血压 Father: hypertension"})
+    page = client.get("/api/v1/me/records/summary", headers=me).json()
+    assert texts("blood_type") == ["ABO and Rh group: A Rh+", "O Rh+"]
+    assert [(i["text"], i["source"]) for i in page["allergies"]] == [("青霉素 Penicillin", "record"),
+                                                                       ("磺胺类药物 sulfonamides", "self")]
+    assert texts("family_history") == ["父亲 高血压 Father: hypertension"]
+
+    # Bad entries: problem+json with a stable code, the field named.
+    for body, code in (({"kind": "diet", "text": "x"}, "summary_kind_invalid"),
+                       ({"kind": "allergy", "text": "   "}, "summary_text_invalid"),
+                       ({"kind": "blood_type", "abo": "C"}, "summary_blood_type_invalid"),
+                       ({"kind": "blood_type", "abo": "A", "rh": "maybe"}, "summary_blood_type_invalid"),
+                       ({"kind": "operation", "text": "x", "on": "2999-01-01"}, "summary_date_invalid")):
+        refused = add(body, 422)
+        assert refused["code"] == code, refused
+
+    # At rest: the entries' words are sealed.
+    with platform.db.session() as session:
+        dump = " ".join(str(v) for row in session.execute(select(OwnEntry)).all() for v in row[0].__dict__.values())
+    assert "磺胺" not in dump and "sulfonamides" not in dump and "hypertension" not in dump
+
+    # Removing: one's own entries only; a hospital's record is not removable here.
+    assert client.delete(f"/api/v1/me/records/summary/entries/{sulfa['id']}", headers=me).status_code == 204
+    gone = client.delete(f"/api/v1/me/records/summary/entries/{sulfa['id']}", headers=me)
+    assert gone.status_code == 404 and gone.json()["code"] == "summary_entry_not_found"
+    hospitals = client.delete(f"/api/v1/me/records/summary/entries/{allergy['id']}", headers=me)
+    assert hospitals.status_code == 404
+    assert texts_now(client, me, "allergies") == ["青霉素 Penicillin"]
+    # Clinicians do not read this page: it is the resident's.
+    assert client.get("/api/v1/me/records/summary", headers=world["doctor"]).status_code == 403
+
+
+def test_printable_summary_pdf(platform, client, institution, world, tmp_path) -> None:
+    """One A4 PDF, headings in Chinese and English, the masked name and card id, the hospital's allergy,
+    one's own entry and the recent records; text read back with poppler's pdftotext."""
+    import subprocess  # noqa: PLC0415 - only this test runs a program
+
+    subject = {"reference": f"Patient/{world['ehc_id']}"}
+    for resource in first_page_records(subject):
+        assert post(client, world["his"], resource).status_code == 201
+    me = world["resident"]
+    client.post("/api/v1/me/records/summary/entries", json={"kind": "family_history", "text": "母亲 糖尿病 Mother: diabetes"},
+                headers=me)
+    answer = client.get("/api/v1/me/records/summary.pdf", headers=me)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "application/pdf" and answer.content.startswith(b"%PDF")
+    assert "attachment" in answer.headers["content-disposition"]
+    path = tmp_path / "summary.pdf"
+    path.write_bytes(answer.content)
+    pages = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True).stdout
+    assert "595.28 x 841.89 pts (A4)" in pages
+    text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    flat = " ".join(text.split())
+    for heading in ("居民健康档案摘要", "过敏 Allergies", "慢性病 Chronic conditions", "手术 Operations",
+                    "家族史 Family history", "预防接种 Immunisations", "血型 Blood type", "近期记录 Recent records"):
+        assert heading in flat, (heading, flat[:400])
+    assert "青霉素 Penicillin" in flat and "Test People's Hospital" in flat and "2026-10-01" in flat
+    assert "母亲 糖尿病 Mother: diabetes" in flat and "本人填写 self-reported" in flat
+    assert "Systolic blood pressure" in flat  # from the timeline, not a first-page record
+    ehc_id = world["ehc_id"]
+    assert f"{ehc_id[:8]}…{ehc_id[-8:]}" in flat and ehc_id not in flat
+    assert "李*英" in flat and "李秀英" not in flat
+    assert client.get("/api/v1/me/records/summary.pdf", headers=world["doctor"]).status_code == 403
+
+
+def test_printable_summary_without_a_cjk_font(monkeypatch, tmp_path) -> None:
+    """Without Noto Sans CJK the summary is still made, in English, Chinese characters as "?"."""
+    import subprocess  # noqa: PLC0415 - only these tests run a program
+    from datetime import date  # noqa: PLC0415
+
+    from ehc.records import printout  # noqa: PLC0415 - the layout alone, no database
+
+    monkeypatch.setattr(printout.fonts, "add_cjk_font", lambda pdf: False)
+    pdf = printout.render(masked_name="李*英", masked_card="ABCDEFGH…12345678", printed_on=date(2026, 12, 3),
+                          sections={"allergies": [printout.Line("青霉素 Penicillin", "", None)]}, recent=[])
+    (tmp_path / "plain.pdf").write_bytes(pdf)
+    text = subprocess.run(["pdftotext", str(tmp_path / "plain.pdf"), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Allergies" in text and "过敏" not in text and "Penicillin (self-reported)" in text
+
+
+def texts_now(client, headers: dict, section: str) -> list[str]:  # noqa: ANN001
+    return [i["text"] for i in client.get("/api/v1/me/records/summary", headers=headers).json()[section]]
+
+
 def test_ihe_mhd_with_fhirclient_live(live_url, platform, client, institution, world) -> None:
     """ITI-65 Provide Document Bundle, ITI-67 Find Document References, ITI-68 Retrieve Document, driven by
     the independent ``fhirclient`` package against a live server, signed as the hospital's system."""
@@ -335,12 +483,53 @@ def test_ihe_mhd_with_fhirclient_live(live_url, platform, client, institution, w
     assert doc.subject.reference == f"Patient/{world['ehc_id']}" and doc.content[0].attachment.size == len(pdf)
     assert server.request_data(doc.content[0].attachment.url) == pdf  # ITI-68
 
-    # Another hospital's system without consent gets nothing of it.
+    # ITI-67 by the patient's identifier (the hospital's MRN, the EHC ID) and by status, once a newer
+    # document replaces the first.
+    newer = post(client, his, document({"reference": f"Patient/{world['ehc_id']}"}, pdf=b"%PDF-1.7 v2",
+                                       relatesTo=[{"code": "replaces", "target": {"reference": f"DocumentReference/{doc.id}"}}]))
+    assert newer.status_code == 201, newer.text
+    by_mrn = {"patient.identifier": f"{SID}/mrn/{institution}|MRN0001"}
+
+    def ids(struct: dict) -> set[str]:
+        found = R4DocumentReference.where(struct=struct).perform(server)
+        return {e.resource.id for e in found.entry or []}
+
+    assert ids(by_mrn) == {doc.id, newer.json()["id"]}
+    assert ids({**by_mrn, "status": "current"}) == {newer.json()["id"]}
+    assert ids({**by_mrn, "status": "superseded"}) == {doc.id}
+    assert ids({"patient.identifier": f"{SID}/ehc-id|{world['ehc_id']}", "status": "current,superseded"}) == \
+        {doc.id, newer.json()["id"]}
+    statement = server.capabilityStatement
+    documents = next(r for r in statement.rest[0].resource if r.type == "DocumentReference")
+    assert {"patient", "patient.identifier", "status"} <= {p.name for p in documents.searchParam}
+    assert "everything" in {o.name for o in statement.rest[0].resource[0].operation}
+
+    # Another hospital's system without consent gets nothing of it, by any search parameter or the bytes.
     other = world["other_his"]
     stranger = fhirclient_for(live_url, auth=SignedRequests(other.app_id, other.key_id, other.private_key)).server
     with pytest.raises(Exception) as refused:
         stranger.request_data(doc.content[0].attachment.url)
     assert refused.value.response.status_code == 403
+
+    def search(params: dict, auth) -> tuple[int, str]:  # noqa: ANN001
+        answer = client.get("/fhir/DocumentReference", params=params, auth=auth)
+        body = valid(answer.json())
+        return answer.status_code, (code_of(body) if body["resourceType"] == "OperationOutcome" else body["type"])
+
+    assert search(by_mrn, other) == (403, "records_consent_required")
+    # An unknown number of another institution answers as a known one does: the search tells no stranger
+    # which numbers exist; the hospital's own unknown number is simply not found.
+    assert search({"patient.identifier": f"{SID}/mrn/{institution}|NOBODY-9"}, other) == (403, "records_consent_required")
+    assert search({"patient.identifier": f"{SID}/mrn/{institution}|NOBODY-9"}, his) == (404, "patient_not_found")
+    assert search({"patient.identifier": f"urn:oid:2.16.156.10011.1.3|{RESIDENT['document']['number']}"}, his) == \
+        (422, "record_search_system_not_allowed")
+    assert search({"patient.identifier": "MRN0001"}, his) == (422, "record_search_identifier_invalid")
+    assert search({**by_mrn, "status": "draft"}, his) == (422, "record_search_status_invalid")
+    assert search({}, his) == (422, "record_search_needs_patient")
+    # Once the resident's dynamic code is scanned there, the other hospital finds both by the MRN.
+    scan(client, world, other)
+    assert search(by_mrn, other) == (200, "searchset")
+    assert len(client.get("/fhir/DocumentReference", params={**by_mrn, "status": "current"}, auth=other).json()["entry"]) == 1
 
 
 def test_retries_and_corrections_under_races_on_postgresql(platform, client, institution, world) -> None:
@@ -421,6 +610,30 @@ def test_record_pages_in_chromium(live_server, sqlite_platform, chromium, lang) 
     assert page.locator("tr.record").count() == 1
     assert "Systolic blood pressure" in page.locator("tr.record").inner_text()
     assert ("检查检验结果" if zh else "Measurement or lab result") in page.locator("tr.record").inner_text()
+    # The first page of the basic health record: the hospital's diagnosis with its source; an entry of
+    # one's own added, a blood type given, the entry removed.
+    page.locator("a[href$='/me/records/summary']").first.click()
+    assert page.locator("h1").inner_text() == ("我的健康档案首页" if zh else "My basic health record")
+    chronic = page.locator("#section-chronic_conditions li.summary-item")
+    assert chronic.count() == 1 and "Essential hypertension" in chronic.inner_text()
+    assert "First People's Hospital" in chronic.inner_text()
+    assert page.locator("#section-allergies h2").inner_text() == ("过敏史" if zh else "Allergies")
+    page.select_option("form.own-entry select[name=kind]", "allergy")
+    page.fill("form.own-entry input[name=text]", "青霉素 penicillin")
+    page.locator("form.own-entry button").click()
+    own = page.locator("#section-allergies li.own")
+    assert own.count() == 1 and ("本人填写" if zh else "Added by you") in own.inner_text()
+    assert page.locator("a.summary-pdf").get_attribute("href").endswith("/api/v1/me/records/summary.pdf")
+    page.select_option("form.blood-type select[name=abo]", "AB")
+    page.select_option("form.blood-type select[name=rh]", "negative")
+    page.locator("form.blood-type button").click()
+    assert "AB Rh-" in page.locator("#section-blood_type").inner_text()
+    page.locator("form.own-entry button").click()  # nothing typed: the browser asks first
+    assert page.locator("#section-allergies li.own").count() == 1
+    page.screenshot(path=str(ARTIFACTS / f"records-summary-{lang}.png"), full_page=True)
+    page.locator("#section-allergies li.own button").click()
+    assert page.locator("#section-allergies li.own").count() == 0
+
     page.goto(f"{live_server}/me/records/consents")
     page.fill("input[name=institution_id]", inst)
     page.check("input[value=all]")

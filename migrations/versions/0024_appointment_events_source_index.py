@@ -2,7 +2,7 @@
 and a region may set how many holds one address may start in a burst
 
 Revision ID: 0024
-Revises: 0021
+Revises: 0023
 Create Date: 2026-12-03 14:10:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0024'
-down_revision = '0021'
+down_revision = '0023'
 branch_labels = None
 depends_on = None
 

@@ -44,7 +44,14 @@ def _record_resources() -> list[dict]:
     return [{"type": kind, "interaction": [{"code": c} for c in ("read", "vread", "update", "create", "history-instance",
                                                                  "search-type")],
              "versioning": "versioned", "readHistory": True, "updateCreate": False,
-             "searchParam": [{"name": "patient", "type": "reference", "documentation": "Patient/<EHC ID>, required."}]}
+             "searchParam": [
+                 {"name": "patient", "type": "reference", "documentation": "Patient/<EHC ID>; this or patient.identifier."},
+                 {"name": "patient.identifier", "type": "token",
+                  "documentation": f"system|value: the EHC ID ({mapping.EHC_ID}) or a hospital's patient number "
+                                   f"({mapping.SID}/mrn/<institution id>), as IHE MHD ITI-67 searches."},
+                 {"name": "status", "type": "token",
+                  "documentation": ("current | superseded | entered-in-error, comma-separated for any of them."
+                                    if kind == "DocumentReference" else "The resource's status code(s).")}]}
             for kind in records.SUBJECT]
 
 
@@ -120,6 +127,9 @@ def _statement(base: str) -> dict:
                     {"name": "ihe-pix", "definition": "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/"
                                                       "IHE.PIXm.pix",
                      "documentation": "IHE PIXm ITI-83: identifiers in the domains the caller may see."},
+                    {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                     "documentation": "The Patient and every health record the caller may read under the resident's "
+                                      "consent (or break-glass), as a searchset Bundle (docs/records.md)."},
                 ],
             }, *_record_resources(), *_scheduling_resources()],
             "interaction": [{"code": "transaction", "documentation": "IHE MHD ITI-65 Provide Document Bundle"}],

@@ -1,5 +1,6 @@
 """Health records on the FHIR door (issue 16): hospitals publish and correct resources, clinicians read
-them under the resident's consent, ``_history``, search by patient, ``Patient/$everything``.
+them under the resident's consent, ``_history``, search by patient (or its identifier, and status),
+``Patient/$everything``.
 
 Thin, as the identity routes: parse, authorise (records/auth.py), call ``records.service``, answer FHIR
 JSON; errors are OperationOutcomes (the router's ``FhirRoute``). The FHIR system URIs of the subject's
@@ -77,17 +78,23 @@ def correct(request: Request, resource_type: str, resource_id: str, ctx: RecordP
     return stored(request, ctx, records.correct(ctx, parsed(body), resource_type, resource_id, internal_system))
 
 def search(request: Request, resource_type: str, ctx: RecordReader, break_glass: BreakGlass = None) -> JSONResponse:
+    """ITI-67 (and a search of any record type): ``patient=<EHC ID>`` or ``patient.identifier=system|value``,
+    optionally ``status``, under the same consent."""
     records.check_type(resource_type)
-    patient = request.query_params.get("patient") or request.query_params.get("subject") or ""
-    patient = patient.removeprefix("Patient/")
-    if not patient:
-        raise Invalid("Search by patient=<EHC ID>.", code="record_search_needs_patient",
+    query = request.query_params
+    identifier = query.get("patient.identifier") or query.get("subject.identifier")
+    patient = (query.get("patient") or query.get("subject") or "").removeprefix("Patient/")
+    statuses = records.statuses_of(resource_type, ",".join(query.getlist("status")))
+    if identifier:
+        person = records.person_of_identifier(ctx, identifier, internal_system, break_glass=break_glass is not None)
+    elif patient:
+        person = records.person_of_card(ctx, patient)
+    else:
+        raise Invalid("Search by patient=<EHC ID> or patient.identifier=<system>|<value>.", code="record_search_needs_patient",
                       errors=[field_error("patient", "record_search_needs_patient", "required")])
-    found = records.require_some(ctx, records.access(ctx, records.person_of_card(ctx, patient), break_glass=reason(break_glass)))
-    ehc_id = patient.upper()
-    entries = [{"fullUrl": f"{base(request)}/{row.resource_type}/{row.resource_id}",
-                "resource": records.resource_json(ctx, row, ehc_id), "search": {"mode": "match"}}
-               for row in records.records_of(ctx, found, records.Filters(types=(resource_type,)))]
+    found = records.require_some(ctx, records.access(ctx, person, break_glass=reason(break_glass)))
+    entries = [{"fullUrl": f"{base(request)}/{resource['resourceType']}/{resource['id']}", "resource": resource,
+                "search": {"mode": "match"}} for resource in records.search(ctx, found, resource_type, statuses)]
     return answer({"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries})
 
 def read(resource_type: str, resource_id: str, ctx: RecordReader, break_glass: BreakGlass = None) -> JSONResponse:

@@ -7,8 +7,8 @@ English. The QR symbol is drawn as vector rectangles from segno's module matrix,
 at any resolution and reads back exactly (``tests/test_qr_issue_surfaces.py`` renders the PDF with
 ``pdftoppm`` and decodes it with zxing-cpp).
 
-Chinese text needs a CJK font. We embed Debian's Noto Sans CJK (``fonts-noto-cjk``, a TrueType
-collection: fpdf2 reads face 2, Simplified Chinese, and subsets it, so a label is ~10 KB). Without
+Chinese text needs a CJK font, found by ``kit.fonts``: Debian's Noto Sans CJK (``fonts-noto-cjk``, a
+TrueType collection: fpdf2 reads face 2, Simplified Chinese, and subsets it, so a label is ~10 KB). Without
 the font the label is still printed, in English only and without the name, and says why in
 :attr:`Label.font_note`.
 """
@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 from fpdf import FPDF
 
 from ..cards import service as cards
 from ..cards.service import Card
 from ..identity.service import mask_name
+from ..kit import fonts
 from ..kit.clock import CHINA
 from ..kit.context import Ctx
 from . import codec, online
@@ -32,12 +32,9 @@ PRINT_PURPOSE = "card.print"  # audit: the holder's (masked) name is read to pri
 PAGE = (74.0, 105.0)  # A7 portrait, millimetres
 MODULE_MM = 1.0  # 49 modules with the quiet zone: a 49 mm square on a 74 mm page
 MIN_MODULE_MM = 0.5
-# Noto Sans CJK: Debian's fonts-noto-cjk; face 2 of the collection is Simplified Chinese.
-CJK_FONTS = (
-    (Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"), 2),
-    (Path("/usr/share/fonts/opentype/noto-cjk/NotoSansCJK-Regular.ttc"), 2),
-    (Path("/usr/share/fonts/truetype/noto/NotoSansSC-Regular.ttf"), 0),
-)
+# Noto Sans CJK, found by kit.fonts (shared with the records summary); a name of this module so a test can
+# point it elsewhere.
+CJK_FONTS = fonts.CJK_FONTS
 NO_CJK_NOTE = "no CJK font found (install Debian's fonts-noto-cjk): English text only, holder's name left out"
 
 TITLE = ("电子健康卡", "Electronic Health Card")
@@ -68,10 +65,6 @@ def _china_date(moment: datetime) -> date:
     return aware.astimezone(CHINA).date()
 
 
-def _cjk_font() -> tuple[Path, int] | None:
-    return next(((path, face) for path, face in CJK_FONTS if path.is_file()), None)
-
-
 def render_label(text: str, *, holder: str, issued_on: date, module_mm: float = MODULE_MM) -> Label:
     if module_mm < MIN_MODULE_MM:
         raise ValueError(f"printed codes need at least {MIN_MODULE_MM} mm a module")
@@ -81,9 +74,7 @@ def render_label(text: str, *, holder: str, issued_on: date, module_mm: float = 
     pdf.set_auto_page_break(False)
     pdf.set_title("EHC QR label")
     pdf.set_creator("ehc")
-    font = _cjk_font()
-    if font is not None:
-        pdf.add_font("cjk", fname=str(font[0]), collection_font_number=font[1])
+    if fonts.add_cjk_font(pdf, "cjk", CJK_FONTS):
         family, note = "cjk", None
     else:
         family, note = "helvetica", NO_CJK_NOTE

@@ -7,12 +7,12 @@ from datetime import date
 from typing import Annotated
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from ..mpi import service as mpi
 from . import service
 from .auth import BreakGlassReviewer, RecordOwner, RecordReader
-from .schemas import BreakGlassOut, ConsentIn, ConsentOut, EntryOut, TimelineOut
+from .schemas import BreakGlassOut, ConsentIn, ConsentOut, EntryOut, SummaryEntryIn, SummaryItemOut, SummaryOut, TimelineOut
 
 router = APIRouter(prefix="/api/v1", tags=["records"])
 BreakGlassHeader = Annotated[str | None, Header(alias="X-Break-Glass-Reason")]
@@ -48,6 +48,38 @@ def my_timeline(ctx: RecordOwner, type: Annotated[list[str] | None, Query()] = N
 @router.get("/me/records/everything", summary="Everything, as a FHIR Bundle (Patient/$everything)")
 def my_everything(request: Request, ctx: RecordOwner) -> dict:
     return service.everything(ctx, service.access(ctx, _me(ctx)), str(request.base_url).rstrip("/") + "/fhir")
+
+
+def _summary(summary: service.Summary) -> SummaryOut:
+    return SummaryOut(**{section: [SummaryItemOut(**vars(i)) for i in items] for section, items in summary.sections.items()})
+
+
+@router.get("/me/records/summary", response_model=SummaryOut,
+            summary="My basic health record's first page: blood type, allergies, chronic conditions, operations ...")
+def my_summary(ctx: RecordOwner) -> SummaryOut:
+    return _summary(service.summary(ctx, service.access(ctx, _me(ctx))))
+
+
+@router.get("/me/records/summary.pdf", response_class=Response,
+            responses={200: {"content": {"application/pdf": {}}, "description": "One A4 PDF"}},
+            summary="My basic health record as a printable PDF, in Chinese and English")
+def my_summary_pdf(ctx: RecordOwner) -> Response:
+    pdf = service.summary_pdf(ctx, service.access(ctx, _me(ctx)))
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": 'attachment; filename="health-record-summary.pdf"'})
+
+
+@router.post("/me/records/summary/entries", response_model=SummaryItemOut, status_code=201,
+             summary="Add an entry of my own to the first page")
+def my_summary_entry(body: SummaryEntryIn, ctx: RecordOwner) -> SummaryItemOut:
+    return SummaryItemOut(**vars(service.add_own_entry(ctx, _me(ctx), kind=body.kind, text=body.text, abo=body.abo,
+                                                       rh=body.rh, on=body.on)))
+
+
+@router.delete("/me/records/summary/entries/{entry_id}", status_code=204, summary="Remove an entry of my own")
+def my_summary_entry_remove(entry_id: str, ctx: RecordOwner) -> Response:
+    service.remove_own_entry(ctx, _me(ctx), entry_id)
+    return Response(status_code=204)
 
 
 @router.get("/me/records/consents", response_model=list[ConsentOut], summary="My consent grants and denials")

@@ -80,3 +80,19 @@ class BreakGlass(Base):
     actor_id: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     reason_sealed: Mapped[str] = mapped_column(Text)
+
+
+class OwnEntry(Base):
+    """An item the resident adds to their own basic health record (居民健康档案首页): a blood type, an
+    allergy, a condition, an operation or a family-history item. Only the kind and the time stay in
+    clear; what it says (it may name an illness or a relative) is sealed, bound to the entry's id."""
+
+    __tablename__ = "records_own_entries"
+    __table_args__ = (CheckConstraint("kind IN ('blood_type', 'allergy', 'condition', 'operation', 'family_history')",
+                                      name="kind"),)
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    person_id: Mapped[str] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    body_sealed: Mapped[str] = mapped_column(Text)

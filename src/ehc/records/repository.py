@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from .models import BreakGlass, Consent, RecordVersion
+from .models import BreakGlass, Consent, OwnEntry, RecordVersion
 
 
 def by_digest(session: Session, digest: str) -> RecordVersion | None:
@@ -87,3 +87,8 @@ def recent_break_glass(session: Session, limit: int) -> list[BreakGlass]:
 def published_any(session: Session, person_ids: Sequence[str], institution_id: str) -> bool:
     return session.scalar(select(RecordVersion.id).where(RecordVersion.person_id.in_(person_ids),
                                                          RecordVersion.institution_id == institution_id).limit(1)) is not None
+
+
+def own_entries_of(session: Session, person_ids: Sequence[str]) -> list[OwnEntry]:
+    return list(session.scalars(select(OwnEntry).where(OwnEntry.person_id.in_(person_ids))
+                                .order_by(OwnEntry.created_at, OwnEntry.id)))

@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from ..accounts import service as accounts
 from ..audit import service as audit
 from ..cards import service as cards
+from ..identity import service as identity
 from ..institutions import service as institutions
 from ..kit import dialect, ids
 from ..kit.clock import CHINA, utcnow
@@ -47,8 +48,8 @@ from ..kit.resealing import SealedColumn
 from ..kit.roles import HOSPITAL_SYSTEM, Role
 from ..mpi import service as mpi
 from ..qr import service as qr
-from . import repository
-from .models import BreakGlass, Consent, RecordVersion
+from . import printout, repository
+from .models import BreakGlass, Consent, OwnEntry, RecordVersion
 
 log = logging.getLogger("ehc.records")
 
@@ -72,6 +73,7 @@ READ_PURPOSE = "records.read"
 PUBLISH_PURPOSE = "records.publish"
 BREAK_GLASS_PURPOSE = "records.break_glass"
 CONSENT_PURPOSE = "records.consent"
+SUMMARY_PURPOSE = "records.summary"  # the holder's name, masked, on the printable summary
 
 # HL7 v3 ActCode confidentiality labels a hospital may put in meta.security, and our category for each.
 _SECURITY_LABELS = {"PSY": "mental", "PSYTHPN": "mental", "ETH": "mental", "SUD": "mental", "HIV": "infectious",
@@ -226,7 +228,8 @@ def body_context(resource_id: str, version: int) -> str:
 
 def sealed_columns() -> list[SealedColumn]:
     return [SealedColumn(RecordVersion.__table__.c.body_sealed, lambda row: body_context(row.resource_id, row.version)),
-            SealedColumn(BreakGlass.__table__.c.reason_sealed, lambda row: f"records.break_glass:{row.id}")]
+            SealedColumn(BreakGlass.__table__.c.reason_sealed, lambda row: f"records.break_glass:{row.id}"),
+            SealedColumn(OwnEntry.__table__.c.body_sealed, lambda row: own_context(row.id))]
 
 
 def _strip(resource: dict) -> dict:
@@ -644,6 +647,60 @@ def person_of_card(ctx: Ctx, ehc_id: str) -> mpi.Person:
     return mpi.resolve(ctx, card.person_id)
 
 
+# Searching by a patient identifier (IHE MHD ITI-67 ``patient.identifier``): the EHC ID or a hospital's
+# patient number; never a national document number (a search is not a way to look people up).
+_SEARCH_SYSTEMS = ("mrn", "oldcard")
+
+
+def person_of_identifier(ctx: Ctx, token: str, system_of: SystemOf, *, break_glass: bool = False) -> mpi.Person:
+    """The person a ``system|value`` token names: the EHC ID, or a hospital number the master index holds.
+    An unknown number of another institution answers as a known one without consent would (403), so the
+    search does not tell a stranger which numbers exist there; the EHC ID and the caller's own numbers,
+    which the caller knows anyway, answer 404."""
+    system, bar, value = (token or "").partition("|")
+    if not bar or not system.strip() or not value.strip():
+        raise Invalid("patient.identifier is system|value.", code="record_search_identifier_invalid",
+                      errors=[field_error("patient.identifier", "record_search_identifier_invalid", "system|value")])
+    internal = system_of(system)
+    if internal == EHC_ID_SYSTEM:
+        return person_of_card(ctx, value)
+    if internal is None or internal.split(":")[0] not in _SEARCH_SYSTEMS:
+        raise Invalid("Search by the EHC ID or a hospital's patient number (mrn).", code="record_search_system_not_allowed",
+                      errors=[field_error("patient.identifier", "record_search_system_not_allowed", "not searchable")])
+    parsed = mpi.normalise(mpi.parse_system(internal, ctx.actor), value)
+    person = mpi.find_by_identifier(ctx, parsed)
+    if person is not None:
+        return person
+    own = internal.split(":", 1)[1] == ctx.actor.institution_id
+    if own or break_glass:
+        raise NotFound("No patient with this id.", code="patient_not_found")
+    raise Forbidden("No consent covers your institution: scan the resident's dynamic code, ask for a grant, "
+                    "or give a break-glass reason in an emergency.", code="records_consent_required")
+
+
+# A DocumentReference's statuses (FHIR R4 document-reference-status); other types' statuses are searched as given.
+DOCUMENT_STATUSES = ("current", "superseded", "entered-in-error")
+
+
+def statuses_of(resource_type: str, text: str | None) -> tuple[str, ...]:
+    """The ``status`` search parameter: one token or several, comma-separated (FHIR's OR)."""
+    chosen = tuple(s.strip() for s in (text or "").split(",") if s.strip())
+    allowed = DOCUMENT_STATUSES if resource_type == "DocumentReference" else None
+    bad = [s for s in chosen if (allowed is not None and s not in allowed) or not s.replace("-", "").isalpha()]
+    if bad:
+        raise Invalid(f"status is one of {', '.join(allowed or ('a status code',))}.", code="record_search_status_invalid",
+                      errors=[field_error("status", "record_search_status_invalid", ", ".join(bad)[:100])])
+    return chosen
+
+
+def search(ctx: Ctx, found: Access, resource_type: str, statuses: tuple[str, ...] = ()) -> list[dict]:
+    """FHIR search (IHE MHD ITI-67 for DocumentReference): the person's readable current versions of one
+    type as served, those with one of ``statuses`` when given (the status is in the sealed body)."""
+    ehc_id = ehc_id_of(ctx, found.person.id)
+    served = [resource_json(ctx, row, ehc_id) for row in records_of(ctx, found, Filters(types=(check_type(resource_type),)))]
+    return [r for r in served if not statuses or r.get("status") in statuses]
+
+
 @dataclass(frozen=True)
 class Filters:
     types: tuple[str, ...] = ()
@@ -783,3 +840,208 @@ def provide(ctx: Ctx, bundle: object, system_of: SystemOf) -> list[Provided]:
         answers.append(Provided(stored))
     return [Provided(None, stored_by_binary.get(e.get("fullUrl"))) if a.stored is None and
             (e.get("resource") or {}).get("resourceType") == "Binary" else a for a, e in zip(answers, entries, strict=True)]
+
+
+# -- the basic health record (居民健康档案首页) ---------------------------------------------------------------
+
+# The first page's sections, in the order of the national form; what the resident may add themselves
+# (immunisations come only from the hospitals that gave them), and the section each own kind goes to.
+SECTIONS = ("blood_type", "allergies", "chronic_conditions", "operations", "family_history", "immunizations")
+OWN_KINDS = ("blood_type", "allergy", "condition", "operation", "family_history")
+_OWN_SECTION = {"blood_type": "blood_type", "allergy": "allergies", "condition": "chronic_conditions",
+                "operation": "operations", "family_history": "family_history"}
+ABO = ("A", "B", "AB", "O")
+RH = ("positive", "negative", "unknown")
+MAX_OWN_ENTRIES = 200  # per person: a page, not a store
+MAX_OWN_TEXT = 200
+# Blood group observations (LOINC): ABO and Rh together, ABO alone, Rh alone.
+_BLOOD_GROUP = frozenset({"882-1", "883-9", "10331-7"})
+# ICD-10 blocks counted as chronic on the first page whatever the clinical status: hypertension (I10-I15),
+# diabetes (E10-E14), COPD (J44), ischaemic heart disease (I20-I25), chronic kidney disease (N18) and
+# neoplasms (C00-D48).
+_CHRONIC = (("I", 10, 15), ("E", 10, 14), ("J", 44, 44), ("I", 20, 25), ("N", 18, 18), ("C", 0, 99), ("D", 0, 48))
+# A record its hospital withdrew or that never happened is not on the page.
+_WITHDRAWN = frozenset({"entered-in-error", "refuted", "not-done"})
+SUMMARY_TYPES = ("AllergyIntolerance", "Condition", "Procedure", "Immunization", "Observation")
+
+
+def is_chronic(code: str) -> bool:
+    code = code.strip().upper().replace(".", "")
+    if len(code) < 3 or not code[1:3].isdigit():
+        return False
+    return any(code[0] == letter and low <= int(code[1:3]) <= high for letter, low, high in _CHRONIC)
+
+
+def own_context(entry_id: str) -> str:
+    return f"records.own:{entry_id}"
+
+
+@dataclass(frozen=True)
+class SummaryItem:
+    """One line of the first page: from a hospital's record (``source`` "record", the resource id, the
+    publisher and the record's date) or the resident's own entry (``source`` "self", the entry's id)."""
+
+    id: str
+    section: str
+    text: str
+    source: str  # record | self
+    institution_id: str | None
+    institution_name: str | None
+    on: date | None
+    sensitivity: str | None
+
+
+@dataclass(frozen=True)
+class Summary:
+    sections: dict[str, list[SummaryItem]]
+
+
+def _codes(concept: object) -> set[str]:
+    return {str(c.get("code")) for c in (concept or {}).get("coding") or [] if isinstance(c, dict)} \
+        if isinstance(concept, dict) else set()
+
+
+def _section_of(kind: str, body: dict) -> str | None:
+    """Where a hospital's record goes on the first page, or None when it is not first-page material."""
+    if body.get("status") in _WITHDRAWN or _codes(body.get("verificationStatus")) & _WITHDRAWN:
+        return None
+    if kind == "AllergyIntolerance":
+        return "allergies"
+    if kind == "Immunization":
+        return "immunizations"
+    if kind == "Procedure":
+        return "operations"
+    if kind == "Condition":
+        icd = [str(c.get("code", "")) for c in (body.get("code") or {}).get("coding") or []
+               if "icd" in str(c.get("system", "")).lower()]
+        if any(is_chronic(c) for c in icd) or "active" in _codes(body.get("clinicalStatus")):
+            return "chronic_conditions"
+        return None
+    if kind == "Observation" and _codes(body.get("code")) & _BLOOD_GROUP:
+        return "blood_type"
+    return None
+
+
+def _record_text(kind: str, body: dict) -> str:
+    title = _title(body)
+    value = body.get("valueCodeableConcept")
+    if kind == "Observation" and isinstance(value, dict):
+        said = value.get("text") or next((c.get("display") or c.get("code") for c in value.get("coding") or []
+                                          if c.get("display") or c.get("code")), "")
+        return f"{title}: {said}"[:200] if said else title
+    return title
+
+
+def blood_type_text(abo: str, rh: str) -> str:
+    return abo + {"positive": " Rh+", "negative": " Rh-"}.get(rh, "")
+
+
+def _own_item(ctx: Ctx, entry: OwnEntry) -> SummaryItem:
+    body = json.loads(ctx.vault.open(entry.body_sealed, own_context(entry.id)))
+    text = blood_type_text(body["abo"], body["rh"]) if entry.kind == "blood_type" else body["text"]
+    return SummaryItem(entry.id, _OWN_SECTION[entry.kind], text, "self", None, None,
+                       date.fromisoformat(body["on"]) if body.get("on") else None, None)
+
+
+def summary(ctx: Ctx, found: Access) -> Summary:
+    """The first page of the basic health record: the current versions of the hospitals' records that
+    belong there (allergies, chronic conditions, operations, immunisations, a blood group), each with its
+    hospital and date, and the resident's own entries. ``found`` is the resident's own access (sensitive
+    records included: it is their data)."""
+    sections: dict[str, list[SummaryItem]] = {s: [] for s in SECTIONS}
+    names: dict[str, str] = {}
+    for row in records_of(ctx, found, Filters(types=SUMMARY_TYPES)):
+        body = _open(ctx, row)
+        section = _section_of(row.resource_type, body)
+        if section is None:
+            continue
+        if row.institution_id not in names:
+            place = institutions.find_institution(ctx.session, row.institution_id)
+            names[row.institution_id] = place.name if place else row.institution_id
+        sections[section].append(SummaryItem(
+            row.resource_id, section, _record_text(row.resource_type, body), "record", row.institution_id,
+            names[row.institution_id], row.effective_at.astimezone(CHINA).date() if row.effective_at else None,
+            row.sensitivity))
+    for entry in repository.own_entries_of(ctx.session, mpi.ids_of(ctx, found.person)):
+        item = _own_item(ctx, entry)
+        sections[item.section].append(item)
+    return Summary(sections)
+
+
+def _own_invalid(detail: str, code: str, field: str) -> Invalid:
+    return Invalid(detail, code=code, errors=[field_error(field, code, detail)])
+
+
+def add_own_entry(ctx: Ctx, person: mpi.Person, *, kind: str, text: str = "", abo: str | None = None,
+                  rh: str | None = None, on: date | None = None) -> SummaryItem:
+    """The resident adds an item to their own first page. A blood type replaces the one they gave before."""
+    if kind not in OWN_KINDS:
+        raise _own_invalid(f"kind is one of {', '.join(OWN_KINDS)}.", "summary_kind_invalid", "kind")
+    body: dict[str, Any]
+    if kind == "blood_type":
+        if abo not in ABO:
+            raise _own_invalid("The ABO group is A, B, AB or O.", "summary_blood_type_invalid", "abo")
+        if (rh or "unknown") not in RH:
+            raise _own_invalid("Rh is positive, negative or unknown.", "summary_blood_type_invalid", "rh")
+        body = {"abo": abo, "rh": rh or "unknown"}
+    else:
+        text = " ".join((text or "").split())
+        if not 1 <= len(text) <= MAX_OWN_TEXT:
+            raise _own_invalid(f"Say what it is in 1 to {MAX_OWN_TEXT} characters.", "summary_text_invalid", "text")
+        body = {"text": text}
+    if on is not None and on > utcnow().astimezone(CHINA).date():
+        raise _own_invalid("The date cannot be in the future.", "summary_date_invalid", "on")
+    body["on"] = on.isoformat() if on else None
+    # One writer a person at a time, so the limit holds under concurrent requests (PostgreSQL).
+    dialect.serialise(ctx.session, f"records.own:{person.id}")
+    earlier = repository.own_entries_of(ctx.session, mpi.ids_of(ctx, person))
+    if kind == "blood_type":
+        for old in earlier:
+            if old.kind == "blood_type":
+                ctx.session.delete(old)
+    elif len(earlier) >= MAX_OWN_ENTRIES:
+        raise Conflict(f"At most {MAX_OWN_ENTRIES} entries of your own; remove some first.",
+                       code="summary_entries_limit")
+    entry = OwnEntry(id=ids.new_id(), person_id=person.id, kind=kind, created_at=utcnow())
+    entry.body_sealed = ctx.vault.seal(_canonical(body), own_context(entry.id))
+    ctx.session.add(entry)
+    ctx.session.flush()
+    return _own_item(ctx, entry)
+
+
+def remove_own_entry(ctx: Ctx, person: mpi.Person, entry_id: str) -> None:
+    """The resident removes one of their own entries (a hospital's record is the hospital's to correct)."""
+    entry = next((e for e in repository.own_entries_of(ctx.session, mpi.ids_of(ctx, person)) if e.id == entry_id), None)
+    if entry is None:
+        raise NotFound("No such entry of yours.", code="summary_entry_not_found")
+    ctx.session.delete(entry)
+    ctx.session.flush()
+
+
+RECENT_ON_PRINT = 20  # the timeline's most recent records on the printable summary
+
+
+def _masked_card(ehc_id: str) -> str:
+    # As the pages show a card id: its first and last eight characters.
+    return f"{ehc_id[:8]}…{ehc_id[-8:]}"
+
+
+def summary_pdf(ctx: Ctx, found: Access) -> bytes:
+    """The printable summary (one A4 PDF, headings in Chinese and English): the holder's masked name and
+    card id, the first page's sections and the :data:`RECENT_ON_PRINT` most recent records."""
+    person = found.person
+    name = mpi.demographics(ctx, person, purpose=SUMMARY_PURPOSE).name
+    card = cards.card_of_person(ctx, person)
+    sections = {key: [printout.Line(i.text, i.institution_name or "" if i.source == "record" else "", i.on,
+                                    i.sensitivity is not None) for i in items]
+                for key, items in summary(ctx, found).sections.items()}
+    entries = timeline(ctx, found, limit=RECENT_ON_PRINT)
+    names: dict[str, str] = {}
+    for institution_id in {e.institution_id for e in entries}:
+        place = institutions.find_institution(ctx.session, institution_id)
+        names[institution_id] = place.name if place else institution_id
+    recent = [printout.Recent(e.effective_at.astimezone(CHINA).date() if e.effective_at else None, e.resource_type,
+                              e.title, names[e.institution_id]) for e in entries]
+    return printout.render(masked_name=identity.mask_name(name) if name else "",
+                           masked_card=_masked_card(card.ehc_id) if card else "",
+                           printed_on=utcnow().astimezone(CHINA).date(), sections=sections, recent=recent)

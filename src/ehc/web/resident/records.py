@@ -1,5 +1,6 @@
-"""My health records: the timeline across hospitals (filter by kind, hospital, date) and my consent
-choices (allow or deny an institution, revoke at once), over the same services as ``/api/v1/me/records``."""
+"""My health records: the timeline across hospitals (filter by kind, hospital, date), the first page of my
+basic health record (with entries of my own), and my consent choices (allow or deny an institution, revoke
+at once), over the same services as ``/api/v1/me/records``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ...mpi import service as mpi
 from ...records import service as records
 from .. import i18n
 from ..core import CHINA, PageRoute
-from ..forms import FormState, require_csrf, see_other
+from ..forms import FormState, problem_state, require_csrf, see_other
 from .common import ResidentPage, resident_page
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -101,3 +102,53 @@ def revoke(request: Request, consent_id: str, ctx: ResidentPage, csrf_token: Ann
     require_csrf(request, ctx, csrf_token)
     records.revoke(ctx, mpi.resolve(ctx, ctx.actor.id), consent_id)
     return see_other(request, "/me/records/consents")
+
+
+# -- the first page of the basic health record ------------------------------------------------------
+
+_SUMMARY_FIELDS = ("kind", "text", "on", "abo", "rh")
+
+
+def _summary_page(request: Request, ctx, state: FormState | None = None, status_code: int = 200) -> HTMLResponse:  # noqa: ANN001
+    t = i18n.for_request(request)
+    found = records.summary(ctx, records.access(ctx, mpi.resolve(ctx, ctx.actor.id)))
+    sections = [{"key": key, "title": t(f"records.section_{key}"),
+                 "entries": [{"id": i.id, "text": i.text, "own": i.source == "self",
+                            "source": i.institution_name if i.source == "record" else t("records.source_self"),
+                            "on": t.date(i.on) if i.on else "",
+                            "sensitive": t(f"records.sensitive_{i.sensitivity}") if i.sensitivity else ""}
+                           for i in items]} for key, items in found.sections.items()]
+    return resident_page(request, ctx, "me_records_summary.html", status_code, nav="records", sections=sections,
+                         kinds=[(k, t(f"records.own_{k}")) for k in records.OWN_KINDS if k != "blood_type"],
+                         abo=[(a, a) for a in records.ABO], rh=[(r, t(f"records.rh_{r}")) for r in records.RH],
+                         state=state or FormState())
+
+
+@router.get("/me/records/summary", response_class=HTMLResponse)
+def summary(request: Request, ctx: ResidentPage) -> HTMLResponse:
+    return _summary_page(request, ctx)
+
+
+@router.post("/me/records/summary", response_class=HTMLResponse)
+def add_entry(request: Request, ctx: ResidentPage, kind: Annotated[str, Form(max_length=16)] = "",
+              text: Annotated[str, Form(max_length=400)] = "", on: Annotated[str, Form(max_length=10)] = "",
+              abo: Annotated[str, Form(max_length=2)] = "", rh: Annotated[str, Form(max_length=8)] = "",
+              csrf_token: Annotated[str, Form()] = "") -> Response:
+    require_csrf(request, ctx, csrf_token)
+    try:
+        records.add_own_entry(ctx, mpi.resolve(ctx, ctx.actor.id), kind=kind, text=text, abo=abo or None,
+                              rh=rh or None, on=_day(on))
+    except Problem as problem:
+        ctx.session.rollback()
+        form = "blood" if kind == "blood_type" else "entry"
+        state = problem_state(i18n.for_request(request), problem, {"kind": kind, "text": text, "on": on},
+                              form=form, fields=_SUMMARY_FIELDS)
+        return _summary_page(request, ctx, state, 422)
+    return see_other(request, "/me/records/summary")
+
+
+@router.post("/me/records/summary/entries/{entry_id}/remove", response_class=HTMLResponse)
+def remove_entry(request: Request, entry_id: str, ctx: ResidentPage, csrf_token: Annotated[str, Form()] = "") -> Response:
+    require_csrf(request, ctx, csrf_token)
+    records.remove_own_entry(ctx, mpi.resolve(ctx, ctx.actor.id), entry_id)
+    return see_other(request, "/me/records/summary")
