@@ -3,89 +3,54 @@ processes (``ehc sandbox insurance|bank``), and a patient known to both."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-import httpx
-from factories import ROOT
+import sandbox_services
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from ehc.config import Settings
 
 
-@dataclass
-class Service:
-    kind: str  # insurance | bank
-    port: int
-    data: Path
-    process: subprocess.Popen | None = None
-    callback_url: str | None = None
+class Service(sandbox_services.Service):
+    """A sandbox as the payments tests drive it (``sandbox_services.Service``, whose client checks
+    every signed answer), with the admin conveniences they use."""
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def __init__(self, kind: str, data: Path, *, callback_url: str | None = None) -> None:
+        super().__init__(kind, data, *(["--callback-url", callback_url] if callback_url else []))
 
-    def start(self) -> "Service":
-        command = [sys.executable, "-m", "ehc.cli", "sandbox", self.kind, "--port", str(self.port),
-                   "--data", str(self.data)]
-        if self.callback_url:
-            command += ["--callback-url", self.callback_url]
-        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "COLUMNS": "200"},
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/key", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.process.kill()
-        raise AssertionError(f"the {self.kind} sandbox did not start: " + self.process.stderr.read().decode()[-2000:])
+    def started(self) -> "Service":
+        self.start()
+        return self
 
     def kill9(self) -> None:
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        self.kill()
 
     def admin(self, method: str, path: str, body: dict | None = None) -> dict:
-        answer = httpx.request(method, f"{self.url}{path}", json=body, timeout=10)
+        answer = self.client.request(method, path, json=body)
         assert answer.status_code < 300, answer.text
         return answer.json() if answer.content else {}
 
-    def fault(self, operation: str, fault: str, *, times: int = 1, delay: float = 1.5) -> None:
-        self.admin("POST", "/admin/faults", {"operation": operation, "fault": fault, "times": times, "delay": delay})
-
     def clear_faults(self) -> None:
-        httpx.delete(f"{self.url}/admin/faults", timeout=10)
+        self.client.delete("/admin/faults")
 
 
 @contextmanager
 def services(root: Path, callback_url: str | None = None) -> Iterator[tuple[Service, Service]]:
-    insurer = Service("insurance", free_port(), root / "insurance").start()
-    bank = Service("bank", free_port(), root / "bank", callback_url=callback_url).start()
+    insurer = Service("insurance", root / "insurance").started()
+    bank = Service("bank", root / "bank", callback_url=callback_url).started()
     try:
         yield insurer, bank
     finally:
         insurer.stop()
         bank.stop()
+
+
+def platform_settings(database_url: str, keys_dir: Path, data_dir: Path, insurer: Service, bank: Service,
+                      **extra) -> Settings:  # noqa: ANN003
+    """A test platform's settings pointed at the two services (calls time out after a second)."""
+    return Settings(data_dir=data_dir, database_url=database_url, keys_dir=keys_dir, insurance_url=insurer.url,
+                    bank_url=bank.url, payments_timeout=1.0, **{"public_url": "http://127.0.0.1:9", **extra})
 
 
 def insure(insurer: Service, person: dict, *, scheme: str = "employee", balance: int = 50_000,

@@ -39,14 +39,15 @@ class Service:
     """One sandbox process; ``client`` checks the signature of every answer that carries one, and
     insists on it for everything but the admin routes."""
 
-    def __init__(self, kind: str, data: Path, *extra: str) -> None:
+    def __init__(self, kind: str, data: Path, *extra: str, port: int | None = None) -> None:
         self.kind, self.data, self.extra = kind, data, extra
         self.proc: subprocess.Popen | None = None
         self.signed = 0
+        # One port for the service's life: a restart after a kill -9 answers where callers expect it.
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])))
         self.log = open(self.data.parent / f"{self.data.name}.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(

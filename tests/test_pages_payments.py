@@ -24,7 +24,7 @@ from factories import (
     make_staff,
     person,
 )
-from payments_world import ITEMS, insure, open_account, services
+from payments_world import ITEMS, insure, open_account, platform_settings, services
 
 from ehc.accounts import service as accounts
 from ehc.app import create_app
@@ -58,19 +58,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
 @pytest.fixture
 def settings(database_url: str, keys_dir: Path, tmp_path: Path, world) -> Settings:  # noqa: ANN001
     """The TestClient tests' platform (SQLite and PostgreSQL), pointed at the same services."""
-    insurer, bank = world
-    return Settings(data_dir=tmp_path, database_url=database_url, keys_dir=keys_dir, insurance_url=insurer.url,
-                    bank_url=bank.url, payments_timeout=1.0, public_url="http://127.0.0.1:9")
+    return platform_settings(database_url, keys_dir, tmp_path, *world)
 
 
 @pytest.fixture
 def sqlite_platform(keys_dir: Path, tmp_path: Path, world) -> Iterator[Platform]:  # noqa: ANN001
     """The browser tests' SQLite platform, pointed at this module's insurance service and bank."""
-    insurer, bank = world
     url = f"sqlite:///{tmp_path / 'browser.sqlite3'}"
     upgrade(url)
-    settings = Settings(data_dir=tmp_path, database_url=url, keys_dir=keys_dir, insurance_url=insurer.url,
-                        bank_url=bank.url, payments_timeout=1.0, public_url="http://127.0.0.1:9")
+    settings = platform_settings(url, keys_dir, tmp_path, *world)
     keys = KeyStore(settings.keys_dir)
     db = Database(url)
     yield Platform(settings=settings, db=db, keys=keys, vault=Vault(keys))

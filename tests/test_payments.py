@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from factories import HOLDER_PERSON
-from payments_world import ITEMS, balance, insure, insured, open_account, services
+from payments_world import ITEMS, balance, insure, insured, open_account, platform_settings, services
 from sqlalchemy import func, select, text
 
 from ehc.config import Settings
@@ -36,9 +36,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
 
 @pytest.fixture
 def settings(database_url: str, keys_dir: Path, tmp_path: Path, world) -> Settings:  # noqa: ANN001
-    insurer, bank = world
-    return Settings(data_dir=tmp_path, database_url=database_url, keys_dir=keys_dir, insurance_url=insurer.url,
-                    bank_url=bank.url, payments_timeout=1.0, public_url="http://127.0.0.1:9")
+    return platform_settings(database_url, keys_dir, tmp_path, *world)
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 from factories import HOLDER_PERSON, hospital_system, make_institution, resident_sign_in
-from payments_world import ITEMS, Service, balance, free_port, insure, open_account, services
+from payments_world import ITEMS, Service, balance, insure, open_account, services
+from sandbox_services import free_port
 from sqlalchemy import select
 from test_crash import start_server
 
