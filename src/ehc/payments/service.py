@@ -926,12 +926,8 @@ def ledger_entries(ctx: Ctx, day: date) -> list[Entry]:
     """The platform's side of ``day`` (China time): every posting that moved money at a service."""
     start = datetime.combine(day, datetime.min.time(), CHINA)
     rows = repo.ledger_between(ctx.session, tuple(_LEDGER_KINDS), start, start + timedelta(days=1))
-    entries = []
-    for row in rows:
-        source, kind = _LEDGER_KINDS[row.kind]
-        subject = row.txn_id.split(":", 1)[1]
-        entries.append(Entry(source, kind, subject, row.debit_fen + row.credit_fen))
-    return entries
+    kinds = _LEDGER_KINDS
+    return [Entry(*kinds[kind], txn_id.split(":", 1)[1], debit + credit) for kind, txn_id, debit, credit in rows]
 
 
 @dataclass(frozen=True)
