@@ -277,7 +277,8 @@ def print_summary(summary: DemoSummary, console) -> None:  # noqa: ANN001
         payers = Table("name", "phone (sign in with it)", "EHC ID", "insurance", "bank card", "open bills",
                        title="Residents with open bills (GET /api/v1/me/bills once signed in)")
         for p in summary.payers:
-            payers.add_row(p.name, p.phone, p.ehc_id, p.scheme, p.bank_masked, f"{p.bills} ({p.owed_fen / 100:.2f} yuan)")
+            payers.add_row(p.name, p.phone, p.ehc_id, p.scheme, p.bank_masked,
+                           f"{p.bills} ({p.owed_fen / 100:.2f} yuan)")
         console.print(payers)
     if summary.payments_skipped:
         console.print(f"No payment demo data: {summary.payments_skipped}.")
