@@ -31,10 +31,21 @@ system-deps:
 	    poppler-utils default-jre-headless; \
 	fi
 
+# `make run` also starts the two payment services (docs/sandboxes.md) in the background, with their data
+# under $(EHC_DATA_DIR), before the demo (which gives a few residents bills to pay when they answer);
+# they stop when `ehc serve` (port 8000) exits. One shell, so the trap sees both process ids.
+INSURANCE_PORT ?= 8701
+BANK_PORT      ?= 8702
 run: $(STAMP)
 	$(BIN)/ehc keys init --if-missing
 	$(BIN)/ehc migrate
-	$(BIN)/ehc demo --if-empty
+	@set -e; insurer=; bank=; \
+	trap 'kill $$insurer $$bank 2>/dev/null || true' EXIT; trap 'exit 130' INT TERM; \
+	export EHC_INSURANCE_URL=http://127.0.0.1:$(INSURANCE_PORT) EHC_BANK_URL=http://127.0.0.1:$(BANK_PORT); \
+	$(BIN)/ehc sandbox insurance --port $(INSURANCE_PORT) --data "$(EHC_DATA_DIR)/sandbox-insurance" & insurer=$$!; \
+	$(BIN)/ehc sandbox bank --port $(BANK_PORT) --data "$(EHC_DATA_DIR)/sandbox-bank" \
+	  --callback-url http://127.0.0.1:8000/api/v1/payments/callbacks/bank & bank=$$!; \
+	$(BIN)/ehc demo --if-empty --wait-for-payments 30; \
 	$(BIN)/ehc serve
 
 test: $(STAMP) system-deps

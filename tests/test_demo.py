@@ -12,6 +12,8 @@ from collections import Counter
 from datetime import date
 
 import pytest
+from factories import resident_sign_in
+from payments_world import services
 from sqlalchemy import func, select
 from stdnum import numdb
 from stdnum.cn import ric, uscc
@@ -38,6 +40,7 @@ from ehc.kit.codes import Channel
 from ehc.kit.context import Actor
 from ehc.kit.errors import Conflict, Invalid
 from ehc.mpi.models import Person, PersonIdentifier
+from ehc.payments.models import Bill
 from ehc.platform import Platform
 
 RESIDENTS = 60
@@ -124,6 +127,7 @@ def demo(platform: Platform):
 
 
 def test_demo_province(platform, client, demo):
+    assert not demo.payers and "EHC_INSURANCE_URL" in demo.payments_skipped  # no services configured here
     check_institutions(platform, demo)
     check_one_card_each(platform, client, demo)
     check_card_states(platform, demo)
@@ -260,6 +264,33 @@ def check_if_empty_adds_nothing(platform, demo) -> None:
     assert counts(platform) == before
 
 
+def test_demo_gives_residents_bills_when_the_payment_services_answer(platform, client, tmp_path):
+    """With the insurance service and the bank running (as ``make run`` starts them), a few demo
+    residents are insured, hold a bank account, have both linked and have open bills to pay."""
+    with services(tmp_path / "services") as (insurer, bank):
+        settings = dataclasses.replace(platform.settings, insurance_url=insurer.url, bank_url=bank.url)
+        summary = build_demo(dataclasses.replace(platform, settings=settings), RESIDENTS, SEED)
+    assert summary.payments_skipped is None and len(summary.payers) == 3, summary.payments_skipped
+    assert {p.scheme for p in summary.payers} == {"employee", "resident"}
+    payer = summary.payers[0]
+    headers = resident_sign_in(client, platform, payer.phone)
+    bills = client.get("/api/v1/me/bills", headers=headers).json()
+    assert len(bills) == payer.bills and all(b["status"] == "open" for b in bills)
+    assert sum(b["total_fen"] for b in bills) == payer.owed_fen
+    assert {b["institution_name"] for b in bills} == {INSTITUTIONS[0].name}
+    links = client.get("/api/v1/me/payments/links", headers=headers)
+    assert links.status_code == 200 and {link["kind"] for link in links.json()} == {"insurance", "bank"}
+    with platform.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Bill)) == sum(p.bills for p in summary.payers)
+
+
+def test_demo_leaves_payments_out_when_a_service_does_not_answer(platform):
+    settings = dataclasses.replace(platform.settings, insurance_url="http://127.0.0.1:9", bank_url="http://127.0.0.1:9")
+    summary = build_demo(dataclasses.replace(platform, settings=settings), RESIDENTS, SEED)
+    assert summary.cards and not summary.payers
+    assert "insurance service at http://127.0.0.1:9 does not answer" in summary.payments_skipped
+
+
 def test_demo_refuses_production_and_silly_sizes(platform):
     production = dataclasses.replace(platform, settings=dataclasses.replace(platform.settings, environment="production"))
     with pytest.raises(Conflict) as refused:
@@ -294,7 +325,8 @@ def test_create_institution_checks_the_credit_code(platform):
 
 def test_ehc_demo_command(platform, settings):
     env = {**os.environ, "EHC_DATABASE_URL": settings.database_url, "EHC_KEYS_DIR": str(settings.keys_dir),
-           "EHC_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
+           "EHC_DATA_DIR": str(settings.data_dir), "COLUMNS": "200",
+           "EHC_INSURANCE_URL": "", "EHC_BANK_URL": ""}  # no payment services here: the demo says so
 
     def ehc(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "ehc.cli", *args], env=env, capture_output=True, text=True,
@@ -303,7 +335,8 @@ def test_ehc_demo_command(platform, settings):
     first = ehc("demo", "--residents", "25", "--seed", "3")
     assert first.returncode == 0, first.stderr + first.stdout
     for text in ("clerk", CLERK_PASSWORD, "admin", ADMIN_PASSWORD, "operator", OPERATOR_PASSWORD,
-                 INSTITUTIONS[0].name, "residents registered", "pending_review", "parent of twins"):
+                 INSTITUTIONS[0].name, "residents registered", "pending_review", "parent of twins",
+                 "No payment demo data"):
         assert text in first.stdout
     built = counts(platform)
     assert built["cards"] == 25 + len(plan_demo(25, 3).babies) and built["institutions"] == 10

@@ -18,12 +18,14 @@ from ..kit.codes import Channel
 from ..kit.context import Actor
 from ..kit.errors import Conflict
 from ..platform import Platform
+from .payments import Candidate, Payer, add_payments
 from .plan import (
     ADMIN_PASSWORD,
     CLERK_PASSWORD,
     INSTITUTIONS,
     OPERATOR_PASSWORD,
     PROVINCE,
+    REFERENCE_DAY,
     DemoPlan,
     Resident,
     institutions_with,
@@ -62,6 +64,8 @@ class DemoSummary:
     by_channel: dict[str, int] = field(default_factory=dict)
     staff: list[StaffLogin] = field(default_factory=list)
     examples: list[Example] = field(default_factory=list)
+    payers: list[Payer] = field(default_factory=list)  # demo residents with open bills (payments.py)
+    payments_skipped: str | None = None  # why there is no payment demo data, if there is none
     seconds: float = 0.0
 
     @property
@@ -79,12 +83,14 @@ def build_demo(
     *,
     if_empty: bool = False,
     progress: Progress | None = None,
+    wait_for_payments: float = 0.0,
 ) -> DemoSummary:
     """Build the demo province in one transaction.
 
     Refuses a database that already has cards (``demo_not_empty``), unless ``if_empty``, when it
     does nothing and says so (``skipped``). Refuses production settings outright: the demo creates
-    staff accounts whose passwords are printed.
+    staff accounts whose passwords are printed. Afterwards, when the insurance service and the bank
+    answer (within ``wait_for_payments`` seconds), a few residents get bills to pay (``payments.py``).
     """
     if platform.settings.environment == "production":
         raise Conflict("The demo creates accounts with published passwords; it never runs in production.",
@@ -197,8 +203,27 @@ def build_demo(
         summary.by_status = dict(Counter(c.status for c in all_cards.values()).most_common())
         summary.by_channel = dict(sorted(Counter(c.channel for c in all_cards.values()).items()))
         summary.examples = _examples(plan, issued_cards, all_cards)
+        candidates = _payment_candidates(plan, issued_cards)
+        hospital_id = made[0].id
+    # Payments talk to the two services, committing as they go: after the cards' transaction.
+    summary.payers, summary.payments_skipped = add_payments(platform, candidates, hospital_id, wait_for_payments)
     summary.seconds = perf_counter() - started
     return summary
+
+
+def _payment_candidates(plan: DemoPlan, issued: dict[int, cards.Card], count: int = 3) -> list[Candidate]:
+    """Adults who registered themselves with an ID card and a phone of their own (so signing in with it
+    picks them at once), whose card is in use (normal)."""
+    phones = Counter(r.phone for r in plan.residents if r.phone)
+    out = []
+    for r in plan.self_registered:
+        card = issued.get(r.index)
+        if (card is not None and card.status == "normal" and r.document_type == "01" and r.phone
+                and phones[r.phone] == 1 and r.guardian is None and r.age_on(REFERENCE_DAY) >= 18):
+            out.append(Candidate(r.name, r.document_type, r.document_number, r.phone, card.ehc_id, card.person_id))
+        if len(out) == count:
+            break
+    return out
 
 
 def _examples(plan: DemoPlan, issued: dict[int, cards.Card], all_cards: dict[str, cards.Card]) -> list[Example]:
@@ -248,6 +273,15 @@ def print_summary(summary: DemoSummary, console) -> None:  # noqa: ANN001
     for e in summary.examples:
         examples.add_row(e.label, e.name or "", f"{e.document_type} {e.document_number}", e.ehc_id)
     console.print(examples)
+    if summary.payers:
+        payers = Table("name", "phone (sign in with it)", "EHC ID", "insurance", "bank card", "open bills",
+                       title="Residents with open bills (GET /api/v1/me/bills once signed in)")
+        for p in summary.payers:
+            payers.add_row(p.name, p.phone, p.ehc_id, p.scheme, p.bank_masked,
+                           f"{p.bills} ({p.owed_fen / 100:.2f} yuan)")
+        console.print(payers)
+    if summary.payments_skipped:
+        console.print(f"No payment demo data: {summary.payments_skipped}.")
     staff = Table("username", "password", "role", "institution", title="Demo staff accounts (sign in at /api/v1/auth/staff/token)")
     for s in summary.staff:
         staff.add_row(s.username, s.password, s.role, s.institution or "(province)")

@@ -11,6 +11,10 @@ A call ends in one of three ways, and the settlement logic treats them different
 - :class:`Uncertain`: a timeout, a 5xx, a connection error, a broken signature. The call may or may
   not have taken effect, so it is retried with the same id (every mutating call is idempotent on the
   service's side) or settled by asking the service, never assumed either way.
+
+Each client counts its calls and the seconds spent waiting for the service (``calls``, ``seconds``:
+the HTTP exchange only, not the signature check), so a benchmark running the platform in-process can
+tell the services' share of a request from the platform's own (``bench/bench_payments.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import base64
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,9 +53,18 @@ class Remote:
     key_file: str = ""
     _key: SM2PublicKey | None = field(default=None, init=False, repr=False)
     _client: httpx.Client = field(init=False, repr=False)
+    calls: int = field(default=0, init=False)  # calls made (answered or not)
+    seconds: float = field(default=0.0, init=False)  # time spent in those calls' HTTP exchanges
+    _count_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._client = httpx.Client(base_url=self.base_url.rstrip("/"), timeout=self.timeout)
+
+    def _count(self, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        with self._count_lock:
+            self.calls += 1
+            self.seconds += elapsed
 
     @property
     def key(self) -> SM2PublicKey:
@@ -75,10 +89,13 @@ class Remote:
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """One call; the signed JSON answer, or :class:`Refused` / :class:`Uncertain`."""
+        started = time.perf_counter()
         try:
             answer = self._client.request(method, path, json=body)
         except httpx.HTTPError as exc:
             raise Uncertain(f"{self.name}: {type(exc).__name__}") from None
+        finally:
+            self._count(started)
         if answer.status_code >= 500:
             raise Uncertain(f"{self.name}: HTTP {answer.status_code}")
         if not self.verify(answer.content, answer.headers.get("X-Signature")):
@@ -114,6 +131,12 @@ def remote(name: str, base_url: str, timeout: float) -> Remote:
             env = "EHC_INSURANCE_KEY" if name == "insurer" else "EHC_BANK_KEY"
             _remotes[key] = Remote(name, base_url, timeout, os.environ.get(env, ""))
         return _remotes[key]
+
+
+def in_use() -> list[Remote]:
+    """The process's service clients made so far (their ``calls`` and ``seconds`` counters)."""
+    with _lock:
+        return list(_remotes.values())
 
 
 def canonical(body: dict[str, Any]) -> bytes:
