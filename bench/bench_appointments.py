@@ -32,6 +32,8 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from ehc.db import IN_FLIGHT  # the requests a worker works on at once (the notes say it)
+
 from bench_import import ADMIN_URL, OUT, ROOT, _admin, generate
 from bench_register_api import _free_port
 
@@ -111,9 +113,8 @@ def _start_server(url: str, keys_dir: Path) -> tuple[subprocess.Popen, str, obje
     env = {**os.environ, "EHC_DATABASE_URL": url, "EHC_KEYS_DIR": str(keys_dir), "EHC_DATA_DIR": str(OUT),
            "EHC_RATE_LIMIT_APP": "0", "EHC_RATE_LIMIT_IDENTITY": "0", "EHC_RATE_LIMIT_ANONYMOUS": "0"}
     log = open(OUT / "bench_appointments.server.log", "w")  # noqa: SIM115 - closed by the caller
-    # ehc's app as ``ehc serve --workers 2`` runs it, behind an admission gate of IN_FLIGHT requests per
-    # worker (the other requests of the 200 queue at the gate) and with a patient pool wait; see
-    # docs/appointments.md, "Serving 200 clients".
+    # ehc's app as ``ehc serve --workers 2`` runs it: each worker works on db.IN_FLIGHT requests at once,
+    # the other requests of the 200 queue in its event loop (docs/appointments.md, "Serving 200 clients").
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench_appointments:server_app", "--factory",
                                "--app-dir", str(ROOT / "bench"), "--host", "127.0.0.1", "--port", str(port),
                                "--workers", "2", "--log-level", "warning"],
@@ -135,40 +136,10 @@ def _start_server(url: str, keys_dir: Path) -> tuple[subprocess.Popen, str, obje
 
 
 def server_app():  # noqa: ANN201
-    """``ehc.app.app_factory`` with a 600 s pool wait (uvicorn's factory in each worker process)."""
-    import ehc.db
+    """``ehc.app.app_factory`` (uvicorn's factory in each worker process)."""
+    from ehc.app import app_factory  # in the worker process, after uvicorn forked it
 
-    plain = ehc.db.create_engine
-
-    def patient_engine(url, **options):  # noqa: ANN001, ANN003, ANN202
-        if not str(url).startswith("sqlite"):
-            options["pool_timeout"] = 600
-        return plain(url, **options)
-
-    ehc.db.create_engine = patient_engine
-    from ehc.app import app_factory
-
-    return _Admission(app_factory(), IN_FLIGHT)
-
-
-IN_FLIGHT = 24  # per worker: below its 30 pooled connections and anyio's 40 threads
-
-
-class _Admission:
-    """Let at most ``limit`` requests of this worker in at once; the rest wait their turn (in the
-    event loop, holding nothing). Without it, requests that hold a database connection while waiting
-    for a thread, and threads waiting for a connection, block each other until the pool's timeout."""
-
-    def __init__(self, app, limit: int) -> None:  # noqa: ANN001
-        self.app, self.limit, self._gate = app, limit, None
-
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        if self._gate is None:
-            self._gate = asyncio.Semaphore(self.limit)
-        async with self._gate:
-            return await self.app(scope, receive, send)
+    return app_factory()
 
 
 # -- set-up -----------------------------------------------------------------------------------------
