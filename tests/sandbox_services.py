@@ -49,6 +49,7 @@ class Service:
 
     def start(self) -> None:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])))
+        self.data.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(self.data.parent / f"{self.data.name}.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ehc.cli", "sandbox", self.kind, "--port", str(self.port), "--data",

@@ -62,11 +62,18 @@ def settings(database_url: str, keys_dir: Path, tmp_path: Path, world) -> Settin
 
 
 @pytest.fixture
-def sqlite_platform(keys_dir: Path, tmp_path: Path, world) -> Iterator[Platform]:  # noqa: ANN001
+def browser_world(tmp_path: Path) -> Iterator[tuple]:
+    """Services of the browser test's own: its reconciliation sees only its own movements."""
+    with services(tmp_path / "browser-services") as pair:
+        yield pair
+
+
+@pytest.fixture
+def sqlite_platform(keys_dir: Path, tmp_path: Path, browser_world) -> Iterator[Platform]:  # noqa: ANN001
     """The browser tests' SQLite platform, pointed at this module's insurance service and bank."""
     url = f"sqlite:///{tmp_path / 'browser.sqlite3'}"
     upgrade(url)
-    settings = platform_settings(url, keys_dir, tmp_path, *world)
+    settings = platform_settings(url, keys_dir, tmp_path, *browser_world)
     keys = KeyStore(settings.keys_dir)
     db = Database(url)
     yield Platform(settings=settings, db=db, keys=keys, vault=Vault(keys))
@@ -98,8 +105,8 @@ def _summary(page) -> str:  # noqa: ANN001
     return page.locator("#error-summary").inner_text()
 
 
-def test_resident_cashier_and_finance_pages_in_chromium(live_server, sqlite_platform, chromium, world):
-    insurer, bank = world
+def test_resident_cashier_and_finance_pages_in_chromium(live_server, sqlite_platform, chromium, browser_world):
+    insurer, bank = browser_world
     platform = sqlite_platform
     institution = make_institution(platform, "inst-pay-pages", uscc="12510000MB1234567X", name="锦江区人民医院",
                                    region_code="510104", level="3A")

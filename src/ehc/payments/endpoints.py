@@ -75,6 +75,7 @@ def _settled(ctx: Ctx, row: service.Settlement, response: Response) -> Settlemen
 # -- hospitals: bills, settlement at the cashier, refunds -------------------------------------------
 
 @router.post(f"{API}/bills", response_model=BillOut, status_code=201,
+             responses={200: {"model": BillOut, "description": "this bill_no was sent before: the stored bill"}},
              summary="Send a bill for a card (the same bill_no again returns the stored bill)")
 def create_bill(body: BillIn, ctx: Cashier, response: Response) -> BillOut:
     bill, created = service.create_bill(ctx, body.bill_no, body.ehc_id, [i.model_dump() for i in body.items])

@@ -50,7 +50,7 @@ from ..institutions import service as institutions
 from ..kit.clock import CHINA, in_china, utcnow
 from ..kit import resealing
 from ..kit.context import Ctx
-from ..kit.errors import Conflict, Forbidden, Invalid, Problem, field_error
+from ..kit.errors import Conflict, Forbidden, Invalid, NotFound, Problem, field_error
 from ..kit.ids import new_id
 from ..me import service as me
 from ..qr import service as qr
@@ -114,15 +114,22 @@ def configured(ctx: Ctx) -> bool:
     return bool(ctx.settings.insurance_url and ctx.settings.bank_url)
 
 
+def _not_offered() -> NotFound:
+    # A platform without an insurer and a bank takes no payments at all: nothing to retry later (a 503
+    # would say "come back"), so the payment resources are simply not here.
+    return NotFound("This platform takes no payments: no insurance service and bank are configured "
+                    "(EHC_INSURANCE_URL, EHC_BANK_URL).", code="payments_not_offered")
+
+
 def _insurer(ctx: Ctx) -> Remote:
     if not configured(ctx):
-        raise PaymentsUnavailable("No insurance service and bank are configured here (EHC_INSURANCE_URL, EHC_BANK_URL).")
+        raise _not_offered()
     return remotes.remote("insurer", ctx.settings.insurance_url, ctx.settings.payments_timeout)
 
 
 def _bank(ctx: Ctx) -> Remote:
     if not configured(ctx):
-        raise PaymentsUnavailable("No insurance service and bank are configured here (EHC_INSURANCE_URL, EHC_BANK_URL).")
+        raise _not_offered()
     return remotes.remote("bank", ctx.settings.bank_url, ctx.settings.payments_timeout)
 
 
