@@ -33,15 +33,20 @@ def read_png(png: bytes) -> zxingcpp.Barcode:
     return _read(*_png_to_gray(png))
 
 
-def read_pdf(pdf: bytes, tmp_path: Path) -> zxingcpp.Barcode:
-    """Render the first page at 300 dpi, as a printer would see it, and decode it."""
+def raster(pdf: bytes, tmp_path: Path, dpi: int = 300) -> tuple[bytes, int, int]:
+    """The first page as a printer would see it: 8-bit grey pixels, width, height (poppler's pdftoppm)."""
     (tmp_path / "label.pdf").write_bytes(pdf)
-    subprocess.run(["pdftoppm", "-r", "300", "-gray", "-singlefile", str(tmp_path / "label.pdf"),
+    subprocess.run(["pdftoppm", "-r", str(dpi), "-gray", "-singlefile", str(tmp_path / "label.pdf"),
                     str(tmp_path / "label")], check=True)
     magic, size, depth, pixels = (tmp_path / "label.pgm").read_bytes().split(b"\n", 3)
     width, height = map(int, size.split())
     assert magic == b"P5" and depth == b"255" and len(pixels) == width * height
-    return _read(pixels, width, height)
+    return pixels, width, height
+
+
+def read_pdf(pdf: bytes, tmp_path: Path, dpi: int = 300) -> zxingcpp.Barcode:
+    """Render the first page at ``dpi`` and decode it."""
+    return _read(*raster(pdf, tmp_path, dpi))
 
 
 def now() -> datetime:
@@ -203,3 +208,42 @@ def test_label_modules_are_at_least_half_a_millimetre_and_it_prints_without_a_cj
     plain = label.render_label(text, holder="王*明", issued_on=datetime(2026, 11, 26).date())
     assert plain.font_note == label.NO_CJK_NOTE
     assert read_pdf(plain.pdf, tmp_path).text == text
+
+
+@pytest.mark.parametrize("dpi", [300, 600])
+def test_label_modules_print_on_whole_dots_without_seams(tmp_path, dpi):
+    """Issue 10: modules at sizes rounded to 0.01 pt left grey hairlines between neighbouring dark modules.
+    Rasterised at print resolutions, every pixel of a dark module is black (no seam can hide between two),
+    a light module is white inside (poppler may shade the one pixel column that touches a dark edge), and
+    a run of adjacent dark modules has no lighter pixel anywhere along it."""
+    text = "EHC1:" + "A" * 143
+    made = label.render_label(text, holder="王*明", issued_on=datetime(2026, 11, 26).date())
+    assert made.module_mm >= label.MIN_MODULE_MM
+    pixels, width, _ = raster(made.pdf, tmp_path, dpi)
+    scale = dpi / 72
+    left, top, module = (v * scale for v in made.grid_pt)
+    for v in (left, top, module):
+        assert abs(v - round(v)) < 1e-6, "the grid must fall on whole device pixels"
+    left, top, module = round(left), round(top), round(module)
+    matrix = [list(row) for row in codec.qr_symbol(text).matrix_iter(border=4)]
+
+    def px(x: int, y: int) -> int:
+        return pixels[y * width + x]
+
+    for r, row in enumerate(matrix):
+        for c, dark in enumerate(row):
+            x0, y0 = left + c * module, top + r * module
+            block = [px(x, y) for y in range(y0, y0 + module) for x in range(x0, x0 + module)]
+            inside = [px(x, y) for y in range(y0 + 1, y0 + module - 1) for x in range(x0 + 1, x0 + module - 1)]
+            if dark:
+                assert set(block) == {0}, (dpi, r, c, sorted(set(block)))
+            else:
+                assert set(inside) == {255} and min(block) > 127, (dpi, r, c, sorted(set(block)))
+    # The longest horizontal run of dark modules, sampled along its middle row edge to edge: one black line.
+    r, c, n = max(((r, c, n) for r, row in enumerate(matrix) for c in range(len(row))
+                   for n in [next((k for k in range(len(row) - c) if not row[c + k]), len(row) - c)]
+                   if row[c] and (c == 0 or not row[c - 1])), key=lambda run: run[2])
+    assert n >= 7
+    y = top + r * module + module // 2
+    assert max(px(x, y) for x in range(left + c * module, left + (c + n) * module)) == 0
+    assert read_pdf(made.pdf, tmp_path, dpi).text == text
