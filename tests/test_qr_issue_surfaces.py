@@ -16,6 +16,7 @@ from test_qr_codec import _png_to_gray
 from test_qr_service import PERSON, draw, refused, scan
 
 from ehc.app import create_app
+from ehc.kit import tlv
 from ehc.payments import sandbox
 from ehc.payments.service import MEDICAL_PAYMENT, PaymentTokenInvalid
 from ehc.qr import codec, label
@@ -63,7 +64,7 @@ def test_a_two_in_one_code_splits_into_a_bound_sandbox_payment_and_a_health_code
     body = answer.json()
     assert body["payment_channel"] == "sandbox" and body["refresh_after"] == 60
     text = body["text"]
-    assert text.startswith("EHCM1:") and len(text) == 255  # §10: a 44-byte payment template
+    assert text.startswith("EHCM1:") and len(text) == 272  # §10: a 55-byte payment template
     assert ehc_id not in text
 
     parts = codec.split(text)
@@ -103,14 +104,14 @@ def _graft(text: str, payment_template: bytes) -> str:
     return codec.MULTI_PREFIX + b45encode(raw[: -len(own)] + payment_template)
 
 
-def test_the_two_in_one_png_decodes_at_qr_version_9(client, his, holder):
+def test_the_two_in_one_png_decodes_at_qr_version_10(client, his, holder):
     _, resident = holder
     answer = client.get("/api/v1/me/qr/dynamic.png?payment=sandbox", headers=resident)
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"] == "image/png" and answer.headers["cache-control"] == "no-store"
     seen = read_png(answer.content)
     assert seen.text.startswith("EHCM1:") and seen.ec_level == "M"
-    assert seen.extra["Version"] == "9" == answer.headers["x-ehc-qr-version"]  # §10
+    assert seen.extra["Version"] == "10" == answer.headers["x-ehc-qr-version"]  # §10
     assert answer.headers["x-ehc-refresh-after"] == "60"
     assert scan(client, seen.text, auth=his).status_code == 200
 
@@ -162,6 +163,42 @@ def test_the_sandbox_refuses_what_it_did_not_make():
     with pytest.raises(PaymentTokenInvalid):  # another secret: not our sandbox
         sandbox.SandboxChannel(b"o" * 32).validate(template, purpose=MEDICAL_PAYMENT, now=moment)
     assert sandbox.luhn_digit("7992739871") == "3"  # the ISO/IEC 7812 worked example
+
+    # The cryptogram's old place, directly in 61, is not where CPM puts it: refused.
+    (_, inner), = tlv.decode(template)
+    items = tlv.decode(inner)
+    (_, transparent), = [item for item in items if item[0] == b"\x63"]
+    flat = b"".join(tlv.encode(tag, value) for tag, value in items if tag != b"\x63")
+    refuses(tlv.encode(b"\x61", flat + transparent))
+
+
+def test_the_sandbox_puts_the_cryptogram_where_emvco_cpm_does():
+    """Issue 10: CPM carries 9F26 and its companions in the application specific transparent template
+    63 inside the application template 61, so a real issuer's kernel finds them there."""
+    channel = sandbox.SandboxChannel(b"k" * 32)
+    moment = datetime(2026, 11, 26, 8, 30, tzinfo=UTC)
+    template = channel.template_for(None, purpose=MEDICAL_PAYMENT, now=moment)
+    assert len(template) == sandbox.TEMPLATE_SIZE == 55
+    (tag, inner), = tlv.decode(template)
+    items = tlv.decode(inner)
+    assert tag == b"\x61" and [t for t, _ in items] == [b"\x4f", b"\x50", b"\x57", b"\x63"]
+    assert not {b"\x9f\x26", b"\x9f\x27", b"\x9f\x36"} & {t for t, _ in items}  # none directly in 61
+    transparent = dict(tlv.decode(items[3][1]))
+    assert list(transparent) == [b"\x9f\x27", b"\x9f\x36", b"\x9f\x26"]
+    assert transparent[b"\x9f\x27"] == b"\x80"  # an ARQC
+    assert len(transparent[b"\x9f\x36"]) == 2 and len(transparent[b"\x9f\x26"]) == 8
+    assert sandbox.token_of(template) == channel.validate(template, purpose=MEDICAL_PAYMENT, now=moment).token
+
+    # The counter is covered by the cryptogram: another ATC with the same cryptogram is refused.
+    atc = transparent[b"\x9f\x36"]
+    moved = template.replace(b"\x9f\x36\x02" + atc, b"\x9f\x36\x02" + bytes([atc[0] ^ 1, atc[1]]))
+    with pytest.raises(PaymentTokenInvalid):
+        channel.validate(moved, purpose=MEDICAL_PAYMENT, now=moment)
+    # Fresh per draw (a per-card counter would link two payment parts of one card, §5.4).
+    atcs = {dict(tlv.decode(dict(tlv.decode(tlv.decode(channel.template_for(None, purpose=MEDICAL_PAYMENT,
+                                                                         now=moment))[0][1]))[b"\x63"]))[b"\x9f\x36"]
+            for _ in range(20)}
+    assert len(atcs) > 1
 
 
 # -- the PDF label ---------------------------------------------------------------------------------
