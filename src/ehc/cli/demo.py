@@ -16,7 +16,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Same seed, same residents")] = 2026,
     if_empty: Annotated[bool, typer.Option("--if-empty", help="Do nothing when any card exists")] = False,
 ) -> None:
-    """Build a demo province: institutions, residents with families and newborns, demo staff accounts."""
+    """Build a demo province: institutions, residents with families and newborns, demo staff accounts,
+    terminals, a week of card uses and master-index pairs waiting for review."""
     from ..demo import build_demo, print_summary  # heavy: Faker's locale data; only this command needs it
 
     platform = open_platform()

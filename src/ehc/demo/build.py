@@ -328,7 +328,8 @@ def _seed_review_pairs(ctx_for: Callable[[Actor], Ctx], hospital, plan: DemoPlan
                        issued: dict[int, cards.Card], seed: int) -> int:
     """Patients the tour hospital's system sent to the real-time matcher with its own record numbers,
     whose details differ from a resident's just enough that no machine should decide: another phone, no
-    address and no document, the day and month of birth swapped (as a misread form) or a day off. ``mpi.submit`` with
+    address, region or document, the day and month of birth swapped (as a misread form) or a day off
+    (with the region given, the matcher is sure enough to link most of them itself). ``mpi.submit`` with
     ``link`` queues them for review, as it does for a hospital. Returns how many pairs wait."""
     rng = random.Random(f"reviews:{seed}")
     his = ctx_for(Actor(kind="machine", channel=Channel.HOSPITAL_SYSTEM, id=f"his:{hospital.id}",
@@ -346,7 +347,7 @@ def _seed_review_pairs(ctx_for: Callable[[Actor], Ctx], hospital, plan: DemoPlan
         else:
             born = born.replace(day=born.day % 28 + 1)  # a day off
         record = mpi.Record(name=r.name, sex=r.sex, birth_date=born, phone=f"139{rng.randrange(10**8):08d}",
-                            address=None, region_code=r.region_code,
+                            address=None, region_code=None,
                             identifiers=(mpi.parse("mrn", f"H-{2000 + n:04d}", his.actor),))
         outcome = mpi.submit(his, record, link=True)
         queued += outcome.action == "queued"
