@@ -275,7 +275,10 @@ def _seed_card_uses(ctx_for: Callable[[Actor], Ctx], made: list, clerks: dict, t
     """Scans over the last days, each made as a scanner makes it: the resident's phone draws a dynamic
     code (``qr.issue_dynamic``) and the window clerk, kiosk, doctor's workstation or the hospital's
     official account / mini-program verifies it (``qr.verify``), which records the use. Times are in
-    opening hours, China time; the tour hospital sees the most. Returns the uses by channel."""
+    opening hours, China time; the tour hospital sees the most. Returns the uses by channel.
+
+    A demo artefact, said plainly: the cards were issued when the demo was built, so these scans are
+    dated before their cards' issue; nothing on the platform compares the two."""
     rng = random.Random(f"activity:{seed}")
     usable = sorted((c for c in all_cards if c.status == "normal"), key=lambda c: c.ehc_id)
     if not usable or not terminals:
