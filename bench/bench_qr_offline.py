@@ -45,7 +45,9 @@ PAYMENT = tlv.encode(
     b"\x61",
     tlv.encode(b"\x4f", bytes.fromhex("A000000333010101"))
     + tlv.encode(b"\x57", bytes.fromhex("6212345678901234D2912101000000000F"))
-    + tlv.encode(b"\x9f\x26", bytes.fromhex("1122334455667788")),
+    # EMVCo CPM: the cryptogram and its companions in the application specific transparent template 63
+    + tlv.encode(b"\x63", tlv.encode(b"\x9f\x27", b"\x80") + tlv.encode(b"\x9f\x36", b"\x00\x01")
+                 + tlv.encode(b"\x9f\x26", bytes.fromhex("1122334455667788"))),
 )
 
 

@@ -10,6 +10,9 @@ from pathlib import Path
 
 from residents import resident_id
 
+from ehc.cards import service as cards
+from ehc.kit.context import Actor
+
 EHC = [sys.executable, "-m", "ehc.cli"]
 
 
@@ -52,7 +55,8 @@ def test_register_show_lookup_and_lifecycle(platform, settings):
     number = resident_id(sequence=61)
     out = run(env, "cards", "register", "周杰", number, "--phone", "13612345678", "--operator", "clerk-7").stdout
     card = json.loads(out)
-    assert card["created"] is True and card["channel"] == "0100" and card["holder"]["name"] == "周*"
+    # Recorded as what it was: an operator at the command line (0800), not the service window.
+    assert card["created"] is True and card["channel"] == "0800" and card["holder"]["name"] == "周*"
     assert json.loads(run(env, "cards", "lookup", number.lower()).stdout)["ehc_id"] == card["ehc_id"]
     run(env, "cards", "report-lost", card["ehc_id"], "--reason", "lost wallet", "--operator", "clerk-7")
     refused = run(env, "cards", "report-lost", card["ehc_id"], "--reason", "again", ok=False)
@@ -70,3 +74,31 @@ def test_register_show_lookup_and_lifecycle(platform, settings):
     assert json.loads(approved.stdout)["status"] == "normal"
     bad = run(env, "cards", "register", "周杰", number[:-1] + ("1" if number[-1] != "1" else "2"), ok=False)
     assert bad.returncode == 2 and "document_checksum_mismatch" in bad.stderr
+
+
+def test_cli_actions_are_shown_to_residents_as_the_operator_console(platform, settings, client):  # noqa: ANN001
+    """Issue 10: what an operator does through ``ehc`` reached the resident's pages as "service window"."""
+    from factories import resident_sign_in  # noqa: PLC0415 - only this test needs a signed-in resident
+
+    env = _env(settings)
+    card = json.loads(run(env, "cards", "register", "钱多多", resident_id(sequence=63), "--phone", "13612340063",
+                          "--operator", "ops-3").stdout)
+    run(env, "cards", "show", card["ehc_id"], "--operator", "ops-3")  # a read the resident will see
+    run(env, "cards", "report-lost", card["ehc_id"], "--reason", "phoned the hotline", "--operator", "ops-3")
+    # An operator really serving the resident at a window says so; an unknown code is refused plainly.
+    run(env, "cards", "recover", card["ehc_id"], "--operator", "clerk-7", "--channel", "0100")
+    bad = run(env, "cards", "recover", card["ehc_id"], "--channel", "9999", ok=False)
+    assert bad.returncode == 2 and "channel_invalid" in bad.stderr and "Traceback" not in bad.stderr
+
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        events = [(e.action, e.channel, e.operator) for e in cards.history(ctx, cards.get_card(ctx, card["ehc_id"]))]
+    assert events == [("register", "0800", "ops-3"), ("report_lost", "0800", "ops-3"), ("recover", "0100", "clerk-7")]
+
+    headers = resident_sign_in(client, platform, "13612340063")
+    log = client.get("/api/v1/me/access-log", headers=headers).json()["items"]
+    mine = [e for e in log if e["channel"] == "0800"]
+    assert mine and not [e for e in log if e["channel"] == "0100" and "ops-3" in (e.get("operator") or "")]
+    client.cookies.set("ehc_resident", headers["Authorization"].split()[1])
+    en, zh = client.get("/me/access-log?lang=en").text, client.get("/me/access-log?lang=zh").text
+    assert "Platform operator (command line)" in en and "平台运维人员（命令行）" in zh

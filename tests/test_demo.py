@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from factories import resident_sign_in
@@ -36,11 +36,14 @@ from ehc.demo import (
 )
 from ehc.institutions.models import Institution
 from ehc.institutions.service import create_institution
+from ehc.kit.clock import CHINA
 from ehc.kit.codes import Channel
 from ehc.kit.context import Actor
 from ehc.kit.errors import Conflict, Invalid
 from ehc.mpi.models import Person, PersonIdentifier
 from ehc.payments.models import Bill
+from ehc.mpi.models import MatchReview, Person, PersonIdentifier
+from ehc.qr.models import CardUse
 from ehc.platform import Platform
 
 RESIDENTS = 60
@@ -132,6 +135,7 @@ def test_demo_province(platform, client, demo):
     check_one_card_each(platform, client, demo)
     check_card_states(platform, demo)
     check_staff_sign_in(platform, client, demo)
+    check_activity(platform, client, demo)
     check_if_empty_adds_nothing(platform, demo)
 
 
@@ -179,6 +183,40 @@ def check_one_card_each(platform, client, demo) -> None:
         "type": plan.residents[0].document_type, "number": plan.residents[0].document_number.lower()}})
     assert again.status_code == 200 and again.json()["created"] is False and again.json()["ehc_id"] in seen
     assert counts(platform)["cards"] == n["cards"]
+
+
+def check_activity(platform, client, demo) -> None:
+    """Issue 10: the tour's later pages had nothing to show. Card uses of the last days (several
+    institutions, channels, care steps), terminals at the admin's hospital, and review pairs."""
+    now = datetime.now(UTC)
+    with platform.db.session() as session:
+        uses = session.scalars(select(CardUse)).all()
+        statuses = {c.ehc_id: c.status for c in session.scalars(select(Card))}
+        reviews = session.scalars(select(MatchReview).where(MatchReview.status == "open")).all()
+    assert len(uses) == sum(demo.card_uses.values()) >= 12
+    assert len({u.institution_id for u in uses}) >= 3 and len({u.scene for u in uses}) >= 4
+    assert set(demo.card_uses) >= {"0100", "0200", "0300"} and {u.channel for u in uses} == set(demo.card_uses)
+    assert all(now - timedelta(days=8) < u.at.replace(tzinfo=u.at.tzinfo or UTC) < now for u in uses)
+    assert len({u.at.astimezone(CHINA).date() if u.at.tzinfo else u.at.date() for u in uses}) >= 3
+    assert all(u.code_type == 0 and not u.replay and statuses[u.ehc_id] == "normal" for u in uses)
+    assert all(u.terminal_id for u in uses if u.channel in ("0100", "0200", "0300"))
+    assert len(reviews) == demo.review_pairs >= 2 and all(r.source == "realtime" for r in reviews)
+
+    # What the demo admin sees: terminals of every role, and the hospital's card uses.
+    admin = sign_in(client, "admin", ADMIN_PASSWORD)
+    hospital = demo.institutions[0][0]
+    terminals = client.get(f"/api/v1/institutions/{hospital}/terminals", headers=admin)
+    assert terminals.status_code == 200, terminals.text
+    assert {t["role"] for t in terminals.json()} == {"window", "kiosk", "workstation"} and len(terminals.json()) >= 5
+    seen = client.get("/api/v1/card-uses", headers=admin)
+    assert seen.status_code == 200, seen.text
+    assert seen.json()["items"] and all(u["institution_id"] == hospital for u in seen.json()["items"])
+
+    # What the operator sees: the pairs, on the review queue.
+    operator = sign_in(client, "operator", OPERATOR_PASSWORD)
+    queue = client.get("/api/v1/mpi/reviews", headers=operator)
+    assert queue.status_code == 200, queue.text
+    assert len([r for r in queue.json()["items"] if r["status"] == "open"]) == demo.review_pairs
 
 
 def check_families_and_limit(platform, client, demo) -> None:

@@ -164,7 +164,7 @@ def test_the_code_page_redraws_in_chromium(quick_redraw, live_server, sqlite_pla
     page.locator("#qr-payment").check()
     page.wait_for_selector("#qr-code[data-two-in-one='1'][data-state=ready]")
     both = decode_screenshot(page.locator("#qr-image").screenshot())
-    assert both.text.startswith("EHCM1:") and both.extra["Version"] == "9"
+    assert both.text.startswith("EHCM1:") and both.extra["Version"] == "10"  # §10: the 55-byte CPM template
     answer = verify(both.text)
     assert answer.status_code == 200 and answer.json()["code_type"] == 0, answer.text
     page.screenshot(path=str(ARTIFACTS / "me-code-two-in-one-zh.png"), full_page=True)

@@ -16,6 +16,7 @@ from test_qr_codec import _png_to_gray
 from test_qr_service import PERSON, draw, refused, scan
 
 from ehc.app import create_app
+from ehc.kit import tlv
 from ehc.payments import sandbox
 from ehc.payments.service import MEDICAL_PAYMENT, PaymentTokenInvalid
 from ehc.qr import codec, label
@@ -33,15 +34,20 @@ def read_png(png: bytes) -> zxingcpp.Barcode:
     return _read(*_png_to_gray(png))
 
 
-def read_pdf(pdf: bytes, tmp_path: Path) -> zxingcpp.Barcode:
-    """Render the first page at 300 dpi, as a printer would see it, and decode it."""
+def raster(pdf: bytes, tmp_path: Path, dpi: int = 300) -> tuple[bytes, int, int]:
+    """The first page as a printer would see it: 8-bit grey pixels, width, height (poppler's pdftoppm)."""
     (tmp_path / "label.pdf").write_bytes(pdf)
-    subprocess.run(["pdftoppm", "-r", "300", "-gray", "-singlefile", str(tmp_path / "label.pdf"),
+    subprocess.run(["pdftoppm", "-r", str(dpi), "-gray", "-singlefile", str(tmp_path / "label.pdf"),
                     str(tmp_path / "label")], check=True)
     magic, size, depth, pixels = (tmp_path / "label.pgm").read_bytes().split(b"\n", 3)
     width, height = map(int, size.split())
     assert magic == b"P5" and depth == b"255" and len(pixels) == width * height
-    return _read(pixels, width, height)
+    return pixels, width, height
+
+
+def read_pdf(pdf: bytes, tmp_path: Path, dpi: int = 300) -> zxingcpp.Barcode:
+    """Render the first page at ``dpi`` and decode it."""
+    return _read(*raster(pdf, tmp_path, dpi))
 
 
 def now() -> datetime:
@@ -58,7 +64,7 @@ def test_a_two_in_one_code_splits_into_a_bound_sandbox_payment_and_a_health_code
     body = answer.json()
     assert body["payment_channel"] == "sandbox" and body["refresh_after"] == 60
     text = body["text"]
-    assert text.startswith("EHCM1:") and len(text) == 255  # §10: a 44-byte payment template
+    assert text.startswith("EHCM1:") and len(text) == 272  # §10: a 55-byte payment template
     assert ehc_id not in text
 
     parts = codec.split(text)
@@ -98,14 +104,14 @@ def _graft(text: str, payment_template: bytes) -> str:
     return codec.MULTI_PREFIX + b45encode(raw[: -len(own)] + payment_template)
 
 
-def test_the_two_in_one_png_decodes_at_qr_version_9(client, his, holder):
+def test_the_two_in_one_png_decodes_at_qr_version_10(client, his, holder):
     _, resident = holder
     answer = client.get("/api/v1/me/qr/dynamic.png?payment=sandbox", headers=resident)
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"] == "image/png" and answer.headers["cache-control"] == "no-store"
     seen = read_png(answer.content)
     assert seen.text.startswith("EHCM1:") and seen.ec_level == "M"
-    assert seen.extra["Version"] == "9" == answer.headers["x-ehc-qr-version"]  # §10
+    assert seen.extra["Version"] == "10" == answer.headers["x-ehc-qr-version"]  # §10
     assert answer.headers["x-ehc-refresh-after"] == "60"
     assert scan(client, seen.text, auth=his).status_code == 200
 
@@ -158,6 +164,42 @@ def test_the_sandbox_refuses_what_it_did_not_make():
         sandbox.SandboxChannel(b"o" * 32).validate(template, purpose=MEDICAL_PAYMENT, now=moment)
     assert sandbox.luhn_digit("7992739871") == "3"  # the ISO/IEC 7812 worked example
 
+    # The cryptogram's old place, directly in 61, is not where CPM puts it: refused.
+    (_, inner), = tlv.decode(template)
+    items = tlv.decode(inner)
+    (_, transparent), = [item for item in items if item[0] == b"\x63"]
+    flat = b"".join(tlv.encode(tag, value) for tag, value in items if tag != b"\x63")
+    refuses(tlv.encode(b"\x61", flat + transparent))
+
+
+def test_the_sandbox_puts_the_cryptogram_where_emvco_cpm_does():
+    """Issue 10: CPM carries 9F26 and its companions in the application specific transparent template
+    63 inside the application template 61, so a real issuer's kernel finds them there."""
+    channel = sandbox.SandboxChannel(b"k" * 32)
+    moment = datetime(2026, 11, 26, 8, 30, tzinfo=UTC)
+    template = channel.template_for(None, purpose=MEDICAL_PAYMENT, now=moment)
+    assert len(template) == sandbox.TEMPLATE_SIZE == 55
+    (tag, inner), = tlv.decode(template)
+    items = tlv.decode(inner)
+    assert tag == b"\x61" and [t for t, _ in items] == [b"\x4f", b"\x50", b"\x57", b"\x63"]
+    assert not {b"\x9f\x26", b"\x9f\x27", b"\x9f\x36"} & {t for t, _ in items}  # none directly in 61
+    transparent = dict(tlv.decode(items[3][1]))
+    assert list(transparent) == [b"\x9f\x27", b"\x9f\x36", b"\x9f\x26"]
+    assert transparent[b"\x9f\x27"] == b"\x80"  # an ARQC
+    assert len(transparent[b"\x9f\x36"]) == 2 and len(transparent[b"\x9f\x26"]) == 8
+    assert sandbox.token_of(template) == channel.validate(template, purpose=MEDICAL_PAYMENT, now=moment).token
+
+    # The counter is covered by the cryptogram: another ATC with the same cryptogram is refused.
+    atc = transparent[b"\x9f\x36"]
+    moved = template.replace(b"\x9f\x36\x02" + atc, b"\x9f\x36\x02" + bytes([atc[0] ^ 1, atc[1]]))
+    with pytest.raises(PaymentTokenInvalid):
+        channel.validate(moved, purpose=MEDICAL_PAYMENT, now=moment)
+    # Fresh per draw (a per-card counter would link two payment parts of one card, §5.4).
+    atcs = {dict(tlv.decode(dict(tlv.decode(tlv.decode(channel.template_for(None, purpose=MEDICAL_PAYMENT,
+                                                                         now=moment))[0][1]))[b"\x63"]))[b"\x9f\x36"]
+            for _ in range(20)}
+    assert len(atcs) > 1
+
 
 # -- the PDF label ---------------------------------------------------------------------------------
 
@@ -203,3 +245,42 @@ def test_label_modules_are_at_least_half_a_millimetre_and_it_prints_without_a_cj
     plain = label.render_label(text, holder="王*明", issued_on=datetime(2026, 11, 26).date())
     assert plain.font_note == label.NO_CJK_NOTE
     assert read_pdf(plain.pdf, tmp_path).text == text
+
+
+@pytest.mark.parametrize("dpi", [300, 600])
+def test_label_modules_print_on_whole_dots_without_seams(tmp_path, dpi):
+    """Issue 10: modules at sizes rounded to 0.01 pt left grey hairlines between neighbouring dark modules.
+    Rasterised at print resolutions, every pixel of a dark module is black (no seam can hide between two),
+    a light module is white inside (poppler may shade the one pixel column that touches a dark edge), and
+    a run of adjacent dark modules has no lighter pixel anywhere along it."""
+    text = "EHC1:" + "A" * 143
+    made = label.render_label(text, holder="王*明", issued_on=datetime(2026, 11, 26).date())
+    assert made.module_mm >= label.MIN_MODULE_MM
+    pixels, width, _ = raster(made.pdf, tmp_path, dpi)
+    scale = dpi / 72
+    left, top, module = (v * scale for v in made.grid_pt)
+    for v in (left, top, module):
+        assert abs(v - round(v)) < 1e-6, "the grid must fall on whole device pixels"
+    left, top, module = round(left), round(top), round(module)
+    matrix = [list(row) for row in codec.qr_symbol(text).matrix_iter(border=4)]
+
+    def px(x: int, y: int) -> int:
+        return pixels[y * width + x]
+
+    for r, row in enumerate(matrix):
+        for c, dark in enumerate(row):
+            x0, y0 = left + c * module, top + r * module
+            block = [px(x, y) for y in range(y0, y0 + module) for x in range(x0, x0 + module)]
+            inside = [px(x, y) for y in range(y0 + 1, y0 + module - 1) for x in range(x0 + 1, x0 + module - 1)]
+            if dark:
+                assert set(block) == {0}, (dpi, r, c, sorted(set(block)))
+            else:
+                assert set(inside) == {255} and min(block) > 127, (dpi, r, c, sorted(set(block)))
+    # The longest horizontal run of dark modules, sampled along its middle row edge to edge: one black line.
+    r, c, n = max(((r, c, n) for r, row in enumerate(matrix) for c in range(len(row))
+                   for n in [next((k for k in range(len(row) - c) if not row[c + k]), len(row) - c)]
+                   if row[c] and (c == 0 or not row[c - 1])), key=lambda run: run[2])
+    assert n >= 7
+    y = top + r * module + module // 2
+    assert max(px(x, y) for x in range(left + c * module, left + (c + n) * module)) == 0
+    assert read_pdf(made.pdf, tmp_path, dpi).text == text

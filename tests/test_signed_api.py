@@ -223,6 +223,10 @@ def test_operator_and_channel_headers(platform, client, creds):  # noqa: ANN001
     assert kiosk.ping()["channel"] == "0200" and kiosk.ping()["operator"] is None
     odd = EhcClient("http://testserver", creds.app_id, creds.key_id, creds.key.to_pem(), http=client, channel="9999")
     assert odd.ping()["channel"] == "0600"
+    for platforms_own in ("0800", "0900"):  # the operator's command line, a registry migration: not a hospital's
+        claimed = EhcClient("http://testserver", creds.app_id, creds.key_id, creds.key.to_pem(), http=client,
+                            channel=platforms_own)
+        assert claimed.ping()["channel"] == "0600"
     before = nonce_count(platform)
     long = EhcClient("http://testserver", creds.app_id, creds.key_id, creds.key.to_pem(), http=client, operator="x" * 65)
     with pytest.raises(EhcError) as refused:

@@ -161,6 +161,11 @@ def _public_key(pem: str) -> SM2PublicKey:
     return SM2PublicKey.from_pem(pem.encode())
 
 
+# The platform's own channels (its operators' command line, its registry migrations): a hospital's system
+# cannot claim to be them, so what it does is never shown to residents as the platform's doing.
+_PLATFORM_CHANNELS = frozenset({Channel.CONSOLE, Channel.BATCH_IMPORT})
+
+
 def _operator_and_channel(headers: Mapping[str, str]) -> tuple[str | None, Channel]:
     operator = headers.get(signing.HEADER_OPERATOR) or None
     if operator is not None and (len(operator) > signing.MAX_OPERATOR_LENGTH or not operator.isprintable()):
@@ -169,6 +174,8 @@ def _operator_and_channel(headers: Mapping[str, str]) -> tuple[str | None, Chann
     try:
         channel = Channel(headers.get(signing.HEADER_CHANNEL) or Channel.HOSPITAL_SYSTEM.value)
     except ValueError:
+        channel = Channel.HOSPITAL_SYSTEM
+    if channel in _PLATFORM_CHANNELS:  # residents would be told the platform's own staff acted
         channel = Channel.HOSPITAL_SYSTEM
     return operator, channel
 

@@ -11,7 +11,7 @@ from rich.table import Table
 from ..appointments import service
 from ..kit.clock import china_today, in_china
 from ..kit.context import Ctx
-from .common import Operator, console, ctx_run
+from .common import CONSOLE, Operator, console, ctx_run
 
 app = typer.Typer(help="Appointments: publish sessions, suspend, sweep holds and no-shows, regional policy.",
                   no_args_is_help=True)
@@ -31,7 +31,7 @@ def publish(
         made = service.publish(ctx, start, start + timedelta(days=days - 1))
         console.print(f"{len(made)} session(s) published")
 
-    ctx_run(do, operator, "0100", institution)
+    ctx_run(do, operator, CONSOLE, institution)
 
 
 @app.command("sessions")
@@ -50,7 +50,7 @@ def sessions(
                           s.category, str(s.fee_fen), s.status)
         console.print(table)
 
-    ctx_run(do, "cli", "0100", institution)
+    ctx_run(do, "cli", CONSOLE, institution)
 
 
 @app.command("suspend")
@@ -65,7 +65,7 @@ def suspend(
         effects = service.suspend(ctx, session_id, reason)
         console.print(f"session suspended; {len(effects)} booking(s) cancelled and told")
 
-    ctx_run(do, operator, "0100", institution)
+    ctx_run(do, operator, CONSOLE, institution)
 
 
 @app.command("sweep")
@@ -76,7 +76,7 @@ def sweep() -> None:
         done = service.sweep(ctx)
         console.print(f"{done.expired} hold(s) expired, {done.no_shows} no-show(s), {done.reminders} reminder(s)")
 
-    ctx_run(do, "appointments", "0900", None)
+    ctx_run(do, "appointments", CONSOLE, None)
 
 
 @app.command("policy")
@@ -103,4 +103,4 @@ def policy(
         service.set_policy(ctx, region, **values)
         console.print(f"policy of {region} set: {values}")
 
-    ctx_run(do, "cli", "0900", None)
+    ctx_run(do, "cli", CONSOLE, None)

@@ -14,7 +14,7 @@ from ..apps import service
 from ..apps.schemas import app_out, key_out
 from ..crypto import SM2PrivateKey
 from ..kit.context import Ctx
-from .common import beijing, Operator, app_client, console, ctx_run, fail
+from .common import CONSOLE, Operator, app_client, beijing, console, ctx_run, fail
 
 app = typer.Typer(help="Hospital systems: apps, their SM2 public keys, and signed calls.", no_args_is_help=True)
 
@@ -31,7 +31,7 @@ def apps_create(
 ) -> None:
     """Register an app of an institution; prints its app id."""
     ctx_run(lambda ctx: _print_app(ctx, service.create_app(ctx, name=name, institution_id=institution)),
-            operator, "0100", None)
+            operator, CONSOLE, None)
 
 
 @app.command("list")
@@ -45,13 +45,13 @@ def apps_list(institution: Annotated[Optional[str], typer.Option(help="Only this
             table.add_row(made.id, made.institution_id, made.name, active, beijing(made.created_at, seconds=False))
         console.print(table)
 
-    ctx_run(do, "cli", "0100", None)
+    ctx_run(do, "cli", CONSOLE, None)
 
 
 @app.command("show")
 def apps_show(app_id: str) -> None:
     """Show an app and every key it ever registered."""
-    ctx_run(lambda ctx: _print_app(ctx, service.get_app(ctx, app_id)), "cli", "0100", None)
+    ctx_run(lambda ctx: _print_app(ctx, service.get_app(ctx, app_id)), "cli", CONSOLE, None)
 
 
 @app.command("add-key")
@@ -63,14 +63,14 @@ def apps_add_key(
     """Register an SM2 public key for an app (to rotate: add the new key, switch, revoke the old)."""
     pem = public_key.read()
     ctx_run(lambda ctx: console.print_json(key_out(service.add_key(ctx, app_id, pem)).model_dump_json()),
-            operator, "0100", None)
+            operator, CONSOLE, None)
 
 
 @app.command("revoke-key")
 def apps_revoke_key(app_id: str, key_id: str, operator: Operator = "cli") -> None:
     """Revoke a key: requests signed with it are refused from now on."""
     ctx_run(lambda ctx: console.print_json(key_out(service.revoke_key(ctx, app_id, key_id)).model_dump_json()),
-            operator, "0100", None)
+            operator, CONSOLE, None)
 
 
 @app.command("keygen")

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..audit import service
 from ..audit.schemas import AuditEventOut
+from ..kit.codes import Channel
 from ..kit.context import Actor
 from ..kit.errors import Invalid, Problem
 from .common import beijing, console, err, fail, open_platform
@@ -35,7 +36,7 @@ def audit_verify(
     with platform.db.session() as session:  # first chain any event still in intake, in its own unit of work
         service.chain_pending(session)
     with platform.db.session() as session:
-        report = service.verify_chain(platform.ctx(session, Actor.system("audit-verify")), anchor=expected)
+        report = service.verify_chain(platform.ctx(session, Actor.system("audit-verify", Channel.CONSOLE)), anchor=expected)
     if report.intact:
         console.print(report.summary())
         return
@@ -59,7 +60,7 @@ def audit_search(
     platform = open_platform()
     try:
         with platform.db.session() as session:
-            ctx = platform.ctx(session, Actor.system("audit-search"))
+            ctx = platform.ctx(session, Actor.system("audit-search", Channel.CONSOLE))
             try:
                 times = {name: datetime.fromisoformat(value) if value else None
                          for name, value in (("since", since), ("until", until))}

@@ -16,7 +16,7 @@ from ..cards.schemas import card_out
 from ..kit.clock import in_china, utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Problem
-from .common import beijing, ChannelOpt, Operator, console, ctx_run, err, fail, open_platform
+from .common import CONSOLE, ChannelOpt, Operator, beijing, console, ctx_run, err, fail, open_platform
 
 app = typer.Typer(help="The card registry.", no_args_is_help=True)
 
@@ -36,7 +36,7 @@ def cards_register(
     phone: Optional[str] = None,
     address: Optional[str] = None,
     operator: Operator = "cli",
-    channel: ChannelOpt = "0100",
+    channel: ChannelOpt = CONSOLE,
     institution: Optional[str] = None,
 ) -> None:
     """Register a resident and issue their card (or show the card they already have)."""
@@ -54,7 +54,7 @@ def cards_lookup(document_number: str, document_type: str = "01", operator: Oper
     """Find the card of a document holder."""
     ctx_run(lambda ctx: _print_card(ctx, service.find_by_document(ctx, document_type, document_number),
                                     purpose="card.lookup"),
-            operator, "0100", None)
+            operator, CONSOLE, None)
 
 
 @app.command("show")
@@ -68,7 +68,7 @@ def cards_show(ehc_id: str, history: bool = False, operator: Operator = "cli") -
                 console.print(f"{beijing(e.at)} {e.action:<12} {e.from_status or '-':>14} -> {e.to_status:<14} "
                               f"{e.actor_kind}:{e.operator or e.actor_id or '-'} {e.reason or ''}")
 
-    ctx_run(do, operator, "0100", None)
+    ctx_run(do, operator, CONSOLE, None)
 
 
 def _transition_command(action: str) -> None:
@@ -76,7 +76,7 @@ def _transition_command(action: str) -> None:
         ehc_id: str,
         reason: Annotated[Optional[str], typer.Option(help="Why (required to reject, cancel, report lost)")] = None,
         operator: Operator = "cli",
-        channel: ChannelOpt = "0100",
+        channel: ChannelOpt = CONSOLE,
         institution: Optional[str] = None,
     ) -> None:
         ctx_run(lambda ctx: _print_card(ctx, service.transition(ctx, ehc_id, action, reason),
@@ -98,7 +98,7 @@ def cards_approve(
     document_type: Annotated[str, typer.Option(help="Its CV02.01.101 code (03 passport, ...)")] = "01",
     reason: Annotated[Optional[str], typer.Option(help="A note for the card's history")] = None,
     operator: Operator = "cli",
-    channel: ChannelOpt = "0100",
+    channel: ChannelOpt = CONSOLE,
     institution: Optional[str] = None,
 ) -> None:
     """Approve an application pending review, once you have seen the document (it must be the one applied with)."""

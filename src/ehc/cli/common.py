@@ -27,7 +27,12 @@ console = Console(width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True)
 
 Operator = Annotated[str, typer.Option(help="Who is acting (recorded in the card's history)")]
-ChannelOpt = Annotated[str, typer.Option(help="Channel code: 0100 window, 0200 kiosk, 0500 website, ...")]
+# What an operator does at the command line is recorded, and shown to residents, as channel 0800 (the
+# platform operator's console): only an operator who is really serving the resident at a window or a
+# kiosk through this command says so with --channel.
+CONSOLE = Channel.CONSOLE.value
+ChannelOpt = Annotated[str, typer.Option(help="Channel code: 0800 command line (the default); 0100 window, "
+                                              "0200 kiosk, ... only when the resident is being served there")]
 
 
 def beijing(moment, seconds: bool = True) -> str:  # noqa: ANN001 - an aware datetime (UTC at rest)
@@ -46,10 +51,17 @@ def fail(problem) -> NoReturn:  # noqa: ANN001 - a Problem, or the client's EhcE
     raise typer.Exit(2)
 
 
-def ctx_run(fn: Callable[[Ctx], T], operator: str, channel: str, institution: str | None) -> T:
-    """Run ``fn`` in one unit of work, as the system acting through the CLI on ``channel``."""
+def ctx_run(fn: Callable[[Ctx], T], operator: str, channel: str = CONSOLE, institution: str | None = None) -> T:
+    """Run ``fn`` in one unit of work, as the system acting through the CLI on ``channel`` (the operator's
+    console unless the operator says they are serving the resident on another one)."""
+    try:
+        chosen = Channel(channel)
+    except ValueError:
+        err.print(f"[red]error[/red] channel_invalid: {channel!r} is not a channel code ("
+                  + ", ".join(c.value for c in Channel) + ")")
+        raise typer.Exit(2) from None
     platform = open_platform()
-    actor = Actor(kind="system", channel=Channel(channel), id=operator, operator=operator, institution_id=institution)
+    actor = Actor(kind="system", channel=chosen, id=operator, operator=operator, institution_id=institution)
     try:
         with platform.db.session() as session:
             return fn(platform.ctx(session, actor))

@@ -19,7 +19,8 @@ def demo(
         help="Seconds to wait for EHC_INSURANCE_URL and EHC_BANK_URL to answer before leaving payments out")] = 0.0,
 ) -> None:
     """Build a demo province: institutions, residents with families and newborns, demo staff accounts,
-    and bills to pay for a few residents when the insurance service and the bank answer."""
+    terminals, a week of card uses, master-index pairs waiting for review, and bills to pay for a few
+    residents when the insurance service and the bank answer."""
     from ..demo import build_demo, print_summary  # heavy: Faker's locale data; only this command needs it
 
     platform = open_platform()

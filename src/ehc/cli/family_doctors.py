@@ -13,7 +13,7 @@ from rich.table import Table
 from ..family_doctors import service
 from ..family_doctors.endpoints import coverage_out, policy_out
 from ..kit.context import Ctx
-from .common import Operator, console, ctx_run
+from .common import CONSOLE, Operator, console, ctx_run
 
 app = typer.Typer(help="Family doctors: the daily job, regional policies, teams, coverage.", no_args_is_help=True)
 
@@ -32,7 +32,7 @@ def daily(
         console.print_json(json.dumps({"reminded": report.reminded, "unreachable": report.unreachable,
                                        "expired": report.expired}))
 
-    ctx_run(do, operator, "0900", None)
+    ctx_run(do, operator, CONSOLE, None)
 
 
 @app.command("policy")
@@ -53,7 +53,7 @@ def policy(
                                        reminder_days=reminder_days, change_reasons=reason)
         console.print_json(policy_out(found).model_dump_json())
 
-    ctx_run(do, operator, "0900", None)
+    ctx_run(do, operator, CONSOLE, None)
 
 
 @app.command("teams")
@@ -67,7 +67,7 @@ def teams(institution: str) -> None:
                           str(view.contracted), str(view.capacity))
         console.print(table)
 
-    ctx_run(do, "cli", "0900", None)
+    ctx_run(do, "cli", CONSOLE, None)
 
 
 @app.command("coverage")
@@ -84,4 +84,4 @@ def coverage(
         found = service.centre_coverage(ctx, centre) if centre else service.regional_coverage(ctx, region)
         console.print_json(coverage_out(*found).model_dump_json())
 
-    ctx_run(do, "cli", "0900", None)
+    ctx_run(do, "cli", CONSOLE, None)

@@ -10,7 +10,7 @@ from rich.table import Table
 from ..institutions import service
 from ..institutions.schemas import DepartmentOut, InstitutionOut, TerminalOut
 from ..kit.context import Ctx
-from .common import Operator, console, ctx_run
+from .common import CONSOLE, Operator, console, ctx_run
 
 app = typer.Typer(help="The institution registry: institutions, departments, terminals.", no_args_is_help=True)
 
@@ -29,7 +29,7 @@ def institutions_create(
         made = service.register_institution(ctx, uscc=uscc, name=name, kind=kind, region_code=region, level=level)
         console.print_json(InstitutionOut.of(made).model_dump_json())
 
-    ctx_run(do, operator, "0100", None)
+    ctx_run(do, operator, CONSOLE, None)
 
 
 @app.command("list")
@@ -46,7 +46,7 @@ def institutions_list(
             table.add_row(item.id, item.name, item.kind, item.level or "", item.region_code, item.uscc)
         console.print(table)
 
-    ctx_run(do, "cli", "0100", None)
+    ctx_run(do, "cli", CONSOLE, None)
 
 
 @app.command("add-department")
@@ -61,7 +61,7 @@ def institutions_add_department(
         made = service.add_department(ctx, service.managed_institution(ctx, institution), code=code, name=name)
         console.print_json(DepartmentOut.of(made).model_dump_json())
 
-    ctx_run(do, operator, "0100", None)
+    ctx_run(do, operator, CONSOLE, None)
 
 
 @app.command("add-terminal")
@@ -79,4 +79,4 @@ def institutions_add_terminal(
                                          role=role, department_code=department, name=name)
         console.print_json(TerminalOut.of(made, department).model_dump_json())
 
-    ctx_run(do, operator, "0100", None)
+    ctx_run(do, operator, CONSOLE, None)

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from ..kit.codes import Channel
 from ..kit.context import Actor
 from ..kit.errors import Problem
 from ..payments import service
@@ -32,7 +33,7 @@ def reconcile(
     platform = open_platform()
     try:
         with platform.db.session() as session:
-            result = service.reconcile(platform.ctx(session, Actor.system("payments-reconcile")), when)
+            result = service.reconcile(platform.ctx(session, Actor.system("payments-reconcile", Channel.CONSOLE)), when)
     except Problem as problem:
         fail(problem)
     counts = result.counts
@@ -54,8 +55,8 @@ def drive() -> None:
     """Run every due payment step now (``ehc serve`` does this every second)."""
     platform = open_platform()
     with platform.db.session() as session:
-        ran = service.drive(platform.ctx(session, Actor.system("payments")))
-        left = len(service.pending(platform.ctx(session, Actor.system("payments"))))
+        ran = service.drive(platform.ctx(session, Actor.system("payments", Channel.CONSOLE)))
+        left = len(service.pending(platform.ctx(session, Actor.system("payments", Channel.CONSOLE))))
     console.print(f"{ran} steps run, {left} still due")
 
 
@@ -64,7 +65,7 @@ def check_ledger() -> None:
     """Prove the books balance: every transaction, and every bill's balance against its status."""
     platform = open_platform()
     with platform.db.session() as session:
-        check = service.check_ledger(platform.ctx(session, Actor.system("payments")))
+        check = service.check_ledger(platform.ctx(session, Actor.system("payments", Channel.CONSOLE)))
     for problem in check.problems:
         console.print(f"[red]✗[/red] {problem}")
     console.print(f"{'balanced' if check.balanced else 'NOT balanced'}: " +

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..accounts import service
-from .common import console, ctx_run
+from .common import CONSOLE, console, ctx_run
 
 app = typer.Typer(help="Staff accounts.", no_args_is_help=True)
 
@@ -25,5 +25,5 @@ def staff_add(
     account = ctx_run(lambda ctx: service.create_staff(ctx, username=username, password=password, role=role,
                                                        display_name=name, institution_id=institution,
                                                        region_code=region),
-                      "cli", "0100", None)
+                      "cli", CONSOLE, None)
     console.print(f"staff account {account.username} ({account.role}) created")

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from ..kit.codes import Channel
 from ..kit.context import Actor
 from ..kit.errors import Problem
 from ..statistics import service
@@ -55,7 +56,7 @@ def stats_report(
     platform = open_platform()
     try:
         with platform.db.session() as session:
-            rows = service.daily_report(platform.ctx(session, Actor.system("stats-report")), when, region)
+            rows = service.daily_report(platform.ctx(session, Actor.system("stats-report", Channel.CONSOLE)), when, region)
     except Problem as problem:
         fail(problem)
     body = service.to_csv(rows) or ",".join(service.REPORT_FIELDS) + "\n"

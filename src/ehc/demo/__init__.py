@@ -1,5 +1,8 @@
 """A demo province for the five-minute tour: institutions, residents, families, newborns, a few
-cards in other states, and staff accounts with known passwords.
+cards in other states, staff accounts with known passwords, and the activity the tour's later pages
+show: terminals (the admin's hospital has windows, kiosks and doctors' workstations), a week of card
+uses scanned through the QR service, and master-index pairs a hospital's system sent that wait for a
+human decision.
 
 Every card is made through the card service (``register``, ``bind_family_member``,
 ``register_newborn``, ``transition``), so the demo obeys the same rules, seals the same way and

@@ -6,6 +6,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
 from time import perf_counter
 
 from rich.table import Table
@@ -14,10 +15,13 @@ from ..accounts import service as accounts
 from ..cards import service as cards
 from ..identity.service import make_uscc
 from ..institutions import service as institutions
+from ..kit.clock import CHINA, utcnow
 from ..kit.codes import Channel
-from ..kit.context import Actor
+from ..kit.context import Actor, Ctx
 from ..kit.errors import Conflict
+from ..mpi import service as mpi
 from ..platform import Platform
+from ..qr import service as qr
 from .payments import Candidate, Payer, add_payments
 from .plan import (
     ADMIN_PASSWORD,
@@ -66,6 +70,9 @@ class DemoSummary:
     examples: list[Example] = field(default_factory=list)
     payers: list[Payer] = field(default_factory=list)  # demo residents with open bills (payments.py)
     payments_skipped: str | None = None  # why there is no payment demo data, if there is none
+    terminals: int = 0  # registered at the institutions with windows and kiosks
+    card_uses: dict[str, int] = field(default_factory=dict)  # scans of the last days, by channel
+    review_pairs: int = 0  # master-index pairs waiting for a human decision
     seconds: float = 0.0
 
     @property
@@ -98,7 +105,7 @@ def build_demo(
     started = perf_counter()
     plan = plan_demo(residents, seed, platform.settings.family_limit)
     summary = DemoSummary(seed=seed)
-    total = len(INSTITUTIONS) + 1 + len(plan.residents) + len(plan.babies) + len(plan.changes)
+    total = len(INSTITUTIONS) + 1 + len(plan.residents) + len(plan.babies) + len(plan.changes) + 1
     done = 0
 
     def tick(stage: str, n: int = 1) -> None:
@@ -203,6 +210,13 @@ def build_demo(
         summary.by_status = dict(Counter(c.status for c in all_cards.values()).most_common())
         summary.by_channel = dict(sorted(Counter(c.channel for c in all_cards.values()).items()))
         summary.examples = _examples(plan, issued_cards, all_cards)
+
+        # What the tour's later pages show: terminals, card uses, master-index review pairs.
+        terminals = _seed_terminals(ctx(setup), made)
+        summary.terminals = sum(len(t) for t in terminals.values())
+        summary.card_uses = _seed_card_uses(ctx, made, clerks, terminals, list(all_cards.values()), seed)
+        summary.review_pairs = _seed_review_pairs(ctx, made[0], plan, issued_cards, seed)
+        tick("activity")
         candidates = _payment_candidates(plan, issued_cards)
         hospital_id = made[0].id
     # Payments talk to the two services, committing as they go: after the cards' transaction.
@@ -224,6 +238,147 @@ def _payment_candidates(plan: DemoPlan, issued: dict[int, cards.Card], count: in
         if len(out) == count:
             break
     return out
+
+
+# -- activity: terminals, card uses, review pairs ---------------------------------------------------
+
+# Departments the tour hospital (the demo admin's) registers, and where its doctors' workstations are.
+TOUR_DEPARTMENTS = ("0300", "0700", "3200")  # internal medicine, paediatrics, medical imaging
+ACTIVITY_DAYS = 7  # card uses are spread over the last week, in opening hours (China time)
+USES_PER_CARD = 0.25  # about one card in four was used in that week
+MAX_USES = 300
+REVIEW_PAIRS = 4
+
+
+_ROLE_NAMES = {"window": "窗口", "kiosk": "自助机", "workstation": "医生工作站"}
+
+
+@dataclass(frozen=True)
+class _Terminal:
+    terminal_id: str
+    role: str
+    department: str | None = None
+
+
+def _seed_terminals(ctx: Ctx, made: list) -> dict[int, list[_Terminal]]:  # noqa: ANN001 - institutions
+    """A window terminal at every institution with a window, a kiosk where there are kiosks; the tour
+    hospital (index 0, the demo admin's) has two of each, its departments and doctors' workstations."""
+    out: dict[int, list[_Terminal]] = {}
+    for i, institution in enumerate(made):
+        spec = INSTITUTIONS[i]
+        wanted: list[_Terminal] = []
+        copies = 2 if i == 0 else 1
+        if spec.window:
+            wanted += [_Terminal(f"W{n:02d}", "window") for n in range(1, copies + 1)]
+        if spec.kiosk:
+            wanted += [_Terminal(f"K{n:02d}", "kiosk") for n in range(1, copies + 1)]
+        if i == 0:
+            for n, code in enumerate(TOUR_DEPARTMENTS, start=1):
+                institutions.add_department(ctx, institution, code=code)
+                wanted.append(_Terminal(f"D{n:02d}", "workstation", code))
+        for t in wanted:
+            institutions.register_terminal(ctx, institution, terminal_id=t.terminal_id, role=t.role,
+                                           department_code=t.department, name=f"{_ROLE_NAMES[t.role]} {t.terminal_id}")
+        if wanted:
+            out[i] = wanted
+    return out
+
+
+# What each channel is used for at a hospital: (care step, weight).
+_SCENES_BY_CHANNEL: dict[Channel, tuple[tuple[str, int], ...]] = {
+    Channel.WINDOW: (("0101012", 5), ("0101011", 3), ("0101051", 3), ("010109", 1)),
+    Channel.KIOSK: (("0101011", 4), ("0101051", 3), ("0101081", 3), ("0101082", 1)),
+    Channel.WORKSTATION: (("010102", 5), ("010106", 3), ("010104", 2)),
+    Channel.OFFICIAL_ACCOUNT: (("0101013", 2), ("0101081", 1)),
+    Channel.MINI_PROGRAM: (("0101011", 2), ("0101051", 2)),
+}
+
+
+def _seed_card_uses(ctx_for: Callable[[Actor], Ctx], made: list, clerks: dict, terminals: dict[int, list[_Terminal]],
+                    all_cards: list[cards.Card], seed: int) -> dict[str, int]:
+    """Scans over the last days, each made as a scanner makes it: the resident's phone draws a dynamic
+    code (``qr.issue_dynamic``) and the window clerk, kiosk, doctor's workstation or the hospital's
+    official account / mini-program verifies it (``qr.verify``), which records the use. Times are in
+    opening hours, China time; the tour hospital sees the most. Returns the uses by channel.
+
+    A demo artefact, said plainly: the cards were issued when the demo was built, so these scans are
+    dated before their cards' issue; nothing on the platform compares the two."""
+    rng = random.Random(f"activity:{seed}")
+    usable = sorted((c for c in all_cards if c.status == "normal"), key=lambda c: c.ehc_id)
+    if not usable or not terminals:
+        return {}
+    sites = sorted(terminals)
+    weights = [6 if i == 0 else 2 if INSTITUTIONS[i].kind == "hospital" else 1 for i in sites]
+    now = utcnow()
+    today = now.astimezone(CHINA).date()
+    planned = []
+    for _ in range(min(MAX_USES, max(12, round(len(usable) * USES_PER_CARD)))):
+        site = rng.choices(sites, weights)[0]
+        roles = {t.role for t in terminals[site]}
+        channels = [Channel.WINDOW] * 3 + [Channel.OFFICIAL_ACCOUNT, Channel.MINI_PROGRAM]
+        channels += [Channel.KIOSK] * 3 if "kiosk" in roles else []
+        channels += [Channel.WORKSTATION] * 4 if "workstation" in roles else []
+        channel = rng.choice(channels)
+        scenes, scene_weights = zip(*_SCENES_BY_CHANNEL[channel])
+        day = today - timedelta(days=rng.randrange(ACTIVITY_DAYS))
+        at = datetime.combine(day, time(8, 0), CHINA) + timedelta(minutes=rng.randrange(9 * 60 + 30),
+                                                                  seconds=rng.randrange(60))
+        if at >= now - timedelta(minutes=5):  # today's later hours have not happened yet
+            at = now - timedelta(minutes=rng.randrange(5, 8 * 60))
+        planned.append((at, rng.choice(usable), site, channel, rng.choices(scenes, scene_weights)[0]))
+    by_channel: Counter[str] = Counter()
+    for at, card, site, channel, scene in sorted(planned, key=lambda p: p[0]):
+        institution = made[site].id
+        terminal = None
+        if channel == Channel.WINDOW:
+            actor = accounts.staff_actor(clerks[site], Channel.WINDOW)
+            terminal = rng.choice([t for t in terminals[site] if t.role == "window"])
+        elif channel in (Channel.KIOSK, Channel.WORKSTATION):
+            role = "kiosk" if channel == Channel.KIOSK else "workstation"
+            terminal = rng.choice([t for t in terminals[site] if t.role == role])
+            doctor = f"doctor-{rng.randrange(1, 13):02d}" if role == "workstation" else None
+            actor = Actor(kind="machine", channel=channel, id=f"his:{institution}", institution_id=institution,
+                          operator=doctor)
+        else:  # the hospital's account or mini-program, checking the code the resident shows in it
+            actor = Actor(kind="machine", channel=channel, id=f"app:{institution}", institution_id=institution)
+        ctx = ctx_for(actor)
+        # Drawn on the phone a few seconds before the scan, as the resident opens the code page.
+        text = qr.issue_dynamic(ctx, card, now=at - timedelta(seconds=rng.randrange(5, 50))).text
+        qr.verify(ctx, text, qr.Use(scene=scene, channel=channel.value,
+                                    terminal_id=terminal.terminal_id if terminal else None,
+                                    department=terminal.department if terminal else None), now=at)
+        by_channel[channel.value] += 1
+    return dict(sorted(by_channel.items()))
+
+
+def _seed_review_pairs(ctx_for: Callable[[Actor], Ctx], hospital, plan: DemoPlan,  # noqa: ANN001
+                       issued: dict[int, cards.Card], seed: int) -> int:
+    """Patients the tour hospital's system sent to the real-time matcher with its own record numbers,
+    whose details differ from a resident's just enough that no machine should decide: another phone, no
+    address, region or document, the day and month of birth swapped (as a misread form) or a day off
+    (with the region given, the matcher is sure enough to link most of them itself). ``mpi.submit`` with
+    ``link`` queues them for review, as it does for a hospital. Returns how many pairs wait."""
+    rng = random.Random(f"reviews:{seed}")
+    his = ctx_for(Actor(kind="machine", channel=Channel.HOSPITAL_SYSTEM, id=f"his:{hospital.id}",
+                        institution_id=hospital.id))
+    adults = [r for r in plan.residents if r.document_type == "01" and r.age_on(REFERENCE_DAY) >= 18
+              and r.index in issued]
+    rng.shuffle(adults)
+    queued = 0
+    for n, r in enumerate(adults[:REVIEW_PAIRS * 4], start=1):
+        if queued >= REVIEW_PAIRS:
+            break
+        born = r.birth_date
+        if born.day <= 12 and born.day != born.month:  # day and month swapped, as a form misread
+            born = born.replace(month=born.day, day=born.month)
+        else:
+            born = born.replace(day=born.day % 28 + 1)  # a day off
+        record = mpi.Record(name=r.name, sex=r.sex, birth_date=born, phone=f"139{rng.randrange(10**8):08d}",
+                            address=None, region_code=None,
+                            identifiers=(mpi.parse("mrn", f"H-{2000 + n:04d}", his.actor),))
+        outcome = mpi.submit(his, record, link=True)
+        queued += outcome.action == "queued"
+    return queued
 
 
 def _examples(plan: DemoPlan, issued: dict[int, cards.Card], all_cards: dict[str, cards.Card]) -> list[Example]:
@@ -268,6 +423,10 @@ def print_summary(summary: DemoSummary, console) -> None:  # noqa: ANN001
         counts.add_row(f"status {status}", str(n))
     for channel, n in summary.by_channel.items():
         counts.add_row(f"channel {channel} {Channel(channel).name.lower()}", str(n))
+    counts.add_row("terminals", str(summary.terminals))
+    for channel, n in summary.card_uses.items():
+        counts.add_row(f"card uses, last {ACTIVITY_DAYS} days, channel {channel} {Channel(channel).name.lower()}", str(n))
+    counts.add_row("master-index pairs to review", str(summary.review_pairs))
     console.print(counts)
     examples = Table("example", "name", "document", "EHC ID", title="Examples for the tour")
     for e in summary.examples:

@@ -16,6 +16,9 @@ class Channel(StrEnum):
     MINI_PROGRAM = "0402"  # mini-program
     WEBSITE = "0500"  # extension: the public website and app
     HOSPITAL_SYSTEM = "0600"  # extension: a hospital information system over the machine API
+    # extension: a platform operator at the ``ehc`` command line (lifecycle steps, lookups, daily jobs);
+    # never a place where a resident was served, so residents are not told they were at a window
+    CONSOLE = "0800"
     BATCH_IMPORT = "0900"  # extension: migration of an existing resident registry
 
 
@@ -27,6 +30,7 @@ CHANNEL_LABELS = {
     Channel.MINI_PROGRAM: ("Mini-program", "小程序"),
     Channel.WEBSITE: ("Public website", "公众服务网站"),
     Channel.HOSPITAL_SYSTEM: ("Hospital system", "医院信息系统"),
+    Channel.CONSOLE: ("Platform operator (command line)", "平台运维人员（命令行）"),
     Channel.BATCH_IMPORT: ("Batch import", "批量导入"),
 }
 

@@ -3,9 +3,17 @@ hands over, or sticks on a paper record.
 
 What is on it: the platform's name, the static QR code at 1 mm a module (the spec asks for at least
 0.5 mm), the holder's masked name, the card's issue date and a short instruction, in Chinese and
-English. The QR symbol is drawn as vector rectangles from segno's module matrix, so it prints sharp
-at any resolution and reads back exactly (``tests/test_qr_issue_surfaces.py`` renders the PDF with
-``pdftoppm`` and decodes it with zxing-cpp).
+English. The QR symbol is drawn from segno's module matrix as vectors, so it prints sharp at any
+resolution and reads back exactly (``tests/test_qr_issue_surfaces.py`` renders the PDF with ``pdftoppm``
+at 300 and 600 dpi, decodes it with zxing-cpp and looks for seams).
+
+Why the symbol is one path on a grid of whole printer dots: drawn as separate rectangles at sizes rounded
+to 0.01 pt, two neighbouring dark modules each half-cover the device pixel on their shared edge, and an
+anti-aliasing rasteriser paints that pixel grey, a hairline seam a cheap scanner can read as light. So the
+page is laid out in points, the module is a whole number of 1/300-inch dots (0.24 pt; two dots at 600 dpi),
+the symbol's corner sits on a dot, and all dark modules, merged into horizontal runs, are filled as ONE
+path: the rasteriser then covers their union, so there is no inner edge left to half-paint at any
+resolution, and every module edge falls on a whole pixel at 300 and 600 dpi.
 
 Chinese text needs a CJK font, found by ``kit.fonts``: Debian's Noto Sans CJK (``fonts-noto-cjk``, a
 TrueType collection: fpdf2 reads face 2, Simplified Chinese, and subsets it, so a label is ~10 KB). Without
@@ -15,10 +23,12 @@ the font the label is still printed, in English only and without the name, and s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from fpdf import FPDF
+from fpdf.enums import PathPaintRule
 
 from ..cards import service as cards
 from ..cards.service import Card
@@ -30,7 +40,9 @@ from . import codec, online
 
 PRINT_PURPOSE = "card.print"  # audit: the holder's (masked) name is read to print it
 PAGE = (74.0, 105.0)  # A7 portrait, millimetres
-MODULE_MM = 1.0  # 49 modules with the quiet zone: a 49 mm square on a 74 mm page
+MM = 72 / 25.4  # points in a millimetre: the PDF is laid out in points, so the QR grid is exact
+DOT = 0.24  # points in one printer dot at 300 dpi (72/300); two dots at 600 dpi
+MODULE_MM = 1.0  # asked for; drawn as 12 dots = 2.88 pt = 1.016 mm (49 modules: a 49.8 mm square)
 MIN_MODULE_MM = 0.5
 # Noto Sans CJK, found by kit.fonts (shared with the records summary); a name of this module so a test can
 # point it elsewhere.
@@ -47,8 +59,10 @@ class Label:
     pdf: bytes
     text: str  # the EHC1: code printed on it
     version: int  # its QR version (6 for a static code)
-    module_mm: float
+    module_mm: float  # as drawn: the size asked for, to a whole number of 300 dpi dots
     font_note: str | None  # why the label has no Chinese text, when it has none
+    # Where the symbol is, quiet zone included, in points from the page's top left: (left, top, module).
+    grid_pt: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def label_for(ctx: Ctx, card: Card) -> Label:
@@ -69,8 +83,9 @@ def render_label(text: str, *, holder: str, issued_on: date, module_mm: float = 
     if module_mm < MIN_MODULE_MM:
         raise ValueError(f"printed codes need at least {MIN_MODULE_MM} mm a module")
     qr = codec.qr_symbol(text)
-    pdf = FPDF(unit="mm", format=PAGE)
-    pdf.set_margins(4, 4, 4)
+    # Points, with the page to 0.01 pt (what a PDF writes), so the grid below is not rounded again.
+    pdf = FPDF(unit="pt", format=(round(PAGE[0] * MM, 2), round(PAGE[1] * MM, 2)))
+    pdf.set_margins(4 * MM, 4 * MM, 4 * MM)
     pdf.set_auto_page_break(False)
     pdf.set_title("EHC QR label")
     pdf.set_creator("ehc")
@@ -81,39 +96,52 @@ def render_label(text: str, *, holder: str, issued_on: date, module_mm: float = 
     pdf.add_page()
     width = PAGE[0]
 
-    def line(y: float, size: float, words: str) -> None:
+    def line(y: float, size: float, words: str) -> None:  # y and the widths in mm, the font size in pt
         pdf.set_font(family, size=size)
-        pdf.set_xy(4, y)
-        pdf.multi_cell(width - 8, size * 0.45, words, align="C")
+        pdf.set_xy(4 * MM, y * MM)
+        pdf.multi_cell((width - 8) * MM, size * 0.45 * MM, words, align="C")
 
     line(4, 10, f"{TITLE[0]}  {TITLE[1]}" if note is None else TITLE[1])
-    side = _draw_qr(pdf, qr, top=11, module_mm=module_mm)
-    y = 11 + side + 1.5
+    dots = max(round(module_mm * MM / DOT), math.ceil(MIN_MODULE_MM * MM / DOT))
+    left, top, side = _draw_qr(pdf, qr, top_mm=11, module_dots=dots)
+    y = 11 + side * DOT / MM + 1.5
     if holder and note is None:
         line(y, 12, holder)
         y += 6
     line(y, 7.5, ("" if note is not None else "发卡日期 ") + f"Issued {issued_on.isoformat()}")
     y += 4.5
     line(y, 6.5, INSTRUCTION[1] if note is not None else f"{INSTRUCTION[0]}\n{INSTRUCTION[1]}")
-    return Label(bytes(pdf.output()), text, int(qr.version), module_mm, note)
+    return Label(bytes(pdf.output()), text, int(qr.version), round(dots * DOT / MM, 4), note,
+                 (round(left * DOT, 2), round(top * DOT, 2), round(dots * DOT, 2)))
 
 
-def _draw_qr(pdf: FPDF, qr, *, top: float, module_mm: float) -> float:
-    """Black rectangles on white, one per horizontal run of dark modules; quiet zone of 4 included."""
+def _draw_qr(pdf: FPDF, qr, *, top_mm: float, module_dots: int) -> tuple[int, int, int]:
+    """The symbol, quiet zone of 4 included, on white: its dark modules merged into horizontal runs and
+    filled as one path on the 300 dpi dot grid (see the module's docstring). Returns its left, top and
+    side, in dots."""
     rows = [list(row) for row in qr.matrix_iter(border=4)]
-    side = len(rows) * module_mm
-    left = (PAGE[0] - side) / 2
+    side = len(rows) * module_dots  # in dots
+    left = round((round(PAGE[0] * MM, 2) / DOT - side) / 2)  # centred, on a dot
+    top = round(top_mm * MM / DOT)
+
+    def pt(dots: int) -> float:
+        return round(dots * DOT, 2)  # a multiple of 0.24: exact in the PDF's two decimals
+
     pdf.set_fill_color(255, 255, 255)
-    pdf.rect(left, top, side, side, style="F")
-    pdf.set_fill_color(0, 0, 0)
-    for r, row in enumerate(rows):
-        c = 0
-        while c < len(row):
-            if not row[c]:
-                c += 1
-                continue
-            start = c
-            while c < len(row) and row[c]:
-                c += 1
-            pdf.rect(left + start * module_mm, top + r * module_mm, (c - start) * module_mm, module_mm, style="F")
-    return side
+    pdf.rect(pt(left), pt(top), pt(side), pt(side), style="F")
+    with pdf.new_path() as path:
+        path.style.fill_color = "#000000"
+        path.style.stroke_color = None
+        path.style.paint_rule = PathPaintRule.FILL_NONZERO  # overlapping or touching runs fill as their union
+        for r, row in enumerate(rows):
+            c = 0
+            while c < len(row):
+                if not row[c]:
+                    c += 1
+                    continue
+                start = c
+                while c < len(row) and row[c]:
+                    c += 1
+                path.rectangle(pt(left + start * module_dots), pt(top + r * module_dots),
+                               pt((c - start) * module_dots), pt(module_dots))
+    return left, top, side
