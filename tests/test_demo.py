@@ -40,11 +40,10 @@ from ehc.kit.clock import CHINA
 from ehc.kit.codes import Channel
 from ehc.kit.context import Actor
 from ehc.kit.errors import Conflict, Invalid
-from ehc.mpi.models import Person, PersonIdentifier
-from ehc.payments.models import Bill
 from ehc.mpi.models import MatchReview, Person, PersonIdentifier
-from ehc.qr.models import CardUse
+from ehc.payments.models import Bill
 from ehc.platform import Platform
+from ehc.qr.models import CardUse
 
 RESIDENTS = 60
 SEED = 7
