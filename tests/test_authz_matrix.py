@@ -363,6 +363,16 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/statistics/reports/daily/{day}"): STATS_READERS,
     ("GET", "/api/v1/statistics/reports/daily/{day}.csv"): STATS_READERS,
     ("POST", "/api/v1/statistics/refresh"): COMMISSION_ADMINS,
+    # report schedules: the same readers, each within their region (another region's is "not found")
+    ("GET", "/api/v1/statistics/schedules"): STATS_READERS,
+    ("POST", "/api/v1/statistics/schedules"): STATS_READERS,
+    ("GET", "/api/v1/statistics/schedules/{schedule_id}"): STATS_READERS,
+    ("POST", "/api/v1/statistics/schedules/{schedule_id}/pause"): STATS_READERS,
+    ("POST", "/api/v1/statistics/schedules/{schedule_id}/resume"): STATS_READERS,
+    ("POST", "/api/v1/statistics/schedules/{schedule_id}/run"): STATS_READERS,
+    ("DELETE", "/api/v1/statistics/schedules/{schedule_id}"): STATS_READERS,
+    ("GET", "/api/v1/statistics/schedules/{schedule_id}/deliveries"): STATS_READERS,
+    ("GET", "/api/v1/statistics/schedules/{schedule_id}/deliveries/{delivery_id}/file"): STATS_READERS,
 }
 
 
@@ -657,6 +667,7 @@ def _family_doctor_requests(w: World) -> dict[tuple[str, str], tuple[dict[str, s
         ("GET", "/api/v1/records/patients/{ehc_id}"): ({"ehc_id": "F" * 64}, None),
         ("GET", "/api/v1/statistics/reports/daily/{day}"): ({"day": "2026-11-20"}, None),
         ("GET", "/api/v1/statistics/reports/daily/{day}.csv"): ({"day": "2026-11-20"}, None),
+        ("POST", "/api/v1/statistics/schedules"): ({}, {"report": "daily_report"}),
         # No payment services in this world: each request stops at a missing object or a bad value
         # before the insurer or the bank would be asked.
         ("POST", "/api/v1/payments/reconciliation/{day}"): ({"day": "not-a-day"}, None),
@@ -671,7 +682,7 @@ def _url(w: World, method: str, template: str, overrides: dict[str, str]) -> str
     params = {"ehc_id": w.card, "institution_id": w.institution, "code": "0300", "terminal_id": "W01",
               "staff_id": w.staff_id, "app_id": w.managed_app.app_id, "key_id": w.managed_app.key_id,
               "session_id": "0" * 24, "bill_id": "0" * 24, "reference": "ANOTHERONE", "entry_id": "999999", "template_id": "0" * 24,
-              **overrides}
+              "schedule_id": "999999", "delivery_id": "999999", **overrides}
     return template.format(**params)
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from .models import StatEvent, Watermark
+from .models import ReportDelivery, ReportSchedule, StatEvent, Watermark
 
 
 def watermark(session: Session, source: str) -> Watermark:
@@ -71,3 +71,47 @@ def events_after(session: Session, after_id: int, limit: int) -> list[tuple]:
                StatEvent.institution_id, StatEvent.channel, StatEvent.care_step, StatEvent.terminal_type,
                StatEvent.document_type, StatEvent.age_band, StatEvent.sex, StatEvent.from_status,
                StatEvent.to_status).where(StatEvent.id > after_id).order_by(StatEvent.id).limit(limit))]
+
+
+# -- report schedules ------------------------------------------------------------------------------
+
+def add_schedule(session: Session, schedule: ReportSchedule) -> ReportSchedule:
+    session.add(schedule)
+    session.flush()
+    return schedule
+
+
+def schedule(session: Session, schedule_id: int) -> ReportSchedule | None:
+    return session.get(ReportSchedule, schedule_id)
+
+
+def schedules(session: Session, *, statuses: Sequence[str]) -> list[ReportSchedule]:
+    return list(session.scalars(select(ReportSchedule).where(ReportSchedule.status.in_(statuses))
+                                .order_by(ReportSchedule.id)))
+
+
+def delivery(session: Session, schedule_id: int, due_on: date) -> ReportDelivery | None:
+    return session.scalar(select(ReportDelivery).where(ReportDelivery.schedule_id == schedule_id,
+                                                       ReportDelivery.due_on == due_on))
+
+
+def delivered_days(session: Session, schedule_id: int, since: date) -> set[date]:
+    return set(session.scalars(select(ReportDelivery.due_on).where(ReportDelivery.schedule_id == schedule_id,
+                                                                   ReportDelivery.due_on >= since)))
+
+
+def deliveries(session: Session, schedule_ids: Sequence[int], limit: int) -> list[ReportDelivery]:
+    if not schedule_ids:
+        return []
+    return list(session.scalars(select(ReportDelivery).where(ReportDelivery.schedule_id.in_(schedule_ids))
+                                .order_by(ReportDelivery.due_on.desc(), ReportDelivery.id.desc()).limit(limit)))
+
+
+def delivery_by_id(session: Session, delivery_id: int) -> ReportDelivery | None:
+    return session.get(ReportDelivery, delivery_id)
+
+
+def add_delivery(session: Session, row: ReportDelivery) -> ReportDelivery:
+    session.add(row)
+    session.flush()
+    return row
