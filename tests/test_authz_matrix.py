@@ -1013,6 +1013,10 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/staff/statistics.csv"): STATS_READERS,
     ("GET", "/staff/statistics.parquet"): STATS_READERS,
     ("GET", "/staff/statistics/plotly.min.js"): PUBLIC,  # the charts' library, as static as /static
+    ("GET", "/staff/statistics/schedules"): STATS_READERS,
+    ("POST", "/staff/statistics/schedules"): STATS_READERS,
+    ("POST", "/staff/statistics/schedules/{schedule_id}/{action}"): STATS_READERS,
+    ("GET", "/staff/statistics/schedules/{schedule_id}/deliveries/{delivery_id}"): STATS_READERS,
     # the window clerk's card desk: each form with the rule of the API endpoint doing the same thing
     ("GET", "/staff/desk"): CARD_STAFF - {HOSPITAL},
     ("POST", "/staff/desk/find"): CARD_STAFF - {HOSPITAL},
@@ -1148,7 +1152,7 @@ def _page_url(w: World, template: str) -> str:
                            code="0300", terminal_id="W01", staff_id=w.staff_id, app_id=w.managed_app.app_id,
                            key_id=w.managed_app.key_id, contract_id="no-such-contract", action=action,
                            session_id="0" * 24, reference="ANOTHERONE", consent_id="none", decision="approve",
-                           bill_id="no-such-bill", entry_id="none")
+                           bill_id="no-such-bill", entry_id="none", schedule_id="999999", delivery_id="999999")
 
 
 def test_page_authorisation_matrix(world: World) -> None:

@@ -237,3 +237,109 @@ def test_ehc_stats_run_schedules(platform, settings, data) -> None:  # noqa: ANN
     assert "0 reports delivered" in run_ehc(settings, "stats", "run-schedules", "--day", day).stdout
     row = deliveries(platform, made)[-1]
     assert list(csv.reader(io.StringIO(file_of(platform, row).decode())))[1][-1] == "6"
+
+
+# -- the page ---------------------------------------------------------------------------------------
+
+def _token(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def test_scheduler_page_in_both_languages_within_the_region(platform, client, data) -> None:  # noqa: ANN001
+    data.cards(1, institution=CHENGDU_HOSPITAL)
+    data.uses(7, institution=CHENGDU_HOSPITAL, region="510104")
+    stats.refresh(platform.db)
+    operator = make_staff(platform, client, "regional_operator", None, region="510100")
+    client.cookies.set("ehc_staff", operator["Authorization"].split()[1])
+    console = client.get("/staff/statistics?lang=en")
+    assert 'href="/staff/statistics/schedules"' in console.text  # linked from the console
+    for lang, title in (("en", "Scheduled reports"), ("zh", "定时报表")):
+        page = client.get(f"/staff/statistics/schedules?lang={lang}")
+        assert page.status_code == 200 and f"<h1>{title}</h1>" in page.text, page.text
+    page = client.get("/staff/statistics/schedules?lang=en")
+    refused = client.post("/staff/statistics/schedules?lang=en", data={
+        "csrf_token": _token(page.text), "report": "daily_report", "frequency": "daily", "format": "csv",
+        "region": "440305"})
+    assert refused.status_code == 403 and "outside the region you operate in" in refused.text
+    made = client.post("/staff/statistics/schedules", follow_redirects=False, data={
+        "csrf_token": _token(page.text), "report": "table", "indicator": "card_uses", "by": "channel",
+        "period": "day", "frequency": "daily", "format": "csv", "weekday": "0"})
+    assert made.status_code == 303, made.text
+    with platform.db.session() as session:
+        mine = session.scalars(select(ReportSchedule)).one()
+        assert (mine.region_code, mine.breakdown, mine.weekday) == ("510100", "channel", None)
+    ran = client.post(f"/staff/statistics/schedules/{mine.id}/run", follow_redirects=False,
+                      data={"csrf_token": _token(page.text)})
+    assert ran.status_code == 303
+    listed = client.get("/staff/statistics/schedules?lang=en").text
+    link = re.search(r'href="(/staff/statistics/schedules/\d+/deliveries/\d+)"', listed).group(1)
+    assert client.get(link).text.startswith("period,value,count")
+    # Another region's operator: not listed, "not found" to download.
+    other = make_staff(platform, client, "regional_operator", None, region="440000")
+    client.cookies.set("ehc_staff", other["Authorization"].split()[1])
+    assert link not in client.get("/staff/statistics/schedules").text
+    assert client.get(link).status_code == 404
+
+
+def test_scheduler_in_chromium(live_server, sqlite_platform, chromium) -> None:  # noqa: ANN001
+    """A prefecture's operator schedules the daily card-use report on the page, runs it, downloads the
+    CSV and finds their region's uses in it."""
+    from factories import ARTIFACTS  # the browser's screenshots directory
+    from playwright.sync_api import expect  # heavy: only the browser tests need Playwright
+
+    from ehc.accounts import service as accounts  # the operator's account, made directly
+    from ehc.web import i18n  # the page's own words, to find its controls
+
+    platform = sqlite_platform
+    make_institution(platform, CHENGDU_HOSPITAL, uscc=uscc("510100", 1), name="Chengdu Hospital", region_code="510104")
+    make_institution(platform, SHENZHEN_HOSPITAL, uscc=uscc("440300", 3), name="Shenzhen Hospital",
+                     region_code="440305")
+    with platform.db.session() as session:
+        accounts.create_staff(platform.ctx(session, Actor.system()), username="stats.cd",
+                              password="correct horse battery", role="regional_operator", institution_id=None,
+                              region_code="510100")
+    data = Data(platform)
+    data.cards(1, institution=CHENGDU_HOSPITAL)
+    yesterday = datetime.now(UTC).astimezone(stats.CHINA).date() - timedelta(days=1)
+    data.uses(9, institution=CHENGDU_HOSPITAL, region="510104", scene="010103", channel="0200", day=yesterday)
+    data.uses(5, institution=SHENZHEN_HOSPITAL, region="440305", day=yesterday)
+    stats.refresh(platform.db)
+    zh, en = i18n.catalogue("zh"), i18n.catalogue("en")
+    problems: list[str] = []
+    context = chromium.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(f"{live_server}/staff/sign-in?lang=zh")
+    page.locator("#username").fill("stats.cd")
+    page.locator("#password").fill("correct horse battery")
+    page.get_by_role("button", name=zh["staff_sign_in.submit"]).click()
+    page.wait_for_url("**/staff")
+    page.goto(f"{live_server}/staff/statistics")
+    page.get_by_role("link", name=zh["statistics.schedules.link"]).click()
+    page.wait_for_url("**/staff/statistics/schedules")
+    expect(page.locator("h1")).to_have_text(zh["statistics.schedules.title"])
+    page.locator("#report").select_option("daily_report")
+    page.locator("#frequency").select_option("daily")
+    page.locator("#format").select_option("csv")
+    page.locator("#create-schedule").click()
+    expect(page.locator(".notice-flash")).to_be_visible()
+    row = page.locator("#schedules tbody tr").first
+    expect(row).to_contain_text(zh["statistics.schedules.reports.daily_report"])
+    expect(row).to_contain_text("510100")
+    row.get_by_role("button", name=zh["statistics.schedules.do.run"]).click()
+    expect(page.locator("#deliveries tbody tr")).to_have_count(1)
+    page.screenshot(path=str(ARTIFACTS / "staff-statistics-schedules-zh.png"), full_page=True)
+    with page.expect_download() as download:
+        page.locator("#deliveries a").first.click()
+    lines = open(download.value.path(), encoding="utf-8").read().splitlines()
+    assert lines == [",".join(stats.REPORT_FIELDS), f"{yesterday},510104,{CHENGDU_HOSPITAL},010103,0200,99,9"]
+    # In English, pausing leaves it listed as paused, with "Resume".
+    page.goto(f"{live_server}/staff/statistics/schedules?lang=en")
+    page.locator("#schedules tbody tr").first.get_by_role("button", name=en["statistics.schedules.do.pause"]).click()
+    expect(page.locator("#schedules tbody tr").first).to_contain_text(en["statistics.schedules.statuses.paused"])
+    expect(page.locator("#schedules tbody tr").first.get_by_role(
+        "button", name=en["statistics.schedules.do.resume"])).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "staff-statistics-schedules-en.png"), full_page=True)
+    context.close()
+    assert problems == []
