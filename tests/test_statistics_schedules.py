@@ -12,6 +12,7 @@ import io
 import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -332,7 +333,7 @@ def test_scheduler_in_chromium(live_server, sqlite_platform, chromium) -> None: 
     page.screenshot(path=str(ARTIFACTS / "staff-statistics-schedules-zh.png"), full_page=True)
     with page.expect_download() as download:
         page.locator("#deliveries a").first.click()
-    lines = open(download.value.path(), encoding="utf-8").read().splitlines()
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
     assert lines == [",".join(stats.REPORT_FIELDS), f"{yesterday},510104,{CHENGDU_HOSPITAL},010103,0200,99,9"]
     # In English, pausing leaves it listed as paused, with "Resume".
     page.goto(f"{live_server}/staff/statistics/schedules?lang=en")

@@ -45,6 +45,25 @@ class StatEvent(Base):
     to_status: Mapped[str | None] = mapped_column(String(16))
 
 
+class CubeCell(Base):
+    """The daily cube: for each day, source, kind, to-status and county (region code), the count of the
+    store's events per value of one breakdown (``dimension``; "" for none, where ``value`` is "" too).
+    Each event adds 1 to one cell of every dimension. Maintained by the refresh in the transaction
+    that stores the events, so it never disagrees with them; the flow indicators read it instead of
+    grouping the events. A missing value (NULL in the store) is "" here; ``hour`` is its text."""
+
+    __tablename__ = "stats_cube"
+
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(16), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24), primary_key=True)
+    to_status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    region_code: Mapped[str] = mapped_column(String(6), primary_key=True)
+    value: Mapped[str] = mapped_column(String(24), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
 class Watermark(Base):
     """How far the store has read each source: the highest source row id taken in."""
 

@@ -27,7 +27,7 @@ import io
 import logging
 import os
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -48,7 +48,7 @@ from ..kit.errors import Forbidden, Invalid, NotFound, Problem, field_error
 from ..kit.regions import region_prefix, region_problem, region_within
 from ..mpi import service as mpi
 from . import repository as repo
-from .models import ReportDelivery, ReportSchedule, StatEvent
+from .models import CubeCell, ReportDelivery, ReportSchedule, StatEvent
 from .suppression import Protected, protect
 
 log = logging.getLogger("ehc.statistics")
@@ -123,6 +123,41 @@ def _rows(session: Session, source: str, facts: list[dict]) -> list[dict]:
     return rows
 
 
+# The daily cube's breakdowns: dimension -> the store's row key giving its value ("" for none).
+CUBE_DIMENSIONS = {"": None, "channel": "channel", "document_type": "document_type", "age_band": "age_band",
+                   "sex": "sex", "institution": "institution_id", "care_step": "care_step",
+                   "terminal_type": "terminal_type", "hour": "hour"}
+
+
+def cube_cells(rows: list[dict]) -> list[dict]:
+    """What ``rows`` add to the cube: one cell per dimension for each, counted together, in key order."""
+    counted: Counter[tuple] = Counter()
+    for row in rows:
+        for dimension, key in CUBE_DIMENSIONS.items():
+            value = "" if key is None or row.get(key) is None else str(row[key])
+            counted[(row["source"], dimension, row["day"], row["kind"], row.get("to_status") or "",
+                     row["region_code"], value)] += 1
+    return [dict(zip(repo.CUBE_KEY, key, strict=True), count=n) for key, n in sorted(counted.items())]
+
+
+def _cube_columns() -> dict[str, Any]:
+    return {d: (getattr(StatEvent, k) if k else None) for d, k in CUBE_DIMENSIONS.items()}
+
+
+def rebuild_cube(db: Any) -> None:
+    """Fill the cube again from the events (after rows were loaded into the store by other means than
+    the refresh, e.g. a bulk load). Holds every source's refresh lock, so no refresh adds meanwhile."""
+    with db.session() as session:
+        for name in sorted(set(_sources) | {row.source for row in repo.watermarks(session)}):
+            dialect.serialise(session, f"{REFRESH_LOCK}:{name}")
+        repo.rebuild_cube(session, _cube_columns())
+
+
+def cube_differences(session: Session) -> dict[tuple, tuple[int, int]]:
+    """Cells where the cube and the events disagree (none, unless rows were loaded around the refresh)."""
+    return repo.cube_differences(session, _cube_columns())
+
+
 @dataclass
 class RefreshReport:
     stored: dict[str, int] = field(default_factory=dict)  # new rows by source
@@ -151,6 +186,9 @@ def _feed(session: Session, source: Source, cursor: int, batch: int) -> tuple[in
     have = repo.stored_ids(session, source.name, min(ids), max(ids))
     rows = _rows(session, source.name, [f for f in facts if int(f["id"]) not in have])
     repo.add_events(session, rows)
+    # The cube in the same transaction, from the rows just stored and only those: it moves with the
+    # events, exactly once, and never disagrees with them.
+    repo.add_to_cube(session, cube_cells(rows))
     mark.last_id = max(mark.last_id, max(ids))
     mark.events += len(rows)
     return len(facts), len(rows), max(ids)
@@ -298,22 +336,24 @@ MAX_DAYS = 400
 MAX_DAYS_BY_DAY = 93
 
 
-def _indicator_conditions(indicator: str) -> list:
+def _indicator_conditions(indicator: str, rows: Any = StatEvent) -> list:
+    """Which rows count for ``indicator``: of the store (``StatEvent``) or of the cube (``CubeCell``),
+    which share the columns used here."""
     if indicator == "card_uses":
-        return [StatEvent.source == CARD_USE, StatEvent.kind == "use"]
+        return [rows.source == CARD_USE, rows.kind == "use"]
     if indicator == "cards_by_status":
-        return [StatEvent.source == CARD]
+        return [rows.source == CARD]
     if indicator == "contracts_by_status":
-        return [StatEvent.source == FAMILY_DOCTOR]
+        return [rows.source == FAMILY_DOCTOR]
     if indicator in _KINDS:
         source, kinds = _KINDS[indicator]
-        return [StatEvent.source == source, StatEvent.kind.in_(kinds)]
+        return [rows.source == source, rows.kind.in_(kinds)]
     if indicator == "cards_issued":
         # A card counts as issued when it first becomes normal: at registration, or at approval.
-        return [StatEvent.source == CARD, or_(and_(StatEvent.kind == "register", StatEvent.to_status == "normal"),
-                                              StatEvent.kind == "approve")]
+        return [rows.source == CARD, or_(and_(rows.kind == "register", rows.to_status == "normal"),
+                                         rows.kind == "approve")]
     kind = {"cards_lost": "report_lost", "cards_reissued": "reissue", "cards_cancelled": "cancel"}[indicator]
-    return [StatEvent.source == CARD, StatEvent.kind == kind]
+    return [rows.source == CARD, rows.kind == kind]
 
 
 def _dimension(by: str | None, prefix: str):  # noqa: ANN202
@@ -326,6 +366,17 @@ def _dimension(by: str | None, prefix: str):  # noqa: ANN202
     if by == "institution":
         return StatEvent.institution_id
     return getattr(StatEvent, by)
+
+
+def _cube_dimension(by: str | None, prefix: str) -> tuple[str, Any]:
+    """The cube's dimension for a breakdown, and the column giving its value (as :func:`_dimension`)."""
+    if by is None:
+        return "", None
+    if by == "region":
+        if len(prefix) >= 6:  # a county: its institutions are the level below
+            return "institution", CubeCell.value
+        return "", func.substr(CubeCell.region_code, 1, 2 if not prefix else len(prefix) + 2)
+    return by, CubeCell.value
 
 
 @dataclass(frozen=True)
@@ -438,8 +489,11 @@ def _label(by: str | None, value: Any, prefix: str) -> str:
     return str(value)
 
 
-def table(ctx: Ctx, query: Query, *, today: date | None = None, audit_purpose: bool = True) -> Table:
-    """One indicator for a region and below, by period and one breakdown, small numbers protected."""
+def table(ctx: Ctx, query: Query, *, today: date | None = None, audit_purpose: bool = True,
+          cube: bool = True) -> Table:
+    """One indicator for a region and below, by period and one breakdown, small numbers protected.
+    A flow indicator is read from the daily cube (``cube=False``: from the events, the same answer);
+    a stock from the events' status changes."""
     if query.indicator not in INDICATORS:
         raise _problem("indicator", "indicator_unknown", f"Indicators: {', '.join(INDICATORS)}.")
     if query.by is not None and query.by not in INDICATORS[query.indicator]:
@@ -450,9 +504,10 @@ def table(ctx: Ctx, query: Query, *, today: date | None = None, audit_purpose: b
     region = _scope(ctx, query.region)
     start, end = _dates(query, today or utcnow().astimezone(CHINA).date())
     prefix = region_prefix(region) if region else ""
-    conditions = _indicator_conditions(query.indicator)
+    source = CubeCell if cube and query.indicator not in STOCKS else StatEvent
+    conditions = _indicator_conditions(query.indicator, source)
     if prefix:
-        conditions.append(StatEvent.region_code.startswith(prefix, autoescape=True))
+        conditions.append(source.region_code.startswith(prefix, autoescape=True))
     rows = _periods(start, end, query.period)
     values: dict[tuple[str, str], int] = defaultdict(int)
     if query.indicator in STOCKS:
@@ -466,8 +521,13 @@ def table(ctx: Ctx, query: Query, *, today: date | None = None, audit_purpose: b
                     values[(label, status_)] += n
         columns = list(statuses)
     else:
-        dimension = _dimension(query.by, prefix)
-        for day, value, n in repo.counts(ctx.session, conditions, dimension, start, end):
+        if source is CubeCell:
+            name, dimension = _cube_dimension(query.by, prefix)
+            conditions.append(CubeCell.dimension == name)
+            counted = repo.cube_counts(ctx.session, conditions, dimension, start, end)
+        else:
+            counted = repo.counts(ctx.session, conditions, _dimension(query.by, prefix), start, end)
+        for day, value, n in counted:
             values[(period_of(_as_date(day), query.period), _label(query.by, value, prefix))] += n
         columns = sorted({column for _, column in values}) or ["total"]
     cells = [[values.get((r, c), 0) for c in columns] for r in rows]
