@@ -223,6 +223,28 @@ def test_the_api_keeps_each_operator_to_their_region(platform, client, data) -> 
     assert len(audited) >= 2  # the run and the download, each by the operator
 
 
+def test_the_refresher_delivers_due_reports_after_each_refresh(platform, data) -> None:  # noqa: ANN001
+    """``ehc serve``'s background thread: a refresh, then the due reports, every tick."""
+    import time  # waiting for the background thread, this test only
+
+    today = datetime.now(UTC).astimezone(stats.CHINA).date()
+    made = schedule(platform, stats.ScheduleRequest("daily_report"), made_on=today)
+    data.cards(1, institution=CHENGDU_HOSPITAL)
+    data.uses(2, institution=CHENGDU_HOSPITAL, region="510104", day=today - timedelta(days=1))
+    refresher = stats.start_refresher(platform.db, 0.1, lambda session: platform.ctx(
+        session, Actor.system("stats-schedules")))
+    try:
+        deadline = time.monotonic() + 20
+        while not deliveries(platform, made) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        refresher.stop()
+    row = deliveries(platform, made)[0]
+    assert row.due_on == today
+    # The file holds the uses refreshed just before it (the refresh ran first in the same tick).
+    assert file_of(platform, row).decode().splitlines()[1].endswith(",2")
+
+
 def test_ehc_stats_run_schedules(platform, settings, data) -> None:  # noqa: ANN001
     from factories import run_ehc  # a child process: only this test needs it
 
