@@ -684,20 +684,21 @@ def create_schedule(ctx: Ctx, request: ScheduleRequest, *, today: date | None = 
         created_on=today or utcnow().astimezone(CHINA).date()))
 
 
-def _visible(ctx: Ctx, schedule: ReportSchedule) -> bool:
-    mine = operator_region(ctx)
+def _visible(schedule: ReportSchedule, mine: str | None) -> bool:
+    """Whether a reader of region ``mine`` (None: the whole country) sees ``schedule``."""
     return schedule.status != "deleted" and (
         mine is None or (schedule.region_code is not None and region_within(schedule.region_code, mine)))
 
 
 def schedules_of(ctx: Ctx) -> list[ReportSchedule]:
     """The schedules of the caller's region and below (a regional caller never sees another region's)."""
-    return [s for s in repo.schedules(ctx.session, statuses=("active", "paused")) if _visible(ctx, s)]
+    mine = operator_region(ctx)
+    return [s for s in repo.schedules(ctx.session, statuses=("active", "paused")) if _visible(s, mine)]
 
 
 def get_schedule(ctx: Ctx, schedule_id: int) -> ReportSchedule:
     schedule = repo.schedule(ctx.session, schedule_id)
-    if schedule is None or not _visible(ctx, schedule):  # another region's is "not found", as if absent
+    if schedule is None or not _visible(schedule, operator_region(ctx)):  # another region's: as if absent
         raise NotFound("No such report schedule.", code="schedule_not_found")
     return schedule
 
@@ -714,8 +715,13 @@ def set_schedule_status(ctx: Ctx, schedule_id: int, status: str) -> ReportSchedu
 
 
 def deliveries_of(ctx: Ctx, schedule_ids: list[int], *, limit: int = 200) -> list[ReportDelivery]:
-    visible = [get_schedule(ctx, i).id for i in schedule_ids]
-    return repo.deliveries(ctx.session, visible, limit)
+    """The files of these schedules, newest first (one the caller does not see: not found)."""
+    mine = operator_region(ctx)
+    for schedule_id in schedule_ids:
+        schedule = repo.schedule(ctx.session, schedule_id)
+        if schedule is None or not _visible(schedule, mine):
+            raise NotFound("No such report schedule.", code="schedule_not_found")
+    return repo.deliveries(ctx.session, schedule_ids, limit)
 
 
 def due_days(schedule: ReportSchedule, today: date, delivered: set[date]) -> list[date]:
