@@ -363,6 +363,16 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/statistics/reports/daily/{day}"): STATS_READERS,
     ("GET", "/api/v1/statistics/reports/daily/{day}.csv"): STATS_READERS,
     ("POST", "/api/v1/statistics/refresh"): COMMISSION_ADMINS,
+    # report schedules: the same readers, each within their region (another region's is "not found")
+    ("GET", "/api/v1/statistics/schedules"): STATS_READERS,
+    ("POST", "/api/v1/statistics/schedules"): STATS_READERS,
+    ("GET", "/api/v1/statistics/schedules/{schedule_id}"): STATS_READERS,
+    ("POST", "/api/v1/statistics/schedules/{schedule_id}/pause"): STATS_READERS,
+    ("POST", "/api/v1/statistics/schedules/{schedule_id}/resume"): STATS_READERS,
+    ("POST", "/api/v1/statistics/schedules/{schedule_id}/run"): STATS_READERS,
+    ("DELETE", "/api/v1/statistics/schedules/{schedule_id}"): STATS_READERS,
+    ("GET", "/api/v1/statistics/schedules/{schedule_id}/deliveries"): STATS_READERS,
+    ("GET", "/api/v1/statistics/schedules/{schedule_id}/deliveries/{delivery_id}/file"): STATS_READERS,
 }
 
 
@@ -657,6 +667,7 @@ def _family_doctor_requests(w: World) -> dict[tuple[str, str], tuple[dict[str, s
         ("GET", "/api/v1/records/patients/{ehc_id}"): ({"ehc_id": "F" * 64}, None),
         ("GET", "/api/v1/statistics/reports/daily/{day}"): ({"day": "2026-11-20"}, None),
         ("GET", "/api/v1/statistics/reports/daily/{day}.csv"): ({"day": "2026-11-20"}, None),
+        ("POST", "/api/v1/statistics/schedules"): ({}, {"report": "daily_report"}),
         # No payment services in this world: each request stops at a missing object or a bad value
         # before the insurer or the bank would be asked.
         ("POST", "/api/v1/payments/reconciliation/{day}"): ({"day": "not-a-day"}, None),
@@ -671,7 +682,7 @@ def _url(w: World, method: str, template: str, overrides: dict[str, str]) -> str
     params = {"ehc_id": w.card, "institution_id": w.institution, "code": "0300", "terminal_id": "W01",
               "staff_id": w.staff_id, "app_id": w.managed_app.app_id, "key_id": w.managed_app.key_id,
               "session_id": "0" * 24, "bill_id": "0" * 24, "reference": "ANOTHERONE", "entry_id": "999999", "template_id": "0" * 24,
-              **overrides}
+              "schedule_id": "999999", "delivery_id": "999999", **overrides}
     return template.format(**params)
 
 
@@ -1002,6 +1013,10 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/staff/statistics.csv"): STATS_READERS,
     ("GET", "/staff/statistics.parquet"): STATS_READERS,
     ("GET", "/staff/statistics/plotly.min.js"): PUBLIC,  # the charts' library, as static as /static
+    ("GET", "/staff/statistics/schedules"): STATS_READERS,
+    ("POST", "/staff/statistics/schedules"): STATS_READERS,
+    ("POST", "/staff/statistics/schedules/{schedule_id}/{action}"): STATS_READERS,
+    ("GET", "/staff/statistics/schedules/{schedule_id}/deliveries/{delivery_id}"): STATS_READERS,
     # the window clerk's card desk: each form with the rule of the API endpoint doing the same thing
     ("GET", "/staff/desk"): CARD_STAFF - {HOSPITAL},
     ("POST", "/staff/desk/find"): CARD_STAFF - {HOSPITAL},
@@ -1137,7 +1152,7 @@ def _page_url(w: World, template: str) -> str:
                            code="0300", terminal_id="W01", staff_id=w.staff_id, app_id=w.managed_app.app_id,
                            key_id=w.managed_app.key_id, contract_id="no-such-contract", action=action,
                            session_id="0" * 24, reference="ANOTHERONE", consent_id="none", decision="approve",
-                           bill_id="no-such-bill", entry_id="none")
+                           bill_id="no-such-bill", entry_id="none", schedule_id="999999", delivery_id="999999")
 
 
 def test_page_authorisation_matrix(world: World) -> None:

@@ -89,7 +89,9 @@ def app_factory() -> FastAPI:
     start_sweeper(platform.db)
     # Holds that expired, no-shows and reminders: caught up at start, then every minute.
     start_appointments_sweeper(platform.db, lambda session: platform.ctx(session, Actor.system("appointments")))
-    start_refresher(platform.db, platform.settings.stats_refresh_seconds)
+    # After each refresh, the scheduled reports that are due (docs/statistics.md).
+    start_refresher(platform.db, platform.settings.stats_refresh_seconds,
+                    lambda session: platform.ctx(session, Actor.system("stats-schedules")))
     # Payment steps left due (a crash, a service that did not answer) are resumed here, every second.
     if platform.settings.insurance_url and platform.settings.bank_url:
         start_payments_driver(platform.db, lambda session: platform.ctx(session, Actor.system("payments")))

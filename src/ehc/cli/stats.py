@@ -1,10 +1,11 @@
 """``ehc stats``: the analytical store (feed it, see how far it is), the national daily card-use
-report, and the Parquet export for DuckDB or Spark (docs/statistics.md)."""
+report, the scheduled reports that are due, and the Parquet export for DuckDB or Spark
+(docs/statistics.md)."""
 
 from __future__ import annotations
 
 import sys
-from datetime import date
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -76,3 +77,28 @@ def stats_export(
     platform = open_platform()
     written, last = service.export_parquet(platform.db, directory, batch=max(1, batch))
     console.print(f"{written} rows exported; exported through row {last}")
+
+
+@app.command("run-schedules")
+def stats_run_schedules(
+    day: Annotated[Optional[str], typer.Option(help="Run as on this China day (yyyy-mm-dd) instead of today")] = None,
+) -> None:
+    """Deliver the scheduled reports that are due (each schedule's due day once; safe to rerun)."""
+    now = None
+    if day:
+        try:
+            # Noon China time (04:00 UTC) of that day: the runner reads the China day from it.
+            now = datetime.combine(date.fromisoformat(day), time(4), tzinfo=UTC)
+        except ValueError:
+            err.print("[red]error[/red] --day is yyyy-mm-dd")
+            raise typer.Exit(2) from None
+    platform = open_platform()
+    done = service.run_schedules(platform.db, lambda session: platform.ctx(session, Actor.system("stats-schedules")),
+                                 now=now)
+    for schedule_id, due_on, path in done.made:
+        console.print(f"schedule {schedule_id}, {due_on}: {path}")
+    for schedule_id, due_on, code in done.failed:
+        err.print(f"[red]schedule {schedule_id}, {due_on}: refused ({code})[/red]")
+    console.print(f"{len(done.made)} reports delivered")
+    if done.failed:
+        raise typer.Exit(1)

@@ -126,8 +126,17 @@ def insert_or_take_over(table: Table, key: list[str], returning: str, dialect: s
     ).returning(table.c[returning])
 
 
+def insert_or_add(table: Table, key: list[str], counter: str, dialect: str):  # noqa: ANN201
+    """``INSERT ... ON CONFLICT (key) DO UPDATE SET counter = counter + excluded.counter``, the row's
+    columns as bind parameters of the same names: counts added to what is there, in one statement."""
+    insert = _DIALECTS[dialect].insert(table).values({c.name: bindparam(c.name) for c in table.columns})
+    return insert.on_conflict_do_update(index_elements=[table.c[k] for k in key],
+                                        set_={counter: table.c[counter] + insert.excluded[counter]})
+
+
 def dialects() -> tuple[str, ...]:
-    """The dialects :func:`insert_ignore` and :func:`insert_or_take_over` build statements for."""
+    """The dialects :func:`insert_ignore`, :func:`insert_or_take_over` and :func:`insert_or_add`
+    build statements for."""
     return tuple(_DIALECTS)
 
 

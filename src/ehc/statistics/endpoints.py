@@ -1,16 +1,19 @@
-"""The statistics API: tables (JSON, CSV, Parquet), the national daily card-use report, feeding."""
+"""The statistics API: tables (JSON, CSV, Parquet), the national daily card-use report, feeding, and
+report schedules with their delivered files."""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
 from . import service
 from .auth import StatsAdmin, StatsReader
-from .schemas import ColumnOut, RefreshOut, ReportOut, ReportRowOut, RowOut, SourceOut, TableOut
+from .models import ReportDelivery, ReportSchedule
+from .schemas import (ColumnOut, DeliveryOut, RefreshOut, ReportOut, ReportRowOut, RowOut, RunOut, ScheduleIn,
+                      ScheduleOut, SourceOut, TableOut)
 
 router = APIRouter(tags=["statistics"])
 
@@ -92,3 +95,80 @@ def daily_report(ctx: StatsReader, day: date, region: Annotated[str | None, Quer
 def refresh(ctx: StatsAdmin) -> RefreshOut:
     report = service.refresh_now(ctx)
     return RefreshOut(stored=report.stored, sources=[SourceOut(**s) for s in service.status(ctx.session)])
+
+
+# -- report schedules ------------------------------------------------------------------------------
+
+SCHEDULES = "/api/v1/statistics/schedules"
+RowId = Annotated[int, Path(ge=1, le=2**62)]  # within a BIGINT: a larger number is a 422, not a database error
+
+
+def schedule_out(schedule: ReportSchedule) -> ScheduleOut:
+    return ScheduleOut(id=schedule.id, report=schedule.report, indicator=schedule.indicator, by=schedule.breakdown,
+                       period=schedule.period, region=schedule.region_code, frequency=schedule.frequency,
+                       weekday=schedule.weekday, format=schedule.format, status=schedule.status,
+                       created_by=schedule.created_by, created_on=schedule.created_on)
+
+
+def delivery_out(row: ReportDelivery) -> DeliveryOut:
+    return DeliveryOut(id=row.id, schedule_id=row.schedule_id, due_on=row.due_on, start=row.start, end=row.end,
+                       file_name=row.path.rsplit("/", 1)[-1], size=row.size, sha256=row.sha256,
+                       created_at=row.created_at, download=f"{SCHEDULES}/{row.schedule_id}/deliveries/{row.id}/file")
+
+
+@router.get(SCHEDULES, response_model=list[ScheduleOut], summary="Report schedules of your region and below")
+def list_schedules(ctx: StatsReader) -> list[ScheduleOut]:
+    return [schedule_out(s) for s in service.schedules_of(ctx)]
+
+
+@router.post(SCHEDULES, response_model=ScheduleOut, status_code=201,
+             summary="Schedule a report (the daily card-use report, or an indicator's table) daily or weekly")
+def create_schedule(ctx: StatsReader, body: ScheduleIn) -> ScheduleOut:
+    request = service.ScheduleRequest(report=body.report, frequency=body.frequency, weekday=body.weekday,
+                                      format=body.format, indicator=body.indicator, by=body.by or None,
+                                      period=body.period, region=body.region or None)
+    return schedule_out(service.create_schedule(ctx, request))
+
+
+@router.get(f"{SCHEDULES}/{{schedule_id}}", response_model=ScheduleOut, summary="A report schedule")
+def get_schedule(ctx: StatsReader, schedule_id: RowId) -> ScheduleOut:
+    return schedule_out(service.get_schedule(ctx, schedule_id))
+
+
+@router.post(f"{SCHEDULES}/{{schedule_id}}/pause", response_model=ScheduleOut, summary="Pause a schedule")
+def pause_schedule(ctx: StatsReader, schedule_id: RowId) -> ScheduleOut:
+    return schedule_out(service.set_schedule_status(ctx, schedule_id, "paused"))
+
+
+@router.post(f"{SCHEDULES}/{{schedule_id}}/resume", response_model=ScheduleOut, summary="Resume a paused schedule")
+def resume_schedule(ctx: StatsReader, schedule_id: RowId) -> ScheduleOut:
+    return schedule_out(service.set_schedule_status(ctx, schedule_id, "active"))
+
+
+@router.delete(f"{SCHEDULES}/{{schedule_id}}", status_code=204, response_class=Response,
+               summary="Delete a schedule (it runs no more; its delivered files stay on record)")
+def delete_schedule(ctx: StatsReader, schedule_id: RowId) -> Response:
+    service.set_schedule_status(ctx, schedule_id, "deleted")
+    return Response(status_code=204)
+
+
+@router.post(f"{SCHEDULES}/{{schedule_id}}/run", response_model=RunOut,
+             summary="Deliver the schedule's due reports now (each due day once; nothing when none is due)")
+def run_schedule(ctx: StatsReader, schedule_id: RowId) -> RunOut:
+    return RunOut(made=[delivery_out(d) for d in service.run_schedule_now(ctx, schedule_id)])
+
+
+@router.get(f"{SCHEDULES}/{{schedule_id}}/deliveries", response_model=list[DeliveryOut],
+            summary="The files a schedule delivered, newest first")
+def list_deliveries(ctx: StatsReader, schedule_id: RowId) -> list[DeliveryOut]:
+    return [delivery_out(d) for d in service.deliveries_of(ctx, [schedule_id])]
+
+
+@router.get(f"{SCHEDULES}/{{schedule_id}}/deliveries/{{delivery_id}}/file", response_class=Response,
+            responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}},
+            summary="A delivered report file (CSV or Parquet)")
+def delivery_file(ctx: StatsReader, schedule_id: RowId, delivery_id: RowId) -> Response:
+    schedule, row, body = service.delivery_file(ctx, schedule_id, delivery_id)
+    return Response(body, media_type=service.MEDIA_TYPES[schedule.format],
+                    headers={"Content-Disposition": f'attachment; filename="{row.path.rsplit("/", 1)[-1]}"',
+                             "Cache-Control": "no-store"})

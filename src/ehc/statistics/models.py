@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, Index, Integer, SmallInteger, String, UniqueConstraint
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, SmallInteger, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base, UtcDateTime
@@ -45,6 +45,25 @@ class StatEvent(Base):
     to_status: Mapped[str | None] = mapped_column(String(16))
 
 
+class CubeCell(Base):
+    """The daily cube: for each day, source, kind, to-status and county (region code), the count of the
+    store's events per value of one breakdown (``dimension``; "" for none, where ``value`` is "" too).
+    Each event adds 1 to one cell of every dimension. Maintained by the refresh in the transaction
+    that stores the events, so it never disagrees with them; the flow indicators read it instead of
+    grouping the events. A missing value (NULL in the store) is "" here; ``hour`` is its text."""
+
+    __tablename__ = "stats_cube"
+
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(16), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24), primary_key=True)
+    to_status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    region_code: Mapped[str] = mapped_column(String(6), primary_key=True)
+    value: Mapped[str] = mapped_column(String(24), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
 class Watermark(Base):
     """How far the store has read each source: the highest source row id taken in."""
 
@@ -54,3 +73,45 @@ class Watermark(Base):
     last_id: Mapped[int] = mapped_column(BigInteger, default=0)
     events: Mapped[int] = mapped_column(BigInteger, default=0)  # rows stored from this source in all
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ReportSchedule(Base):
+    """A report an operator asked for on a schedule: the national daily card-use report, or one
+    indicator's table, for a region (None: the whole country) fixed when it was made, within the
+    maker's scope. ``status``: active | paused | deleted (a deleted schedule keeps its deliveries'
+    rows for the audit trail, but runs no more and is no longer listed)."""
+
+    __tablename__ = "stats_schedules"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    report: Mapped[str] = mapped_column(String(16))  # daily_report | table
+    indicator: Mapped[str | None] = mapped_column(String(24))  # a table's
+    breakdown: Mapped[str | None] = mapped_column(String(24))
+    period: Mapped[str | None] = mapped_column(String(8))  # day | week | month
+    region_code: Mapped[str | None] = mapped_column(String(6), index=True)  # None: the whole country
+    frequency: Mapped[str] = mapped_column(String(8))  # daily | weekly
+    weekday: Mapped[int | None] = mapped_column(SmallInteger)  # weekly: 0 Monday ... 6 Sunday
+    format: Mapped[str] = mapped_column(String(8))  # csv | parquet
+    status: Mapped[str] = mapped_column(String(8), default="active")
+    created_by: Mapped[str] = mapped_column(String(64))  # the staff account's id
+    created_on: Mapped[date] = mapped_column(Date)  # China day: the first day it may be due
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ReportDelivery(Base):
+    """A file a schedule produced for one due day. ``(schedule_id, due_on)`` is unique: two runners
+    at once, or a rerun, make one file."""
+
+    __tablename__ = "stats_deliveries"
+    __table_args__ = (UniqueConstraint("schedule_id", "due_on", name="uq_stats_deliveries_schedule_day"),)
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("stats_schedules.id"), index=True)
+    due_on: Mapped[date] = mapped_column(Date)  # the China day it was due
+    start: Mapped[date] = mapped_column(Date)  # the days it covers
+    end: Mapped[date] = mapped_column(Date)
+    path: Mapped[str] = mapped_column(String(255))  # under the data directory's reports/
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

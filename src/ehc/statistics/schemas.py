@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel
+from typing import Literal
+
+from pydantic import BaseModel, Field
 
 
 class ColumnOut(BaseModel):
@@ -58,3 +60,46 @@ class SourceOut(BaseModel):
 class RefreshOut(BaseModel):
     stored: dict[str, int]
     sources: list[SourceOut]
+
+
+class ScheduleIn(BaseModel):
+    report: Literal["daily_report", "table"]
+    frequency: Literal["daily", "weekly"] = "daily"
+    weekday: int | None = Field(default=None, ge=0, le=6)  # weekly: 0 Monday ... 6 Sunday
+    format: Literal["csv", "parquet"] = "csv"
+    indicator: str | None = Field(default=None, max_length=24)  # a table's
+    by: str | None = Field(default=None, max_length=24)
+    period: Literal["day", "week", "month"] | None = None
+    region: str | None = Field(default=None, max_length=6)  # None: your whole region
+
+
+class ScheduleOut(BaseModel):
+    id: int
+    report: str
+    indicator: str | None
+    by: str | None
+    period: str | None
+    region: str | None  # None: the whole country
+    frequency: str
+    weekday: int | None
+    format: str
+    status: str
+    created_by: str
+    created_on: date
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    schedule_id: int
+    due_on: date
+    start: date  # the days the report covers
+    end: date
+    file_name: str
+    size: int
+    sha256: str
+    created_at: datetime
+    download: str  # the API path of the file
+
+
+class RunOut(BaseModel):
+    made: list[DeliveryOut]

@@ -21,10 +21,13 @@ region and below, every answer small-number protected (``suppression``) and audi
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import io
 import logging
+import os
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, func, or_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..accounts import service as accounts
@@ -39,12 +43,12 @@ from ..audit import service as audit
 from ..institutions import service as institutions
 from ..kit import dialect
 from ..kit.clock import CHINA, utcnow
-from ..kit.context import Ctx
-from ..kit.errors import Forbidden, Invalid, field_error
+from ..kit.context import Actor, Ctx
+from ..kit.errors import Forbidden, Invalid, NotFound, Problem, field_error
 from ..kit.regions import region_prefix, region_problem, region_within
 from ..mpi import service as mpi
 from . import repository as repo
-from .models import StatEvent
+from .models import CubeCell, ReportDelivery, ReportSchedule, StatEvent
 from .suppression import Protected, protect
 
 log = logging.getLogger("ehc.statistics")
@@ -119,6 +123,41 @@ def _rows(session: Session, source: str, facts: list[dict]) -> list[dict]:
     return rows
 
 
+# The daily cube's breakdowns: dimension -> the store's row key giving its value ("" for none).
+CUBE_DIMENSIONS = {"": None, "channel": "channel", "document_type": "document_type", "age_band": "age_band",
+                   "sex": "sex", "institution": "institution_id", "care_step": "care_step",
+                   "terminal_type": "terminal_type", "hour": "hour"}
+
+
+def cube_cells(rows: list[dict]) -> list[dict]:
+    """What ``rows`` add to the cube: one cell per dimension for each, counted together, in key order."""
+    counted: Counter[tuple] = Counter()
+    for row in rows:
+        for dimension, key in CUBE_DIMENSIONS.items():
+            value = "" if key is None or row.get(key) is None else str(row[key])
+            counted[(row["source"], dimension, row["day"], row["kind"], row.get("to_status") or "",
+                     row["region_code"], value)] += 1
+    return [dict(zip(repo.CUBE_KEY, key, strict=True), count=n) for key, n in sorted(counted.items())]
+
+
+def _cube_columns() -> dict[str, Any]:
+    return {d: (getattr(StatEvent, k) if k else None) for d, k in CUBE_DIMENSIONS.items()}
+
+
+def rebuild_cube(db: Any) -> None:
+    """Fill the cube again from the events (after rows were loaded into the store by other means than
+    the refresh, e.g. a bulk load). Holds every source's refresh lock, so no refresh adds meanwhile."""
+    with db.session() as session:
+        for name in sorted(set(_sources) | {row.source for row in repo.watermarks(session)}):
+            dialect.serialise(session, f"{REFRESH_LOCK}:{name}")
+        repo.rebuild_cube(session, _cube_columns())
+
+
+def cube_differences(session: Session) -> dict[tuple, tuple[int, int]]:
+    """Cells where the cube and the events disagree (none, unless rows were loaded around the refresh)."""
+    return repo.cube_differences(session, _cube_columns())
+
+
 @dataclass
 class RefreshReport:
     stored: dict[str, int] = field(default_factory=dict)  # new rows by source
@@ -147,6 +186,9 @@ def _feed(session: Session, source: Source, cursor: int, batch: int) -> tuple[in
     have = repo.stored_ids(session, source.name, min(ids), max(ids))
     rows = _rows(session, source.name, [f for f in facts if int(f["id"]) not in have])
     repo.add_events(session, rows)
+    # The cube in the same transaction, from the rows just stored and only those: it moves with the
+    # events, exactly once, and never disagrees with them.
+    repo.add_to_cube(session, cube_cells(rows))
     mark.last_id = max(mark.last_id, max(ids))
     mark.events += len(rows)
     return len(facts), len(rows), max(ids)
@@ -191,11 +233,13 @@ def status(session: Session) -> list[dict]:
 
 
 class Refresher:
-    """``ehc serve``'s background feeding of the store, every ``interval`` seconds."""
+    """``ehc serve``'s background feeding of the store, every ``interval`` seconds; after each refresh
+    it delivers the scheduled reports that are due (``make_ctx`` given: the runner's context)."""
 
-    def __init__(self, db: Any, interval: float) -> None:
+    def __init__(self, db: Any, interval: float, make_ctx: Callable[[Session], Ctx] | None = None) -> None:
         self.db = db
         self.interval = interval
+        self.make_ctx = make_ctx
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="ehc-stats-refresh", daemon=True)
 
@@ -215,10 +259,19 @@ class Refresher:
                     log.info("statistics refresh stored %d events", report.total)
             except Exception:  # a failed run is retried at the next tick; the watermark did not move
                 log.exception("statistics refresh failed")
+                continue
+            if self.make_ctx is None:
+                continue
+            try:
+                done = run_schedules(self.db, self.make_ctx)
+                if done.made:
+                    log.info("scheduled reports: %d files delivered", len(done.made))
+            except Exception:  # retried at the next tick: a due day stays due until its file is made
+                log.exception("scheduled reports failed")
 
 
-def start_refresher(db: Any, interval: float) -> Refresher | None:
-    return Refresher(db, interval).start() if interval > 0 else None
+def start_refresher(db: Any, interval: float, make_ctx: Callable[[Session], Ctx] | None = None) -> Refresher | None:
+    return Refresher(db, interval, make_ctx).start() if interval > 0 else None
 
 
 # -- indicators and breakdowns ---------------------------------------------------------------------
@@ -283,22 +336,24 @@ MAX_DAYS = 400
 MAX_DAYS_BY_DAY = 93
 
 
-def _indicator_conditions(indicator: str) -> list:
+def _indicator_conditions(indicator: str, rows: Any = StatEvent) -> list:
+    """Which rows count for ``indicator``: of the store (``StatEvent``) or of the cube (``CubeCell``),
+    which share the columns used here."""
     if indicator == "card_uses":
-        return [StatEvent.source == CARD_USE, StatEvent.kind == "use"]
+        return [rows.source == CARD_USE, rows.kind == "use"]
     if indicator == "cards_by_status":
-        return [StatEvent.source == CARD]
+        return [rows.source == CARD]
     if indicator == "contracts_by_status":
-        return [StatEvent.source == FAMILY_DOCTOR]
+        return [rows.source == FAMILY_DOCTOR]
     if indicator in _KINDS:
         source, kinds = _KINDS[indicator]
-        return [StatEvent.source == source, StatEvent.kind.in_(kinds)]
+        return [rows.source == source, rows.kind.in_(kinds)]
     if indicator == "cards_issued":
         # A card counts as issued when it first becomes normal: at registration, or at approval.
-        return [StatEvent.source == CARD, or_(and_(StatEvent.kind == "register", StatEvent.to_status == "normal"),
-                                              StatEvent.kind == "approve")]
+        return [rows.source == CARD, or_(and_(rows.kind == "register", rows.to_status == "normal"),
+                                         rows.kind == "approve")]
     kind = {"cards_lost": "report_lost", "cards_reissued": "reissue", "cards_cancelled": "cancel"}[indicator]
-    return [StatEvent.source == CARD, StatEvent.kind == kind]
+    return [rows.source == CARD, rows.kind == kind]
 
 
 def _dimension(by: str | None, prefix: str):  # noqa: ANN202
@@ -311,6 +366,17 @@ def _dimension(by: str | None, prefix: str):  # noqa: ANN202
     if by == "institution":
         return StatEvent.institution_id
     return getattr(StatEvent, by)
+
+
+def _cube_dimension(by: str | None, prefix: str) -> tuple[str, Any]:
+    """The cube's dimension for a breakdown, and the column giving its value (as :func:`_dimension`)."""
+    if by is None:
+        return "", None
+    if by == "region":
+        if len(prefix) >= 6:  # a county: its institutions are the level below
+            return "institution", CubeCell.value
+        return "", func.substr(CubeCell.region_code, 1, 2 if not prefix else len(prefix) + 2)
+    return by, CubeCell.value
 
 
 @dataclass(frozen=True)
@@ -423,8 +489,11 @@ def _label(by: str | None, value: Any, prefix: str) -> str:
     return str(value)
 
 
-def table(ctx: Ctx, query: Query, *, today: date | None = None, audit_purpose: bool = True) -> Table:
-    """One indicator for a region and below, by period and one breakdown, small numbers protected."""
+def table(ctx: Ctx, query: Query, *, today: date | None = None, audit_purpose: bool = True,
+          cube: bool = True) -> Table:
+    """One indicator for a region and below, by period and one breakdown, small numbers protected.
+    A flow indicator is read from the daily cube (``cube=False``: from the events, the same answer);
+    a stock from the events' status changes."""
     if query.indicator not in INDICATORS:
         raise _problem("indicator", "indicator_unknown", f"Indicators: {', '.join(INDICATORS)}.")
     if query.by is not None and query.by not in INDICATORS[query.indicator]:
@@ -435,9 +504,10 @@ def table(ctx: Ctx, query: Query, *, today: date | None = None, audit_purpose: b
     region = _scope(ctx, query.region)
     start, end = _dates(query, today or utcnow().astimezone(CHINA).date())
     prefix = region_prefix(region) if region else ""
-    conditions = _indicator_conditions(query.indicator)
+    source = CubeCell if cube and query.indicator not in STOCKS else StatEvent
+    conditions = _indicator_conditions(query.indicator, source)
     if prefix:
-        conditions.append(StatEvent.region_code.startswith(prefix, autoescape=True))
+        conditions.append(source.region_code.startswith(prefix, autoescape=True))
     rows = _periods(start, end, query.period)
     values: dict[tuple[str, str], int] = defaultdict(int)
     if query.indicator in STOCKS:
@@ -451,8 +521,13 @@ def table(ctx: Ctx, query: Query, *, today: date | None = None, audit_purpose: b
                     values[(label, status_)] += n
         columns = list(statuses)
     else:
-        dimension = _dimension(query.by, prefix)
-        for day, value, n in repo.counts(ctx.session, conditions, dimension, start, end):
+        if source is CubeCell:
+            name, dimension = _cube_dimension(query.by, prefix)
+            conditions.append(CubeCell.dimension == name)
+            counted = repo.cube_counts(ctx.session, conditions, dimension, start, end)
+        else:
+            counted = repo.counts(ctx.session, conditions, _dimension(query.by, prefix), start, end)
+        for day, value, n in counted:
             values[(period_of(_as_date(day), query.period), _label(query.by, value, prefix))] += n
         columns = sorted({column for _, column in values}) or ["total"]
     cells = [[values.get((r, c), 0) for c in columns] for r in rows]
@@ -479,12 +554,12 @@ def to_csv(records: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def to_parquet(records: list[dict[str, Any]]) -> bytes:
-    """The records as a Parquet file (every column text, as published)."""
+def to_parquet(records: list[dict[str, Any]], columns: Iterable[str] = ("period", "value", "count")) -> bytes:
+    """The records as a Parquet file (every column text, as published); ``columns`` when there are none."""
     import pyarrow as pa  # noqa: PLC0415 - loaded for a Parquet download only
     import pyarrow.parquet as pq  # noqa: PLC0415 - as above
 
-    columns = list(records[0]) if records else ["period", "value", "count"]
+    columns = list(records[0]) if records else list(columns)
     arrays = {name: pa.array([str(r[name]) if r[name] is not None else None for r in records], pa.string())
               for name in columns}
     sink = io.BytesIO()
@@ -550,3 +625,244 @@ def export_parquet(db: Any, directory: Path | str, *, batch: int = 200_000) -> t
         temporary.replace(mark_file)
         done = last
         written += len(rows)
+
+
+# -- scheduled reports -----------------------------------------------------------------------------
+
+REPORTS = ("daily_report", "table")
+SCHEDULE_PERIODS = ("day", "week", "month")
+FREQUENCIES = ("daily", "weekly")
+FORMATS = ("csv", "parquet")
+MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
+# A runner that was down (no server, a failing database) catches up the due days of the last week,
+# no further: older days are better asked for by hand (``ehc stats report``).
+CATCH_UP_DAYS = 7
+SCHEDULE_LOCK = "ehc.statistics.schedule"
+
+
+@dataclass(frozen=True)
+class ScheduleRequest:
+    report: str  # daily_report | table
+    frequency: str = "daily"
+    weekday: int | None = None  # weekly: 0 Monday ... 6 Sunday
+    format: str = "csv"
+    indicator: str | None = None
+    by: str | None = None
+    period: str | None = None  # day | week | month
+    region: str | None = None  # None: the caller's whole region
+
+
+def reports_dir(ctx: Ctx) -> Path:
+    return Path(ctx.settings.data_dir) / "reports"
+
+
+def create_schedule(ctx: Ctx, request: ScheduleRequest, *, today: date | None = None) -> ReportSchedule:
+    """A new schedule for the caller's region (or a region below it, never beyond)."""
+    if request.report not in REPORTS:
+        raise _problem("report", "report_unknown", f"Reports: {', '.join(REPORTS)}.")
+    if request.frequency not in FREQUENCIES:
+        raise _problem("frequency", "frequency_unknown", f"Frequencies: {', '.join(FREQUENCIES)}.")
+    weekday = request.weekday if request.frequency == "weekly" else None
+    if request.frequency == "weekly" and (weekday is None or not 0 <= weekday <= 6):
+        raise _problem("weekday", "weekday_invalid", "A weekly report names its weekday, 0 (Monday) to 6 (Sunday).")
+    if request.format not in FORMATS:
+        raise _problem("format", "format_unknown", f"Formats: {', '.join(FORMATS)}.")
+    indicator = by = period = None
+    if request.report == "table":
+        indicator, by, period = request.indicator or "", request.by or None, request.period or ""
+        if indicator not in INDICATORS:
+            raise _problem("indicator", "indicator_unknown", f"Indicators: {', '.join(INDICATORS)}.")
+        if by is not None and by not in INDICATORS[indicator]:
+            raise _problem("by", "breakdown_unknown", f"{indicator} is broken down by {', '.join(INDICATORS[indicator])}.")
+        if period not in SCHEDULE_PERIODS:
+            raise _problem("period", "period_unknown", f"Periods: {', '.join(SCHEDULE_PERIODS)}.")
+    region = _scope(ctx, request.region)
+    return repo.add_schedule(ctx.session, ReportSchedule(
+        report=request.report, indicator=indicator, breakdown=by, period=period, region_code=region,
+        frequency=request.frequency, weekday=weekday, format=request.format, status="active",
+        created_by=(ctx.actor.id or ctx.actor.kind)[:64],
+        created_on=today or utcnow().astimezone(CHINA).date()))
+
+
+def _visible(schedule: ReportSchedule, mine: str | None) -> bool:
+    """Whether a reader of region ``mine`` (None: the whole country) sees ``schedule``."""
+    return schedule.status != "deleted" and (
+        mine is None or (schedule.region_code is not None and region_within(schedule.region_code, mine)))
+
+
+def schedules_of(ctx: Ctx) -> list[ReportSchedule]:
+    """The schedules of the caller's region and below (a regional caller never sees another region's)."""
+    mine = operator_region(ctx)
+    return [s for s in repo.schedules(ctx.session, statuses=("active", "paused")) if _visible(s, mine)]
+
+
+def get_schedule(ctx: Ctx, schedule_id: int) -> ReportSchedule:
+    schedule = repo.schedule(ctx.session, schedule_id)
+    if schedule is None or not _visible(schedule, operator_region(ctx)):  # another region's: as if absent
+        raise NotFound("No such report schedule.", code="schedule_not_found")
+    return schedule
+
+
+def set_schedule_status(ctx: Ctx, schedule_id: int, status: str) -> ReportSchedule:
+    """Pause (``paused``), resume (``active``) or delete (``deleted``: runs no more, no longer listed;
+    its delivery rows stay for the audit trail)."""
+    if status not in ("active", "paused", "deleted"):
+        raise _problem("status", "status_unknown", "A schedule is active, paused or deleted.")
+    schedule = get_schedule(ctx, schedule_id)
+    schedule.status = status
+    ctx.session.flush()
+    return schedule
+
+
+def deliveries_of(ctx: Ctx, schedule_ids: list[int], *, limit: int = 200) -> list[ReportDelivery]:
+    """The files of these schedules, newest first (one the caller does not see: not found)."""
+    mine = operator_region(ctx)
+    for schedule_id in schedule_ids:
+        schedule = repo.schedule(ctx.session, schedule_id)
+        if schedule is None or not _visible(schedule, mine):
+            raise NotFound("No such report schedule.", code="schedule_not_found")
+    return repo.deliveries(ctx.session, schedule_ids, limit)
+
+
+def due_days(schedule: ReportSchedule, today: date, delivered: set[date]) -> list[date]:
+    """The days (China time) on which ``schedule`` is due and has no file yet: every day, or its
+    weekday, from the day it was made, catching up at most ``CATCH_UP_DAYS``."""
+    if schedule.status != "active":
+        return []
+    day = max(_as_date(schedule.created_on), today - timedelta(days=CATCH_UP_DAYS - 1))
+    days = []
+    while day <= today:
+        if (schedule.frequency == "daily" or day.weekday() == schedule.weekday) and day not in delivered:
+            days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+def report_window(schedule: ReportSchedule, due_on: date) -> tuple[date, date]:
+    """The days a delivery due on ``due_on`` covers: up to the day before (the last whole day), since
+    the previous delivery (a day, or a week, before), reaching back to the start of the period that
+    holds that first day, so that no period of the table is cut at its start."""
+    end = due_on - timedelta(days=1)
+    start = due_on - timedelta(days=1 if schedule.frequency == "daily" else 7)
+    if schedule.report == "table" and schedule.period == "week":
+        start -= timedelta(days=start.weekday())
+    elif schedule.report == "table" and schedule.period == "month":
+        start = start.replace(day=1)
+    return start, end
+
+
+def _purpose(schedule: ReportSchedule) -> str:
+    return "stats.daily_report" if schedule.report == "daily_report" else f"stats.{schedule.indicator}"
+
+
+def _file_name(schedule: ReportSchedule, due_on: date) -> str:
+    what = "card-uses" if schedule.report == "daily_report" else (
+        f"{schedule.indicator}-{schedule.breakdown or 'total'}-{schedule.period}")
+    return f"{schedule.id}/{due_on.isoformat()}-{what}-{schedule.region_code or 'national'}.{schedule.format}"
+
+
+def _produce(ctx: Ctx, schedule: ReportSchedule, start: date, end: date) -> bytes:
+    """The report's file: the same rows the API's report and table downloads carry (a table small-number
+    protected, the daily report exact); each query audited by ``daily_report`` / ``table``."""
+    if schedule.report == "daily_report":
+        records: list[dict[str, Any]] = []
+        day = start
+        while day <= end:
+            records.extend(daily_report(ctx, day, schedule.region_code))
+            day += timedelta(days=1)
+        header: tuple[str, ...] = REPORT_FIELDS
+    else:
+        query = Query(schedule.indicator or "", schedule.breakdown, schedule.period or "day", schedule.region_code,
+                      start, end)
+        records = table(ctx, query, today=end).records()
+        header = ("period", "value", "count")
+    if schedule.format == "parquet":
+        return to_parquet(records, header)
+    return (to_csv(records) or ",".join(header) + "\n").encode("utf-8")
+
+
+def _write(path: Path, body: bytes) -> None:
+    """Write then rename: a reader (or a crash) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    temporary.write_bytes(body)
+    temporary.replace(path)
+
+
+def deliver(ctx: Ctx, schedule: ReportSchedule, due_on: date) -> ReportDelivery | None:
+    """Make the file of ``schedule`` due on ``due_on`` and record it, in the caller's transaction;
+    None when it exists already. Serialised per schedule and day, and ``(schedule, day)`` is unique:
+    two runners at once, or a rerun, make one file and one row."""
+    dialect.serialise(ctx.session, f"{SCHEDULE_LOCK}:{schedule.id}:{due_on.isoformat()}")
+    if repo.delivery(ctx.session, schedule.id, due_on) is not None:
+        return None
+    start, end = report_window(schedule, due_on)
+    body = _produce(ctx, schedule, start, end)
+    relative = _file_name(schedule, due_on)
+    _write(reports_dir(ctx) / relative, body)
+    return repo.add_delivery(ctx.session, ReportDelivery(
+        schedule_id=schedule.id, due_on=due_on, start=start, end=end, path=relative, size=len(body),
+        sha256=hashlib.sha256(body).hexdigest(), created_at=utcnow()))
+
+
+def run_schedule_now(ctx: Ctx, schedule_id: int, *, now: datetime | None = None) -> list[ReportDelivery]:
+    """The due days of one schedule the caller sees, delivered now by the caller (``Run now``)."""
+    schedule = get_schedule(ctx, schedule_id)
+    today = (now or utcnow()).astimezone(CHINA).date()
+    delivered = repo.delivered_days(ctx.session, schedule.id, today - timedelta(days=CATCH_UP_DAYS))
+    made = [deliver(ctx, schedule, day) for day in due_days(schedule, today, delivered)]
+    return [d for d in made if d is not None]
+
+
+@dataclass
+class ScheduleRun:
+    made: list[tuple[int, date, str]] = field(default_factory=list)  # (schedule, due day, file)
+    failed: list[tuple[int, date, str]] = field(default_factory=list)  # (schedule, due day, why)
+
+
+def run_schedules(db: Any, make_ctx: Callable[[Session], Ctx], *, now: datetime | None = None) -> ScheduleRun:
+    """Deliver every due report (the refresher after each refresh, ``ehc stats run-schedules``): one
+    transaction per schedule and day, as the system actor ``stats-schedule:<id>``, so the audit trail
+    names the schedule behind each query. A schedule that fails is logged and retried at the next run;
+    the others go on."""
+    today = (now or utcnow()).astimezone(CHINA).date()
+    with db.session() as session:
+        work = [(s.id, day) for s in repo.schedules(session, statuses=("active",))
+                for day in due_days(s, today, repo.delivered_days(session, s.id, today - timedelta(days=CATCH_UP_DAYS)))]
+    run = ScheduleRun()
+    for schedule_id, day in work:
+        try:
+            with db.session() as session:
+                base = make_ctx(session)
+                ctx = dataclasses.replace(base, actor=Actor.system(f"stats-schedule:{schedule_id}", base.actor.channel))
+                schedule = repo.schedule(session, schedule_id)
+                made = deliver(ctx, schedule, day) if schedule is not None and schedule.status == "active" else None
+                path = made.path if made is not None else None
+        except IntegrityError:  # another runner's row for this day committed first: its file stands
+            continue
+        except Problem as problem:  # a schedule its indicator no longer fits, say: the others go on
+            log.warning("scheduled report %s of %s refused: %s", schedule_id, day, problem.code)
+            run.failed.append((schedule_id, day, problem.code))
+            continue
+        if path is not None:
+            run.made.append((schedule_id, day, path))
+    return run
+
+
+def delivery_file(ctx: Ctx, schedule_id: int, delivery_id: int) -> tuple[ReportSchedule, ReportDelivery, bytes]:
+    """A delivered file, for a caller who sees its schedule (another region's: not found); checked
+    against the digest recorded when it was made, and its reading audited as the report's query is."""
+    schedule = get_schedule(ctx, schedule_id)
+    row = repo.delivery_by_id(ctx.session, delivery_id)
+    if row is None or row.schedule_id != schedule.id:
+        raise NotFound("No such delivered report.", code="delivery_not_found")
+    path = reports_dir(ctx) / row.path
+    try:
+        body = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFound("The report's file is no longer in the data directory.", code="delivery_file_missing") from None
+    if hashlib.sha256(body).hexdigest() != row.sha256:
+        raise Problem("The report's file differs from the one delivered.", code="delivery_file_altered", status=409,
+                      title="Conflict")
+    audit.record_statistics_query(ctx, _purpose(schedule))
+    return schedule, row, body

@@ -1,0 +1,137 @@
+"""The daily cube: maintained by the refresh in the transaction that stores the events, exactly once
+(batches, reruns, refreshes racing), it holds what grouping the events gives, and every flow
+indicator read from it answers exactly what the events answer (every breakdown, period and region
+level), over a generated set of card, card-use, booking and family-doctor events; on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from conftest import _drop_pg_database, _pg_database
+from factories import make_institution, uscc
+from sqlalchemy import func, insert, select
+from test_statistics import CHENGDU_HOSPITAL, DAY, DEYANG_HOSPITAL, SHENZHEN_HOSPITAL, Activity, Data
+
+from ehc.db import Database
+from ehc.kit.context import Actor
+from ehc.migrate import upgrade
+from ehc.statistics import service as stats
+from ehc.statistics.models import CubeCell, StatEvent
+
+HOSPITALS = ((CHENGDU_HOSPITAL, "510104"), (DEYANG_HOSPITAL, "510603"), (SHENZHEN_HOSPITAL, "440305"))
+SCENES = ("0101011", "0101012", "010102", "010103")
+CHANNELS = ("0100", "0200", "0300", "0500")
+
+
+@pytest.fixture
+def generated(platform, institution) -> None:  # noqa: ANN001
+    """A few hundred events over three weeks in three counties of two provinces, fed in small batches,
+    a second time while more arrive, and by racing refreshes."""
+    make_institution(platform, DEYANG_HOSPITAL, uscc=uscc("510600", 2), name="Deyang Hospital", region_code="510603")
+    make_institution(platform, SHENZHEN_HOSPITAL, uscc=uscc("440300", 3), name="Shenzhen Hospital",
+                     region_code="440305")
+    rng = random.Random(2026)
+    data = Data(platform)
+    activity = Activity(platform, data)
+
+    def some_cards_and_uses(count: int) -> None:
+        for _ in range(count):
+            hospital, region = rng.choice(HOSPITALS)
+            day = DAY + timedelta(days=rng.randrange(21))
+            cards = data.cards(rng.randint(1, 3), institution=hospital, channel=rng.choice(CHANNELS), day=day,
+                               hour=rng.randrange(24), born=rng.choice((1950, 1980, 2000, 2015, 2024)),
+                               sex=rng.choice("12"), document=rng.choice(("01", "03")))
+            for ehc_id in cards:
+                if rng.random() < 0.3:
+                    data.event(ehc_id, rng.choice(("report_lost", "cancel", "modify")), "normal",
+                               rng.choice(("lost", "cancelled", "normal")), day=day + timedelta(days=1))
+            data.uses(rng.randint(1, 6), institution=hospital, region=region, scene=rng.choice(SCENES),
+                      channel=rng.choice(CHANNELS), day=day, hour=rng.randrange(24))
+
+    some_cards_and_uses(25)
+    places = {h: activity.period(h) for h, _ in HOSPITALS}
+    for person in activity.people(12, CHENGDU_HOSPITAL):
+        hospital = rng.choice(HOSPITALS)[0]
+        actions = rng.choice(([("hold", "held"), ("confirm", "booked"), ("arrive", "arrived")],
+                              [("hold", "held"), ("confirm", "booked"), ("no_show", "no_show")],
+                              [("waitlist_offer", "held"), ("confirm", "booked")],
+                              [("hold", "held"), ("confirm", "booked"), ("cancel", "cancelled")]))
+        activity.booking(person, places[hospital], hospital, actions, channel=rng.choice(CHANNELS),
+                         from_waitlist=actions[0][0] == "waitlist_offer", day=DAY + timedelta(days=rng.randrange(21)))
+    team = activity.team(DEYANG_HOSPITAL)
+    for person in activity.people(6, DEYANG_HOSPITAL):
+        contract = activity.contract(person, team, DEYANG_HOSPITAL)
+        activity.contract_event(contract, "sign", "window", day=DAY + timedelta(days=rng.randrange(7)))
+        activity.contract_event(contract, "service", "follow_up: bp", day=DAY + timedelta(days=rng.randrange(7, 21)))
+    stats.refresh(platform.db, batch=9)  # many batches, each its own transaction
+    some_cards_and_uses(10)  # more arrive; racing refreshes take them in
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: stats.refresh(platform.db, batch=11), range(4)))
+    assert stats.refresh(platform.db).total == 0
+
+
+def test_the_cube_holds_what_the_events_give(platform, generated) -> None:  # noqa: ANN001
+    with platform.db.session() as session:
+        assert stats.cube_differences(session) == {}
+        assert session.scalar(select(func.count()).select_from(CubeCell)) > 0
+        # Every event is counted once in each dimension.
+        by_dimension = dict(session.execute(select(CubeCell.dimension, func.sum(CubeCell.count))
+                                            .group_by(CubeCell.dimension)).all())
+    assert len(set(by_dimension.values())) == 1 and set(by_dimension) == set(stats.CUBE_DIMENSIONS)
+    # Rebuilding from the events (after a bulk load that bypassed the refresh) gives the same cube.
+    stats.rebuild_cube(platform.db)
+    with platform.db.session() as session:
+        assert stats.cube_differences(session) == {}
+
+
+def test_flow_indicators_from_the_cube_answer_as_the_events(platform, generated) -> None:  # noqa: ANN001
+    flows = [i for i in stats.INDICATORS if i not in stats.STOCKS]
+    compared = 0
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        for indicator in flows:
+            for by in (None, *stats.INDICATORS[indicator]):
+                for period, region in (("day", None), ("week", "510000"), ("month", "510600"), ("total", "510603"),
+                                       ("total", "440000")):
+                    query = stats.Query(indicator, by=by, period=period, region=region, start=DAY,
+                                        end=DAY + timedelta(days=22))
+                    cube = stats.table(ctx, query, audit_purpose=False)
+                    raw = stats.table(ctx, query, audit_purpose=False, cube=False)
+                    assert (cube.rows, cube.columns, cube.drill) == (raw.rows, raw.columns, raw.drill), query
+                    assert cube.protected.cells == raw.protected.cells, query
+                    assert cube.records() == raw.records(), query
+                    compared += 1
+    assert compared > 300
+
+
+def test_the_migration_fills_the_cube_from_the_events_already_stored(database_url, tmp_path) -> None:  # noqa: ANN001
+    """A platform upgraded with a year of events: the cube is made from them (as the refresh would)."""
+    # On a database of its own, as test_migrations does: the session's shared one stays at head.
+    name = f"ehc_cube_{secrets.token_hex(3)}"
+    url = f"sqlite:///{tmp_path / 'cube.sqlite3'}" if database_url.startswith("sqlite") else _pg_database(name)
+    try:
+        upgrade(url, "0025")
+        rng = random.Random(7)
+        db = Database(url)
+        with db.session() as session:
+            session.execute(insert(StatEvent), [
+                {"source": rng.choice(("card_use", "card")), "source_id": n, "kind": rng.choice(("use", "register")),
+                 "day": DAY + timedelta(days=rng.randrange(5)), "hour": rng.randrange(24),
+                 "region_code": rng.choice(("510104", "440305")), "institution_id": rng.choice((None, "i1", "i2")),
+                 "channel": rng.choice((None, "0100")), "care_step": rng.choice((None, "010102")),
+                 "terminal_type": None, "document_type": "01", "age_band": rng.choice((None, "18-44")),
+                 "sex": rng.choice("12"), "from_status": None, "to_status": rng.choice((None, "normal"))}
+                for n in range(1, 301)])
+        upgrade(url)
+        with db.session() as session:
+            assert session.scalar(select(func.sum(CubeCell.count)).where(CubeCell.dimension == "hour")) == 300
+            assert stats.cube_differences(session) == {}
+        db.dispose()
+    finally:
+        if not url.startswith("sqlite"):
+            _drop_pg_database(name)
