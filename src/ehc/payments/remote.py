@@ -20,7 +20,6 @@ tell the services' share of a request from the platform's own (``bench/bench_pay
 from __future__ import annotations
 
 import base64
-import json
 import os
 import threading
 import time
@@ -138,6 +137,3 @@ def in_use() -> list[Remote]:
     with _lock:
         return list(_remotes.values())
 
-
-def canonical(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()

@@ -146,6 +146,10 @@ def unbalanced_transactions(session: Session) -> list[tuple[str, int, int]]:
     return [(t, int(d), int(c)) for t, d, c in rows]
 
 
+def transaction_count(session: Session) -> int:
+    return session.scalar(select(func.count(func.distinct(LedgerEntry.txn_id)))) or 0
+
+
 def account_balances(session: Session) -> dict[str, int]:
     rows = session.execute(select(LedgerEntry.account, func.sum(LedgerEntry.debit_fen - LedgerEntry.credit_fen))
                            .group_by(LedgerEntry.account))
