@@ -213,13 +213,17 @@ def _settlements(url: str, keys_dir: Path, quick: bool) -> list[dict]:
             alone = _run_driver("app", {"platform": base_url, "jobs": bills[RUNS], "clients": 1}, "alone")
             assert alone["statuses"] == {"200:paid": SEQUENTIAL}, alone["statuses"]
             alone_service = (sum(x.seconds for x in remotes.in_use()) - before) / SEQUENTIAL
+            retries: list[int] = []
             for r in range(RUNS):
                 before = sum(x.seconds for x in remotes.in_use()), sum(x.calls for x in remotes.in_use())
                 done = _run_driver("app", {"platform": base_url, "jobs": bills[r]}, f"app{r}")
                 service_seconds = sum(x.seconds for x in remotes.in_use()) - before[0]
                 calls = sum(x.calls for x in remotes.in_use()) - before[1]
                 assert done["statuses"] == {"200:paid": per_run}, done["statuses"]
-                assert calls == 2 * per_run, f"{calls} service calls for {per_run} settlements"
+                # A call answered uncertainly (e.g. a keep-alive connection the service closed while idle
+                # between runs) is retried with the same id: counted, not refused.
+                assert calls >= 2 * per_run, f"{calls} service calls for {per_run} settlements"
+                retries.append(calls - 2 * per_run)
                 shares.append(1 - service_seconds / done["latency_sum"])
                 results.append(done)
                 jobs = [[new_id(), p["insured_id"], p["bank_token"]]
@@ -258,7 +262,8 @@ def _settlements(url: str, keys_dir: Path, quick: bool) -> list[dict]:
          "notes": "1 − (seconds inside the platform's HTTP exchanges with the insurer and the bank, counted by "
                   "payments.remote.Remote) ÷ (sum of the clients' request latencies), per run; runs "
                   + ", ".join(f"{100 * s:.0f} %" for s in shares)
-                  + f"; 2 service calls per settlement (checked). One client alone ({SEQUENTIAL} bills first): "
+                  + f"; 2 service calls per settlement, plus {sum(retries)} retried call(s) over all runs "
+                    f"(an uncertain answer retried with the same id). One client alone ({SEQUENTIAL} bills first): "
                     f"{alone['p50_ms']:.0f} ms a settlement (p50), {1000 * alone_service:.0f} ms of it in the "
                     f"services. The platform's part is its PostgreSQL work (a profile shows ~42 statements and 10 "
                     f"commits a settlement: the outbox commits before each call and after each answer), sealing, "
