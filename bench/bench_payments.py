@@ -265,8 +265,10 @@ def _settlements(url: str, keys_dir: Path, quick: bool) -> list[dict]:
                   + f"; 2 service calls per settlement, plus {sum(retries)} retried call(s) over all runs "
                     f"(an uncertain answer retried with the same id). One client alone ({SEQUENTIAL} bills first): "
                     f"{alone['p50_ms']:.0f} ms a settlement (p50), {1000 * alone_service:.0f} ms of it in the "
-                    f"services. The platform's part is its PostgreSQL work (a profile shows ~42 statements and 10 "
-                    f"commits a settlement: the outbox commits before each call and after each answer), sealing, "
+                    f"services. The platform's part is its PostgreSQL work (a profile before the last driver change "
+                    f"showed ~42 statements and 10 commits a settlement: the outbox commits before each call and "
+                    f"after each answer; leasing the next step with the previous answer saves two flushes, not "
+                    f"visible in this noisy figure), sealing, "
                     f"the SM2 check of every answer, waiting for its threads under load, and the bank's callbacks "
                     f"it serves meanwhile"},
     ]
