@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ehc.db import IN_FLIGHT  # the requests a worker works on at once (the notes say it)
 
-from bench_import import ADMIN_URL, OUT, ROOT, _admin, generate
+from bench_import import OUT, ROOT, each_on_a_scratch_database, generate
 from bench_register_api import _free_port
 
 DATABASE = "ehc_bench_appointments"
@@ -363,25 +363,7 @@ def _search(url: str, keys_dir: Path, quick: bool) -> list[dict]:
 
 
 def main(quick: bool = False) -> list[dict]:
-    from ehc.crypto import KeyStore
-    from ehc.migrate import upgrade
-
-    keys_dir = OUT / "keys"
-    OUT.mkdir(parents=True, exist_ok=True)
-    if not KeyStore(keys_dir).exists:
-        KeyStore.init(keys_dir)
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{DATABASE}"
-    rows = []
-    for part in (_bookings, _search):
-        _admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        _admin(f'CREATE DATABASE "{DATABASE}"')
-        upgrade(url)
-        try:
-            rows += part(url, keys_dir, quick)
-        finally:
-            _admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    return rows
-
+    return each_on_a_scratch_database(DATABASE, (_bookings, _search), quick)
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--drive":

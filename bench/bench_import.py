@@ -97,6 +97,29 @@ def _admin(sql: str) -> None:
     engine.dispose()
 
 
+def each_on_a_scratch_database(database: str, parts, quick: bool) -> list[dict]:  # noqa: ANN001
+    """Run each ``part(url, keys_dir, quick)`` on a freshly created, migrated PostgreSQL database called
+    ``database`` (dropped after each, whatever happens), with the benchmarks' key store; their rows."""
+    from ehc.crypto import KeyStore  # only the benchmarks that need a platform load it
+    from ehc.migrate import upgrade
+
+    keys_dir = OUT / "keys"
+    OUT.mkdir(parents=True, exist_ok=True)
+    if not KeyStore(keys_dir).exists:
+        KeyStore.init(keys_dir)
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{database}"
+    rows = []
+    for part in parts:
+        _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        _admin(f'CREATE DATABASE "{database}"')
+        upgrade(url)
+        try:
+            rows += part(url, keys_dir, quick)
+        finally:
+            _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    return rows
+
+
 def _fresh_database() -> str:
     from ehc.migrate import upgrade
 

@@ -54,7 +54,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from bench_import import ADMIN_URL, OUT, ROOT, _admin
+from bench_import import OUT, ROOT, each_on_a_scratch_database
 
 DATABASE = "ehc_bench_payments"
 CLIENTS = 8
@@ -400,25 +400,7 @@ def _reconciliation(url: str, keys_dir: Path, quick: bool) -> list[dict]:
 
 
 def main(quick: bool = False) -> list[dict]:
-    from ehc.crypto import KeyStore
-    from ehc.migrate import upgrade
-
-    keys_dir = OUT / "keys"
-    OUT.mkdir(parents=True, exist_ok=True)
-    if not KeyStore(keys_dir).exists:
-        KeyStore.init(keys_dir)
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{DATABASE}"
-    rows = []
-    for part in (_settlements, _reconciliation):
-        _admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        _admin(f'CREATE DATABASE "{DATABASE}"')
-        upgrade(url)
-        try:
-            rows += part(url, keys_dir, quick)
-        finally:
-            _admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    return rows
-
+    return each_on_a_scratch_database(DATABASE, (_settlements, _reconciliation), quick)
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--drive":
