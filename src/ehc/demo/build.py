@@ -294,6 +294,9 @@ _SCENES_BY_CHANNEL: dict[Channel, tuple[tuple[str, int], ...]] = {
 }
 
 
+_TOUR_CHANNELS = (Channel.WINDOW, Channel.KIOSK, Channel.WORKSTATION, Channel.OFFICIAL_ACCOUNT, Channel.MINI_PROGRAM)
+
+
 def _seed_card_uses(ctx_for: Callable[[Actor], Ctx], made: list, clerks: dict, terminals: dict[int, list[_Terminal]],
                     all_cards: list[cards.Card], seed: int) -> dict[str, int]:
     """Scans over the last days, each made as a scanner makes it: the resident's phone draws a dynamic
@@ -311,20 +314,25 @@ def _seed_card_uses(ctx_for: Callable[[Actor], Ctx], made: list, clerks: dict, t
     weights = [6 if i == 0 else 2 if INSTITUTIONS[i].kind == "hospital" else 1 for i in sites]
     now = utcnow()
     today = now.astimezone(CHINA).date()
+    # Clamping a time to the past draws from its own stream, so the hour the demo is built at never
+    # changes which channels and scenes the main stream picks.
+    clamp = random.Random(f"activity-clamp:{seed}")
     planned = []
-    for _ in range(min(MAX_USES, max(12, round(len(usable) * USES_PER_CARD)))):
-        site = rng.choices(sites, weights)[0]
+    for n in range(min(MAX_USES, max(12, round(len(usable) * USES_PER_CARD)))):
+        site = sites[0] if n < len(_TOUR_CHANNELS) else rng.choices(sites, weights)[0]
         roles = {t.role for t in terminals[site]}
         channels = [Channel.WINDOW] * 3 + [Channel.OFFICIAL_ACCOUNT, Channel.MINI_PROGRAM]
         channels += [Channel.KIOSK] * 3 if "kiosk" in roles else []
         channels += [Channel.WORKSTATION] * 4 if "workstation" in roles else []
-        channel = rng.choice(channels)
+        # The tour hospital shows one use of each channel it has first; the rest are drawn.
+        first = _TOUR_CHANNELS[n] if n < len(_TOUR_CHANNELS) else None
+        channel = first if first in channels else rng.choice(channels)
         scenes, scene_weights = zip(*_SCENES_BY_CHANNEL[channel])
         day = today - timedelta(days=rng.randrange(ACTIVITY_DAYS))
         at = datetime.combine(day, time(8, 0), CHINA) + timedelta(minutes=rng.randrange(9 * 60 + 30),
                                                                   seconds=rng.randrange(60))
         if at >= now - timedelta(minutes=5):  # today's later hours have not happened yet
-            at = now - timedelta(minutes=rng.randrange(5, 8 * 60))
+            at = now - timedelta(minutes=clamp.randrange(5, 8 * 60))
         planned.append((at, rng.choice(usable), site, channel, rng.choices(scenes, scene_weights)[0]))
     by_channel: Counter[str] = Counter()
     for at, card, site, channel, scene in sorted(planned, key=lambda p: p[0]):
