@@ -23,6 +23,7 @@ from ehc.kit.context import Actor
 from ehc.payments import service
 from ehc.payments.models import LedgerEntry, Refund, Settlement
 from ehc.qr.models import CardUse
+from ehc.sandboxes.common import Signer, load_or_create_key
 
 ACCOUNT = "6222020000001234"
 SPLIT = {"total_fen": 35_000, "fund_fen": 22_400, "account_fen": 5_000, "cash_fen": 7_600}
@@ -283,6 +284,12 @@ def test_the_banks_callback_twice_or_late_is_applied_once(client, platform, his,
     forged = client.post("/api/v1/payments/callbacks/bank", content=b'{"charge_id":"x","status":"succeeded"}',
                          headers={"X-Signature": "AAAA", "Content-Type": "application/json"})
     assert forged.status_code == 400 and forged.json()["code"] == "callback_signature"
+    # Signed by the bank, but not a notice: a clear refusal, never a 500.
+    signer = Signer(load_or_create_key(bank.data))
+    for body in (b'["charge_id"]', b"42", b"not json"):
+        odd = client.post("/api/v1/payments/callbacks/bank", content=body,
+                          headers={"X-Signature": signer.signature(body), "Content-Type": "application/json"})
+        assert odd.status_code == 400 and odd.json()["code"] == "callback_invalid", odd.text
     books_balance(platform)
     with platform.db.session() as session:
         assert session.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "bank")) == 4

@@ -733,7 +733,10 @@ def bank_callback(ctx: Ctx, body: bytes, signature: str | None) -> None:
     try:
         data = json.loads(body)
     except ValueError:
-        raise Invalid("The callback is not JSON.", code="callback_invalid") from None
+        data = None
+    # Signed by the bank and still not a notice (a list, a number): refused, never half-read.
+    if not isinstance(data, dict):
+        raise Invalid("The callback is not a JSON object.", code="callback_invalid", status=400)
     refund_id, charge_id = data.get("refund_id"), data.get("charge_id")
     step = (repo.step(ctx.session, str(refund_id), "refund_bank") if refund_id else
             repo.step(ctx.session, str(charge_id), "charge_bank") if charge_id else None)
