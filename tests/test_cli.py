@@ -102,3 +102,13 @@ def test_cli_actions_are_shown_to_residents_as_the_operator_console(platform, se
     client.cookies.set("ehc_resident", headers["Authorization"].split()[1])
     en, zh = client.get("/me/access-log?lang=en").text, client.get("/me/access-log?lang=zh").text
     assert "Platform operator (command line)" in en and "平台运维人员（命令行）" in zh
+
+
+def test_a_mistyped_day_is_a_usage_error_in_every_command(settings):
+    """Every command that takes a calendar day says what it expects; none ends with a traceback."""
+    env = _env(settings)
+    for args in (("stats", "report", "2026-13-01"), ("stats", "run-schedules", "--day", "yesterday"),
+                 ("payments", "reconcile", "03/12/2026"), ("family-doctors", "daily", "--day", "2026-02-30"),
+                 ("appointments", "publish", "inst", "--first", "next monday")):
+        done = run(env, *args, ok=False)
+        assert done.returncode == 2 and "is yyyy-mm-dd" in done.stderr and "Traceback" not in done.stderr, (args, done)

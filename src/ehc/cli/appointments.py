@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -11,7 +11,7 @@ from rich.table import Table
 from ..appointments import service
 from ..kit.clock import china_today, in_china
 from ..kit.context import Ctx
-from .common import CONSOLE, Operator, console, ctx_run
+from .common import CONSOLE, Operator, console, ctx_run, parse_day
 
 app = typer.Typer(help="Appointments: publish sessions, suspend, sweep holds and no-shows, regional policy.",
                   no_args_is_help=True)
@@ -25,7 +25,7 @@ def publish(
     operator: Operator = "cli",
 ) -> None:
     """Publish sessions from the institution's weekly templates (holidays skipped; publishing twice is harmless)."""
-    start = date.fromisoformat(first) if first else china_today()
+    start = parse_day(first, "--first") if first else china_today()
 
     def do(ctx: Ctx) -> None:
         made = service.publish(ctx, start, start + timedelta(days=days - 1))
@@ -41,7 +41,7 @@ def sessions(
     days: int = 7,
 ) -> None:
     """The institution's sessions."""
-    start = date.fromisoformat(first) if first else china_today()
+    start = parse_day(first, "--first") if first else china_today()
 
     def do(ctx: Ctx) -> None:
         table = Table("id", "starts", "department", "doctor", "category", "fee (fen)", "status")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
@@ -33,6 +34,16 @@ Operator = Annotated[str, typer.Option(help="Who is acting (recorded in the card
 CONSOLE = Channel.CONSOLE.value
 ChannelOpt = Annotated[str, typer.Option(help="Channel code: 0800 command line (the default); 0100 window, "
                                               "0200 kiosk, ... only when the resident is being served there")]
+
+
+def parse_day(text: str, name: str = "DAY") -> date:
+    """A calendar day typed at the command line (yyyy-mm-dd); anything else ends the command with a
+    clear message and exit code 2, as a usage error does."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        err.print(f"[red]error[/red] {name} is yyyy-mm-dd, not {text!r}")
+        raise typer.Exit(2) from None
 
 
 def beijing(moment, seconds: bool = True) -> str:  # noqa: ANN001 - an aware datetime (UTC at rest)

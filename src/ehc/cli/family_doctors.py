@@ -4,7 +4,6 @@ coverage figures."""
 from __future__ import annotations
 
 import json
-from datetime import date
 from typing import Annotated, Optional
 
 import typer
@@ -13,7 +12,7 @@ from rich.table import Table
 from ..family_doctors import service
 from ..family_doctors.endpoints import coverage_out, policy_out
 from ..kit.context import Ctx
-from .common import CONSOLE, Operator, console, ctx_run
+from .common import CONSOLE, Operator, console, ctx_run, parse_day
 
 app = typer.Typer(help="Family doctors: the daily job, regional policies, teams, coverage.", no_args_is_help=True)
 
@@ -25,7 +24,7 @@ def daily(
 ) -> None:
     """End contracts past their term and text the renewal reminder to those in their last days
     (once each). Run it once a day (cron, a systemd timer); running it again the same day does nothing."""
-    when = date.fromisoformat(day) if day else None
+    when = parse_day(day, "--day") if day else None
 
     def do(ctx: Ctx) -> None:
         report = service.run_daily(ctx, when)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,7 +12,7 @@ from ..kit.codes import Channel
 from ..kit.context import Actor
 from ..kit.errors import Problem
 from ..payments import service
-from .common import console, err, fail, open_platform
+from .common import console, fail, open_platform, parse_day
 
 app = typer.Typer(help="Payments: reconcile a day, resume due steps, check the ledger.", no_args_is_help=True)
 
@@ -25,11 +24,7 @@ def reconcile(
 ) -> None:
     """Match the insurer's and the bank's statements of DAY against the ledger, repair what they prove,
     and report the rest (missing, extra, amount mismatch). Exits 1 when something is left unmatched."""
-    try:
-        when = date.fromisoformat(day)
-    except ValueError:
-        err.print("[red]error[/red] DAY is yyyy-mm-dd")
-        raise typer.Exit(2) from None
+    when = parse_day(day)
     platform = open_platform()
     try:
         with platform.db.session() as session:

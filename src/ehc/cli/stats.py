@@ -5,7 +5,7 @@ report, the scheduled reports that are due, and the Parquet export for DuckDB or
 from __future__ import annotations
 
 import sys
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,7 +16,7 @@ from ..kit.codes import Channel
 from ..kit.context import Actor
 from ..kit.errors import Problem
 from ..statistics import service
-from .common import console, err, fail, open_platform
+from .common import console, err, fail, open_platform, parse_day
 
 app = typer.Typer(help="Statistics: feed the analytical store, daily reports, Parquet export.", no_args_is_help=True)
 
@@ -49,11 +49,7 @@ def stats_report(
     out: Annotated[Optional[Path], typer.Option(help="Write the CSV here instead of standard output")] = None,
 ) -> None:
     """The national daily card-use report of DAY (CSV: institution, care step, channel, terminal type, uses)."""
-    try:
-        when = date.fromisoformat(day)
-    except ValueError:
-        err.print("[red]error[/red] DAY is yyyy-mm-dd")
-        raise typer.Exit(2) from None
+    when = parse_day(day)
     platform = open_platform()
     try:
         with platform.db.session() as session:
@@ -86,12 +82,8 @@ def stats_run_schedules(
     """Deliver the scheduled reports that are due (each schedule's due day once; safe to rerun)."""
     now = None
     if day:
-        try:
-            # Noon China time (04:00 UTC) of that day: the runner reads the China day from it.
-            now = datetime.combine(date.fromisoformat(day), time(4), tzinfo=UTC)
-        except ValueError:
-            err.print("[red]error[/red] --day is yyyy-mm-dd")
-            raise typer.Exit(2) from None
+        # Noon China time (04:00 UTC) of that day: the runner reads the China day from it.
+        now = datetime.combine(parse_day(day, "--day"), time(4), tzinfo=UTC)
     platform = open_platform()
     done = service.run_schedules(platform.db, lambda session: platform.ctx(session, Actor.system("stats-schedules")),
                                  now=now)
