@@ -532,6 +532,13 @@ def test_console_page_in_both_languages_with_downloads(platform, client, data) -
         assert f"<h1>{title}</h1>" in page.text and withheld in page.text and "data-figure=" in page.text
         assert 'href="/staff/statistics"' in page.text  # in the navigation
     assert client.get(f"/staff/statistics.csv?{query}").text.count("<5") >= 1
+    assert 'id="stats-map"' not in page.text  # a map only where the breakdown is by region
+    data.uses(2, institution=CHENGDU_HOSPITAL, region="510105", scene="0101012")
+    stats.refresh(platform.db)
+    by_region = client.get(f"/staff/statistics?indicator=card_uses&by=region&period=month&from={DAY:%Y-%m-01}&to={DAY}")
+    shapes = dict(re.findall(r'data-code="(\d{6})" d="[^"]+" fill="([^"]+)"', by_region.text))
+    assert set(shapes) == {"510104", "510105"} and shapes["510105"] == "url(#map-withheld)", shapes
+    assert "锦江区 510104" in by_region.text and "青羊区 510105: &lt;5" in by_region.text
     assert client.get(f"/staff/statistics.parquet?{query}").content[:4] == b"PAR1"
     refused = client.get(f"/staff/statistics?{query}&region=440305&lang=en")
     assert refused.status_code == 403 and "outside the region you operate in" in refused.text
@@ -584,9 +591,16 @@ def test_console_in_chromium(live_server, sqlite_platform, chromium) -> None:  #
     table = page.locator(".stats-table")
     expect(table).to_contain_text("510100")
     expect(table).to_contain_text("510600")
+    # The same totals on a map drawn by the platform (no tiles): each region shaded, named, and a link
+    # to its own drill-down, as the table's column heads are.
+    shapes = page.locator("#stats-map path.map-region")
+    expect(shapes).to_have_count(2)
+    expect(page.locator('#stats-map path[data-code="510100"] title')).to_have_text("成都市 510100: 40")
+    expect(table.get_by_role("link", name="德阳市 510600")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "staff-statistics-zh.png"), full_page=True)
-    page.get_by_role("link", name="510600").click()
+    page.locator('#stats-map a:has(path[data-code="510600"])').click()
     page.wait_for_url(re.compile(r".*region=510600.*"))
+    expect(page.locator('#stats-map path[data-code="510603"] title')).to_have_text("旌阳区 510603: 28")
     expect(table).to_contain_text("510603")
     page.goto(f"{live_server}/staff/statistics?indicator=card_uses&by=care_step&period=total&from=2026-11-01"
               "&to=2026-11-30&region=510600&lang=en")

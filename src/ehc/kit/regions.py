@@ -1,10 +1,16 @@
-"""GB/T 2260 administrative region codes: their form, and which region contains which.
+"""GB/T 2260 administrative region codes: their form, which region contains which, and their names.
 
 Pure and shared: accounts (an operator's region), institutions (where an institution is), the master
 index and card uses (a regional operator's reach) all check and compare region codes the same way.
 """
 
 from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import stdnum
 
 # The 34 province-level divisions: the first two digits of every region code.
 PROVINCES = frozenset({
@@ -42,3 +48,35 @@ def region_prefix(code: str) -> str:
 
 def region_within(code: str, region: str) -> bool:
     return code.startswith(region_prefix(region))
+
+
+_LOC_LINE = re.compile(r'^(\s*)(\d+)\s+(?:province|county|prefecture)="([^"]*)"')
+
+
+@lru_cache(maxsize=1)
+def _names() -> dict[str, str]:
+    """Code -> the name it carries today (or last carried), from python-stdnum's copy of the published
+    code lists (``stdnum/cn/loc.dat``: a province line, then its codes' last four digits indented, each
+    with its names and the years they were valid, e.g. ``0104 county="[1990-]锦江区"``)."""
+    names: dict[str, str] = {}
+    province = ""
+    for line in (Path(stdnum.__file__).parent / "cn" / "loc.dat").read_text(encoding="utf-8").splitlines():
+        found = _LOC_LINE.match(line)
+        if not found:
+            continue
+        indent, code, listed = found.groups()
+        if not indent:
+            province = code
+            code = "0000"
+        # The name still in use has no end year; otherwise the one used last.
+        spans = [(m.group(2) or "9999", re.sub(r"\[[^\]]*\]", "", name))
+                 for name in listed.split(",") if (m := re.match(r"(?:\[(\d*)-(\d*)\])?", name))]
+        latest = max(spans)[1] if spans else ""
+        if latest and latest not in ("市辖区", "县"):
+            names[province + code] = latest
+    return names
+
+
+def region_name(code: str) -> str | None:
+    """The region's name (成都市 for 510100, 锦江区 for 510104), or None for a code not in the lists."""
+    return _names().get(code)

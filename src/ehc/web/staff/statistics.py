@@ -9,6 +9,7 @@ every table is small-number protected and every query audited by the service.
 from __future__ import annotations
 
 import json
+import math
 from datetime import date
 from functools import lru_cache
 from importlib import resources
@@ -18,9 +19,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from ...kit import boundaries
 from ...kit.codes import CHANNEL_LABELS, Channel
 from ...kit.errors import Forbidden, Invalid, Problem
-from ...kit.regions import region_prefix
+from ...kit.regions import region_name, region_prefix
 from ...qr.service import SCENES
 from ...statistics import service as stats
 from ...statistics.auth import StatsReader
@@ -103,6 +105,9 @@ def value_label(t: i18n.Translator, by: str | None, value: str) -> str:
             return t(f"statistics.{group}s.{value}")
     if by == "hour":
         return f"{int(value):02d}:00"
+    if by == "region":
+        name = region_name(value)
+        return f"{name} {value}" if name else value
     return value
 
 
@@ -121,6 +126,37 @@ def _figure(t: i18n.Translator, table: stats.Table) -> dict[str, Any]:
         "legend": {"orientation": "h", "y": -0.2}, "xaxis": {"type": "category"},
         "yaxis": {"title": {"text": t(f"statistics.indicators.{table.query.indicator}")}, "rangemode": "tozero"},
         "font": {"family": "system-ui, 'PingFang SC', 'Microsoft YaHei', sans-serif"}}}
+
+
+# Five shades of one hue, light to dark: equal steps from 0 to the largest figure shown.
+SHADES = ("#deebf7", "#9ecae1", "#6baed6", "#3182bd", "#08519c")
+
+
+def _map(t: i18n.Translator, form: dict[str, str], table: stats.Table) -> dict[str, Any] | None:
+    """The regions of a by-region table on a map: each coloured by its total over the period (the
+    table's bottom row, so a withheld total is hatched there too, never a number) and linking to its
+    own drill-down. None when the breakdown is not by region or no region has an outline."""
+    if table.query.by != "region":
+        return None
+    drawn = boundaries.outlines([c for c in table.columns if c != "unknown"])
+    if drawn is None:
+        return None
+    totals = {c: table.protected.shown(("col", j)) for j, c in enumerate(table.columns)}
+    top = max((int(v) for v in totals.values() if v.isdigit()), default=0)
+
+    def shade(value: str) -> str:
+        return SHADES[min(len(SHADES) - 1, int(value) * len(SHADES) // (top + 1))] if value.isdigit() else ""
+
+    step = (top + 1) / len(SHADES)
+    legend = [{"colour": colour, "label": f"{math.ceil(i * step)}–{max(math.ceil(i * step), math.ceil((i + 1) * step) - 1)}"}
+              for i, colour in enumerate(SHADES)] if top else []
+    regions = [{"code": s.code, "path": s.path, "fill": shade(totals[s.code]), "shown": totals[s.code],
+                "label": value_label(t, "region", s.code), "name": region_name(s.code) or s.code,
+                "x": s.label_at[0], "y": s.label_at[1],
+                "drill": f"/staff/statistics?{_link(form, region=table.drill[s.code])}" if s.code in table.drill else None}
+               for s in drawn.shapes]
+    return {"width": drawn.width, "height": drawn.height, "regions": regions, "legend": legend,
+            "missing": [value_label(t, "region", c) for c in drawn.missing]}
 
 
 def _breadcrumbs(t: i18n.Translator, form: dict[str, str], region: str | None, scope: str | None) -> list[tuple[str, str]]:
@@ -148,7 +184,8 @@ def _view(t: i18n.Translator, form: dict[str, str], table: stats.Table) -> dict[
             for i, r in enumerate(table.rows)]
     return {"columns": columns, "rows": rows, "total": p.shown(("all",)), "threshold": p.threshold,
             "start": table.start.isoformat(), "end": table.end.isoformat(), "region": table.region,
-            "figure": json.dumps(_figure(t, table), ensure_ascii=False, separators=(",", ":"))}
+            "figure": json.dumps(_figure(t, table), ensure_ascii=False, separators=(",", ":")),
+            "map": _map(t, form, table)}
 
 
 def _message(t: i18n.Translator, problem: Problem) -> str:
