@@ -39,7 +39,13 @@ def _rings(code: str) -> tuple[Ring, ...]:
         return ()
     geometry = json.loads(path.read_text(encoding="utf-8"))
     polygons = geometry["coordinates"] if geometry.get("type") == "MultiPolygon" else [geometry.get("coordinates", [])]
-    return tuple(tuple((float(x), float(y)) for x, y, *_ in ring) for polygon in polygons for ring in polygon)
+    rings = [tuple((float(x), float(y)) for x, y, *_ in ring) for polygon in polygons for ring in polygon if ring]
+    # Kept in memory already thinned to a thousandth of the region's own extent: finer than any map
+    # that shows the region whole draws it, and a province's survey would otherwise stay in memory.
+    xs = [x for ring in rings for x, _ in ring]
+    ys = [y for ring in rings for _, y in ring]
+    step = 0.001 * max(max(xs) - min(xs), max(ys) - min(ys)) if xs else 0
+    return tuple(thin for ring in rings if (thin := _thin(ring, step)))
 
 
 def _thin(ring: Ring, step: float) -> Ring:
