@@ -175,6 +175,30 @@ def test_a_record_for_an_unknown_mrn_waits_and_attaches_when_linked(platform, cl
         "reference": f"Patient/{world['ehc_id']}"}
 
 
+def test_records_feed_the_statistics_store(platform, client, institution, world) -> None:
+    """Counts by type, at the publishing hospital, through the hospital system's channel; a correction
+    counts as one; nothing says a record was in a sensitive category."""
+    from ehc.statistics import service as statistics  # noqa: PLC0415 - only this test reads the store
+    from ehc.statistics.models import StatEvent  # noqa: PLC0415
+
+    his, subject = world["his"], {"reference": f"Patient/{world['ehc_id']}"}
+    stored = valid(post(client, his, condition(subject)).json())
+    post(client, his, condition(subject, "F32", "Depressive episode"))  # mental health: sensitive
+    post(client, his, observation(subject))
+    post(client, his, document(subject))
+    corrected = condition(subject, "I11", "Hypertensive heart disease")
+    assert client.put(f"/fhir/Condition/{stored['id']}", content=json.dumps(corrected), auth=his).status_code == 201
+    statistics.refresh(platform.db)
+    with platform.db.session() as session:
+        rows = session.scalars(select(StatEvent).where(StatEvent.source == "record")).all()
+        assert sorted(r.kind for r in rows) == ["Condition", "Condition", "DocumentReference", "Observation", "correction"]
+        assert {(r.institution_id, r.channel, r.region_code) for r in rows} == {(institution, "0600", "510104")}
+        assert {r.sex for r in rows} == {"2"} and None not in {r.age_band for r in rows}  # GB/T 2261: female
+        operator = statistics.Query(indicator="records_published", by="institution", period="total")
+        table = statistics.table(platform.ctx(session, Actor.system()), operator)
+        assert table.columns == [institution] and table.protected.shown(("all",)) == "<5"
+
+
 def scan(client, world, his) -> None:  # noqa: ANN001
     code = client.post("/api/v1/me/qr/dynamic", headers=world["resident"]).json()["text"]
     answer = client.post("/api/v1/qr/verify", json={"code": code, "scene": "0101011", "channel": "0100"}, auth=his)

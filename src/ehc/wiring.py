@@ -84,3 +84,4 @@ def register_hooks() -> None:
     statistics.register_source("booking", appointments.statistics_events)
     statistics.register_source("family_doctor", family_doctors.statistics_events)
     statistics.register_source("payment", payments.statistics_events)
+    statistics.register_source("record", records.statistics_events)

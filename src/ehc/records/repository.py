@@ -92,3 +92,12 @@ def published_any(session: Session, person_ids: Sequence[str], institution_id: s
 def own_entries_of(session: Session, person_ids: Sequence[str]) -> list[OwnEntry]:
     return list(session.scalars(select(OwnEntry).where(OwnEntry.person_id.in_(person_ids))
                                 .order_by(OwnEntry.created_at, OwnEntry.id)))
+
+
+def versions_after(session: Session, after_id: int, limit: int) -> list[tuple]:
+    """(id, recorded at, resource type, version, publisher, person) after ``after_id`` in id order:
+    the statistics source. Never the sensitivity or the body."""
+    return [tuple(row) for row in session.execute(
+        select(RecordVersion.id, RecordVersion.recorded_at, RecordVersion.resource_type, RecordVersion.version,
+               RecordVersion.institution_id, RecordVersion.person_id)
+        .where(RecordVersion.id > after_id).order_by(RecordVersion.id).limit(limit))]

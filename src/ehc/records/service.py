@@ -34,6 +34,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ..accounts import service as accounts
 from ..audit import service as audit
@@ -42,6 +43,7 @@ from ..identity import service as identity
 from ..institutions import service as institutions
 from ..kit import dialect, ids
 from ..kit.clock import CHINA, utcnow
+from ..kit.codes import Channel
 from ..kit.context import Ctx
 from ..kit.errors import Conflict, Forbidden, Invalid, NotFound, Problem, field_error
 from ..kit.resealing import SealedColumn
@@ -61,6 +63,7 @@ CATEGORY = {"Encounter": "encounters", "Condition": "conditions", "Observation":
             "DiagnosticReport": "reports", "MedicationRequest": "medications", "Immunization": "immunizations",
             "AllergyIntolerance": "allergies", "Procedure": "procedures", "DocumentReference": "documents"}
 CATEGORIES = tuple(CATEGORY.values())
+RESOURCE_TYPES = tuple(SUBJECT)  # what hospitals publish
 SENSITIVE = ("mental", "reproductive", "infectious")
 PURPOSES = ("treatment", "referral", "insurance", "research", "other")
 # Regional policy (the defaults): the treating institution reads for this long after a scan of the
@@ -1045,3 +1048,16 @@ def summary_pdf(ctx: Ctx, found: Access) -> bytes:
     return printout.render(masked_name=identity.mask_name(name) if name else "",
                            masked_card=_masked_card(card.ehc_id) if card else "",
                            printed_on=utcnow().astimezone(CHINA).date(), sections=sections, recent=recent)
+
+
+# -- statistics -------------------------------------------------------------------------------------
+
+def statistics_events(session: Session, after_id: int, limit: int) -> list[dict]:
+    """The records' source for the statistics pipeline (``wiring`` registers it): one event per
+    stored version, its kind the resource type for a first version and ``correction`` for a later
+    one, at the publishing hospital, through the hospital system's channel. The sensitive categories
+    are not told apart: a count of mental-health records by county could point at a person."""
+    return [{"id": row_id, "at": at, "kind": resource_type if version == 1 else "correction",
+             "institution_id": institution_id, "person_id": person_id, "channel": Channel.HOSPITAL_SYSTEM.value}
+            for row_id, at, resource_type, version, institution_id, person_id
+            in repository.versions_after(session, after_id, limit)]

@@ -47,6 +47,7 @@ from ..kit.context import Actor, Ctx
 from ..kit.errors import Forbidden, Invalid, NotFound, Problem, field_error
 from ..kit.regions import region_prefix, region_problem, region_within
 from ..mpi import service as mpi
+from ..records import service as records
 from . import repository as repo
 from .models import CubeCell, ReportDelivery, ReportSchedule, StatEvent
 from .suppression import Protected, protect
@@ -276,7 +277,9 @@ def start_refresher(db: Any, interval: float, make_ctx: Callable[[Session], Ctx]
 
 # -- indicators and breakdowns ---------------------------------------------------------------------
 
-CARD, CARD_USE, BOOKING, FAMILY_DOCTOR, PAYMENT = "card", "card_use", "booking", "family_doctor", "payment"
+CARD, CARD_USE, BOOKING, FAMILY_DOCTOR, PAYMENT, RECORD = (
+    "card", "card_use", "booking", "family_doctor", "payment", "record")
+
 _PEOPLE = ("channel", "age_band", "sex", "institution", "region")  # breakdowns of the later sources
 
 INDICATORS: dict[str, tuple[str, ...]] = {
@@ -304,6 +307,10 @@ INDICATORS: dict[str, tuple[str, ...]] = {
     "payments_reversed": _PEOPLE,
     "refunds_insurance": _PEOPLE,
     "refunds_bank": _PEOPLE,
+    "records_published": _PEOPLE,
+    "encounters_published": _PEOPLE,
+    "documents_published": _PEOPLE,
+    "records_corrected": _PEOPLE,
 }
 PERIODS = ("day", "week", "month", "total")
 STATUSES = ("normal", "lost", "pending_review", "cancelled")
@@ -331,6 +338,12 @@ _KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "payments_reversed": (PAYMENT, ("insurance_reversal",)),
     "refunds_insurance": (PAYMENT, ("refund_insurance",)),
     "refunds_bank": (PAYMENT, ("refund_bank",)),
+    # Health records: resources hospitals published (first versions), visits among them, documents
+    # shared (discharge summaries, imaging reports), and corrections (later versions).
+    "records_published": (RECORD, records.RESOURCE_TYPES),  # a first version's kind is its type
+    "encounters_published": (RECORD, ("Encounter",)),
+    "documents_published": (RECORD, ("DocumentReference",)),
+    "records_corrected": (RECORD, ("correction",)),
 }
 MAX_DAYS = 400
 MAX_DAYS_BY_DAY = 93

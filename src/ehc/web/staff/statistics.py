@@ -46,7 +46,7 @@ FIGURES = (
     ("bookings_made", "channel"), ("bookings_made", "institution"), ("booking_check_ins", "hour"),
     ("booking_no_shows", "institution"), ("waitlist_successes", "region"),
     ("contracts_signed", "institution"), ("contracts_by_status", "status"), ("follow_ups_delivered", "institution"),
-    ("payments_insurance", "institution"), ("payments_bank", "institution"),
+    ("payments_insurance", "institution"), ("payments_bank", "institution"), ("records_published", "institution"),
 )
 
 
