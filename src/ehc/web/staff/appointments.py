@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ...appointments import service as appointments
@@ -19,37 +19,12 @@ from ...kit.errors import Invalid, Problem
 from .. import forms, i18n
 from ..core import PageRoute
 from ..forms import FormState, require_csrf, see_other
-from .common import Staff, StaffPage, rule_of, staff_page
+from .common import Staff, staff_page, page_under
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-desk_rule, book_rule, check_in_rule, scheduler_rule = (rule_of(a) for a in (DayListReader, BookingDesk, CheckInDesk,
-                                                                            Scheduler))
 
-
-def _desk(staff: StaffPage) -> Staff:
-    desk_rule(staff.ctx)  # 403 role_not_allowed, as the API answers
-    return staff
-
-
-def _scheduler(staff: StaffPage) -> Staff:
-    scheduler_rule(staff.ctx)
-    return staff
-
-
-def _booker(staff: StaffPage) -> Staff:
-    book_rule(staff.ctx)
-    return staff
-
-
-def _checker(staff: StaffPage) -> Staff:
-    check_in_rule(staff.ctx)
-    return staff
-
-
-DeskPage = Annotated[Staff, Depends(_desk)]
-SchedulerPage = Annotated[Staff, Depends(_scheduler)]
-BookerPage = Annotated[Staff, Depends(_booker)]
-CheckInPage = Annotated[Staff, Depends(_checker)]
+DeskPage, SchedulerPage, BookerPage, CheckInPage = (page_under(a) for a in (DayListReader, Scheduler, BookingDesk,
+                                                                            CheckInDesk))
 
 
 def _local(moment) -> str:  # noqa: ANN001

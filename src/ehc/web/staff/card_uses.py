@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from ...institutions import service as institutions
@@ -23,21 +23,14 @@ from ...qr.service import SCAN_CHANNELS, SCENES
 from ...qr.auth import CardUseMonitor
 from .. import i18n
 from ..core import CHINA, PageRoute
-from .common import Staff, StaffPage, staff_page
+from .common import Staff, staff_page, page_under
 
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-monitor_rule = get_args(CardUseMonitor)[1].dependency
 PAGE_SIZE = 50
 YES_NO = ("", "1", "0")
 
-
-def monitoring_staff(staff: StaffPage) -> Staff:
-    monitor_rule(staff.ctx)  # 403 role_not_allowed, as the API answers
-    return staff
-
-
-MonitorPage = Annotated[Staff, Depends(monitoring_staff)]
+MonitorPage = page_under(CardUseMonitor)
 
 
 @dataclass(frozen=True)

@@ -109,12 +109,20 @@ def signed_in_staff(request: Request, session: DbSession) -> Staff:
 StaffPage = Annotated[Staff, Depends(signed_in_staff)]
 
 
-def admin_staff(staff: StaffPage) -> Staff:
-    admin_rule(staff.ctx)  # 403 role_not_allowed, as the API answers
-    return staff
+def page_under(api_rule: Any) -> Any:
+    """A page's dependency: the signed-in staff member, let in only by the API's own rule for the same
+    work (a domain's typed dependency, ``Annotated[Ctx, Depends(check)]``), so the page and its API
+    door refuse alike (403 role_not_allowed)."""
+    check = _rule(api_rule)
+
+    def admitted(staff: StaffPage) -> Staff:
+        check(staff.ctx)
+        return staff
+
+    return Annotated[Staff, Depends(admitted)]
 
 
-AdminPage = Annotated[Staff, Depends(admin_staff)]
+AdminPage = page_under(InstitutionAdmin)
 
 
 @dataclass

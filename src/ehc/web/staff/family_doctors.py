@@ -5,9 +5,9 @@ team, coverage with a chart). The same service calls and role rules as ``/api/v1
 
 from __future__ import annotations
 
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ...accounts import service as accounts
@@ -18,32 +18,10 @@ from .. import i18n
 from ..core import PageRoute
 from ..family_doctors import coverage_view, fd_message, money, progress_rows
 from ..forms import FormState, require_csrf, see_other
-from .common import Staff, StaffPage, staff_page
+from .common import Staff, staff_page, page_under
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-desk_rule = get_args(ContractDesk)[1].dependency
-worker_rule = get_args(TeamWorker)[1].dependency
-manager_rule = get_args(TeamManager)[1].dependency
-
-
-def _desk(staff: StaffPage) -> Staff:
-    desk_rule(staff.ctx)  # 403 role_not_allowed, as the API answers
-    return staff
-
-
-def _worker(staff: StaffPage) -> Staff:
-    worker_rule(staff.ctx)
-    return staff
-
-
-def _manager(staff: StaffPage) -> Staff:
-    manager_rule(staff.ctx)
-    return staff
-
-
-DeskPage = Annotated[Staff, Depends(_desk)]
-WorkerPage = Annotated[Staff, Depends(_worker)]
-ManagerPage = Annotated[Staff, Depends(_manager)]
+DeskPage, WorkerPage, ManagerPage = (page_under(a) for a in (ContractDesk, TeamWorker, TeamManager))
 
 
 def _contract_view(t: i18n.Translator, ctx: Any, c: fd.Contract) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ...institutions import service as institutions
@@ -14,7 +14,7 @@ from ...mpi.auth import MatchReviewer
 from .. import forms, i18n
 from ..core import CHINA, PageRoute
 from ..forms import require_csrf, see_other
-from .common import Staff, StaffPage, _rule, staff_page
+from .common import Staff, staff_page, page_under
 
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -25,15 +25,8 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 # regional operator sees their region's pairs, a platform admin all, an institution admin their own
 # institution's submitted records. Both sides are masked, exactly as ``GET /api/v1/mpi/reviews/{id}``.
 
-review_rule = _rule(MatchReviewer)
 
-
-def reviewing_staff(staff: StaffPage) -> Staff:
-    review_rule(staff.ctx)  # 403 role_not_allowed, as the API answers
-    return staff
-
-
-ReviewerPage = Annotated[Staff, Depends(reviewing_staff)]
+ReviewerPage = page_under(MatchReviewer)
 
 
 @router.get("/staff/mpi/reviews", response_class=HTMLResponse)

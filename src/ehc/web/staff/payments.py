@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ...kit.clock import china_today
@@ -23,34 +23,16 @@ from .. import i18n
 from .. import payments as shown
 from ..core import PageRoute
 from ..forms import FormState, require_csrf, see_other
-from .common import Staff, StaffPage, passes, rule_of, staff_page
+from .common import Staff, passes, rule_of, staff_page, page_under
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-reader_rule, cashier_rule, finance_rule = (rule_of(a) for a in (BillReader, Cashier, Finance))
+cashier_rule = rule_of(Cashier)
 BASE = "/staff/payments"
 # How long settling waits for the insurer and the bank before the page answers (as the API's 8 s): the
 # outbox finishes a slower one in the background and the bill's page shows where it got.
 SETTLE_WAIT = 8.0
 
-
-def _reader(staff: StaffPage) -> Staff:
-    reader_rule(staff.ctx)  # 403 role_not_allowed, as the API answers
-    return staff
-
-
-def _cashier(staff: StaffPage) -> Staff:
-    cashier_rule(staff.ctx)
-    return staff
-
-
-def _finance(staff: StaffPage) -> Staff:
-    finance_rule(staff.ctx)
-    return staff
-
-
-ReaderPage = Annotated[Staff, Depends(_reader)]
-CashierPage = Annotated[Staff, Depends(_cashier)]
-FinancePage = Annotated[Staff, Depends(_finance)]
+ReaderPage, CashierPage, FinancePage = (page_under(a) for a in (BillReader, Cashier, Finance))
 
 
 # -- finance: reconciliation and the ledger (before /{bill_id}, which would match its path) --------

@@ -5,15 +5,16 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ...cards import service as cards
 from ...cards.service import CardStatus
+from ...qr.auth import QRPrinter
 from .. import i18n
 from ..core import CHINA, PageRoute
 from ..forms import see_other
-from .common import Staff, StaffPage, print_rule, staff_page
+from .common import page_under, staff_page
 
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -24,12 +25,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 _EHC_ID = re.compile(r"[0-9A-F]{64}")
 
 
-def printer_staff(staff: StaffPage) -> Staff:
-    print_rule(staff.ctx)  # 403 role_not_allowed, as the API answers
-    return staff
-
-
-PrinterPage = Annotated[Staff, Depends(printer_staff)]
+PrinterPage = page_under(QRPrinter)
 
 
 @router.get("/staff/print", response_class=HTMLResponse)

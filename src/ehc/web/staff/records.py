@@ -3,9 +3,8 @@ same rule and the same audited read as ``GET /api/v1/records/patients/{ehc_id}``
 
 from __future__ import annotations
 
-from typing import Annotated, get_args
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from ...institutions import service as institutions
@@ -14,18 +13,11 @@ from ...records import service as records
 from ...records.auth import RecordReader
 from .. import i18n
 from ..core import CHINA, PageRoute
-from .common import Staff, StaffPage, staff_page
+from .common import staff_page, page_under
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-reader_rule = get_args(RecordReader)[1].dependency
 
-
-def clinician(staff: StaffPage) -> Staff:
-    reader_rule(staff.ctx)  # 403 role_not_allowed, as the API answers
-    return staff
-
-
-ClinicianPage = Annotated[Staff, Depends(clinician)]
+ClinicianPage = page_under(RecordReader)
 
 
 @router.get("/staff/records/{ehc_id}", response_class=HTMLResponse)

@@ -13,7 +13,7 @@ import math
 from datetime import date
 from functools import lru_cache
 from importlib import resources
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -28,10 +28,9 @@ from ...statistics import service as stats
 from ...statistics.auth import StatsReader
 from .. import i18n
 from ..core import PageRoute
-from .common import Staff, StaffPage, staff_page
+from .common import staff_page, page_under
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-reader_rule = get_args(StatsReader)[1].dependency
 
 # The console's figures: (indicator, breakdown) pairs offered as one-click views.
 CHART_POLICY = ("default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; "
@@ -50,12 +49,7 @@ FIGURES = (
 )
 
 
-def stats_staff(staff: StaffPage) -> Staff:
-    reader_rule(staff.ctx)  # 403 role_not_allowed, as the API answers
-    return staff
-
-
-StatsPage = Annotated[Staff, Depends(stats_staff)]
+StatsPage = page_under(StatsReader)
 
 
 def _day(value: str) -> date | None:
