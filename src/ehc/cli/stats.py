@@ -1,5 +1,5 @@
 """``ehc stats``: the analytical store (feed it, see how far it is), the national daily card-use
-report, the scheduled reports that are due, and the Parquet export for DuckDB or Spark
+report, the scheduled reports that are due, the Parquet export and its aggregation on DuckDB or Spark
 (docs/statistics.md)."""
 
 from __future__ import annotations
@@ -73,6 +73,27 @@ def stats_export(
     platform = open_platform()
     written, last = service.export_parquet(platform.db, directory, batch=max(1, batch))
     console.print(f"{written} rows exported; exported through row {last}")
+
+
+@app.command("aggregate")
+def stats_aggregate(
+    directory: Annotated[Path, typer.Argument(help="The export's directory (ehc stats export DIR)")],
+    engine: Annotated[str, typer.Option(help="duckdb (in-process) or spark (local mode)")] = "duckdb",
+    out: Annotated[Optional[Path], typer.Option(help="Where the cube's Parquet goes (default DIR/_cube)")] = None,
+    since: Annotated[str, typer.Option(help="Only the days from this one (yyyy-mm-dd)")] = "",
+    load: Annotated[bool, typer.Option(help="Load the cube's partitions into the console's stats_cube")] = True,
+) -> None:
+    """Aggregate the Parquet export into the daily cube (the same SQL on either engine) and load it."""
+    if engine not in service.ENGINES:
+        err.print(f"[red]error[/red] --engine is one of {', '.join(service.ENGINES)}")
+        raise typer.Exit(2)
+    platform = open_platform()
+    try:
+        done = service.aggregate(platform.db, directory, engine=engine, out=out, since=since, load=load)
+    except Problem as problem:
+        fail(problem)
+    console.print(f"{engine}: {len(done.partitions)} day/province partitions written to {done.out}; "
+                  f"{done.cells} cube cells loaded")
 
 
 @app.command("run-schedules")

@@ -67,6 +67,30 @@ def rebuild_cube(session: Session, dimensions: dict[str, ColumnElement | None]) 
         session.execute(insert(CubeCell).from_select(columns, _cube_of_events(dimension, column)))
 
 
+def last_event_id(session: Session) -> int:
+    return int(session.scalar(select(func.coalesce(func.max(StatEvent.id), 0))))
+
+
+def clear_cube(session: Session, days_by_province: dict[str, Sequence[date]]) -> None:
+    """Remove the cube's cells of the given days of each province (two-digit region prefix)."""
+    for province, days in sorted(days_by_province.items()):
+        for at in range(0, len(days), 500):
+            session.execute(delete(CubeCell).where(func.substr(CubeCell.region_code, 1, 2) == province,
+                                                   CubeCell.day.in_(days[at:at + 500])))
+
+
+def put_cube(session: Session, cells: Sequence[dict]) -> None:
+    """Insert cells (not there yet: :func:`clear_cube` first); streamed by ``COPY`` on PostgreSQL."""
+    if not cells:
+        return
+    if dialect.can_copy(session.connection()):
+        payload = "".join(f"{c['source']}\t{c['dimension']}\t{c['day'].isoformat()}\t{c['kind']}\t{c['to_status']}\t"
+                          f"{c['region_code']}\t{c['value']}\t{c['count']}\n" for c in cells)
+        dialect.copy_rows(session.connection(), CubeCell.__tablename__, CUBE_KEY + ["count"], payload.encode())
+    else:
+        session.execute(insert(CubeCell), list(cells))
+
+
 def cube_differences(session: Session, dimensions: dict[str, ColumnElement | None]) -> dict[tuple, tuple[int, int]]:
     """The cells where the cube and the events disagree: key -> (in the cube, from the events)."""
     held = {tuple(row[:-1]): int(row[-1]) for row in session.execute(select(

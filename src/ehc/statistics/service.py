@@ -48,6 +48,7 @@ from ..kit.errors import Forbidden, Invalid, NotFound, Problem, field_error
 from ..kit.regions import region_prefix, region_problem, region_within
 from ..mpi import service as mpi
 from ..records import service as records
+from . import aggregation
 from . import repository as repo
 from .models import CubeCell, ReportDelivery, ReportSchedule, StatEvent
 from .suppression import Protected, protect
@@ -124,10 +125,9 @@ def _rows(session: Session, source: str, facts: list[dict]) -> list[dict]:
     return rows
 
 
-# The daily cube's breakdowns: dimension -> the store's row key giving its value ("" for none).
-CUBE_DIMENSIONS = {"": None, "channel": "channel", "document_type": "document_type", "age_band": "age_band",
-                   "sex": "sex", "institution": "institution_id", "care_step": "care_step",
-                   "terminal_type": "terminal_type", "hour": "hour"}
+# The daily cube's breakdowns: dimension -> the store's row key giving its value ("" for none); the
+# aggregation job's SQL is built from the same list.
+CUBE_DIMENSIONS = aggregation.DIMENSIONS
 
 
 def cube_cells(rows: list[dict]) -> list[dict]:
@@ -630,7 +630,11 @@ def export_parquet(db: Any, directory: Path | str, *, batch: int = 200_000) -> t
         columns = {name: [r[k + 1] for r in rows] for k, name in enumerate(EXPORT_COLUMNS)}
         columns["day"] = [d.isoformat() if isinstance(d, date) else str(d) for d in columns["day"]]
         columns["province"] = [(code or UNKNOWN_REGION)[:2] for code in columns["region_code"]]
-        pq.write_to_dataset(pa.table(columns), root, partition_cols=["day", "province"],
+        # An explicit schema: a column empty in a whole batch (no card use has a status) would
+        # otherwise be written as Parquet's null type, which Spark cannot read (hour: int64, as
+        # inferred before).
+        schema = pa.schema([(name, pa.int64() if name == "hour" else pa.string()) for name in columns])
+        pq.write_to_dataset(pa.table(columns, schema=schema), root, partition_cols=["day", "province"],
                             basename_template=f"part-{first:012d}-{last:012d}-{{i}}.parquet",
                             existing_data_behavior="overwrite_or_ignore")
         temporary = mark_file.with_suffix(".tmp")
@@ -638,6 +642,79 @@ def export_parquet(db: Any, directory: Path | str, *, batch: int = 200_000) -> t
         temporary.replace(mark_file)
         done = last
         written += len(rows)
+
+
+# -- the aggregation job: the export into the cube, on DuckDB or Spark ------------------------------
+
+ENGINES = aggregation.ENGINES
+CUBE_OUT = "_cube"  # the job's answer, under the export's directory unless told otherwise
+
+
+@dataclass
+class AggregateReport:
+    engine: str
+    partitions: list[tuple[str, str]]  # (day, province) written (and loaded)
+    cells: int  # cube cells loaded into stats_cube (0 when not loaded)
+    out: Path
+
+
+def aggregate(db: Any, directory: Path | str, *, engine: str = "duckdb", out: Path | str | None = None,
+              since: str = "", load: bool = True) -> AggregateReport:
+    """Run the aggregation job (``aggregation.CUBE_SQL``) over the Parquet export in ``directory`` on
+    ``engine``, writing the cube as Parquet partitioned by day and province under ``out`` (default
+    ``directory/_cube``); then, with ``load``, replace those partitions of ``stats_cube`` with it
+    (:func:`load_cube`), where the console reads them."""
+    if engine not in ENGINES:
+        raise Invalid(f"Engines: {', '.join(ENGINES)}.", code="engine_unknown")
+    root = Path(directory)
+    target = Path(out) if out is not None else root / CUBE_OUT
+    if not any(root.glob("day=*/province=*/*.parquet")):
+        return AggregateReport(engine, [], 0, target)
+    try:
+        partitions = aggregation.run(engine, root, target, since)
+    except ValueError as error:
+        raise Invalid(str(error), code="since_invalid") from None
+    cells = load_cube(db, target, partitions, exported_through=_export_mark(root)) if load else 0
+    return AggregateReport(engine, partitions, cells, target)
+
+
+def _export_mark(root: Path) -> int | None:
+    mark = root / EXPORT_MARK
+    return int(mark.read_text().strip() or 0) if mark.exists() else None
+
+
+def load_cube(db: Any, out: Path | str, partitions: list[tuple[str, str]], *,
+              exported_through: int | None = None) -> int:
+    """Replace the cube's cells of each (day, province) partition with the job's answer for it, in
+    one transaction under every source's refresh lock (so no refresh adds to the cube meanwhile);
+    rerunning it loads the same cells again. When the answer came from this store's export
+    (``exported_through``: its mark), the store must hold no row beyond the mark, or the cells of
+    events not yet exported would be lost: refused, export first. Answers the cells loaded."""
+    # pyarrow is loaded by the job's load only (the server never reads Parquet cubes).
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    root = Path(out)
+    with db.session() as session:
+        for name in sorted(set(_sources) | {row.source for row in repo.watermarks(session)}):
+            dialect.serialise(session, f"{REFRESH_LOCK}:{name}")
+        if exported_through is not None and repo.last_event_id(session) > exported_through:
+            raise Problem("The store holds events not yet exported: run `ehc stats export` first.",
+                          code="export_behind", status=409, title="Conflict")
+        by_province: dict[str, list[date]] = defaultdict(list)
+        for day, province in partitions:
+            by_province[province].append(date.fromisoformat(day))
+        repo.clear_cube(session, by_province)
+        cells = 0
+        for day, province in partitions:
+            folder = root / f"day={day}" / f"province={province}"
+            table = pq.read_table(folder, columns=[c for c in aggregation.CUBE_COLUMNS if c != "day"])
+            rows = table.to_pylist()
+            when = date.fromisoformat(day)
+            for row in rows:
+                row["day"] = when
+            repo.put_cube(session, rows)
+            cells += len(rows)
+        return cells
 
 
 # -- scheduled reports -----------------------------------------------------------------------------

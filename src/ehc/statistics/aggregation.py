@@ -1,0 +1,135 @@
+"""The aggregation job: the Parquet export (``ehc stats export``) into the daily cube, on DuckDB or Spark.
+
+One SQL text, :data:`CUBE_SQL`, is the job's logic; an engine is only its runner. Each runner shows
+the export's rows to the SQL as a view ``events`` (the export's columns, ``day`` as the text of its
+partition), runs the SQL, and writes its answer as Parquet partitioned ``day=``/``province=`` under
+the output directory, one partition per China day and province, each partition's files replaced as
+a whole. The answer has the columns and the grain of ``stats_cube`` (models.CubeCell): the service
+loads it there, so the console's queries read it unchanged.
+
+Both engines read the partitions' values as text (no type inference: ``province=00``, the unknown
+region, would otherwise become the number 0), and the SQL keeps to what DuckDB and Spark SQL share:
+``CAST(... AS STRING)``, ``CAST(... AS DATE)``, ``COALESCE``, ``SUBSTR``, an inline ``VALUES`` table
+and ``GROUP BY``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+# The cube's breakdowns, as models.CubeCell and service.CUBE_DIMENSIONS have them: dimension -> the
+# export's column giving its value (None: the total, whose value is "").
+DIMENSIONS = {"": None, "channel": "channel", "document_type": "document_type", "age_band": "age_band",
+              "sex": "sex", "institution": "institution_id", "care_step": "care_step",
+              "terminal_type": "terminal_type", "hour": "hour"}
+CUBE_COLUMNS = ("source", "dimension", "day", "kind", "to_status", "region_code", "value", "count")
+ENGINES = ("duckdb", "spark")
+
+
+def _value() -> str:
+    cases = " ".join(f"WHEN '{name}' THEN COALESCE(CAST(e.{column} AS STRING), '')"
+                     for name, column in DIMENSIONS.items() if column is not None)
+    return f"CASE d.dimension {cases} ELSE '' END"
+
+
+# Each event is read once and counted in one cell of every dimension: crossed with the nine
+# dimension names, the value picked by name. A missing value (NULL) is "" as in the cube. ``since``
+# (a partition filter both engines push down to the directory listing) limits the days recomputed.
+CUBE_SQL = f"""
+SELECT e.source AS source, d.dimension AS dimension, CAST(e.day AS DATE) AS day, e.kind AS kind,
+       COALESCE(e.to_status, '') AS to_status, e.region_code AS region_code, {_value()} AS value,
+       COUNT(*) AS count, SUBSTR(e.region_code, 1, 2) AS province
+FROM events e
+CROSS JOIN (VALUES {", ".join(f"('{name}')" for name in DIMENSIONS)}) AS d(dimension)
+WHERE e.day >= '{{since}}'
+GROUP BY e.source, d.dimension, e.day, e.kind, COALESCE(e.to_status, ''), e.region_code, {_value()}
+"""
+
+
+def cube_sql(since: str = "") -> str:
+    """The job's SQL, over the days from ``since`` (``yyyy-mm-dd``; "" for all)."""
+    if since and not (len(since) == 10 and since[4] == since[7] == "-" and since.replace("-", "").isdigit()):
+        raise ValueError("since is yyyy-mm-dd")
+    return CUBE_SQL.format(since=since)
+
+
+def _events_glob(source: Path) -> str:
+    # Only the export's partitions: the output directory, or anything else, may sit beside them.
+    return str(source / "day=*" / "province=*" / "*.parquet")
+
+
+def _clear(out: Path, partitions: list[tuple[str, str]]) -> None:
+    """Remove the partitions about to be written again, so each is replaced as a whole."""
+    for day, province in partitions:
+        shutil.rmtree(out / f"day={day}" / f"province={province}", ignore_errors=True)
+
+
+def run_duckdb(source: Path, out: Path, since: str = "") -> list[tuple[str, str]]:
+    """The job on DuckDB (in-process). Answers the (day, province) partitions written."""
+    # Loaded when the job runs only: the platform's server never needs it.
+    import duckdb  # noqa: PLC0415
+
+    con = duckdb.connect()
+    try:
+        con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{_events_glob(source)}', "
+                    "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)")
+        con.execute(f"CREATE TABLE cube AS {cube_sql(since)}")
+        partitions = [(str(d), p) for d, p in con.execute(
+            "SELECT DISTINCT CAST(day AS VARCHAR), province FROM cube ORDER BY 1, 2").fetchall()]
+        _clear(out, partitions)
+        out.mkdir(parents=True, exist_ok=True)
+        if partitions:
+            con.execute(f"COPY cube TO '{out}' (FORMAT PARQUET, PARTITION_BY (day, province), "
+                        "OVERWRITE_OR_IGNORE true, FILENAME_PATTERN 'cube-{uuid}')")
+        return partitions
+    finally:
+        con.close()
+
+
+_spark_session = None
+
+
+def spark_session():  # noqa: ANN201 - a pyspark SparkSession, whose module is loaded lazily
+    """A local Spark session for the job (``local[*]``), made once per process."""
+    global _spark_session  # noqa: PLW0603 - one JVM per process: starting one takes seconds
+    if _spark_session is None:
+        # pyspark is heavy (a JVM) and only this job uses it: loaded when a Spark run is asked for.
+        from pyspark.sql import SparkSession  # noqa: PLC0415
+
+        _spark_session = (SparkSession.builder.master("local[*]").appName("ehc-stats-aggregate")
+                          .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+                          .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+                          .config("spark.sql.session.timeZone", "UTC")
+                          .config("spark.sql.shuffle.partitions", "8")
+                          .config("spark.ui.enabled", "false")
+                          .config("spark.ui.showConsoleProgress", "false")
+                          .getOrCreate())
+        _spark_session.sparkContext.setLogLevel("ERROR")
+    return _spark_session
+
+
+def run_spark(source: Path, out: Path, since: str = "", session=None) -> list[tuple[str, str]]:  # noqa: ANN001
+    """The same job on Spark (local mode unless ``session`` is a cluster's). Answers the partitions."""
+    spark = session or spark_session()
+    events = spark.read.option("basePath", str(source)).parquet(_events_glob(source))
+    events.createOrReplaceTempView("events")
+    cube = spark.sql(cube_sql(since)).cache()
+    try:
+        partitions = sorted((str(r[0]), r[1]) for r in cube.select("day", "province").distinct().collect())
+        _clear(out, partitions)
+        if partitions:
+            # Dynamic partition overwrite: only the partitions in the answer are replaced; one file
+            # per partition, as DuckDB writes it.
+            (cube.repartition("day", "province").write.mode("overwrite").partitionBy("day", "province")
+             .parquet(str(out)))
+        return partitions
+    finally:
+        cube.unpersist()
+
+
+def run(engine: str, source: Path | str, out: Path | str, since: str = "") -> list[tuple[str, str]]:
+    if engine not in ENGINES:
+        raise ValueError(f"engines: {', '.join(ENGINES)}")
+    runner = run_duckdb if engine == "duckdb" else run_spark
+    return runner(Path(source), Path(out), since)

@@ -1,0 +1,128 @@
+"""The aggregation job: the Parquet export aggregated into the daily cube by one SQL text, on DuckDB
+and on Spark (local mode, one session for the whole run: its JVM takes seconds to start). Both
+engines give identical cubes, equal to the cube the refresh maintains; loaded into ``stats_cube``,
+each makes the console answer exactly as before; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+from factories import run_ehc
+from sqlalchemy import delete, select
+from test_statistics import CHENGDU_HOSPITAL, DAY, data  # noqa: F401 - data: the fixture
+from test_statistics_cube import generated  # noqa: F401 - the fixture: generated events, fed into the store
+
+from ehc.kit.context import Actor
+from ehc.kit.errors import Problem
+from ehc.statistics import aggregation
+from ehc.statistics import service as stats
+from ehc.statistics.models import CubeCell
+
+QUESTIONS = [(indicator, by, period, region)
+             for indicator in ("card_uses", "cards_issued", "cards_cancelled", "bookings_made", "contracts_signed")
+             for by in (None, *stats.INDICATORS[indicator])
+             for period, region in (("day", None), ("week", "510000"), ("total", "510603"), ("month", "440000"))]
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    session = aggregation.spark_session()
+    yield session
+    session.stop()
+    aggregation._spark_session = None
+
+
+def cube_files(out: Path) -> list[tuple]:
+    return duckdb.sql(
+        "SELECT source, dimension, CAST(day AS VARCHAR), kind, to_status, region_code, value, count "
+        f"FROM read_parquet('{out}/day=*/province=*/*.parquet', hive_partitioning = true, "
+        "hive_types_autocast = false) ORDER BY ALL").fetchall()
+
+
+def cube_table(platform) -> list[tuple]:  # noqa: ANN001
+    with platform.db.session() as session:
+        return sorted((r.source, r.dimension, r.day.isoformat(), r.kind, r.to_status, r.region_code, r.value,
+                       int(r.count)) for r in session.scalars(select(CubeCell)))
+
+
+def answers(platform) -> list[tuple]:  # noqa: ANN001
+    out = []
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        for indicator, by, period, region in QUESTIONS:
+            query = stats.Query(indicator, by=by, period=period, region=region, start=DAY, end=DAY + timedelta(days=22))
+            table = stats.table(ctx, query, audit_purpose=False)
+            out.append((table.rows, table.columns, table.protected.cells, table.records()))
+    return out
+
+
+def test_duckdb_and_spark_make_the_same_cube_and_the_console_answers_the_same(platform, generated, spark,  # noqa: ANN001, F811
+                                                                              tmp_path) -> None:
+    export = tmp_path / "export"
+    written, _ = stats.export_parquet(platform.db, export, batch=50)  # several batches of files
+    assert written > 100
+    refreshed = cube_table(platform)
+    before = answers(platform)
+
+    on_duckdb = stats.aggregate(platform.db, export, engine="duckdb", out=tmp_path / "duck", load=False)
+    on_spark = stats.aggregate(platform.db, export, engine="spark", out=tmp_path / "spark", load=False)
+    assert on_duckdb.partitions == on_spark.partitions and len(on_duckdb.partitions) > 20
+    assert {p for _, p in on_duckdb.partitions} == {"44", "51"}
+    # Identical cubes, and each what the refresh keeps in stats_cube from the same events.
+    assert cube_files(tmp_path / "duck") == cube_files(tmp_path / "spark") == refreshed
+
+    for engine in ("duckdb", "spark"):
+        with platform.db.session() as session:
+            session.execute(delete(CubeCell))
+        assert answers(platform) != before  # the console reads the cube
+        done = stats.aggregate(platform.db, export, engine=engine, out=tmp_path / engine)
+        assert done.cells == len(refreshed)
+        assert cube_table(platform) == refreshed
+        assert answers(platform) == before
+    # Rerun over the same partitions: replaced, not added to.
+    stats.aggregate(platform.db, export, engine="duckdb", out=tmp_path / "duck")
+    assert cube_table(platform) == refreshed
+    # Only the days from --since are recomputed and replaced.
+    since = DAY + timedelta(days=10)
+    done = stats.aggregate(platform.db, export, since=since.isoformat(), out=tmp_path / "duck")
+    assert done.partitions and all(day >= since.isoformat() for day, _ in done.partitions)
+    assert cube_table(platform) == refreshed
+
+
+def test_loading_refuses_while_the_store_holds_events_not_exported(platform, data, tmp_path) -> None:  # noqa: ANN001, F811
+    data.cards(1, institution=CHENGDU_HOSPITAL)
+    data.uses(3, institution=CHENGDU_HOSPITAL, region="510104")
+    stats.refresh(platform.db)
+    export = tmp_path / "export"
+    stats.export_parquet(platform.db, export)
+    data.uses(2, institution=CHENGDU_HOSPITAL, region="510104")
+    stats.refresh(platform.db)  # stored, and in the cube, but not exported
+    with pytest.raises(Problem) as refused:
+        stats.aggregate(platform.db, export)
+    assert refused.value.code == "export_behind"
+    assert sum(count for *_, count in cube_table(platform)) == 6 * len(stats.CUBE_DIMENSIONS)  # untouched
+    stats.export_parquet(platform.db, export)
+    assert stats.aggregate(platform.db, export).cells > 0
+    assert sum(count for *_, count in cube_table(platform)) == 6 * len(stats.CUBE_DIMENSIONS)
+    assert stats.aggregate(platform.db, tmp_path / "empty").partitions == []
+
+
+def test_ehc_stats_aggregate(platform, settings, data, tmp_path) -> None:  # noqa: ANN001, F811
+    data.cards(1, institution=CHENGDU_HOSPITAL)
+    data.uses(4, institution=CHENGDU_HOSPITAL, region="510104")
+    stats.refresh(platform.db)
+    export = tmp_path / "export"
+    assert run_ehc(settings, "stats", "export", str(export)).returncode == 0
+    done = run_ehc(settings, "stats", "aggregate", str(export))
+    assert done.returncode == 0, done.stderr
+    assert "duckdb: 1 day/province partitions written" in done.stdout
+    assert f"{2 * len(stats.CUBE_DIMENSIONS)} cube cells loaded" in done.stdout  # a card's and its uses' cells
+    assert (export / "_cube").is_dir()
+    wrong = run_ehc(settings, "stats", "aggregate", str(export), "--engine", "hive")
+    assert wrong.returncode == 2 and "--engine" in wrong.stderr
+    bad = run_ehc(settings, "stats", "aggregate", str(export), "--since", "yesterday")
+    assert bad.returncode != 0 and "since_invalid" in bad.stdout + bad.stderr
