@@ -50,8 +50,10 @@ def within_list_pairs(records: pd.DataFrame) -> list[tuple[str, str]]:
                                      side.region_code or places.region_of(side.address))
         if keyed[uid]:
             keys.append(f"doc|{keyed[uid]}")
-        if _value(street):
-            keys.append(f"street|{street}")
+        if _value(street) and side.name:
+            # The road and house number carry no city (an abbreviated address names none): with the
+            # surname's pinyin, so that one road's number across the country is no block.
+            keys.append(f"street|{street}|{names.parse(side.name).surname_pinyin}")
         for key in keys:
             blocks.setdefault(key, []).append(uid)
     shares = Counter((_pinyin(s.name), s.birth_date.year) for s in sides.values() if s.name and s.birth_date)
@@ -73,7 +75,8 @@ def within_list_pairs(records: pd.DataFrame) -> list[tuple[str, str]]:
                 share = shares.get((_pinyin(side.name), side.birth_date.year), 1) if side.name and side.birth_date else 1
                 score, _ = model.score(levels, share)
                 grade = next((g for g in evidence.GRADES if score >= model.thresholds[g]), None)
-                if evidence.capped(grade, levels) == "certain":
+                close = evidence.birth_close(sides[a].birth_date, sides[b].birth_date)
+                if evidence.capped(grade, levels, close_birth=close) == "certain":
                     found.append(pair)
     return found
 
@@ -92,6 +95,9 @@ def clusters(records: pd.DataFrame, links: list[dict]) -> pd.DataFrame:
         return x
 
     def union(a: str, b: str) -> None:
+        # Both rows are members, the root too (a root is in ``parent`` only once it is set here).
+        parent.setdefault(a, a)
+        parent.setdefault(b, b)
         ra, rb = find(a), find(b)
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)

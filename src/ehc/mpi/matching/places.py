@@ -62,6 +62,7 @@ def _gazetteer() -> tuple[dict[str, str], dict[str, dict[str, set[tuple[str, boo
     return provinces, counties, anywhere
 
 
+@lru_cache(maxsize=1 << 16)
 def region_of(address: str | None) -> str | None:
     """The six-digit region code an address names, or ``None`` when it names none (or several)."""
     if not address:
