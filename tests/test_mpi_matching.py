@@ -321,3 +321,24 @@ def test_the_county_is_read_from_the_address_when_no_region_code_is_given(platfo
     # from the address meets.
     found = _match(platform, Record(name="玉慧敏", sex="2", birth_date=BORN, address=WANG.address))
     assert wang in [c.person_id for c in found]
+
+
+def test_a_birth_date_two_errors_off_needs_the_full_name_and_the_phone_or_the_address() -> None:
+    close = matching.evidence.birth_close
+    assert close(date(1967, 5, 9), date(1957, 5, 19))  # two digits
+    assert close(date(1983, 12, 1), date(1983, 1, 12))  # day and month swapped ...
+    assert close(date(1937, 8, 22), date(1937, 12, 8))  # ... and one digit wrong
+    assert close(date(2010, 1, 1), date(2020, 7, 18))  # year only, the year one digit off
+    assert close(date(1952, 6, 17), date(1952, 6, 26))  # one day off and one digit (16 -> 17 -> 26)
+    assert not close(date(1960, 5, 27), date(1980, 11, 3))  # a parent and a child
+    levels = {"name": "exact", "birth_date": "different", "sex": "same", "phone": "exact", "address": "different",
+              "region": "different", "document": None}
+    ceiling = matching.evidence.ceiling
+    assert ceiling(levels) == "possible"
+    assert ceiling(levels, close_birth=True) is None  # the same full name at the same mobile
+    # A relative at the same phone and address has another name: still possible.
+    assert ceiling({**levels, "name": "close", "address": "exact"}, close_birth=True) == "possible"
+    # The county read from the address corroborates like a given region code.
+    alike = {**levels, "birth_date": "exact", "phone": "different", "region": "exact"}
+    assert ceiling(alike) is None
+    assert ceiling({**alike, "region": "different"}) == "probable"

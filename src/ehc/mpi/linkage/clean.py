@@ -58,16 +58,7 @@ class CleanRows:
 FRAME_COLUMNS = ("unique_id", "name", "name_py", "surname_py", "given_py", "name_initial", "sex", "birth_date",
                  "birth_date_swapped", "birth_year", "phone", "address", "region_code", "id_key", "city", "street")
 
-_STREET = re.compile(r"([\u4e00-\u9fff]{1,8}?(?:大道|大街|路|街|巷|道|村|里))(\d+)号")
-
-
-def street_key(address: str | None) -> str | None:
-    """The road and the house number (``人民路12``): an address token for blocking that a
-    moved-within-the-building, a dropped flat number or an abbreviated province keeps. Without the
-    city: an abbreviated address (``市辖区幸福路205号``) often names no county that can be read, and
-    the key is only ever used together with a name part, which keeps its blocks small."""
-    found = _STREET.search(address) if address else None
-    return f"{found[1]}{found[2]}" if found else None
+street_key = places.street_of  # the real-time matcher's road + house number token, shared
 
 
 def frame_row(unique_id: str, name: str | None, sex: str | None, birth: str | None, phone: str | None,

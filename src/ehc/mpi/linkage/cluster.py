@@ -39,21 +39,18 @@ def within_list_pairs(records: pd.DataFrame) -> list[tuple[str, str]]:
     model = default_model()
     sides, keyed = {}, {}
     blocks: dict[str, list[str]] = {}
-    for uid, name, sex, birth, phone, address, region, id_key, street in records[
-            ["unique_id", "name", "sex", "birth_date", "phone", "address", "region_code", "id_key", "street"]
+    for uid, name, sex, birth, phone, address, region, id_key in records[
+            ["unique_id", "name", "sex", "birth_date", "phone", "address", "region_code", "id_key"]
     ].itertuples(index=False):
         born = date.fromisoformat(birth) if isinstance(birth, str) else None
         side = Side(_value(name), _value(sex), born, _value(phone), _value(address), _value(region))
         sides[uid], keyed[uid] = side, _value(id_key)
-        # Lists without region codes: the county read from the address (matching.places) for the keys.
+        # Lists without region codes: the county read from the address (matching.places) for the keys;
+        # the road and house number with the surname or the given name are keys too.
         keys = match_keys.clear_keys(side.name, side.sex, born, side.phone,
-                                     side.region_code or places.region_of(side.address))
+                                     side.region_code or places.region_of(side.address), side.address)
         if keyed[uid]:
             keys.append(f"doc|{keyed[uid]}")
-        if _value(street) and side.name:
-            # The road and house number carry no city (an abbreviated address names none): with the
-            # surname's pinyin, so that one road's number across the country is no block.
-            keys.append(f"street|{street}|{names.parse(side.name).surname_pinyin}")
         for key in keys:
             blocks.setdefault(key, []).append(uid)
     shares = Counter((_pinyin(s.name), s.birth_date.year) for s in sides.values() if s.name and s.birth_date)

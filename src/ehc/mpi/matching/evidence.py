@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from functools import lru_cache
 
 from ...identity import service as identity
@@ -147,14 +147,18 @@ def compare_birth(a: date | None, b: date | None) -> str | None:
 
 def birth_close(a: date | None, b: date | None) -> bool:
     """Two errors at most between two birth dates: at most two digits differ (``1967-05-09`` for
-    ``1957-05-19``), day and month swapped and one digit wrong, or a year-only date
-    (``YYYY-01-01``) whose year is one digit off. Legacy lists carry such dates where two errors met."""
+    ``1957-05-19``); one day off and one digit wrong; day and month swapped and one digit wrong; or
+    a year-only date (``YYYY-01-01``) whose year is one digit off. Legacy lists carry such dates
+    where two errors met."""
     if a is None or b is None:
         return False
     left, right = f"{a:%Y%m%d}", f"{b:%Y%m%d}"
     if _differ(left, right) <= 2:
         return True
     if (year_only(a) or year_only(b)) and _differ(left[:4], right[:4]) <= 1:
+        return True
+    near = [f"{b + timedelta(days=step):%Y%m%d}" for step in (-1, 1) if date.min < b < date.max]
+    if any(_differ(left, other) <= 1 for other in near):
         return True
     for x, y in ((a, right), (b, left)):  # either side's day and month swapped, then one digit wrong
         if x.day <= 12 and _differ(f"{x.year:04d}{x.day:02d}{x.month:02d}", y) <= 1:

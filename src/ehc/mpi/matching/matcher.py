@@ -279,7 +279,7 @@ def _candidate_ids(ctx: Ctx, record: Record) -> list[str]:
         ctx.session,
         # Without a region code, the county read from the address (as batch linkage blocks on it).
         match_keys.blind_keys(ctx.vault, record.name, _known_sex(record.sex), record.birth_date, record.phone,
-                              record.region_code or places.region_of(record.address)),
+                              record.region_code or places.region_of(record.address), record.address),
         limit=CANDIDATE_LIMIT,
     )
     return direct + [person_id for person_id in blocked if person_id not in direct]
