@@ -101,7 +101,12 @@ def street_of(address: str | None) -> str | None:
     abbreviated address (``市辖区幸福路205号``) often names no county that can be read, and the token
     is only ever used together with a part of the name, which keeps its blocks small."""
     found = _STREET.search(address) if address else None
-    return f"{found[1]}{found[2]}" if found else None
+    if not found:
+        return None
+    # The road's own name: what precedes it up to the last province, city or county word is the
+    # place, which an abbreviated address drops (成都市锦江区人民路 -> 人民路).
+    road = re.sub(r"^.*[省市区县旗]", "", found[1]) or found[1]
+    return f"{road}{found[2]}"
 
 
 def city_of(region_code: str | None, address: str | None) -> str | None:
