@@ -74,6 +74,10 @@ def test_blocking_keys_survive_the_usual_errors_and_reveal_nothing(platform) -> 
     assert len(stored) == len(base) and all(re.fullmatch(r"[a-p]{64}", k) for k in stored)
     # Unknown sex (0 or 9) blocks like missing sex.
     assert keys.clear_keys("王慧敏", "9", BORN, None, "510104") == keys.clear_keys("王慧敏", None, BORN, None, "510104")
+    # A nickname with a wrong year, no phone, an abbreviated address: only the road + surname key meets.
+    nickname = keys.clear_keys("王阿敏", "2", date(1986, 6, 1), None, None, "锦江区人民路12号")
+    full = keys.clear_keys("王慧敏", "2", date(1985, 6, 1), "13912345671", "510104", WANG.address)
+    assert set(nickname) & set(full) == {"a|人民路12|wang"}
 
 
 def test_model_weights_point_the_right_way() -> None:
@@ -196,7 +200,7 @@ def test_bulk_creation_writes_the_keys_in_the_same_pass(platform) -> None:
     assert lost == {2: "Q" * 32}
     with platform.db.session() as session:
         assert session.scalar(select(func.count()).select_from(MatchKey).where(MatchKey.person_id == "Q" * 32)) == 0
-        assert session.scalar(select(func.count()).select_from(MatchKey).where(MatchKey.person_id == "P" * 32)) == 5
+        assert session.scalar(select(func.count()).select_from(MatchKey).where(MatchKey.person_id == "P" * 32)) == 7  # s n c p d, and road + surname, road + given name
     assert _match(platform, _record(name="王惠敏"))[0].person_id == "P" * 32
 
 
