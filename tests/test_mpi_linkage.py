@@ -225,6 +225,18 @@ def test_decisions_short_circuit_documents_and_hold_back_close_runners_up():
     assert "r4" not in decided.index.get_level_values(0)
 
 
+def test_two_cards_of_a_patient_not_in_the_index_make_one_cluster():
+    from ehc.mpi.linkage import cluster
+
+    address = "四川省成都市锦江区人民路12号3栋2单元501室"
+    rows = [clean.frame_row("r1", "欧阳子涵", "2", "2015-03-09", "13912345678", address, None, None),
+            clean.frame_row("r2", "欧阳子涵", "2", "2015-03-09", "13912345678", address, None, None),
+            clean.frame_row("r3", "欧阳子涵", "2", "2015-03-09", "13987654321", "云南省凤庆县锦华巷1号", None, None)]
+    records = pd.DataFrame(rows, columns=list(clean.FRAME_COLUMNS), dtype=object)
+    found = cluster.clusters(records, [])  # neither row is linked: both cards, one cluster
+    assert sorted(found["record_id"]) == ["r1", "r2"] and found["cluster"].nunique() == 1
+
+
 def _env(settings) -> dict:
     return {**os.environ, "EHC_DATABASE_URL": settings.database_url, "EHC_KEYS_DIR": str(settings.keys_dir),
             "EHC_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}

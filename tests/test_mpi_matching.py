@@ -74,6 +74,10 @@ def test_blocking_keys_survive_the_usual_errors_and_reveal_nothing(platform) -> 
     assert len(stored) == len(base) and all(re.fullmatch(r"[a-p]{64}", k) for k in stored)
     # Unknown sex (0 or 9) blocks like missing sex.
     assert keys.clear_keys("王慧敏", "9", BORN, None, "510104") == keys.clear_keys("王慧敏", None, BORN, None, "510104")
+    # A nickname with a wrong year, no phone, an abbreviated address: only the road + surname key meets.
+    nickname = keys.clear_keys("王阿敏", "2", date(1986, 6, 1), None, None, "锦江区人民路12号")
+    full = keys.clear_keys("王慧敏", "2", date(1985, 6, 1), "13912345671", "510104", WANG.address)
+    assert set(nickname) & set(full) == {"a|人民路12|wang"}
 
 
 def test_model_weights_point_the_right_way() -> None:
@@ -196,7 +200,7 @@ def test_bulk_creation_writes_the_keys_in_the_same_pass(platform) -> None:
     assert lost == {2: "Q" * 32}
     with platform.db.session() as session:
         assert session.scalar(select(func.count()).select_from(MatchKey).where(MatchKey.person_id == "Q" * 32)) == 0
-        assert session.scalar(select(func.count()).select_from(MatchKey).where(MatchKey.person_id == "P" * 32)) == 5
+        assert session.scalar(select(func.count()).select_from(MatchKey).where(MatchKey.person_id == "P" * 32)) == 7  # s n c p d, and road + surname, road + given name
     assert _match(platform, _record(name="王惠敏"))[0].person_id == "P" * 32
 
 
@@ -321,3 +325,24 @@ def test_the_county_is_read_from_the_address_when_no_region_code_is_given(platfo
     # from the address meets.
     found = _match(platform, Record(name="玉慧敏", sex="2", birth_date=BORN, address=WANG.address))
     assert wang in [c.person_id for c in found]
+
+
+def test_a_birth_date_two_errors_off_needs_the_full_name_and_the_phone_or_the_address() -> None:
+    close = matching.evidence.birth_close
+    assert close(date(1967, 5, 9), date(1957, 5, 19))  # two digits
+    assert close(date(1983, 12, 1), date(1983, 1, 12))  # day and month swapped ...
+    assert close(date(1937, 8, 22), date(1937, 12, 8))  # ... and one digit wrong
+    assert close(date(2010, 1, 1), date(2020, 7, 18))  # year only, the year one digit off
+    assert close(date(1952, 6, 17), date(1952, 6, 26))  # one day off and one digit (16 -> 17 -> 26)
+    assert not close(date(1960, 5, 27), date(1980, 11, 3))  # a parent and a child
+    levels = {"name": "exact", "birth_date": "different", "sex": "same", "phone": "exact", "address": "different",
+              "region": "different", "document": None}
+    ceiling = matching.evidence.ceiling
+    assert ceiling(levels) == "possible"
+    assert ceiling(levels, close_birth=True) is None  # the same full name at the same mobile
+    # A relative at the same phone and address has another name: still possible.
+    assert ceiling({**levels, "name": "close", "address": "exact"}, close_birth=True) == "possible"
+    # The county read from the address corroborates like a given region code.
+    alike = {**levels, "birth_date": "exact", "phone": "different", "region": "exact"}
+    assert ceiling(alike) is None
+    assert ceiling({**alike, "region": "different"}) == "probable"

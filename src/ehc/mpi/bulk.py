@@ -139,7 +139,7 @@ class PersonBatchBuilder:
         self._keys.extend(
             (person_id, key)
             for key in match_keys.blind_keys(vault, details.name, details.sex, birth, details.phone,
-                                             details.region_code)
+                                             details.region_code, details.address)
         )
 
     def build(self) -> PersonBatch:

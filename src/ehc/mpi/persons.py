@@ -181,7 +181,7 @@ def _write_match_keys(ctx: Ctx, person: Person, details: Demographics) -> None:
     """The real-time matcher's blocking keys follow the details (``mpi.matching.keys``). Merges leave
     them alone: the matcher follows a merged person to the survivor, and an unmerge needs nothing back."""
     keys.write(ctx.session, ctx.vault, person.id, details.name, details.sex, details.birth_date, details.phone,
-               details.region_code)
+               details.region_code, details.address)
 
 
 def merge(ctx: Ctx, source: Person, target: Person, reason: str, *, review_id: int | None = None) -> Merge:

@@ -58,14 +58,7 @@ class CleanRows:
 FRAME_COLUMNS = ("unique_id", "name", "name_py", "surname_py", "given_py", "name_initial", "sex", "birth_date",
                  "birth_date_swapped", "birth_year", "phone", "address", "region_code", "id_key", "city", "street")
 
-_STREET = re.compile(r"([\u4e00-\u9fff]{1,8}?(?:大道|大街|路|街|巷|道|村|里))(\d+)号")
-
-
-def street_key(city: str | None, address: str | None) -> str | None:
-    """The city, the road and the house number (``5101|人民路12``): an address token for blocking
-    that a moved-within-the-building, a dropped flat number or an abbreviated province keeps."""
-    found = _STREET.search(address) if address else None
-    return f"{city or ''}|{found[1]}{found[2]}" if found else None
+street_key = places.street_of  # the real-time matcher's road + house number token, shared
 
 
 def frame_row(unique_id: str, name: str | None, sex: str | None, birth: str | None, phone: str | None,
@@ -78,7 +71,7 @@ def frame_row(unique_id: str, name: str | None, sex: str | None, birth: str | No
     city = places.city_of(region_code, address)
     return (unique_id, name or None, name_py, surname_py, given_py, name_py[0] if name_py else None,
             sex if sex in ("1", "2") else None, birth, swapped, birth[:4] if birth else None,
-            phone or None, address or None, region_code or None, id_key, city, street_key(city, address))
+            phone or None, address or None, region_code or None, id_key, city, street_key(address))
 
 
 def _clean_birth(raw: str) -> tuple[str | None, str | None]:

@@ -39,19 +39,18 @@ def within_list_pairs(records: pd.DataFrame) -> list[tuple[str, str]]:
     model = default_model()
     sides, keyed = {}, {}
     blocks: dict[str, list[str]] = {}
-    for uid, name, sex, birth, phone, address, region, id_key, street in records[
-            ["unique_id", "name", "sex", "birth_date", "phone", "address", "region_code", "id_key", "street"]
+    for uid, name, sex, birth, phone, address, region, id_key in records[
+            ["unique_id", "name", "sex", "birth_date", "phone", "address", "region_code", "id_key"]
     ].itertuples(index=False):
         born = date.fromisoformat(birth) if isinstance(birth, str) else None
         side = Side(_value(name), _value(sex), born, _value(phone), _value(address), _value(region))
         sides[uid], keyed[uid] = side, _value(id_key)
-        # Lists without region codes: the county read from the address (matching.places) for the keys.
+        # Lists without region codes: the county read from the address (matching.places) for the keys;
+        # the road and house number with the surname or the given name are keys too.
         keys = match_keys.clear_keys(side.name, side.sex, born, side.phone,
-                                     side.region_code or places.region_of(side.address))
+                                     side.region_code or places.region_of(side.address), side.address)
         if keyed[uid]:
             keys.append(f"doc|{keyed[uid]}")
-        if _value(street):
-            keys.append(f"street|{street}")
         for key in keys:
             blocks.setdefault(key, []).append(uid)
     shares = Counter((_pinyin(s.name), s.birth_date.year) for s in sides.values() if s.name and s.birth_date)
@@ -73,7 +72,8 @@ def within_list_pairs(records: pd.DataFrame) -> list[tuple[str, str]]:
                 share = shares.get((_pinyin(side.name), side.birth_date.year), 1) if side.name and side.birth_date else 1
                 score, _ = model.score(levels, share)
                 grade = next((g for g in evidence.GRADES if score >= model.thresholds[g]), None)
-                if evidence.capped(grade, levels) == "certain":
+                close = evidence.birth_close(sides[a].birth_date, sides[b].birth_date)
+                if evidence.capped(grade, levels, close_birth=close) == "certain":
                     found.append(pair)
     return found
 
@@ -92,6 +92,9 @@ def clusters(records: pd.DataFrame, links: list[dict]) -> pd.DataFrame:
         return x
 
     def union(a: str, b: str) -> None:
+        # Both rows are members, the root too (a root is in ``parent`` only once it is set here).
+        parent.setdefault(a, a)
+        parent.setdefault(b, b)
         ra, rb = find(a), find(b)
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)

@@ -71,7 +71,8 @@ def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame) -> pd
     typo_weight = model.weight("document", "typo")
     caps, weights = [], []
     for record_id, person_id, weight in pairs[["record_id", "person_id", "match_weight"]].itertuples(index=False):
-        levels = compare(_side(rows[record_id]), _side(people[person_id]))
+        mine_side, their_side = _side(rows[record_id]), _side(people[person_id])
+        levels = compare(mine_side, their_side)
         mine, theirs = _value(record_key.get(record_id)), _value(person_key.get(person_id))
         if mine and theirs and (mine == theirs or not near.get(record_id)):
             levels["document"] = "exact" if mine == theirs else "different"
@@ -80,7 +81,8 @@ def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame) -> pd
             weight += typo_weight if levels["document"] == "typo" else 0.0
         weight -= tf_adjustment(levels["name"], record_share.get(record_id, 1))
         checked = system.get(record_id, "doc:01") == "doc:01"  # a resident ID whose check holds
-        caps.append(evidence.ceiling(levels, checked_document=checked) or "")
+        close = evidence.birth_close(mine_side.birth_date, their_side.birth_date)
+        caps.append(evidence.ceiling(levels, checked_document=checked, close_birth=close) or "")
         weights.append(weight)
     out = pairs.copy()
     out["match_weight"] = weights

@@ -81,7 +81,8 @@ def comparisons() -> list:
 def prediction_blocking_rules() -> list:
     """Which pairs get scored: any pair sharing one of these. Chosen so that every realistic error
     leaves at least one intact (a typo in the date: name + year; a new name: phone or document; a
-    new surname character: road and house number + given name), while keeping blocks small enough
+    new surname character: road and house number + given name; a nickname with a mistyped date:
+    road and house number + surname), while keeping blocks small enough
     for 1M x 1M (birth date alone would pair ~40M). ``city`` is the region code's, or read from the
     address when the list has no codes (:mod:`..matching.places`)."""
     return [
@@ -91,6 +92,7 @@ def prediction_blocking_rules() -> list:
         block_on("name_py", "birth_year"),
         block_on("name_py", "city"),
         block_on("street", "given_py"),
+        block_on("street", "surname_py"),
         block_on("phone"),
         block_on("id_key"),
     ]

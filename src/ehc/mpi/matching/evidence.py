@@ -17,10 +17,12 @@ evidence caps the grade whatever the score:
 
 * the same own document number of the same kind is decisive (``certain``);
 * name and birth date must roughly agree (or the document does, or the same full name at the same
-  phone and address: a mistyped birth date), else at best ``possible``: relatives share a surname,
+  phone and address: a mistyped birth date; or at the same phone or address with a birth date two
+  errors off at most), else at best ``possible``: relatives share a surname,
   an address, a phone and a region, but not a full name;
 * ``certain`` needs corroboration beyond name + birth date: the document (exact or one digit off),
-  the phone, the address or the county (the same region code); two people with a common name born on the same day (doppelgängers)
+  the phone, the address or the county (the same region code, or the county the address names
+  when a list has no codes); two people with a common name born on the same day (doppelgängers)
   are at best ``probable``, so a person looks;
 * a conflicting resident ID (its check character holds) or sex never allows ``certain``.
 """
@@ -30,7 +32,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from functools import lru_cache
 
 from ...identity import service as identity
@@ -143,18 +145,49 @@ def compare_birth(a: date | None, b: date | None) -> str | None:
     return "different"
 
 
-def identity_agrees(levels: dict[str, str | None]) -> bool:
+def birth_close(a: date | None, b: date | None) -> bool:
+    """Two errors at most between two birth dates: at most two digits differ (``1967-05-09`` for
+    ``1957-05-19``); one day off and one digit wrong; day and month swapped and one digit wrong; or
+    a year-only date (``YYYY-01-01``) whose year is one digit off. Legacy lists carry such dates
+    where two errors met."""
+    if a is None or b is None:
+        return False
+    left, right = f"{a:%Y%m%d}", f"{b:%Y%m%d}"
+    if _differ(left, right) <= 2:
+        return True
+    if (year_only(a) or year_only(b)) and _differ(left[:4], right[:4]) <= 1:
+        return True
+    near = [f"{b + timedelta(days=step):%Y%m%d}" for step in (-1, 1) if date.min < b < date.max]
+    if any(_differ(left, other) <= 1 for other in near):
+        return True
+    for x, y in ((a, right), (b, left)):  # either side's day and month swapped, then one digit wrong
+        if x.day <= 12 and _differ(f"{x.year:04d}{x.day:02d}{x.month:02d}", y) <= 1:
+            return True
+    return False
+
+
+def _differ(a: str, b: str) -> int:
+    return sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
+
+
+def identity_agrees(levels: dict[str, str | None], *, close_birth: bool = False) -> bool:
     """Name and birth date (at least roughly) agree, or the document does. Without that a pair is at
     best "possible", however much else agrees: relatives share a surname, an address, a phone and a
-    region, which the model counts as independent evidence although, in a household, they are not."""
+    region, which the model counts as independent evidence although, in a household, they are not.
+    ``close_birth``: the birth dates are two errors apart at most (:func:`birth_close`)."""
     if levels.get("document") in ("exact", "typo"):
         return True
     if levels.get("name") in IDENTITY_NAME and levels.get("birth_date") in IDENTITY_BIRTH:
         return True
     # The same full name at the same phone and address with a mistyped birth date: one person (two
-    # members of a household do not share a full name).
-    return levels.get("name") in ("exact", "homophone") and levels.get("phone") in ("exact", "typo") \
-        and levels.get("address") in ("exact", "similar")
+    # members of a household do not share a full name). With a birth date two errors off at most,
+    # the same phone or the same address is enough: a look-alike has neither, a relative has
+    # another name.
+    if levels.get("name") not in ("exact", "homophone"):
+        return False
+    phone = levels.get("phone") in ("exact", "typo")
+    address = levels.get("address") in ("exact", "similar")
+    return (phone and address) or (close_birth and (phone or address))
 
 
 def corroborated(levels: dict[str, str | None]) -> bool:
@@ -162,7 +195,8 @@ def corroborated(levels: dict[str, str | None]) -> bool:
     return any(levels.get(field) in agreeing for field, agreeing in CORROBORATING.items())
 
 
-def ceiling(levels: dict[str, str | None], *, checked_document: bool = True) -> str | None:
+def ceiling(levels: dict[str, str | None], *, checked_document: bool = True,
+            close_birth: bool = False) -> str | None:
     """The best grade these levels allow whatever the score (``None``: no cap). ``"decisive"`` means
     the same own document: certain whatever the score. ``checked_document``: the document carries a
     check character that held (a resident ID), so a different number is another person's document;
@@ -170,7 +204,7 @@ def ceiling(levels: dict[str, str | None], *, checked_document: bool = True) -> 
     only weighs (its weight in the score)."""
     if levels.get("document") == "exact":
         return "decisive"
-    if not identity_agrees(levels):
+    if not identity_agrees(levels, close_birth=close_birth):
         return "possible"
     conflict = levels.get("document") == "different" and checked_document
     if conflict or levels.get("sex") == "different" or not corroborated(levels):
@@ -178,9 +212,10 @@ def ceiling(levels: dict[str, str | None], *, checked_document: bool = True) -> 
     return None
 
 
-def capped(grade: str | None, levels: dict[str, str | None], *, checked_document: bool = True) -> str | None:
+def capped(grade: str | None, levels: dict[str, str | None], *, checked_document: bool = True,
+           close_birth: bool = False) -> str | None:
     """``grade`` (from the score) under the :func:`ceiling` of these levels."""
-    cap = ceiling(levels, checked_document=checked_document)
+    cap = ceiling(levels, checked_document=checked_document, close_birth=close_birth)
     if cap == "decisive":
         return "certain"
     if grade is None or cap is None:
@@ -234,6 +269,6 @@ def _check(body: str) -> str:
     return "10X98765432"[sum(int(d) * w for d, w in zip(body, _WEIGHTS)) % 11]
 
 
-__all__ = ["CORROBORATING", "DocumentReading", "capped", "ceiling", "compare_birth", "corroborated",
+__all__ = ["CORROBORATING", "DocumentReading", "birth_close", "capped", "ceiling", "compare_birth", "corroborated",
            "identity_agrees", "near_numbers", "own_document", "phone_digits", "read_document", "sex_code",
            "year_only"]

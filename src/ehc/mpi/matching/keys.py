@@ -9,7 +9,10 @@ coarse combination of fields, chosen so that a true duplicate with the usual err
 ``n``  whole-name pinyin + birth year (a typo in the day or month, a changed surname character);
 ``c``  whole-name pinyin + city (first four digits of the region code: a wrong birth date);
 ``p``  mobile phone;
-``d``  birth date + sex + city (any name error, when the birth date is right).
+``d``  birth date + sex + city (any name error, when the birth date is right);
+``a``  road and house number + surname pinyin, ``g`` road and house number + given-name pinyin (a
+       nickname or a changed character together with a wrong birth date; the same tokens as batch
+       linkage blocks on, :func:`.places.street_of`).
 
 The document number is a key too, but it is not stored here: every identifier already has a unique
 blind index in ``person_identifiers``, and the matcher looks the submitted document up there.
@@ -35,7 +38,7 @@ from .. import repository
 from ..models import MatchKey
 from ..repository import people_sharing
 from ..sealed import details_for_matching
-from . import names
+from . import names, places
 
 __all__ = ["blind_keys", "clear_keys", "move", "name_year_key", "people_sharing", "rebuild", "write"]
 
@@ -43,7 +46,7 @@ CONTEXT = "match"
 
 
 def clear_keys(name: str | None, sex: str | None, birth_date: date | None, phone: str | None,
-               region_code: str | None) -> list[str]:
+               region_code: str | None, address: str | None = None) -> list[str]:
     """The blocking keys in clear (in memory only), without duplicates, in a fixed order."""
     parsed = names.parse(name)
     city = region_code[:4] if region_code and len(region_code) >= 4 else None
@@ -58,6 +61,11 @@ def clear_keys(name: str | None, sex: str | None, birth_date: date | None, phone
         keys.append(f"p|{phone}")
     if birth_date and city:
         keys.append(f"d|{birth_date.isoformat()}|{sex if sex in ('1', '2') else '0'}|{city}")
+    street = places.street_of(address)
+    if parsed.text and street:
+        keys.append(f"a|{street}|{parsed.surname_pinyin}")
+        if parsed.given_pinyin:
+            keys.append(f"g|{street}|{parsed.given_pinyin}")
     return list(dict.fromkeys(keys))
 
 
@@ -76,17 +84,17 @@ _LETTERS = str.maketrans("0123456789", "ghijklmnop")
 
 
 def blind_keys(vault: Vault, name: str | None, sex: str | None, birth_date: date | None, phone: str | None,
-               region_code: str | None) -> list[str]:
+               region_code: str | None, address: str | None = None) -> list[str]:
     """The blocking keys as stored: blind indexes (HMAC-SM3), 64 letters each."""
     return [vault.blind(CONTEXT, key).translate(_LETTERS)
-            for key in clear_keys(name, sex, birth_date, phone, region_code)]
+            for key in clear_keys(name, sex, birth_date, phone, region_code, address)]
 
 
 def write(session: Session, vault: Vault, person_id: str, name: str | None, sex: str | None,
-          birth_date: date | None, phone: str | None, region_code: str | None) -> None:
+          birth_date: date | None, phone: str | None, region_code: str | None, address: str | None = None) -> None:
     """Replace a person's keys with those of these details."""
     session.execute(delete(MatchKey).where(MatchKey.person_id == person_id))
-    keys = blind_keys(vault, name, sex, birth_date, phone, region_code)
+    keys = blind_keys(vault, name, sex, birth_date, phone, region_code, address)
     if keys:
         session.execute(insert(MatchKey), [{"person_id": person_id, "key": key} for key in keys])
 
@@ -112,7 +120,8 @@ def rebuild(db: Database, vault: Vault, *, batch: int = 2000, progress: Callable
             for person in people:
                 details = details_for_matching(vault, person)
                 rows.extend({"person_id": person.id, "key": key} for key in blind_keys(
-                    vault, details.name, person.sex, details.birth_date, details.phone, person.region_code))
+                    vault, details.name, person.sex, details.birth_date, details.phone, person.region_code,
+                    details.address))
             if rows:
                 session.execute(insert(MatchKey), rows)
             done += len(people)

@@ -178,7 +178,9 @@ def compare(a: Side, b: Side) -> dict[str, str | None]:
         "sex": None if not (_known_sex(a.sex) and _known_sex(b.sex)) else ("same" if a.sex == b.sex else "different"),
         "phone": compare_digits(a.phone, b.phone),
         "address": compare_address(a.address, b.address),
-        "region": compare_region(a.region_code, b.region_code),
+        # Without a region code (legacy lists have none), the county the address names.
+        "region": compare_region(a.region_code or places.region_of(a.address),
+                                 b.region_code or places.region_of(b.address)),
         "document": compare_documents(a.documents, b.documents),
     }
 
@@ -220,12 +222,13 @@ class Model:
         odds = 2.0 ** log_odds
         return odds / (1 + odds)
 
-    def grade(self, score: float, levels: dict[str, str | None], *, checked_document: bool = True) -> str | None:
+    def grade(self, score: float, levels: dict[str, str | None], *, checked_document: bool = True,
+              close_birth: bool = False) -> str | None:
         """The grade of the score, under the shared decision rule's ceiling (:func:`.evidence.capped`:
         the same own document is decisive; certain needs name and birth date and corroboration; a
         conflicting document or sex never allows certain)."""
         found = next((grade for grade in GRADES if score >= self.thresholds[grade]), None)
-        return evidence.capped(found, levels, checked_document=checked_document)
+        return evidence.capped(found, levels, checked_document=checked_document, close_birth=close_birth)
 
     def to_json(self) -> dict:
         return {"source": self.source, "prior": self.prior, "thresholds": self.thresholds, "m": self.m, "u": self.u}
@@ -256,7 +259,9 @@ def score_pair(a: Side, b: Side, model: Model, name_share: int = 1) -> tuple[flo
     levels = compare(a, b)
     total, detail = model.score(levels, name_share)
     checked = "doc:01" in a.documents.keys() & b.documents.keys()
-    return total, model.probability(total), model.grade(total, levels, checked_document=checked), detail
+    grade = model.grade(total, levels, checked_document=checked,
+                        close_birth=evidence.birth_close(a.birth_date, b.birth_date))
+    return total, model.probability(total), grade, detail
 
 
 # -- matching against the index -----------------------------------------------------------------------
@@ -274,7 +279,7 @@ def _candidate_ids(ctx: Ctx, record: Record) -> list[str]:
         ctx.session,
         # Without a region code, the county read from the address (as batch linkage blocks on it).
         match_keys.blind_keys(ctx.vault, record.name, _known_sex(record.sex), record.birth_date, record.phone,
-                              record.region_code or places.region_of(record.address)),
+                              record.region_code or places.region_of(record.address), record.address),
         limit=CANDIDATE_LIMIT,
     )
     return direct + [person_id for person_id in blocked if person_id not in direct]

@@ -62,6 +62,7 @@ def _gazetteer() -> tuple[dict[str, str], dict[str, dict[str, set[tuple[str, boo
     return provinces, counties, anywhere
 
 
+@lru_cache(maxsize=1 << 16)
 def region_of(address: str | None) -> str | None:
     """The six-digit region code an address names, or ``None`` when it names none (or several)."""
     if not address:
@@ -91,6 +92,23 @@ def _one(entries: set[tuple[str, bool]]) -> str | None:
     return None
 
 
+_STREET = re.compile(r"([\u4e00-\u9fff]{1,8}?(?:大道|大街|路|街|巷|道|村|里))(\d+)号")
+
+
+def street_of(address: str | None) -> str | None:
+    """The road and the house number (``人民路12``): an address token for blocking that a move within
+    the building, a dropped flat number or an abbreviated province keeps. Without the city: an
+    abbreviated address (``市辖区幸福路205号``) often names no county that can be read, and the token
+    is only ever used together with a part of the name, which keeps its blocks small."""
+    found = _STREET.search(address) if address else None
+    if not found:
+        return None
+    # The road's own name: what precedes it up to the last province, city or county word is the
+    # place, which an abbreviated address drops (成都市锦江区人民路 -> 人民路).
+    road = re.sub(r"^.*[省市区县旗]", "", found[1]) or found[1]
+    return f"{road}{found[2]}"
+
+
 def city_of(region_code: str | None, address: str | None) -> str | None:
     """The city (first four digits of the region code) from the code when given, else read from
     the address."""
@@ -100,4 +118,4 @@ def city_of(region_code: str | None, address: str | None) -> str | None:
     return found[:4] if found else None
 
 
-__all__ = ["city_of", "region_of"]
+__all__ = ["city_of", "region_of", "street_of"]
