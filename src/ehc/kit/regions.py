@@ -7,6 +7,7 @@ index and card uses (a regional operator's reach) all check and compare region c
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -51,30 +52,49 @@ def region_within(code: str, region: str) -> bool:
 
 
 _LOC_LINE = re.compile(r'^(\s*)(\d+)\s+(?:province|county|prefecture)="([^"]*)"')
+_YEARS = re.compile(r"\[(\d*)-(\d*)\]")
+
+
+@dataclass(frozen=True)
+class RegionName:
+    code: str  # six digits
+    name: str
+    in_use: bool  # no end year: the name the code carries today
+    until: int  # the last year it was used (9999 while in use)
+
+
+@lru_cache(maxsize=1)
+def code_lists() -> tuple[RegionName, ...]:
+    """Every name every code has carried, from python-stdnum's copy of the published code lists
+    (``stdnum/cn/loc.dat``: a province line, then its codes' last four digits indented, each with
+    its names and the years they were valid, e.g. ``0104 county="[1990-]锦江区"``). Abolished and
+    renamed districts are kept: old addresses and old records still name them."""
+    found: list[RegionName] = []
+    province = ""
+    for line in (Path(stdnum.__file__).parent / "cn" / "loc.dat").read_text(encoding="utf-8").splitlines():
+        match = _LOC_LINE.match(line)
+        if not match:
+            continue
+        indent, code, listed = match.groups()
+        if not indent:
+            province, code = code, "0000"
+        for name in listed.split(","):
+            years = _YEARS.match(name)
+            in_use = years is None or not years.group(2)
+            found.append(RegionName(province + code, _YEARS.sub("", name), in_use,
+                                    9999 if in_use else int(years.group(2))))
+    return tuple(found)
 
 
 @lru_cache(maxsize=1)
 def _names() -> dict[str, str]:
-    """Code -> the name it carries today (or last carried), from python-stdnum's copy of the published
-    code lists (``stdnum/cn/loc.dat``: a province line, then its codes' last four digits indented, each
-    with its names and the years they were valid, e.g. ``0104 county="[1990-]锦江区"``)."""
-    names: dict[str, str] = {}
-    province = ""
-    for line in (Path(stdnum.__file__).parent / "cn" / "loc.dat").read_text(encoding="utf-8").splitlines():
-        found = _LOC_LINE.match(line)
-        if not found:
-            continue
-        indent, code, listed = found.groups()
-        if not indent:
-            province = code
-            code = "0000"
-        # The name still in use has no end year; otherwise the one used last.
-        spans = [(m.group(2) or "9999", re.sub(r"\[[^\]]*\]", "", name))
-                 for name in listed.split(",") if (m := re.match(r"(?:\[(\d*)-(\d*)\])?", name))]
-        latest = max(spans)[1] if spans else ""
-        if latest and latest not in ("市辖区", "县"):
-            names[province + code] = latest
-    return names
+    """Code -> the name it carries today, or the one it carried last."""
+    latest: dict[str, RegionName] = {}
+    for entry in code_lists():
+        if entry.name and entry.name not in ("市辖区", "县") and (
+                entry.code not in latest or entry.until >= latest[entry.code].until):
+            latest[entry.code] = entry
+    return {code: entry.name for code, entry in latest.items()}
 
 
 def region_name(code: str) -> str | None:

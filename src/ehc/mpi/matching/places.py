@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from pathlib import Path
 
-_LINE = re.compile(r'^(\s*)(\d+)\s+(?:province|county|prefecture)="([^"]*)"')
+from ...kit.regions import code_lists
+
 _ENDINGS = frozenset("区县市旗")
 _SUFFIXES = ("特别行政区", "维吾尔自治区", "壮族自治区", "回族自治区", "自治区", "省", "市")
+_NOT_PLACES = ("市辖区", "县", "省直辖县级行政区划", "自治区直辖县级行政区划")
 
 
 @lru_cache(maxsize=1)
@@ -26,39 +27,21 @@ def _gazetteer() -> tuple[dict[str, str], dict[str, dict[str, set[tuple[str, boo
                          dict[str, set[tuple[str, bool]]]]:
     """(province name or short form -> 2-digit code, province -> {county name -> (code, in use)},
     county name -> (code, in use) over the country)."""
-    # heavy: stdnum is imported only to find its data file; the file is read once
-    import stdnum
-
-    path = Path(stdnum.__file__).parent / "cn" / "loc.dat"
     provinces: dict[str, str] = {}
     counties: dict[str, dict[str, set[tuple[str, bool]]]] = {}
     anywhere: dict[str, set[tuple[str, bool]]] = {}
-    province = ""
-    for line in path.read_text(encoding="utf-8").splitlines():
-        found = _LINE.match(line)
-        if not found:
+    for entry in code_lists():
+        province, name = entry.code[:2], entry.name
+        if entry.code.endswith("0000"):
+            provinces[name] = province
+            short = next((name[: -len(s)] for s in _SUFFIXES if name.endswith(s) and len(name) > len(s) + 1), None)
+            if short:
+                provinces.setdefault(short, province)
             continue
-        indent, code, names = found.groups()
-        if not indent:
-            province = code
-            for name in names.split(","):
-                name = re.sub(r"\[[^\]]*\]", "", name)
-                provinces[name] = code
-                short = next((name[: -len(s)] for s in _SUFFIXES if name.endswith(s) and len(name) > len(s) + 1), None)
-                if short:
-                    provinces.setdefault(short, code)
+        if entry.code.endswith("00") or len(name) < 2 or name in _NOT_PLACES:
             continue
-        full = province + code
-        if full.endswith("00"):
-            continue
-        for name in names.split(","):
-            years = re.match(r"\[(\d*)-(\d*)\]", name)
-            current = years is None or not years.group(2)  # still in use: "[1989-]" or no years
-            name = re.sub(r"\[[^\]]*\]", "", name)
-            if len(name) < 2 or name in ("市辖区", "县", "省直辖县级行政区划", "自治区直辖县级行政区划"):
-                continue
-            counties.setdefault(province, {}).setdefault(name, set()).add((full, current))
-            anywhere.setdefault(name, set()).add((full, current))
+        counties.setdefault(province, {}).setdefault(name, set()).add((entry.code, entry.in_use))
+        anywhere.setdefault(name, set()).add((entry.code, entry.in_use))
     return provinces, counties, anywhere
 
 
