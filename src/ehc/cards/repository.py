@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, func, insert, literal_column, select
+from sqlalchemy import ARRAY, Select, String, any_, bindparam, func, insert, literal_column, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -152,6 +152,9 @@ def id_prefixes_taken(bind: Bind, prefixes: list[str]) -> set[str]:
     """Which of these 80-bit prefixes a card already has (the unique index on the prefix answers)."""
     # Constants, not parameters, so the expression is the unique index's own (substr(ehc_id, 1, 20)).
     prefix = func.substr(Card.ehc_id, literal_column("1"), literal_column(str(CARD_ID_PREFIX)))
+    if dialect.is_postgresql(bind):  # one statement with an array, not thousands of bound parameters
+        return set(bind.scalars(select(prefix).where(prefix == any_(bindparam("prefixes", type_=ARRAY(String)))),
+                                {"prefixes": prefixes}))
     taken: set[str] = set()
     for start in range(0, len(prefixes), 1000):
         taken.update(bind.scalars(select(prefix).where(prefix.in_(prefixes[start:start + 1000]))))
