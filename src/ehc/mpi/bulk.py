@@ -14,7 +14,7 @@ It has two halves, so the expensive part can run in worker processes:
 * :func:`create_persons` writes a batch inside the caller's transaction and returns the keys of the
   people that were *not* created because their identifier is already held (by a person from an
   earlier batch, the API, or an earlier key of the same batch). Nothing is left behind for those.
-  On PostgreSQL it looks the batch's blind indexes up and ``COPY``\ s the rest straight into the
+  On PostgreSQL it looks the batch's blind indexes up and copies the rest straight into the
   tables; a holder committed in between makes it raise ``IntegrityError``, and the caller writes the
   batch again with ``careful=True`` (staging table, ``ON CONFLICT DO NOTHING``).
 
