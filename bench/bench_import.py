@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 ADMIN_URL = os.environ.get("EHC_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 DATABASE = "ehc_bench_import"
-GOAL = 5000.0  # cards per second
+GOAL = 8000.0  # cards per second (issue 12)
+CPU_GOAL = 200.0  # µs of CPU per card, import processes + their PostgreSQL backend (issue 12)
 
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 CHECK = "10X98765432"
@@ -242,7 +243,7 @@ def main(quick: bool = False) -> list[dict]:
             "notes": (f"median of {runs} import(s), {workers} workers, default batch; everything included "
                       f"(SM3 of the file, validation, verification, SM4-GCM sealing, HMAC-SM3 blind indexes, "
                       f"person + identifier + card + event rows, one transaction per batch); ratio = import "
-                      f"rate / COPY rate (= COPY time / import time); COPY median of {len(copy_times)}{spread}; "
+                      f"rate / COPY rate (= COPY time / import time) = {rate / copy_rate:.4f}; COPY median of {len(copy_times)}{spread}; "
                       f"1-min load average {load_before:.1f} before, {load_after:.1f} after, on {workers} cores"),
         },
         {
@@ -252,8 +253,8 @@ def main(quick: bool = False) -> list[dict]:
             "reference": None,
             "reference_value": None,
             "ratio": None,
-            "goal": f"<= {workers * 1e6 / GOAL:,.0f} µs (= {GOAL:,.0f} cards/s on {workers} idle cores)",
-            "met": statistics.median(cpu_per_card) <= workers * 1e6 / GOAL,
+            "goal": f"<= {CPU_GOAL:,.0f} µs",
+            "met": statistics.median(cpu_per_card) <= CPU_GOAL,
             "notes": (f"user+system CPU of the main process, its workers and its PostgreSQL backend, per card ("
                       + ", ".join(f"{part} {statistics.median(p[part] for p in cpu_parts):.0f}"
                                   for part in ("workers", "postgresql", "main"))

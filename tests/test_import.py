@@ -23,6 +23,7 @@ from ehc.cards.models import Card, CardEvent, ImportJob
 from ehc.kit.codes import Channel
 from ehc.kit.context import Actor
 from ehc.models import metadata
+from ehc.mpi import bulk as mpi_bulk
 from ehc.mpi.models import Person, PersonIdentifier
 from residents import resident_id
 
@@ -288,6 +289,34 @@ def test_an_interrupted_import_resumes_without_doing_anything_twice(platform, tm
     # 4. Running a finished file again does nothing.
     again = importer.import_csv(platform, path, batch_size=50, workers=0)
     assert again.finished and again.resumed_from == 300 and counts(platform)["cards"] == 300
+
+
+def test_a_registration_committed_between_the_check_and_the_write_is_respected(platform, client, tmp_path,
+                                                                              monkeypatch):
+    """The race the fast path cannot see: a document of the batch registered through the API after the
+    batch looked its documents up. The database refuses the batch (unique blind index), the batch is
+    written again the careful way in a new transaction, and the API's card stays the only one."""
+    reg = Registry()
+    rows = [resident(i) for i in range(10)]
+    for row in rows:
+        reg.add(row)
+    path = reg.save(tmp_path / "race.csv")
+    api_card = register_through_api(client, rows[3])
+    real = mpi_bulk.held_identifiers
+    calls = {"n": 0}
+
+    def blind_first_look(connection, blind_indexes):
+        calls["n"] += 1
+        return set() if calls["n"] == 1 else real(connection, blind_indexes)
+
+    monkeypatch.setattr(mpi_bulk, "held_identifiers", blind_first_look)
+    result = importer.import_csv(platform, path, batch_size=50, workers=0)
+    assert (result.created, result.already_registered, result.rejected) == (9, 1, 0)
+    assert counts(platform) == {"persons": 10, "identifiers": 10, "cards": 10, "events": 10}
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system("test"))
+        assert service.find_by_document(ctx, "01", rows[3]["document_number"]).ehc_id == api_card
+        assert audit.verify_chain(ctx).intact
 
 
 def test_a_file_without_the_required_columns_is_refused(platform, tmp_path):  # noqa: ANN001

@@ -49,15 +49,24 @@ The file is read as a stream, ``batch_size`` records at a time; a bounded number
 flight. Worker processes (``workers``, default: one per core) do the CPU work: parse, validate,
 verify, seal every personal field with SM4-GCM (bound to the new person's id) and compute the
 HMAC-SM3 blind indexes; the card's status comes from ``service.issue_status`` and its id from
-``service.batch_card``, as for one registration. Each loads the key store itself. The main process
-only writes, one transaction per batch, through ``service.issue_batch`` for the cards and their
-events (the same 80-bit id-prefix rule as ``service.fresh_card_id``), :mod:`ehc.mpi.bulk` (through ``mpi.service``) for the
-master index and :mod:`ehc.audit.bulk` for the audit trail (no other domain writes their tables): on PostgreSQL with ``COPY`` into
-temporary staging tables and ``INSERT ... SELECT`` (the unique blind index with ``ON CONFLICT DO
-NOTHING`` decides who holds a document, also against concurrent API registrations); elsewhere with
-``executemany``. The few rows whose document
-is already held, or that repeat an earlier row, go one by one through ``service.register`` itself
-in the same transaction, so the existing-card and other-name rules are the service's own code.
+``service.batch_card``, as for one registration. Each loads the key store itself and looks up the
+active sealing key once per batch (``Vault.pinned``), not once per value; a key rotation is followed
+from the next batch on. The main process only writes, one transaction per batch, through
+:mod:`ehc.mpi.bulk` (through ``mpi.service``) for the master index, ``service.issue_batch`` for the
+cards and their events (the same 80-bit id-prefix rule as ``service.fresh_card_id``, checked with one
+query per batch) and :mod:`ehc.audit.bulk` for the audit trail (no other domain writes their tables).
+
+On PostgreSQL every table of a batch is written with ``COPY``: persons, identifiers (blind indexes),
+match keys, cards, card events, audit events and rejections; the job's progress is one
+compare-and-set ``UPDATE``. That is safe because the batch first looks up, with one query each,
+which of its documents and card-id prefixes are held already. A registration through the API that
+commits one of them after the look-up makes the database refuse the COPY (the unique indexes); the
+batch's transaction then rolls back whole and the batch is written again the careful way: staged in
+a temporary table and inserted with ``ON CONFLICT DO NOTHING``, which yields to a concurrent holder
+row by row. Elsewhere (SQLite, one writer at a time) the same rows go in with ``executemany``. The
+few rows whose document is already held, or that repeat an earlier row, go one by one through
+``service.register`` itself in the same transaction, so the existing-card and other-name rules are
+the service's own code.
 """
 
 from __future__ import annotations
@@ -87,6 +96,7 @@ from ..kit import dialect, ids
 from ..kit.clock import utcnow
 from ..kit.codes import Channel
 from ..kit.context import Actor, Vault
+from ..kit.copytext import copy_line
 from ..kit.errors import Invalid, Problem, field_error
 from ..mpi import service as mpi_bulk
 from . import service
@@ -148,7 +158,7 @@ class _Prepared:
 
     persons: mpi_bulk.PersonBatch
     people: list[tuple[int, str]]  # (line, new person id) of the bulk rows, in file order
-    cards: bytes | list[tuple]
+    cards: list[tuple]  # ``service.batch_card`` rows
     pending: list[int]  # lines (of bulk rows) whose card is pending review
     rejects: list[_Rejection]
     slow: list[int]  # lines repeating a document held by an earlier line of this batch
@@ -284,7 +294,7 @@ class _Preparer:
     def prepare(self, records: list[Record]) -> _Prepared:
         persons = mpi_bulk.PersonBatchBuilder(self.vault, copy=self.copy)
         people: list[tuple[int, str]] = []
-        cards: list = []
+        cards: list[tuple] = []
         pending: list[int] = []
         rejects: list[_Rejection] = []
         slow: list[int] = []
@@ -323,12 +333,8 @@ class _Preparer:
             person_id = ids.new_person_id()
             persons.add(line, person_id, details, identifier, blind)
             people.append((line, person_id))
-            cards.append(service.batch_card(line, person_id, status, verifier, copy=self.copy))
-        if self.copy:
-            card_payload: bytes | list[tuple] = "".join(cards).encode()
-        else:
-            card_payload = cards
-        return _Prepared(persons.build(), people, card_payload, pending, rejects, slow, failed)
+            cards.append(service.batch_card(line, person_id, status, verifier))
+        return _Prepared(persons.build(), people, cards, pending, rejects, slow, failed)
 
 
 _worker: _Preparer | None = None
@@ -376,14 +382,27 @@ class _Writer:
 
     def write(self, connection: Connection, records: list[Record], prepared: _Prepared, rows_before: int,
               rows_after: int) -> dict[str, int]:
-        """One batch, one transaction: people, cards, events, rejections and the job's progress."""
+        """One batch, one transaction: people, cards, events, rejections and the job's progress.
+
+        On PostgreSQL the batch is first written the fast way (``COPY`` straight into the tables once
+        its documents and card ids were found free). If a registration through the API committed one
+        of them in between, the database refuses the batch (unique index), the transaction rolls back
+        whole, and the batch is written again the careful way (``mpi.service.create_persons``).
+        """
+        try:
+            return self._write(connection, records, prepared, rows_before, rows_after, careful=False)
+        except IntegrityError:
+            return self._write(connection, records, prepared, rows_before, rows_after, careful=True)
+
+    def _write(self, connection: Connection, records: list[Record], prepared: _Prepared, rows_before: int,
+               rows_after: int, *, careful: bool) -> dict[str, int]:
         now = utcnow()
         counts = {"created": 0, "already_registered": 0, "pending_review": 0, "rejected": 0}
         with connection.begin():
             # Held before this batch? Checked first, so a later line of the batch cannot count.
             unheld = [f for f in prepared.failed if not f[3]]
             held = mpi_bulk.held_identifiers(connection, [f[1] for f in unheld]) if unheld else set()
-            lost = mpi_bulk.create_persons(connection, prepared.persons, now)
+            lost = mpi_bulk.create_persons(connection, prepared.persons, now, careful=careful)
             service.issue_batch(connection, prepared.cards, set(lost), self.actor, now)
             counts["created"] = prepared.persons.count - len(lost)
             counts["pending_review"] = sum(1 for line in prepared.pending if line not in lost)
@@ -398,10 +417,7 @@ class _Writer:
                 rejects += self._through_service(connection, records, sorted(to_service), counts)
             counts["rejected"] = len(rejects)
             if rejects:
-                connection.execute(insert(ImportRejection.__table__), [
-                    {"job_id": self.job_id, "line": r.line, "document_type": r.document_type,
-                     "document_masked": r.document_masked, "problem": r.problem, "code": r.code,
-                     "field": r.field, "message": r.message} for r in rejects])
+                self._reject(connection, rejects)
             _record_progress(connection, self.job_id, rows_before, rows_after, counts, now)
             # As the service does for every registration: a "card.register" change in each new
             # holder's audit trail (rows that went through the service recorded their own). Last, as
@@ -409,6 +425,15 @@ class _Writer:
             audit_bulk.record_changes(connection, [pid for line, pid in prepared.people if line not in lost],
                                       "card.register", self.actor, at=now)
         return counts
+
+    def _reject(self, connection: Connection, rejects: list[_Rejection]) -> None:
+        columns = ("job_id", "line", "document_type", "document_masked", "problem", "code", "field", "message")
+        rows = [(self.job_id, r.line, r.document_type, r.document_masked, r.problem, r.code, r.field, r.message)
+                for r in rejects]
+        if dialect.can_copy(connection):
+            dialect.copy_rows(connection, "card_import_rejections", columns, "".join(map(copy_line, rows)).encode())
+        else:
+            connection.execute(insert(ImportRejection.__table__), [dict(zip(columns, row)) for row in rows])
 
     def _through_service(self, connection: Connection, records: list[Record], lines: list[int],
                          counts: dict[str, int]) -> list[_Rejection]:

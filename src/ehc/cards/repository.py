@@ -8,11 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, func, insert, select, text
+from sqlalchemy import ARRAY, Select, String, any_, bindparam, func, insert, literal_column, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from ..kit import dialect
 from ..kit.context import Actor
+from ..kit.copytext import copy_line, copy_value
 from .models import Card, CardEvent, CardStatus, FamilyBinding
 
 # A QR code carries only the first 80 bits of the card id (docs/qr-format.md §5.2).
@@ -137,58 +139,26 @@ def guarded_among(session: Session, person_ids: set[str]) -> set[str]:
 
 
 # -- batch writes (the bulk importer) -------------------------------------------------------------
-# A batch's new cards as rows ``(key, person_id, ehc_id, status, verifier)``; on PostgreSQL the
-# rows arrive as COPY text and are staged first, elsewhere as tuples written with executemany.
+# A batch's new cards as rows ``(key, person_id, ehc_id, status, verifier)``: on PostgreSQL written
+# with ``COPY``, elsewhere with executemany.
 
-CARD_STAGE = "card_import_stage"
-_CREATE_CARD_STAGE = f"""
-CREATE TEMPORARY TABLE IF NOT EXISTS {CARD_STAGE} (
-    key integer NOT NULL, person_id varchar(32) NOT NULL, ehc_id varchar(64) NOT NULL,
-    status varchar(16) NOT NULL, verifier varchar(40)
-) ON COMMIT DELETE ROWS
-"""
-_INSERT_STAGED_CARDS = f"""
-INSERT INTO cards (ehc_id, person_id, status, sequence, temporary, channel, institution_id, operator, verifier,
-                   issued_at, updated_at)
-SELECT ehc_id, person_id, status, 1, false, :channel, :institution, :operator, verifier, :now, :now
-FROM {CARD_STAGE} WHERE NOT (key = ANY(:lost))
-"""
-_INSERT_STAGED_EVENTS = f"""
-INSERT INTO card_events (ehc_id, action, from_status, to_status, reason, actor_kind, actor_id, institution_id,
-                         operator, channel, at)
-SELECT ehc_id, :action, NULL, status, NULL, :kind, :actor_id, :institution, :operator, :channel, :now
-FROM {CARD_STAGE} WHERE NOT (key = ANY(:lost)) ORDER BY key
-"""
-# Staged card ids whose 80-bit prefix an existing card or another staged card already has.
-_STAGED_CLASHES = f"""
-SELECT s.key FROM {CARD_STAGE} s
-WHERE NOT (s.key = ANY(:lost)) AND (
-    EXISTS (SELECT 1 FROM cards c WHERE c.ehc_id >= left(s.ehc_id, {CARD_ID_PREFIX})
-                                    AND c.ehc_id < left(s.ehc_id, {CARD_ID_PREFIX}) || 'G')
-    OR left(s.ehc_id, {CARD_ID_PREFIX}) IN (
-        SELECT left(ehc_id, {CARD_ID_PREFIX}) FROM {CARD_STAGE} WHERE NOT (key = ANY(:lost))
-        GROUP BY 1 HAVING count(*) > 1))
-"""
+_CARD_COLUMNS = ("ehc_id", "person_id", "status", "verifier", "sequence", "temporary", "channel", "institution_id",
+                 "operator", "issued_at", "updated_at")
+_EVENT_COLUMNS = ("ehc_id", "to_status", "action", "from_status", "reason", "actor_kind", "actor_id",
+                  "institution_id", "operator", "channel", "at")
 
 
-def stage_cards(connection: Connection, payload: bytes) -> None:
-    """Load a batch's cards (COPY text, PostgreSQL) into the transaction's staging table."""
-    connection.exec_driver_sql(_CREATE_CARD_STAGE)
-    connection.exec_driver_sql(f"TRUNCATE {CARD_STAGE}")
-    raw = connection.connection.driver_connection
-    with raw.cursor() as cursor, cursor.copy(
-        f"COPY {CARD_STAGE} (key, person_id, ehc_id, status, verifier) FROM STDIN"
-    ) as copy:
-        copy.write(payload)
-
-
-def staged_clashes(connection: Connection, lost: list[int]) -> list[int]:
-    return list(connection.execute(text(_STAGED_CLASHES), {"lost": lost}).scalars().all())
-
-
-def restage_card_id(connection: Connection, key: int, ehc_id: str) -> None:
-    connection.execute(text(f"UPDATE {CARD_STAGE} SET ehc_id = :ehc_id WHERE key = :key"),
-                       {"ehc_id": ehc_id, "key": key})
+def id_prefixes_taken(bind: Bind, prefixes: list[str]) -> set[str]:
+    """Which of these 80-bit prefixes a card already has (the unique index on the prefix answers)."""
+    # Constants, not parameters, so the expression is the unique index's own (substr(ehc_id, 1, 20)).
+    prefix = func.substr(Card.ehc_id, literal_column("1"), literal_column(str(CARD_ID_PREFIX)))
+    if dialect.is_postgresql(bind):  # one statement with an array, not thousands of bound parameters
+        return set(bind.scalars(select(prefix).where(prefix == any_(bindparam("prefixes", type_=ARRAY(String)))),
+                                {"prefixes": prefixes}))
+    taken: set[str] = set()
+    for start in range(0, len(prefixes), 1000):
+        taken.update(bind.scalars(select(prefix).where(prefix.in_(prefixes[start:start + 1000]))))
+    return taken
 
 
 def _who(actor: Actor, now: datetime) -> dict:
@@ -196,16 +166,19 @@ def _who(actor: Actor, now: datetime) -> dict:
             "kind": actor.kind, "actor_id": actor.id, "now": now}
 
 
-def insert_staged(connection: Connection, lost: list[int], action: str, actor: Actor, now: datetime) -> None:
-    """The staged cards (but those of ``lost`` keys) and their first event."""
-    params = {**_who(actor, now), "lost": lost, "action": action}
-    connection.execute(text(_INSERT_STAGED_CARDS), params)
-    connection.execute(text(_INSERT_STAGED_EVENTS), params)
-
-
 def insert_rows(connection: Connection, rows: list[tuple], action: str, actor: Actor, now: datetime) -> None:
-    """Cards given as ``(key, person_id, ehc_id, status, verifier)`` rows, and their first event."""
+    """Cards given as ``(key, person_id, ehc_id, status, verifier)`` rows, and their first event (in
+    the rows' order)."""
     who = _who(actor, now)
+    if dialect.can_copy(connection):
+        card_tail = "\t" + copy_line((1, "f", who["channel"], who["institution"], who["operator"], now, now))
+        event_tail = "\t" + copy_line((action, None, None, who["kind"], who["actor_id"], who["institution"],
+                                        who["operator"], who["channel"], now))
+        dialect.copy_rows(connection, "cards", _CARD_COLUMNS, "".join(
+            f"{r[2]}\t{r[1]}\t{r[3]}\t{copy_value(r[4])}{card_tail}" for r in rows).encode())
+        dialect.copy_rows(connection, "card_events", _EVENT_COLUMNS, "".join(
+            f"{r[2]}\t{r[3]}{event_tail}" for r in rows).encode())
+        return
     connection.execute(insert(Card.__table__), [
         {"ehc_id": r[2], "person_id": r[1], "status": r[3], "sequence": 1, "temporary": False,
          "channel": who["channel"], "institution_id": who["institution"], "operator": who["operator"],
@@ -214,7 +187,6 @@ def insert_rows(connection: Connection, rows: list[tuple], action: str, actor: A
         {"ehc_id": r[2], "action": action, "from_status": None, "to_status": r[3], "reason": None,
          "actor_kind": who["kind"], "actor_id": who["actor_id"], "institution_id": who["institution"],
          "operator": who["operator"], "channel": who["channel"], "at": now} for r in rows])
-
 
 
 def events_after(session: Session, after_id: int, limit: int) -> list:

@@ -26,7 +26,6 @@ from ..identity.service import (
 )
 from ..kit import dialect, ids
 from ..kit.context import Actor, Ctx
-from ..kit.copytext import copy_line
 from ..kit.errors import Conflict, Invalid, NotFound, Problem, field_error
 from ..mpi import service as mpi
 from . import repository as repo
@@ -294,42 +293,37 @@ def _new_card(ctx: Ctx, person: mpi.Person, status: CardStatus, verifier: str | 
 # The same issue as ``_new_card``, for a batch the importer's workers prepared: the status comes from
 # ``issue_status``, the id is drawn as ``fresh_card_id`` draws and its 80-bit prefix made free when the
 # batch is written, and each card gets its "register" event. A batch's card is a row
-# ``(key, person_id, ehc_id, status, verifier)``, or that row in COPY text for PostgreSQL.
+# ``(key, person_id, ehc_id, status, verifier)``.
 
-def batch_card(key: int, person_id: str, status: CardStatus, verifier: str | None, *, copy: bool) -> tuple | str:
+def batch_card(key: int, person_id: str, status: CardStatus, verifier: str | None) -> tuple:
     """A new card of a batch, drawn in a worker (which has no database: ``issue_batch`` checks the id)."""
     if status not in ISSUE_STATUSES:
         raise ValueError(f"A card is not issued {status.value}.")
-    row = (key, person_id, ids.new_card_id(), status.value, verifier)
-    return copy_line(row) if copy else row
+    return (key, person_id, ids.new_card_id(), status.value, verifier)
 
 
-def issue_batch(connection: Connection, cards: bytes | list[tuple], lost: set[int], actor: Actor,
-                now: datetime) -> None:
+def issue_batch(connection: Connection, cards: list[tuple], lost: set[int], actor: Actor, now: datetime) -> None:
     """Issue a batch's cards (``batch_card``) but those whose key is in ``lost`` (the master index
-    gave their document to someone else), with their "register" events, in the caller's transaction."""
-    if isinstance(cards, bytes):  # PostgreSQL: staged with COPY, checked and written with one query each
-        if not cards:
-            return
-        repo.stage_cards(connection, cards)
-        keep_out = sorted(lost)
-        while clashes := repo.staged_clashes(connection, keep_out):
-            for key in clashes:
-                repo.restage_card_id(connection, key, fresh_card_id(connection))
-        repo.insert_staged(connection, keep_out, "register", actor, now)
+    gave their document to someone else), with their "register" events, in the caller's transaction.
+
+    The prefixes are checked with one query for the batch; a card whose prefix is taken (by an
+    existing card or an earlier one of the batch) gets a fresh id as ``fresh_card_id`` draws it. A
+    card committed elsewhere with the same prefix after the check still meets the unique index on
+    the prefix: the write fails with an ``IntegrityError`` and nothing of the batch is kept.
+    """
+    rows = sorted(row for row in cards if row[0] not in lost)
+    if not rows:
         return
-    rows = []
+    taken = repo.id_prefixes_taken(connection, [card_id_prefix(row[2]) for row in rows])
     seen: set[str] = set()
-    for row in cards:
-        if row[0] in lost:
-            continue
+    for index, row in enumerate(rows):
         ehc_id = row[2]
-        while card_id_prefix(ehc_id) in seen or card_id_prefix_taken(connection, ehc_id):
+        while card_id_prefix(ehc_id) in seen or card_id_prefix(ehc_id) in taken:
             ehc_id = fresh_card_id(connection)
         seen.add(card_id_prefix(ehc_id))
-        rows.append((*row[:2], ehc_id, *row[3:]))
-    if rows:
-        repo.insert_rows(connection, rows, "register", actor, now)
+        if ehc_id != row[2]:
+            rows[index] = (*row[:2], ehc_id, *row[3:])
+    repo.insert_rows(connection, rows, "register", actor, now)
 
 
 # -- family, newborns and temporary cards ---------------------------------------------------------

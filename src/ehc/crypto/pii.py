@@ -17,8 +17,8 @@ import base64
 import binascii
 
 from .keystore import KeyStore
-from .sm3 import hmac_sm3
-from .sm4 import SealBroken, gcm_decrypt, gcm_encrypt
+from .sm3 import hmac_sm3_keyed
+from .sm4 import GcmSealer, SealBroken, gcm_decrypt, gcm_encrypt
 
 
 def _b64e(data: bytes) -> str:
@@ -40,6 +40,13 @@ class Sealer:
 
     def seal_optional(self, value: str | None, context: str) -> str | None:
         return None if value is None or value == "" else self.seal(value, context)
+
+    def pinned(self) -> "PinnedSealer":
+        """A sealer bound to the sealing key active now, for a bounded run of values (one batch of
+        a bulk import): the key store is consulted once instead of for every value. Hold it only for
+        such a batch, so a rotation made meanwhile is followed from the next batch on."""
+        info = self._keys.active("sealing")
+        return PinnedSealer(info.id, self._keys.secret(info.id))
 
     def open(self, sealed: str, context: str) -> str:
         key_id, _, body = sealed.partition(".")
@@ -65,10 +72,25 @@ class Sealer:
         return sealed.partition(".")[0]
 
 
+class PinnedSealer:
+    """``Sealer.seal`` under one given key (see ``Sealer.pinned``); the same format and binding."""
+
+    def __init__(self, key_id: str, key: bytes) -> None:
+        self.key_id = key_id
+        self._prefix = key_id + "."
+        self._gcm = GcmSealer(key)
+
+    def seal(self, value: str, context: str) -> str:
+        return self._prefix + _b64e(self._gcm.encrypt(value.encode("utf-8"), context.encode()))
+
+    def seal_optional(self, value: str | None, context: str) -> str | None:
+        return None if value is None or value == "" else self.seal(value, context)
+
+
 class BlindIndex:
     def __init__(self, keys: KeyStore) -> None:
-        self._key = keys.secret(keys.active("index").id)
+        self._mac = hmac_sm3_keyed(keys.secret(keys.active("index").id))
 
     def __call__(self, context: str, normalised: str) -> str:
         """64 hex characters; equal inputs (after normalisation by the caller) give equal outputs."""
-        return hmac_sm3(self._key, context.encode() + b"\x00" + normalised.encode("utf-8")).hex()
+        return self._mac(context.encode() + b"\x00" + normalised.encode("utf-8")).hex()

@@ -22,6 +22,19 @@ def hmac_sm3(key: bytes, data: bytes) -> bytes:
     return mac.finalize()
 
 
+def hmac_sm3_keyed(key: bytes):  # noqa: ANN201 - a function bytes -> bytes
+    """``hmac_sm3`` with the key fixed: the keyed state is computed once and copied for each message
+    (half the cost of ``hmac_sm3`` for short messages such as blind-index inputs)."""
+    base = hmac.HMAC(key, hashes.SM3())
+
+    def mac(data: bytes) -> bytes:
+        one = base.copy()
+        one.update(data)
+        return one.finalize()
+
+    return mac
+
+
 def hmac_sm3_verify(key: bytes, data: bytes, tag: bytes) -> bool:
     mac = hmac.HMAC(key, hashes.SM3())
     mac.update(data)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from ..config import Settings
-from ..crypto import BlindIndex, KeyStore, Sealer
+from ..crypto import BlindIndex, KeyStore, PinnedSealer, Sealer
 from .codes import Channel
 
 
@@ -49,6 +49,10 @@ class Vault:
 
     def seal_optional(self, value: str | None, context: str) -> str | None:
         return self._sealer.seal_optional(value, context)
+
+    def pinned(self) -> PinnedSealer:
+        """A sealer fixed to the active key, for one batch of a bulk write (``Sealer.pinned``)."""
+        return self._sealer.pinned()
 
     def open(self, sealed: str, context: str) -> str:
         return self._sealer.open(sealed, context)

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, func, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -88,10 +89,21 @@ def can_copy(bind: Bind) -> bool:
 
 def copy_rows(connection: Connection, table: str, columns: Iterable[str], payload: bytes) -> None:
     """Stream tab-separated rows (``COPY ... FROM STDIN`` text format) into ``table`` (PostgreSQL only:
-    check :func:`can_copy` first)."""
+    check :func:`can_copy` first).
+
+    A row that breaks a unique or foreign key constraint raises SQLAlchemy's ``IntegrityError``, as
+    an INSERT through the engine would (the COPY runs on the driver's connection, below SQLAlchemy);
+    the transaction is then aborted.
+    """
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
     raw = connection.connection.driver_connection
-    with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        copy.write(payload)
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.write(payload)
+    except Exception as exc:
+        if str(getattr(exc, "sqlstate", "") or "").startswith("23"):  # class 23: integrity constraint violation
+            raise IntegrityError(statement, None, exc) from exc
+        raise
 
 
 # -- China time in SQL ----------------------------------------------------------------------------

@@ -14,6 +14,9 @@ It has two halves, so the expensive part can run in worker processes:
 * :func:`create_persons` writes a batch inside the caller's transaction and returns the keys of the
   people that were *not* created because their identifier is already held (by a person from an
   earlier batch, the API, or an earlier key of the same batch). Nothing is left behind for those.
+  On PostgreSQL it looks the batch's blind indexes up and copies the rest straight into the
+  tables; a holder committed in between makes it raise ``IntegrityError``, and the caller writes the
+  batch again with ``careful=True`` (staging table, ``ON CONFLICT DO NOTHING``).
 
 Keys are caller-chosen integers (the importer uses line numbers); within a batch, the lowest key
 wins a contested identifier, so "first in the file wins" holds.
@@ -30,13 +33,21 @@ from sqlalchemy.engine import Connection
 
 from ..kit import dialect
 from ..kit.context import Vault
+from ..kit.copytext import copy_value
 from .matching import keys as match_keys
 from .models import MatchKey, Person, PersonIdentifier
 from .sealed import identifier_context, seal_context
 from .values import Demographics, Identifier
 
-# Staging columns, in COPY order. ``key`` orders the batch; the rest are the persons and
-# person_identifiers columns the service would write.
+# PostgreSQL: a batch goes straight into ``persons`` and ``person_identifiers`` with ``COPY`` once a
+# look-up of its blind indexes found them free. A registration committed between that look-up and
+# the COPY makes the COPY fail on the unique blind index (the caller then writes the batch again with
+# ``careful=True``): through a staging table and ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``,
+# which yields to concurrent holders row by row.
+# The worker's lines, in COPY text; the main process adds the columns it alone knows (the time).
+_PERSON_COLUMNS = ("id", "name_sealed", "birth_date_sealed", "phone_sealed", "phone_index", "address_sealed",
+                   "sex", "birth_year", "region_code")
+_IDENTIFIER_COLUMNS = ("person_id", "system", "value_sealed", "blind_index")
 _STAGE = "mpi_bulk_stage"
 _STAGE_COLUMNS = (
     "key", "person_id", "name_sealed", "birth_date_sealed", "phone_sealed", "phone_index", "address_sealed",
@@ -84,12 +95,15 @@ def _copy_value(value: object) -> str:
 
 @dataclass
 class PersonBatch:
-    """People ready to write, sealed and blind-indexed: ``copy_text`` for PostgreSQL, else ``rows``."""
+    """People ready to write, sealed and blind-indexed: COPY text for PostgreSQL (``persons_text``,
+    ``identifiers_text``, one line a person in ``entries`` order), else ``rows``."""
 
     count: int
-    copy_text: bytes | None = None
     rows: list[tuple] | None = None
     match_keys: list[tuple[str, str]] | None = None  # (person id, blind blocking key), see ``mpi.matching.keys``
+    persons_text: bytes | None = None
+    identifiers_text: bytes | None = None
+    entries: list[tuple[int, str, str]] | None = None  # (key, person id, identifier blind index)
 
 
 class PersonBatchBuilder:
@@ -97,8 +111,12 @@ class PersonBatchBuilder:
 
     def __init__(self, vault: Vault, *, copy: bool) -> None:
         self._vault = vault
+        # One batch, one sealing key: looked up once, not for each of the batch's ~5 values a person.
+        self._sealer = vault.pinned()
         self._copy = copy
-        self._lines: list[str] = []
+        self._persons: list[str] = []
+        self._identifiers: list[str] = []
+        self._entries: list[tuple[int, str, str]] = []
         self._rows: list[tuple] = []
         self._keys: list[tuple[str, str]] = []
 
@@ -109,9 +127,10 @@ class PersonBatchBuilder:
         ``blind_index``: the identifier's, if the caller already has it from :func:`identifier_blind_index`.
         """
         vault = self._vault
+        sealer = self._sealer
 
         def seal(value: str | None, field: str) -> str | None:
-            return vault.seal_optional(value, seal_context(person_id, field))
+            return sealer.seal_optional(value, seal_context(person_id, field))
 
         if details.note is not None:
             raise ValueError("bulk creation does not take notes (temporary people are created one by one)")
@@ -128,11 +147,13 @@ class PersonBatchBuilder:
             birth.year if birth else None,
             details.region_code,
             identifier.system,
-            vault.seal(identifier.value, identifier_context(identifier.system)),
+            sealer.seal(identifier.value, identifier_context(identifier.system)),
             blind_index or identifier_blind_index(vault, identifier),
         )
         if self._copy:
-            self._lines.append("\t".join([_copy_value(v) for v in row]))
+            self._persons.append("\t".join([_copy_value(v) for v in row[1:10]]))
+            self._identifiers.append(f"{person_id}\t{_copy_value(row[10])}\t{row[11]}\t{row[12]}")
+            self._entries.append((key, person_id, row[12]))
         else:
             self._rows.append(row)
         # The real-time matcher's blocking keys, in the same pass (the details are in clear only here).
@@ -144,23 +165,32 @@ class PersonBatchBuilder:
 
     def build(self) -> PersonBatch:
         if self._copy:
-            body = "\n".join(self._lines)
-            return PersonBatch(count=len(self._lines), copy_text=(body + "\n").encode() if body else b"",
-                               match_keys=self._keys)
+            return PersonBatch(count=len(self._entries), match_keys=self._keys, entries=self._entries,
+                               persons_text="".join(line + "\n" for line in self._persons).encode(),
+                               identifiers_text="".join(line + "\n" for line in self._identifiers).encode())
         return PersonBatch(count=len(self._rows), rows=self._rows, match_keys=self._keys)
 
 
-def create_persons(connection: Connection, batch: PersonBatch, now: datetime) -> dict[int, str]:
+def create_persons(connection: Connection, batch: PersonBatch, now: datetime, *,
+                   careful: bool = False) -> dict[int, str]:
     """Write a batch inside the caller's transaction.
 
     Returns ``{key: person_id}`` of the people *not* created because their identifier is already
-    held; their rows are gone again (in the same transaction). Everyone else now exists, with the
-    person id the builder was given.
+    held; none of their rows is written (or they are gone again, in the same transaction). Everyone
+    else now exists, with the person id the builder was given.
+
+    On PostgreSQL the batch is written with ``COPY`` straight into the tables after one look-up of
+    its blind indexes; if a registration committed one of them in between, the COPY fails with an
+    ``IntegrityError`` (unique blind index) and the caller's transaction is lost: write the batch
+    again in a new transaction with ``careful=True`` (staging table, ``ON CONFLICT DO NOTHING``).
     """
     if batch.count == 0:
         return {}
-    if batch.copy_text is not None:
-        lost = _create_postgresql(connection, batch.copy_text, now)
+    if batch.entries is not None:
+        if careful:
+            lost = _create_staged(connection, batch, now)
+        else:
+            lost = _create_copied(connection, batch, now)
     else:
         lost = _create_generic(connection, batch.rows or [], now)
     _write_match_keys(connection, batch.match_keys or [], set(lost.values()))
@@ -179,7 +209,46 @@ def _write_match_keys(connection: Connection, rows: list[tuple[str, str]], lost:
     connection.execute(insert(MatchKey.__table__), [{"person_id": p, "key": k} for p, k in rows])
 
 
-def _create_postgresql(connection: Connection, copy_text: bytes, now: datetime) -> dict[int, str]:
+def _winners(entries: list[tuple[int, str, str]], taken: set[str]) -> dict[int, str]:
+    """The keys that lose their identifier (held already, or by a lower key of the batch): ``{key: person id}``."""
+    lost: dict[int, str] = {}
+    for key, person_id, blind in sorted(entries):
+        if blind in taken:
+            lost[key] = person_id
+        else:
+            taken.add(blind)
+    return lost
+
+
+def _lines_without(text_: bytes, entries: list[tuple[int, str, str]], lost: dict[int, str]) -> bytes:
+    lines = text_.split(b"\n")
+    return b"".join(line + b"\n" for line, entry in zip(lines, entries) if entry[0] not in lost)
+
+
+def _create_copied(connection: Connection, batch: PersonBatch, now: datetime) -> dict[int, str]:
+    entries = batch.entries or []
+    lost = _winners(entries, held_identifiers(connection, [entry[2] for entry in entries]))
+    persons, identifiers = batch.persons_text or b"", batch.identifiers_text or b""
+    if lost:
+        persons, identifiers = _lines_without(persons, entries, lost), _lines_without(identifiers, entries, lost)
+    if not persons:
+        return lost
+    at = copy_value(now).encode()
+    dialect.copy_rows(connection, "persons", (*_PERSON_COLUMNS, "status", "temporary", "created_at", "updated_at"),
+                      persons.replace(b"\n", b"\tactive\tf\t" + at + b"\t" + at + b"\n"))
+    dialect.copy_rows(connection, "person_identifiers", (*_IDENTIFIER_COLUMNS, "created_at"),
+                      identifiers.replace(b"\n", b"\t" + at + b"\n"))
+    return lost
+
+
+def _create_staged(connection: Connection, batch: PersonBatch, now: datetime) -> dict[int, str]:
+    """The careful way: stage, then let ``ON CONFLICT DO NOTHING`` decide each identifier."""
+    persons = (batch.persons_text or b"").split(b"\n")
+    identifiers = (batch.identifiers_text or b"").split(b"\n")
+    copy_text = b"".join(
+        b"%d\t%s\t%s\n" % (entry[0], person, identifier.split(b"\t", 1)[1])
+        for entry, person, identifier in zip(batch.entries or [], persons, identifiers)
+    )
     connection.exec_driver_sql(_CREATE_STAGE)
     connection.exec_driver_sql(f"TRUNCATE {_STAGE}")
     raw = connection.connection.driver_connection  # psycopg 3, inside the same transaction
@@ -200,16 +269,8 @@ def _create_generic(connection: Connection, rows: list[tuple], now: datetime) ->
     SQLite has one writer at a time (the engine begins transactions IMMEDIATE), so what is held
     cannot change between the check and the insert.
     """
-    rows = sorted(rows, key=lambda r: r[0])
-    taken = held_identifiers(connection, [r[12] for r in rows])
-    lost: dict[int, str] = {}
-    winners = []
-    for row in rows:
-        if row[12] in taken:
-            lost[row[0]] = row[1]
-        else:
-            taken.add(row[12])
-            winners.append(row)
+    lost = _winners([(r[0], r[1], r[12]) for r in rows], held_identifiers(connection, [r[12] for r in rows]))
+    winners = sorted((r for r in rows if r[0] not in lost), key=lambda r: r[0])
     if winners:
         connection.execute(
             insert(Person.__table__),
@@ -236,6 +297,9 @@ def _create_generic(connection: Connection, rows: list[tuple], now: datetime) ->
 def held_identifiers(connection: Connection, blind_indexes: Iterable[str]) -> set[str]:
     """Which of these identifier blind indexes someone already holds."""
     wanted = list(dict.fromkeys(blind_indexes))
+    if dialect.is_postgresql(connection):  # one statement, an index probe per value
+        return set(connection.execute(text("SELECT blind_index FROM person_identifiers WHERE blind_index = ANY(:v)"),
+                                      {"v": wanted}).scalars())
     held: set[str] = set()
     query = select(PersonIdentifier.blind_index).where(
         PersonIdentifier.blind_index.in_(bindparam("values", expanding=True))
