@@ -43,8 +43,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Insert, bindparam, event, insert, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import FromClause
 
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
@@ -67,7 +68,7 @@ from .models import AuditEvent
 from .bulk import record_changes
 
 __all__ = [
-    "ACTIONS", "CHAIN_LOCK_KEY", "CHAINED_FIELDS", "GENESIS", "MAX_PAGE", "ChainReport", "Filters", "Page",
+    "ACTIONS", "CHAIN_LOCK_KEY", "access_insert", "CHAINED_FIELDS", "GENESIS", "MAX_PAGE", "ChainReport", "Filters", "Page",
     "Sweeper", "access_log_for_person", "canonical", "chain_pending", "check_purpose", "iter_events", "link",
     "person_ids_for_card", "record_access", "record_statistics_query", "record_changes", "resolve_people_with", "search", "start_sweeper",
     "verify_chain",
@@ -119,6 +120,37 @@ def record_access(ctx: Ctx, person_id: str, action: str, purpose: str) -> None:
     recorded[(person_id, purpose)] = entry
 
 
+CHAIN_AT_COMMIT = "ehc.audit.chain_at_commit"  # Session.info key: an event was inserted by a statement of the caller's
+
+
+def access_insert(ctx: Ctx, person_id: str, action: str, purpose: str, *, only_with: FromClause) -> Insert | None:
+    """The event :func:`record_access` would add, as an ``INSERT ... SELECT`` that inserts it once for
+    each row of ``only_with`` (a CTE of the caller's statement: no row, no event), returning its id.
+
+    For a hot path that makes its work and its audit record in one round trip (the online QR check:
+    the use is recorded, and the holder's details read, only when its code was claimed). The event
+    takes the same path as every other: it commits or rolls back with the caller's transaction, and
+    is chained just before that commits (this marks the session for it). None when nothing is
+    recorded (the resident acting on their own data), or when this unit of work has already recorded
+    this (person, purpose): then :func:`record_access` is the way, which keeps one event for both.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"audit action must be one of {ACTIONS}, not {action!r}")
+    check_purpose(purpose)
+    actor = ctx.actor
+    session = ctx.session
+    if (actor.kind == "resident" and actor.id == person_id) or (person_id, purpose) in session.info.get(UNIT_OF_WORK, {}):
+        return None
+    table = AuditEvent.__table__
+    values = {"at": utcnow(), "action": action, "purpose": purpose, "person_id": person_id, "actor_kind": actor.kind,
+              "actor_id": actor.id, "actor_role": ",".join(sorted(actor.roles)) or None,
+              "institution_id": actor.institution_id, "operator": actor.operator, "channel": actor.channel.value,
+              "request_id": ctx.request_id}
+    row = select(*(bindparam(f"audit_{name}", value, type_=table.c[name].type) for name, value in values.items()))
+    session.info[CHAIN_AT_COMMIT] = True
+    return insert(table).from_select(list(values), row.select_from(only_with)).returning(table.c.id)
+
+
 # The subject of an event that concerns no resident: a query of aggregate statistics.
 NO_PERSON = "-"
 
@@ -133,7 +165,7 @@ def record_statistics_query(ctx: Ctx, purpose: str) -> None:
 def _chain_on_commit(session: Session) -> None:
     if session.in_nested_transaction():  # a savepoint's commit, not the unit of work's
         return
-    if not session.info.get(UNIT_OF_WORK):
+    if not (session.info.get(UNIT_OF_WORK) or session.info.get(CHAIN_AT_COMMIT)):
         return
     # Flush every other write first: the lock is held only for "read tail, link, COMMIT".
     session.flush()
@@ -144,6 +176,7 @@ def _chain_on_commit(session: Session) -> None:
 def _forget_unit_of_work(session: Session, transaction) -> None:  # noqa: ANN001
     if transaction.parent is None:
         session.info.pop(UNIT_OF_WORK, None)
+        session.info.pop(CHAIN_AT_COMMIT, None)
 
 
 @dataclass(frozen=True)

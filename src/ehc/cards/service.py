@@ -256,6 +256,16 @@ def card_by_id_prefix(ctx: Ctx, prefix: str) -> Card | None:
     return repo.by_id_prefix(ctx.session, prefix)
 
 
+def card_and_holder_by_id_prefix(ctx: Ctx, prefix: str) -> tuple[Card, mpi.Person, list[tuple[str, str]]] | None:
+    """As :func:`card_by_id_prefix`, with the holder's master index row (as on the card, before any
+    merge) and their identifiers still sealed, in one round trip (PostgreSQL): the online QR check
+    needs all three. Nothing is opened or recorded here (``mpi.open_holder``, audited, does that)."""
+    query = (repo.with_id_prefix(prefix).add_columns(mpi.Person, mpi.sealed_identifiers_column(mpi.Person.id))
+             .join(mpi.Person, mpi.Person.id == Card.person_id))
+    row = ctx.session.execute(query).first()
+    return None if row is None else (row[0], row[1], [(system, value) for system, value in row[2]])
+
+
 def card_id_prefix_taken(session: Session | Connection, ehc_id: str) -> bool:
     """Whether a card's id starts with the same 80 bits."""
     return repo.id_prefix_taken(session, card_id_prefix(ehc_id))
