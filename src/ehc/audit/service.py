@@ -31,7 +31,9 @@ unit of work that made it committed, so a rolled-back request leaves neither a g
 change that did not happen; an uncontended commit is chained at once, a contended one within the
 next chaining (milliseconds under load, at most the sweeper's interval while the server runs).
 Events of a session joined to an outer connection transaction (it never calls ``Session.commit``)
-take the same path as contended ones.
+take the same path as contended ones, and so do those of the online QR check
+(:func:`access_insert` with ``chain_at_commit=False``), which writes its event in the same statement
+as the card use and leaves the chaining to the next batch.
 """
 
 from __future__ import annotations
@@ -123,14 +125,19 @@ def record_access(ctx: Ctx, person_id: str, action: str, purpose: str) -> None:
 CHAIN_AT_COMMIT = "ehc.audit.chain_at_commit"  # Session.info key: an event was inserted by a statement of the caller's
 
 
-def access_insert(ctx: Ctx, person_id: str, action: str, purpose: str, *, only_with: FromClause) -> Insert | None:
+def access_insert(ctx: Ctx, person_id: str, action: str, purpose: str, *, only_with: FromClause,
+                  chain_at_commit: bool = True) -> Insert | None:
     """The event :func:`record_access` would add, as an ``INSERT ... SELECT`` that inserts it once for
     each row of ``only_with`` (a CTE of the caller's statement: no row, no event), returning its id.
 
     For a hot path that makes its work and its audit record in one round trip (the online QR check:
     the use is recorded, and the holder's details read, only when its code was claimed). The event
     takes the same path as every other: it commits or rolls back with the caller's transaction, and
-    is chained just before that commits (this marks the session for it). None when nothing is
+    is chained just before that commits (this marks the session for it); with ``chain_at_commit``
+    false it is chained as a contended commit's events are, by the next chaining (the sweeper of
+    ``ehc serve`` within 0.2 s, the next audited commit, or a reader of the trail), in a batch with
+    the others: a path that runs hundreds of times a second saves the lock, the tail and the update
+    of every one of its transactions (docs/benchmarks.md, the verification's profile). None when nothing is
     recorded (the resident acting on their own data), or when this unit of work has already recorded
     this (person, purpose): then :func:`record_access` is the way, which keeps one event for both.
     """
@@ -147,7 +154,8 @@ def access_insert(ctx: Ctx, person_id: str, action: str, purpose: str, *, only_w
               "institution_id": actor.institution_id, "operator": actor.operator, "channel": actor.channel.value,
               "request_id": ctx.request_id}
     row = select(*(bindparam(f"audit_{name}", value, type_=table.c[name].type) for name, value in values.items()))
-    session.info[CHAIN_AT_COMMIT] = True
+    if chain_at_commit:
+        session.info[CHAIN_AT_COMMIT] = True
     return insert(table).from_select(list(values), row.select_from(only_with)).returning(table.c.id)
 
 
