@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, func, insert, select, text
+from sqlalchemy import Select, bindparam, func, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,15 @@ def with_id_prefix(prefix: str) -> Select:
     """The query for the card whose id starts with ``prefix`` (upper-case hex): a range scan of the
     primary key, as a QR code's card reference is resolved (docs/qr-format.md §5.2)."""
     return select(Card).where(Card.ehc_id >= prefix, Card.ehc_id < prefix + "G").limit(1)
+
+
+def with_id_prefix_param() -> Select:
+    """:func:`with_id_prefix` with the prefix as parameters (:func:`id_prefix_params`), to build once."""
+    return select(Card).where(Card.ehc_id >= bindparam("prefix"), Card.ehc_id < bindparam("prefix_end")).limit(1)
+
+
+def id_prefix_params(prefix: str) -> dict[str, str]:
+    return {"prefix": prefix, "prefix_end": prefix + "G"}
 
 
 def by_id_prefix(session: Session, prefix: str) -> Card | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import String, func, literal, select
+from sqlalchemy import func, select
 
 from ..audit import service as audit
 from ..cards import service as cards
@@ -226,10 +226,13 @@ def _use_values(ctx: Ctx, card: Card, payload: codec.Payload, use: Use, now: dat
             "offline": False, "replay": False}
 
 
+_CLAIM_AND_RECORD = repository.ClaimAndRecord(institutions.region_of_institution, audit.access_insert)
+
+
 def _claim_and_record(ctx: Ctx, card: Card, person: mpi.Person, sealed: list[tuple[str, str]],
                       payload: codec.Payload, use: Use, now: datetime) -> Verified:
     """A dynamic code's claim, its use and the audit event of the holder's details in one statement
-    (``repository.claim_and_record``): the same guarantees as the steps one by one, in one round trip.
+    (``repository.ClaimAndRecord``): the same guarantees as the steps one by one, in one round trip.
     The code is claimed exactly once (the same unique (key id, nonce) row); the use and the event
     are written only by the statement that claimed it, and commit with it or not at all. The event
     is chained in the next batch (the sweeper of ``ehc serve`` within 0.2 s, or any reader of the
@@ -238,18 +241,16 @@ def _claim_and_record(ctx: Ctx, card: Card, person: mpi.Person, sealed: list[tup
     statements (lock, tail, update) and holds the lock through its commit. The holder's details are
     opened only after the event that records their reading is written."""
     values = _use_values(ctx, card, payload, use, now)
-    done = repository.claim_and_record(
+    done = _CLAIM_AND_RECORD(
         ctx.session, {"key_id": payload.key_id, "nonce": payload.nonce.hex(), "expires_at": _code_expiry(payload)},
-        values, institutions.region_of_institution(literal(ctx.actor.institution_id, String())),
-        lambda recorded: audit.access_insert(ctx, person.id, "read", VERIFY_PURPOSE, only_with=recorded,
-                                             chain_at_commit=False))
+        values, audit.access_values(ctx, person.id, "read", VERIFY_PURPOSE, chain_at_commit=False))
     if done is None:
         raise QRReplayed("This code has been used already: show a fresh one.")
     use_id, region_code, event_id = done
     _purge_due(ctx, now)
     if event_id is not None:
         details, identifiers = mpi.open_holder(ctx, person, sealed, recorded_as=event_id)
-    else:  # the trail records this read otherwise (or not: a resident's own), see audit.access_insert
+    else:  # the trail records this read otherwise (or not: a resident's own), see audit.access_values
         details = mpi.demographics(ctx, person, purpose=VERIFY_PURPOSE)
         identifiers = mpi.identifiers_of(ctx, person, purpose=VERIFY_PURPOSE)
     row = CardUse(id=use_id, region_code=region_code, **values)  # as written; not loaded again
