@@ -70,7 +70,8 @@ from .models import AuditEvent
 from .bulk import record_changes
 
 __all__ = [
-    "ACCESS_COLUMNS", "ACTIONS", "CHAIN_LOCK_KEY", "access_insert", "access_values", "CHAINED_FIELDS", "GENESIS", "MAX_PAGE", "ChainReport", "Filters", "Page",
+    "ACCESS_COLUMNS", "ACTIONS", "CHAIN_LOCK_KEY", "CHAINED_FIELDS", "GENESIS", "MAX_PAGE", "ChainReport", "Filters", "Page",
+    "access_insert", "access_values",
     "Sweeper", "access_log_for_person", "canonical", "chain_pending", "check_purpose", "iter_events", "link",
     "person_ids_for_card", "record_access", "record_statistics_query", "record_changes", "resolve_people_with", "search", "start_sweeper",
     "verify_chain",
@@ -160,7 +161,8 @@ def access_values(ctx: Ctx, person_id: str, action: str, purpose: str, *,
     check_purpose(purpose)
     actor = ctx.actor
     session = ctx.session
-    if (actor.kind == "resident" and actor.id == person_id) or (person_id, purpose) in session.info.get(UNIT_OF_WORK, {}):
+    own = actor.kind == "resident" and actor.id == person_id
+    if own or (person_id, purpose) in session.info.get(UNIT_OF_WORK, {}):
         return None
     values = {"at": utcnow(), "action": action, "purpose": purpose, "person_id": person_id, "actor_kind": actor.kind,
               "actor_id": actor.id, "actor_role": ",".join(sorted(actor.roles)) or None,

@@ -266,8 +266,10 @@ def card_and_holder_by_id_prefix(ctx: Ctx, prefix: str) -> tuple[Card, mpi.Perso
     needs all three. Nothing is opened or recorded here (``mpi.open_holder``, audited, does that)."""
     global _card_and_holder
     if _card_and_holder is None:  # built once: a statement is cheap to run and costly to build
-        _card_and_holder = (repo.with_id_prefix_param().add_columns(mpi.Person, mpi.sealed_identifiers_column(mpi.Person.id))
-                            .join(mpi.Person, mpi.Person.id == Card.person_id))
+        holder = mpi.Person
+        _card_and_holder = (repo.with_id_prefix_param()
+                            .add_columns(holder, mpi.sealed_identifiers_column(holder.id))
+                            .join(holder, holder.id == Card.person_id))
     row = ctx.session.execute(_card_and_holder, repo.id_prefix_params(prefix)).first()
     return None if row is None else (row[0], row[1], [(system, value) for system, value in row[2]])
 

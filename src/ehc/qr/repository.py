@@ -86,7 +86,8 @@ class ClaimAndRecord:
         recorded = (insert(uses).from_select([*USE_COLUMNS, "region_code"], row.select_from(claim))
                     .returning(uses.c.id, uses.c.region_code).cte("recorded"))
         audited = self._audit(recorded).cte("audited")
-        with_event = select(recorded.c.id, recorded.c.region_code, audited.c.id).select_from(recorded.join(audited, true()))
+        with_event = (select(recorded.c.id, recorded.c.region_code, audited.c.id)
+                      .select_from(recorded.join(audited, true())))
         return with_event, select(recorded.c.id, recorded.c.region_code, null())
 
     def __call__(self, session: Session, code: dict, use: dict,
