@@ -8,8 +8,10 @@ connections (a closed loop: each connection sends its next request when the answ
 times every request from its first byte sent to its last byte read. Every answer must be 200.
 
 What one verification costs the server: decode the code, SM2-verify it, open the card reference,
-find the card, claim the (key id, nonce) pair (one INSERT ... ON CONFLICT DO NOTHING), open the holder's
-sealed name, sex, birth date and document (SM4), record the card use and the audit event, commit.
+read the card with its holder and their sealed identifiers (one SELECT), then one statement that
+claims the (key id, nonce) pair, records the card use and the audit event (a CTE: nothing is written
+when the code was used already), open the holder's sealed name, sex, birth date and document (SM4),
+commit; the audit event is chained in the next batch (the server's sweeper).
 
 Arms (interleaved round by round, so machine noise hits each alike; medians over rounds):
 
@@ -22,14 +24,13 @@ Arms (interleaved round by round, so machine noise hits each alike; medians over
   measured.
 
 Profile (``bench/profile_verify.py``; docs/benchmarks.md, issue 12, has the signed call's before and
-after). Earlier (cProfile of ``service.verify`` in one process on a quiet machine, 2026-11-26): one
-verification runs 11 SQL statements (13 before the claim became one statement) and takes 8.1 ms
-of wall time (9.4 ms before): the commit with its fsync ~2.2 ms, chaining the audit event at commit
-(advisory lock, tail, update) ~1.7 ms, the holder's person and identifiers ~2 ms, the card look-up
-~1 ms; SM2 verification is 0.3 ms. The HTTP layer, authentication and the answer add ~5 ms (14.6 ms
-a request through the in-process test client). The empty endpoint itself serves only ~260-340
-requests/s on this machine, so the goal of 1,000/s is beyond one Python worker by an order of
-magnitude; more workers and hosts are how it scales (the path keeps no state in the process).
+after): a signed verification with the nonce in Redis was 11 SQL statements (app and key, card,
+claim, person, audit intake, identifiers, institution, card use, and at commit the chain's lock,
+tail and update) and is 3 (app and key; card, holder and identifiers; claim + use + audit event).
+On a quiet machine (2026-11-26) the 11 statements took 8.1 ms of wall time, the commit with its
+fsync ~2.2 ms of it; the HTTP layer, authentication and the answer add ~5 ms. The empty endpoint
+itself serves only ~260-740 requests/s on this machine, so the 1,000/s issue 4 asked for is beyond
+one Python worker; more workers and hosts are how it scales (the path keeps no state in the process).
 
 Goal (issue 12): at least 0.5x the same server's empty endpoint in the same run, p99 under 50 ms at
 8 in flight, on 2 cores, load from a separate process (issue 4 asked for 1,000/s). The servers run

@@ -226,3 +226,29 @@ def test_a_key_rotation_from_the_cli_is_seen_by_every_worker(province):  # noqa:
             "SELECT c.ehc_id, p.name_sealed FROM cards c JOIN persons p ON p.id = c.person_id")).all())
     assert sealed[before].startswith(retired["sealing"] + ".")
     assert all(sealed[ehc_id].startswith(active["sealing"] + ".") for ehc_id in after)
+
+
+def test_one_dynamic_code_racing_through_every_worker_is_accepted_once(province):  # noqa: ANN001
+    """The online check's one statement (claim, use, audit event) across processes: of twelve copies of
+    one scanned code sent through the three processes at once, one is accepted, one use is recorded and
+    one read of the holder's details audited; the chain, once chained, is intact."""
+    his = hospital_system(province.platform, province.institution)
+    ehc_id = _register(province.servers[0], 71, "13912340071", "10.7.3.1")
+    holder = _sign_in(province, province.servers[0], "13912340071", "10.7.3.1")
+    code = httpx.post(province.servers[1] + "/api/v1/me/qr/dynamic", headers=holder, timeout=TIMEOUT)
+    assert code.status_code == 200, code.text
+    body = {"code": code.json()["text"], "scene": "0101011", "channel": "0100"}
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda i: httpx.post(province.servers[i % 2] + "/api/v1/qr/verify", json=body,
+                                                     auth=his, timeout=TIMEOUT),
+                                range(12)))
+    assert sorted(a.status_code for a in answers) == [200] + [422] * 11, [a.text for a in answers]
+    assert {a.json()["code"] for a in answers if a.status_code == 422} == {"qr_replayed"}
+    with province.platform.db.engine.connect() as connection:
+        assert connection.execute(text("SELECT COUNT(*) FROM card_uses WHERE ehc_id = :e"), {"e": ehc_id}).scalar_one() == 1
+        assert connection.execute(text(
+            "SELECT COUNT(*) FROM audit_events e JOIN cards c ON c.person_id = e.person_id "
+            "WHERE c.ehc_id = :e AND e.purpose = 'card.verify'"), {"e": ehc_id}).scalar_one() == 1
+    checked = subprocess.run([sys.executable, "-m", "ehc.cli", "audit", "verify"], env=province.env,
+                             capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0 and "chain intact" in checked.stdout, checked.stdout + checked.stderr

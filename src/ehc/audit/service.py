@@ -31,7 +31,9 @@ unit of work that made it committed, so a rolled-back request leaves neither a g
 change that did not happen; an uncontended commit is chained at once, a contended one within the
 next chaining (milliseconds under load, at most the sweeper's interval while the server runs).
 Events of a session joined to an outer connection transaction (it never calls ``Session.commit``)
-take the same path as contended ones.
+take the same path as contended ones, and so do those of the online QR check
+(:func:`access_values` with ``chain_at_commit=False``), which writes its event in the same statement
+as the card use and leaves the chaining to the next batch.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Insert, bindparam, event, insert, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import FromClause
 
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
@@ -67,7 +70,8 @@ from .models import AuditEvent
 from .bulk import record_changes
 
 __all__ = [
-    "ACTIONS", "CHAIN_LOCK_KEY", "CHAINED_FIELDS", "GENESIS", "MAX_PAGE", "ChainReport", "Filters", "Page",
+    "ACCESS_COLUMNS", "ACTIONS", "CHAIN_LOCK_KEY", "CHAINED_FIELDS", "GENESIS", "MAX_PAGE", "ChainReport", "Filters", "Page",
+    "access_insert", "access_values",
     "Sweeper", "access_log_for_person", "canonical", "chain_pending", "check_purpose", "iter_events", "link",
     "person_ids_for_card", "record_access", "record_statistics_query", "record_changes", "resolve_people_with", "search", "start_sweeper",
     "verify_chain",
@@ -119,6 +123,56 @@ def record_access(ctx: Ctx, person_id: str, action: str, purpose: str) -> None:
     recorded[(person_id, purpose)] = entry
 
 
+CHAIN_AT_COMMIT = "ehc.audit.chain_at_commit"  # Session.info key: an event was inserted by a statement of the caller's
+
+
+ACCESS_COLUMNS = ("at", "action", "purpose", "person_id", "actor_kind", "actor_id", "actor_role", "institution_id",
+                  "operator", "channel", "request_id")
+
+
+def access_insert(only_with: FromClause) -> Insert:
+    """The event :func:`record_access` adds, as an ``INSERT ... SELECT`` that inserts it once for each
+    row of ``only_with`` (a CTE of the caller's statement: no row, no event), returning its id; its
+    values are the parameters :func:`access_values` gives. Built once by the caller and reused.
+
+    For a hot path that makes its work and its audit record in one round trip (the online QR check:
+    the use is recorded, and the holder's details read, only when its code was claimed). The event
+    commits or rolls back with the caller's transaction like every other."""
+    table = AuditEvent.__table__
+    row = select(*(bindparam(f"audit_{name}", type_=table.c[name].type) for name in ACCESS_COLUMNS))
+    return insert(table).from_select(list(ACCESS_COLUMNS), row.select_from(only_with)).returning(table.c.id)
+
+
+def access_values(ctx: Ctx, person_id: str, action: str, purpose: str, *,
+                  chain_at_commit: bool = True) -> dict[str, Any] | None:
+    """The parameters of :func:`access_insert` for ``ctx.actor`` reading or changing ``person_id``'s
+    data for ``purpose``. None when nothing is recorded (the resident acting on their own data), or
+    when this unit of work has already recorded this (person, purpose): then :func:`record_access`
+    is the way, which keeps one event for both.
+
+    The event is chained just before the caller's transaction commits (this marks the session for
+    it); with ``chain_at_commit`` false it is chained as a contended commit's events are, by the next
+    chaining (the sweeper of ``ehc serve`` within 0.2 s, the next audited commit, or a reader of the
+    trail), in a batch with the others: a path that runs hundreds of times a second saves the lock,
+    the tail and the update of every one of its transactions (docs/benchmarks.md, the verification's
+    profile)."""
+    if action not in ACTIONS:
+        raise ValueError(f"audit action must be one of {ACTIONS}, not {action!r}")
+    check_purpose(purpose)
+    actor = ctx.actor
+    session = ctx.session
+    own = actor.kind == "resident" and actor.id == person_id
+    if own or (person_id, purpose) in session.info.get(UNIT_OF_WORK, {}):
+        return None
+    values = {"at": utcnow(), "action": action, "purpose": purpose, "person_id": person_id, "actor_kind": actor.kind,
+              "actor_id": actor.id, "actor_role": ",".join(sorted(actor.roles)) or None,
+              "institution_id": actor.institution_id, "operator": actor.operator, "channel": actor.channel.value,
+              "request_id": ctx.request_id}
+    if chain_at_commit:
+        session.info[CHAIN_AT_COMMIT] = True
+    return {f"audit_{name}": value for name, value in values.items()}
+
+
 # The subject of an event that concerns no resident: a query of aggregate statistics.
 NO_PERSON = "-"
 
@@ -133,7 +187,7 @@ def record_statistics_query(ctx: Ctx, purpose: str) -> None:
 def _chain_on_commit(session: Session) -> None:
     if session.in_nested_transaction():  # a savepoint's commit, not the unit of work's
         return
-    if not session.info.get(UNIT_OF_WORK):
+    if not (session.info.get(UNIT_OF_WORK) or session.info.get(CHAIN_AT_COMMIT)):
         return
     # Flush every other write first: the lock is held only for "read tail, link, COMMIT".
     session.flush()
@@ -144,6 +198,7 @@ def _chain_on_commit(session: Session) -> None:
 def _forget_unit_of_work(session: Session, transaction) -> None:  # noqa: ANN001
     if transaction.parent is None:
         session.info.pop(UNIT_OF_WORK, None)
+        session.info.pop(CHAIN_AT_COMMIT, None)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,15 @@ def with_id_prefix(prefix: str) -> Select:
     return select(Card).where(Card.ehc_id >= prefix, Card.ehc_id < prefix + "G").limit(1)
 
 
+def with_id_prefix_param() -> Select:
+    """:func:`with_id_prefix` with the prefix as parameters (:func:`id_prefix_params`), to build once."""
+    return select(Card).where(Card.ehc_id >= bindparam("prefix"), Card.ehc_id < bindparam("prefix_end")).limit(1)
+
+
+def id_prefix_params(prefix: str) -> dict[str, str]:
+    return {"prefix": prefix, "prefix_end": prefix + "G"}
+
+
 def by_id_prefix(session: Session, prefix: str) -> Card | None:
     return session.scalar(with_id_prefix(prefix))
 

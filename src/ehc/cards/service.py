@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from sqlalchemy import Select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -253,6 +254,23 @@ def card_by_id_prefix(ctx: Ctx, prefix: str) -> Card | None:
     """The card whose id starts with ``prefix`` (upper-case hex), as a QR code's card reference is
     resolved (docs/qr-format.md §5.2): a range scan of the primary key."""
     return repo.by_id_prefix(ctx.session, prefix)
+
+
+_card_and_holder: Select | None = None  # card_and_holder_by_id_prefix's statement, once built
+
+
+def card_and_holder_by_id_prefix(ctx: Ctx, prefix: str) -> tuple[Card, mpi.Person, list[tuple[str, str]]] | None:
+    """As :func:`card_by_id_prefix`, with the holder's master index row (as on the card, before any
+    merge) and their identifiers still sealed, in one round trip (PostgreSQL): the online QR check
+    needs all three. Nothing is opened or recorded here (``mpi.open_holder``, audited, does that)."""
+    global _card_and_holder
+    if _card_and_holder is None:  # built once: a statement is cheap to run and costly to build
+        holder = mpi.Person
+        _card_and_holder = (repo.with_id_prefix_param()
+                            .add_columns(holder, mpi.sealed_identifiers_column(holder.id))
+                            .join(holder, holder.id == Card.person_id))
+    row = ctx.session.execute(_card_and_holder, repo.id_prefix_params(prefix)).first()
+    return None if row is None else (row[0], row[1], [(system, value) for system, value in row[2]])
 
 
 def card_id_prefix_taken(session: Session | Connection, ehc_id: str) -> bool:

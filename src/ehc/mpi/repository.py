@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, case, func, or_, select
+from sqlalchemy import bindparam, case, func, or_, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.orm import Session
 
 from ..kit.context import Ctx
@@ -60,6 +62,15 @@ def merge_moves(session: Session, merge_id: int) -> list[MergeMove]:
 def identifier_rows(session: Session, person_id: str) -> list[PersonIdentifier]:
     return list(session.scalars(
         select(PersonIdentifier).where(PersonIdentifier.person_id == person_id).order_by(PersonIdentifier.id)))
+
+
+def sealed_identifiers_column(person_id: ColumnElement) -> ColumnElement:
+    """A column of the identifiers of ``person_id`` as sealed ``[system, value_sealed]`` pairs in id
+    order (a JSON array, PostgreSQL), for a caller that reads them in the same round trip as the
+    card they belong to. Nothing is opened here (:func:`.sealed.open_holder` does, audited)."""
+    pair = func.json_build_array(PersonIdentifier.system, PersonIdentifier.value_sealed)
+    return (select(func.coalesce(func.json_agg(aggregate_order_by(pair, PersonIdentifier.id)), text("'[]'::json")))
+            .where(PersonIdentifier.person_id == person_id).scalar_subquery())
 
 
 def sealed_documents(session: Session, person_ids: list[str], systems: Iterable[str]) -> list[tuple[str, str, str]]:

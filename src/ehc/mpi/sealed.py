@@ -109,6 +109,20 @@ def identifiers_of(ctx: Ctx, person: Person, *, purpose: str) -> list[Identifier
             for row in repository.identifier_rows(ctx.session, person.id)]
 
 
+def open_holder(ctx: Ctx, person: Person, sealed_identifiers: Iterable[tuple[str, str]], *,
+                recorded_as: int) -> tuple[Demographics, list[Identifier]]:
+    """A person's details and identifiers (sealed ``(system, value)`` pairs, as
+    :func:`.repository.sealed_identifiers_column` gives them) in clear, for a caller that has recorded
+    the read in the audit trail itself, in the same statement that made the rest of its work (the
+    online QR check: ``audit.service.access_insert``). ``recorded_as``: that event's id, required so
+    that nothing opens through here without one."""
+    if not recorded_as:
+        raise ValueError("open_holder needs the id of the audit event that records this read")
+    identifiers = [Identifier(system, ctx.vault.open(value, identifier_context(system)))
+                   for system, value in sealed_identifiers]
+    return _details(ctx.vault, person), identifiers
+
+
 def details_for_matching(vault: Vault, person: Person) -> Demographics:
     """A person's details in clear for comparison (the matcher, a key rebuild). Not yet an access to
     report: the matcher records one for each candidate it returns."""

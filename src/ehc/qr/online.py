@@ -14,16 +14,18 @@ from typing import Protocol
 
 from sqlalchemy import func, select
 
+from ..audit import service as audit
 from ..cards import service as cards
 from ..cards.service import Card, CardStatus
 from ..crypto import SM2PublicKey
 from ..institutions import service as institutions
+from ..kit import dialect
 from ..kit.claims import Claims
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Conflict
 from ..mpi import service as mpi
-from . import codec
+from . import codec, repository
 from . import second_factor as factors
 from .codec.codes import check_use_codes
 from .models import CardUse, UsedCode
@@ -152,18 +154,27 @@ def card_for(ctx: Ctx, ref: codec.CardRef) -> Card | None:
 def open_code(ctx: Ctx, text: str, *, now: datetime) -> tuple[codec.Payload, Card]:
     """§9 steps 1-10 on the platform: the code's verified payload and its card, which is normal.
     Records nothing (``verify`` does). Raises a ``QRRejected``, or ``card_not_active``."""
+    payload, ref = _signed_payload(ctx, text, now=now)
+    return payload, _usable(card_for(ctx, ref), ref)
+
+
+def _signed_payload(ctx: Ctx, text: str, *, now: datetime) -> tuple[codec.Payload, codec.CardRef]:
+    """§9 steps 1-8: the code's signature, validity and card reference; the database is not read."""
     # A two-in-one code: verify its health part (the payment part is the payment channel's, §8).
     code = codec.split(text.strip() if isinstance(text, str) else text).code
     payload = codec.verify(code, key_lookup(ctx, code.payload.type, now), now=now, skew=ONLINE_SKEW)
-    ref = codec.open_card_ref(ref_secret(ctx), payload)
-    card = card_for(ctx, ref)
+    return payload, codec.open_card_ref(ref_secret(ctx), payload)
+
+
+def _usable(card: Card | None, ref: codec.CardRef) -> Card:
+    """§9 steps 9-10: the card the reference names is this issue of it, and normal."""
     if card is None or card.sequence != ref.sequence:
         raise QRRevoked("This code belongs to an earlier issue of the card: it no longer works.")
     if card.status in (CardStatus.LOST, CardStatus.CANCELLED):
         raise QRRevoked(f"The card is {card.status}: its codes no longer work.")
     if card.status != CardStatus.NORMAL:
         raise Conflict(f"This card's status is {card.status}.", code="card_not_active")
-    return payload, card
+    return card
 
 
 def payment_part(text: str) -> bytes | None:
@@ -175,25 +186,74 @@ def payment_part(text: str) -> bytes | None:
 def verify(ctx: Ctx, text: str, use: Use, *, now: datetime | None = None,
            second_factor: factors.Proof | None = None) -> Verified:
     """Verify a code online (§9 steps 1-11) and record the card use. Raises a ``QRRejected``. A static
-    code at a step in ``codes.SECOND_FACTOR_SCENES`` also needs ``second_factor`` (§9.3)."""
+    code at a step in ``codes.SECOND_FACTOR_SCENES`` also needs ``second_factor`` (§9.3).
+
+    A dynamic code on PostgreSQL, the path a province runs millions of times a day, takes two
+    statements and no other at commit: the card with its holder and their sealed identifiers, then one
+    that claims the code, records the use and the audit event together (:func:`_claim_and_record`). Every other
+    case (static codes, SQLite, a holder merged into another person) takes the steps one by one."""
     check_use(use)
     now = now or utcnow()
-    payload, card = open_code(ctx, text, now=now)
+    payload, ref = _signed_payload(ctx, text, now=now)
+    if payload.type is codec.CodeType.DYNAMIC and dialect.name(ctx.session) == "postgresql":
+        found = cards.card_and_holder_by_id_prefix(ctx, ref.ehc_id_prefix)
+        card = _usable(found[0] if found is not None else None, ref)
+        person, sealed = found[1], found[2]
+        if person.merged_into is None:
+            factors.require(ctx, card, payload.type, use.scene, second_factor)
+            return _claim_and_record(ctx, card, person, sealed, payload, use, now)
+    else:
+        card = _usable(card_for(ctx, ref), ref)
     factors.require(ctx, card, payload.type, use.scene, second_factor)
     if payload.type is codec.CodeType.DYNAMIC:
         _claim(ctx, payload)
         _purge_due(ctx, now)
     person, details, identifiers = cards.holder(ctx, card, purpose=VERIFY_PURPOSE)
-    actor = ctx.actor
-    # key id and nonce let offline uploads deduplicate against this use (§9.1); the region lets the
-    # commission's operators monitor their region's uses.
-    row = CardUse(ehc_id=card.ehc_id, person_id=card.person_id, scene=use.scene, channel=use.channel,
-                  institution_id=actor.institution_id, terminal_id=use.terminal_id, department=use.department,
-                  code_type=int(payload.type), actor_kind=actor.kind, actor_id=actor.id, operator=actor.operator,
-                  at=now, recorded_at=now, key_id=payload.key_id, nonce=payload.nonce.hex(),
-                  region_code=region_of(ctx, actor.institution_id))
+    row = CardUse(**_use_values(ctx, card, payload, use, now), region_code=region_of(ctx, ctx.actor.institution_id))
     ctx.session.add(row)
     ctx.session.flush()
+    return Verified(card, payload, person, details, identifiers, codec.national_plaintext(card.ehc_id, payload), row)
+
+
+def _use_values(ctx: Ctx, card: Card, payload: codec.Payload, use: Use, now: datetime) -> dict:
+    # key id and nonce let offline uploads deduplicate against this use (§9.1); the region (added by
+    # the caller) lets the commission's operators monitor their region's uses.
+    actor = ctx.actor
+    return {"ehc_id": card.ehc_id, "person_id": card.person_id, "scene": use.scene, "channel": use.channel,
+            "institution_id": actor.institution_id, "terminal_id": use.terminal_id, "department": use.department,
+            "code_type": int(payload.type), "actor_kind": actor.kind, "actor_id": actor.id, "operator": actor.operator,
+            "at": now, "recorded_at": now, "key_id": payload.key_id, "nonce": payload.nonce.hex(),
+            "offline": False, "replay": False}
+
+
+_CLAIM_AND_RECORD = repository.ClaimAndRecord(institutions.region_of_institution, audit.access_insert)
+
+
+def _claim_and_record(ctx: Ctx, card: Card, person: mpi.Person, sealed: list[tuple[str, str]],
+                      payload: codec.Payload, use: Use, now: datetime) -> Verified:
+    """A dynamic code's claim, its use and the audit event of the holder's details in one statement
+    (``repository.ClaimAndRecord``): the same guarantees as the steps one by one, in one round trip.
+    The code is claimed exactly once (the same unique (key id, nonce) row); the use and the event
+    are written only by the statement that claimed it, and commit with it or not at all. The event
+    is chained in the next batch (the sweeper of ``ehc serve`` within 0.2 s, or any reader of the
+    trail, which chains first), as every contended commit's is: at hundreds of verifications a second
+    most commits would find the chain lock taken anyway, and each that does not costs three more
+    statements (lock, tail, update) and holds the lock through its commit. The holder's details are
+    opened only after the event that records their reading is written."""
+    values = _use_values(ctx, card, payload, use, now)
+    done = _CLAIM_AND_RECORD(
+        ctx.session, {"key_id": payload.key_id, "nonce": payload.nonce.hex(), "expires_at": _code_expiry(payload)},
+        values, audit.access_values(ctx, person.id, "read", VERIFY_PURPOSE, chain_at_commit=False))
+    if done is None:
+        raise QRReplayed("This code has been used already: show a fresh one.")
+    use_id, region_code, event_id = done
+    _purge_due(ctx, now)
+    if event_id is not None:
+        details, identifiers = mpi.open_holder(ctx, person, sealed, recorded_as=event_id)
+    else:  # the trail records this read otherwise (or not: a resident's own), see audit.access_values
+        details = mpi.demographics(ctx, person, purpose=VERIFY_PURPOSE)
+        identifiers = mpi.identifiers_of(ctx, person, purpose=VERIFY_PURPOSE)
+    row = CardUse(id=use_id, region_code=region_code, **values)  # as written; not loaded again
     return Verified(card, payload, person, details, identifiers, codec.national_plaintext(card.ehc_id, payload), row)
 
 
@@ -214,10 +274,14 @@ def claim_code(ctx: Ctx, key_id: str, nonce: str, expires_at: datetime) -> bool:
     return USED_CODES.claim(ctx.session, utcnow(), key_id=key_id, nonce=nonce, expires_at=expires_at)
 
 
+def _code_expiry(payload: codec.Payload) -> datetime:
+    """Until when a dynamic code's claim must stand: past it, the code is refused as expired anyway."""
+    return datetime.fromtimestamp(payload.expires_at, utcnow().tzinfo) + timedelta(seconds=codec.DEFAULT_SKEW)
+
+
 def _claim(ctx: Ctx, payload: codec.Payload) -> None:
     """Single use: the (key id, nonce) row is unique; the second claim of a code is a replay."""
-    expires = datetime.fromtimestamp(payload.expires_at, utcnow().tzinfo) + timedelta(seconds=codec.DEFAULT_SKEW)
-    if not claim_code(ctx, payload.key_id, payload.nonce.hex(), expires):
+    if not claim_code(ctx, payload.key_id, payload.nonce.hex(), _code_expiry(payload)):
         raise QRReplayed("This code has been used already: show a fresh one.")
 
 
