@@ -17,6 +17,7 @@ from sqlalchemy import select, text
 from fhir.resources.R4B import get_fhir_model_class
 from test_fhir import FHIR_JSON
 
+from ehc.institutions import service as institutions
 from ehc.kit.context import Actor
 from ehc.mpi import service as mpi
 from ehc.records.models import Consent, OwnEntry, RecordVersion
@@ -238,6 +239,38 @@ def test_consent_on_every_read_path(platform, client, institution, world) -> Non
         for consent in session.scalars(select(Consent)):
             consent.starts_at, consent.ends_at = consent.starts_at - timedelta(days=40), consent.starts_at - timedelta(days=10)
     assert reads(doctor) == nothing
+
+    # Department grants: internal medicine (0300) of the second hospital, not its surgery (0400), nor a
+    # reader who names no department. Staff carry their account's department; a system names it per call.
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        place = institutions.find_institution(session, "inst-other-02")
+        institutions.add_department(ctx, place, code="0300")
+        institutions.add_department(ctx, place, code="0400")
+    internist = make_staff(platform, client, "doctor", "inst-other-02", department="0300")
+    surgeon = make_staff(platform, client, "doctor", "inst-other-02", department="0400")
+    dept = client.post("/api/v1/me/records/consents", headers=world["resident"],
+                       json={"institution_id": "inst-other-02", "department": "0300", "categories": ["conditions"],
+                             "purpose": "treatment", "days": 30})
+    assert dept.status_code == 201 and dept.json()["department"] == "0300", dept.text
+    internal_medicine, surgery = {"X-EHC-Department": "0300"}, {"X-EHC-Department": "0400"}
+    assert reads(internist) == only_plain and reads(internal_medicine, auth=other) == only_plain
+    assert reads(surgeon) == nothing and reads(surgery, auth=other) == nothing
+    assert reads(doctor) == nothing and reads(auth=other) == nothing
+    unknown = client.get(f"/api/v1/records/patients/{ehc_id}", headers={"X-EHC-Department": "0500"}, auth=other)
+    assert unknown.status_code == 422 and unknown.json()["code"] == "department_not_found"
+    missing = client.post("/api/v1/me/records/consents", headers=world["resident"],
+                          json={"institution_id": "inst-other-02", "department": "0500", "categories": ["all"], "days": 1})
+    assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "department"
+    assert client.post(f"/api/v1/me/records/consents/{dept.json()['id']}/revoke", headers=world["resident"]).status_code == 200
+    assert reads(internist) == nothing
+    # A department's denial overrides the scan for that department only.
+    client.post("/api/v1/me/records/consents", headers=world["resident"],
+                json={"effect": "deny", "institution_id": "inst-other-02", "department": "0300", "categories": ["all"]})
+    scan(client, world, other)
+    assert reads(internist) == nothing and reads(internal_medicine, auth=other) == nothing
+    assert reads(surgeon) == only_plain and reads(doctor) == only_plain and reads(auth=other) == only_plain
+
     # A deny wins over a scan.
     client.post("/api/v1/me/records/consents", headers=world["resident"],
                 json={"effect": "deny", "institution_id": "inst-other-02", "categories": ["all"]})
