@@ -330,6 +330,64 @@ def test_resident_timeline_filters_everything_and_merge(platform, client, instit
     assert len(client.get("/api/v1/me/records", headers=me).json()["entries"]) == 3
 
 
+def test_a_guardian_reads_and_manages_a_family_members_records(platform, client, institution, world) -> None:
+    """The resident binds a child; the guardian reads the child's timeline, $everything, first page and PDF
+    and manages the child's grants with ``member``; the child's access log shows the guardian's reads; a
+    card the resident does not guard is not found."""
+    me, his = world["resident"], world["his"]
+    child = client.post("/api/v1/me/family", headers=me, json={
+        **person("李小宝", __import__("datetime").date(2017, 6, 1), 64, False), "relation": "child"})
+    assert child.status_code == 201, child.text
+    ward = child.json()["ehc_id"]
+    post(client, his, condition({"reference": f"Patient/{ward}"}, "J45", "Asthma"))
+    post(client, his, condition({"reference": f"Patient/{ward}"}, "F90.0", "Attention deficit"))
+    post(client, his, condition({"reference": f"Patient/{world['ehc_id']}"}))  # the guardian's own
+
+    timeline = client.get(f"/api/v1/me/records?member={ward}", headers=me).json()
+    assert timeline["basis"] == "guardian" and sorted(e["title"] for e in timeline["entries"]) == ["Asthma", "Attention deficit"]
+    assert client.get("/api/v1/me/records", headers=me).json()["basis"] == "self"
+    assert len(client.get("/api/v1/me/records", headers=me).json()["entries"]) == 1
+    bundle = client.get(f"/api/v1/me/records/everything?member={ward}", headers=me).json()
+    assert valid(bundle)["total"] == 2
+    summary = client.get(f"/api/v1/me/records/summary?member={ward}", headers=me).json()
+    assert "Asthma" in [i["text"] for i in summary["chronic_conditions"]]
+    added = client.post(f"/api/v1/me/records/summary/entries?member={ward}", headers=me,
+                        json={"kind": "allergy", "text": "花生 peanuts"})
+    assert added.status_code == 201, added.text
+    assert [i["text"] for i in client.get(f"/api/v1/me/records/summary?member={ward}", headers=me).json()["allergies"]] \
+        == ["花生 peanuts"]
+    assert client.get("/api/v1/me/records/summary", headers=me).json()["allergies"] == []
+    pdf = client.get(f"/api/v1/me/records/summary.pdf?member={ward}", headers=me)
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+    # The guardian grants the second hospital the child's conditions; its doctor reads them.
+    granted = client.post(f"/api/v1/me/records/consents?member={ward}", headers=me,
+                          json={"institution_id": "inst-other-02", "categories": ["conditions"], "days": 7})
+    assert granted.status_code == 201, granted.text
+    assert [c["id"] for c in client.get(f"/api/v1/me/records/consents?member={ward}", headers=me).json()] == [granted.json()["id"]]
+    assert client.get("/api/v1/me/records/consents", headers=me).json() == []
+    seen = client.get(f"/api/v1/records/patients/{ward}", headers=world["other_doctor"]).json()
+    assert [e["title"] for e in seen["entries"]] == ["Asthma"]  # the sensitive one is not named by the grant
+    assert client.post(f"/api/v1/me/records/consents/{granted.json()['id']}/revoke?member={ward}",
+                       headers=me).json()["active"] is False
+
+    # The child's "who looked at my data": the guardian's reads and changes, as a resident's.
+    log = client.get(f"/api/v1/me/access-log?member={ward}&limit=100", headers=me).json()["items"]
+    mine = [e for e in log if e["purpose"] in ("records.guardian", "records.consent")]
+    assert {e["purpose"] for e in mine} == {"records.guardian", "records.consent"}
+    assert all(e["actor_kind"] == "resident" for e in mine)
+
+    # A card the resident does not guard: not found, on every resident path.
+    stranger = world["ehc_id"]
+    other = client.post("/api/v1/cards", json=person("王五", __import__("datetime").date(1975, 1, 1), 65, True)).json()["ehc_id"]
+    for path in ("/api/v1/me/records", "/api/v1/me/records/everything", "/api/v1/me/records/summary",
+                 "/api/v1/me/records/summary.pdf", "/api/v1/me/records/consents", "/api/v1/me/records/break-glass"):
+        answer = client.get(f"{path}?member={other}", headers=me)
+        assert answer.status_code == 404 and answer.json()["code"] == "card_not_found", (path, answer.text)
+    # Nor does ``member`` name the resident's own card: without it, the resident reads their own.
+    assert client.get(f"/api/v1/me/records?member={stranger}", headers=me).status_code == 404
+
+
 def first_page_records(subject: dict) -> list[dict]:
     """What a hospital publishes that belongs on the first page, and some that does not."""
     clinical = "http://terminology.hl7.org/CodeSystem/condition-clinical"
