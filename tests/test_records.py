@@ -680,12 +680,17 @@ def test_record_pages_in_chromium(live_server, sqlite_platform, chromium, lang) 
         app = apps.create_app(ctx, name="HIS", institution_id=inst)
         his = SM2Auth(app.id, apps.add_key(ctx, app.id, key.public_key.to_pem().decode()).key_id, key)
         accounts.create_staff(ctx, username=f"dr-{lang}", password=PASSWORD, role="doctor", institution_id=inst)
+        institutions.add_department(ctx, institutions.find_institution(session, inst), code="0300")
     with TestClient(create_app(platform)) as client:
         ehc_id = client.post("/api/v1/cards", json=RESIDENT).json()["ehc_id"]
         subject = {"reference": f"Patient/{ehc_id}"}
         assert post(client, his, condition(subject)).status_code == 201
         assert post(client, his, observation(subject)).status_code == 201
-        resident = resident_sign_in(client, platform, RESIDENT["phone"])["Authorization"].removeprefix("Bearer ")
+        headers = resident_sign_in(client, platform, RESIDENT["phone"])
+        resident = headers["Authorization"].removeprefix("Bearer ")
+        child = client.post("/api/v1/me/family", headers=headers, json={
+            **person("李小宝", __import__("datetime").date(2017, 6, 1), 64, False), "relation": "child"}).json()["ehc_id"]
+        assert post(client, his, condition({"reference": f"Patient/{child}"}, "J45", "Asthma")).status_code == 201
         doctor_token = client.post("/api/v1/auth/staff/token", json={"username": f"dr-{lang}", "password": PASSWORD}
                                    ).json()["access_token"]
     zh = lang == "zh"
@@ -741,3 +746,31 @@ def test_record_pages_in_chromium(live_server, sqlite_platform, chromium, lang) 
     page.locator("tr.consent form button").click()  # the resident revokes: the doctor sees only his own hospital's
     doctor.reload()
     assert doctor.locator("tr.record").count() == 2  # published by his own hospital, still his to read
+
+    # The guardian: from the family list to the child's records, their first page and their grants (one
+    # for a department of the hospital); back to their own.
+    page.goto(f"{live_server}/me")
+    page.locator("a.member-records").first.click()
+    assert page.locator("p.records-for-member").count() == 1
+    assert page.locator("tr.record").count() == 1 and "Asthma" in page.locator("tr.record").inner_text()
+    page.locator("a[href*='/me/records/summary?member=']").first.click()
+    assert "Asthma" in page.locator("#section-chronic_conditions").inner_text()
+    assert page.locator("p.records-for-member").count() == 1
+    page.goto(f"{live_server}/me/records?member={child}")
+    page.locator("a[href*='/me/records/consents?member=']").first.click()
+    assert page.locator("tr.consent").count() == 0
+    page.fill("input[name=institution_id]", inst)
+    page.fill("input[name=department]", "0400")  # not one of the hospital's departments: said at the field
+    page.check("input[value=conditions]")
+    page.fill("input[name=days]", "7")
+    page.locator("button.button-primary").click()
+    assert page.locator(".field-invalid input[name=department]").count() == 1
+    page.fill("input[name=department]", "0300")
+    page.check("input[value=conditions]")
+    page.locator("button.button-primary").click()
+    assert page.locator("tr.consent").count() == 1 and "0300" in page.locator("tr.consent").inner_text()
+    assert "member=" in page.url
+    page.screenshot(path=str(ARTIFACTS / f"records-guardian-consents-{lang}.png"), full_page=True)
+    page.locator("p.records-for-member a").click()
+    assert page.locator("p.records-for-member").count() == 0 and page.locator("tr.record").count() == 2
+    assert page.goto(f"{live_server}/me/records?member={'F' * 64}").status == 404
