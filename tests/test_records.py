@@ -743,6 +743,7 @@ def test_record_pages_in_chromium(live_server, sqlite_platform, chromium, lang) 
     doctor = staff.new_page()
     doctor.goto(f"{live_server}/staff/records/{ehc_id}")
     assert doctor.locator("tr.record").count() == 2
+    assert ("不属于任何科室" if zh else "in no department") in doctor.locator("p.reader-department").inner_text()
     page.locator("tr.consent form button").click()  # the resident revokes: the doctor sees only his own hospital's
     doctor.reload()
     assert doctor.locator("tr.record").count() == 2  # published by his own hospital, still his to read
