@@ -230,6 +230,7 @@ def _staff_page(request: Request, scope: Managed, state: FormState | None = None
         "username": a.username,
         "display_name": a.display_name,
         "department_code": a.department_code or "",
+        "department": dict(departments).get(a.department_code, a.department_code or ""),
         "role": role_label(t, a.role),
         "active": a.active,
         "failures": a.failed_attempts,  # wrong passwords since its last sign-in
