@@ -70,13 +70,14 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def make_staff(platform, client, role: str, institution: str | None,  # noqa: ANN001
-               region: str | None = None) -> dict[str, str]:
-    """Create a staff account directly and sign it in; ``region`` for health-commission roles."""
+               region: str | None = None, department: str | None = None) -> dict[str, str]:
+    """Create a staff account directly and sign it in; ``region`` for health-commission roles, ``department``
+    (a department code the institution has) for staff placed in one."""
 
     username = f"{role}-{secrets.token_hex(3)}"
     with platform.db.session() as session:
         accounts.create_staff(platform.ctx(session, Actor.system()), username=username, password=PASSWORD, role=role,
-                             institution_id=institution, region_code=region)
+                             institution_id=institution, region_code=region, department_code=department)
     answer = client.post("/api/v1/auth/staff/token", json={"username": username, "password": PASSWORD})
     assert answer.status_code == 200, answer.text
     return bearer(answer.json()["access_token"])

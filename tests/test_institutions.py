@@ -325,6 +325,31 @@ def test_institution_admin_creates_and_lists_staff(platform, client, institution
                         headers=admin), 422, "role_unknown")
 
 
+def test_staff_are_placed_in_a_department_of_their_institution(platform, client, institution, admin, platform_admin):
+    """A staff account may belong to one of its institution's departments (health records' department
+    grants read it); a code the institution has not registered is refused at the field, null clears it,
+    and commission staff have none."""
+    client.post(f"/api/v1/institutions/{institution}/departments", json={"code": "0300"}, headers=admin)
+    base = f"/api/v1/institutions/{institution}/staff"
+    made = client.post(base, json={"username": "zhao.internist", "password": "correct horse battery", "role": "doctor",
+                                   "department_code": "0300"}, headers=admin)
+    assert made.status_code == 201 and made.json()["department_code"] == "0300", made.text
+    body = problem(client.post(base, json={"username": "qian.surgeon", "password": "correct horse battery",
+                                           "role": "doctor", "department_code": "0400"}, headers=admin),
+                   422, "department_not_found")
+    assert body["errors"][0]["field"] == "department_code"
+    staff_id = made.json()["id"]
+    problem(client.patch(f"{base}/{staff_id}", json={"department_code": "0400"}, headers=admin), 422, "department_not_found")
+    cleared = client.patch(f"{base}/{staff_id}", json={"department_code": None}, headers=admin)
+    assert cleared.status_code == 200 and cleared.json()["department_code"] is None
+    placed = client.patch(f"{base}/{staff_id}", json={"department_code": "0300"}, headers=admin)
+    assert placed.json()["department_code"] == "0300"
+    auditor = client.post("/api/v1/commission/staff", json={"username": "sun.auditor", "password": "correct horse battery",
+                                                             "role": "auditor"}, headers=platform_admin).json()
+    problem(client.patch(f"/api/v1/commission/staff/{auditor['id']}", json={"department_code": "0300"},
+                         headers=platform_admin), 422, "department_not_allowed")
+
+
 def test_roles_outside_the_scope_are_refused(platform, client, institution, admin, platform_admin):
     base = f"/api/v1/institutions/{institution}/staff"
     for role in ("platform_admin", "regional_operator", "auditor"):

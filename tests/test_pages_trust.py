@@ -779,10 +779,16 @@ def test_trust_pages_in_chromium(live_server, sqlite_platform, chromium):
     page.locator("#username").fill("li.nurse")
     page.locator("#display_name").fill("李护士")
     page.locator("#role").select_option("nurse")
+    page.locator("#department_code").select_option("0304")  # health records' department grants read it
     page.locator("#password").fill("long enough pw")
     page.get_by_role("button", name=EN["admin.staff.add"]).click()
     expect(page.locator(".notice-flash")).to_contain_text("li.nurse")
     expect(page.locator("#staff-li\\.nurse")).to_contain_text(EN["roles.nurse"])
+    expect(page.locator("#staff-li\\.nurse select[name=department_code]")).to_have_value("0304")
+    page.locator("#staff-li\\.nurse select[name=department_code]").select_option("")
+    page.locator("#staff-li\\.nurse form.staff-department button").click()
+    expect(page.locator(".notice-flash")).to_contain_text("li.nurse")
+    expect(page.locator("#staff-li\\.nurse select[name=department_code]")).to_have_value("")
     page.screenshot(path=str(ARTIFACTS / "admin-staff-en.png"), full_page=True)
 
     # An app of the hospital and its public key; the private key never leaves the test.

@@ -17,6 +17,7 @@ from sqlalchemy import select, text
 from fhir.resources.R4B import get_fhir_model_class
 from test_fhir import FHIR_JSON
 
+from ehc.institutions import service as institutions
 from ehc.kit.context import Actor
 from ehc.mpi import service as mpi
 from ehc.records.models import Consent, OwnEntry, RecordVersion
@@ -262,6 +263,38 @@ def test_consent_on_every_read_path(platform, client, institution, world) -> Non
         for consent in session.scalars(select(Consent)):
             consent.starts_at, consent.ends_at = consent.starts_at - timedelta(days=40), consent.starts_at - timedelta(days=10)
     assert reads(doctor) == nothing
+
+    # Department grants: internal medicine (0300) of the second hospital, not its surgery (0400), nor a
+    # reader who names no department. Staff carry their account's department; a system names it per call.
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        place = institutions.find_institution(session, "inst-other-02")
+        institutions.add_department(ctx, place, code="0300")
+        institutions.add_department(ctx, place, code="0400")
+    internist = make_staff(platform, client, "doctor", "inst-other-02", department="0300")
+    surgeon = make_staff(platform, client, "doctor", "inst-other-02", department="0400")
+    dept = client.post("/api/v1/me/records/consents", headers=world["resident"],
+                       json={"institution_id": "inst-other-02", "department": "0300", "categories": ["conditions"],
+                             "purpose": "treatment", "days": 30})
+    assert dept.status_code == 201 and dept.json()["department"] == "0300", dept.text
+    internal_medicine, surgery = {"X-EHC-Department": "0300"}, {"X-EHC-Department": "0400"}
+    assert reads(internist) == only_plain and reads(internal_medicine, auth=other) == only_plain
+    assert reads(surgeon) == nothing and reads(surgery, auth=other) == nothing
+    assert reads(doctor) == nothing and reads(auth=other) == nothing
+    unknown = client.get(f"/api/v1/records/patients/{ehc_id}", headers={"X-EHC-Department": "0500"}, auth=other)
+    assert unknown.status_code == 422 and unknown.json()["code"] == "department_not_found"
+    missing = client.post("/api/v1/me/records/consents", headers=world["resident"],
+                          json={"institution_id": "inst-other-02", "department": "0500", "categories": ["all"], "days": 1})
+    assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "department"
+    assert client.post(f"/api/v1/me/records/consents/{dept.json()['id']}/revoke", headers=world["resident"]).status_code == 200
+    assert reads(internist) == nothing
+    # A department's denial overrides the scan for that department only.
+    client.post("/api/v1/me/records/consents", headers=world["resident"],
+                json={"effect": "deny", "institution_id": "inst-other-02", "department": "0300", "categories": ["all"]})
+    scan(client, world, other)
+    assert reads(internist) == nothing and reads(internal_medicine, auth=other) == nothing
+    assert reads(surgeon) == only_plain and reads(doctor) == only_plain and reads(auth=other) == only_plain
+
     # A deny wins over a scan.
     client.post("/api/v1/me/records/consents", headers=world["resident"],
                 json={"effect": "deny", "institution_id": "inst-other-02", "categories": ["all"]})
@@ -319,6 +352,64 @@ def test_resident_timeline_filters_everything_and_merge(platform, client, instit
     with platform.db.session() as session:
         mpi.unmerge(platform.ctx(session, Actor.system()), merge_id, "not the same")
     assert len(client.get("/api/v1/me/records", headers=me).json()["entries"]) == 3
+
+
+def test_a_guardian_reads_and_manages_a_family_members_records(platform, client, institution, world) -> None:
+    """The resident binds a child; the guardian reads the child's timeline, $everything, first page and PDF
+    and manages the child's grants with ``member``; the child's access log shows the guardian's reads; a
+    card the resident does not guard is not found."""
+    me, his = world["resident"], world["his"]
+    child = client.post("/api/v1/me/family", headers=me, json={
+        **person("李小宝", __import__("datetime").date(2017, 6, 1), 64, False), "relation": "child"})
+    assert child.status_code == 201, child.text
+    ward = child.json()["ehc_id"]
+    post(client, his, condition({"reference": f"Patient/{ward}"}, "J45", "Asthma"))
+    post(client, his, condition({"reference": f"Patient/{ward}"}, "F90.0", "Attention deficit"))
+    post(client, his, condition({"reference": f"Patient/{world['ehc_id']}"}))  # the guardian's own
+
+    timeline = client.get(f"/api/v1/me/records?member={ward}", headers=me).json()
+    assert timeline["basis"] == "guardian" and sorted(e["title"] for e in timeline["entries"]) == ["Asthma", "Attention deficit"]
+    assert client.get("/api/v1/me/records", headers=me).json()["basis"] == "self"
+    assert len(client.get("/api/v1/me/records", headers=me).json()["entries"]) == 1
+    bundle = client.get(f"/api/v1/me/records/everything?member={ward}", headers=me).json()
+    assert valid(bundle)["total"] == 2
+    summary = client.get(f"/api/v1/me/records/summary?member={ward}", headers=me).json()
+    assert "Asthma" in [i["text"] for i in summary["chronic_conditions"]]
+    added = client.post(f"/api/v1/me/records/summary/entries?member={ward}", headers=me,
+                        json={"kind": "allergy", "text": "花生 peanuts"})
+    assert added.status_code == 201, added.text
+    assert [i["text"] for i in client.get(f"/api/v1/me/records/summary?member={ward}", headers=me).json()["allergies"]] \
+        == ["花生 peanuts"]
+    assert client.get("/api/v1/me/records/summary", headers=me).json()["allergies"] == []
+    pdf = client.get(f"/api/v1/me/records/summary.pdf?member={ward}", headers=me)
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+    # The guardian grants the second hospital the child's conditions; its doctor reads them.
+    granted = client.post(f"/api/v1/me/records/consents?member={ward}", headers=me,
+                          json={"institution_id": "inst-other-02", "categories": ["conditions"], "days": 7})
+    assert granted.status_code == 201, granted.text
+    assert [c["id"] for c in client.get(f"/api/v1/me/records/consents?member={ward}", headers=me).json()] == [granted.json()["id"]]
+    assert client.get("/api/v1/me/records/consents", headers=me).json() == []
+    seen = client.get(f"/api/v1/records/patients/{ward}", headers=world["other_doctor"]).json()
+    assert [e["title"] for e in seen["entries"]] == ["Asthma"]  # the sensitive one is not named by the grant
+    assert client.post(f"/api/v1/me/records/consents/{granted.json()['id']}/revoke?member={ward}",
+                       headers=me).json()["active"] is False
+
+    # The child's "who looked at my data": the guardian's reads and changes, as a resident's.
+    log = client.get(f"/api/v1/me/access-log?member={ward}&limit=100", headers=me).json()["items"]
+    mine = [e for e in log if e["purpose"] in ("records.guardian", "records.consent")]
+    assert {e["purpose"] for e in mine} == {"records.guardian", "records.consent"}
+    assert all(e["actor_kind"] == "resident" for e in mine)
+
+    # A card the resident does not guard: not found, on every resident path.
+    stranger = world["ehc_id"]
+    other = client.post("/api/v1/cards", json=person("王五", __import__("datetime").date(1975, 1, 1), 65, True)).json()["ehc_id"]
+    for path in ("/api/v1/me/records", "/api/v1/me/records/everything", "/api/v1/me/records/summary",
+                 "/api/v1/me/records/summary.pdf", "/api/v1/me/records/consents", "/api/v1/me/records/break-glass"):
+        answer = client.get(f"{path}?member={other}", headers=me)
+        assert answer.status_code == 404 and answer.json()["code"] == "card_not_found", (path, answer.text)
+    # Nor does ``member`` name the resident's own card: without it, the resident reads their own.
+    assert client.get(f"/api/v1/me/records?member={stranger}", headers=me).status_code == 404
 
 
 def first_page_records(subject: dict) -> list[dict]:
@@ -613,12 +704,17 @@ def test_record_pages_in_chromium(live_server, sqlite_platform, chromium, lang) 
         app = apps.create_app(ctx, name="HIS", institution_id=inst)
         his = SM2Auth(app.id, apps.add_key(ctx, app.id, key.public_key.to_pem().decode()).key_id, key)
         accounts.create_staff(ctx, username=f"dr-{lang}", password=PASSWORD, role="doctor", institution_id=inst)
+        institutions.add_department(ctx, institutions.find_institution(session, inst), code="0300")
     with TestClient(create_app(platform)) as client:
         ehc_id = client.post("/api/v1/cards", json=RESIDENT).json()["ehc_id"]
         subject = {"reference": f"Patient/{ehc_id}"}
         assert post(client, his, condition(subject)).status_code == 201
         assert post(client, his, observation(subject)).status_code == 201
-        resident = resident_sign_in(client, platform, RESIDENT["phone"])["Authorization"].removeprefix("Bearer ")
+        headers = resident_sign_in(client, platform, RESIDENT["phone"])
+        resident = headers["Authorization"].removeprefix("Bearer ")
+        child = client.post("/api/v1/me/family", headers=headers, json={
+            **person("李小宝", __import__("datetime").date(2017, 6, 1), 64, False), "relation": "child"}).json()["ehc_id"]
+        assert post(client, his, condition({"reference": f"Patient/{child}"}, "J45", "Asthma")).status_code == 201
         doctor_token = client.post("/api/v1/auth/staff/token", json={"username": f"dr-{lang}", "password": PASSWORD}
                                    ).json()["access_token"]
     zh = lang == "zh"
@@ -671,6 +767,35 @@ def test_record_pages_in_chromium(live_server, sqlite_platform, chromium, lang) 
     doctor = staff.new_page()
     doctor.goto(f"{live_server}/staff/records/{ehc_id}")
     assert doctor.locator("tr.record").count() == 2
+    assert ("不属于任何科室" if zh else "in no department") in doctor.locator("p.reader-department").inner_text()
     page.locator("tr.consent form button").click()  # the resident revokes: the doctor sees only his own hospital's
     doctor.reload()
     assert doctor.locator("tr.record").count() == 2  # published by his own hospital, still his to read
+
+    # The guardian: from the family list to the child's records, their first page and their grants (one
+    # for a department of the hospital); back to their own.
+    page.goto(f"{live_server}/me")
+    page.locator("a.member-records").first.click()
+    assert page.locator("p.records-for-member").count() == 1
+    assert page.locator("tr.record").count() == 1 and "Asthma" in page.locator("tr.record").inner_text()
+    page.locator("a[href*='/me/records/summary?member=']").first.click()
+    assert "Asthma" in page.locator("#section-chronic_conditions").inner_text()
+    assert page.locator("p.records-for-member").count() == 1
+    page.goto(f"{live_server}/me/records?member={child}")
+    page.locator("a[href*='/me/records/consents?member=']").first.click()
+    assert page.locator("tr.consent").count() == 0
+    page.fill("input[name=institution_id]", inst)
+    page.fill("input[name=department]", "0400")  # not one of the hospital's departments: said at the field
+    page.check("input[value=conditions]")
+    page.fill("input[name=days]", "7")
+    page.locator("button.button-primary").click()
+    assert page.locator(".field-invalid input[name=department]").count() == 1
+    page.fill("input[name=department]", "0300")
+    page.check("input[value=conditions]")
+    page.locator("button.button-primary").click()
+    assert page.locator("tr.consent").count() == 1 and "0300" in page.locator("tr.consent").inner_text()
+    assert "member=" in page.url
+    page.screenshot(path=str(ARTIFACTS / f"records-guardian-consents-{lang}.png"), full_page=True)
+    page.locator("p.records-for-member a").click()
+    assert page.locator("p.records-for-member").count() == 0 and page.locator("tr.record").count() == 2
+    assert page.goto(f"{live_server}/me/records?member={'F' * 64}").status == 404

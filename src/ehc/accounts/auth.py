@@ -11,6 +11,7 @@ from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from ..apps import service as apps_service
+from ..apps.signing import HEADER_DEPARTMENT
 from ..institutions import service as institutions
 from ..kit.auth import require_roles
 from ..kit.codes import Channel
@@ -67,8 +68,15 @@ def _machine_actor(request: Request, session: Session, body: bytes) -> Actor:
     # app's rate limit is applied once the signature is good (strangers cannot drain it) and before
     # the nonce is spent (a refused request leaves nothing behind).
     platform = get_platform(request)
-    return apps_service.admit(platform.db.engine, signed, before_claim=lambda actor: platform.check_rate(actor, None),
-                              nonces=platform.nonces, session=session)
+    actor = apps_service.admit(platform.db.engine, signed, before_claim=lambda actor: platform.check_rate(actor, None),
+                               nonces=platform.nonces, session=session)
+    # The department the call is made for (optional): one of the app's institution's departments, else
+    # 422 department_not_found. Department-level consent grants for health records are checked against it.
+    named = request.headers.get(HEADER_DEPARTMENT)
+    if named is not None and actor.institution_id is not None:
+        return replace(actor, department=institutions.department_of(session, actor.institution_id, named,
+                                                                    field=HEADER_DEPARTMENT))
+    return actor
 
 
 def identify_caller(request: Request, session: Session, body: bytes) -> Actor:

@@ -11,6 +11,7 @@ from ..kit.context import Actor, Ctx
 from ..kit.deps import DbSession, get_platform
 from ..kit.errors import Problem
 from ..kit.http import safe_local_path
+from ..institutions import service as institutions
 from . import residents, service
 from .auth import CommissionAdmin, ManagedStaff, _bearer, clear_resident_cookie, resident_channel, set_resident_cookie
 from .schemas import (
@@ -142,13 +143,19 @@ staff_router = APIRouter(prefix="/api/v1", tags=["staff"])
 def _staff_out(account) -> StaffOut:  # noqa: ANN001
     slowed = account.locked_until is not None and account.locked_until > utcnow()
     return StaffOut(id=account.id, username=account.username, display_name=account.display_name, role=account.role,
-                    institution_id=account.institution_id, region_code=account.region_code, active=account.active,
+                    institution_id=account.institution_id, region_code=account.region_code,
+                    department_code=account.department_code, active=account.active,
                     failed_sign_ins=account.failed_attempts, slowed_down=slowed, created_at=account.created_at)
 
 
 def _staff_changes(body: StaffChanges) -> dict:
     given = body.model_fields_set
-    changes = {name: getattr(body, name) for name in given if name != "region_code"}
+    changes = {name: getattr(body, name) for name in given if name not in ("region_code", "department_code")}
+    if "department_code" in given:
+        if body.department_code is None:
+            changes["clear_department"] = True
+        else:
+            changes["department_code"] = body.department_code
     if "region_code" in given:
         if body.region_code is None:
             changes["clear_region"] = True
@@ -160,8 +167,10 @@ def _staff_changes(body: StaffChanges) -> dict:
 @staff_router.post("/institutions/{institution_id}/staff", response_model=StaffOut, status_code=201,
                    summary="Create a staff account at the institution")
 def create_institution_staff(body: StaffIn, scoped: ManagedStaff) -> StaffOut:
-    return _staff_out(service.create_institution_staff(scoped.ctx, scoped.institution_id,
-                                                       **body.model_dump()))
+    given = body.model_dump()
+    given["department_code"] = institutions.department_of(scoped.ctx.session, scoped.institution_id,
+                                                          body.department_code, field="department_code")
+    return _staff_out(service.create_institution_staff(scoped.ctx, scoped.institution_id, **given))
 
 
 @staff_router.get("/institutions/{institution_id}/staff", response_model=list[StaffOut])
@@ -178,13 +187,17 @@ def get_institution_staff(staff_id: str, scoped: ManagedStaff) -> StaffOut:
                     summary="Enable, disable, rename or change the role of a staff member")
 def update_institution_staff(staff_id: str, body: StaffChanges, scoped: ManagedStaff) -> StaffOut:
     account = service.institution_staff(scoped.ctx, scoped.institution_id, staff_id)
-    return _staff_out(service.update_staff(scoped.ctx, account, **_staff_changes(body)))
+    changes = _staff_changes(body)
+    if "department_code" in changes:
+        changes["department_code"] = institutions.department_of(scoped.ctx.session, scoped.institution_id,
+                                                                body.department_code, field="department_code")
+    return _staff_out(service.update_staff(scoped.ctx, account, **changes))
 
 
 @staff_router.post("/commission/staff", response_model=StaffOut, status_code=201,
                    summary="Create a health-commission account (regional operator, auditor, platform admin)")
 def create_commission_staff(body: CommissionStaffIn, ctx: CommissionAdmin) -> StaffOut:
-    return _staff_out(service.create_commission_staff(ctx, **body.model_dump()))
+    return _staff_out(service.create_commission_staff(ctx, **body.model_dump(exclude={"department_code"})))
 
 
 @staff_router.get("/commission/staff", response_model=list[StaffOut])

@@ -19,6 +19,9 @@ class StaffAccount(Base):
     role: Mapped[str] = mapped_column(String(32))
     institution_id: Mapped[str | None] = mapped_column(String(24), index=True)
     region_code: Mapped[str | None] = mapped_column(String(6))  # for health-commission roles
+    # The department of the institution the member works in (a code of institutions' departments), if
+    # any: department-level consent grants for health records admit only that department's staff.
+    department_code: Mapped[str | None] = mapped_column(String(8))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Wrong passwords since the last sign-in, from any source; told to the owner at the next one.
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -63,6 +63,8 @@ class StaffIn(BaseModel):
     role: str = Field(max_length=32, description="Institution staff: window_clerk, doctor, nurse, family_doctor, "
                                                   "cashier, institution_admin")
     display_name: str | None = Field(None, max_length=64, examples=["王窗口"])
+    department_code: str | None = Field(None, max_length=8, examples=["0300"],
+                                        description="Institution staff: one of the institution's departments")
 
 
 class CommissionStaffIn(StaffIn):
@@ -79,6 +81,8 @@ class StaffChanges(BaseModel):
     display_name: str | None = Field(None, max_length=64)
     role: str | None = Field(None, max_length=32)
     region_code: str | None = Field(None, max_length=6, description="Commission staff only; null clears it")
+    department_code: str | None = Field(None, max_length=8, description="Institution staff: one of the "
+                                        "institution's departments (department-level record grants); null clears it")
 
 
 class StaffOut(BaseModel):
@@ -90,6 +94,7 @@ class StaffOut(BaseModel):
     role: str
     institution_id: str | None
     region_code: str | None
+    department_code: str | None = None
     active: bool
     failed_sign_ins: int = Field(description="Wrong passwords for this account since its last sign-in, from any source")
     slowed_down: bool = Field(description="Many sources are guessing at once: every source waits between tries for now")

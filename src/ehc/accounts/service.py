@@ -75,6 +75,7 @@ def create_staff(
     display_name: str | None = None,
     institution_id: str | None = None,
     region_code: str | None = None,
+    department_code: str | None = None,
 ) -> StaffAccount:
     try:
         role = Role(role)
@@ -97,6 +98,7 @@ def create_staff(
         role=role.value,
         institution_id=institution_id,
         region_code=region_code,
+        department_code=department_code,
     )
     ctx.session.add(account)
     ctx.session.flush()
@@ -240,13 +242,17 @@ def _commission_region(role: Role, region_code: str | None) -> str | None:
 
 
 def create_institution_staff(
-    ctx: Ctx, institution_id: str, *, username: str, password: str, role: str, display_name: str | None = None
+    ctx: Ctx, institution_id: str, *, username: str, password: str, role: str, display_name: str | None = None,
+    department_code: str | None = None,
 ) -> StaffAccount:
-    """A staff account at ``institution_id`` with one of the institution roles."""
+    """A staff account at ``institution_id`` with one of the institution roles, in one of its departments
+    if given (the caller has checked the code against the institution's departments: institutions
+    depends on this domain, not the other way round)."""
     role = _role_in(role, INSTITUTION_ROLES, "Institution")
     with _username_race(ctx.session):
         return create_staff(ctx, username=_check_username(username), password=password, role=role.value,
-                            display_name=display_name, institution_id=institution_id)
+                            display_name=display_name, institution_id=institution_id,
+                            department_code=department_code)
 
 
 def create_commission_staff(
@@ -270,6 +276,8 @@ def update_staff(
     role: str | None = None,
     region_code: str | None = None,
     clear_region: bool = False,
+    department_code: str | None = None,
+    clear_department: bool = False,
 ) -> StaffAccount:
     """Enable, disable, rename or change the role of an account, keeping it in its scope.
 
@@ -295,6 +303,10 @@ def update_staff(
             raise _field("display_name", "display_name_invalid", "A display name is 1 to 64 characters.")
         account.display_name = name
     account.role = new_role.value
+    if department_code is not None or clear_department:
+        if account.institution_id is None:
+            raise _field("department_code", "department_not_allowed", "Health-commission staff have no department.")
+        account.department_code = None if clear_department else department_code
     if active is not None and active != account.active:
         account.active = active
         if active:

@@ -71,6 +71,7 @@ def staff_actor(account: StaffAccount, channel: Channel) -> Actor:
         institution_id=account.institution_id,
         operator=account.username,
         roles=frozenset({account.role}),
+        department=account.department_code,
     )
 
 

@@ -53,6 +53,9 @@ SIGNATURE_HEADERS = (HEADER_APP_ID, HEADER_KEY_ID, HEADER_TIMESTAMP, HEADER_NONC
 # Optional, not signed: who sits at the hospital's window, and the channel the request comes through.
 HEADER_OPERATOR = "X-EHC-Operator"
 HEADER_CHANNEL = "X-EHC-Channel"
+# Optional, not signed: the department of the institution the call is made for (a code of the
+# institution's departments), vouched for by the hospital's system as it vouches for the operator.
+HEADER_DEPARTMENT = "X-EHC-Department"
 MAX_OPERATOR_LENGTH = 64
 
 NONCE_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")

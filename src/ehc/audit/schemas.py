@@ -46,6 +46,13 @@ PURPOSES: dict[str, tuple[str, str]] = {
                                "家庭医生：团队服务区域未签约居民名单（姓名部分隐藏）"),
     "appointment.book": ("Booked, changed or looked up an appointment", "预约挂号：预约、改约、取消或查询"),
     "appointment.notify": ("Texted an appointment notice to the holder's phone", "向持卡人手机发送预约通知"),
+    "records.read": ("Read health records under consent (or its own records as their publisher)",
+                     "依授权查阅健康档案（或作为发布机构查阅本机构记录）"),
+    "records.publish": ("Published or corrected a health record", "发布或更正健康档案记录"),
+    "records.break_glass": ("Emergency read of health records without consent (break-glass)", "急救时未经授权查阅健康档案（紧急授权）"),
+    "records.guardian": ("Your guardian read or kept your health records", "监护人查阅或维护您的健康档案"),
+    "records.consent": ("Your guardian granted or revoked access to your health records", "监护人授予或撤销健康档案查阅授权"),
+    "records.summary": ("Printed the health record summary (name masked)", "打印健康档案摘要（姓名部分隐藏）"),
 }
 
 class AuditEventOut(BaseModel):

@@ -288,6 +288,18 @@ def get_department(session: Session, institution: Institution, code: str) -> Dep
     return department
 
 
+def department_of(session: Session, institution_id: str, code: str | None, *, field: str = "department") -> str | None:
+    """``code`` when it is a department of the institution (None stays None), for other domains that name
+    a department: a staff member's, a consent grant's, the one a hospital system's call is made for.
+    422 ``department_not_found`` (on ``field``) otherwise."""
+    if code is None or code == "":
+        return None
+    code = code.strip()
+    if department_problem(code) is not None or repository.department(session, institution_id, code) is None:
+        raise _invalid(field, "department_not_found", f"This institution has no department {code[:8]}.")
+    return code
+
+
 def add_department(ctx: Ctx, institution: Institution, *, code: str, name: str | None = None) -> Department:
     """A department under a standard code, named after the code's Chinese label unless a local
     name is given. One department per code in an institution."""

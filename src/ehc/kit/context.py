@@ -17,7 +17,10 @@ class Actor:
     """The party behind a request, as the audit trail and the card events record it.
 
     ``kind`` is one of: anonymous (a public page), resident, staff, machine (a hospital system),
-    system (CLI, batch jobs). ``institution_id`` and ``operator`` are set where there is one.
+    system (CLI, batch jobs). ``institution_id`` and ``operator`` are set where there is one;
+    ``department`` (a department code of that institution) where the reader works in one: a staff
+    account placed in a department, or a hospital system's call naming it (``X-EHC-Department``).
+    Department-level consent grants are checked against it.
     """
 
     kind: str
@@ -26,6 +29,7 @@ class Actor:
     institution_id: str | None = None
     operator: str | None = None
     roles: frozenset[str] = field(default_factory=frozenset)
+    department: str | None = None
 
     @classmethod
     def system(cls, operator: str = "cli", channel: Channel = Channel.BATCH_IMPORT) -> "Actor":

@@ -34,20 +34,25 @@ def _consent(consent) -> ConsentOut:  # noqa: ANN001
                       active=service.is_live(consent))
 
 
-def _me(ctx) -> mpi.Person:  # noqa: ANN001
-    return mpi.resolve(ctx, ctx.actor.id)
+# ``member``: the EHC ID of a family member the resident guards (card registry): a guardian reads the
+# member's records and manages their grants as the member would; any other card is 404 card_not_found.
+Member = Annotated[str | None, Query(max_length=64, description="EHC ID of a family member you guard")]
+
+
+def _me(ctx, member: str | None = None) -> mpi.Person:  # noqa: ANN001
+    return service.resident_subject(ctx, member)
 
 
 @router.get("/me/records", response_model=TimelineOut, summary="My records across every hospital, newest first")
-def my_timeline(ctx: RecordOwner, type: Annotated[list[str] | None, Query()] = None,  # noqa: A002
+def my_timeline(ctx: RecordOwner, member: Member = None, type: Annotated[list[str] | None, Query()] = None,  # noqa: A002
                 institution: str | None = None, since: date | None = None, until: date | None = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> TimelineOut:
-    return _timeline(ctx, service.access(ctx, _me(ctx)), filters(type, institution, since, until), limit)
+    return _timeline(ctx, service.access(ctx, _me(ctx, member)), filters(type, institution, since, until), limit)
 
 
 @router.get("/me/records/everything", summary="Everything, as a FHIR Bundle (Patient/$everything)")
-def my_everything(request: Request, ctx: RecordOwner) -> dict:
-    return service.everything(ctx, service.access(ctx, _me(ctx)), str(request.base_url).rstrip("/") + "/fhir")
+def my_everything(request: Request, ctx: RecordOwner, member: Member = None) -> dict:
+    return service.everything(ctx, service.access(ctx, _me(ctx, member)), str(request.base_url).rstrip("/") + "/fhir")
 
 
 def _summary(summary: service.Summary) -> SummaryOut:
@@ -56,52 +61,52 @@ def _summary(summary: service.Summary) -> SummaryOut:
 
 @router.get("/me/records/summary", response_model=SummaryOut,
             summary="My basic health record's first page: blood type, allergies, chronic conditions, operations ...")
-def my_summary(ctx: RecordOwner) -> SummaryOut:
-    return _summary(service.summary(ctx, service.access(ctx, _me(ctx))))
+def my_summary(ctx: RecordOwner, member: Member = None) -> SummaryOut:
+    return _summary(service.summary(ctx, service.access(ctx, _me(ctx, member))))
 
 
 @router.get("/me/records/summary.pdf", response_class=Response,
             responses={200: {"content": {"application/pdf": {}}, "description": "One A4 PDF"}},
             summary="My basic health record as a printable PDF, in Chinese and English")
-def my_summary_pdf(ctx: RecordOwner) -> Response:
-    pdf = service.summary_pdf(ctx, service.access(ctx, _me(ctx)))
+def my_summary_pdf(ctx: RecordOwner, member: Member = None) -> Response:
+    pdf = service.summary_pdf(ctx, service.access(ctx, _me(ctx, member)))
     return Response(pdf, media_type="application/pdf",
                     headers={"Content-Disposition": 'attachment; filename="health-record-summary.pdf"'})
 
 
 @router.post("/me/records/summary/entries", response_model=SummaryItemOut, status_code=201,
              summary="Add an entry of my own to the first page")
-def my_summary_entry(body: SummaryEntryIn, ctx: RecordOwner) -> SummaryItemOut:
-    return SummaryItemOut(**vars(service.add_own_entry(ctx, _me(ctx), kind=body.kind, text=body.text, abo=body.abo,
+def my_summary_entry(body: SummaryEntryIn, ctx: RecordOwner, member: Member = None) -> SummaryItemOut:
+    return SummaryItemOut(**vars(service.add_own_entry(ctx, _me(ctx, member), kind=body.kind, text=body.text, abo=body.abo,
                                                        rh=body.rh, on=body.on)))
 
 
 @router.delete("/me/records/summary/entries/{entry_id}", status_code=204, summary="Remove an entry of my own")
-def my_summary_entry_remove(entry_id: str, ctx: RecordOwner) -> Response:
-    service.remove_own_entry(ctx, _me(ctx), entry_id)
+def my_summary_entry_remove(entry_id: str, ctx: RecordOwner, member: Member = None) -> Response:
+    service.remove_own_entry(ctx, _me(ctx, member), entry_id)
     return Response(status_code=204)
 
 
 @router.get("/me/records/consents", response_model=list[ConsentOut], summary="My consent grants and denials")
-def my_consents(ctx: RecordOwner) -> list[ConsentOut]:
-    return [_consent(c) for c in service.consents(ctx, _me(ctx))]
+def my_consents(ctx: RecordOwner, member: Member = None) -> list[ConsentOut]:
+    return [_consent(c) for c in service.consents(ctx, _me(ctx, member))]
 
 
 @router.post("/me/records/consents", response_model=ConsentOut, status_code=201, summary="Allow or deny an institution")
-def my_grant(body: ConsentIn, ctx: RecordOwner) -> ConsentOut:
-    return _consent(service.grant(ctx, _me(ctx), effect=body.effect, institution_id=body.institution_id,
+def my_grant(body: ConsentIn, ctx: RecordOwner, member: Member = None) -> ConsentOut:
+    return _consent(service.grant(ctx, _me(ctx, member), effect=body.effect, institution_id=body.institution_id,
                                   categories=body.categories, purpose=body.purpose, days=body.days,
                                   department=body.department))
 
 
 @router.post("/me/records/consents/{consent_id}/revoke", response_model=ConsentOut, summary="Revoke a grant at once")
-def my_revoke(consent_id: str, ctx: RecordOwner) -> ConsentOut:
-    return _consent(service.revoke(ctx, _me(ctx), consent_id))
+def my_revoke(consent_id: str, ctx: RecordOwner, member: Member = None) -> ConsentOut:
+    return _consent(service.revoke(ctx, _me(ctx, member), consent_id))
 
 
 @router.get("/me/records/break-glass", response_model=list[BreakGlassOut], summary="Emergency reads of my records")
-def my_break_glass(ctx: RecordOwner) -> list[BreakGlassOut]:
-    return [BreakGlassOut(**vars(b)) for b in service.break_glass_reads(ctx, _me(ctx))]
+def my_break_glass(ctx: RecordOwner, member: Member = None) -> list[BreakGlassOut]:
+    return [BreakGlassOut(**vars(b)) for b in service.break_glass_reads(ctx, _me(ctx, member))]
 
 
 @router.get("/records/patients/{ehc_id}", response_model=TimelineOut, summary="A patient's records (clinicians, under consent)")

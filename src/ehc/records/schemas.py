@@ -20,7 +20,7 @@ class EntryOut(BaseModel):
 
 
 class TimelineOut(BaseModel):
-    basis: str  # self | consent | own | break_glass
+    basis: str  # self | guardian | consent | own | break_glass
     entries: list[EntryOut]
 
 

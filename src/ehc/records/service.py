@@ -10,12 +10,15 @@ does not know yet leaves the record waiting (``person_id`` empty) until the numb
 a DocumentReference that ``relatesTo.replaces`` another makes a new version of that one, ``superseded``.
 The same body sent twice by the same hospital (a retry) is stored once: a keyed digest is unique.
 
-Reading: the resident reads everything of their own. Anyone else reads what consent allows
-(:func:`access`): the publishing hospital its own records; the treating institution, for
-:data:`SCAN_WINDOW` after the resident's dynamic QR code was verified there, every non-sensitive
-category; an institution the resident granted (categories, purpose, period), those categories; a
-resident's ``deny`` for an institution overrides the scan. Sensitive categories (:data:`SENSITIVE`) only
-when a grant names them. A clinician in an emergency reads everything by giving a reason (break-glass):
+Reading: the resident reads everything of their own, and so does a guardian bound to them in the card
+registry (a family member they look after; audited as the guardian's read). Anyone else reads what
+consent allows (:func:`access`, the one home of the rule): the publishing hospital its own records; the
+treating institution, for :data:`SCAN_WINDOW` after the resident's dynamic QR code was verified there,
+every non-sensitive category; an institution the resident granted (categories, purpose, period), those
+categories; a grant naming a department admits only readers of that department (a staff account placed
+in it, a hospital system's call naming it in ``X-EHC-Department``: ``Actor.department``); a resident's
+``deny`` for an institution (or one department of it) overrides the scan. Sensitive categories
+(:data:`SENSITIVE`) only when a grant names them. A clinician in an emergency reads everything by giving a reason (break-glass):
 flagged, texted to the resident, listed for auditors. Every read by anyone but the resident is recorded
 in the audit trail, which the resident sees.
 """
@@ -76,6 +79,7 @@ READ_PURPOSE = "records.read"
 PUBLISH_PURPOSE = "records.publish"
 BREAK_GLASS_PURPOSE = "records.break_glass"
 CONSENT_PURPOSE = "records.consent"
+GUARDIAN_PURPOSE = "records.guardian"  # a guardian read a family member's records
 SUMMARY_PURPOSE = "records.summary"  # the holder's name, masked, on the printable summary
 
 # HL7 v3 ActCode confidentiality labels a hospital may put in meta.security, and our category for each.
@@ -419,7 +423,7 @@ class Access:
     """What a caller may read of a person's records, and on what basis."""
 
     person: mpi.Person
-    basis: str  # self | break_glass | consent | own (the publisher's own records only)
+    basis: str  # self | guardian | break_glass | consent | own (the publisher's own records only)
     everything: bool = False
     categories: frozenset[str] = frozenset()
     institution_id: str | None = None
@@ -441,13 +445,27 @@ def is_live(consent: Consent, now: datetime | None = None) -> bool:
     return consent.revoked_at is None and consent.starts_at <= now and (consent.ends_at is None or now < consent.ends_at)
 
 
+def applies(consent: Consent, institution_id: str, department: str | None, now: datetime | None = None) -> bool:
+    """Whether a consent row speaks to a reader of ``institution_id`` working in ``department`` now: live,
+    for that institution, and for the whole institution or that very department (a reader who names no
+    department is not admitted, nor refused, by a department's grant or denial)."""
+    return (consent.institution_id == institution_id and is_live(consent, now)
+            and (consent.department is None or consent.department == department))
+
+
 def access(ctx: Ctx, person: mpi.Person, *, break_glass: str | None = None) -> Access:
     """The caller's access to ``person``'s records (``person`` resolved), audited; 403
     ``records_consent_required`` when there is no basis at all."""
     actor = ctx.actor
     person_ids = mpi.ids_of(ctx, person)
-    if actor.kind == "resident" and actor.id in person_ids:
-        return Access(person, "self", everything=True)
+    if actor.kind == "resident":
+        if actor.id in person_ids:
+            return Access(person, "self", everything=True)
+        if actor.id in cards.holder_and_guardians(ctx, person.id):
+            # A guardian acts for the family member they look after, as for appointments and family
+            # doctors; the member's "who looked at my data" shows it.
+            audit.record_access(ctx, person.id, "read", GUARDIAN_PURPOSE)
+            return Access(person, "guardian", everything=True)
     if break_glass is not None:
         return _break_glass(ctx, person, break_glass)
     institution = actor.institution_id
@@ -458,7 +476,7 @@ def access(ctx: Ctx, person: mpi.Person, *, break_glass: str | None = None) -> A
     categories: set[str] = set()
     denied: set[str] = set()
     for consent in repository.consents_of(ctx.session, person_ids):
-        if consent.institution_id != institution or not is_live(consent, now):
+        if not applies(consent, institution, actor.department, now):
             continue
         (categories if consent.effect == "allow" else denied).update(_grant_categories(consent))
     if qr.last_scan_at(ctx, person_ids, institution, now - SCAN_WINDOW) is not None:
@@ -514,8 +532,9 @@ def _categories(given: Iterable[str]) -> str:
 
 def grant(ctx: Ctx, person: mpi.Person, *, effect: str, institution_id: str, categories: Iterable[str],
           purpose: str, days: int | None, department: str | None = None) -> Consent:
-    """The resident allows (or denies) an institution their records of chosen categories, for a purpose
-    and a period (days; a deny may be open-ended)."""
+    """The resident (or their guardian) allows or denies an institution, or one department of it (a code of
+    the institution's departments), their records of chosen categories, for a purpose and a period (days;
+    a deny may be open-ended)."""
     if effect not in ("allow", "deny"):
         raise Invalid("effect is allow or deny.", code="consent_effect_invalid",
                       errors=[field_error("effect", "consent_effect_invalid", "allow | deny")])
@@ -528,12 +547,14 @@ def grant(ctx: Ctx, person: mpi.Person, *, effect: str, institution_id: str, cat
     if effect == "allow" and (days is None or not 1 <= days <= MAX_GRANT.days):
         raise Invalid("An allowance lasts 1 to 366 days.", code="consent_period_invalid",
                       errors=[field_error("days", "consent_period_invalid", "1..366")])
+    department = institutions.department_of(ctx.session, institution_id, department, field="department")
     now = utcnow()
     consent = Consent(id=ids.new_id(), person_id=person.id, effect=effect, institution_id=institution_id,
                       department=department, categories=_categories(categories), purpose=purpose, starts_at=now,
                       ends_at=now + timedelta(days=days) if days else None, created_at=now)
     ctx.session.add(consent)
     ctx.session.flush()
+    audit.record_access(ctx, person.id, "change", CONSENT_PURPOSE)  # a guardian's grant (the resident's own is not logged)
     return consent
 
 
@@ -547,7 +568,23 @@ def revoke(ctx: Ctx, person: mpi.Person, consent_id: str) -> Consent:
         raise NotFound("No such consent.", code="consent_not_found")
     if consent.revoked_at is None:
         consent.revoked_at = utcnow()
+        audit.record_access(ctx, person.id, "change", CONSENT_PURPOSE)
     return consent
+
+
+def resident_subject(ctx: Ctx, member: str | None = None) -> mpi.Person:
+    """Whose records a signed-in resident acts on: their own, or (``member``, an EHC ID) a family member
+    they guard in the card registry; any other card answers 404 ``card_not_found``, as the family pages do."""
+    me = mpi.resolve(ctx, ctx.actor.id)
+    if not member:
+        return me
+    try:
+        card = cards.get_card(ctx, member.strip().upper())
+    except (NotFound, Invalid):
+        raise NotFound("No card with this EHC ID.", code="card_not_found") from None
+    if cards.guardian_binding(ctx, me, card) is None:
+        raise NotFound("No card with this EHC ID.", code="card_not_found")
+    return mpi.resolve(ctx, card.person_id)
 
 
 @dataclass(frozen=True)
@@ -1005,6 +1042,7 @@ def add_own_entry(ctx: Ctx, person: mpi.Person, *, kind: str, text: str = "", ab
     elif len(earlier) >= MAX_OWN_ENTRIES:
         raise Conflict(f"At most {MAX_OWN_ENTRIES} entries of your own; remove some first.",
                        code="summary_entries_limit")
+    audit.record_access(ctx, person.id, "change", GUARDIAN_PURPOSE)  # a guardian's entry (not logged for the resident's own)
     entry = OwnEntry(id=ids.new_id(), person_id=person.id, kind=kind, created_at=utcnow())
     entry.body_sealed = ctx.vault.seal(_canonical(body), own_context(entry.id))
     ctx.session.add(entry)
@@ -1017,6 +1055,7 @@ def remove_own_entry(ctx: Ctx, person: mpi.Person, entry_id: str) -> None:
     entry = next((e for e in repository.own_entries_of(ctx.session, mpi.ids_of(ctx, person)) if e.id == entry_id), None)
     if entry is None:
         raise NotFound("No such entry of yours.", code="summary_entry_not_found")
+    audit.record_access(ctx, person.id, "change", GUARDIAN_PURPOSE)
     ctx.session.delete(entry)
     ctx.session.flush()
 

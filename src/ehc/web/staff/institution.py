@@ -223,10 +223,14 @@ def change_terminal(
 def _staff_page(request: Request, scope: Managed, state: FormState | None = None,
                 status_code: int = 200) -> HTMLResponse:
     t = i18n.for_request(request)
+    departments = [(d.code, f"{d.code} · {d.name}") for d in institutions.list_departments(scope.ctx.session,
+                                                                                            scope.institution)]
     rows = [{
         "id": a.id,
         "username": a.username,
         "display_name": a.display_name,
+        "department_code": a.department_code or "",
+        "department": dict(departments).get(a.department_code, a.department_code or ""),
         "role": role_label(t, a.role),
         "active": a.active,
         "failures": a.failed_attempts,  # wrong passwords since its last sign-in
@@ -235,7 +239,7 @@ def _staff_page(request: Request, scope: Managed, state: FormState | None = None
     } for a in accounts.list_staff(scope.ctx, scope.institution.id)]
     roles = [(r.value, t(f"roles.{r.value}")) for r in ROLE_ORDER]
     return admin_page(request, scope, "admin_staff.html", "staff", status_code, people=rows, roles=roles,
-                      state=state or FormState(values={"role": Role.WINDOW_CLERK.value}))
+                      departments=departments, state=state or FormState(values={"role": Role.WINDOW_CLERK.value}))
 
 
 @router.get("/staff/institution/{institution_id}/staff", response_class=HTMLResponse)
@@ -251,22 +255,26 @@ def create_staff(
     display_name: Annotated[str, Form(max_length=64)] = "",
     role: Annotated[str, Form(max_length=32)] = "",
     password: Annotated[str, Form(max_length=200)] = "",
+    department_code: Annotated[str, Form(max_length=8)] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     require_csrf(request, scope.ctx, csrf_token)
     t = i18n.for_request(request)
-    values = {"username": username.strip(), "display_name": display_name, "role": role}
+    values = {"username": username.strip(), "display_name": display_name, "role": role,
+              "department_code": department_code}
     state = forms.missing(t, {**values, "password": password}, ("username", "role", "password"), "add")
     if state.failed:
         state.values = values
         return _staff_page(request, scope, state, 422)
     try:
+        department = institutions.department_of(scope.ctx.session, scope.institution.id, department_code or None,
+                                                field="department_code")
         account = accounts.create_institution_staff(
             scope.ctx, scope.institution.id, username=values["username"], password=password, role=role,
-            display_name=" ".join(display_name.split()) or None)
+            display_name=" ".join(display_name.split()) or None, department_code=department)
     except Problem as problem:
         state = form_failed(scope.ctx.session, request, problem, values, "add",
-                            ("username", "display_name", "role", "password"))
+                            ("username", "display_name", "role", "password", "department_code"))
         return _staff_page(request, scope, state, problem.status)
     return see_other(request, f"{scope.base}/staff", "staff_created", account.username)
 
@@ -277,16 +285,24 @@ def change_staff(
     scope: ManagedPage,
     staff_id: str,
     action: Annotated[str, Form(max_length=16)] = "",
+    department_code: Annotated[str, Form(max_length=8)] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    """One staff member's row: disable (ends their sessions at once) or enable the account."""
+    """One staff member's row: disable (ends their sessions at once) or enable the account, or move them to
+    another department of the institution (or none: health records' department grants read it)."""
     require_csrf(request, scope.ctx, csrf_token)
-    if action not in ("disable", "enable"):
+    if action not in ("disable", "enable", "move"):
         raise Problem("Unknown action.", code="bad_request")
     try:
         account = accounts.institution_staff(scope.ctx, scope.institution.id, staff_id)
-        accounts.update_staff(scope.ctx, account, active=action == "enable")
+        if action == "move":
+            department = institutions.department_of(scope.ctx.session, scope.institution.id, department_code or None,
+                                                    field="department_code")
+            accounts.update_staff(scope.ctx, account, department_code=department, clear_department=department is None)
+        else:
+            accounts.update_staff(scope.ctx, account, active=action == "enable")
     except Problem as problem:
         state = form_failed(scope.ctx.session, request, problem, {}, f"row-{staff_id}")
         return _staff_page(request, scope, state, problem.status)
-    return see_other(request, f"{scope.base}/staff", f"staff_{action}d", account.username)
+    return see_other(request, f"{scope.base}/staff", "staff_moved" if action == "move" else f"staff_{action}d",
+                     account.username)

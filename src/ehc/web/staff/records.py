@@ -28,7 +28,8 @@ def patient_records(request: Request, ehc_id: str, staff: ClinicianPage) -> HTML
     try:
         found = records.require_some(ctx, records.access(ctx, person))
     except Forbidden:
-        return staff_page(request, staff, "staff_records.html", rows=None, ehc_id=ehc_id.upper())
+        return staff_page(request, staff, "staff_records.html", rows=None, ehc_id=ehc_id.upper(),
+                          department=ctx.actor.department)
     rows = []
     for e in records.timeline(ctx, found):
         where = institutions.find_institution(ctx.session, e.institution_id)
@@ -36,4 +37,5 @@ def patient_records(request: Request, ehc_id: str, staff: ClinicianPage) -> HTML
                      "kind": t(f"records.kind_{e.resource_type}"), "title": e.title, "status": e.status or "",
                      "where": where.name if where else e.institution_id,
                      "sensitive": t(f"records.sensitive_{e.sensitivity}") if e.sensitivity else ""})
-    return staff_page(request, staff, "staff_records.html", rows=rows, ehc_id=ehc_id.upper(), basis=found.basis)
+    return staff_page(request, staff, "staff_records.html", rows=rows, ehc_id=ehc_id.upper(), basis=found.basis,
+                      department=ctx.actor.department)
