@@ -11,7 +11,6 @@ from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from ..apps import service as apps_service
-from ..apps.signing import HEADER_DEPARTMENT
 from ..institutions import service as institutions
 from ..kit.auth import require_roles
 from ..kit.codes import Channel
@@ -72,10 +71,10 @@ def _machine_actor(request: Request, session: Session, body: bytes) -> Actor:
                                nonces=platform.nonces, session=session)
     # The department the call is made for (optional): one of the app's institution's departments, else
     # 422 department_not_found. Department-level consent grants for health records are checked against it.
-    named = request.headers.get(HEADER_DEPARTMENT)
+    named = request.headers.get(apps_service.HEADER_DEPARTMENT)
     if named is not None and actor.institution_id is not None:
         return replace(actor, department=institutions.department_of(session, actor.institution_id, named,
-                                                                    field=HEADER_DEPARTMENT))
+                                                                    field=apps_service.HEADER_DEPARTMENT))
     return actor
 
 

@@ -31,7 +31,7 @@ from .models import AppKey, InstitutionApp, KeyStatus
 
 # The canonical request and its SM2 signature (``signing.py``), which the caller identification and
 # ``ehc.client`` use: re-exported here, the domain's public face.
-from .signing import HEADER_CHANNEL, HEADER_OPERATOR, is_signed, sign
+from .signing import HEADER_CHANNEL, HEADER_DEPARTMENT, HEADER_OPERATOR, is_signed, sign
 
 # Where signed requests' nonces are claimed (``replay.py``): Redis for every worker, or the database.
 from .replay import DatabaseNonces, NonceStore, SharedNonces
