@@ -11,8 +11,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import httpx
 from factories import ROOT, person
@@ -55,6 +57,47 @@ def start_server(settings, port: int) -> subprocess.Popen:  # noqa: ANN001
     raise AssertionError("the server did not start: " + server.stderr.read().decode()[-2000:])
 
 
+def burst_then_kill(server: subprocess.Popen, port: int, items: Iterable, send: Callable[[httpx.Client, Any], Any],
+                    *, until: int, auth=None, deadline: float = 120.0) -> tuple[dict, list]:  # noqa: ANN001
+    """Eight clients take ``items`` in turn and ``send`` each (``send(http, item)`` answers what the
+    server acknowledged, or None for a refusal that acknowledges nothing); once ``until`` are
+    acknowledged (or ``deadline`` seconds pass), the server is killed with SIGKILL mid-burst.
+    Returns (item -> acknowledged answer, every item sent)."""
+    acknowledged: dict = {}
+    sent: list = []
+    lock = threading.Lock()
+    queue = iter(items)
+
+    def client() -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, auth=auth) as http:
+            while True:
+                with lock:
+                    item = next(queue, None)
+                    if item is None:
+                        return
+                    sent.append(item)
+                try:
+                    answer = send(http, item)
+                except httpx.HTTPError:
+                    return  # the server is gone
+                if answer is not None:
+                    with lock:
+                        acknowledged[item] = answer
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    stop = time.monotonic() + deadline
+    while len(acknowledged) < until and time.monotonic() < stop:
+        time.sleep(0.02)
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait()
+    for thread in threads:
+        thread.join(30)
+    assert len(acknowledged) >= until
+    return acknowledged, sent
+
+
 def applicant(i: int) -> dict:
     return person("赵敏", date(1950 + i % 50, 1 + i % 12, 1 + i % 28), i % 100, i % 2 == 0,
                   region=f"5101{4 + i // 100:02d}", phone=f"137{i:08d}")
@@ -63,35 +106,14 @@ def applicant(i: int) -> dict:
 def test_kill_9_during_a_registration_burst_loses_no_acknowledged_card(platform):
     port = _free_port()
     server = start_server(platform.settings, port)
-    acknowledged: dict[int, str] = {}  # applicant -> EHC ID the server answered with
-    sent: list[int] = []
-    lock = threading.Lock()
-    counter = iter(range(10_000))
 
-    def client() -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            while True:
-                with lock:
-                    i = next(counter)
-                    sent.append(i)
-                try:
-                    answer = http.post("/api/v1/cards", json=applicant(i), headers={"Idempotency-Key": f"burst-{i}"})
-                except httpx.HTTPError:
-                    return  # the server is gone
-                assert answer.status_code in (200, 201), answer.text
-                with lock:
-                    acknowledged[i] = answer.json()["ehc_id"]
+    def register(http: httpx.Client, i: int) -> str:
+        answer = http.post("/api/v1/cards", json=applicant(i), headers={"Idempotency-Key": f"burst-{i}"})
+        assert answer.status_code in (200, 201), answer.text
+        return answer.json()["ehc_id"]
 
-    threads = [threading.Thread(target=client) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    while len(acknowledged) < 40:
-        time.sleep(0.05)
-    os.kill(server.pid, signal.SIGKILL)
-    server.wait()
-    for thread in threads:
-        thread.join(30)
-    assert len(acknowledged) >= 40
+    # applicant -> the EHC ID the server answered with
+    acknowledged, sent = burst_then_kill(server, port, range(10_000), register, until=40)
 
     with platform.db.session() as session:
         ctx = platform.ctx(session, Actor.system())
@@ -178,39 +200,16 @@ def test_kill_9_during_a_booking_burst_keeps_every_acknowledged_booking_within_c
 
     port = _free_port()
     server = start_server(platform.settings, port)
-    acknowledged: dict[str, str] = {}  # reference -> EHC ID
-    lock = threading.Lock()
-    queue = iter(enumerate(cards_made))
 
-    def book() -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            while True:
-                with lock:
-                    item = next(queue, None)
-                if item is None:
-                    return
-                i, ehc_id = item
-                try:
-                    answer = http.post("/api/v1/appointments/bookings", headers=clerk,
-                                       json={"period_id": periods[i % len(periods)], "ehc_id": ehc_id})
-                except httpx.HTTPError:
-                    return
-                assert answer.status_code in (201, 409), answer.text
-                if answer.status_code == 201:
-                    with lock:
-                        acknowledged[answer.json()["reference"]] = ehc_id
+    def book(http: httpx.Client, item: tuple[int, str]) -> str | None:
+        i, ehc_id = item
+        answer = http.post("/api/v1/appointments/bookings", headers=clerk,
+                           json={"period_id": periods[i % len(periods)], "ehc_id": ehc_id})
+        assert answer.status_code in (201, 409), answer.text
+        return answer.json()["reference"] if answer.status_code == 201 else None
 
-    threads = [threading.Thread(target=book) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 120
-    while len(acknowledged) < 8 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.kill(server.pid, signal.SIGKILL)
-    server.wait()
-    for thread in threads:
-        thread.join(30)
-    assert len(acknowledged) >= 8
+    booked, _ = burst_then_kill(server, port, enumerate(cards_made), book, until=8)
+    acknowledged = {reference: ehc_id for (_, ehc_id), reference in booked.items()}  # reference -> EHC ID
 
     server = start_server(platform.settings, port)  # a restart, then a look at what is there
     server.kill()
@@ -238,36 +237,14 @@ def test_kill_9_during_a_verification_burst_keeps_every_acknowledged_use_and_its
         codes = [qr.issue_dynamic(ctx, holders[i % 4]).text for i in range(400)]
     port = _free_port()
     server = start_server(platform.settings, port)
-    acknowledged: dict[int, int] = {}  # code -> the use id the server answered with
-    sent: list[int] = []
-    lock = threading.Lock()
-    counter = iter(range(len(codes)))
 
-    def client() -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, auth=his) as http:
-            while True:
-                with lock:
-                    i = next(counter, None)
-                    if i is None:
-                        return
-                    sent.append(i)
-                try:
-                    answer = http.post("/api/v1/qr/verify", json={"code": codes[i], "scene": "0101011", "channel": "0100"})
-                except httpx.HTTPError:
-                    return  # the server is gone
-                assert answer.status_code == 200, answer.text
-                with lock:
-                    acknowledged[i] = answer.json()["use_id"]
+    def verify(http: httpx.Client, i: int) -> int:
+        answer = http.post("/api/v1/qr/verify", json={"code": codes[i], "scene": "0101011", "channel": "0100"})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["use_id"]
 
-    threads = [threading.Thread(target=client) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    while len(acknowledged) < 40:
-        time.sleep(0.05)
-    os.kill(server.pid, signal.SIGKILL)
-    server.wait()
-    for thread in threads:
-        thread.join(30)
+    # code -> the use id the server answered with
+    acknowledged, sent = burst_then_kill(server, port, range(len(codes)), verify, until=40, auth=his)
 
     with platform.db.session() as session:
         rows = session.execute(select(CardUse.id, CardUse.nonce)).all()
