@@ -203,8 +203,7 @@ def _spark_against_duckdb(url: str, keys_dir: Path, quick: bool) -> list[dict]:
              for name in ("cube_spark", "cube_duck")]
     same = duckdb.sql(f"SELECT (SELECT count(*) FROM ({cubes[0]} EXCEPT ALL {cubes[1]})) + "
                       f"(SELECT count(*) FROM ({cubes[1]} EXCEPT ALL {cubes[0]}))").fetchall()[0][0]
-    aggregation.spark_session().stop()
-    aggregation._spark_session = None
+    aggregation.stop_spark()
     for name in ("events_spark", "cube_spark", "cube_duck"):
         shutil.rmtree(WORK / name, ignore_errors=True)
     return [{

@@ -44,9 +44,12 @@ def resident(client, platform, n: int, *, phone: str | None = None) -> tuple[str
 
 
 def later_today(minutes: int = 60) -> tuple[date, str, str] | None:
-    """A session window starting at the next quarter hour in China today, or None near midnight."""
+    """A session window starting at a quarter hour at least five minutes ahead in China today, or None
+    near midnight (the next quarter hour may be seconds away: its first period would start before the
+    test books it)."""
     now = datetime.now(CHINA)
-    start = (now + timedelta(minutes=15 - now.minute % 15)).replace(second=0, microsecond=0)
+    soon = now + timedelta(minutes=5)
+    start = (soon + timedelta(minutes=15 - soon.minute % 15)).replace(second=0, microsecond=0)
     end = start + timedelta(minutes=minutes)
     if end.date() != now.date():
         return None

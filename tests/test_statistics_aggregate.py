@@ -32,8 +32,7 @@ QUESTIONS = [(indicator, by, period, region)
 def spark() -> Iterator[object]:
     session = aggregation.spark_session()
     yield session
-    session.stop()
-    aggregation._spark_session = None
+    aggregation.stop_spark()
 
 
 def cube_files(out: Path) -> list[tuple]:

@@ -55,6 +55,7 @@ PURPOSES: dict[str, tuple[str, str]] = {
     "records.summary": ("Printed the health record summary (name masked)", "打印健康档案摘要（姓名部分隐藏）"),
 }
 
+
 class AuditEventOut(BaseModel):
     """One chained event, as auditors see it (every field, the link included)."""
 

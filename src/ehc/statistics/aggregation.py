@@ -109,6 +109,14 @@ def spark_session():  # noqa: ANN201 - a pyspark SparkSession, whose module is l
     return _spark_session
 
 
+def stop_spark() -> None:
+    """Stop this process's Spark session (its JVM), if one was started; the next run starts another."""
+    global _spark_session  # noqa: PLW0603 - the one session of spark_session()
+    if _spark_session is not None:
+        _spark_session.stop()
+        _spark_session = None
+
+
 def run_spark(source: Path, out: Path, since: str = "", session=None) -> list[tuple[str, str]]:  # noqa: ANN001
     """The same job on Spark (local mode unless ``session`` is a cluster's). Answers the partitions."""
     spark = session or spark_session()
