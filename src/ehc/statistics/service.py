@@ -277,8 +277,8 @@ def start_refresher(db: Any, interval: float, make_ctx: Callable[[Session], Ctx]
 
 # -- indicators and breakdowns ---------------------------------------------------------------------
 
-CARD, CARD_USE, BOOKING, FAMILY_DOCTOR, PAYMENT, RECORD = (
-    "card", "card_use", "booking", "family_doctor", "payment", "record")
+CARD, CARD_USE, BOOKING, FAMILY_DOCTOR, PAYMENT, RECORD, VISIT = (
+    "card", "card_use", "booking", "family_doctor", "payment", "record", "visit")
 
 _PEOPLE = ("channel", "age_band", "sex", "institution", "region")  # breakdowns of the later sources
 
@@ -311,8 +311,11 @@ INDICATORS: dict[str, tuple[str, ...]] = {
     "encounters_published": _PEOPLE,
     "documents_published": _PEOPLE,
     "records_corrected": _PEOPLE,
+    # "card": made with the card or without it (the event's kind), the share the card is meant to raise.
+    "visits": ("card", *_PEOPLE),
 }
 PERIODS = ("day", "week", "month", "total")
+VISIT_KINDS = ("with_card", "without_card")
 STATUSES = ("normal", "lost", "pending_review", "cancelled")
 CONTRACT_STATUSES = ("active", "ended", "terminated", "renewed", "changed")
 # A stock (how many are in each status at the end of each period) rather than a count of events.
@@ -344,6 +347,8 @@ _KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "encounters_published": (RECORD, ("Encounter",)),
     "documents_published": (RECORD, ("DocumentReference",)),
     "records_corrected": (RECORD, ("correction",)),
+    # Visits the hospitals reported (Encounters), with the card verified there that day or without.
+    "visits": (VISIT, VISIT_KINDS),
 }
 MAX_DAYS = 400
 MAX_DAYS_BY_DAY = 93
@@ -378,6 +383,8 @@ def _dimension(by: str | None, prefix: str):  # noqa: ANN202
         return func.substr(StatEvent.region_code, 1, 2 if not prefix else len(prefix) + 2)
     if by == "institution":
         return StatEvent.institution_id
+    if by == "card":
+        return StatEvent.kind
     return getattr(StatEvent, by)
 
 
@@ -389,6 +396,8 @@ def _cube_dimension(by: str | None, prefix: str) -> tuple[str, Any]:
         if len(prefix) >= 6:  # a county: its institutions are the level below
             return "institution", CubeCell.value
         return "", func.substr(CubeCell.region_code, 1, 2 if not prefix else len(prefix) + 2)
+    if by == "card":  # the kind is a key of every cell
+        return "", CubeCell.kind
     return by, CubeCell.value
 
 
