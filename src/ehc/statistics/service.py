@@ -48,7 +48,7 @@ from ..kit.errors import Forbidden, Invalid, NotFound, Problem, field_error
 from ..kit.regions import region_prefix, region_problem, region_within
 from ..mpi import service as mpi
 from ..records import service as records
-from . import aggregation
+from . import aggregation, sending
 from . import repository as repo
 from .models import CubeCell, ReportDelivery, ReportSchedule, StatEvent
 from .suppression import Protected, protect
@@ -749,6 +749,7 @@ class ScheduleRequest:
     by: str | None = None
     period: str | None = None  # day | week | month
     region: str | None = None  # None: the caller's whole region
+    send_upstream: bool = False  # each file also to the upper-level platform
 
 
 def reports_dir(ctx: Ctx) -> Path:
@@ -775,10 +776,14 @@ def create_schedule(ctx: Ctx, request: ScheduleRequest, *, today: date | None = 
             raise _problem("by", "breakdown_unknown", f"{indicator} is broken down by {', '.join(INDICATORS[indicator])}.")
         if period not in SCHEDULE_PERIODS:
             raise _problem("period", "period_unknown", f"Periods: {', '.join(SCHEDULE_PERIODS)}.")
+    if request.send_upstream and not ctx.settings.upstream_url:
+        raise _problem("send_upstream", "upstream_not_configured",
+                       "No upper-level platform is configured here (EHC_UPSTREAM_URL): files can only be downloaded.")
     region = _scope(ctx, request.region)
     return repo.add_schedule(ctx.session, ReportSchedule(
         report=request.report, indicator=indicator, breakdown=by, period=period, region_code=region,
         frequency=request.frequency, weekday=weekday, format=request.format, status="active",
+        send_upstream=request.send_upstream,
         created_by=(ctx.actor.id or ctx.actor.kind)[:64],
         created_on=today or utcnow().astimezone(CHINA).date()))
 
@@ -917,6 +922,7 @@ def run_schedule_now(ctx: Ctx, schedule_id: int, *, now: datetime | None = None)
 class ScheduleRun:
     made: list[tuple[int, date, str]] = field(default_factory=list)  # (schedule, due day, file)
     failed: list[tuple[int, date, str]] = field(default_factory=list)  # (schedule, due day, why)
+    sending: sending.SendRun = field(default_factory=sending.SendRun)  # files sent upward (or not yet)
 
 
 def run_schedules(db: Any, make_ctx: Callable[[Session], Ctx], *, now: datetime | None = None) -> ScheduleRun:
@@ -945,7 +951,14 @@ def run_schedules(db: Any, make_ctx: Callable[[Session], Ctx], *, now: datetime 
             continue
         if path is not None:
             run.made.append((schedule_id, day, path))
+    run.sending = send_upward(db, make_ctx)
     return run
+
+
+def send_upward(db: Any, make_ctx: Callable[[Session], Ctx], *, http: Any = None) -> sending.SendRun:
+    """Send the files of the schedules marked ``send_upstream`` that wait for a (next) try to the
+    upper-level platform (``sending``); nothing when none is configured."""
+    return sending.send_due(db, make_ctx, MEDIA_TYPES, reports_dir, http=http)
 
 
 def delivery_file(ctx: Ctx, schedule_id: int, delivery_id: int) -> tuple[ReportSchedule, ReportDelivery, bytes]:
