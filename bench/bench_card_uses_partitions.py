@@ -20,6 +20,8 @@ indexes), both empty at the start.
    partition.
 4. **A month pruned**: ``DETACH PARTITION`` and ``DROP TABLE`` of the oldest month against a
    ``DELETE`` of the same month's rows from the plain table.
+5. **Migration 0028** on the plain table as it then is (put in ``card_uses``' place, the schema set
+   back to 0027): how long a province's table is locked while it becomes partitioned.
 
 Run alone: ``.venv/bin/python bench/bench_card_uses_partitions.py [--quick]``; or through ``bench/run.py``.
 """
@@ -226,6 +228,33 @@ def main(quick: bool = False) -> list[dict]:
             "DELETE of the same month's rows from the plain table", deleted * 1000,
             f"one run each; the DELETE also leaves {january:,} dead rows for VACUUM to reclaim, the drop gives the "
             f"space back at once; {_load()}"))
+
+        # 5. Migration 0028 itself, on the plain table as it now is (the year less January): the plain
+        # table put in card_uses' place under the names migrations 0007/0008 gave, the schema set back
+        # to 0027, then the upgrade timed.
+        with db.engine.begin() as conn:
+            kept = conn.scalar(text("SELECT count(*) FROM card_uses_plain"))
+            conn.execute(text("ALTER SEQUENCE card_uses_id_seq OWNED BY NONE"))
+            conn.execute(text("DROP TABLE card_uses"))
+            conn.execute(text("ALTER TABLE card_uses_plain RENAME TO card_uses"))
+            conn.execute(text("ALTER TABLE card_uses RENAME CONSTRAINT pk_card_uses_plain TO pk_card_uses"))
+            for name in ("at", "ehc_id", "institution_id", "key_nonce", "person_id", "region_code"):
+                conn.execute(text(f"ALTER INDEX ix_card_uses_plain_{name} RENAME TO ix_card_uses_{name}"))
+            conn.execute(text("ALTER SEQUENCE card_uses_id_seq OWNED BY card_uses.id"))
+            conn.execute(text("UPDATE alembic_version SET version_num = '0027'"))
+        db.dispose()
+        load_before = _load()
+        began = time.perf_counter()
+        upgrade(url)
+        migrated = time.perf_counter() - began
+        with db.engine.begin() as conn:
+            assert conn.scalar(text("SELECT count(*) FROM card_uses")) == kept
+            months = len(partitions.partitions(conn, "card_uses"))
+        rows.append(_row(
+            f"Migration 0028 on a plain card_uses of {kept:,} uses (11 months)", migrated, "s", None, None,
+            f"one run: the rows copied into the partitioned table ({months} partitions with DEFAULT), the primary "
+            f"key and six indexes built again, in one transaction ({kept / migrated:,.0f} uses/s); the table is "
+            f"locked meanwhile; {load_before} before, {_load()} after"))
     finally:
         try:
             db.dispose()
