@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -22,6 +23,7 @@ from ehc.kit.context import Actor
 from ehc.migrate import alembic_config, upgrade
 from ehc.qr import service as qr
 from ehc.qr.models import CardUse
+from ehc.statistics import service as stats
 
 from alembic import command
 
@@ -178,6 +180,9 @@ def test_old_months_leave_only_when_asked(platform):  # noqa: ANN001
     assert asked.exit_code == 0 and "would take out" in asked.output and "card_uses_2023_01" in asked.output
     with platform.db.session() as session:
         assert "card_uses_2023_01" in {p.name for p in qr.use_partitions(session)}  # nothing done without --yes
+    for wrong in (["--before", "2023-13"], ["--before", "2023-01", "--keep-months", "3"], []):
+        refused = runner.invoke(cli, ["card-uses", "prune", *wrong, "--yes"], env=env)
+        assert refused.exit_code == 2 and "error" in refused.output, (wrong, refused.output)
     done = runner.invoke(cli, ["card-uses", "prune", "--before", "2023-02", "--yes"], env=env)
     assert done.exit_code == 0 and "detached" in done.output, done.output
     with platform.db.session() as session:
@@ -188,6 +193,15 @@ def test_old_months_leave_only_when_asked(platform):  # noqa: ANN001
         session.execute(text("DROP TABLE card_uses_2023_01"))
         assert qr.detach_use_partitions(session, date(2023, 3, 1), drop=True) == ["card_uses_2023_02"]
         assert session.scalar(text("SELECT to_regclass('card_uses_2023_02')")) is None
+
+
+def test_serve_keeps_them_before_each_statistics_refresh(platform):  # noqa: ANN001
+    kept = threading.Event()
+    refresher = stats.start_refresher(platform.db, 0.05, upkeep=lambda: kept.set() or qr.partition_upkeep(platform.db))
+    try:
+        assert kept.wait(10)
+    finally:
+        refresher.stop()
 
 
 def test_sqlite_keeps_one_table(platform):  # noqa: ANN001
