@@ -35,6 +35,7 @@ import statistics
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
@@ -74,7 +75,7 @@ def _load() -> str:
 def _backend_cpu(conn) -> float:  # noqa: ANN001
     """CPU seconds (user + system) the connection's PostgreSQL backend has used so far (same machine)."""
     pid = conn.scalar(text("SELECT pg_backend_pid()"))
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

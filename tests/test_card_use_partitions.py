@@ -11,6 +11,7 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from alembic import command
 from conftest import _drop_pg_database, _pg_database
 from sqlalchemy import create_engine, select, text
 from typer.testing import CliRunner
@@ -24,8 +25,6 @@ from ehc.migrate import alembic_config, upgrade
 from ehc.qr import service as qr
 from ehc.qr.models import CardUse
 from ehc.statistics import service as stats
-
-from alembic import command
 
 USE = qr.Use(scene="0101011", channel="0100")
 
