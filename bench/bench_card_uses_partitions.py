@@ -21,7 +21,7 @@ indexes), both empty at the start.
 4. **A month pruned**: ``DETACH PARTITION`` and ``DROP TABLE`` of the oldest month against a
    ``DELETE`` of the same month's rows from the plain table.
 5. **Migration 0028** on the plain table as it then is (put in ``card_uses``' place, the schema set
-   back to 0027): how long a province's table is locked while it becomes partitioned.
+   back to the revision before): how long a province's table is locked while it becomes partitioned.
 
 Run alone: ``.venv/bin/python bench/bench_card_uses_partitions.py [--quick]``; or through ``bench/run.py``.
 """
@@ -37,11 +37,12 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
 from ehc.db import Database
 from ehc.kit import dialect, partitions
-from ehc.migrate import upgrade
+from ehc.migrate import alembic_config, upgrade
 
 ADMIN_URL = os.environ.get("EHC_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 DB_NAME = "ehc_bench_partitions"
@@ -59,6 +60,13 @@ PLAIN_DDL = (
         ("at", "at"), ("ehc_id", "ehc_id"), ("institution_id", "institution_id"), ("key_nonce", "key_id, nonce"),
         ("person_id", "person_id"), ("region_code", "region_code"))),
 )
+
+
+def _revision_before() -> str:
+    """The revision before the migration that partitions card_uses, found by its file (ids get renumbered)."""
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    [mine] = [r for r in scripts.walk_revisions() if r.path.endswith("_card_uses_month_partitions.py")]
+    return mine.down_revision
 
 
 def _admin(sql: str) -> None:
@@ -232,7 +240,7 @@ def main(quick: bool = False) -> list[dict]:
 
         # 5. Migration 0028 itself, on the plain table as it now is (the year less January): the plain
         # table put in card_uses' place under the names migrations 0007/0008 gave, the schema set back
-        # to 0027, then the upgrade timed.
+        # to the revision before it, then the upgrade timed.
         with db.engine.begin() as conn:
             kept = conn.scalar(text("SELECT count(*) FROM card_uses_plain"))
             conn.execute(text("ALTER SEQUENCE card_uses_id_seq OWNED BY NONE"))
@@ -242,7 +250,7 @@ def main(quick: bool = False) -> list[dict]:
             for name in ("at", "ehc_id", "institution_id", "key_nonce", "person_id", "region_code"):
                 conn.execute(text(f"ALTER INDEX ix_card_uses_plain_{name} RENAME TO ix_card_uses_{name}"))
             conn.execute(text("ALTER SEQUENCE card_uses_id_seq OWNED BY card_uses.id"))
-            conn.execute(text("UPDATE alembic_version SET version_num = '0027'"))
+            conn.execute(text("UPDATE alembic_version SET version_num = :before"), {"before": _revision_before()})
         db.dispose()
         load_before = _load()
         began = time.perf_counter()
