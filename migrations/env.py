@@ -6,6 +6,7 @@ from alembic import context
 
 from ehc.config import get_settings
 from ehc.db import make_engine
+from ehc.migrate import comparison_options
 from ehc.models import metadata
 
 config = context.config
@@ -28,7 +29,7 @@ def _run(connection) -> None:  # noqa: ANN001
         connection=connection,
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying them
-        compare_type=True,
+        **comparison_options(connection),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from conftest import _drop_pg_database, _pg_database
 from sqlalchemy import create_engine
 
-from ehc.migrate import alembic_config, upgrade
+from ehc.migrate import alembic_config, comparison_options, upgrade
 from ehc.models import metadata
 
 
@@ -26,7 +26,7 @@ def _differences(url: str) -> list:
             # SQLite cannot reflect expression indexes (the cards' id-prefix index); alembic says so.
             warnings.filterwarnings("ignore", message="autogenerate skipping metadata-specified expression")
             warnings.filterwarnings("ignore", message="Skipped unsupported reflection of expression-based index")
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            context = MigrationContext.configure(connection, opts=comparison_options(connection))
             return compare_metadata(context, metadata)
     finally:
         engine.dispose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import FastAPI
 
 from . import __version__, logs
@@ -28,6 +30,7 @@ from .kit.http import InFlightLimit, NulGuardMiddleware, RequestIdMiddleware, in
 from .me.endpoints import router as me_router
 from .mpi.endpoints import router as mpi_router
 from .payments.endpoints import router as payments_router
+from .qr import service as qr
 from .qr.endpoints import routers as qr_routers
 from .records.endpoints import router as records_router
 from .db import IN_FLIGHT
@@ -89,9 +92,12 @@ def app_factory() -> FastAPI:
     start_sweeper(platform.db)
     # Holds that expired, no-shows and reminders: caught up at start, then every minute.
     start_appointments_sweeper(platform.db, lambda session: platform.ctx(session, Actor.system("appointments")))
+    # The card-use table's months ahead (PostgreSQL): at start, then before each statistics refresh.
+    keep_partitions = partial(qr.partition_upkeep, platform.db)
+    keep_partitions()
     # After each refresh, the scheduled reports that are due (docs/statistics.md).
     start_refresher(platform.db, platform.settings.stats_refresh_seconds,
-                    lambda session: platform.ctx(session, Actor.system("stats-schedules")))
+                    lambda session: platform.ctx(session, Actor.system("stats-schedules")), upkeep=keep_partitions)
     # Payment steps left due (a crash, a service that did not answer) are resumed here, every second.
     if platform.settings.insurance_url and platform.settings.bank_url:
         start_payments_driver(platform.db, lambda session: platform.ctx(session, Actor.system("payments")))

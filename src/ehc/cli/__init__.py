@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from . import (appointments, apps, audit, backup, cards, demo, family_doctors, institutions, keys, mpi, payments, sandbox,
+from . import (appointments, apps, audit, backup, card_uses, cards, demo, family_doctors, institutions, keys, mpi, payments, sandbox,
                server, sms, staff, stats, terminal)
 
 app = typer.Typer(help="Electronic health card platform.", no_args_is_help=True)
@@ -15,6 +15,7 @@ app.command()(server.serve)
 app.command()(server.migrate)
 app.add_typer(keys.app, name="keys")
 app.add_typer(cards.app, name="cards")
+app.add_typer(card_uses.app, name="card-uses")
 app.add_typer(staff.app, name="staff")
 app.add_typer(sms.app, name="sms")
 app.add_typer(audit.app, name="audit")

@@ -30,7 +30,11 @@ class UsedCode(Base):
 
 
 class CardUse(Base):
-    """One use of a card (a scan that the platform verified), with the national codes (docs/codes.md)."""
+    """One use of a card (a scan that the platform verified), with the national codes (docs/codes.md).
+
+    On PostgreSQL the table is partitioned by China month of ``at`` (migration 0028, ``qr/partitions.py``),
+    and its primary key there is (id, at), as a partitioned table's must hold its partition key; the ids
+    come from one sequence all the same, so the model keeps ``id`` as the row's identity on both databases."""
 
     __tablename__ = "card_uses"
 

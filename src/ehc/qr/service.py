@@ -5,6 +5,7 @@ Nothing is defined here; each rule lives in the module that owns it and is re-ex
 - ``online.py``: issuing codes, verifying one online and recording the card use, single use of
   dynamic codes, a card's use history.
 - ``uses.py``: offline uses uploaded in batches, and the monitoring of uses (lists, summaries).
+- ``partitions.py``: the card-use table's month partitions on PostgreSQL (made ahead, old ones detached).
 - ``lists.py``: the signed trust and revocation lists offline terminals cache.
 - ``second_factor.py``: the PIN and the texted code a printed (static) code needs at some steps.
 - ``codec/``: the pure format; its care-step and channel codes, the TLV container a payment
@@ -49,6 +50,8 @@ from .online import (
     uses_of,
     verify,
 )
+from .partitions import AHEAD as PARTITIONS_AHEAD
+from .partitions import detach_use_partitions, keep_use_partitions, partition_upkeep, use_partitions
 from .second_factor import (
     PinStatus,
     Proof,
@@ -150,4 +153,9 @@ __all__ = [
     "verify",
     "withdraw_qr_key",
     "statistics_events",
+    "PARTITIONS_AHEAD",
+    "detach_use_partitions",
+    "keep_use_partitions",
+    "partition_upkeep",
+    "use_partitions",
 ]

@@ -235,12 +235,16 @@ def status(session: Session) -> list[dict]:
 
 class Refresher:
     """``ehc serve``'s background feeding of the store, every ``interval`` seconds; after each refresh
-    it delivers the scheduled reports that are due (``make_ctx`` given: the runner's context)."""
+    it delivers the scheduled reports that are due (``make_ctx`` given: the runner's context). Before
+    each, ``upkeep`` (the sources' own housekeeping on the same clock, such as the card-use table's
+    month partitions), whose failure is logged and does not stop the refresh."""
 
-    def __init__(self, db: Any, interval: float, make_ctx: Callable[[Session], Ctx] | None = None) -> None:
+    def __init__(self, db: Any, interval: float, make_ctx: Callable[[Session], Ctx] | None = None,
+                 upkeep: Callable[[], object] | None = None) -> None:
         self.db = db
         self.interval = interval
         self.make_ctx = make_ctx
+        self.upkeep = upkeep
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="ehc-stats-refresh", daemon=True)
 
@@ -254,6 +258,11 @@ class Refresher:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
+            if self.upkeep is not None:
+                try:
+                    self.upkeep()
+                except Exception:  # retried at the next tick
+                    log.exception("upkeep before the statistics refresh failed")
             try:
                 report = refresh(self.db)
                 if report.total:
@@ -271,8 +280,9 @@ class Refresher:
                 log.exception("scheduled reports failed")
 
 
-def start_refresher(db: Any, interval: float, make_ctx: Callable[[Session], Ctx] | None = None) -> Refresher | None:
-    return Refresher(db, interval, make_ctx).start() if interval > 0 else None
+def start_refresher(db: Any, interval: float, make_ctx: Callable[[Session], Ctx] | None = None,
+                    upkeep: Callable[[], object] | None = None) -> Refresher | None:
+    return Refresher(db, interval, make_ctx, upkeep).start() if interval > 0 else None
 
 
 # -- indicators and breakdowns ---------------------------------------------------------------------
