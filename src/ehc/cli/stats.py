@@ -83,7 +83,7 @@ def stats_aggregate(
     since: Annotated[str, typer.Option(help="Only the days from this one (yyyy-mm-dd)")] = "",
     load: Annotated[bool, typer.Option(help="Load the cube's partitions into the console's stats_cube")] = True,
 ) -> None:
-    """Aggregate the Parquet export into the daily cube (the same SQL on either engine) and load it."""
+    """Aggregate the Parquet export into the daily and the month cube (the same SQL on either engine) and load them."""
     if engine not in service.ENGINES:
         err.print(f"[red]error[/red] --engine is one of {', '.join(service.ENGINES)}")
         raise typer.Exit(2)
@@ -93,7 +93,7 @@ def stats_aggregate(
     except Problem as problem:
         fail(problem)
     console.print(f"{engine}: {len(done.partitions)} day/province partitions written to {done.out}; "
-                  f"{done.cells} cube cells loaded")
+                  f"{done.cells} cube cells loaded (daily and month cubes)")
 
 
 @app.command("run-schedules")

@@ -398,7 +398,7 @@ def _cube_dimension(by: str | None, prefix: str, cells: Any = CubeCell) -> tuple
     return by, cells.value
 
 
-def _month_cube_serves(query: Query, prefix: str) -> bool:
+def month_cube_serves(query: Query, prefix: str) -> bool:
     """Whether the month cube (months × prefectures) can answer the question's whole months: by month or
     in total, for the country, a province or a prefecture, by any breakdown but a prefecture's counties."""
     return query.period in ("month", "total") and len(prefix) <= 4 and not (query.by == "region" and len(prefix) == 4)
@@ -422,7 +422,7 @@ def _cube_counts(session: Session, query: Query, prefix: str, start: date, end: 
     question allows it (each as its first day: the same month and total), the days before and after
     them from the daily cube. Both hold the same events, so the answer is the daily cube's."""
     spans: list[tuple[date, date, Any]] = [(start, end, CubeCell)]
-    whole = whole_months(start, end) if months and _month_cube_serves(query, prefix) else None
+    whole = whole_months(start, end) if months and month_cube_serves(query, prefix) else None
     if whole is not None:
         first, last = whole
         spans = [(start, first - timedelta(days=1), CubeCell), (first, last, MonthCubeCell),
