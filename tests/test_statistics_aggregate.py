@@ -54,6 +54,21 @@ def month_files(out: Path) -> list[tuple]:
         "hive_types_autocast = false) ORDER BY ALL").fetchall()
 
 
+def report_files(out: Path) -> list[tuple]:
+    return duckdb.sql(
+        "SELECT CAST(day AS VARCHAR), region_code, institution_id, care_step, channel, terminal_type, uses "
+        f"FROM read_parquet('{out}/_report/day=*/province=*/*.parquet', hive_partitioning = true, "
+        "hive_types_autocast = false) ORDER BY ALL").fetchall()
+
+
+def reports(platform, job_output: Path | None) -> list[list[dict]]:  # noqa: ANN001
+    """The daily card-use report of every day of the events, nationally and for Sichuan."""
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        return [stats.daily_report(ctx, DAY + timedelta(days=n), region, job_output=job_output)
+                for n in range(23) for region in (None, "510000", "510104")]
+
+
 def cube_table(platform) -> list[tuple]:  # noqa: ANN001
     with platform.db.session() as session:
         return sorted((r.source, r.dimension, r.day.isoformat(), r.kind, r.to_status, r.region_code, r.value,
@@ -93,6 +108,12 @@ def test_duckdb_and_spark_make_the_same_cube_and_the_console_answers_the_same(pl
     assert cube_files(tmp_path / "duck") == cube_files(tmp_path / "spark") == refreshed
     assert month_files(tmp_path / "duck") == month_files(tmp_path / "spark") == refreshed_months
     assert {month for _, _, month, *_ in refreshed_months} == {"2026-11-01", "2026-12-01"}
+    # The national daily report's lines: the same from both engines, and the report read from them is
+    # the report read from the store.
+    assert report_files(tmp_path / "duck") == report_files(tmp_path / "spark")
+    from_store = reports(platform, None)
+    assert sum(len(lines) for lines in from_store) > 20
+    assert reports(platform, tmp_path / "duck") == reports(platform, tmp_path / "spark") == from_store
 
     for engine in ("duckdb", "spark"):
         with platform.db.session() as session:
@@ -146,6 +167,17 @@ def test_ehc_stats_aggregate(platform, settings, data, tmp_path) -> None:  # noq
     # A card's and its uses' cells, in the daily and the month cube.
     assert f"{4 * len(stats.CUBE_DIMENSIONS)} cube cells loaded" in done.stdout
     assert (export / "_cube").is_dir()
+    # The daily report from the job's output (given the export's directory or the job's): the same file.
+    from_store = run_ehc(settings, "stats", "report", DAY.isoformat(), "--out", str(tmp_path / "store.csv"))
+    from_job = run_ehc(settings, "stats", "report", DAY.isoformat(), "--from", str(export), "--out",
+                       str(tmp_path / "job.csv"))
+    assert from_store.returncode == 0 and from_job.returncode == 0, from_job.stderr
+    assert (tmp_path / "store.csv").read_bytes() == (tmp_path / "job.csv").read_bytes()
+    assert len((tmp_path / "job.csv").read_text().splitlines()) == 2
+    from_cube_dir = run_ehc(settings, "stats", "report", DAY.isoformat(), "--from", str(export / "_cube"))
+    assert from_cube_dir.stdout == (tmp_path / "job.csv").read_text()
+    missing = run_ehc(settings, "stats", "report", DAY.isoformat(), "--from", str(tmp_path / "nothing"))
+    assert missing.returncode != 0 and "job_output_missing" in missing.stdout + missing.stderr
     wrong = run_ehc(settings, "stats", "aggregate", str(export), "--engine", "hive")
     assert wrong.returncode == 2 and "--engine" in wrong.stderr
     bad = run_ehc(settings, "stats", "aggregate", str(export), "--since", "yesterday")

@@ -8,7 +8,8 @@ the output directory, one partition per China day and province, each partition's
 a whole. The answer has the columns and the grain of ``stats_cube`` (models.CubeCell): the service
 loads it there, so the console's queries read it unchanged. A second SQL text, :data:`MONTH_CUBE_SQL`,
 folds that answer to months and prefectures (``stats_month_cube``, models.MonthCubeCell), written
-beside it under ``_month/`` partitioned ``month=``/``province=``.
+beside it under ``_month/`` partitioned ``month=``/``province=``; a third, :data:`REPORT_SQL`, the
+national daily card-use report's lines, under ``_report/`` partitioned as the daily cube.
 
 Both engines read the partitions' values as text (no type inference: ``province=00``, the unknown
 region, would otherwise become the number 0), and the SQL keeps to what DuckDB and Spark SQL share:
@@ -29,6 +30,8 @@ DIMENSIONS = {"": None, "channel": "channel", "document_type": "document_type", 
 CUBE_COLUMNS = ("source", "dimension", "day", "kind", "to_status", "region_code", "value", "count")
 MONTH_CUBE_COLUMNS = ("source", "dimension", "month", "kind", "to_status", "region_code", "value", "count")
 MONTH_OUT = "_month"  # the month cube's partitions, under the output directory (hidden from its day= readers)
+REPORT_OUT = "_report"  # the national daily card-use report's lines, likewise
+REPORT_COLUMNS = ("day", "region_code", "institution_id", "care_step", "channel", "terminal_type", "uses")
 ENGINES = ("duckdb", "spark")
 
 
@@ -67,12 +70,35 @@ GROUP BY c.source, c.dimension, SUBSTR(CAST(c.day AS STRING), 1, 7), c.kind, c.t
 """
 
 
-def cube_sql(since: str = "") -> str:
-    """The job's SQL, over the days from the first of ``since``'s month (``yyyy-mm-dd``; "" for all):
-    the month cube is made of whole months, so a month begun is recomputed from its first day."""
+# The national daily card-use report's grouping (service.daily_report reads the same from the store):
+# verified card uses by day, institution, region, care step, channel and terminal type, a missing
+# value kept missing (the report shows it as the store's report does).
+REPORT_SQL = """
+SELECT CAST(e.day AS DATE) AS day, e.region_code AS region_code, e.institution_id AS institution_id,
+       e.care_step AS care_step, e.channel AS channel, e.terminal_type AS terminal_type, COUNT(*) AS uses,
+       SUBSTR(e.region_code, 1, 2) AS province
+FROM events e
+WHERE e.source = 'card_use' AND e.kind = 'use' AND e.day >= '{since}'
+GROUP BY e.day, e.region_code, e.institution_id, e.care_step, e.channel, e.terminal_type
+"""
+
+
+def _since(since: str) -> str:
+    """``since`` (``yyyy-mm-dd``; "" for all) moved back to the first of its month: the month cube is
+    made of whole months, so a month begun is recomputed from its first day."""
     if since and not (len(since) == 10 and since[4] == since[7] == "-" and since.replace("-", "").isdigit()):
         raise ValueError("since is yyyy-mm-dd")
-    return CUBE_SQL.format(since=since[:8] + "01" if since else "")
+    return since[:8] + "01" if since else ""
+
+
+def cube_sql(since: str = "") -> str:
+    """The job's SQL, over the days from the first of ``since``'s month (see :func:`_since`)."""
+    return CUBE_SQL.format(since=_since(since))
+
+
+def report_sql(since: str = "") -> str:
+    """The daily report's SQL, over the same days as :func:`cube_sql`."""
+    return REPORT_SQL.format(since=_since(since))
 
 
 def month_partitions(partitions: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -104,16 +130,21 @@ def run_duckdb(source: Path, out: Path, since: str = "") -> list[tuple[str, str]
                     "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)")
         con.execute(f"CREATE TABLE cube AS {cube_sql(since)}")
         con.execute(f"CREATE TABLE month_cube AS {MONTH_CUBE_SQL}")
+        con.execute(f"CREATE TABLE report AS {report_sql(since)}")
         partitions = [(str(d), p) for d, p in con.execute(
             "SELECT DISTINCT CAST(day AS VARCHAR), province FROM cube ORDER BY 1, 2").fetchall()]
         _clear(out, partitions)
         _clear(out / MONTH_OUT, month_partitions(partitions), "month")
+        _clear(out / REPORT_OUT, partitions)
         out.mkdir(parents=True, exist_ok=True)
         if partitions:
             con.execute(f"COPY cube TO '{out}' (FORMAT PARQUET, PARTITION_BY (day, province), "
                         "OVERWRITE_OR_IGNORE true, FILENAME_PATTERN 'cube-{uuid}')")
             con.execute(f"COPY month_cube TO '{out / MONTH_OUT}' (FORMAT PARQUET, PARTITION_BY (month, province), "
                         "OVERWRITE_OR_IGNORE true, FILENAME_PATTERN 'cube-{uuid}')")
+            if con.execute("SELECT count(*) FROM report").fetchone()[0]:
+                con.execute(f"COPY report TO '{out / REPORT_OUT}' (FORMAT PARQUET, PARTITION_BY (day, province), "
+                            "OVERWRITE_OR_IGNORE true, FILENAME_PATTERN 'report-{uuid}')")
         return partitions
     finally:
         con.close()
@@ -159,6 +190,7 @@ def run_spark(source: Path, out: Path, since: str = "", session=None) -> list[tu
         partitions = sorted((str(r[0]), r[1]) for r in cube.select("day", "province").distinct().collect())
         _clear(out, partitions)
         _clear(out / MONTH_OUT, month_partitions(partitions), "month")
+        _clear(out / REPORT_OUT, partitions)
         if partitions:
             # Dynamic partition overwrite: only the partitions in the answer are replaced; one file
             # per partition, as DuckDB writes it.
@@ -167,6 +199,10 @@ def run_spark(source: Path, out: Path, since: str = "", session=None) -> list[tu
             cube.createOrReplaceTempView("cube")
             (spark.sql(MONTH_CUBE_SQL).repartition("month", "province").write.mode("overwrite")
              .partitionBy("month", "province").parquet(str(out / MONTH_OUT)))
+            report = spark.sql(report_sql(since))
+            if not report.isEmpty():
+                (report.repartition("day", "province").write.mode("overwrite").partitionBy("day", "province")
+                 .parquet(str(out / REPORT_OUT)))
         return partitions
     finally:
         cube.unpersist()

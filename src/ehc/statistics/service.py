@@ -632,19 +632,49 @@ def to_parquet(records: list[dict[str, Any]], columns: Iterable[str] = ("period"
 REPORT_FIELDS = ("report_date", "region_code", "institution_id", "care_step", "channel", "terminal_type", "uses")
 
 
-def daily_report(ctx: Ctx, day: date, region: str | None = None) -> list[dict[str, Any]]:
+def daily_report(ctx: Ctx, day: date, region: str | None = None, *,
+                 job_output: Path | str | None = None) -> list[dict[str, Any]]:
     """The card uses of one day (China time) by institution, care step, channel and terminal type, in
-    the national report's layout (docs/statistics.md): the return sent upward, so exact counts."""
+    the national report's layout (docs/statistics.md): the return sent upward, so exact counts. Read
+    from the store, or (``job_output``: the aggregation job's output directory) from the lines the
+    job wrote for that day, at national volume: the same report either way."""
     scope = _scope(ctx, region)
-    conditions = _indicator_conditions("card_uses")
-    if scope:
-        conditions.append(StatEvent.region_code.startswith(region_prefix(scope), autoescape=True))
+    prefix = region_prefix(scope) if scope else ""
+    if job_output is None:
+        conditions = _indicator_conditions("card_uses")
+        if prefix:
+            conditions.append(StatEvent.region_code.startswith(prefix, autoescape=True))
+        lines = repo.institutions_present(ctx.session, conditions, day, day)
+    else:
+        lines = _report_lines(Path(job_output), day, prefix)
     audit.record_statistics_query(ctx, "stats.daily_report")
-    return [{"report_date": day.isoformat(), "region_code": region_code, "institution_id": institution or "",
-             "care_step": care_step or "000000", "channel": channel or "", "terminal_type": terminal_type or "99",
-             "uses": n}
-            for institution, region_code, care_step, channel, terminal_type, n
-            in repo.institutions_present(ctx.session, conditions, day, day)]
+    records = [{"report_date": day.isoformat(), "region_code": region_code, "institution_id": institution or "",
+                "care_step": care_step or "000000", "channel": channel or "", "terminal_type": terminal_type or "99",
+                "uses": int(n)}
+               for institution, region_code, care_step, channel, terminal_type, n in lines]
+    # Ordered as published (a missing value sorts as what it shows), whichever database or file it came from.
+    return sorted(records, key=lambda r: (r["institution_id"], r["region_code"], r["care_step"], r["channel"],
+                                          r["terminal_type"]))
+
+
+def _report_lines(root: Path, day: date, prefix: str) -> list[tuple]:
+    """(institution, region, care step, channel, terminal type, uses) of ``day`` in the region from the
+    aggregation job's output (``root/_report``, or ``root/_cube/_report`` given the export's directory).
+    A day the job has not aggregated reads as a day without uses."""
+    import pyarrow.parquet as pq  # noqa: PLC0415 - loaded when reading the job's output only
+
+    folder = root / aggregation.REPORT_OUT
+    if not folder.is_dir() and (root / CUBE_OUT / aggregation.REPORT_OUT).is_dir():
+        folder = root / CUBE_OUT / aggregation.REPORT_OUT
+    if not folder.is_dir():
+        raise NotFound(f"No aggregation output in {root} (run `ehc stats aggregate`).", code="job_output_missing")
+    columns = ["institution_id", "region_code", "care_step", "channel", "terminal_type", "uses"]
+    lines = []
+    for part in sorted((folder / f"day={day.isoformat()}").glob(f"province={prefix[:2]}*")):
+        for row in pq.read_table(part, columns=columns).to_pylist():
+            if row["region_code"].startswith(prefix):
+                lines.append(tuple(row[c] for c in columns))
+    return lines
 
 
 # -- Parquet export for the analytical engines -----------------------------------------------------
