@@ -31,7 +31,6 @@ CUBE_COLUMNS = ("source", "dimension", "day", "kind", "to_status", "region_code"
 MONTH_CUBE_COLUMNS = ("source", "dimension", "month", "kind", "to_status", "region_code", "value", "count")
 MONTH_OUT = "_month"  # the month cube's partitions, under the output directory (hidden from its day= readers)
 REPORT_OUT = "_report"  # the national daily card-use report's lines, likewise
-REPORT_COLUMNS = ("day", "region_code", "institution_id", "care_step", "channel", "terminal_type", "uses")
 ENGINES = ("duckdb", "spark")
 
 
