@@ -18,6 +18,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from test_fhir import FHIR_JSON
 
 from ehc.institutions import service as institutions
+from ehc.kit.clock import CHINA, utcnow
 from ehc.kit.context import Actor
 from ehc.mpi import service as mpi
 from ehc.records.models import Consent, OwnEntry, RecordVersion
@@ -198,6 +199,48 @@ def test_records_feed_the_statistics_store(platform, client, institution, world)
         operator = statistics.Query(indicator="records_published", by="institution", period="total")
         table = statistics.table(platform.ctx(session, Actor.system()), operator)
         assert table.columns == [institution] and table.protected.shown(("all",)) == "<5"
+
+
+def encounter(subject: dict, start: str) -> dict:
+    return {"resourceType": "Encounter", "status": "finished", "subject": subject, "period": {"start": start},
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}}
+
+
+def test_visits_count_with_and_without_the_card(platform, client, institution, world) -> None:
+    """A visit (an Encounter's first version) counts "with the card" when the patient's card was
+    verified at that hospital on the visit's China day; it waits until offline uses had time to arrive."""
+    from ehc.records import service as records  # noqa: PLC0415 - only this test moves the settling time
+    from ehc.statistics import service as statistics  # noqa: PLC0415 - only this test reads the store
+    from ehc.statistics.models import StatEvent  # noqa: PLC0415
+
+    his, subject = world["his"], {"reference": f"Patient/{world['ehc_id']}"}
+    scan(client, world, his)  # the card, verified at the test hospital now
+    today = utcnow().astimezone(CHINA)
+    visits = {
+        "with_card": post(client, his, encounter(subject, today.isoformat())),
+        "elsewhere": post(client, world["other_his"], encounter(subject, today.isoformat())),
+        "the_day_before": post(client, his, encounter(subject, (today - timedelta(days=1)).isoformat())),
+        "not_linked_yet": post(client, his, encounter(mrn(institution, "NEW-88"), today.isoformat())),
+    }
+    assert all(answer.status_code == 201 for answer in visits.values()), [a.text for a in visits.values()]
+    post(client, his, condition(subject))  # not a visit
+    statistics.refresh(platform.db)
+    with platform.db.session() as session:  # published just now: not counted yet
+        assert session.scalars(select(StatEvent).where(StatEvent.source == "visit")).all() == []
+        for version in session.scalars(select(RecordVersion)):  # as if published VISIT_SETTLE ago
+            version.recorded_at -= records.VISIT_SETTLE
+    statistics.refresh(platform.db)
+    with platform.db.session() as session:
+        rows = session.scalars(select(StatEvent).where(StatEvent.source == "visit").order_by(StatEvent.source_id)).all()
+        assert [r.kind for r in rows] == ["with_card", "without_card", "without_card", "without_card"]
+        assert [r.institution_id for r in rows] == [institution, "inst-other-02", institution, institution]
+        assert rows[2].day == (today - timedelta(days=1)).date()
+        table = statistics.table(platform.ctx(session, Actor.system()),
+                                 statistics.Query(indicator="visits", by="card", period="total"))
+        assert table.columns == ["with_card", "without_card"]
+        events = statistics.table(platform.ctx(session, Actor.system()),
+                                  statistics.Query(indicator="visits", by="card", period="total"), cube=False)
+        assert events.columns == table.columns and events.records() == table.records()
 
 
 def scan(client, world, his) -> None:  # noqa: ANN001

@@ -109,7 +109,7 @@ def test_refresh_feeds_the_store_once_with_no_personal_data(platform, data) -> N
     data.event(cards[0], "report_lost", "normal", "lost")
     data.uses(7, institution=CHENGDU_HOSPITAL, region="510104")
     first = stats.refresh(platform.db, batch=4)  # several batches, each its own transaction
-    assert first.stored == {"booking": 0, "card": 7, "card_use": 7, "family_doctor": 0, "payment": 0, "record": 0}
+    assert first.stored == {"booking": 0, "card": 7, "card_use": 7, "family_doctor": 0, "payment": 0, "record": 0, "visit": 0}
     assert stats.refresh(platform.db).total == 0  # nothing new: nothing stored twice
     with platform.db.session() as session:
         assert session.scalar(select(func.count()).select_from(StatEvent)) == 14
@@ -117,12 +117,12 @@ def test_refresh_feeds_the_store_once_with_no_personal_data(platform, data) -> N
         assert (row.day, row.hour, row.region_code, row.age_band, row.sex, row.document_type, row.channel) == (
             DAY, 10, "510104", "0-6", "2", "01", "0100")
         assert {m.source: m.last_id > 0 for m in session.scalars(select(Watermark))} == {
-            "booking": False, "card": True, "card_use": True, "family_doctor": False, "payment": False, "record": False}
+            "booking": False, "card": True, "card_use": True, "family_doctor": False, "payment": False, "record": False, "visit": False}
     columns = {c["name"] for c in inspect(platform.db.engine).get_columns("stats_events")}
     assert not columns & {"ehc_id", "person_id", "name", "birth_date", "birth_year", "document_number", "phone"}
     # New events are taken in from the watermark on.
     data.uses(2, institution=DEYANG_HOSPITAL, region="510603")
-    assert stats.refresh(platform.db).stored == {"booking": 0, "card": 0, "card_use": 2, "family_doctor": 0, "payment": 0, "record": 0}
+    assert stats.refresh(platform.db).stored == {"booking": 0, "card": 0, "card_use": 2, "family_doctor": 0, "payment": 0, "record": 0, "visit": 0}
 
 
 def test_an_event_committed_late_below_the_watermark_is_taken_in(platform, data) -> None:  # noqa: ANN001

@@ -59,6 +59,13 @@ class Settings:
     # Where the bank sends its signed callbacks (this platform's base URL as the bank reaches it).
     public_url: str = field(default_factory=lambda: _env("PUBLIC_URL", "http://127.0.0.1:8000"))
 
+    # The upper-level platform scheduled reports are sent on to (docs/statistics.md, "Sending reports
+    # upward"): its upload URL, and the app id, key id and SM2 private key (PEM file) it knows us by.
+    upstream_url: str = field(default_factory=lambda: _env("UPSTREAM_URL", ""))
+    upstream_app_id: str = field(default_factory=lambda: _env("UPSTREAM_APP_ID", ""))
+    upstream_key_id: str = field(default_factory=lambda: _env("UPSTREAM_KEY_ID", ""))
+    upstream_key_file: str = field(default_factory=lambda: _env("UPSTREAM_KEY_FILE", ""))
+
     def __post_init__(self) -> None:
         if not self.database_url:
             url = _env("DATABASE_URL", "") or f"sqlite:///{self.data_dir / 'ehc.sqlite3'}"

@@ -85,3 +85,4 @@ def register_hooks() -> None:
     statistics.register_source("family_doctor", family_doctors.statistics_events)
     statistics.register_source("payment", payments.statistics_events)
     statistics.register_source("record", records.statistics_events)
+    statistics.register_source("visit", records.visit_statistics_events)

@@ -116,6 +116,10 @@ def stats_run_schedules(
         console.print(f"schedule {schedule_id}, {due_on}: {path}")
     for schedule_id, due_on, code in done.failed:
         err.print(f"[red]schedule {schedule_id}, {due_on}: refused ({code})[/red]")
+    for delivery_id, receipt in done.sending.sent:
+        console.print(f"file {delivery_id} sent upward" + (f" (receipt {receipt})" if receipt else ""))
+    for delivery_id, error in done.sending.failed:
+        err.print(f"[yellow]file {delivery_id} not sent upward yet: {error} (tried again later)[/yellow]")
     console.print(f"{len(done.made)} reports delivered")
     if done.failed:
         raise typer.Exit(1)

@@ -83,6 +83,7 @@ from .uses import (
     statistics_events,
     summarise,
     upload,
+    used_on_day,
 )
 from .uses import MAX_PAGE as MAX_USES_PAGE
 
@@ -142,6 +143,7 @@ __all__ = [
     "send_sms_code",
     "set_pin",
     "summarise",
+    "used_on_day",
     "tlv",
     "trust_list",
     "uses_of",

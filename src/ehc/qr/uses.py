@@ -27,7 +27,7 @@ import base64
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
 from sqlalchemy import Select, and_, case, func, or_, select
@@ -37,7 +37,7 @@ from ..kit.roles import Role
 from ..audit.service import record_access
 from ..institutions import service as institutions
 from ..kit import dialect
-from ..kit.clock import utcnow
+from ..kit.clock import CHINA, in_china, utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Invalid, Problem, field_error
 from ..kit.regions import region_prefix, region_problem
@@ -453,6 +453,28 @@ def _as_date(value: object) -> date:
 
 
 # -- statistics ---------------------------------------------------------------------------------
+
+def used_on_day(session, visits: Sequence[tuple[str, str, date]]) -> set[tuple[str, str, date]]:  # noqa: ANN001
+    """Which of these (person, institution, China calendar day) saw that person's card verified at
+    that institution on that day (replays of a dynamic code excluded): the statistics' "visit made
+    with the card"."""
+    found: set[tuple[str, str, date]] = set()
+    wanted = set(visits)
+    chunk = 500  # bound the IN lists (SQLite's limit on bound values)
+    ordered = sorted(wanted)
+    for start in range(0, len(ordered), chunk):
+        part = ordered[start:start + chunk]
+        days = [day for _, _, day in part]
+        since = datetime.combine(min(days), time.min, CHINA)
+        until = datetime.combine(max(days) + timedelta(days=1), time.min, CHINA)
+        rows = repository.uses_between(session, sorted({p for p, _, _ in part}), sorted({i for _, i, _ in part}),
+                                       since, until)
+        for person_id, institution_id, at in rows:  # UtcDateTime columns come back aware
+            key = (person_id, institution_id, in_china(at).date())
+            if key in wanted:
+                found.add(key)
+    return found
+
 
 def statistics_events(session, after_id: int, limit: int) -> list[dict]:  # noqa: ANN001
     """The card uses' source for the statistics pipeline (``wiring`` registers it): each use after

@@ -101,3 +101,13 @@ def versions_after(session: Session, after_id: int, limit: int) -> list[tuple]:
         select(RecordVersion.id, RecordVersion.recorded_at, RecordVersion.resource_type, RecordVersion.version,
                RecordVersion.institution_id, RecordVersion.person_id)
         .where(RecordVersion.id > after_id).order_by(RecordVersion.id).limit(limit))]
+
+
+def first_encounters_after(session: Session, after_id: int, limit: int) -> list[tuple]:
+    """(id, recorded at, effective at, publisher, person) of the first versions of Encounters after
+    ``after_id`` in id order: the visits' statistics source."""
+    return [tuple(row) for row in session.execute(
+        select(RecordVersion.id, RecordVersion.recorded_at, RecordVersion.effective_at, RecordVersion.institution_id,
+               RecordVersion.person_id)
+        .where(RecordVersion.id > after_id, RecordVersion.resource_type == "Encounter", RecordVersion.version == 1)
+        .order_by(RecordVersion.id).limit(limit))]

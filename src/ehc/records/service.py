@@ -45,7 +45,7 @@ from ..cards import service as cards
 from ..identity import service as identity
 from ..institutions import service as institutions
 from ..kit import dialect, ids
-from ..kit.clock import CHINA, utcnow
+from ..kit.clock import CHINA, in_china, utcnow
 from ..kit.codes import Channel
 from ..kit.context import Ctx
 from ..kit.errors import Conflict, Forbidden, Invalid, NotFound, Problem, field_error
@@ -1100,3 +1100,31 @@ def statistics_events(session: Session, after_id: int, limit: int) -> list[dict]
              "institution_id": institution_id, "person_id": person_id, "channel": Channel.HOSPITAL_SYSTEM.value}
             for row_id, at, resource_type, version, institution_id, person_id
             in repository.versions_after(session, after_id, limit)]
+
+
+# A visit is counted once the card uses of its day have had time to arrive: a terminal that scanned
+# the card offline uploads the use later (docs/qr-format.md §9.1), and a visit counted before would
+# stay "without the card".
+VISIT_SETTLE = timedelta(hours=2)
+
+
+def visit_statistics_events(session: Session, after_id: int, limit: int) -> list[dict]:
+    """The visits' source for the statistics pipeline (``wiring`` registers it): one event per
+    Encounter a hospital published (its first version), at the visit's start, of kind ``with_card``
+    when the patient's card was verified at that hospital on that China day, else ``without_card``
+    (a patient whose hospital number is not linked yet had no card there). Encounters published less
+    than :data:`VISIT_SETTLE` ago wait: the source stops before the first of them, so the watermark
+    does not pass it."""
+    settled = utcnow() - VISIT_SETTLE
+    visits = []
+    for row_id, recorded_at, effective_at, institution_id, person_id in repository.first_encounters_after(
+            session, after_id, limit):
+        if recorded_at > settled:
+            break
+        visits.append((row_id, effective_at or recorded_at, institution_id, person_id))
+    with_card = qr.used_on_day(session, [(person_id, institution_id, in_china(at).date())
+                                         for _, at, institution_id, person_id in visits if person_id])
+    return [{"id": row_id, "at": at, "institution_id": institution_id, "person_id": person_id,
+             "channel": Channel.HOSPITAL_SYSTEM.value,
+             "kind": "with_card" if (person_id, institution_id, in_china(at).date()) in with_card else "without_card"}
+            for row_id, at, institution_id, person_id in visits]

@@ -107,13 +107,15 @@ def schedule_out(schedule: ReportSchedule) -> ScheduleOut:
     return ScheduleOut(id=schedule.id, report=schedule.report, indicator=schedule.indicator, by=schedule.breakdown,
                        period=schedule.period, region=schedule.region_code, frequency=schedule.frequency,
                        weekday=schedule.weekday, format=schedule.format, status=schedule.status,
-                       created_by=schedule.created_by, created_on=schedule.created_on)
+                       send_upstream=schedule.send_upstream, created_by=schedule.created_by, created_on=schedule.created_on)
 
 
 def delivery_out(row: ReportDelivery) -> DeliveryOut:
     return DeliveryOut(id=row.id, schedule_id=row.schedule_id, due_on=row.due_on, start=row.start, end=row.end,
                        file_name=row.path.rsplit("/", 1)[-1], size=row.size, sha256=row.sha256,
-                       created_at=row.created_at, download=f"{SCHEDULES}/{row.schedule_id}/deliveries/{row.id}/file")
+                       created_at=row.created_at, download=f"{SCHEDULES}/{row.schedule_id}/deliveries/{row.id}/file",
+                       sent_at=row.sent_at, send_attempts=row.send_attempts, next_send_at=row.next_send_at,
+                       send_error=row.send_error, receipt=row.receipt)
 
 
 @router.get(SCHEDULES, response_model=list[ScheduleOut], summary="Report schedules of your region and below")
@@ -126,7 +128,8 @@ def list_schedules(ctx: StatsReader) -> list[ScheduleOut]:
 def create_schedule(ctx: StatsReader, body: ScheduleIn) -> ScheduleOut:
     request = service.ScheduleRequest(report=body.report, frequency=body.frequency, weekday=body.weekday,
                                       format=body.format, indicator=body.indicator, by=body.by or None,
-                                      period=body.period, region=body.region or None)
+                                      period=body.period, region=body.region or None,
+                                      send_upstream=body.send_upstream)
     return schedule_out(service.create_schedule(ctx, request))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, SmallInteger, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, Integer, SmallInteger, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base, UtcDateTime
@@ -112,6 +112,8 @@ class ReportSchedule(Base):
     weekday: Mapped[int | None] = mapped_column(SmallInteger)  # weekly: 0 Monday ... 6 Sunday
     format: Mapped[str] = mapped_column(String(8))  # csv | parquet
     status: Mapped[str] = mapped_column(String(8), default="active")
+    # Each file also goes to the upper-level platform (EHC_UPSTREAM_URL; statistics/sending.py).
+    send_upstream: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_by: Mapped[str] = mapped_column(String(64))  # the staff account's id
     created_on: Mapped[date] = mapped_column(Date)  # China day: the first day it may be due
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -134,3 +136,10 @@ class ReportDelivery(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Sending on to the upper-level platform (its schedule's ``send_upstream``): when it was received,
+    # how many tries, when the next may start (a try under way holds it as a lease), the last error.
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    send_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_send_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    send_error: Mapped[str | None] = mapped_column(String(200))
+    receipt: Mapped[str | None] = mapped_column(String(64))  # what the receiver called it

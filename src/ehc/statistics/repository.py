@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 
-from sqlalchemy import Date, String, cast, delete, func, insert, literal, literal_column, select, type_coerce
+from sqlalchemy import Date, String, cast, delete, func, insert, literal, literal_column, or_, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -225,3 +225,12 @@ def add_delivery(session: Session, row: ReportDelivery) -> ReportDelivery:
     session.add(row)
     session.flush()
     return row
+
+
+def deliveries_to_send(session: Session, now: datetime, limit: int) -> list[int]:
+    """Ids of the files waiting to go upward whose next try may start at ``now``, oldest first."""
+    return list(session.scalars(
+        select(ReportDelivery.id).join(ReportSchedule, ReportSchedule.id == ReportDelivery.schedule_id)
+        .where(ReportSchedule.send_upstream.is_(True), ReportDelivery.sent_at.is_(None),
+               or_(ReportDelivery.next_send_at.is_(None), ReportDelivery.next_send_at <= now))
+        .order_by(ReportDelivery.id).limit(limit)))

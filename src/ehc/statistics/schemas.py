@@ -71,6 +71,7 @@ class ScheduleIn(BaseModel):
     by: str | None = Field(default=None, max_length=24)
     period: Literal["day", "week", "month"] | None = None
     region: str | None = Field(default=None, max_length=6)  # None: your whole region
+    send_upstream: bool = False  # each file also to the upper-level platform (EHC_UPSTREAM_URL)
 
 
 class ScheduleOut(BaseModel):
@@ -84,6 +85,7 @@ class ScheduleOut(BaseModel):
     weekday: int | None
     format: str
     status: str
+    send_upstream: bool
     created_by: str
     created_on: date
 
@@ -99,6 +101,13 @@ class DeliveryOut(BaseModel):
     sha256: str
     created_at: datetime
     download: str  # the API path of the file
+    # Sending upward (a schedule with send_upstream): received when, tries so far, the next try, the
+    # last error, the receiver's name for it.
+    sent_at: datetime | None = None
+    send_attempts: int = 0
+    next_send_at: datetime | None = None
+    send_error: str | None = None
+    receipt: str | None = None
 
 
 class RunOut(BaseModel):

@@ -48,7 +48,7 @@ from ..kit.errors import Forbidden, Invalid, NotFound, Problem, field_error
 from ..kit.regions import region_prefix, region_problem, region_within
 from ..mpi import service as mpi
 from ..records import service as records
-from . import aggregation
+from . import aggregation, sending
 from . import repository as repo
 from .models import CubeCell, MonthCubeCell, ReportDelivery, ReportSchedule, StatEvent
 from .suppression import Protected, protect
@@ -283,8 +283,8 @@ def start_refresher(db: Any, interval: float, make_ctx: Callable[[Session], Ctx]
 
 # -- indicators and breakdowns ---------------------------------------------------------------------
 
-CARD, CARD_USE, BOOKING, FAMILY_DOCTOR, PAYMENT, RECORD = (
-    "card", "card_use", "booking", "family_doctor", "payment", "record")
+CARD, CARD_USE, BOOKING, FAMILY_DOCTOR, PAYMENT, RECORD, VISIT = (
+    "card", "card_use", "booking", "family_doctor", "payment", "record", "visit")
 
 _PEOPLE = ("channel", "age_band", "sex", "institution", "region")  # breakdowns of the later sources
 
@@ -317,8 +317,11 @@ INDICATORS: dict[str, tuple[str, ...]] = {
     "encounters_published": _PEOPLE,
     "documents_published": _PEOPLE,
     "records_corrected": _PEOPLE,
+    # "card": made with the card or without it (the event's kind), the share the card is meant to raise.
+    "visits": ("card", *_PEOPLE),
 }
 PERIODS = ("day", "week", "month", "total")
+VISIT_KINDS = ("with_card", "without_card")
 STATUSES = ("normal", "lost", "pending_review", "cancelled")
 CONTRACT_STATUSES = ("active", "ended", "terminated", "renewed", "changed")
 # A stock (how many are in each status at the end of each period) rather than a count of events.
@@ -350,6 +353,8 @@ _KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "encounters_published": (RECORD, ("Encounter",)),
     "documents_published": (RECORD, ("DocumentReference",)),
     "records_corrected": (RECORD, ("correction",)),
+    # Visits the hospitals reported (Encounters), with the card verified there that day or without.
+    "visits": (VISIT, VISIT_KINDS),
 }
 MAX_DAYS = 400
 MAX_DAYS_BY_DAY = 93
@@ -384,6 +389,8 @@ def _dimension(by: str | None, prefix: str):  # noqa: ANN202
         return func.substr(StatEvent.region_code, 1, 2 if not prefix else len(prefix) + 2)
     if by == "institution":
         return StatEvent.institution_id
+    if by == "card":
+        return StatEvent.kind
     return getattr(StatEvent, by)
 
 
@@ -395,6 +402,8 @@ def _cube_dimension(by: str | None, prefix: str, cells: Any = CubeCell) -> tuple
         if len(prefix) >= 6:  # a county: its institutions are the level below
             return "institution", cells.value
         return "", func.substr(cells.region_code, 1, 2 if not prefix else len(prefix) + 2)
+    if by == "card":  # the kind is a key of every cell
+        return "", cells.kind
     return by, cells.value
 
 
@@ -821,6 +830,7 @@ class ScheduleRequest:
     by: str | None = None
     period: str | None = None  # day | week | month
     region: str | None = None  # None: the caller's whole region
+    send_upstream: bool = False  # each file also to the upper-level platform
 
 
 def reports_dir(ctx: Ctx) -> Path:
@@ -847,10 +857,14 @@ def create_schedule(ctx: Ctx, request: ScheduleRequest, *, today: date | None = 
             raise _problem("by", "breakdown_unknown", f"{indicator} is broken down by {', '.join(INDICATORS[indicator])}.")
         if period not in SCHEDULE_PERIODS:
             raise _problem("period", "period_unknown", f"Periods: {', '.join(SCHEDULE_PERIODS)}.")
+    if request.send_upstream and not ctx.settings.upstream_url:
+        raise _problem("send_upstream", "upstream_not_configured",
+                       "No upper-level platform is configured here (EHC_UPSTREAM_URL): files can only be downloaded.")
     region = _scope(ctx, request.region)
     return repo.add_schedule(ctx.session, ReportSchedule(
         report=request.report, indicator=indicator, breakdown=by, period=period, region_code=region,
         frequency=request.frequency, weekday=weekday, format=request.format, status="active",
+        send_upstream=request.send_upstream,
         created_by=(ctx.actor.id or ctx.actor.kind)[:64],
         created_on=today or utcnow().astimezone(CHINA).date()))
 
@@ -989,6 +1003,7 @@ def run_schedule_now(ctx: Ctx, schedule_id: int, *, now: datetime | None = None)
 class ScheduleRun:
     made: list[tuple[int, date, str]] = field(default_factory=list)  # (schedule, due day, file)
     failed: list[tuple[int, date, str]] = field(default_factory=list)  # (schedule, due day, why)
+    sending: sending.SendRun = field(default_factory=sending.SendRun)  # files sent upward (or not yet)
 
 
 def run_schedules(db: Any, make_ctx: Callable[[Session], Ctx], *, now: datetime | None = None) -> ScheduleRun:
@@ -1017,7 +1032,14 @@ def run_schedules(db: Any, make_ctx: Callable[[Session], Ctx], *, now: datetime 
             continue
         if path is not None:
             run.made.append((schedule_id, day, path))
+    run.sending = send_upward(db, make_ctx)
     return run
+
+
+def send_upward(db: Any, make_ctx: Callable[[Session], Ctx], *, http: Any = None) -> sending.SendRun:
+    """Send the files of the schedules marked ``send_upstream`` that wait for a (next) try to the
+    upper-level platform (``sending``); nothing when none is configured."""
+    return sending.send_due(db, make_ctx, MEDIA_TYPES, reports_dir, http=http)
 
 
 def delivery_file(ctx: Ctx, schedule_id: int, delivery_id: int) -> tuple[ReportSchedule, ReportDelivery, bytes]:

@@ -46,6 +46,7 @@ FIGURES = (
     ("booking_no_shows", "institution"), ("waitlist_successes", "region"),
     ("contracts_signed", "institution"), ("contracts_by_status", "status"), ("follow_ups_delivered", "institution"),
     ("payments_insurance", "institution"), ("payments_bank", "institution"), ("records_published", "institution"),
+    ("visits", "card"),
 )
 
 
@@ -94,7 +95,7 @@ def value_label(t: i18n.Translator, by: str | None, value: str) -> str:
     if by == "care_step":
         key = f"card_uses.scenes.{value}"
         return t(key) if t.has(key) else SCENES.get(value, value)
-    for group in ("status", "sex", "document_type", "terminal_type"):
+    for group in ("status", "sex", "document_type", "terminal_type", "card"):
         if by == group and t.has(f"statistics.{group}s.{value}"):
             return t(f"statistics.{group}s.{value}")
     if by == "hour":

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, Response
 
+from ...kit.clock import CHINA
 from ...kit.errors import NotFound, Problem
 from ...statistics import service as stats
 from .. import i18n
@@ -24,7 +25,7 @@ from .statistics import StatsPage
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 BASE = "/staff/statistics/schedules"
 ACTIONS = {"pause": "paused", "resume": "active", "delete": "deleted"}  # and "run"
-FIELDS = ("report", "indicator", "by", "period", "region", "frequency", "weekday", "format")
+FIELDS = ("report", "indicator", "by", "period", "region", "frequency", "weekday", "format", "send_upstream")
 RowId = Annotated[int, Path(ge=1, le=2**62)]
 
 
@@ -54,12 +55,13 @@ def _page(request: Request, staff: Staff, state: FormState | None = None, status
     ctx = staff.ctx
     scope = stats.operator_region(ctx)
     schedules = stats.schedules_of(ctx)
+    upward = {s.id for s in schedules if s.send_upstream}
     rows = [{"id": s.id, "what": _what(t, s), "region": s.region_code or t("statistics.national"),
-             "when": _when(t, s), "format": s.format.upper(), "status": s.status,
+             "when": _when(t, s), "format": s.format.upper() + (" ↑" if s.send_upstream else ""), "status": s.status,
              "status_label": t(f"statistics.schedules.statuses.{s.status}")} for s in schedules]
     files = [{"schedule": d.schedule_id, "due_on": d.due_on.isoformat(), "start": d.start.isoformat(),
               "end": d.end.isoformat(), "name": d.path.rsplit("/", 1)[-1], "size": d.size,
-              "href": f"{BASE}/{d.schedule_id}/deliveries/{d.id}"}
+              "href": f"{BASE}/{d.schedule_id}/deliveries/{d.id}", "sending": _sending(t, d, upward)}
              for d in stats.deliveries_of(ctx, [s.id for s in schedules], limit=100)]
     breakdowns = sorted({b for options in stats.INDICATORS.values() for b in options})
     return staff_page(
@@ -73,7 +75,18 @@ def _page(request: Request, staff: Staff, state: FormState | None = None, status
         periods=[(p, t(f"statistics.periods.{p}")) for p in stats.SCHEDULE_PERIODS],
         frequencies=[(f, t(f"statistics.schedules.frequencies.{f}")) for f in stats.FREQUENCIES],
         weekdays=[(str(n), t(f"statistics.schedules.weekdays.{n}")) for n in range(7)],
-        formats=[(f, f.upper()) for f in stats.FORMATS])
+        formats=[(f, f.upper()) for f in stats.FORMATS], upstream=bool(ctx.settings.upstream_url))
+
+
+def _sending(t: i18n.Translator, delivery: Any, upward: set[int]) -> str:
+    """Where a file stands on its way to the upper-level platform ("" for a schedule that keeps it here)."""
+    if delivery.schedule_id not in upward and delivery.send_attempts == 0:
+        return ""
+    if delivery.sent_at is not None:
+        return t("statistics.schedules.sent", at=delivery.sent_at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M"))
+    if delivery.send_error:
+        return t("statistics.schedules.send_failed", tries=delivery.send_attempts, error=delivery.send_error)
+    return t("statistics.schedules.send_waiting")
 
 
 @router.get(BASE, response_class=HTMLResponse)
@@ -91,15 +104,16 @@ def create_schedule(request: Request, staff: StatsPage,
                     frequency: Annotated[str, Form(max_length=8)] = "daily",
                     weekday: Annotated[str, Form(max_length=1)] = "",
                     format: Annotated[str, Form(max_length=8)] = "csv",  # noqa: A002 - the form field's name
+                    send_upstream: Annotated[str, Form(max_length=3)] = "",
                     csrf_token: Annotated[str, Form()] = "") -> Response:
     require_csrf(request, staff.ctx, csrf_token)
     values = {"report": report, "indicator": indicator, "by": by, "period": period, "region": region.strip(),
-              "frequency": frequency, "weekday": weekday, "format": format}
+              "frequency": frequency, "weekday": weekday, "format": format, "send_upstream": send_upstream}
     table = report == "table"  # the indicator's fields are sent whichever report is chosen: a table's only
     request_ = stats.ScheduleRequest(
         report=report, frequency=frequency, weekday=int(weekday) if weekday.isdigit() else None, format=format,
         indicator=indicator if table else None, by=(by or None) if table else None, period=period if table else None,
-        region=values["region"] or None)
+        region=values["region"] or None, send_upstream=send_upstream == "yes")
     try:
         made = stats.create_schedule(staff.ctx, request_)
     except Problem as problem:  # refused before anything is written: the form again, with why

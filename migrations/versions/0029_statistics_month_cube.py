@@ -2,8 +2,8 @@
 source, kind, to-status, prefecture and one breakdown's value), filled here from the events already
 stored; the refresh keeps it up to date with the daily cube from now on
 
-Revision ID: 0028
-Revises: 0027
+Revision ID: 0029
+Revises: 0028
 Create Date: 2026-12-04 16:45:00.000000
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0028'
-down_revision = '0027'
+revision = '0029'
+down_revision = '0028'
 branch_labels = None
 depends_on = None
 
