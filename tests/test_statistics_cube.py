@@ -1,27 +1,27 @@
-"""The daily cube: maintained by the refresh in the transaction that stores the events, exactly once
-(batches, reruns, refreshes racing), it holds what grouping the events gives, and every flow
-indicator read from it answers exactly what the events answer (every breakdown, period and region
-level), over a generated set of card, card-use, booking and family-doctor events; on SQLite and
-PostgreSQL."""
+"""The daily and the month cube: maintained by the refresh in the transaction that stores the events,
+exactly once (batches, reruns, refreshes racing), they hold what grouping the events gives, and every
+flow indicator read from them answers exactly what the events answer (every breakdown, period and
+region level; windows of whole months, cut months, none), over a generated set of card, card-use,
+booking and family-doctor events; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import random
 import secrets
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from conftest import _drop_pg_database, _pg_database
 from factories import make_institution, uscc
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 from test_statistics import CHENGDU_HOSPITAL, DAY, DEYANG_HOSPITAL, SHENZHEN_HOSPITAL, Activity, Data
 
 from ehc.db import Database
 from ehc.kit.context import Actor
 from ehc.migrate import upgrade
 from ehc.statistics import service as stats
-from ehc.statistics.models import CubeCell, StatEvent
+from ehc.statistics.models import CubeCell, MonthCubeCell, StatEvent
 
 HOSPITALS = ((CHENGDU_HOSPITAL, "510104"), (DEYANG_HOSPITAL, "510603"), (SHENZHEN_HOSPITAL, "440305"))
 SCENES = ("0101011", "0101012", "010102", "010103")
@@ -82,31 +82,82 @@ def test_the_cube_holds_what_the_events_give(platform, generated) -> None:  # no
         # Every event is counted once in each dimension.
         by_dimension = dict(session.execute(select(CubeCell.dimension, func.sum(CubeCell.count))
                                             .group_by(CubeCell.dimension)).all())
+        by_month_dimension = dict(session.execute(select(MonthCubeCell.dimension, func.sum(MonthCubeCell.count))
+                                                  .group_by(MonthCubeCell.dimension)).all())
+        months = set(session.scalars(select(MonthCubeCell.month).distinct()))
+        prefectures = set(session.scalars(select(MonthCubeCell.region_code).distinct()))
     assert len(set(by_dimension.values())) == 1 and set(by_dimension) == set(stats.CUBE_DIMENSIONS)
-    # Rebuilding from the events (after a bulk load that bypassed the refresh) gives the same cube.
+    assert by_month_dimension == by_dimension
+    assert months == {date(2026, 11, 1), date(2026, 12, 1)} and prefectures == {"510100", "510600", "440300"}
+    # Rebuilding from the events (after a bulk load that bypassed the refresh) gives the same cubes.
+    with platform.db.session() as session:
+        session.execute(delete(MonthCubeCell).where(MonthCubeCell.dimension == "sex"))
+        assert stats.cube_differences(session)
     stats.rebuild_cube(platform.db)
     with platform.db.session() as session:
         assert stats.cube_differences(session) == {}
 
 
-def test_flow_indicators_from_the_cube_answer_as_the_events(platform, generated) -> None:  # noqa: ANN001
+# (period, region, first day, last day): the events span 2026-11-20 to 2026-12-13.
+WINDOWS = (("day", None, DAY, DAY + timedelta(days=22)), ("week", "510000", DAY, DAY + timedelta(days=22)),
+           ("month", "510600", DAY, DAY + timedelta(days=22)), ("total", "510603", DAY, DAY + timedelta(days=22)),
+           ("total", "440000", DAY, DAY + timedelta(days=22)),
+           # Whole months (the month cube alone), a cut first month, a cut last month, at every level it serves.
+           ("month", None, date(2026, 11, 1), date(2026, 12, 31)),
+           ("total", "510000", date(2026, 11, 1), date(2026, 12, 31)),
+           ("month", "510000", date(2026, 11, 20), date(2026, 12, 31)),
+           ("total", "510100", date(2026, 11, 1), date(2026, 12, 5)),
+           ("month", "440300", date(2026, 10, 3), date(2026, 12, 9)),
+           ("total", None, date(2026, 10, 31), date(2027, 1, 1)))
+WHOLE_MONTHS = WINDOWS[5:7]
+
+
+def test_whole_months() -> None:
+    assert stats.whole_months(date(2026, 11, 1), date(2026, 12, 31)) == (date(2026, 11, 1), date(2026, 12, 31))
+    assert stats.whole_months(date(2026, 11, 2), date(2027, 1, 30)) == (date(2026, 12, 1), date(2026, 12, 31))
+    assert stats.whole_months(date(2026, 2, 1), date(2026, 2, 28)) == (date(2026, 2, 1), date(2026, 2, 28))
+    assert stats.whole_months(date(2026, 11, 2), date(2026, 12, 30)) is None
+    assert stats.whole_months(date(2026, 11, 20), date(2026, 11, 30)) is None
+
+
+def test_flow_indicators_from_the_cubes_answer_as_the_events(platform, generated) -> None:  # noqa: ANN001
     flows = [i for i in stats.INDICATORS if i not in stats.STOCKS]
     compared = 0
     with platform.db.session() as session:
         ctx = platform.ctx(session, Actor.system())
         for indicator in flows:
             for by in (None, *stats.INDICATORS[indicator]):
-                for period, region in (("day", None), ("week", "510000"), ("month", "510600"), ("total", "510603"),
-                                       ("total", "440000")):
-                    query = stats.Query(indicator, by=by, period=period, region=region, start=DAY,
-                                        end=DAY + timedelta(days=22))
-                    cube = stats.table(ctx, query, audit_purpose=False)
+                for period, region, start, end in WINDOWS:
+                    query = stats.Query(indicator, by=by, period=period, region=region, start=start, end=end)
+                    cubes = stats.table(ctx, query, audit_purpose=False)
+                    daily = stats.table(ctx, query, audit_purpose=False, month_cube=False)
                     raw = stats.table(ctx, query, audit_purpose=False, cube=False)
-                    assert (cube.rows, cube.columns, cube.drill) == (raw.rows, raw.columns, raw.drill), query
-                    assert cube.protected.cells == raw.protected.cells, query
-                    assert cube.records() == raw.records(), query
+                    for cube in (cubes, daily):
+                        assert (cube.rows, cube.columns, cube.drill) == (raw.rows, raw.columns, raw.drill), query
+                        assert cube.protected.cells == raw.protected.cells, query
+                        assert cube.records() == raw.records(), query
                     compared += 1
-    assert compared > 300
+    assert compared > 600
+
+
+def test_whole_months_are_read_from_the_month_cube(platform, generated) -> None:  # noqa: ANN001
+    """Without the daily cube, questions of whole months still answer (from the month cube alone); a
+    county's, or cut months, do not."""
+    questions = [stats.Query(indicator, by=by, period=period, region=region, start=start, end=end)
+                 for indicator in ("card_uses", "cards_issued", "bookings_made", "contracts_signed")
+                 for by in (None, *stats.INDICATORS[indicator]) for period, region, start, end in WHOLE_MONTHS]
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        before = [stats.table(ctx, q, audit_purpose=False).records() for q in questions]
+        cut = stats.Query("card_uses", period="month", region="510000", start=DAY, end=date(2026, 12, 31))
+        county = stats.Query("card_uses", period="month", region="510104", start=date(2026, 11, 1),
+                             end=date(2026, 12, 31))
+        other = [stats.table(ctx, q, audit_purpose=False).records() for q in (cut, county)]
+        session.execute(delete(CubeCell))
+        assert [stats.table(ctx, q, audit_purpose=False).records() for q in questions] == before
+        assert any(r["count"] != "0" for records in before for r in records)
+        assert [stats.table(ctx, q, audit_purpose=False).records() for q in (cut, county)] != other
+        session.rollback()
 
 
 def test_the_migration_fills_the_cube_from_the_events_already_stored(database_url, tmp_path) -> None:  # noqa: ANN001
@@ -130,6 +181,8 @@ def test_the_migration_fills_the_cube_from_the_events_already_stored(database_ur
         upgrade(url)
         with db.session() as session:
             assert session.scalar(select(func.sum(CubeCell.count)).where(CubeCell.dimension == "hour")) == 300
+            assert session.scalar(select(func.sum(MonthCubeCell.count))
+                                  .where(MonthCubeCell.dimension == "channel")) == 300
             assert stats.cube_differences(session) == {}
         db.dispose()
     finally:

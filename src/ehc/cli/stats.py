@@ -47,13 +47,17 @@ def stats_report(
     day: Annotated[str, typer.Argument(help="The day (China time), yyyy-mm-dd")],
     region: Annotated[Optional[str], typer.Option(help="Only this GB/T 2260 region and below")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write the CSV here instead of standard output")] = None,
+    source: Annotated[Optional[Path], typer.Option(
+        "--from", help="Read the aggregation job's output in this directory (ehc stats aggregate) instead of the store")
+    ] = None,
 ) -> None:
     """The national daily card-use report of DAY (CSV: institution, care step, channel, terminal type, uses)."""
     when = parse_day(day)
     platform = open_platform()
     try:
         with platform.db.session() as session:
-            rows = service.daily_report(platform.ctx(session, Actor.system("stats-report", Channel.CONSOLE)), when, region)
+            ctx = platform.ctx(session, Actor.system("stats-report", Channel.CONSOLE))
+            rows = service.daily_report(ctx, when, region, job_output=source)
     except Problem as problem:
         fail(problem)
     body = service.to_csv(rows) or ",".join(service.REPORT_FIELDS) + "\n"
@@ -83,7 +87,7 @@ def stats_aggregate(
     since: Annotated[str, typer.Option(help="Only the days from this one (yyyy-mm-dd)")] = "",
     load: Annotated[bool, typer.Option(help="Load the cube's partitions into the console's stats_cube")] = True,
 ) -> None:
-    """Aggregate the Parquet export into the daily cube (the same SQL on either engine) and load it."""
+    """Aggregate the Parquet export into the daily and the month cube (the same SQL on either engine) and load them."""
     if engine not in service.ENGINES:
         err.print(f"[red]error[/red] --engine is one of {', '.join(service.ENGINES)}")
         raise typer.Exit(2)
@@ -93,7 +97,7 @@ def stats_aggregate(
     except Problem as problem:
         fail(problem)
     console.print(f"{engine}: {len(done.partitions)} day/province partitions written to {done.out}; "
-                  f"{done.cells} cube cells loaded")
+                  f"{done.cells} cube cells loaded (daily and month cubes)")
 
 
 @app.command("run-schedules")

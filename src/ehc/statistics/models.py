@@ -64,6 +64,25 @@ class CubeCell(Base):
     count: Mapped[int] = mapped_column(BigInteger)
 
 
+class MonthCubeCell(Base):
+    """The month cube: the daily cube folded to months and prefectures. For each month (its first
+    day), source, kind, to-status and prefecture (the region code's first four digits and "00"), the
+    count of the store's events per value of one breakdown, with the daily cube's nine dimensions.
+    Maintained with the daily cube, in the same transactions; a province-year's question by month
+    reads a few thousand of these cells instead of hundreds of thousands of county-days."""
+
+    __tablename__ = "stats_month_cube"
+
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(16), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)  # the month's first day
+    kind: Mapped[str] = mapped_column(String(24), primary_key=True)
+    to_status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    region_code: Mapped[str] = mapped_column(String(6), primary_key=True)  # the prefecture, e.g. 510100
+    value: Mapped[str] = mapped_column(String(24), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
 class Watermark(Base):
     """How far the store has read each source: the highest source row id taken in."""
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime
 
-from sqlalchemy import String, cast, delete, func, insert, literal, literal_column, or_, select
+from sqlalchemy import Date, String, cast, delete, func, insert, literal, literal_column, or_, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from ..kit import dialect
-from .models import CubeCell, ReportDelivery, ReportSchedule, StatEvent, Watermark
+from .models import CubeCell, MonthCubeCell, ReportDelivery, ReportSchedule, StatEvent, Watermark
 
 
 def watermark(session: Session, source: str) -> Watermark:
@@ -37,77 +37,109 @@ def add_events(session: Session, rows: Sequence[dict]) -> None:
 
 
 CUBE_KEY = ["source", "dimension", "day", "kind", "to_status", "region_code", "value"]
+MONTH_CUBE_KEY = ["source", "dimension", "month", "kind", "to_status", "region_code", "value"]
+Cube = type[CubeCell] | type[MonthCubeCell]  # the daily cube, or the month cube
 
 
-def add_to_cube(session: Session, cells: Sequence[dict]) -> None:
+def _key(cells: Cube) -> list[str]:
+    return CUBE_KEY if cells is CubeCell else MONTH_CUBE_KEY
+
+
+def _when(cells: Cube):  # noqa: ANN202
+    """The cube's time column: the day, or the month (its first day)."""
+    return cells.day if cells is CubeCell else cells.month
+
+
+def add_to_cube(session: Session, cells: Sequence[dict], table: Cube = CubeCell) -> None:
     """Add each cell's ``count`` to the cube (a new cell starts at it)."""
     if cells:
-        session.execute(dialect.insert_or_add(CubeCell.__table__, CUBE_KEY, "count", dialect.name(session)), list(cells))
+        session.execute(dialect.insert_or_add(table.__table__, _key(table), "count", dialect.name(session)), list(cells))
 
 
-def _cube_of_events(dimension: str, column: ColumnElement | None):  # noqa: ANN202
+def _month_of(session: Session, day: ColumnElement) -> ColumnElement:
+    """The first day of ``day``'s month, as a date (SQLite keeps dates as text)."""
+    if dialect.name(session) == "sqlite":
+        return type_coerce(func.date(day, literal_column("'start of month'")), Date)
+    return cast(func.date_trunc(literal_column("'month'"), day), Date)
+
+
+def prefecture_of(region_code: ColumnElement) -> ColumnElement:
+    """A region code's prefecture: its first four digits and "00" (510104 -> 510100)."""
+    return func.substr(region_code, 1, 4).concat(literal_column("'00'"))
+
+
+def _cube_of_events(session: Session, table: Cube, dimension: str, column: ColumnElement | None):  # noqa: ANN202
     """The cube's cells of one dimension, grouped from the events (what the cube must hold)."""
     # Constants as SQL text, not bound parameters: PostgreSQL must see the grouped expressions as the
     # selected ones (two binds of "" are two different expressions to it).
     empty = literal_column("''")
     value = func.coalesce(cast(column, String), empty) if column is not None else empty
     to_status = func.coalesce(StatEvent.to_status, empty)
-    keys = [StatEvent.source, StatEvent.day, StatEvent.kind, to_status, StatEvent.region_code]
-    return (select(StatEvent.source, literal(dimension, String), StatEvent.day, StatEvent.kind, to_status,
-                   StatEvent.region_code, value, func.count())
+    when = StatEvent.day if table is CubeCell else _month_of(session, StatEvent.day)
+    region = StatEvent.region_code if table is CubeCell else prefecture_of(StatEvent.region_code)
+    keys = [StatEvent.source, when, StatEvent.kind, to_status, region]
+    return (select(StatEvent.source, literal(dimension, String), when, StatEvent.kind, to_status, region, value,
+                   func.count())
             .group_by(*keys, *([value] if column is not None else [])))  # a constant is not grouped by
 
 
 def rebuild_cube(session: Session, dimensions: dict[str, ColumnElement | None]) -> None:
-    """Empty the cube and fill it again from the events (after a bulk load that bypassed the refresh)."""
-    session.execute(delete(CubeCell))
-    columns = [CubeCell.source, CubeCell.dimension, CubeCell.day, CubeCell.kind, CubeCell.to_status,
-               CubeCell.region_code, CubeCell.value, CubeCell.count]
-    for dimension, column in dimensions.items():
-        session.execute(insert(CubeCell).from_select(columns, _cube_of_events(dimension, column)))
+    """Empty both cubes and fill them again from the events (after a bulk load that bypassed the refresh)."""
+    for table in (CubeCell, MonthCubeCell):
+        session.execute(delete(table))
+        columns = [getattr(table, name) for name in _key(table)] + [table.count]
+        for dimension, column in dimensions.items():
+            session.execute(insert(table).from_select(columns, _cube_of_events(session, table, dimension, column)))
 
 
 def last_event_id(session: Session) -> int:
     return int(session.scalar(select(func.coalesce(func.max(StatEvent.id), 0))))
 
 
-def clear_cube(session: Session, days_by_province: dict[str, Sequence[date]]) -> None:
-    """Remove the cube's cells of the given days of each province (two-digit region prefix)."""
+def clear_cube(session: Session, days_by_province: dict[str, Sequence[date]], table: Cube = CubeCell) -> None:
+    """Remove the cube's cells of the given days (months: their first days) of each province (two-digit
+    region prefix)."""
+    when = _when(table)
     for province, days in sorted(days_by_province.items()):
         for at in range(0, len(days), 500):
-            session.execute(delete(CubeCell).where(func.substr(CubeCell.region_code, 1, 2) == province,
-                                                   CubeCell.day.in_(days[at:at + 500])))
+            session.execute(delete(table).where(func.substr(table.region_code, 1, 2) == province,
+                                                when.in_(days[at:at + 500])))
 
 
-def put_cube(session: Session, cells: Sequence[dict]) -> None:
+def put_cube(session: Session, cells: Sequence[dict], table: Cube = CubeCell) -> None:
     """Insert cells (not there yet: :func:`clear_cube` first); streamed by ``COPY`` on PostgreSQL."""
     if not cells:
         return
+    key = _key(table)
     if dialect.can_copy(session.connection()):
-        payload = "".join(f"{c['source']}\t{c['dimension']}\t{c['day'].isoformat()}\t{c['kind']}\t{c['to_status']}\t"
+        time = key[2]
+        payload = "".join(f"{c['source']}\t{c['dimension']}\t{c[time].isoformat()}\t{c['kind']}\t{c['to_status']}\t"
                           f"{c['region_code']}\t{c['value']}\t{c['count']}\n" for c in cells)
-        dialect.copy_rows(session.connection(), CubeCell.__tablename__, CUBE_KEY + ["count"], payload.encode())
+        dialect.copy_rows(session.connection(), table.__tablename__, key + ["count"], payload.encode())
     else:
-        session.execute(insert(CubeCell), list(cells))
+        session.execute(insert(table), list(cells))
 
 
-def cube_differences(session: Session, dimensions: dict[str, ColumnElement | None]) -> dict[tuple, tuple[int, int]]:
+def cube_differences(session: Session, dimensions: dict[str, ColumnElement | None],
+                     table: Cube = CubeCell) -> dict[tuple, tuple[int, int]]:
     """The cells where the cube and the events disagree: key -> (in the cube, from the events)."""
     held = {tuple(row[:-1]): int(row[-1]) for row in session.execute(select(
-        CubeCell.source, CubeCell.dimension, CubeCell.day, CubeCell.kind, CubeCell.to_status, CubeCell.region_code,
-        CubeCell.value, CubeCell.count))}
+        *(getattr(table, name) for name in _key(table)), table.count))}
     due: dict[tuple, int] = {}
     for dimension, column in dimensions.items():
-        due.update({tuple(row[:-1]): int(row[-1]) for row in session.execute(_cube_of_events(dimension, column))})
+        due.update({tuple(row[:-1]): int(row[-1])
+                    for row in session.execute(_cube_of_events(session, table, dimension, column))})
     return {key: (held.get(key, 0), due.get(key, 0)) for key in held.keys() | due.keys()
             if held.get(key, 0) != due.get(key, 0)}
 
 
 def cube_counts(session: Session, conditions: list[ColumnElement], dimension: ColumnElement | None,
-                start: date, end: date) -> list[tuple]:
-    """(day, dimension value, count) from the cube: :func:`counts`'s answer without the events."""
-    columns = [CubeCell.day] + ([dimension] if dimension is not None else [])
-    query = (select(*columns, func.sum(CubeCell.count)).where(*conditions, CubeCell.day >= start, CubeCell.day <= end)
+                start: date, end: date, table: Cube = CubeCell) -> list[tuple]:
+    """(day, dimension value, count) from the cube: :func:`counts`'s answer without the events (from
+    the month cube: (month's first day, value, count) of the months whose first day is in the window)."""
+    when = _when(table)
+    columns = [when] + ([dimension] if dimension is not None else [])
+    query = (select(*columns, func.sum(table.count)).where(*conditions, when >= start, when <= end)
              .group_by(*columns))
     # A sum of BIGINT is NUMERIC on PostgreSQL: back to int.
     return [(row[0], row[1] if dimension is not None else None, int(row[-1])) for row in session.execute(query)]

@@ -50,7 +50,7 @@ from ..mpi import service as mpi
 from ..records import service as records
 from . import aggregation, sending
 from . import repository as repo
-from .models import CubeCell, ReportDelivery, ReportSchedule, StatEvent
+from .models import CubeCell, MonthCubeCell, ReportDelivery, ReportSchedule, StatEvent
 from .suppression import Protected, protect
 
 log = logging.getLogger("ehc.statistics")
@@ -130,15 +130,18 @@ def _rows(session: Session, source: str, facts: list[dict]) -> list[dict]:
 CUBE_DIMENSIONS = aggregation.DIMENSIONS
 
 
-def cube_cells(rows: list[dict]) -> list[dict]:
-    """What ``rows`` add to the cube: one cell per dimension for each, counted together, in key order."""
+def cube_cells(rows: list[dict], *, months: bool = False) -> list[dict]:
+    """What ``rows`` add to the daily cube (``months``: to the month cube, by month and prefecture): one
+    cell per dimension for each, counted together, in key order."""
     counted: Counter[tuple] = Counter()
     for row in rows:
+        when = row["day"].replace(day=1) if months else row["day"]
+        region = row["region_code"][:4] + "00" if months else row["region_code"]
         for dimension, key in CUBE_DIMENSIONS.items():
             value = "" if key is None or row.get(key) is None else str(row[key])
-            counted[(row["source"], dimension, row["day"], row["kind"], row.get("to_status") or "",
-                     row["region_code"], value)] += 1
-    return [dict(zip(repo.CUBE_KEY, key, strict=True), count=n) for key, n in sorted(counted.items())]
+            counted[(row["source"], dimension, when, row["kind"], row.get("to_status") or "", region, value)] += 1
+    names = repo.MONTH_CUBE_KEY if months else repo.CUBE_KEY
+    return [dict(zip(names, key, strict=True), count=n) for key, n in sorted(counted.items())]
 
 
 def _cube_columns() -> dict[str, Any]:
@@ -146,7 +149,7 @@ def _cube_columns() -> dict[str, Any]:
 
 
 def rebuild_cube(db: Any) -> None:
-    """Fill the cube again from the events (after rows were loaded into the store by other means than
+    """Fill the daily and the month cube again from the events (after rows were loaded into the store by other means than
     the refresh, e.g. a bulk load). Holds every source's refresh lock, so no refresh adds meanwhile."""
     with db.session() as session:
         for name in sorted(set(_sources) | {row.source for row in repo.watermarks(session)}):
@@ -155,8 +158,10 @@ def rebuild_cube(db: Any) -> None:
 
 
 def cube_differences(session: Session) -> dict[tuple, tuple[int, int]]:
-    """Cells where the cube and the events disagree (none, unless rows were loaded around the refresh)."""
-    return repo.cube_differences(session, _cube_columns())
+    """Cells where a cube and the events disagree (none, unless rows were loaded around the refresh):
+    (table, key...) -> (in the cube, from the events), for the daily and the month cube."""
+    return {(table.__tablename__, *key): counts for table in (CubeCell, MonthCubeCell)
+            for key, counts in repo.cube_differences(session, _cube_columns(), table).items()}
 
 
 @dataclass
@@ -187,9 +192,10 @@ def _feed(session: Session, source: Source, cursor: int, batch: int) -> tuple[in
     have = repo.stored_ids(session, source.name, min(ids), max(ids))
     rows = _rows(session, source.name, [f for f in facts if int(f["id"]) not in have])
     repo.add_events(session, rows)
-    # The cube in the same transaction, from the rows just stored and only those: it moves with the
-    # events, exactly once, and never disagrees with them.
+    # The cubes in the same transaction, from the rows just stored and only those: they move with the
+    # events, exactly once, and never disagree with them.
     repo.add_to_cube(session, cube_cells(rows))
+    repo.add_to_cube(session, cube_cells(rows, months=True), MonthCubeCell)
     mark.last_id = max(mark.last_id, max(ids))
     mark.events += len(rows)
     return len(facts), len(rows), max(ids)
@@ -398,17 +404,59 @@ def _dimension(by: str | None, prefix: str):  # noqa: ANN202
     return getattr(StatEvent, by)
 
 
-def _cube_dimension(by: str | None, prefix: str) -> tuple[str, Any]:
-    """The cube's dimension for a breakdown, and the column giving its value (as :func:`_dimension`)."""
+def _cube_dimension(by: str | None, prefix: str, cells: Any = CubeCell) -> tuple[str, Any]:
+    """A cube's dimension for a breakdown, and the column giving its value (as :func:`_dimension`)."""
     if by is None:
         return "", None
     if by == "region":
         if len(prefix) >= 6:  # a county: its institutions are the level below
-            return "institution", CubeCell.value
-        return "", func.substr(CubeCell.region_code, 1, 2 if not prefix else len(prefix) + 2)
+            return "institution", cells.value
+        return "", func.substr(cells.region_code, 1, 2 if not prefix else len(prefix) + 2)
     if by == "card":  # the kind is a key of every cell
-        return "", CubeCell.kind
-    return by, CubeCell.value
+        return "", cells.kind
+    return by, cells.value
+
+
+def month_cube_serves(query: Query, prefix: str) -> bool:
+    """Whether the month cube (months × prefectures) can answer the question's whole months: by month or
+    in total, for the country, a province or a prefecture, by any breakdown but a prefecture's counties."""
+    return query.period in ("month", "total") and len(prefix) <= 4 and not (query.by == "region" and len(prefix) == 4)
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def whole_months(start: date, end: date) -> tuple[date, date] | None:
+    """The first day of the first whole month in ``start``..``end`` and the last day of the last one;
+    None when the window holds no whole month."""
+    first = start if start.day == 1 else _next_month(start)
+    last = end if (end + timedelta(days=1)).day == 1 else end.replace(day=1) - timedelta(days=1)
+    return (first, last) if first < last else None
+
+
+def _cube_counts(session: Session, query: Query, prefix: str, start: date, end: date,
+                 months: bool) -> list[tuple]:
+    """(day, value, count) from the cubes: the window's whole months from the month cube when the
+    question allows it (each as its first day: the same month and total), the days before and after
+    them from the daily cube. Both hold the same events, so the answer is the daily cube's."""
+    spans: list[tuple[date, date, Any]] = [(start, end, CubeCell)]
+    whole = whole_months(start, end) if months and month_cube_serves(query, prefix) else None
+    if whole is not None:
+        first, last = whole
+        spans = [(start, first - timedelta(days=1), CubeCell), (first, last, MonthCubeCell),
+                 (last + timedelta(days=1), end, CubeCell)]
+    counted: list[tuple] = []
+    for low, high, cells in spans:
+        if low > high:
+            continue
+        conditions = _indicator_conditions(query.indicator, cells)
+        if prefix:
+            conditions.append(cells.region_code.startswith(prefix, autoescape=True))
+        name, dimension = _cube_dimension(query.by, prefix, cells)
+        conditions.append(cells.dimension == name)
+        counted.extend(repo.cube_counts(session, conditions, dimension, low, high, cells))
+    return counted
 
 
 @dataclass(frozen=True)
@@ -522,10 +570,11 @@ def _label(by: str | None, value: Any, prefix: str) -> str:
 
 
 def table(ctx: Ctx, query: Query, *, today: date | None = None, audit_purpose: bool = True,
-          cube: bool = True) -> Table:
+          cube: bool = True, month_cube: bool = True) -> Table:
     """One indicator for a region and below, by period and one breakdown, small numbers protected.
-    A flow indicator is read from the daily cube (``cube=False``: from the events, the same answer);
-    a stock from the events' status changes."""
+    A flow indicator is read from the cubes: whole months from the month cube when the question
+    allows it (``month_cube=False``: never), the rest from the daily cube (``cube=False``: all from
+    the events, the same answer); a stock from the events' status changes."""
     if query.indicator not in INDICATORS:
         raise _problem("indicator", "indicator_unknown", f"Indicators: {', '.join(INDICATORS)}.")
     if query.by is not None and query.by not in INDICATORS[query.indicator]:
@@ -536,12 +585,12 @@ def table(ctx: Ctx, query: Query, *, today: date | None = None, audit_purpose: b
     region = _scope(ctx, query.region)
     start, end = _dates(query, today or utcnow().astimezone(CHINA).date())
     prefix = region_prefix(region) if region else ""
-    source = CubeCell if cube and query.indicator not in STOCKS else StatEvent
-    conditions = _indicator_conditions(query.indicator, source)
-    if prefix:
-        conditions.append(source.region_code.startswith(prefix, autoescape=True))
     rows = _periods(start, end, query.period)
     values: dict[tuple[str, str], int] = defaultdict(int)
+    if query.indicator in STOCKS or not cube:
+        conditions = _indicator_conditions(query.indicator)
+        if prefix:
+            conditions.append(StatEvent.region_code.startswith(prefix, autoescape=True))
     if query.indicator in STOCKS:
         statuses = STOCKS[query.indicator]
         ends = _period_ends(start, end, query.period)
@@ -553,10 +602,8 @@ def table(ctx: Ctx, query: Query, *, today: date | None = None, audit_purpose: b
                     values[(label, status_)] += n
         columns = list(statuses)
     else:
-        if source is CubeCell:
-            name, dimension = _cube_dimension(query.by, prefix)
-            conditions.append(CubeCell.dimension == name)
-            counted = repo.cube_counts(ctx.session, conditions, dimension, start, end)
+        if cube:
+            counted = _cube_counts(ctx.session, query, prefix, start, end, month_cube)
         else:
             counted = repo.counts(ctx.session, conditions, _dimension(query.by, prefix), start, end)
         for day, value, n in counted:
@@ -604,19 +651,49 @@ def to_parquet(records: list[dict[str, Any]], columns: Iterable[str] = ("period"
 REPORT_FIELDS = ("report_date", "region_code", "institution_id", "care_step", "channel", "terminal_type", "uses")
 
 
-def daily_report(ctx: Ctx, day: date, region: str | None = None) -> list[dict[str, Any]]:
+def daily_report(ctx: Ctx, day: date, region: str | None = None, *,
+                 job_output: Path | str | None = None) -> list[dict[str, Any]]:
     """The card uses of one day (China time) by institution, care step, channel and terminal type, in
-    the national report's layout (docs/statistics.md): the return sent upward, so exact counts."""
+    the national report's layout (docs/statistics.md): the return sent upward, so exact counts. Read
+    from the store, or (``job_output``: the aggregation job's output directory) from the lines the
+    job wrote for that day, at national volume: the same report either way."""
     scope = _scope(ctx, region)
-    conditions = _indicator_conditions("card_uses")
-    if scope:
-        conditions.append(StatEvent.region_code.startswith(region_prefix(scope), autoescape=True))
+    prefix = region_prefix(scope) if scope else ""
+    if job_output is None:
+        conditions = _indicator_conditions("card_uses")
+        if prefix:
+            conditions.append(StatEvent.region_code.startswith(prefix, autoescape=True))
+        lines = repo.institutions_present(ctx.session, conditions, day, day)
+    else:
+        lines = _report_lines(Path(job_output), day, prefix)
     audit.record_statistics_query(ctx, "stats.daily_report")
-    return [{"report_date": day.isoformat(), "region_code": region_code, "institution_id": institution or "",
-             "care_step": care_step or "000000", "channel": channel or "", "terminal_type": terminal_type or "99",
-             "uses": n}
-            for institution, region_code, care_step, channel, terminal_type, n
-            in repo.institutions_present(ctx.session, conditions, day, day)]
+    records = [{"report_date": day.isoformat(), "region_code": region_code, "institution_id": institution or "",
+                "care_step": care_step or "000000", "channel": channel or "", "terminal_type": terminal_type or "99",
+                "uses": int(n)}
+               for institution, region_code, care_step, channel, terminal_type, n in lines]
+    # Ordered as published (a missing value sorts as what it shows), whichever database or file it came from.
+    return sorted(records, key=lambda r: (r["institution_id"], r["region_code"], r["care_step"], r["channel"],
+                                          r["terminal_type"]))
+
+
+def _report_lines(root: Path, day: date, prefix: str) -> list[tuple]:
+    """(institution, region, care step, channel, terminal type, uses) of ``day`` in the region from the
+    aggregation job's output (``root/_report``, or ``root/_cube/_report`` given the export's directory).
+    A day the job has not aggregated reads as a day without uses."""
+    import pyarrow.parquet as pq  # noqa: PLC0415 - loaded when reading the job's output only
+
+    folder = root / aggregation.REPORT_OUT
+    if not folder.is_dir() and (root / CUBE_OUT / aggregation.REPORT_OUT).is_dir():
+        folder = root / CUBE_OUT / aggregation.REPORT_OUT
+    if not folder.is_dir():
+        raise NotFound(f"No aggregation output in {root} (run `ehc stats aggregate`).", code="job_output_missing")
+    columns = ["institution_id", "region_code", "care_step", "channel", "terminal_type", "uses"]
+    lines = []
+    for part in sorted((folder / f"day={day.isoformat()}").glob(f"province={prefix[:2]}*")):
+        for row in pq.read_table(part, columns=columns).to_pylist():
+            if row["region_code"].startswith(prefix):
+                lines.append(tuple(row[c] for c in columns))
+    return lines
 
 
 # -- Parquet export for the analytical engines -----------------------------------------------------
@@ -704,11 +781,12 @@ def _export_mark(root: Path) -> int | None:
 
 def load_cube(db: Any, out: Path | str, partitions: list[tuple[str, str]], *,
               exported_through: int | None = None) -> int:
-    """Replace the cube's cells of each (day, province) partition with the job's answer for it, in
-    one transaction under every source's refresh lock (so no refresh adds to the cube meanwhile);
-    rerunning it loads the same cells again. When the answer came from this store's export
-    (``exported_through``: its mark), the store must hold no row beyond the mark, or the cells of
-    events not yet exported would be lost: refused, export first. Answers the cells loaded."""
+    """Replace the daily cube's cells of each (day, province) partition with the job's answer for it,
+    and the month cube's of each (month, province) holding one (``out/_month``), in one transaction
+    under every source's refresh lock (so no refresh adds to the cubes meanwhile); rerunning it loads
+    the same cells again. When the answer came from this store's export (``exported_through``: its
+    mark), the store must hold no row beyond the mark, or the cells of events not yet exported would be
+    lost: refused, export first. Answers the cells loaded (both cubes)."""
     # pyarrow is loaded by the job's load only (the server never reads Parquet cubes).
     import pyarrow.parquet as pq  # noqa: PLC0415
 
@@ -719,20 +797,23 @@ def load_cube(db: Any, out: Path | str, partitions: list[tuple[str, str]], *,
         if exported_through is not None and repo.last_event_id(session) > exported_through:
             raise Problem("The store holds events not yet exported: run `ehc stats export` first.",
                           code="export_behind", status=409, title="Conflict")
-        by_province: dict[str, list[date]] = defaultdict(list)
-        for day, province in partitions:
-            by_province[province].append(date.fromisoformat(day))
-        repo.clear_cube(session, by_province)
         cells = 0
-        for day, province in partitions:
-            folder = root / f"day={day}" / f"province={province}"
-            table = pq.read_table(folder, columns=[c for c in aggregation.CUBE_COLUMNS if c != "day"])
-            rows = table.to_pylist()
-            when = date.fromisoformat(day)
-            for row in rows:
-                row["day"] = when
-            repo.put_cube(session, rows)
-            cells += len(rows)
+        for table, folder, time, columns, written in (
+                (CubeCell, root, "day", aggregation.CUBE_COLUMNS, partitions),
+                (MonthCubeCell, root / aggregation.MONTH_OUT, "month", aggregation.MONTH_CUBE_COLUMNS,
+                 aggregation.month_partitions(partitions))):
+            by_province: dict[str, list[date]] = defaultdict(list)
+            for when, province in written:
+                by_province[province].append(date.fromisoformat(when))
+            repo.clear_cube(session, by_province, table)
+            for when, province in written:
+                rows = pq.read_table(folder / f"{time}={when}" / f"province={province}",
+                                     columns=[c for c in columns if c != time]).to_pylist()
+                at = date.fromisoformat(when)
+                for row in rows:
+                    row[time] = at
+                repo.put_cube(session, rows, table)
+                cells += len(rows)
         return cells
 
 
