@@ -37,6 +37,15 @@ def find_by_identifier(ctx: Ctx, identifier: Identifier) -> Person | None:
     return None if person_id is None else resolve(ctx, person_id)
 
 
+def merged_into_of(session: Session, person_ids: list[str]) -> dict[str, str | None]:
+    """person id -> the id they were merged into (None for an active person), for those that exist."""
+    query = select(Person.id, Person.merged_into).where(Person.id.in_(bindparam("ids", expanding=True)))
+    found: dict[str, str | None] = {}
+    for start in range(0, len(person_ids), 500):
+        found.update(session.execute(query, {"ids": person_ids[start:start + 500]}).all())
+    return found
+
+
 def merged_into(session: Session, person_ids: list[str]) -> list[str]:
     """Ids of the people merged directly into any of these."""
     return list(session.scalars(select(Person.id).where(Person.merged_into.in_(person_ids))))

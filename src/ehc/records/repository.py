@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from .models import BreakGlass, Consent, OwnEntry, RecordVersion
@@ -45,6 +45,16 @@ def timeline(session: Session, person_ids: Sequence[str], *, types: Sequence[str
         query = query.where(RecordVersion.effective_at < until)
     query = query.order_by(RecordVersion.effective_at.desc(), RecordVersion.id.desc())
     return list(session.scalars(query.limit(limit) if limit else query))
+
+
+def waiting_indexes(session: Session, pending_indexes: list[str]) -> set[str]:
+    """Which of these numbers (blind indexes) records are waiting for."""
+    query = select(RecordVersion.pending_index).where(
+        RecordVersion.pending_index.in_(bindparam("values", expanding=True)), RecordVersion.person_id.is_(None))
+    found: set[str] = set()
+    for start in range(0, len(pending_indexes), 500):
+        found.update(session.scalars(query, {"values": pending_indexes[start:start + 500]}))
+    return found
 
 
 def attach_pending(session: Session, pending_index: str, person_id: str) -> int:
