@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, case, func, or_, select, text
+from sqlalchemy import case, func, or_, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.orm import Session
 
+from ..kit import dialect
 from ..kit.context import Ctx
 from ..kit.errors import Conflict, NotFound
 from .models import LinkJob, MatchKey, MatchReview, MergeMove, Person, PersonIdentifier
@@ -39,10 +40,9 @@ def find_by_identifier(ctx: Ctx, identifier: Identifier) -> Person | None:
 
 def merged_into_of(session: Session, person_ids: list[str]) -> dict[str, str | None]:
     """person id -> the id they were merged into (None for an active person), for those that exist."""
-    query = select(Person.id, Person.merged_into).where(Person.id.in_(bindparam("ids", expanding=True)))
     found: dict[str, str | None] = {}
-    for start in range(0, len(person_ids), 500):
-        found.update(session.execute(query, {"ids": person_ids[start:start + 500]}).all())
+    for among in dialect.each_in(session, Person.id, person_ids):
+        found.update(session.execute(select(Person.id, Person.merged_into).where(among)).all())
     return found
 
 
@@ -151,11 +151,9 @@ def active_people_sealed(session: Session) -> list[tuple]:
 
 def holders_of(session: Session, blind_indexes: list[str]) -> dict[str, str]:
     """blind index -> person id, for those of these identifiers someone holds."""
-    query = select(PersonIdentifier.blind_index, PersonIdentifier.person_id).where(
-        PersonIdentifier.blind_index.in_(bindparam("values", expanding=True)))
     found: dict[str, str] = {}
-    for start in range(0, len(blind_indexes), 500):
-        found.update(session.execute(query, {"values": blind_indexes[start:start + 500]}).all())
+    for among in dialect.each_in(session, PersonIdentifier.blind_index, blind_indexes):
+        found.update(session.execute(select(PersonIdentifier.blind_index, PersonIdentifier.person_id).where(among)).all())
     return found
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ..kit import dialect
 from .models import BreakGlass, Consent, OwnEntry, RecordVersion
 
 
@@ -49,11 +50,9 @@ def timeline(session: Session, person_ids: Sequence[str], *, types: Sequence[str
 
 def waiting_indexes(session: Session, pending_indexes: list[str]) -> set[str]:
     """Which of these numbers (blind indexes) records are waiting for."""
-    query = select(RecordVersion.pending_index).where(
-        RecordVersion.pending_index.in_(bindparam("values", expanding=True)), RecordVersion.person_id.is_(None))
     found: set[str] = set()
-    for start in range(0, len(pending_indexes), 500):
-        found.update(session.scalars(query, {"values": pending_indexes[start:start + 500]}))
+    for among in dialect.each_in(session, RecordVersion.pending_index, pending_indexes):
+        found.update(session.scalars(select(RecordVersion.pending_index).where(among, RecordVersion.person_id.is_(None))))
     return found
 
 

@@ -16,7 +16,6 @@ from ...kit.clock import utcnow
 from ...kit.codes import Channel
 from ...kit.context import Actor, Ctx
 from .. import persons, repository, review
-from ..bulk import held_identifiers
 from ..matching import Candidate, Record
 from ..sealed import review_record
 from ..values import Identifier
@@ -185,10 +184,7 @@ def _link_certain(ctx: Ctx, outcome: Outcome, certain: pd.DataFrame, identifier_
 
 def _holders(session: Session, blind_indexes: list[str]) -> dict[str, str]:
     """blind index -> person id, for the MRNs already linked (earlier runs, the API, desk scans)."""
-    held = held_identifiers(session.connection(), blind_indexes)
-    if not held:
-        return {}
-    return repository.holders_of(session, list(held))
+    return repository.holders_of(session, blind_indexes)
 
 
 def _open_batch_reviews(ctx: Ctx, institution_id: str) -> dict[tuple[str, str], int]:
