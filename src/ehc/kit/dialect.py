@@ -108,6 +108,9 @@ def copy_rows(connection: Connection, table: str, columns: Iterable[str], payloa
 
 # -- many values ---------------------------------------------------------------------------------
 
+_UNIT = "\x1f"  # the unit separator: in no identifier, id or key
+
+
 def each_in(bind: Bind, column: ColumnElement[Any], values: Sequence[Any], *, chunk: int = 500) -> Iterator[ColumnElement[bool]]:
     """``column IN values`` as the conditions of as few statements as the database takes: on
     PostgreSQL one, the values as one array parameter (``= ANY``: no statement with thousands of
@@ -115,7 +118,11 @@ def each_in(bind: Bind, column: ColumnElement[Any], values: Sequence[Any], *, ch
     if not values:
         return
     if is_postgresql(bind):
-        yield column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+        if all(isinstance(value, str) and _UNIT not in value for value in values):
+            # One text parameter split by the server: psycopg would check each element of a list for quoting.
+            yield column == any_(func.string_to_array(bindparam(None, _UNIT.join(values)), _UNIT))
+        else:
+            yield column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
         return
     for start in range(0, len(values), chunk):
         yield column.in_(list(values[start:start + chunk]))

@@ -50,7 +50,7 @@ MergeHook = Callable[[Ctx, Merge, Person, Person], None]
 UnmergeHook = Callable[[Ctx, Merge, Person, Person, list[str]], None]
 _merge_hooks: list[MergeHook] = []
 _unmerge_hooks: dict[str, UnmergeHook] = {}
-IdentifierHook = Callable[[Ctx, list[tuple[str, Identifier]]], None]
+IdentifierHook = Callable[[Ctx, list[tuple[str, Identifier, str]]], None]
 _identifier_hooks: list[IdentifierHook] = []
 MERGE_PURPOSE = "mpi.merge"
 
@@ -70,8 +70,8 @@ def on_unmerge(kind: str, hook: UnmergeHook) -> UnmergeHook:
 
 def on_identifier_bound(hook: IdentifierHook) -> IdentifierHook:
     """Register a domain's reaction to identifiers newly bound to people (``add_identifier``, one;
-    ``add_identifiers``, many), inside the binding's transaction: ``hook(ctx, [(person id, identifier),
-    ...])``, the person ids those of active people. Records published under a hospital number the
+    ``add_identifiers``, many), inside the binding's transaction: ``hook(ctx, [(person id, identifier,
+    its blind index), ...])``, the person ids those of active people. Records published under a hospital number the
     index did not know yet attach to the person then."""
     _identifier_hooks.append(hook)
     return hook
@@ -155,7 +155,7 @@ def add_identifier(ctx: Ctx, person: Person, identifier: Identifier) -> bool:
             return False
         raise _taken() from None
     for hook in _identifier_hooks:
-        hook(ctx, [(resolve(ctx, person.id).id, identifier)])
+        hook(ctx, [(resolve(ctx, person.id).id, identifier, identifier.blind_index(ctx))])
     return True
 
 
@@ -165,7 +165,7 @@ def add_identifiers(ctx: Ctx, bindings: list[tuple[str, Identifier, str]]) -> se
     because someone holds them (including a holder committed a moment ago, or the same person: the
     caller tells these apart). The hooks hear of the rest; auditing is the caller's."""
     lost = bulk.bind_identifiers(ctx.session.connection(), ctx.vault, bindings, utcnow())
-    bound = [(person_id, identifier) for person_id, identifier, blind in bindings if blind not in lost]
+    bound = [binding for binding in bindings if binding[2] not in lost]
     if bound:
         for hook in _identifier_hooks:
             hook(ctx, bound)

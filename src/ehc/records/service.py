@@ -391,10 +391,10 @@ def correct(ctx: Ctx, body: object, resource_type: str, resource_id: str, system
     return stored
 
 
-def attach_pending(ctx: Ctx, bound: list[tuple[str, mpi.Identifier]]) -> None:
+def attach_pending(ctx: Ctx, bound: list[tuple[str, mpi.Identifier, str]]) -> None:
     """``mpi.on_identifier_bound`` hook: records waiting for these numbers attach to their people. A batch
     linkage binds thousands at once: one look-up finds the few numbers records are waiting for."""
-    person_of = {identifier.blind_index(ctx): (person_id, identifier.system) for person_id, identifier in bound
+    person_of = {blind_index: (person_id, identifier.system) for person_id, identifier, blind_index in bound
                  if identifier.system.split(":")[0] in ("mrn", "oldcard")}
     if not person_of:
         return

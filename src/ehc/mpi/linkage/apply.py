@@ -97,7 +97,14 @@ def apply_decisions(platform: LinkPlatform, decisions: pd.DataFrame, records: pd
         # Rows linked on an earlier run whose pair is no longer certain still count as linked.
         open_pairs = _open_batch_reviews(ctx, institution_id)
         to_queue: list[tuple[Candidate, Record, dict]] = []
-        for rid, group in queued.groupby("record_id", sort=False):
+        # Plain tuples grouped by record (in order of first appearance): a pandas group per record cost
+        # about a millisecond each, seconds for a large list.
+        groups: dict[str, list[tuple]] = {}
+        for rid, *pair in queued[["record_id", "person_id", "match_weight", "match_probability", "comparison",
+                                  "grade", "reason"]].itertuples(index=False, name=None):
+            groups.setdefault(rid, []).append(tuple(pair))
+        listed = by_record.loc[list(groups)].to_dict("index") if groups else {}
+        for rid, group in groups.items():
             if keys[rid] in holders:
                 if rid not in linked_now:
                     outcome.already_linked += 1
@@ -105,11 +112,9 @@ def apply_decisions(platform: LinkPlatform, decisions: pd.DataFrame, records: pd
                                           "match_probability": None, "reason": "earlier run", "status": "already_linked"})
                     linked_now.add(rid)
                 continue
-            row = by_record.loc[rid]
+            row = listed[rid]
             record = _record_of(row, institution_id)
-            for person_id, weight, probability, comparison, grade, reason in group[
-                    ["person_id", "match_weight", "match_probability", "comparison", "grade", "reason"]
-            ].itertuples(index=False):
+            for person_id, weight, probability, comparison, grade, reason in group:
                 entry = {"record_id": rid, "person_id": person_id, "match_weight": weight,
                          "match_probability": probability, "grade": grade, "review_id": None, "status": "queued"}
                 if (row["mrn"], person_id) in open_pairs:
@@ -149,7 +154,7 @@ def _link_certain(ctx: Ctx, outcome: Outcome, certain: pd.DataFrame, identifier_
     already_linked (held by this person, e.g. an earlier run) or conflict (held by someone else, left
     alone for a person to look at). Returns the record ids acted on."""
     rows = list(certain[["record_id", "person_id", "match_weight", "match_probability", "reason"]]
-                .itertuples(index=False))
+                .itertuples(index=False, name=None))
     surviving = persons.resolve_many(ctx, [row[1] for row in rows] + list(holders.values()))
     binding: dict[str, dict] = {}  # blind index -> its link, for the bindings written now
     for rid, person_id, weight, probability, reason in rows:
@@ -172,9 +177,9 @@ def _link_certain(ctx: Ctx, outcome: Outcome, certain: pd.DataFrame, identifier_
             taken_by = persons.resolve_many(ctx, list(taken.values()))
             for key in lost:
                 link = binding[key]
-                holder = taken_by.get(taken.get(key, ""), link["person_id"])
+                holder = taken_by.get(taken.get(key, ""))
                 link["status"] = "already_linked" if holder == link["person_id"] else "conflict"
-                link["person_id"] = holder
+                link["person_id"] = holder or link["person_id"]
     for link in outcome.links:
         outcome.new_links += link["status"] == "linked"
         outcome.already_linked += link["status"] == "already_linked"
@@ -199,7 +204,7 @@ def _open_batch_reviews(ctx: Ctx, institution_id: str) -> dict[tuple[str, str], 
     return found
 
 
-def _record_of(row: pd.Series, institution_id: str) -> Record:
+def _record_of(row: pd.Series | dict, institution_id: str) -> Record:
     def value(name: str) -> object:
         item = row[name]
         return None if item is None or (isinstance(item, float) and math.isnan(item)) else item
