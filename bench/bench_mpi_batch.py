@@ -195,6 +195,8 @@ REVIEW_SHARE = 0.03  # review pairs per certain link (the 1M run above queues 22
 def _writes_platform(dialect: str, work: Path, n_people: int):
     """A fresh database (PostgreSQL ``ehc_bench_mpi_apply``, or a SQLite file) holding ``n_people``
     people written with the importer's bulk writer; returns (platform, people as (person id, synth row))."""
+    from sqlalchemy import create_engine, text
+
     from ehc.config import Settings
     from ehc.crypto import KeyStore
     from ehc.db import Database
@@ -205,7 +207,6 @@ def _writes_platform(dialect: str, work: Path, n_people: int):
     from ehc.mpi import bulk, synth
     from ehc.mpi.service import Demographics, Identifier
     from ehc.platform import Platform
-    from sqlalchemy import create_engine, text
 
     keys_dir = work / "keys"
     _vault(keys_dir)

@@ -13,7 +13,6 @@ from datetime import date
 from sqlalchemy import Select, bindparam, case, false, func, insert, select, update
 from sqlalchemy.orm import aliased
 
-from ..kit.roles import Role
 from ..accounts import service as accounts
 from ..audit import service as audit
 from ..identity.service import mask_name, mask_phone
@@ -21,6 +20,7 @@ from ..institutions import service as institutions
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Conflict, Invalid, NotFound, field_error
+from ..kit.roles import Role
 from . import lookups, xref
 from . import persons as mpi
 from .matching import Candidate, Record
