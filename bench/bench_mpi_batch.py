@@ -32,6 +32,7 @@ import os
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -185,6 +186,147 @@ def unseal(quick: bool) -> dict | None:
     return {"people": people, "seconds": seconds, "rows": len(frame), "workers": linkage_index.default_workers(people)}
 
 
+# -- the write step: links and review pairs into the database -----------------------------------------
+
+WRITES_DATABASE = "ehc_bench_mpi_apply"
+REVIEW_SHARE = 0.03  # review pairs per certain link (the 1M run above queues 22,622 for 766,454 links)
+
+
+def _writes_platform(dialect: str, work: Path, n_people: int):
+    """A fresh database (PostgreSQL ``ehc_bench_mpi_apply``, or a SQLite file) holding ``n_people``
+    people written with the importer's bulk writer; returns (platform, people as (person id, synth row))."""
+    from sqlalchemy import create_engine, text
+
+    from ehc.config import Settings
+    from ehc.crypto import KeyStore
+    from ehc.db import Database
+    from ehc.kit import ids
+    from ehc.kit.clock import utcnow
+    from ehc.kit.context import Vault
+    from ehc.migrate import upgrade
+    from ehc.mpi import bulk, synth
+    from ehc.mpi.service import Demographics, Identifier
+    from ehc.platform import Platform
+
+    keys_dir = work / "keys"
+    _vault(keys_dir)
+    if dialect == "postgresql":
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{WRITES_DATABASE}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{WRITES_DATABASE}"'))
+        admin.dispose()
+        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{WRITES_DATABASE}"
+    else:
+        (work / "writes.sqlite").unlink(missing_ok=True)
+        url = f"sqlite:///{work / 'writes.sqlite'}"
+    upgrade(url)
+    keys = KeyStore(keys_dir)
+    platform = Platform(settings=Settings(data_dir=work, database_url=url, keys_dir=keys_dir), db=Database(url),
+                        keys=keys, vault=Vault(keys))
+    people, builder = [], bulk.PersonBatchBuilder(platform.vault, copy=dialect == "postgresql")
+    for key, (row, query) in enumerate(synth.stream(n_people, SEED, query_every=1)):
+        details = Demographics(name=row["name"], sex=row["sex"], birth_date=date.fromisoformat(row["birth_date"]),
+                               phone=row["phone"], address=row["address"], region_code=row["region_code"])
+        person_id = ids.new_person_id()
+        builder.add(key, person_id, details, Identifier("mrn:bench-origin", f"O{key:08d}"))
+        people.append((person_id, query))
+        if (key + 1) % 10_000 == 0 or key + 1 == n_people:
+            with platform.db.engine.begin() as conn:
+                bulk.create_persons(conn, builder.build(), utcnow())
+            builder = bulk.PersonBatchBuilder(platform.vault, copy=dialect == "postgresql")
+    if dialect == "postgresql":
+        with platform.db.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    return platform, people
+
+
+def _backend_cpu(pid: int | None) -> float:
+    """CPU seconds a PostgreSQL backend has used (user + system), from /proc; 0 when unreadable."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def writes(n_links: int, dialect: str = "postgresql") -> dict:
+    """The write step alone (``apply_decisions``): ``n_links`` certain links to as many people,
+    ``REVIEW_SHARE`` of that in review pairs, against an index of ``n_links`` people; then the same
+    decisions again (the idempotent re-run: everything found already linked or queued)."""
+    import json
+
+    import pandas as pd
+
+    from ehc.mpi.linkage import apply as linkage_apply
+
+    work = OUT / f"writes-{dialect}"
+    work.mkdir(parents=True, exist_ok=True)
+    mark = time.perf_counter()
+    platform, people = _writes_platform(dialect, work, n_links)
+    built = time.perf_counter() - mark
+    n_reviews = int(n_links * REVIEW_SHARE)
+    records, decisions = [], []
+    comparison = json.dumps({"name": {"level": 3, "weight": 6.1}, "birth_date": {"level": 4, "weight": 7.2}})
+    for n, (person_id, query) in enumerate(people):
+        records.append({"unique_id": f"r{n}", "mrn": f"M{n:08d}", "name": query["name"], "sex_code": query["sex"],
+                        "birth_date": query["birth_date"], "phone": query["phone"], "address": query["address"],
+                        "region_code": query["region_code"], "id_system": "doc:01" if query["id_number"] else None,
+                        "id_number": query["id_number"]})
+        decisions.append((f"r{n}", person_id, 21.0, 0.99999, comparison, "certain", "model"))
+    for n in range(n_reviews):  # list rows beyond the linked ones, each queued against a person
+        person_id, query = people[n]
+        records.append({**records[n], "unique_id": f"q{n}", "mrn": f"Q{n:08d}"})
+        decisions.append((f"q{n}", person_id, 9.0, 0.97, comparison, "probable", "model"))
+    records_frame = pd.DataFrame(records, dtype=object)
+    decisions_frame = pd.DataFrame(decisions, columns=["record_id", "person_id", "match_weight", "match_probability",
+                                                       "comparison", "grade", "reason"])
+    backend = None
+    if dialect == "postgresql":
+        with platform.db.engine.connect() as conn:  # the pooled connection the step will use next
+            backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    runs = []
+    for _ in range(2):
+        load = os.getloadavg()[0]
+        cpu, server, wall = time.process_time(), _backend_cpu(backend), time.perf_counter()
+        outcome = linkage_apply.apply_decisions(platform, decisions_frame, records_frame, pd.DataFrame(),
+                                                "bench-hospital", None, "bench", False)
+        runs.append({"seconds": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
+                     "server_cpu": _backend_cpu(backend) - server, "load": (load, os.getloadavg()[0]),
+                     "linked": outcome.new_links, "queued": outcome.queued, "already": outcome.already_linked})
+    platform.db.dispose()
+    assert runs[0]["linked"] == n_links and runs[0]["queued"] == n_reviews, runs[0]
+    assert runs[1]["linked"] == 0 and runs[1]["queued"] == 0 and runs[1]["already"] == n_links, runs[1]
+    return {"dialect": dialect, "links": n_links, "reviews": n_reviews, "built": built, "first": runs[0],
+            "again": runs[1], "server_measured": backend is not None}
+
+
+def writes_row(measured: dict) -> dict:
+    first, again = measured["first"], measured["again"]
+    rows = measured["links"] + measured["reviews"]
+    server = (f", PostgreSQL backend {first['server_cpu'] / rows * 1e6:,.0f} µs CPU a row"
+              if measured["server_measured"] else "")
+    return {
+        "figure": (f"Batch linkage write step ({measured['dialect']}): {measured['links']:,} links + "
+                   f"{measured['reviews']:,} review pairs written"),
+        "value": rows / first["seconds"], "unit": "rows/s",
+        "reference": "the one-by-one writes measured in issue 11 (13,829 links + 222 reviews in 55 s)",
+        "reference_value": 250, "ratio": rows / first["seconds"] / 250,
+        "goal": None, "met": None,
+        "notes": (f"apply_decisions from the decisions to the commit, {first['seconds']:.1f} s: MRN identifiers "
+                  f"sealed + blind-indexed and bulk inserted, review records sealed and queued, one chained audit "
+                  f"event per linked person; {measured['links'] / first['seconds']:,.0f} links/s with the reviews in "
+                  f"the same time; client {first['cpu'] / rows * 1e6:,.0f} µs CPU a row{server}; re-run of the same "
+                  f"decisions (all already linked / queued, nothing written) {again['seconds']:.1f} s, client "
+                  f"{again['cpu']:.1f} s CPU; index of {measured['links']:,} people written with the importer's bulk "
+                  f"writer beforehand ({measured['built']:.0f} s, not timed); load average "
+                  f"{first['load'][0]:.1f} -> {first['load'][1]:.1f} on {len(os.sched_getaffinity(0))} cores shared "
+                  "with other work"),
+    }
+
+
 def main(quick: bool = False) -> list[dict]:
     n = 50_000 if quick else 1_000_000
     work = OUT / ("quick" if quick else "full")
@@ -194,6 +336,7 @@ def main(quick: bool = False) -> list[dict]:
     generated = time.perf_counter() - mark
     measured = link(work)
     opened = unseal(quick)
+    written = writes(10_000 if quick else 100_000)
     load_after = os.getloadavg()[0]
     timings, result, acc = measured["timings"], measured["result"], measured["accuracy"]
     steps = "; ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k != "total")
@@ -222,9 +365,15 @@ def main(quick: bool = False) -> list[dict]:
                       f"{opened['people'] / opened['seconds']:,.0f} people/s; add it to the row above for a run "
                       f"from the database; {machine}"),
         })
+    rows.append(writes_row(written))
     return rows
 
 
 if __name__ == "__main__":
-    for item in main(quick="--quick" in sys.argv):
-        print(item)
+    if "--writes" in sys.argv:  # the write step alone: --writes [LINKS] [sqlite]
+        extra = sys.argv[sys.argv.index("--writes") + 1:]
+        count = int(extra[0]) if extra and extra[0].isdigit() else 100_000
+        print(writes_row(writes(count, "sqlite" if "sqlite" in extra else "postgresql")))
+    else:
+        for item in main(quick="--quick" in sys.argv):
+            print(item)

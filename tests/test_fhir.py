@@ -45,7 +45,7 @@ R4_MODELS = {"Bundle": R4Bundle, "Parameters": R4Parameters, "Patient": R4Patien
              "OperationOutcome": R4OperationOutcome, "CapabilityStatement": R4CapabilityStatement}
 
 ZHANG = {"name": "张建国", "sex": "1", "birth_date": "1970-01-02", "phone": "13912340002",
-         "address": "成都市锦江区红星路一段1号", "region_code": "510104",
+         "address": "成都市锦江区红星路8号", "region_code": "510104",
          "document": {"type": "01", "number": resident_id("510104", date(1970, 1, 2), 33, True)}}
 OUYANG = {"name": "欧阳秀兰", "sex": "2", "birth_date": "1985-06-01", "phone": "13912340003",
           "document": {"type": "01", "number": resident_id("510104", date(1985, 6, 1), 44, False)}}
@@ -116,7 +116,8 @@ def people(platform, client, institution, clerk, his) -> dict:
         for body in (ZHANG, OUYANG, ZHANG_TWIN):  # blocking keys, as person creation writes them (idempotent)
             person = mpi.find_by_identifier(ctx, mpi.Identifier("doc:01", body["document"]["number"]))
             match_keys.write(session, platform.vault, person.id, body["name"], body["sex"],
-                             date.fromisoformat(body["birth_date"]), body.get("phone"), body.get("region_code"))
+                             date.fromisoformat(body["birth_date"]), body.get("phone"), body.get("region_code"),
+                             body.get("address"))
     return {**cards, "app": SignedRequests(his.app_id, his.key_id, his.private_key), "his": his}
 
 
@@ -243,6 +244,23 @@ def test_match_grades_scores_and_only_certain(client, clerk, people) -> None:
     outcome = [e["resource"] for e in warned["entry"] if e["search"]["mode"] == "outcome"]
     assert outcome and outcome[0]["issue"][0]["severity"] == "warning"
     assert people["ouyang"] in {e["resource"]["id"] for e in warned["entry"] if e["search"]["mode"] == "match"}
+
+
+def test_match_finds_through_the_road_and_house_number(client, clerk, people) -> None:
+    """$match searches candidates as the real-time matcher does, road + house number keys included: a
+    changed given name, a wrong birth year and no phone leave only the street (with the surname) to meet."""
+    from ehc.fhir.patient import record_from  # noqa: PLC0415 - the keys of what $match submits
+
+    patient = {"name": [{"text": "张建"}], "birthDate": "1972-01-02", "gender": "male",
+               "address": [{"text": "锦江区红星路8号"}]}
+    record = record_from(patient).record
+    submitted = match_keys.clear_keys(record.name, record.sex, record.birth_date, record.phone, record.region_code,
+                                      record.address)
+    stored = match_keys.clear_keys(ZHANG["name"], ZHANG["sex"], date.fromisoformat(ZHANG["birth_date"]),
+                                   ZHANG["phone"], ZHANG["region_code"], ZHANG["address"])
+    assert {key[0] for key in set(submitted) & set(stored)} == {"a"}
+    found = fhir_body(client.post("/fhir/Patient/$match", headers=clerk, json=match_parameters(patient)))
+    assert people["zhang"] in {e["resource"]["id"] for e in found.get("entry", []) if e["search"]["mode"] == "match"}
 
 
 @pytest.mark.parametrize(("body", "status", "code"), [

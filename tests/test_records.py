@@ -177,6 +177,25 @@ def test_a_record_for_an_unknown_mrn_waits_and_attaches_when_linked(platform, cl
         "reference": f"Patient/{world['ehc_id']}"}
 
 
+def test_a_waiting_record_attaches_when_a_batch_linkage_binds_the_number(platform, client, institution, world) -> None:
+    """The batch linkage binds numbers in bulk (``mpi.persons.add_identifiers``): the hook hears of them too."""
+    import pandas as pd  # noqa: PLC0415 - only this test builds a linkage frame
+
+    from ehc.mpi.linkage import apply  # noqa: PLC0415
+
+    waiting = valid(post(client, world["his"], condition(mrn(institution, "LIST-9"))).json())
+    records = pd.DataFrame([{"unique_id": "r1", "mrn": "LIST-9", "name": None, "sex_code": None, "birth_date": None,
+                             "phone": None, "address": None, "region_code": None, "id_system": None,
+                             "id_number": None}], dtype=object)
+    decisions = pd.DataFrame([("r1", world["person_id"], 20.0, 0.9999, "{}", "certain", "document")],
+                             columns=["record_id", "person_id", "match_weight", "match_probability", "comparison",
+                                      "grade", "reason"])
+    outcome = apply.apply_decisions(platform, decisions, records, pd.DataFrame(), institution, None, "cli", False)
+    assert outcome.new_links == 1
+    mine = client.get("/api/v1/me/records", headers=world["resident"]).json()["entries"]
+    assert [e["resource_id"] for e in mine] == [waiting["id"]]
+
+
 def test_records_feed_the_statistics_store(platform, client, institution, world) -> None:
     """Counts by type, at the publishing hospital, through the hospital system's channel; a correction
     counts as one; nothing says a record was in a sensitive category."""

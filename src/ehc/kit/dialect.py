@@ -14,10 +14,10 @@ locks): released by the transaction's COMMIT or ROLLBACK, never leaked.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, text
+from sqlalchemy import ARRAY, Table, any_, bindparam, func, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -104,6 +104,28 @@ def copy_rows(connection: Connection, table: str, columns: Iterable[str], payloa
         if str(getattr(exc, "sqlstate", "") or "").startswith("23"):  # class 23: integrity constraint violation
             raise IntegrityError(statement, None, exc) from exc
         raise
+
+
+# -- many values ---------------------------------------------------------------------------------
+
+_UNIT = "\x1f"  # the unit separator: in no identifier, id or key
+
+
+def each_in(bind: Bind, column: ColumnElement[Any], values: Sequence[Any], *, chunk: int = 500) -> Iterator[ColumnElement[bool]]:
+    """``column IN values`` as the conditions of as few statements as the database takes: on
+    PostgreSQL one, the values as one array parameter (``= ANY``: no statement with thousands of
+    bound parameters to render); elsewhere one per ``chunk`` values. Run the query once per condition."""
+    if not values:
+        return
+    if is_postgresql(bind):
+        if all(isinstance(value, str) and _UNIT not in value for value in values):
+            # One text parameter split by the server: psycopg would check each element of a list for quoting.
+            yield column == any_(func.string_to_array(bindparam(None, _UNIT.join(values)), _UNIT))
+        else:
+            yield column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+        return
+    for start in range(0, len(values), chunk):
+        yield column.in_(list(values[start:start + chunk]))
 
 
 # -- China time in SQL ----------------------------------------------------------------------------

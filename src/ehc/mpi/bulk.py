@@ -5,7 +5,8 @@ time: every personal field is sealed and bound to the person's id (:func:`servic
 each identifier is sealed under ``identifier.<system>`` and blind-indexed, and the unique blind
 index decides who holds a document, also against registrations committed concurrently through the
 API. This module is the only bulk writer of ``persons`` and ``person_identifiers``; other domains
-hand it people and learn which of them were really created.
+hand it people and learn which of them were really created. :func:`bind_identifiers` binds
+identifiers to people who exist already (batch linkage binds hospital numbers), under the same rule.
 
 It has two halves, so the expensive part can run in worker processes:
 
@@ -292,6 +293,63 @@ def _create_generic(connection: Connection, rows: list[tuple], now: datetime) ->
             ],
         )
     return lost
+
+
+# Binding identifiers to existing people: staged with COPY, then inserted with ON CONFLICT DO NOTHING,
+# which yields to a holder committed concurrently (it waits for an uncommitted one) row by row and
+# answers with the rows it did insert. No retry, whatever happens between the caller's look-up and here.
+_BIND_STAGE = "mpi_bind_stage"
+_CREATE_BIND_STAGE = f"""
+CREATE TEMPORARY TABLE IF NOT EXISTS {_BIND_STAGE} (
+    n integer NOT NULL, person_id varchar(32) NOT NULL, system varchar(40) NOT NULL, value_sealed text NOT NULL,
+    blind_index varchar(64) NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+_INSERT_BOUND = f"""
+INSERT INTO person_identifiers (person_id, system, value_sealed, blind_index, created_at)
+SELECT person_id, system, value_sealed, blind_index, :now FROM {_BIND_STAGE} ORDER BY n
+ON CONFLICT (blind_index) DO NOTHING
+RETURNING blind_index
+"""
+
+
+def bind_identifiers(connection: Connection, vault: Vault, bindings: Iterable[tuple[str, Identifier, str]],
+                     now: datetime) -> set[str]:
+    """Bind identifiers to people who exist, inside the caller's transaction: ``(person id,
+    identifier, its blind index)`` each (what ``persons.add_identifier`` writes one at a time).
+
+    Returns the blind indexes that were *not* bound because someone holds them already (an earlier
+    binding, a registration committed a moment ago, or an earlier binding of the same call); the
+    caller decides what that means. Audit and the bound-identifier hooks are the caller's.
+    """
+    sealer = vault.pinned()  # one call, one sealing key
+    rows, seen, lost = [], set(), set()
+    for person_id, identifier, blind in bindings:
+        if blind in seen:
+            lost.add(blind)
+            continue
+        seen.add(blind)
+        rows.append((person_id, identifier.system, sealer.seal(identifier.value, identifier_context(identifier.system)),
+                     blind))
+    if not rows:
+        return lost
+    if dialect.can_copy(connection):
+        connection.exec_driver_sql(_CREATE_BIND_STAGE)
+        connection.exec_driver_sql(f"TRUNCATE {_BIND_STAGE}")
+        payload = "".join(f"{n}\t{person_id}\t{copy_value(system)}\t{sealed}\t{blind}\n"
+                          for n, (person_id, system, sealed, blind) in enumerate(rows)).encode()
+        dialect.copy_rows(connection, _BIND_STAGE, ("n", "person_id", "system", "value_sealed", "blind_index"), payload)
+        bound = set(connection.execute(text(_INSERT_BOUND), {"now": now}).scalars())
+        return lost | (seen - bound)
+    # SQLite: the transaction holds the only write lock (``kit.dialect``), so what is held cannot
+    # change between this look-up and the insert.
+    held = held_identifiers(connection, seen)
+    free = [row for row in rows if row[3] not in held]
+    if free:
+        connection.execute(insert(PersonIdentifier.__table__), [
+            {"person_id": person_id, "system": system, "value_sealed": sealed, "blind_index": blind, "created_at": now}
+            for person_id, system, sealed, blind in free])
+    return lost | held
 
 
 def held_identifiers(connection: Connection, blind_indexes: Iterable[str]) -> set[str]:

@@ -38,7 +38,7 @@ from ..kit.context import Ctx
 from ..kit.errors import Conflict, NotFound
 from .matching import keys
 from .models import Merge, MergeMove, Person, PersonIdentifier
-from . import repository
+from . import bulk, repository
 from .repository import find_by_identifier, resolve
 from .sealed import demographics, identifier_row, identifiers_of, seal_context, seal_demographics
 from .values import Demographics, Identifier
@@ -50,7 +50,7 @@ MergeHook = Callable[[Ctx, Merge, Person, Person], None]
 UnmergeHook = Callable[[Ctx, Merge, Person, Person, list[str]], None]
 _merge_hooks: list[MergeHook] = []
 _unmerge_hooks: dict[str, UnmergeHook] = {}
-IdentifierHook = Callable[[Ctx, Person, Identifier], None]
+IdentifierHook = Callable[[Ctx, list[tuple[str, Identifier, str]]], None]
 _identifier_hooks: list[IdentifierHook] = []
 MERGE_PURPOSE = "mpi.merge"
 
@@ -69,9 +69,10 @@ def on_unmerge(kind: str, hook: UnmergeHook) -> UnmergeHook:
 
 
 def on_identifier_bound(hook: IdentifierHook) -> IdentifierHook:
-    """Register a domain's reaction to an identifier newly bound to a person (``add_identifier``), inside
-    the binding's transaction: records published under a hospital number the index did not know yet
-    attach to the person then."""
+    """Register a domain's reaction to identifiers newly bound to people (``add_identifier``, one;
+    ``add_identifiers``, many), inside the binding's transaction: ``hook(ctx, [(person id, identifier,
+    its blind index), ...])``, the person ids those of active people. Records published under a hospital number the
+    index did not know yet attach to the person then."""
     _identifier_hooks.append(hook)
     return hook
 
@@ -154,8 +155,32 @@ def add_identifier(ctx: Ctx, person: Person, identifier: Identifier) -> bool:
             return False
         raise _taken() from None
     for hook in _identifier_hooks:
-        hook(ctx, person, identifier)
+        hook(ctx, [(resolve(ctx, person.id).id, identifier, identifier.blind_index(ctx))])
     return True
+
+
+def add_identifiers(ctx: Ctx, bindings: list[tuple[str, Identifier, str]]) -> set[str]:
+    """``add_identifier`` for many at once (batch linkage): ``(active person id, identifier, its blind
+    index)`` each, written in bulk (``mpi.bulk.bind_identifiers``). Returns the blind indexes not bound
+    because someone holds them (including a holder committed a moment ago, or the same person: the
+    caller tells these apart). The hooks hear of the rest; auditing is the caller's."""
+    lost = bulk.bind_identifiers(ctx.session.connection(), ctx.vault, bindings, utcnow())
+    bound = [binding for binding in bindings if binding[2] not in lost]
+    if bound:
+        for hook in _identifier_hooks:
+            hook(ctx, bound)
+    return lost
+
+
+def resolve_many(ctx: Ctx, person_ids: list[str]) -> dict[str, str]:
+    """``resolve`` for many ids: id -> the surviving person's id. One query per 500 ids; only the
+    merged ones (few) are followed one by one. An unknown id is 404, as in ``resolve``."""
+    wanted = list(dict.fromkeys(person_ids))
+    merged = repository.merged_into_of(ctx.session, wanted)
+    missing = set(wanted) - set(merged)
+    if missing:
+        raise NotFound("No such person in the master index.", code="person_not_found")
+    return {pid: (pid if into is None else resolve(ctx, pid).id) for pid, into in merged.items()}
 
 
 def remove_identifier(ctx: Ctx, person: Person, identifier: Identifier) -> None:

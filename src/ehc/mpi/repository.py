@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, case, func, or_, select, text
+from sqlalchemy import case, func, or_, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.orm import Session
 
+from ..kit import dialect
 from ..kit.context import Ctx
 from ..kit.errors import Conflict, NotFound
 from .models import LinkJob, MatchKey, MatchReview, MergeMove, Person, PersonIdentifier
@@ -35,6 +36,14 @@ def find_by_identifier(ctx: Ctx, identifier: Identifier) -> Person | None:
         select(PersonIdentifier.person_id).where(PersonIdentifier.blind_index == identifier.blind_index(ctx))
     )
     return None if person_id is None else resolve(ctx, person_id)
+
+
+def merged_into_of(session: Session, person_ids: list[str]) -> dict[str, str | None]:
+    """person id -> the id they were merged into (None for an active person), for those that exist."""
+    found: dict[str, str | None] = {}
+    for among in dialect.each_in(session, Person.id, person_ids):
+        found.update(session.execute(select(Person.id, Person.merged_into).where(among)).all())
+    return found
 
 
 def merged_into(session: Session, person_ids: list[str]) -> list[str]:
@@ -142,11 +151,9 @@ def active_people_sealed(session: Session) -> list[tuple]:
 
 def holders_of(session: Session, blind_indexes: list[str]) -> dict[str, str]:
     """blind index -> person id, for those of these identifiers someone holds."""
-    query = select(PersonIdentifier.blind_index, PersonIdentifier.person_id).where(
-        PersonIdentifier.blind_index.in_(bindparam("values", expanding=True)))
     found: dict[str, str] = {}
-    for start in range(0, len(blind_indexes), 500):
-        found.update(session.execute(query, {"values": blind_indexes[start:start + 500]}).all())
+    for among in dialect.each_in(session, PersonIdentifier.blind_index, blind_indexes):
+        found.update(session.execute(select(PersonIdentifier.blind_index, PersonIdentifier.person_id).where(among)).all())
     return found
 
 

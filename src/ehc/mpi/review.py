@@ -10,10 +10,9 @@ import json
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Select, case, false, func, select, update
+from sqlalchemy import Select, bindparam, case, false, func, insert, select, update
 from sqlalchemy.orm import aliased
 
-from ..kit.roles import Role
 from ..accounts import service as accounts
 from ..audit import service as audit
 from ..identity.service import mask_name, mask_phone
@@ -21,6 +20,7 @@ from ..institutions import service as institutions
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Conflict, Invalid, NotFound, field_error
+from ..kit.roles import Role
 from . import lookups, xref
 from . import persons as mpi
 from .matching import Candidate, Record
@@ -57,6 +57,28 @@ def enqueue(ctx: Ctx, candidate: Candidate, *, source: str, record: Record | Non
     if record is not None:
         row.record_sealed = ctx.vault.seal(_record_json(record), review_context(row.id))
     return row
+
+
+def enqueue_records(ctx: Ctx, pairs: list[tuple[Candidate, Record]], *, source: str, institution_id: str | None,
+                    link_job_id: str | None = None) -> list[int]:
+    """``enqueue`` of many submitted records at once (batch linkage), in bulk: the rows in one
+    batched insert that answers their ids, then each record sealed to its row's id, in one batched
+    update. Returns the review ids in the order of ``pairs``."""
+    if not pairs:
+        return []
+    table = MatchReview.__table__
+    now = utcnow()
+    rows = [{"source": source, "link_job_id": link_job_id, "institution_id": institution_id, "left_person_id": None,
+             "record_sealed": None, "right_person_id": c.person_id, "score": c.score, "probability": c.probability,
+             "grade": c.grade, "comparison": json.dumps(c.comparison, separators=(",", ":")), "status": "open",
+             "created_at": now} for c, _ in pairs]
+    ids = list(ctx.session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
+    sealer = ctx.vault.pinned()
+    ctx.session.execute(
+        update(table).where(table.c.id == bindparam("review_id")).values(record_sealed=bindparam("sealed")),
+        [{"review_id": review_id, "sealed": sealer.seal(_record_json(record), review_context(review_id))}
+         for review_id, (_, record) in zip(ids, pairs)])
+    return ids
 
 
 # -- the queue, as operators see it ----------------------------------------------------------------

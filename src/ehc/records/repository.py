@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ..kit import dialect
 from .models import BreakGlass, Consent, OwnEntry, RecordVersion
 
 
@@ -45,6 +46,14 @@ def timeline(session: Session, person_ids: Sequence[str], *, types: Sequence[str
         query = query.where(RecordVersion.effective_at < until)
     query = query.order_by(RecordVersion.effective_at.desc(), RecordVersion.id.desc())
     return list(session.scalars(query.limit(limit) if limit else query))
+
+
+def waiting_indexes(session: Session, pending_indexes: list[str]) -> set[str]:
+    """Which of these numbers (blind indexes) records are waiting for."""
+    found: set[str] = set()
+    for among in dialect.each_in(session, RecordVersion.pending_index, pending_indexes):
+        found.update(session.scalars(select(RecordVersion.pending_index).where(among, RecordVersion.person_id.is_(None))))
+    return found
 
 
 def attach_pending(session: Session, pending_index: str, person_id: str) -> int:

@@ -391,13 +391,18 @@ def correct(ctx: Ctx, body: object, resource_type: str, resource_id: str, system
     return stored
 
 
-def attach_pending(ctx: Ctx, person: mpi.Person, identifier: mpi.Identifier) -> None:
-    """``mpi.on_identifier_bound`` hook: records waiting for this number attach to the person."""
-    if identifier.system.split(":")[0] not in ("mrn", "oldcard"):
+def attach_pending(ctx: Ctx, bound: list[tuple[str, mpi.Identifier, str]]) -> None:
+    """``mpi.on_identifier_bound`` hook: records waiting for these numbers attach to their people. A batch
+    linkage binds thousands at once: one look-up finds the few numbers records are waiting for."""
+    person_of = {blind_index: (person_id, identifier.system) for person_id, identifier, blind_index in bound
+                 if identifier.system.split(":")[0] in ("mrn", "oldcard")}
+    if not person_of:
         return
-    attached = repository.attach_pending(ctx.session, identifier.blind_index(ctx), mpi.resolve(ctx, person.id).id)
-    if attached:
-        log.info("records attached", extra={"count": attached, "system": identifier.system})
+    for pending_index in repository.waiting_indexes(ctx.session, list(person_of)):
+        person_id, system = person_of[pending_index]
+        attached = repository.attach_pending(ctx.session, pending_index, person_id)
+        if attached:
+            log.info("records attached", extra={"count": attached, "system": system})
 
 
 def move_on_merge(ctx: Ctx, merge: mpi.Merge, source: mpi.Person, target: mpi.Person) -> None:

@@ -18,8 +18,8 @@ The steps, each a module of this package:
 4. :mod:`.decide` grades each row's best candidate: *certain* links, *probable* and *possible* go
    to the review queue, anything else is unmatched. The same document number short-circuits to
    certain. A certain candidate with a close runner-up is only probable (twins, relatives).
-5. :mod:`.apply` applies the decisions in one transaction (idempotent: a re-run links nothing
-   twice and queues no pair twice); :mod:`.report` writes ``links.csv``, ``review.csv`` (masked),
+5. :mod:`.apply` applies the decisions in one transaction, in bulk (idempotent: a re-run links
+   nothing twice and queues no pair twice); :mod:`.report` writes ``links.csv``, ``review.csv`` (masked),
    ``unmatched.csv``, ``rejects.csv`` and ``report.html`` (counts, timings, Splink's charts);
    :mod:`.job` runs them all (:func:`~.job.link_file`) and keeps the ``mpi_link_jobs`` row.
 

@@ -12,15 +12,15 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from ...audit import service as audit
+from ...kit.clock import utcnow
 from ...kit.codes import Channel
 from ...kit.context import Actor, Ctx
-from ...kit.errors import Conflict
 from .. import persons, repository, review
-from ..bulk import held_identifiers
 from ..matching import Candidate, Record
 from ..sealed import review_record
 from ..values import Identifier
 from .common import LinkPlatform
+
 
 @dataclass
 class Outcome:
@@ -69,11 +69,18 @@ def outcome_without_database(decisions: pd.DataFrame, records: pd.DataFrame) -> 
 
 def apply_decisions(platform: LinkPlatform, decisions: pd.DataFrame, records: pd.DataFrame, index: pd.DataFrame, institution_id: str,
            job_id: str | None, operator: str, dry_run: bool) -> Outcome:
-    """Write the certain links and queue the rest, in one transaction.
+    """Write the certain links and queue the rest, in one transaction, in bulk.
 
     Idempotent: an MRN already held by the chosen person is counted as already linked, one held by
     another person is a conflict (left alone), and a (record, person) pair already open in the
-    queue for this institution is not queued again.
+    queue for this institution is not queued again. An MRN bound by someone else between the
+    look-up and the write (a desk scan, the API) is a conflict too: the bulk insert yields to it.
+
+    The writes: the MRN identifiers in one bulk insert (``mpi.persons.add_identifiers``: COPY into a
+    staging table on PostgreSQL, an executemany on SQLite), the review pairs in one batched insert
+    (``mpi.review.enqueue_records``), and one audit event per linked person (purpose
+    ``mpi.identifiers``, the resident's access log), inserted already chained as the transaction's
+    last write (``audit.record_changes``, which holds the chain lock until the commit).
     """
     outcome = Outcome()
     by_record = records.set_index("unique_id")
@@ -83,23 +90,21 @@ def apply_decisions(platform: LinkPlatform, decisions: pd.DataFrame, records: pd
     queued = decisions[(decisions["grade"] != "certain") & ~decisions["record_id"].isin(certain["record_id"])]
     with platform.db.session() as session:
         ctx = platform.ctx(session, actor)
-        mrn_of = by_record["mrn"].to_dict()
-        keys = {rid: mrn_identifier(institution_id, mrn_of[rid]).blind_index(ctx) for rid in by_record.index}
+        identifier_of = {rid: mrn_identifier(institution_id, mrn) for rid, mrn in by_record["mrn"].items()}
+        keys = {rid: identifier.blind_index(ctx) for rid, identifier in identifier_of.items()}
         holders = _holders(session, list(keys.values()))
-        linked_now: set[str] = set()
-        for rid, person_id, weight, probability, reason in certain[
-                ["record_id", "person_id", "match_weight", "match_probability", "reason"]].itertuples(index=False):
-            status, holder = _link_one(ctx, holders.get(keys[rid]), person_id,
-                                       mrn_identifier(institution_id, mrn_of[rid]), dry_run)
-            outcome.new_links += status == "linked"
-            outcome.already_linked += status == "already_linked"
-            outcome.conflicts += status == "conflict"
-            linked_now.add(rid)
-            outcome.links.append({"record_id": rid, "person_id": holder, "match_weight": weight,
-                                  "match_probability": probability, "reason": reason, "status": status})
+        linked_now = _link_certain(ctx, outcome, certain, identifier_of, keys, holders, dry_run)
         # Rows linked on an earlier run whose pair is no longer certain still count as linked.
         open_pairs = _open_batch_reviews(ctx, institution_id)
-        for rid, group in queued.groupby("record_id", sort=False):
+        to_queue: list[tuple[Candidate, Record, dict]] = []
+        # Plain tuples grouped by record (in order of first appearance): a pandas group per record cost
+        # about a millisecond each, seconds for a large list.
+        groups: dict[str, list[tuple]] = {}
+        for rid, *pair in queued[["record_id", "person_id", "match_weight", "match_probability", "comparison",
+                                  "grade", "reason"]].itertuples(index=False, name=None):
+            groups.setdefault(rid, []).append(tuple(pair))
+        listed = by_record.loc[list(groups)].to_dict("index") if groups else {}
+        for rid, group in groups.items():
             if keys[rid] in holders:
                 if rid not in linked_now:
                     outcome.already_linked += 1
@@ -107,25 +112,24 @@ def apply_decisions(platform: LinkPlatform, decisions: pd.DataFrame, records: pd
                                           "match_probability": None, "reason": "earlier run", "status": "already_linked"})
                     linked_now.add(rid)
                 continue
-            row = by_record.loc[rid]
+            row = listed[rid]
             record = _record_of(row, institution_id)
-            for person_id, weight, probability, comparison, grade, reason in group[
-                    ["person_id", "match_weight", "match_probability", "comparison", "grade", "reason"]
-            ].itertuples(index=False):
-                review_id, status = None, "queued"
+            for person_id, weight, probability, comparison, grade, reason in group:
+                entry = {"record_id": rid, "person_id": person_id, "match_weight": weight,
+                         "match_probability": probability, "grade": grade, "review_id": None, "status": "queued"}
                 if (row["mrn"], person_id) in open_pairs:
-                    review_id, status = open_pairs[(row["mrn"], person_id)], "already_queued"
-                elif not dry_run:
-                    candidate = Candidate(person_id=person_id, score=float(weight), probability=float(probability),
-                                          grade=grade, comparison=json.loads(comparison) | {"reason": reason})
-                    review_id = review.enqueue(ctx, candidate, source="batch", record=record,
-                                               institution_id=institution_id, link_job_id=job_id).id
-                    outcome.queued += 1
+                    entry["review_id"], entry["status"] = open_pairs[(row["mrn"], person_id)], "already_queued"
                 else:
                     outcome.queued += 1
-                outcome.reviews.append({"record_id": rid, "person_id": person_id, "match_weight": weight,
-                                        "match_probability": probability, "grade": grade, "review_id": review_id,
-                                        "status": status})
+                    candidate = Candidate(person_id=person_id, score=float(weight), probability=float(probability),
+                                          grade=grade, comparison=json.loads(comparison) | {"reason": reason})
+                    to_queue.append((candidate, record, entry))
+                outcome.reviews.append(entry)
+        if not dry_run:
+            review_ids = review.enqueue_records(ctx, [(c, r) for c, r, _ in to_queue], source="batch",
+                                                institution_id=institution_id, link_job_id=job_id)
+            for (_, _, entry), review_id in zip(to_queue, review_ids):
+                entry["review_id"] = review_id
         acted = linked_now | set(queued["record_id"])
         already = [rid for rid in by_record.index if rid not in acted and keys[rid] in holders]
         for rid in already:
@@ -136,34 +140,56 @@ def apply_decisions(platform: LinkPlatform, decisions: pd.DataFrame, records: pd
         outcome.unmatched_ids = [rid for rid in by_record.index if rid not in acted]
         if dry_run:
             session.rollback()
+        else:
+            # Last: the chain lock is held from here to the commit.
+            linked_people = [link["person_id"] for link in outcome.links if link["status"] == "linked"]
+            audit.record_changes(session.connection(), list(dict.fromkeys(linked_people)), LINK_PURPOSE, actor,
+                                 at=utcnow(), request_id=ctx.request_id)
     return outcome
 
 
-def _link_one(ctx: Ctx, holder_id: str | None, person_id: str, identifier: Identifier, dry_run: bool) -> tuple[str, str]:
-    """Bind one MRN (``mpi.add_identifier``): ``(status, person id)`` with status linked,
-    already_linked (held by this person, e.g. an earlier run) or conflict (held by someone else,
-    left alone for a person to look at)."""
-    person = persons.resolve(ctx, person_id)
-    if holder_id is not None:
-        holder = persons.resolve(ctx, holder_id)
-        return ("already_linked" if holder.id == person.id else "conflict"), holder.id
-    if dry_run:
-        return "linked", person.id
-    try:
-        persons.add_identifier(ctx, person, identifier)
-    except Conflict:  # bound a moment ago by someone else (a desk scan, the API)
-        holder = persons.find_by_identifier(ctx, identifier)
-        return "conflict", holder.id if holder else person.id
-    audit.record_access(ctx, person.id, "change", LINK_PURPOSE)
-    return "linked", person.id
+def _link_certain(ctx: Ctx, outcome: Outcome, certain: pd.DataFrame, identifier_of: dict[str, Identifier],
+                  keys: dict[str, str], holders: dict[str, str], dry_run: bool) -> set[str]:
+    """Bind the certain MRNs (``mpi.add_identifier``'s rule, in bulk). Each link's status: linked,
+    already_linked (held by this person, e.g. an earlier run) or conflict (held by someone else, left
+    alone for a person to look at). Returns the record ids acted on."""
+    rows = list(certain[["record_id", "person_id", "match_weight", "match_probability", "reason"]]
+                .itertuples(index=False, name=None))
+    surviving = persons.resolve_many(ctx, [row[1] for row in rows] + list(holders.values()))
+    binding: dict[str, dict] = {}  # blind index -> its link, for the bindings written now
+    for rid, person_id, weight, probability, reason in rows:
+        person, holder = surviving[person_id], holders.get(keys[rid])
+        if holder is not None:
+            holder = surviving[holder]
+            status = "already_linked" if holder == person else "conflict"
+        else:
+            status, holder = "linked", person
+        link = {"record_id": rid, "person_id": holder, "match_weight": weight, "match_probability": probability,
+                "reason": reason, "status": status}
+        if status == "linked":
+            binding[keys[rid]] = link
+        outcome.links.append(link)
+    if binding and not dry_run:
+        lost = persons.add_identifiers(ctx, [(link["person_id"], identifier_of[link["record_id"]], key)
+                                             for key, link in binding.items()])
+        if lost:  # bound a moment ago by someone else (a desk scan, the API)
+            taken = _holders(ctx.session, list(lost))
+            taken_by = persons.resolve_many(ctx, list(taken.values()))
+            for key in lost:
+                link = binding[key]
+                holder = taken_by.get(taken.get(key, ""))
+                link["status"] = "already_linked" if holder == link["person_id"] else "conflict"
+                link["person_id"] = holder or link["person_id"]
+    for link in outcome.links:
+        outcome.new_links += link["status"] == "linked"
+        outcome.already_linked += link["status"] == "already_linked"
+        outcome.conflicts += link["status"] == "conflict"
+    return {link["record_id"] for link in outcome.links}
 
 
 def _holders(session: Session, blind_indexes: list[str]) -> dict[str, str]:
     """blind index -> person id, for the MRNs already linked (earlier runs, the API, desk scans)."""
-    held = held_identifiers(session.connection(), blind_indexes)
-    if not held:
-        return {}
-    return repository.holders_of(session, list(held))
+    return repository.holders_of(session, blind_indexes)
 
 
 def _open_batch_reviews(ctx: Ctx, institution_id: str) -> dict[tuple[str, str], int]:
@@ -178,7 +204,7 @@ def _open_batch_reviews(ctx: Ctx, institution_id: str) -> dict[tuple[str, str], 
     return found
 
 
-def _record_of(row: pd.Series, institution_id: str) -> Record:
+def _record_of(row: pd.Series | dict, institution_id: str) -> Record:
     def value(name: str) -> object:
         item = row[name]
         return None if item is None or (isinstance(item, float) and math.isnan(item)) else item
