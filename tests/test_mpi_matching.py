@@ -327,6 +327,16 @@ def test_the_county_is_read_from_the_address_when_no_region_code_is_given(platfo
     assert wang in [c.person_id for c in found]
 
 
+def test_the_road_key_reads_a_roads_section_however_it_is_written() -> None:
+    from ehc.mpi.matching import places
+
+    assert places.street_of("四川省成都市锦江区人民路12号") == "人民路12"
+    assert places.street_of("成都市锦江区红星路一段1号") == places.street_of("红星路1段1号附2号") == "红星路1段1"
+    assert places.street_of("武侯区人民南路四段27号") == "人民南路4段27"
+    assert places.street_of("科华北路十二段3号") == "科华北路12段3"
+    assert places.street_of("红星路一段") is None  # no house number: nothing to block on
+
+
 def test_a_birth_date_two_errors_off_needs_the_full_name_and_the_phone_or_the_address() -> None:
     close = matching.evidence.birth_close
     assert close(date(1967, 5, 9), date(1957, 5, 19))  # two digits

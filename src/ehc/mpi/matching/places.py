@@ -75,12 +75,15 @@ def _one(entries: set[tuple[str, bool]]) -> str | None:
     return None
 
 
-_STREET = re.compile(r"([\u4e00-\u9fff]{1,8}?(?:大道|大街|路|街|巷|道|村|里))(\d+)号")
+# A road, its section when it has one (成都's 人民南路二段, 红星路1段), and the house number.
+_STREET = re.compile(r"([\u4e00-\u9fff]{1,8}?(?:大道|大街|路|街|巷|道|村|里))(?:([一二三四五六七八九十\d]{1,3})段)?(\d+)号")
+_SECTION_NUMBERS = {c: str(i) for i, c in enumerate("一二三四五六七八九", start=1)}
 
 
 def street_of(address: str | None) -> str | None:
-    """The road and the house number (``人民路12``): an address token for blocking that a move within
-    the building, a dropped flat number or an abbreviated province keeps. Without the city: an
+    """The road, its section and the house number (``人民路12``, ``红星路1段8``): an address token for
+    blocking that a move within the building, a dropped flat number or an abbreviated province keeps.
+    A section is written in digits whichever way it was given (一段, 1段). Without the city: an
     abbreviated address (``市辖区幸福路205号``) often names no county that can be read, and the token
     is only ever used together with a part of the name, which keeps its blocks small."""
     found = _STREET.search(address) if address else None
@@ -89,7 +92,21 @@ def street_of(address: str | None) -> str | None:
     # The road's own name: what precedes it up to the last province, city or county word is the
     # place, which an abbreviated address drops (成都市锦江区人民路 -> 人民路).
     road = re.sub(r"^.*[省市区县旗]", "", found[1]) or found[1]
-    return f"{road}{found[2]}"
+    section = _section_number(found[2]) if found[2] else ""
+    return f"{road}{section + '段' if section else ''}{found[3]}"
+
+
+def _section_number(written: str) -> str:
+    """A road section's number in digits, however it was written (二段, 2段, 十二段)."""
+    if written.isdigit():
+        return str(int(written))
+    if written.startswith("十"):  # 十, 十一 ... 十九
+        return str(10 + int(_SECTION_NUMBERS.get(written[1:], "0")))
+    if written.endswith("十"):  # 二十, 三十
+        return str(10 * int(_SECTION_NUMBERS.get(written[0], "0")))
+    if len(written) == 3 and written[1] == "十":  # 二十一
+        return str(10 * int(_SECTION_NUMBERS.get(written[0], "0")) + int(_SECTION_NUMBERS.get(written[2], "0")))
+    return _SECTION_NUMBERS.get(written, written)
 
 
 def city_of(region_code: str | None, address: str | None) -> str | None:
