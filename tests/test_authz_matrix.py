@@ -362,6 +362,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/statistics/table.parquet"): STATS_READERS,
     ("GET", "/api/v1/statistics/reports/daily/{day}"): STATS_READERS,
     ("GET", "/api/v1/statistics/reports/daily/{day}.csv"): STATS_READERS,
+    ("GET", "/api/v1/statistics/coverage"): STATS_READERS,
     ("POST", "/api/v1/statistics/refresh"): COMMISSION_ADMINS,
     # report schedules: the same readers, each within their region (another region's is "not found")
     ("GET", "/api/v1/statistics/schedules"): STATS_READERS,
@@ -1014,6 +1015,7 @@ PAGE_MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/staff/statistics.parquet"): STATS_READERS,
     ("GET", "/staff/statistics/plotly.min.js"): PUBLIC,  # the charts' library, as static as /static
     ("GET", "/staff/statistics/schedules"): STATS_READERS,
+    ("GET", "/staff/statistics/coverage"): STATS_READERS,
     ("POST", "/staff/statistics/schedules"): STATS_READERS,
     ("POST", "/staff/statistics/schedules/{schedule_id}/{action}"): STATS_READERS,
     ("GET", "/staff/statistics/schedules/{schedule_id}/deliveries/{delivery_id}"): STATS_READERS,

@@ -360,6 +360,19 @@ def test_coverage_per_team_and_region(client, platform, centre) -> None:  # noqa
     assert [r["key"] for r in region["rows"]] == [centre.id] and region["total"]["contracted"] == 2
     _refused(client.get(f"{API}/coverage/regions/440300", headers=operator), 403, "region_out_of_scope")
 
+    # The statistics console shows the same coverage to the region's operator, small numbers protected.
+    console = _ok(client.get("/api/v1/statistics/coverage", headers=operator))
+    assert console["region"] == "510100" and [c["institution_id"] for c in console["centres"]] == [centre.id]
+    assert console["total"]["figures"]["residents"] == {"covered": "<5", "population": "<5", "share": "—"}
+    _refused(client.get("/api/v1/statistics/coverage?region=440300", headers=operator), 403, "region_out_of_scope")
+    client.cookies.set("ehc_staff", operator["Authorization"].split()[1])
+    for lang, title in (("en", "Family-doctor coverage"), ("zh", "家庭医生签约覆盖")):
+        page = client.get(f"/staff/statistics/coverage?lang={lang}")
+        assert page.status_code == 200 and f"<h1>{title}</h1>" in page.text, page.text
+        assert 'id="coverage"' in page.text and "&lt;5 / &lt;5" in page.text
+    assert 'id="coverage-link"' in client.get("/staff/statistics?lang=en").text
+    client.cookies.clear()
+
 
 def test_outreach_lists_the_areas_uncontracted_residents_masked(client, platform, centre) -> None:  # noqa: ANN001
     signed_id, _ = card_holder(client, platform, RESIDENT)

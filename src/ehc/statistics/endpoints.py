@@ -12,8 +12,8 @@ from fastapi.responses import Response
 from . import service
 from .auth import StatsAdmin, StatsReader
 from .models import ReportDelivery, ReportSchedule
-from .schemas import (ColumnOut, DeliveryOut, RefreshOut, ReportOut, ReportRowOut, RowOut, RunOut, ScheduleIn,
-                      ScheduleOut, SourceOut, TableOut)
+from .schemas import (ColumnOut, CoverageFigureOut, CoverageLineOut, CoverageOut, DeliveryOut, RefreshOut, ReportOut,
+                      ReportRowOut, RowOut, RunOut, ScheduleIn, ScheduleOut, SourceOut, TableOut)
 
 router = APIRouter(tags=["statistics"])
 
@@ -71,6 +71,20 @@ def statistics_table_parquet(ctx: StatsReader, query: TableQuery) -> Response:
     table = service.table(ctx, query)
     return Response(service.to_parquet(table.records()), media_type="application/vnd.apache.parquet",
                     headers=_file_name(table, "parquet"))
+
+
+def _coverage_line(line: service.CoverageLine) -> CoverageLineOut:
+    return CoverageLineOut(institution_id=line.institution_id, name=line.name, figures={
+        group: CoverageFigureOut(covered=covered, population=population, share=share)
+        for group, (covered, population, share) in line.figures.items()})
+
+
+@router.get("/api/v1/statistics/coverage", response_model=CoverageOut,
+            summary="Family-doctor coverage of the key populations, per centre of a region (small numbers protected)")
+def coverage(ctx: StatsReader, region: Annotated[str | None, Query(max_length=6)] = None) -> CoverageOut:
+    found = service.coverage(ctx, region or None)
+    return CoverageOut(region=found.region, threshold=found.threshold,
+                       centres=[_coverage_line(c) for c in found.centres], total=_coverage_line(found.total))
 
 
 @router.get("/api/v1/statistics/reports/daily/{day}.csv", response_class=Response,

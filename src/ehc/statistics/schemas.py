@@ -112,3 +112,22 @@ class DeliveryOut(BaseModel):
 
 class RunOut(BaseModel):
     made: list[DeliveryOut]
+
+
+class CoverageFigureOut(BaseModel):
+    covered: str  # as published: a count, "<5" or "x"
+    population: str
+    share: str  # "12.5%", or "—" where a count is withheld
+
+
+class CoverageLineOut(BaseModel):
+    institution_id: str | None  # None: the region
+    name: str
+    figures: dict[str, CoverageFigureOut]  # residents, elderly, children, hypertension, diabetes, pregnant, services_promised
+
+
+class CoverageOut(BaseModel):
+    region: str
+    threshold: int
+    centres: list[CoverageLineOut]
+    total: CoverageLineOut

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from ..accounts import service as accounts
 from ..audit import service as audit
+from ..family_doctors import service as family_doctors
 from ..institutions import service as institutions
 from ..kit import dialect
 from ..kit.clock import CHINA, utcnow
@@ -620,6 +621,73 @@ def table(ctx: Ctx, query: Query, *, today: date | None = None, audit_purpose: b
 
 def _as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+# -- family-doctor coverage of the key populations -------------------------------------------------
+
+# (population, its contracted count) as family_doctors.CoverageRow names them: the residents of the
+# centres' areas, those 65 and over, children under 6, and the recorded conditions.
+COVERAGE_GROUPS = (("residents", "contracted"), ("elderly", "elderly_contracted"), ("children", "children_contracted"),
+                   ("hypertension", "hypertension_contracted"), ("diabetes", "diabetes_contracted"),
+                   ("pregnant", "pregnant_contracted"), ("services_promised", "services_delivered"))
+
+
+@dataclass
+class CoverageLine:
+    """One centre (or the region, ``institution_id`` None): per group, (covered, population, share) as
+    published."""
+
+    institution_id: str | None
+    name: str
+    figures: dict[str, tuple[str, str, str]]
+
+
+@dataclass
+class Coverage:
+    region: str
+    centres: list[CoverageLine]
+    total: CoverageLine
+    threshold: int
+
+
+def coverage(ctx: Ctx, region: str | None = None) -> Coverage:
+    """Family-doctor coverage of the key populations in a region (the caller's, or one within it), per
+    centre and for the region, small numbers protected like every console table. The figures are the
+    family-doctor domain's (``family_doctors.service.regional_coverage``). Each count column is
+    protected down the centres with the region's total (contracts belong to one centre, so a
+    column's total is the region's); a share is shown only where both its counts are."""
+    scope = _scope(ctx, region) or ctx.settings.home_region
+    rows, total = family_doctors.regional_coverage(ctx, scope)
+    threshold = ctx.settings.stats_threshold
+    shown: dict[str, Protected] = {}
+    for population, covered in COVERAGE_GROUPS:
+        for name in (population, covered):
+            # A region with no centre yet: one empty line, so the region's line reads 0.
+            shown[name] = protect([[getattr(r, name)] for r in rows] or [[0]], threshold)
+
+    def line(i: int | None, row: Any) -> CoverageLine:
+        figures = {}
+        for population, covered in COVERAGE_GROUPS:
+            counts = []
+            for name in (covered, population):
+                if i is not None:
+                    counts.append(shown[name].shown(("cell", i, 0)))
+                elif name == population and population != "services_promised" and \
+                        shown[name].published(("col", 0)) is not None:
+                    # The region's population is read on its own (two centres may serve one area), so
+                    # it need not be the column's sum: withheld when small, and wherever the column's
+                    # sum had to be.
+                    value = getattr(total, name)
+                    counts.append(f"<{threshold}" if 0 < value < threshold else str(value))
+                else:
+                    counts.append(shown[name].shown(("col", 0)))
+            part, whole = counts
+            share = f"{100 * int(part) / int(whole):.1f}%" if part.isdigit() and whole.isdigit() and int(whole) else "—"
+            figures[population] = (part, whole, share)
+        return CoverageLine(row.key if i is not None else None, row.label, figures)
+
+    audit.record_statistics_query(ctx, "stats.coverage")
+    return Coverage(scope, [line(i, r) for i, r in enumerate(rows)], line(None, total), threshold)
 
 
 # -- downloads -------------------------------------------------------------------------------------

@@ -242,3 +242,23 @@ def plotly_js() -> Response:
     """plotly.js from the installed plotly package: the console's charts need no internet."""
     return Response(_plotly_js(), media_type="text/javascript",
                     headers={"Cache-Control": "public, max-age=86400"})
+
+
+@router.get("/staff/statistics/coverage", response_class=HTMLResponse)
+def coverage_page(request: Request, staff: StatsPage,
+                  region: Annotated[str, Query(max_length=6)] = "") -> HTMLResponse:
+    """Family-doctor coverage of the key populations, per centre of the region and for the region."""
+    t = i18n.for_request(request)
+    context: dict[str, Any] = {"coverage": None, "error": None, "region": region.strip(),
+                               "scope": stats.operator_region(staff.ctx)}
+    status_code = 200
+    try:
+        found = stats.coverage(staff.ctx, region.strip() or None)
+        name = region_name(found.region)
+        context["coverage"] = found
+        context["region_label"] = f"{name} {found.region}" if name else found.region
+    except (Invalid, Forbidden) as problem:
+        context["error"] = _message(t, problem)
+        status_code = 422 if isinstance(problem, Invalid) else 403
+    return staff_page(request, staff, "staff_statistics_coverage.html", status_code, nav="staff_statistics",
+                      groups=[population for population, _ in stats.COVERAGE_GROUPS], **context)
