@@ -1,5 +1,5 @@
 """Where a signed request's own cost goes, part by part, in one process on a scratch PostgreSQL
-database (and Redis when it answers): what ``GET /api/v1/apps/ping`` signed costs over the same
+database (and Redis when it answers) or SQLite: what ``GET /api/v1/apps/ping`` signed costs over the same
 request unsigned, without HTTP.
 
 Parts, each timed alone over N requests (CPU of this process and wall time, medians of the wall):
@@ -9,7 +9,7 @@ the nonce claim in Redis (one script) and in the database (a unit of work commit
 ``apps.service.admit`` whole, with the app keys' cache (``apps.service._KEYS``) as it runs and with
 the cache emptied before every request (the code before the cache). Not a benchmark row
 (``bench/run.py`` does not run it): the profile summary in docs/benchmarks.md comes from it.
-Run: ``.venv/bin/python bench/profile_signed.py [N]``.
+Run: ``.venv/bin/python bench/profile_signed.py [N] [postgresql|sqlite]``.
 """
 
 from __future__ import annotations
@@ -51,14 +51,15 @@ class _WithoutGeneration:
         return self.store.claim(*args)._replace(keys_generation=None)
 
 
-def main(count: int = 2000) -> None:  # noqa: PLR0915 (one linear script)
+def main(count: int = 2000, database: str = "postgresql") -> None:  # noqa: PLR0915 (one linear script)
     import redis
 
     from ehc.apps import repository, signing
     from ehc.apps import service as apps
     from ehc.kit.clock import utcnow
 
-    url, drop = _scratch_pg()
+    scratch = tempfile.TemporaryDirectory()
+    url, drop = _scratch_pg() if database == "postgresql" else (f"sqlite:///{scratch.name}/profile.sqlite3", scratch.cleanup)
     try:
         with tempfile.TemporaryDirectory() as tmp_name:
             tmp = Path(tmp_name)
@@ -82,7 +83,7 @@ def main(count: int = 2000) -> None:  # noqa: PLR0915 (one linear script)
             with platform.db.engine.connect() as connection:
                 pem = repository.app_and_key(connection, app_id, key_id)[2]
             public = apps._public_key(pem)
-            print(f"{count} signed GET /api/v1/apps/ping, PostgreSQL; 1-min load average {os.getloadavg()[0]:.1f}")
+            print(f"{count} signed GET /api/v1/apps/ping, {database}; 1-min load average {os.getloadavg()[0]:.1f}")
 
             def headers(i: int) -> None:
                 p = signing.parse_headers(requests[i].headers)
@@ -100,7 +101,7 @@ def main(count: int = 2000) -> None:  # noqa: PLR0915 (one linear script)
             _time("app and key row, in a session (begin, SELECT, commit)", count, key_row)
             expires = utcnow() + timedelta(seconds=600)
             stores = {"database": apps.DatabaseNonces()}
-            if redis_available():
+            if redis_available() and database == "postgresql":
                 client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
                 stores["redis"] = apps.SharedNonces(client, f"ehc-profile-{os.getpid()}:")
             for name, store in stores.items():
@@ -131,4 +132,4 @@ def main(count: int = 2000) -> None:  # noqa: PLR0915 (one linear script)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000, sys.argv[2] if len(sys.argv) > 2 else "postgresql")
