@@ -101,7 +101,10 @@ def _start_server(url: str, keys_dir: Path) -> tuple[subprocess.Popen, str, obje
     port = _free_port()
     # Rate limits off: the load comes from one address, and the figure is the request path itself.
     env = {**os.environ, "EHC_DATABASE_URL": url, "EHC_KEYS_DIR": str(keys_dir), "EHC_DATA_DIR": str(OUT),
-           "EHC_RATE_LIMIT_APP": "0", "EHC_RATE_LIMIT_IDENTITY": "0", "EHC_RATE_LIMIT_ANONYMOUS": "0"}
+           "EHC_RATE_LIMIT_APP": "0", "EHC_RATE_LIMIT_IDENTITY": "0", "EHC_RATE_LIMIT_ANONYMOUS": "0",
+           # Two workers share their state through Redis (ehc serve refuses several workers without it).
+           "EHC_REDIS_URL": os.environ.get("EHC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+           "EHC_REDIS_PREFIX": f"ehc-bench-register-{os.getpid()}:"}
     log = open(OUT / "bench_register_api.server.log", "w")  # noqa: SIM115 - closed by the caller
     server = subprocess.Popen(
         [sys.executable, "-m", "ehc.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],

@@ -9,6 +9,7 @@ them, and a key rotation made by ``ehc keys rotate`` while they run seen by ever
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -24,13 +25,16 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from factories import hospital_system, make_institution, sms_code
+from factories import PASSWORD, hospital_system, make_institution, sms_code
 from residents import resident_id
 from sqlalchemy import create_engine, text
 
+from ehc.accounts import service as accounts
 from ehc.apps import signing
+from ehc.client import SM2Auth
 from ehc.config import Settings
-from ehc.crypto import KeyStore
+from ehc.crypto import KeyStore, SM2PrivateKey
+from ehc.kit.context import Actor
 from ehc.migrate import upgrade
 from ehc.platform import Platform
 from ehc.qr import codec
@@ -252,3 +256,51 @@ def test_one_dynamic_code_racing_through_every_worker_is_accepted_once(province)
     checked = subprocess.run([sys.executable, "-m", "ehc.cli", "audit", "verify"], env=province.env,
                              capture_output=True, text=True, timeout=120)
     assert checked.returncode == 0 and "chain intact" in checked.stdout, checked.stdout + checked.stderr
+
+
+def _pings(province, auth, count: int = 12) -> list[tuple[int, str | None]]:  # noqa: ANN001
+    """``count`` signed pings at once through the three processes, each on a connection of its own (so
+    both of A's workers take some): (status, code) of each."""
+    def one(i: int) -> tuple[int, str | None]:
+        answer = httpx.get(province.servers[i % 2] + "/api/v1/apps/ping", headers=_signed_ping(auth), timeout=TIMEOUT)
+        return answer.status_code, answer.json().get("code")
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_a_key_revoked_from_the_cli_or_the_api_is_refused_by_every_worker(province, tmp_path):  # noqa: ANN001
+    """Every worker caches the app's key; a key added from the CLI works at once on every one, and a key
+    revoked from the CLI (another process, while the servers run) or through the API is refused by every
+    one from the next request on."""
+    his = hospital_system(province.platform, province.institution)
+    assert _pings(province, his) == [(200, None)] * 12  # every process has read the key, and keeps it
+
+    new_key = SM2PrivateKey.generate()
+    pem = tmp_path / "new-key.pem"
+    pem.write_bytes(new_key.public_key.to_pem())
+    added = subprocess.run([sys.executable, "-m", "ehc.cli", "apps", "add-key", his.app_id, str(pem)],
+                           env=province.env, capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    rotated = SM2Auth(his.app_id, json.loads(added.stdout)["key_id"], new_key)
+    assert _pings(province, rotated) == [(200, None)] * 12  # at once, on every worker
+
+    revoked = subprocess.run([sys.executable, "-m", "ehc.cli", "apps", "revoke-key", his.app_id, his.key_id],
+                             env=province.env, capture_output=True, text=True, timeout=60)
+    assert revoked.returncode == 0, revoked.stderr
+    assert _pings(province, his) == [(401, "key_revoked")] * 12
+    assert _pings(province, rotated) == [(200, None)] * 12
+
+    # The API: the institution's admin revokes the new key; the next requests are refused everywhere.
+    username = f"admin-{secrets.token_hex(3)}"
+    with province.platform.db.session() as session:
+        accounts.create_staff(province.platform.ctx(session, Actor.system()), username=username, password=PASSWORD,
+                              role="institution_admin", institution_id=province.institution)
+    token = httpx.post(province.servers[1] + "/api/v1/auth/staff/token", headers=_from("10.7.4.1"), timeout=TIMEOUT,
+                       json={"username": username, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    answer = httpx.post(f"{province.servers[0]}/api/v1/apps/{his.app_id}/keys/{rotated.key_id}/revoke",
+                        headers={"Authorization": f"Bearer {token.json()['access_token']}", **_from("10.7.4.1")},
+                        timeout=TIMEOUT)
+    assert answer.status_code == 200 and answer.json()["status"] == "revoked", answer.text
+    assert _pings(province, rotated) == [(401, "key_revoked")] * 12

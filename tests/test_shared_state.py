@@ -21,8 +21,15 @@ from fastapi.testclient import TestClient
 from residents import resident_id
 from typer.testing import CliRunner
 
+from sqlalchemy import event
+
+from ehc.apps import service as apps_service
 from ehc.apps import signing
 from ehc.app import create_app
+from ehc.client import SM2Auth
+from ehc.crypto import SM2PrivateKey
+from ehc.db import Database
+from ehc.kit.context import Actor, Ctx
 from ehc.cli import app as cli_app
 from ehc.config import Settings
 from ehc.kit.claims import SharedClaims
@@ -180,3 +187,77 @@ def test_a_wrong_redis_url_stops_the_process_at_start(platform):  # noqa: ANN001
         with pytest.raises(SystemExit, match="appendfsync always"):
             Platform(settings=production, db=platform.db, keys=platform.keys, vault=platform.vault)
     client.close()
+
+
+# -- apps' keys cached in each process, and every change seen at the next request ------------------
+
+@pytest.mark.parametrize("shared", [True, False], ids=["redis", "fallback"])
+def test_a_key_change_made_by_another_process_is_seen_at_the_next_request(platform, shared_platform, institution,  # noqa: ANN001
+                                                                          shared):
+    """The server caches an app's key (no statement reads it once cached); a key added and a key revoked
+    by another process (its own engine, as the CLI has) are seen by the server's very next request:
+    through Redis's generation with ``EHC_REDIS_URL``, through the database's in the embedded fallback."""
+    serving = shared_platform if shared else platform
+    elsewhere = Platform(settings=serving.settings, db=Database(serving.settings.database_url), keys=serving.keys,
+                         vault=serving.vault)
+    his = hospital_system(elsewhere, institution)
+    read_keys: list[str] = []
+
+    def count_key_reads(conn, cursor, statement, *args):  # noqa: ANN001, ANN002, ARG001
+        if "institution_apps" in statement:
+            read_keys.append(statement)
+
+    def ping(auth) -> dict:  # noqa: ANN001
+        answer = client.get("/api/v1/apps/ping", headers=_signed(auth, "GET", "/api/v1/apps/ping"))
+        return {"status": answer.status_code, **answer.json()}
+
+    event.listen(serving.db.engine, "before_cursor_execute", count_key_reads)
+    try:
+        with TestClient(create_app(serving), raise_server_exceptions=False) as client:
+            assert ping(his)["status"] == 200
+            read_keys.clear()
+            assert [ping(his)["status"] for _ in range(3)] == [200] * 3
+            assert read_keys == []  # cached: the key is not read again
+
+            new_key = SM2PrivateKey.generate()
+            with elsewhere.db.session() as session:
+                added = apps_service.add_key(elsewhere.ctx(session, Actor.system()), his.app_id,
+                                             new_key.public_key.to_pem().decode())
+            rotated = SM2Auth(his.app_id, added.key_id, new_key)
+            assert ping(rotated)["status"] == 200  # a new key works at once
+            assert ping(his)["status"] == 200  # and the old one until it is revoked
+
+            with elsewhere.db.session() as session:
+                apps_service.revoke_key(elsewhere.ctx(session, Actor.system()), his.app_id, his.key_id)
+            refused = [ping(his) for _ in range(3)]
+            assert [(r["status"], r["code"]) for r in refused] == [(401, "key_revoked")] * 3, refused
+            assert ping(rotated)["status"] == 200
+    finally:
+        event.remove(serving.db.engine, "before_cursor_execute", count_key_reads)
+        elsewhere.db.dispose()
+
+
+def test_a_key_change_is_refused_when_redis_cannot_announce_it(platform, shared_platform, institution):  # noqa: ANN001
+    """Without Redis the workers could not be told of a revocation: it is refused (503) and not made."""
+    his = hospital_system(platform, institution)
+    deaf = dataclasses.replace(shared_platform.settings, redis_url="redis://127.0.0.1:1/0")
+    with pytest.raises(SharedStateUnavailable, match="nothing was changed"), platform.db.session() as session:
+        apps_service.revoke_key(Ctx(session=session, vault=platform.vault, actor=Actor.system(), settings=deaf),
+                                his.app_id, his.key_id)
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, Actor.system())
+        assert [k.status for k in apps_service.keys_of(ctx, apps_service.get_app(ctx, his.app_id))] == ["active"]
+
+
+def test_a_claim_reads_another_key_in_the_same_round_trip(redis_client, prefix):  # noqa: ANN001
+    """The nonce claim's script also returns the generation of apps' keys; a Redis without one makes one
+    from its clock, never a value it had before."""
+    claims = SharedClaims(redis_client, prefix, "nonce", also_read="apps:keys")
+    claimed, first = claims.claim_reading("app:1", 60)
+    assert claimed and first.startswith("redis-")
+    assert claims.claim_reading("app:1", 60) == (False, first)
+    redis_client.set(prefix + "apps:keys", "replaced")
+    assert claims.claim_reading("app:2", 60) == (True, "replaced")
+    redis_client.delete(prefix + "apps:keys")  # an emptied Redis
+    time.sleep(0.001)
+    assert claims.claim_reading("app:3", 60)[1] not in (first, "replaced")

@@ -49,6 +49,17 @@ class AppKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class KeysGeneration(Base):
+    """One row: a token that every change of an app or of its keys replaces, in the change's own
+    transaction. A process caches apps' keys only as read after it saw the current token, so a
+    change is seen by every process from its next request on (``apps.service``, ``apps.replay``)."""
+
+    __tablename__ = "app_keys_generation"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)  # always 1
+    token: Mapped[str] = mapped_column(String(32))
+
+
 class UsedNonce(Base):
     """A nonce of an accepted signed request, kept while a request carrying it could still be
     accepted (its timestamp within the skew window). The primary key is what stops a replay, also

@@ -8,7 +8,7 @@ then fails and rolls back; and it is on disk before the request goes on, so a cr
 captured copy through within its window. Two stores (``Platform`` picks one):
 
 - :class:`SharedNonces`, with ``EHC_REDIS_URL``: ``SET <prefix>nonce:<app>:<nonce> NX EX <window>``
-  (``kit.claims.SharedClaims``); Redis forgets a nonce when its window has passed. Durable when Redis
+  (``kit.claims.SharedClaims``, in a script that also reads the keys' generation); Redis forgets a nonce when its window has passed. Durable when Redis
   runs with ``appendonly yes`` and ``appendfsync always`` (checked at start, ``kit.shared.durability``,
   and refused in production without it; docs/operations.md).
 - :class:`DatabaseNonces`, the embedded fallback: ``INSERT ... ON CONFLICT`` into ``used_nonces``
@@ -16,36 +16,87 @@ captured copy through within its window. Two stores (``Platform`` picks one):
   waits for the disk. On SQLite one writer at a time decides; on PostgreSQL the second insert waits
   for the first transaction, then sees the conflict. A row left from an earlier use whose window has
   passed is taken over by the same statement, and each process drops expired rows once a minute.
+
+Every claim also tells the generation of apps' keys it saw (:class:`Claim`), at no extra cost: the
+Redis script reads ``<prefix>apps:keys`` in the same round trip, the database claim returns the
+``app_keys_generation`` row from the same statement. A change of an app or of its keys replaces the
+generation (``apps.service``: in the change's transaction, and in Redis once it is committed), so a
+process that cached a key under one generation knows from its next claim that it must read it again.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
-from typing import Protocol
+from functools import lru_cache
+from typing import NamedTuple, Protocol
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
+from ..kit import shared
 from ..kit.claims import Claims, SharedClaims, unit_of_work
 from ..kit.shared import Redis
 from .models import UsedNonce
+from .repository import KEYS_GENERATION
 
-__all__ = ["CLEANUP_EVERY", "NONCES", "DatabaseNonces", "NonceStore", "SharedNonces", "claim"]
+__all__ = ["CLEANUP_EVERY", "NONCES", "Claim", "DatabaseNonces", "NonceStore", "SharedNonces", "announce_keys_changed",
+           "claim"]
 
 CLEANUP_EVERY = timedelta(seconds=60)  # per process; each clean-up is one indexed DELETE
 
 # A row left from an earlier use whose window has passed is taken over by the claim.
+log = logging.getLogger("ehc.apps")
+
+# The claim returns the generation of apps' keys too (one statement).
 NONCES = Claims(UsedNonce.__table__, ["app_id", "nonce"], returning="nonce", take_over_expired=True,
-                purge_every=CLEANUP_EVERY)
+                purge_every=CLEANUP_EVERY, also_returning=(KEYS_GENERATION,))
 
 
-def claim(connection: Connection, app_id: str, nonce: str, expires_at: datetime, now: datetime) -> bool:
-    """Record ``nonce`` as used by ``app_id`` until ``expires_at`` in the database; False when it is
-    already in use. Runs in the caller's transaction: the nonce counts as used once that commits."""
+class Claim(NamedTuple):
+    claimed: bool  # False: the nonce was already in use
+    keys_generation: str | None  # the generation of apps' keys the claim saw; None: unknown, cache nothing
+
+
+def claim(connection: Connection, app_id: str, nonce: str, expires_at: datetime, now: datetime) -> Claim:
+    """Record ``nonce`` as used by ``app_id`` until ``expires_at`` in the database (not claimed when it
+    is already in use). Runs in the caller's transaction: the nonce counts as used once that commits."""
     NONCES.purge_due(connection, now)
-    return NONCES.claim(connection, now, app_id=app_id, nonce=nonce, expires_at=expires_at)
+    row = NONCES.claim_returning(connection, now, app_id=app_id, nonce=nonce, expires_at=expires_at)
+    return Claim(False, None) if row is None else Claim(True, row[1])
+
+
+# Where the generation lives in Redis (``kit.claims.SharedClaims`` makes one from Redis's clock when
+# Redis has none, so a generation never comes back once replaced).
+_GENERATION = "apps:keys"
+
+
+@lru_cache(maxsize=8)
+def _announcer(url: str) -> Redis:
+    return shared.connect(url)
+
+
+def announce_keys_changed(redis_url: str, prefix: str, *, committed: bool = False) -> None:
+    """Replace the generation of apps' keys in Redis: every process's next claim sees it and reads the
+    keys again. Before the change commits (``committed`` False) a Redis that does not answer refuses
+    the change (``SharedStateUnavailable``: no process could be told of it); after, it is logged as an
+    error, the change standing (make it again: revoking twice is allowed and announces it again)."""
+    for attempt in range(3):
+        try:
+            _announcer(redis_url).set(f"{prefix}{_GENERATION}", secrets.token_hex(16))
+            return
+        except shared.RedisError as exc:
+            if attempt < 2:
+                continue
+            if committed:
+                log.error("a change of apps' keys is committed but Redis did not hear of it (%s): workers may "
+                          "accept a revoked key until the change is made again", exc)
+                return
+            raise shared.SharedStateUnavailable("Redis does not answer, so the workers could not be told of "
+                                                "this change; nothing was changed. Try again shortly.") from exc
 
 
 class NonceStore(Protocol):
@@ -53,8 +104,9 @@ class NonceStore(Protocol):
         """The connection the request's signature is checked on (apps and keys are read there);
         ``session`` is the request's own, which a store that writes nothing there may read through."""
 
-    def claim(self, connection: Connection, app_id: str, nonce: str, expires_at: datetime, now: datetime) -> bool:
-        """Claim ``nonce`` for ``app_id`` until ``expires_at``; False when it is already in use."""
+    def claim(self, connection: Connection, app_id: str, nonce: str, expires_at: datetime, now: datetime) -> Claim:
+        """Claim ``nonce`` for ``app_id`` until ``expires_at`` (not claimed when it is already in use),
+        with the generation of apps' keys seen at that moment."""
 
 
 class DatabaseNonces:
@@ -63,7 +115,7 @@ class DatabaseNonces:
     def checking(self, engine: Engine, session: Session | None = None) -> AbstractContextManager[Connection]:  # noqa: ARG002
         return unit_of_work(engine)  # the claim must commit whatever becomes of the request's transaction
 
-    def claim(self, connection: Connection, app_id: str, nonce: str, expires_at: datetime, now: datetime) -> bool:
+    def claim(self, connection: Connection, app_id: str, nonce: str, expires_at: datetime, now: datetime) -> Claim:
         return claim(connection, app_id, nonce, expires_at, now)
 
 
@@ -72,7 +124,7 @@ class SharedNonces:
     the request's own session when there is one (no second connection, no second transaction)."""
 
     def __init__(self, client: Redis, prefix: str) -> None:
-        self._claims = SharedClaims(client, prefix, "nonce")
+        self._claims = SharedClaims(client, prefix, "nonce", also_read=_GENERATION)
 
     @staticmethod
     @contextmanager
@@ -81,7 +133,10 @@ class SharedNonces:
             yield connection
 
     def checking(self, engine: Engine, session: Session | None = None) -> AbstractContextManager[Connection]:
-        return nullcontext(session.connection()) if session is not None else self._reading(engine)
+        # The session itself, not its connection: a request whose app key is cached then begins no
+        # transaction at all for its authentication (no BEGIN, no COMMIT).
+        return nullcontext(session) if session is not None else self._reading(engine)
 
-    def claim(self, connection: Connection, app_id: str, nonce: str, expires_at: datetime, now: datetime) -> bool:  # noqa: ARG002
-        return self._claims.claim(f"{app_id}:{nonce}", int((expires_at - now).total_seconds()) + 1)
+    def claim(self, connection: Connection, app_id: str, nonce: str, expires_at: datetime, now: datetime) -> Claim:  # noqa: ARG002
+        claimed, generation = self._claims.claim_reading(f"{app_id}:{nonce}", int((expires_at - now).total_seconds()) + 1)
+        return Claim(claimed, generation)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
-from .models import AppKey, InstitutionApp, KeyStatus
+from .models import AppKey, InstitutionApp, KeyStatus, KeysGeneration
 
 # The app and, if it has one by that id, the key: one indexed query, built once.
 _APP_AND_KEY = (
@@ -47,7 +47,18 @@ def active_keys(session: Session, app_id: str) -> int:
         AppKey.app_id == app_id, AppKey.status == KeyStatus.ACTIVE.value)) or 0
 
 
-def app_and_key(connection: Connection, app_id: str, key_id: str) -> Row | None:
+def app_and_key(connection: Connection | Session, app_id: str, key_id: str) -> Row | None:
     """(institution id, key status, key PEM) of the app, the key's fields None when it has no such
     key; None when there is no such app."""
     return connection.execute(_APP_AND_KEY, {"app_id": app_id, "key_id": key_id}).first()
+
+
+# The current generation of apps' keys, as a scalar subquery a statement can return alongside its own
+# result (the database nonce claim returns it, so that reading it costs no statement of its own).
+KEYS_GENERATION = select(KeysGeneration.token).where(KeysGeneration.id == 1).scalar_subquery()
+
+
+def replace_keys_generation(session: Session, token: str) -> None:
+    """Replace the generation's token, in the caller's transaction (the one that changes the keys)."""
+    if session.execute(update(KeysGeneration).where(KeysGeneration.id == 1).values(token=token)).rowcount == 0:
+        session.execute(insert(KeysGeneration).values(id=1, token=token))

@@ -6,16 +6,24 @@ code: the signing headers' form (``signature_headers_missing``), the app (``app_
 (``signature_invalid``) and last the nonce (``nonce_replayed``). The nonce comes last so that only
 the holder of a registered private key can use up a nonce; and it is the only thing written, and
 only for a request that passed everything else.
+
+The app and key rows are cached in each process (:class:`_KeyCache`), under the generation of apps'
+keys that every change here replaces (:func:`_keys_changed`). The nonce claim reports the current
+generation in the same round trip (``replay.Claim``); a row cached under another one is read again
+before the request is let in, so a revocation, from the API, a page or the CLI of another process,
+is refused by every process from its next request on, never after a delay.
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -34,7 +42,7 @@ from .models import AppKey, InstitutionApp, KeyStatus
 from .signing import HEADER_CHANNEL, HEADER_DEPARTMENT, HEADER_OPERATOR, is_signed, sign
 
 # Where signed requests' nonces are claimed (``replay.py``): Redis for every worker, or the database.
-from .replay import DatabaseNonces, NonceStore, SharedNonces
+from .replay import Claim, DatabaseNonces, NonceStore, SharedNonces, announce_keys_changed
 
 _DATABASE_NONCES = DatabaseNonces()
 
@@ -56,6 +64,22 @@ def _managed_institution(ctx: Ctx, institution_id: str) -> str:
     return institution_id
 
 
+def _keys_changed(ctx: Ctx) -> None:
+    """Every process must read apps and keys again: replace the generation in this transaction (the
+    database's, which the embedded fallback's nonce claim reads) and, once it is committed, in Redis
+    (which the workers' claims read). Call it with every change of an app or its keys."""
+    token = secrets.token_hex(16)
+    repository.replace_keys_generation(ctx.session, token)
+    settings = ctx.settings
+    if settings is not None and settings.redis_url:
+        url, prefix = settings.redis_url, settings.redis_prefix
+        announce_keys_changed(url, prefix)  # now: a Redis that does not answer refuses the change (503)
+        # And after the commit, which is what counts: announced only before it, a worker could read
+        # the old row again under the new generation and keep it.
+        event.listen(ctx.session, "after_commit",
+                     lambda _session: announce_keys_changed(url, prefix, committed=True), once=True)
+
+
 def create_app(ctx: Ctx, *, name: str, institution_id: str | None = None) -> InstitutionApp:
     institution_id = institution_id or ctx.actor.institution_id
     if not institution_id:
@@ -70,6 +94,7 @@ def create_app(ctx: Ctx, *, name: str, institution_id: str | None = None) -> Ins
                          created_by=_manager_name(ctx), created_at=utcnow())
     ctx.session.add(app)
     ctx.session.flush()
+    _keys_changed(ctx)
     return app
 
 
@@ -121,6 +146,7 @@ def add_key(ctx: Ctx, app_id: str, public_key_pem: str) -> AppKey:
                  created_by=_manager_name(ctx), created_at=utcnow())
     ctx.session.add(key)
     ctx.session.flush()
+    _keys_changed(ctx)
     return key
 
 
@@ -135,6 +161,7 @@ def revoke_key(ctx: Ctx, app_id: str, key_id: str) -> AppKey:
         key.revoked_at = utcnow()
         key.revoked_by = _manager_name(ctx)
         ctx.session.flush()
+    _keys_changed(ctx)  # also when revoked already: repeating a revocation announces it again
     return key
 
 
@@ -159,6 +186,46 @@ def _reject(code: str, detail: str, **extra) -> Unauthorized:  # noqa: ANN003
 def _public_key(pem: str) -> SM2PublicKey:
     # Parsing PEM costs more than verifying; a key's PEM never changes, so parse each once.
     return SM2PublicKey.from_pem(pem.encode())
+
+
+class _KeyCache:
+    """(institution id, key status, key PEM) of an app's key, as read after a claim that saw the
+    generation it is kept under; in this process. Only keys that once let a request in are kept (a
+    claim needs a good signature), so strangers' made-up ids cannot fill it."""
+
+    LIMIT = 10_000  # apps' keys of a province, with room; past it the cache starts again
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str], tuple[str, tuple]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, app_id: str, key_id: str) -> tuple[str, tuple] | None:
+        return self._rows.get((app_id, key_id))
+
+    def put(self, app_id: str, key_id: str, generation: str, row: tuple) -> None:
+        with self._lock:
+            if len(self._rows) >= self.LIMIT:
+                self._rows.clear()
+            self._rows[(app_id, key_id)] = (generation, row)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+
+
+_KEYS = _KeyCache()
+
+
+def _usable_key(row: tuple | None, app_id: str, key_id: str) -> tuple[str, str]:
+    """(institution id, PEM) of an active key, or the refusal that says what is wrong."""
+    if row is None:
+        raise _reject("app_unknown", f"No app {app_id} is registered on the platform.")
+    institution_id, status, pem = row
+    if status is None:
+        raise _reject("key_unknown", f"App {app_id} has no key {key_id}.")
+    if status != KeyStatus.ACTIVE.value:
+        raise _reject("key_revoked", f"Key {key_id} of app {app_id} has been revoked.")
+    return institution_id, pem
 
 
 # The platform's own channels (its operators' command line, its registry migrations): a hospital's system
@@ -191,7 +258,7 @@ def admit(engine: Engine, request: SignedRequest, before_claim: Callable[[Actor]
         return authenticate(connection, request, before_claim=before_claim, nonces=nonces)
 
 
-def authenticate(connection: Connection, request: SignedRequest, now: datetime | None = None, *,
+def authenticate(connection: Connection | Session, request: SignedRequest, now: datetime | None = None, *,
                  before_claim: Callable[[Actor], None] | None = None, nonces: NonceStore | None = None) -> Actor:
     """The machine actor behind a signed request, or a :class:`Problem` saying what is wrong.
 
@@ -207,14 +274,9 @@ def authenticate(connection: Connection, request: SignedRequest, now: datetime |
                       + ", ".join(signing.SIGNATURE_HEADERS) + "; see docs/api-integration.md.") from None
     operator, channel = _operator_and_channel(request.headers)
 
-    row = repository.app_and_key(connection, signed.app_id, signed.key_id)
-    if row is None:
-        raise _reject("app_unknown", f"No app {signed.app_id} is registered on the platform.")
-    institution_id, status, pem = row
-    if status is None:
-        raise _reject("key_unknown", f"App {signed.app_id} has no key {signed.key_id}.")
-    if status != KeyStatus.ACTIVE.value:
-        raise _reject("key_revoked", f"Key {signed.key_id} of app {signed.app_id} has been revoked.")
+    cached = _KEYS.get(signed.app_id, signed.key_id)
+    row = cached[1] if cached is not None else _read_key(connection, signed.app_id, signed.key_id)
+    institution_id, pem = _usable_key(row, signed.app_id, signed.key_id)
 
     skew = signed.unix_time - int(now.timestamp())  # whole seconds, like the header
     if abs(skew) > signing.MAX_SKEW_SECONDS:
@@ -226,18 +288,39 @@ def authenticate(connection: Connection, request: SignedRequest, now: datetime |
     message = signing.string_to_sign(method=request.method, path=request.path, query=request.query,
                                      body=request.body, timestamp=signed.timestamp, nonce=signed.nonce,
                                      app_id=signed.app_id, key_id=signed.key_id)
-    if not _public_key(pem).verify(signed.signature, message.encode("utf-8")):
-        # The string the platform checked is built only from what the caller sent, so showing it
-        # gives nothing away and lets an integrator find the line their side builds differently.
-        raise _reject("signature_invalid", "The signature does not match this request and key.",
-                      string_to_sign=message)
+    _check_signature(pem, signed.signature, message)
 
     actor = Actor(kind="machine", channel=channel, id=signed.app_id, institution_id=institution_id,
                   operator=operator, roles=frozenset({HOSPITAL_SYSTEM}))
     if before_claim is not None:
         before_claim(actor)
     expires_at = datetime.fromtimestamp(signed.unix_time, now.tzinfo) + timedelta(seconds=signing.MAX_SKEW_SECONDS + 1)
-    if not (nonces or _DATABASE_NONCES).claim(connection, signed.app_id, signed.nonce, expires_at, now):
+    claim: Claim = (nonces or _DATABASE_NONCES).claim(connection, signed.app_id, signed.nonce, expires_at, now)
+    if not claim.claimed:
         raise _reject("nonce_replayed", f"Nonce {signed.nonce} was already used by this app; every request "
                       "needs a fresh one.")
+    generation = claim.keys_generation
+    if generation is not None and (cached is None or cached[0] != generation):
+        # Read after a claim that saw this generation: a change that replaced an earlier one was
+        # committed before, so this row has it, and may be kept under the generation.
+        fresh = _read_key(connection, signed.app_id, signed.key_id)
+        _KEYS.put(signed.app_id, signed.key_id, generation, fresh)  # a revoked key too: refused before its claim
+        if fresh != row:  # changed since the row checked above (a revocation, the app's institution)
+            fresh_institution, fresh_pem = _usable_key(fresh, signed.app_id, signed.key_id)
+            if fresh_pem != pem:  # never happens (a key id is its key's fingerprint); checked all the same
+                _check_signature(fresh_pem, signed.signature, message)
+            actor = replace(actor, institution_id=fresh_institution)
     return actor
+
+
+def _read_key(connection: Connection | Session, app_id: str, key_id: str) -> tuple | None:
+    row = repository.app_and_key(connection, app_id, key_id)
+    return None if row is None else tuple(row)
+
+
+def _check_signature(pem: str, signature: bytes, message: str) -> None:
+    if not _public_key(pem).verify(signature, message.encode("utf-8")):
+        # The string the platform checked is built only from what the caller sent, so showing it
+        # gives nothing away and lets an integrator find the line their side builds differently.
+        raise _reject("signature_invalid", "The signature does not match this request and key.",
+                      string_to_sign=message)

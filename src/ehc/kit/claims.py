@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Table, bindparam, delete
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import ColumnElement
 from sqlalchemy.orm import Session
 
 from . import dialect
@@ -39,8 +40,10 @@ class Claims:
     """A table of keys (``key`` columns, unique together) each claimed once until ``expires``."""
 
     def __init__(self, table: Table, key: list[str], *, returning: str, expires: str = "expires_at",
-                 take_over_expired: bool = False, purge_every: timedelta = timedelta(seconds=60)) -> None:
+                 take_over_expired: bool = False, purge_every: timedelta = timedelta(seconds=60),
+                 also_returning: tuple[ColumnElement, ...] = ()) -> None:
         self.table = table
+        self._also = also_returning
         self.purge_every = purge_every
         # Built once: statements are cheap to run and costly to build.
         if take_over_expired:  # a leftover past its expiry is claimed again by the same statement
@@ -48,6 +51,8 @@ class Claims:
                            for d in dialect.dialects()}
         else:
             self._claim = {d: dialect.insert_ignore(table, key, returning, d) for d in dialect.dialects()}
+        if also_returning:  # more columns after the claimed key: one statement still, one round trip
+            self._claim = {d: statement.returning(*also_returning) for d, statement in self._claim.items()}
         expired = table.c[expires] < bindparam("now")
         self._forget_expired = delete(table).where(expired)
         self._forget_expired_one = delete(table).where(expired, *(table.c[k] == bindparam(k) for k in key)) \
@@ -61,18 +66,23 @@ class Claims:
         """Claim the row ``values`` (key and expiry); False when its key is claimed already.
 
         Runs in the caller's transaction; ``now`` decides whether a leftover has expired."""
+        return self.claim_returning(bind, now, **values) is not None
+
+    def claim_returning(self, bind: Session | Connection, now: datetime, **values: object) -> tuple | None:
+        """:meth:`claim`, with what the statement returned: the claimed key, then ``also_returning``'s
+        values (None on a database without ``RETURNING`` for a claim); None when already claimed."""
         values = {**values, "now": now}
         statement = self._claim.get(dialect.name(bind))
         if statement is not None:
-            return bind.execute(statement, values).first() is not None
+            return bind.execute(statement, values).first()
         if self._forget_expired_one is not None:
             bind.execute(self._forget_expired_one, values)
         try:
             with bind.begin_nested():
                 bind.execute(self._insert, values)
         except IntegrityError:
-            return False
-        return True
+            return None
+        return (None,) * (1 + len(self._also))
 
     def purge(self, bind: Session | Connection, now: datetime) -> int:
         """Forget the claims whose expiry is before ``now``; how many were dropped."""
@@ -87,23 +97,51 @@ class Claims:
         self.purge(bind, now)
 
 
+# A claim, and the value of another key read in the same round trip. A key with no value gets one from
+# Redis's clock (a new or an emptied Redis), so a value, once replaced, never comes back.
+_CLAIM_AND_READ = """
+local claimed = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1])
+local value = redis.call('GET', KEYS[2])
+if not value then
+  local now = redis.call('TIME')
+  value = 'redis-' .. now[1] .. '.' .. now[2]
+  redis.call('SET', KEYS[2], value)
+end
+if claimed then return {1, value} end
+return {0, value}
+"""
+
+
 class SharedClaims:
     """Keys claimed once in Redis, each for ``ttl`` seconds (keys ``<prefix><name>:<key>``).
 
     ``SET key 1 NX EX ttl`` is one command Redis runs alone: of any number of processes claiming the
     same key, exactly one is told it succeeded. The claim is as durable as Redis's append-only file
     (``kit.shared.durability``: ``appendfsync always`` writes it to disk before Redis answers). When
-    Redis does not answer, nothing can be claimed: :class:`SharedStateUnavailable` (503)."""
+    Redis does not answer, nothing can be claimed: :class:`SharedStateUnavailable` (503).
 
-    def __init__(self, client: Redis, prefix: str, name: str) -> None:
+    ``also_read``: a key (``<prefix><also_read>``) whose value :meth:`claim_reading` returns with the
+    claim, from the same script: one round trip (the nonce claim reads the generation of apps' keys)."""
+
+    def __init__(self, client: Redis, prefix: str, name: str, *, also_read: str | None = None) -> None:
         self._client = client
         self._prefix = f"{prefix}{name}:"
+        self._also = f"{prefix}{also_read}" if also_read else None
+        self._script = client.register_script(_CLAIM_AND_READ) if also_read else None
 
     def claim(self, key: str, ttl: int) -> bool:
         try:
             return bool(self._client.set(self._prefix + key, b"1", nx=True, ex=max(1, int(ttl))))
         except RedisError as exc:
             raise SharedStateUnavailable("The replay store did not answer; try again shortly.") from exc
+
+    def claim_reading(self, key: str, ttl: int) -> tuple[bool, str]:
+        """:meth:`claim`, and the value of ``also_read`` as Redis had it then."""
+        try:
+            claimed, value = self._script(keys=[self._prefix + key, self._also], args=[max(1, int(ttl))])
+        except RedisError as exc:
+            raise SharedStateUnavailable("The replay store did not answer; try again shortly.") from exc
+        return bool(claimed), value.decode() if isinstance(value, bytes) else str(value)
 
 
 @contextmanager
