@@ -1,8 +1,8 @@
 """apps: the generation of apps' keys, a token every change of an app or its keys replaces, so that
 each process may cache the keys and still see a revocation from its next request on
 
-Revision ID: 0028
-Revises: 0027
+Revision ID: 0031
+Revises: 0030
 Create Date: 2026-12-04 17:00:00.000000
 """
 
@@ -13,8 +13,8 @@ import secrets
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0028'
-down_revision = '0027'
+revision = '0031'
+down_revision = '0030'
 branch_labels = None
 depends_on = None
 
