@@ -26,7 +26,10 @@ from pathlib import Path
 # export's column giving its value (None: the total, whose value is "").
 DIMENSIONS = {"": None, "channel": "channel", "document_type": "document_type", "age_band": "age_band",
               "sex": "sex", "institution": "institution_id", "care_step": "care_step",
-              "terminal_type": "terminal_type", "hour": "hour"}
+              "terminal_type": "terminal_type", "hour": "hour",
+              # The status an event leaves (a card reported lost leaves "normal"): with the to-status
+              # every cell carries, a stock by status is read from the cube (entries minus exits).
+              "from_status": "from_status"}
 CUBE_COLUMNS = ("source", "dimension", "day", "kind", "to_status", "region_code", "value", "count")
 MONTH_CUBE_COLUMNS = ("source", "dimension", "month", "kind", "to_status", "region_code", "value", "count")
 MONTH_OUT = "_month"  # the month cube's partitions, under the output directory (hidden from its day= readers)

@@ -165,6 +165,21 @@ def status_deltas(session: Session, conditions: list[ColumnElement], end: date) 
     return out
 
 
+def cube_status_deltas(session: Session, conditions: list[ColumnElement], start: date | None, end: date,
+                       table: Cube = CubeCell) -> list[tuple]:
+    """:func:`status_deltas` from a cube, from ``start`` (None: the beginning) to ``end``: the entries
+    into a status are the total cells' to-status, the exits the ``from_status`` dimension's values (by
+    month's first day, from the month cube)."""
+    when = _when(table)
+    window = [when <= end] + ([when >= start] if start is not None else [])
+    out = []
+    for dimension, column, sign in (("", table.to_status, 1), ("from_status", table.value, -1)):
+        query = (select(when, column, func.sum(table.count))
+                 .where(*conditions, *window, table.dimension == dimension, column != "").group_by(when, column))
+        out.extend((day, status, sign * int(n)) for day, status, n in session.execute(query))
+    return out
+
+
 def institutions_present(session: Session, conditions: list[ColumnElement], start: date, end: date) -> list[tuple]:
     """(institution, care step, channel, terminal type, count) of uses in the days: the daily report."""
     columns = (StatEvent.institution_id, StatEvent.region_code, StatEvent.care_step, StatEvent.channel,

@@ -460,6 +460,24 @@ def _cube_counts(session: Session, query: Query, prefix: str, start: date, end: 
     return counted
 
 
+def _cube_status_deltas(session: Session, indicator: str, prefix: str, start: date, end: date,
+                        months: bool) -> list[tuple]:
+    """A stock's changes up to ``end`` from the cubes: the months wholly before the window from the
+    month cube (each counted at its first day, before every period's end) when the region is a
+    prefecture or wider, the days after them from the daily cube."""
+    month_start = start.replace(day=1)
+    spans: list[tuple[date | None, date, Any]] = [(None, end, CubeCell)]
+    if months and len(prefix) <= 4:
+        spans = [(None, month_start - timedelta(days=1), MonthCubeCell), (month_start, end, CubeCell)]
+    deltas: list[tuple] = []
+    for low, high, cells in spans:
+        conditions = _indicator_conditions(indicator, cells)
+        if prefix:
+            conditions.append(cells.region_code.startswith(prefix, autoescape=True))
+        deltas.extend(repo.cube_status_deltas(session, conditions, low, high, cells))
+    return deltas
+
+
 @dataclass(frozen=True)
 class Query:
     indicator: str
@@ -575,7 +593,8 @@ def table(ctx: Ctx, query: Query, *, today: date | None = None, audit_purpose: b
     """One indicator for a region and below, by period and one breakdown, small numbers protected.
     A flow indicator is read from the cubes: whole months from the month cube when the question
     allows it (``month_cube=False``: never), the rest from the daily cube (``cube=False``: all from
-    the events, the same answer); a stock from the events' status changes."""
+    the events, the same answer); a stock from the status changes the cubes hold (``cube=False``:
+    the events')."""
     if query.indicator not in INDICATORS:
         raise _problem("indicator", "indicator_unknown", f"Indicators: {', '.join(INDICATORS)}.")
     if query.by is not None and query.by not in INDICATORS[query.indicator]:
@@ -588,14 +607,15 @@ def table(ctx: Ctx, query: Query, *, today: date | None = None, audit_purpose: b
     prefix = region_prefix(region) if region else ""
     rows = _periods(start, end, query.period)
     values: dict[tuple[str, str], int] = defaultdict(int)
-    if query.indicator in STOCKS or not cube:
+    if not cube:
         conditions = _indicator_conditions(query.indicator)
         if prefix:
             conditions.append(StatEvent.region_code.startswith(prefix, autoescape=True))
     if query.indicator in STOCKS:
         statuses = STOCKS[query.indicator]
         ends = _period_ends(start, end, query.period)
-        deltas = repo.status_deltas(ctx.session, conditions, end)
+        deltas = (_cube_status_deltas(ctx.session, query.indicator, prefix, start, end, month_cube) if cube
+                  else repo.status_deltas(ctx.session, conditions, end))
         for label in rows:
             upto = ends[label]
             for day, status_, n in deltas:
