@@ -520,7 +520,9 @@ def test_cli_creates_apps_adds_and_revokes_keys_and_calls(platform, settings, li
                           "--idempotency-key", "cli-1").stdout)
     assert card["created"] is True and card["channel"] == "0600"
 
-    ehc("apps", "revoke-key", app["app_id"], key["key_id"])
+    revoked = ehc("apps", "revoke-key", app["app_id"], key["key_id"])
+    # Without Redis settings on PostgreSQL, the command says the servers sharing Redis would not hear of it.
+    assert ("EHC_REDIS_URL is not set here" in revoked.stderr) == (not settings.is_sqlite)
     refused = ehc("apps", "call", "GET", "/api/v1/apps/ping", ok=False)
     assert refused.returncode == 2 and "key_revoked" in refused.stderr
     shown = json.loads(ehc("apps", "show", app["app_id"]).stdout)

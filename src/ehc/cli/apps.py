@@ -14,9 +14,20 @@ from ..apps import service
 from ..apps.schemas import app_out, key_out
 from ..crypto import SM2PrivateKey
 from ..kit.context import Ctx
-from .common import CONSOLE, Operator, app_client, beijing, console, ctx_run, fail
+from ..config import get_settings
+from .common import CONSOLE, Operator, app_client, beijing, console, ctx_run, err, fail
 
 app = typer.Typer(help="Hospital systems: apps, their SM2 public keys, and signed calls.", no_args_is_help=True)
+
+
+def _warn_without_redis() -> None:
+    """Servers sharing state through Redis learn of a key change from Redis: a change made without it
+    reaches them only with the next change they hear of (docs/operations.md)."""
+    settings = get_settings()
+    if not settings.redis_url and not settings.is_sqlite:
+        err.print("[yellow]EHC_REDIS_URL is not set here: servers that share Redis keep their cached keys "
+                  "until the next change announced through it. Run this with the servers' EHC_REDIS_URL "
+                  "and EHC_REDIS_PREFIX.[/yellow]")
 
 
 def _print_app(ctx: Ctx, made) -> None:  # noqa: ANN001
@@ -30,6 +41,7 @@ def apps_create(
     operator: Operator = "cli",
 ) -> None:
     """Register an app of an institution; prints its app id."""
+    _warn_without_redis()
     ctx_run(lambda ctx: _print_app(ctx, service.create_app(ctx, name=name, institution_id=institution)),
             operator, CONSOLE, None)
 
@@ -62,6 +74,7 @@ def apps_add_key(
 ) -> None:
     """Register an SM2 public key for an app (to rotate: add the new key, switch, revoke the old)."""
     pem = public_key.read()
+    _warn_without_redis()
     ctx_run(lambda ctx: console.print_json(key_out(service.add_key(ctx, app_id, pem)).model_dump_json()),
             operator, CONSOLE, None)
 
@@ -69,6 +82,7 @@ def apps_add_key(
 @app.command("revoke-key")
 def apps_revoke_key(app_id: str, key_id: str, operator: Operator = "cli") -> None:
     """Revoke a key: requests signed with it are refused from now on."""
+    _warn_without_redis()
     ctx_run(lambda ctx: console.print_json(key_out(service.revoke_key(ctx, app_id, key_id)).model_dump_json()),
             operator, CONSOLE, None)
 
