@@ -50,7 +50,9 @@ from .kit.partitions import partition_tables
 from .migrate import upgrade
 
 FORMAT = 1
-SKIPPED_TABLES = {"alembic_version"}  # the manifest carries the revision instead
+# alembic_version: the manifest carries the revision instead. app_keys_generation: a token the
+# migration seeds, not data; the restored platform's processes read apps' keys afresh under its own.
+SKIPPED_TABLES = {"alembic_version", "app_keys_generation"}
 BATCH = 1000
 
 Progress = Callable[[str, int], None]  # (table, rows)
