@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
+from ..kit import dialect
 from .models import CardUse, Revocation, UsedCode
 
 
@@ -54,14 +55,14 @@ def uses_after(session: Session, after_id: int, limit: int) -> list:
         .where(CardUse.id > after_id).order_by(CardUse.id).limit(limit)))
 
 
-def uses_between(session: Session, person_ids: list[str], institution_ids: list[str], since: datetime,
-                 until: datetime) -> list[tuple[str, str, datetime]]:
-    """(person, institution, moment) of the verified uses (replays excluded) by these people at these
-    institutions in [since, until)."""
-    return [tuple(row) for row in session.execute(
-        select(CardUse.person_id, CardUse.institution_id, CardUse.at)
-        .where(CardUse.person_id.in_(person_ids), CardUse.institution_id.in_(institution_ids),
-               CardUse.at >= since, CardUse.at < until, CardUse.replay.is_(False)))]
+def uses_between(session: Session, person_ids: list[str], since: datetime, until: datetime) -> list[tuple[str, str, datetime]]:
+    """(person, institution, moment) of the verified uses (replays excluded) by these people in [since, until)."""
+    found: list[tuple[str, str, datetime]] = []
+    for among in dialect.each_in(session, CardUse.person_id, person_ids):
+        found.extend(tuple(row) for row in session.execute(
+            select(CardUse.person_id, CardUse.institution_id, CardUse.at)
+            .where(among, CardUse.at >= since, CardUse.at < until, CardUse.replay.is_(False))))
+    return found
 
 
 USE_COLUMNS = ("ehc_id", "person_id", "scene", "channel", "institution_id", "terminal_id", "department", "code_type",

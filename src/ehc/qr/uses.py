@@ -458,22 +458,16 @@ def used_on_day(session, visits: Sequence[tuple[str, str, date]]) -> set[tuple[s
     """Which of these (person, institution, China calendar day) saw that person's card verified at
     that institution on that day (replays of a dynamic code excluded): the statistics' "visit made
     with the card"."""
-    found: set[tuple[str, str, date]] = set()
     wanted = set(visits)
-    chunk = 500  # bound the IN lists (SQLite's limit on bound values)
-    ordered = sorted(wanted)
-    for start in range(0, len(ordered), chunk):
-        part = ordered[start:start + chunk]
-        days = [day for _, _, day in part]
-        since = datetime.combine(min(days), time.min, CHINA)
-        until = datetime.combine(max(days) + timedelta(days=1), time.min, CHINA)
-        rows = repository.uses_between(session, sorted({p for p, _, _ in part}), sorted({i for _, i, _ in part}),
-                                       since, until)
-        for person_id, institution_id, at in rows:  # UtcDateTime columns come back aware
-            key = (person_id, institution_id, in_china(at).date())
-            if key in wanted:
-                found.add(key)
-    return found
+    if not wanted:
+        return set()
+    days = [day for _, _, day in wanted]
+    since = datetime.combine(min(days), time.min, CHINA)
+    until = datetime.combine(max(days) + timedelta(days=1), time.min, CHINA)
+    uses = repository.uses_between(session, sorted({person_id for person_id, _, _ in wanted}), since, until)
+    # UtcDateTime columns come back aware.
+    return {key for person_id, institution_id, at in uses
+            if (key := (person_id, institution_id, in_china(at).date())) in wanted}
 
 
 def statistics_events(session, after_id: int, limit: int) -> list[dict]:  # noqa: ANN001
