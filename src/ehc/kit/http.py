@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from sqlalchemy.exc import DataError, StatementError
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -272,6 +272,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StatementError)
     @app.exception_handler(OverflowError)
     async def _value(request: Request, exc: Exception):  # noqa: ANN202
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            # The database went away under the request (a restart, a failover): nothing of it was
+            # committed, and the pool reconnects for the next one.
+            log.warning("the database connection was lost", extra={"request_id": request_id(request)})
+            return problem_response(request, Problem(
+                "The database is not answering; nothing was changed. Try again shortly.",
+                code="database_unavailable", status=503, title="Database unavailable", retry_after=1))
         problem = value_problem(exc)
         if problem is None:
             return await _unexpected(request, exc)
