@@ -253,11 +253,50 @@ def test_a_claim_reads_another_key_in_the_same_round_trip(redis_client, prefix):
     """The nonce claim's script also returns the generation of apps' keys; a Redis without one makes one
     from its clock, never a value it had before."""
     claims = SharedClaims(redis_client, prefix, "nonce", also_read="apps:keys")
-    claimed, first = claims.claim_reading("app:1", 60)
+    claimed, first, _ = claims.claim_reading("app:1", 60)
     assert claimed and first.startswith("redis-")
-    assert claims.claim_reading("app:1", 60) == (False, first)
+    assert claims.claim_reading("app:1", 60) == (False, first, 0)
     redis_client.set(prefix + "apps:keys", "replaced")
-    assert claims.claim_reading("app:2", 60) == (True, "replaced")
+    assert claims.claim_reading("app:2", 60) == (True, "replaced", 0)
     redis_client.delete(prefix + "apps:keys")  # an emptied Redis
     time.sleep(0.001)
     assert claims.claim_reading("app:3", 60)[1] not in (first, "replaced")
+
+
+def test_the_claim_spends_the_apps_allowance_in_the_same_round_trip(redis_client, prefix):  # noqa: ANN001
+    """With Redis a signed request's nonce claim also spends its app's token, by the rate limit's own rule
+    (the bucket a limiter checking alone would use); an empty bucket claims nothing and says when to
+    come back."""
+    limiter = SharedRateLimiter(redis_client, 8, prefix)  # bursts of 2
+    claims = SharedClaims(redis_client, prefix, "nonce", also_read="apps:keys")
+    bucket = limiter.bucket("app:1")
+    assert claims.claim_reading("n1", 60, spending=bucket)[::2] == (True, 0)
+    limiter.check("app:1")  # the second token of the burst, spent the other way: one bucket
+    claimed, _, wait = claims.claim_reading("n2", 60, spending=bucket)
+    assert not claimed and 0 < wait <= 8_000_000
+    assert not redis_client.exists(prefix + "nonce:n2")  # refused: nothing claimed, so it may come back later
+    with pytest.raises(RateLimited) as refused:
+        limiter.refuse_if_waiting(wait)
+    assert 1 <= refused.value.extra["retry_after"] <= 8
+    assert claims.claim_reading("n3", 60, spending=limiter.bucket("app:2"))[::2] == (True, 0)  # another app's own
+    assert SharedRateLimiter(redis_client, 0, prefix).bucket("app:1") is None  # a limit of 0 is off
+
+
+def test_a_signed_request_makes_one_redis_round_trip(shared_platform, institution, monkeypatch):  # noqa: ANN001
+    """The app's rate limit and its nonce are one script; over the allowance a signed call is 429, its
+    nonce unspent."""
+    settings = dataclasses.replace(shared_platform.settings, rate_limit_app=8)  # bursts of 2
+    limited = Platform(settings=settings, db=shared_platform.db, keys=shared_platform.keys, vault=shared_platform.vault)
+    assert limited.nonces.spends_app_rate
+    his = hospital_system(limited, institution)
+    calls = []
+    real = limited.redis.execute_command
+    monkeypatch.setattr(limited.redis, "execute_command", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    with TestClient(create_app(limited), raise_server_exceptions=False) as client:
+        answers = []
+        for _ in range(3):
+            calls.clear()
+            answers.append(client.get("/api/v1/apps/ping", headers=_signed(his, "GET", "/api/v1/apps/ping")))
+            assert calls == ["EVALSHA"], calls
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[-1].json()["code"] == "rate_limited" and int(answers[-1].headers["Retry-After"]) >= 1

@@ -50,7 +50,8 @@ class Platform:
                 log.warning("replay store not crash-safe: %s", weak)
             prefix = self.settings.redis_prefix
             self.limiters = {kind: SharedRateLimiter(self.redis, limit, prefix) for kind, limit in limits.items()}
-            self.nonces = apps.SharedNonces(self.redis, prefix)
+            # The app's allowance is spent by the nonce claim's own script: one round trip for both.
+            self.nonces = apps.SharedNonces(self.redis, prefix, app_limit=self.limiters["machine"])
         else:
             self.limiters = {kind: RateLimiter(limit) for kind, limit in limits.items()}
             self.nonces = apps.DatabaseNonces()

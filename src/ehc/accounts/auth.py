@@ -65,10 +65,12 @@ def _machine_actor(request: Request, session: Session, body: bytes) -> Actor:
     )
     # Checked and its nonce spent in a transaction of its own, before the request's work begins. The
     # app's rate limit is applied once the signature is good (strangers cannot drain it) and before
-    # the nonce is spent (a refused request leaves nothing behind).
+    # the nonce is spent (a refused request leaves nothing behind); with Redis the claim's own script
+    # spends it, in the same round trip.
     platform = get_platform(request)
-    actor = apps_service.admit(platform.db.engine, signed, before_claim=lambda actor: platform.check_rate(actor, None),
-                               nonces=platform.nonces, session=session)
+    nonces = platform.nonces
+    before_claim = None if nonces.spends_app_rate else (lambda actor: platform.check_rate(actor, None))
+    actor = apps_service.admit(platform.db.engine, signed, before_claim=before_claim, nonces=nonces, session=session)
     # The department the call is made for (optional): one of the app's institution's departments, else
     # 422 department_not_found. Department-level consent grants for health records are checked against it.
     named = request.headers.get(apps_service.HEADER_DEPARTMENT)

@@ -17,6 +17,10 @@ captured copy through within its window. Two stores (``Platform`` picks one):
   for the first transaction, then sees the conflict. A row left from an earlier use whose window has
   passed is taken over by the same statement, and each process drops expired rows once a minute.
 
+With Redis the app's rate limit is spent by the claim's own script too (``SharedNonces(app_limit=)``):
+a token first, then the nonce, in one round trip; an app over its allowance is refused (429) with
+nothing claimed, as when the limit was checked before the claim.
+
 Every claim also tells the generation of apps' keys it saw (:class:`Claim`), at no extra cost: the
 Redis script reads ``<prefix>apps:keys`` in the same round trip, the database claim returns the
 ``app_keys_generation`` row from the same statement. A change of an app or of its keys replaces the
@@ -39,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from ..kit import shared
 from ..kit.claims import Claims, SharedClaims, unit_of_work
+from ..kit.ratelimit import SharedRateLimiter
 from ..kit.shared import Redis
 from .models import UsedNonce
 from .repository import KEYS_GENERATION
@@ -100,6 +105,8 @@ def announce_keys_changed(redis_url: str, prefix: str, *, committed: bool = Fals
 
 
 class NonceStore(Protocol):
+    spends_app_rate: bool  # the claim spends the app's rate limit itself (else the caller checks it first)
+
     def checking(self, engine: Engine, session: Session | None = None) -> AbstractContextManager[Connection]:
         """The connection the request's signature is checked on (apps and keys are read there);
         ``session`` is the request's own, which a store that writes nothing there may read through."""
@@ -112,6 +119,8 @@ class NonceStore(Protocol):
 class DatabaseNonces:
     """Nonces in ``used_nonces``: the check and the claim in one short transaction, committed on disk."""
 
+    spends_app_rate = False
+
     def checking(self, engine: Engine, session: Session | None = None) -> AbstractContextManager[Connection]:  # noqa: ARG002
         return unit_of_work(engine)  # the claim must commit whatever becomes of the request's transaction
 
@@ -123,8 +132,10 @@ class SharedNonces:
     """Nonces in Redis, one store for every worker process; the check only reads the database, through
     the request's own session when there is one (no second connection, no second transaction)."""
 
-    def __init__(self, client: Redis, prefix: str) -> None:
+    def __init__(self, client: Redis, prefix: str, *, app_limit: SharedRateLimiter | None = None) -> None:
         self._claims = SharedClaims(client, prefix, "nonce", also_read=_GENERATION)
+        self._app_limit = app_limit
+        self.spends_app_rate = app_limit is not None
 
     @staticmethod
     @contextmanager
@@ -138,5 +149,9 @@ class SharedNonces:
         return nullcontext(session) if session is not None else self._reading(engine)
 
     def claim(self, connection: Connection, app_id: str, nonce: str, expires_at: datetime, now: datetime) -> Claim:  # noqa: ARG002
-        claimed, generation = self._claims.claim_reading(f"{app_id}:{nonce}", int((expires_at - now).total_seconds()) + 1)
+        bucket = self._app_limit.bucket(f"app:{app_id}") if self._app_limit is not None else None
+        claimed, generation, wait = self._claims.claim_reading(
+            f"{app_id}:{nonce}", int((expires_at - now).total_seconds()) + 1, spending=bucket)
+        if self._app_limit is not None:
+            self._app_limit.refuse_if_waiting(wait)
         return Claim(claimed, generation)

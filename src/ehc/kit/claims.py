@@ -33,6 +33,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.orm import Session
 
 from . import dialect
+from .ratelimit import Bucket, gcra_spend
 from .shared import Redis, RedisError, SharedStateUnavailable
 
 
@@ -98,8 +99,13 @@ class Claims:
 
 
 # A claim, and the value of another key read in the same round trip. A key with no value gets one from
-# Redis's clock (a new or an emptied Redis), so a value, once replaced, never comes back.
-_CLAIM_AND_READ = """
+# Redis's clock (a new or an emptied Redis), so a value, once replaced, never comes back. With a third
+# key, a token of that rate-limit bucket is spent first (the caller's allowance, ``kit.ratelimit``): a
+# refused spend claims nothing and answers the µs to wait.
+_CLAIM_AND_READ = (
+    "if #KEYS > 2 then\n" + gcra_spend("KEYS[3]", "ARGV[2]", "ARGV[3]") + """
+  if wait > 0 then return {0, '', wait} end
+end
 local claimed = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1])
 local value = redis.call('GET', KEYS[2])
 if not value then
@@ -107,9 +113,9 @@ if not value then
   value = 'redis-' .. now[1] .. '.' .. now[2]
   redis.call('SET', KEYS[2], value)
 end
-if claimed then return {1, value} end
-return {0, value}
-"""
+if claimed then return {1, value, 0} end
+return {0, value, 0}
+""")
 
 
 class SharedClaims:
@@ -135,13 +141,19 @@ class SharedClaims:
         except RedisError as exc:
             raise SharedStateUnavailable("The replay store did not answer; try again shortly.") from exc
 
-    def claim_reading(self, key: str, ttl: int) -> tuple[bool, str]:
-        """:meth:`claim`, and the value of ``also_read`` as Redis had it then."""
+    def claim_reading(self, key: str, ttl: int, *, spending: Bucket | None = None) -> tuple[bool, str, int]:
+        """:meth:`claim`, and the value of ``also_read`` as Redis had it then; with ``spending``, a token
+        of that bucket spent first, in the same script: the third value is 0, or the µs to wait when
+        the bucket is empty (then nothing was claimed)."""
+        keys, args = [self._prefix + key, self._also], [max(1, int(ttl))]
+        if spending is not None:
+            keys.append(spending.key)
+            args += [spending.interval, spending.burst]
         try:
-            claimed, value = self._script(keys=[self._prefix + key, self._also], args=[max(1, int(ttl))])
+            claimed, value, wait = self._script(keys=keys, args=args)
         except RedisError as exc:
             raise SharedStateUnavailable("The replay store did not answer; try again shortly.") from exc
-        return bool(claimed), value.decode() if isinstance(value, bytes) else str(value)
+        return bool(claimed), value.decode() if isinstance(value, bytes) else str(value), int(wait)
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import TooManyRequests
 from .shared import Redis, RedisError, Throttled
@@ -71,22 +72,42 @@ class RateLimiter:
         raise _refuse(self.per_minute, retry_after)
 
 
-# GCRA: KEYS[1] holds the moment (µs, Redis's clock) at which the bucket would be full again. A request
-# is let in when that moment, pushed one interval later, is at most a burst ahead of now; the answer is
-# 0, or the µs to wait. The key expires when the bucket is full anyway, so idle callers cost nothing.
-_GCRA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if tat == nil or tat < now then tat = now end
-local new = tat + interval
-local over = new - now - burst
-if over > 0 then return math.ceil(over) end
-redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000) + 1)
-return 0
+# GCRA: the bucket's key holds the moment (µs, Redis's clock) at which it would be full again. A request
+# is let in when that moment, pushed one interval later, is at most a burst ahead of now; else ``wait``
+# is the µs to wait. The key expires when the bucket is full anyway, so idle callers cost nothing. A Lua
+# chunk that sets ``wait`` (0: a token was spent), so that a script doing more in the same round trip
+# (the nonce claim of a signed request, ``kit.claims``) spends a token by the same rule.
+def gcra_spend(key: str, interval: str, burst: str) -> str:
+    return f"""
+local wait = 0
+do
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local interval = tonumber({interval})
+  local burst = tonumber({burst})
+  local tat = tonumber(redis.call('GET', {key}))
+  if tat == nil or tat < now then tat = now end
+  local new = tat + interval
+  local over = new - now - burst
+  if over > 0 then
+    wait = math.ceil(over)
+  else
+    redis.call('SET', {key}, string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000) + 1)
+  end
+end
 """
+
+
+_GCRA = gcra_spend("KEYS[1]", "ARGV[1]", "ARGV[2]") + "return wait\n"
+
+
+class Bucket(NamedTuple):
+    """A caller's bucket as a script spends it: its key, and µs per token and of burst."""
+
+    key: str
+    interval: int
+    burst: int
+
 
 _redis_down = Throttled()
 
@@ -110,5 +131,14 @@ class SharedRateLimiter:
         except RedisError as exc:
             _redis_down.warn("rate limit not applied, Redis did not answer: %s", exc)
             return
-        if wait > 0:
-            raise _refuse(self.per_minute, max(1, -(-wait // 1_000_000)))
+        self.refuse_if_waiting(wait)
+
+    def bucket(self, key: str) -> Bucket | None:
+        """``key``'s bucket, for a script that spends its token along with other work (:func:`gcra_spend`);
+        None when the limit is off."""
+        return None if self.per_minute <= 0 else Bucket(self._prefix + key, self._interval, self._burst)
+
+    def refuse_if_waiting(self, wait_us: int) -> None:
+        """``RateLimited`` when a spend was refused (``wait_us`` > 0), saying when to retry."""
+        if wait_us > 0:
+            raise _refuse(self.per_minute, max(1, -(-wait_us // 1_000_000)))
