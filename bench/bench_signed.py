@@ -18,7 +18,10 @@ Pairs measured (arms interleaved round by round, so machine noise hits both alik
 
 Goal: signed >= 0.8x of unsigned (issue 12). The nonce is claimed in the database (SQLite, PostgreSQL:
 one ``INSERT ... ON CONFLICT`` committed to disk) or, as several workers run, in Redis (PostgreSQL +
-Redis: ``SET NX EX`` with ``appendfsync always``). Run alone:
+Redis: ``SET NX EX`` with ``appendfsync always``). Rate limits are off, so the figure is the request
+path alone; one more PostgreSQL + Redis server runs with them on, as a deployment does (set too high to
+refuse anyone): the signed arm's app allowance is spent by the nonce claim's script, the anonymous
+arm's address allowance and the clerk's by a script of their own. Run alone:
 ``.venv/bin/python bench/bench_signed.py [--quick]``; or through ``bench/run.py signed``.
 """
 
@@ -40,6 +43,7 @@ CONNECTIONS = 8
 PG_ADMIN_URL = os.environ.get("EHC_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("EHC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 DOCUMENT = "11010519491231002X"
+NEVER_REFUSED = 100_000_000  # a minute's allowance no run comes near, for the arms with rate limits on
 
 
 # -- the load generator (runs in its own process) ---------------------------------------------------
@@ -199,12 +203,14 @@ def _cpu_seconds(pid: int) -> float:
 
 class Server:
     def __init__(self, database_url: str, keys_dir: Path, data_dir: Path, workers: int = 1,
-                 redis: bool = False) -> None:
+                 redis: bool = False, limits: bool = False) -> None:
         self.port = _free_port()
+        # Rate limits off: the figure is the request path itself, not a quota. ``limits``: on, as a
+        # deployment runs (every caller's allowance checked), set too high to ever refuse one.
+        limit = str(NEVER_REFUSED) if limits else "0"
         env = {**os.environ, "EHC_DATABASE_URL": database_url, "EHC_KEYS_DIR": str(keys_dir),
                "EHC_DATA_DIR": str(data_dir), "EHC_LOG_JSON": "1",
-               # Rate limits off: the figure is the request path itself, not a quota.
-               "EHC_RATE_LIMIT_APP": "0", "EHC_RATE_LIMIT_IDENTITY": "0", "EHC_RATE_LIMIT_ANONYMOUS": "0"}
+               "EHC_RATE_LIMIT_APP": limit, "EHC_RATE_LIMIT_IDENTITY": limit, "EHC_RATE_LIMIT_ANONYMOUS": limit}
         env.pop("EHC_REDIS_URL", None)
         if redis:  # the shared state of several workers: nonces claimed in Redis, not the database
             env.update(EHC_REDIS_URL=REDIS_URL, EHC_REDIS_PREFIX=f"ehc-bench-{os.getpid()}-{self.port}:")
@@ -253,11 +259,12 @@ def _spread(values: list[float]) -> str:
     return f"{len(values)} rounds, {min(values):,.0f}-{max(values):,.0f}"
 
 
-def measure(database: str, database_url: str, tmp: Path, rounds: int, count: int, redis: bool = False) -> list[dict]:
-    keys_dir, data_dir = tmp / "keys", tmp / f"{database}{'-redis' if redis else ''}"
+def measure(database: str, database_url: str, tmp: Path, rounds: int, count: int, redis: bool = False,
+            limits: bool = False) -> list[dict]:
+    keys_dir, data_dir = tmp / "keys", tmp / f"{database}{'-redis' if redis else ''}{'-limits' if limits else ''}"
     data_dir.mkdir(parents=True, exist_ok=True)
     creds = prepare(database_url, keys_dir, data_dir)
-    server = Server(database_url, keys_dir, data_dir, redis=redis)
+    server = Server(database_url, keys_dir, data_dir, redis=redis, limits=limits)
     try:
         port = server.port
         lookup_body = json.dumps({"document": {"type": "01", "number": DOCUMENT}}).encode()
@@ -285,10 +292,13 @@ def measure(database: str, database_url: str, tmp: Path, rounds: int, count: int
     finally:
         server.stop()
 
-    label = ("SQLite" if database == "sqlite" else "PostgreSQL") + (" + Redis" if redis else "")
+    label = (("SQLite" if database == "sqlite" else "PostgreSQL") + (" + Redis" if redis else "")
+             + (", rate limits on" if limits else ""))
     claim = (f"the nonce claimed in Redis (SET NX EX; {redis_fsync()})" if redis else
              "the nonce claimed in the database, its commit waiting for the disk")
-    common = (f"uvicorn, 1 worker, {label}; {CONNECTIONS} keep-alive connections from a separate process, "
+    limited = ("rate limits on as deployed (the app's spent in the nonce claim's script, the anonymous caller's "
+               "address and the clerk's in a script of their own), set too high to refuse; " if limits else "")
+    common = (f"{limited}uvicorn, 1 worker, {label}; {CONNECTIONS} keep-alive connections from a separate process, "
               f"{count} requests a round, arms interleaved; {claim} (apps/replay.py)")
     rows = []
     for endpoint, signed, plain, plain_label, what in (
@@ -335,6 +345,11 @@ def main(quick: bool = False) -> list[dict]:
                 url, drop = _scratch_pg()
                 try:
                     rows += measure("postgresql", url, tmp, rounds, count, redis=True)
+                finally:
+                    drop()
+                url, drop = _scratch_pg()
+                try:  # as deployed: every caller's rate limit checked
+                    rows += measure("postgresql", url, tmp, rounds, count, redis=True, limits=True)
                 finally:
                     drop()
     return rows
