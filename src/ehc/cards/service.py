@@ -130,6 +130,9 @@ class Issued:
     card: Card
     person: mpi.Person
     created: bool  # False when the document already had a card: the existing one is returned
+    # A person created by this registration: the details and identifiers just sealed onto them, in
+    # clear, so the answer need not read and open them again (``issued_holder``). None otherwise.
+    given: tuple[mpi.Demographics, list[mpi.Identifier]] | None = None
 
 
 # -- registration ---------------------------------------------------------------------------------
@@ -206,7 +209,7 @@ def _issue_for(
         # patient, a hospital's list): candidates go to the master index's review queue.
         mpi.screen_registration(ctx, person, details, identifier)
     card = _new_card(ctx, person, status, verifier)
-    return Issued(card=card, person=person, created=True)
+    return Issued(card=card, person=person, created=True, given=(details, [identifier]))
 
 
 def issue_status(verifier: Verifier, details: mpi.Demographics, document: Document) -> tuple[CardStatus, str]:
@@ -595,6 +598,20 @@ def holder(ctx: Ctx, card: Card, *, purpose: str) -> tuple[mpi.Person, mpi.Demog
     person = mpi.resolve(ctx, card.person_id)
     return (person, mpi.demographics(ctx, person, purpose=purpose),
             mpi.identifiers_of(ctx, person, purpose=purpose))
+
+
+def issued_holder(ctx: Ctx, issued: Issued, *, purpose: str) -> tuple[mpi.Person, mpi.Demographics, list[mpi.Identifier]]:
+    """:func:`holder` of a card just issued: for a person this registration created, the details
+    and identifiers it sealed onto them (what opening them would give), recorded in the audit trail
+    as :func:`holder` records them; for anyone else, read and opened as :func:`holder` does."""
+    if issued.given is None:
+        return holder(ctx, issued.card, purpose=purpose)
+    details, identifiers = issued.given
+    person = mpi.resolve(ctx, issued.card.person_id)
+    if person.id != issued.person.id:  # merged meanwhile: cannot happen in the registering transaction
+        return holder(ctx, issued.card, purpose=purpose)
+    audit.record_access(ctx, person.id, "read", purpose)  # as mpi.demographics and mpi.identifiers_of do
+    return person, details, list(identifiers)
 
 
 def registry_is_empty(session: Session) -> bool:

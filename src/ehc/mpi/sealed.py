@@ -129,6 +129,14 @@ def details_for_matching(vault: Vault, person: Person) -> Demographics:
     return _details(vault, person)
 
 
+def sealed_documents_for_matching(vault: Vault, system: str,
+                                  sealed: Iterable[tuple[str, str | None]]) -> dict[str, dict[str, str]]:
+    """:func:`documents_for_matching` for documents of one kind the caller read already, sealed
+    (``(person id, sealed value or None)`` pairs): the same opening, not yet an access to report."""
+    context = identifier_context(system)
+    return {person_id: {system: vault.open(value, context)} for person_id, value in sealed if value is not None}
+
+
 def documents_for_matching(ctx: Ctx, person_ids: list[str], systems: set[str]) -> dict[str, dict[str, str]]:
     """The candidates' documents of these kinds in clear (only those are compared), per person."""
     found: dict[str, dict[str, str]] = {}
