@@ -52,8 +52,14 @@ def by_id_prefix(session: Session, prefix: str) -> Card | None:
     return session.scalar(with_id_prefix(prefix))
 
 
+_id_prefix_taken: Select | None = None  # id_prefix_taken's statement, built once
+
+
 def id_prefix_taken(bind: Bind, prefix: str) -> bool:
-    return bind.scalar(with_id_prefix(prefix).with_only_columns(Card.ehc_id)) is not None
+    global _id_prefix_taken
+    if _id_prefix_taken is None:  # every card issue runs it: a statement is cheap to run and costly to build
+        _id_prefix_taken = with_id_prefix_param().with_only_columns(Card.ehc_id)
+    return bind.scalar(_id_prefix_taken, id_prefix_params(prefix)) is not None
 
 
 def any_card(session: Session) -> bool:

@@ -191,19 +191,18 @@ def _issue_for(
     document: Document | None,
     verify: bool = True,
 ) -> Issued:
-    existing = mpi.find_by_identifier(ctx, identifier)
-    if existing is not None:
-        return _existing(ctx, existing, details)
+    # The person goes in straight away: the document's unique blind index says whether someone holds
+    # it already (registered before, or by a concurrent registration that committed first, which this
+    # insert waits for), and then theirs is the card. No look-up first: most applicants are new, and a
+    # refusal below (the verifier's) rolls the insert back with the rest of the transaction.
+    try:
+        person = mpi.create_person(ctx, details, [identifier])
+    except mpi.IdentifierTaken as taken:
+        return _existing(ctx, mpi.resolve(ctx, taken.person_id), details)
 
     status, verifier = S.NORMAL, None
     if verify and document is not None:
         status, verifier = issue_status(get_verifier(ctx.settings.verifier), details, document)
-
-    try:
-        person = mpi.create_person(ctx, details, [identifier])
-    except mpi.IdentifierTaken as taken:
-        # A concurrent registration of the same document committed first: theirs is the card.
-        return _existing(ctx, mpi.resolve(ctx, taken.person_id), details)
     if document is not None:
         # The same person may already be in the index under another document or none (an emergency
         # patient, a hospital's list): candidates go to the master index's review queue.

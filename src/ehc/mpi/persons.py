@@ -121,14 +121,15 @@ def create_person(
     already, what this call wrote is deleted again, in the caller's transaction.
     """
     person = Person(id=ids.new_person_id(), temporary=temporary)
-    seal_demographics(ctx, person, details)
+    sealer = ctx.vault.pinned()  # one key for the person's fields and identifiers
+    seal_demographics(ctx, person, details, sealer)
     ctx.session.add(person)
     ctx.session.flush()
     if identifiers:
         now = utcnow()
         claim = _identifier_insert(ctx.session)
         for identifier in identifiers:
-            row = identifier_row(ctx, person.id, identifier)
+            row = identifier_row(ctx, person.id, identifier, sealer)
             inserted = ctx.session.execute(claim, {"person_id": person.id, "system": row.system,
                                                    "value_sealed": row.value_sealed,
                                                    "blind_index": row.blind_index, "created_at": now}).first()
