@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import ARRAY, Select, String, any_, bindparam, func, insert, literal_column, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from ..kit import dialect
 from ..kit.context import Actor
@@ -70,6 +70,24 @@ def add(session: Session, card: Card) -> Card:
     session.add(card)
     session.flush()
     return card
+
+
+_insert_new: dict[str, object] = {}  # dialect -> insert_new's statement, built once
+
+
+def insert_new(session: Session, card: Card) -> bool:
+    """Insert a new card (every column set) unless a unique index refuses it: its id's 80-bit prefix
+    taken, or its holder with a card already. Whether it went in; if so it is in the session as if
+    loaded, without the unit of work's flush (one statement, ``INSERT ... ON CONFLICT DO NOTHING``)."""
+    name = dialect.name(session)
+    if name not in _insert_new:
+        _insert_new[name] = dialect.insert_unless_refused(Card.__table__, "ehc_id", name)
+    row = {c.name: getattr(card, c.key) for c in Card.__table__.columns}
+    if session.execute(_insert_new[name], row).first() is None:
+        return False
+    make_transient_to_detached(card)
+    session.add(card)
+    return True
 
 
 def uncancelled_of(session: Session, person_ids: Sequence[str]) -> list[Card]:

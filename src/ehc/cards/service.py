@@ -26,6 +26,7 @@ from ..identity.service import (
     parse_document,
 )
 from ..kit import dialect, ids
+from ..kit.clock import utcnow
 from ..kit.context import Actor, Ctx
 from ..kit.errors import Conflict, Invalid, NotFound, Problem, field_error
 from ..mpi import service as mpi
@@ -281,7 +282,8 @@ def card_id_prefix_taken(session: Session | Connection, ehc_id: str) -> bool:
 
 
 def fresh_card_id(session: Session | Connection) -> str:
-    """A random card id whose 80-bit prefix no card has yet; every card creation goes through here."""
+    """A random card id whose 80-bit prefix no card has yet (the batch issue's redraws; a single card's
+    issue, ``_new_card``, draws the same way and lets its insert check the prefix)."""
     for _ in range(_FRESH_ID_TRIES):
         candidate = ids.new_card_id()
         if not card_id_prefix_taken(session, candidate):
@@ -293,8 +295,8 @@ def fresh_card_id(session: Session | Connection) -> str:
 def _new_card(ctx: Ctx, person: mpi.Person, status: CardStatus, verifier: str | None, *, temporary: bool = False) -> Card:
     if status not in ISSUE_STATUSES:
         raise ValueError(f"A card is not issued {status.value}.")
+    now = utcnow()
     card = Card(
-        ehc_id=fresh_card_id(ctx.session),
         person_id=person.id,
         status=status.value,
         sequence=1,
@@ -303,10 +305,22 @@ def _new_card(ctx: Ctx, person: mpi.Person, status: CardStatus, verifier: str | 
         institution_id=ctx.actor.institution_id,
         operator=ctx.actor.operator,
         verifier=verifier,
+        issued_at=now,
+        updated_at=now,
     )
-    repo.add(ctx.session, card)
-    _record(ctx, card, "register", None, status, None)
-    return card
+    # The id drawn as ``fresh_card_id`` draws it, but checked by the insert itself: the unique index on
+    # the 80-bit prefix refuses a taken one (then a fresh draw), in one statement instead of a probe
+    # and an insert. The card goes in with its "register" event and audit event.
+    for _ in range(_FRESH_ID_TRIES):
+        card.ehc_id = ids.new_card_id()
+        if repo.insert_new(ctx.session, card):
+            _record(ctx, card, "register", None, status, None)
+            return card
+        if not card_id_prefix_taken(ctx.session, card.ehc_id):
+            # Refused for its holder: a concurrent issue of this person's card committed first.
+            raise Conflict("A card is being issued to this person at this moment; try again.", code="card_issue_busy")
+    raise Problem("No free card id was found; try again.", code="card_id_unavailable", status=503,
+                  title="Service unavailable")
 
 
 # -- issuing in batches (the bulk importer) -------------------------------------------------------

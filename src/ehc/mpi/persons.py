@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
 from ..audit import service as audit
@@ -120,13 +119,13 @@ def create_person(
     same blind index to commit or roll back), so a registration needs no savepoint: when one is held
     already, what this call wrote is deleted again, in the caller's transaction.
     """
-    person = Person(id=ids.new_person_id(), temporary=temporary)
+    now = utcnow()
+    person = Person(id=ids.new_person_id(), status="active", merged_into=None, temporary=temporary, created_at=now,
+                    updated_at=now)
     sealer = ctx.vault.pinned()  # one key for the person's fields and identifiers
     seal_demographics(ctx, person, details, sealer)
-    ctx.session.add(person)
-    ctx.session.flush()
+    repository.insert_person(ctx.session, person)  # every column set: one statement, no flush
     if identifiers:
-        now = utcnow()
         claim = _identifier_insert(ctx.session)
         for identifier in identifiers:
             row = identifier_row(ctx, person.id, identifier, sealer)
@@ -135,13 +134,12 @@ def create_person(
                                                    "blind_index": row.blind_index, "created_at": now}).first()
             if inserted is None:
                 holder = find_by_identifier(ctx, identifier)
-                ctx.session.execute(delete(PersonIdentifier).where(PersonIdentifier.person_id == person.id))
-                ctx.session.delete(person)
-                ctx.session.flush()
+                repository.delete_person(ctx.session, person.id)
                 if holder is None:  # held a moment ago, gone now (its transaction rolled back): never two
                     raise Conflict("This identifier is being registered at this moment; try again.",
                                    code="identifier_busy")
                 raise IdentifierTaken(holder.id)
+    repository.attach(ctx.session, person)
     _write_match_keys(ctx, person, details, fresh=True)
     return person
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, case, func, or_, select, text
+from sqlalchemy import bindparam, case, delete, func, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from ..kit import dialect
 from ..kit.context import Ctx
@@ -29,6 +29,33 @@ def resolve(ctx: Ctx, person_id: str) -> Person:
             raise Conflict("The master index has a broken merge chain.", code="merge_chain_broken")
         seen.add(person.id)
     return person
+
+
+_insert_person = None  # insert_person's statement, built once
+
+
+def insert_person(session: Session, person: Person) -> None:
+    """Insert a new person whose every column is set, in one statement without the unit of work's
+    flush (a registration's hot path); :func:`attach` then makes it the session's, as if loaded."""
+    global _insert_person
+    table = Person.__table__
+    if _insert_person is None:
+        _insert_person = insert(table)
+    session.execute(_insert_person, {c.name: getattr(person, c.key) for c in table.columns})
+
+
+def attach(session: Session, person: Person) -> Person:
+    """A person written by :func:`insert_person` (or read elsewhere) into the session, as loaded."""
+    make_transient_to_detached(person)
+    session.add(person)
+    return person
+
+
+def delete_person(session: Session, person_id: str) -> None:
+    """Take back a person :func:`insert_person` wrote in this transaction, with their identifiers
+    (nothing else points at them yet)."""
+    session.execute(delete(PersonIdentifier).where(PersonIdentifier.person_id == person_id))
+    session.execute(delete(Person).where(Person.id == person_id))
 
 
 def find_by_identifier(ctx: Ctx, identifier: Identifier) -> Person | None:
