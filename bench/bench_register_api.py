@@ -97,15 +97,18 @@ def _run_driver(base_url: str, mode: str, offset: int, count: int, max_seconds: 
 def _postgres_cpu_seconds(url: str) -> float:
     """User + system CPU of the PostgreSQL backends serving this benchmark's database (from /proc;
     the server is on this machine): the database's share of a request, which the server's own
-    processes do not show. Backends of other databases (other people's work) are not counted."""
+    processes do not show. Backends of other databases (other people's work), PostgreSQL's own
+    background processes (WAL writer, checkpointer, autovacuum) are not counted."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
 
     engine = create_engine(url.rsplit("/", 1)[0] + "/postgres", poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            pids = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()"),
-                                {"db": DATABASE}).scalars().all()
+            # Client backends only: an autovacuum worker on the database's fresh tables comes and goes
+            # at its own times and would make a round's figure a matter of luck.
+            pids = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid() "
+                                     "AND backend_type = 'client backend'"), {"db": DATABASE}).scalars().all()
     finally:
         engine.dispose()
     total = 0.0
