@@ -47,11 +47,19 @@ def _idempotent(ctx: Ctx, key: str | None, route: str, payload: dict, response: 
 @router.post("", response_model=CardOut, status_code=201,
              responses=idempotency.responses(CardOut), summary="Apply for a card (or get the existing one)")
 def register(body: RegistrationIn, ctx: Applicant, response: Response, idempotency_key: IdempotencyKey = None) -> CardOut:
-    def do():  # noqa: ANN202
-        issued = service.register(ctx, service.registration_of(body))
-        return issued.card, issued.created
+    issued: list[service.Issued] = []
 
-    return _idempotent(ctx, idempotency_key, "register", body.model_dump(mode="json"), response, do, "card.register")
+    def do():  # noqa: ANN202
+        issued.append(service.register(ctx, service.registration_of(body)))
+        return issued[0].card, issued[0].created
+
+    card, created = idempotency.run_once(ctx, idempotency_key, "register", body.model_dump(mode="json"), response, do,
+                                         ref=lambda card: card.ehc_id, load=lambda ehc_id: service.get_card(ctx, ehc_id))
+    if not issued:  # a replay: the card as it stands, read and opened
+        return _out(ctx, card, created, purpose="card.register")
+    # A new person's details are the ones just given: the answer shows them without reading them back.
+    person, details, identifiers = service.issued_holder(ctx, issued[0], purpose="card.register")
+    return card_out(card, person, details, identifiers, created=created)
 
 
 @router.post("/lookup", response_model=CardOut, summary="Find the card of a document holder")

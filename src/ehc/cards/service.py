@@ -26,6 +26,7 @@ from ..identity.service import (
     parse_document,
 )
 from ..kit import dialect, ids
+from ..kit.clock import utcnow
 from ..kit.context import Actor, Ctx
 from ..kit.errors import Conflict, Invalid, NotFound, Problem, field_error
 from ..mpi import service as mpi
@@ -130,6 +131,9 @@ class Issued:
     card: Card
     person: mpi.Person
     created: bool  # False when the document already had a card: the existing one is returned
+    # A person created by this registration: the details and identifiers just sealed onto them, in
+    # clear, so the answer need not read and open them again (``issued_holder``). None otherwise.
+    given: tuple[mpi.Demographics, list[mpi.Identifier]] | None = None
 
 
 # -- registration ---------------------------------------------------------------------------------
@@ -188,25 +192,24 @@ def _issue_for(
     document: Document | None,
     verify: bool = True,
 ) -> Issued:
-    existing = mpi.find_by_identifier(ctx, identifier)
-    if existing is not None:
-        return _existing(ctx, existing, details)
+    # The person goes in straight away: the document's unique blind index says whether someone holds
+    # it already (registered before, or by a concurrent registration that committed first, which this
+    # insert waits for), and then theirs is the card. No look-up first: most applicants are new, and a
+    # refusal below (the verifier's) rolls the insert back with the rest of the transaction.
+    try:
+        person = mpi.create_person(ctx, details, [identifier])
+    except mpi.IdentifierTaken as taken:
+        return _existing(ctx, mpi.resolve(ctx, taken.person_id), details)
 
     status, verifier = S.NORMAL, None
     if verify and document is not None:
         status, verifier = issue_status(get_verifier(ctx.settings.verifier), details, document)
-
-    try:
-        person = mpi.create_person(ctx, details, [identifier])
-    except mpi.IdentifierTaken as taken:
-        # A concurrent registration of the same document committed first: theirs is the card.
-        return _existing(ctx, mpi.resolve(ctx, taken.person_id), details)
     if document is not None:
         # The same person may already be in the index under another document or none (an emergency
         # patient, a hospital's list): candidates go to the master index's review queue.
         mpi.screen_registration(ctx, person, details, identifier)
     card = _new_card(ctx, person, status, verifier)
-    return Issued(card=card, person=person, created=True)
+    return Issued(card=card, person=person, created=True, given=(details, [identifier]))
 
 
 def issue_status(verifier: Verifier, details: mpi.Demographics, document: Document) -> tuple[CardStatus, str]:
@@ -279,7 +282,8 @@ def card_id_prefix_taken(session: Session | Connection, ehc_id: str) -> bool:
 
 
 def fresh_card_id(session: Session | Connection) -> str:
-    """A random card id whose 80-bit prefix no card has yet; every card creation goes through here."""
+    """A random card id whose 80-bit prefix no card has yet (the batch issue's redraws; a single card's
+    issue, ``_new_card``, draws the same way and lets its insert check the prefix)."""
     for _ in range(_FRESH_ID_TRIES):
         candidate = ids.new_card_id()
         if not card_id_prefix_taken(session, candidate):
@@ -291,8 +295,8 @@ def fresh_card_id(session: Session | Connection) -> str:
 def _new_card(ctx: Ctx, person: mpi.Person, status: CardStatus, verifier: str | None, *, temporary: bool = False) -> Card:
     if status not in ISSUE_STATUSES:
         raise ValueError(f"A card is not issued {status.value}.")
+    now = utcnow()
     card = Card(
-        ehc_id=fresh_card_id(ctx.session),
         person_id=person.id,
         status=status.value,
         sequence=1,
@@ -301,10 +305,22 @@ def _new_card(ctx: Ctx, person: mpi.Person, status: CardStatus, verifier: str | 
         institution_id=ctx.actor.institution_id,
         operator=ctx.actor.operator,
         verifier=verifier,
+        issued_at=now,
+        updated_at=now,
     )
-    repo.add(ctx.session, card)
-    _record(ctx, card, "register", None, status, None)
-    return card
+    # The id drawn as ``fresh_card_id`` draws it, but checked by the insert itself: the unique index on
+    # the 80-bit prefix refuses a taken one (then a fresh draw), in one statement instead of a probe
+    # and an insert. The card goes in with its "register" event and audit event.
+    for _ in range(_FRESH_ID_TRIES):
+        card.ehc_id = ids.new_card_id()
+        if repo.insert_new(ctx.session, card):
+            _record(ctx, card, "register", None, status, None)
+            return card
+        if not card_id_prefix_taken(ctx.session, card.ehc_id):
+            # Refused for its holder: a concurrent issue of this person's card committed first.
+            raise Conflict("A card is being issued to this person at this moment; try again.", code="card_issue_busy")
+    raise Problem("No free card id was found; try again.", code="card_id_unavailable", status=503,
+                  title="Service unavailable")
 
 
 # -- issuing in batches (the bulk importer) -------------------------------------------------------
@@ -595,6 +611,20 @@ def holder(ctx: Ctx, card: Card, *, purpose: str) -> tuple[mpi.Person, mpi.Demog
     person = mpi.resolve(ctx, card.person_id)
     return (person, mpi.demographics(ctx, person, purpose=purpose),
             mpi.identifiers_of(ctx, person, purpose=purpose))
+
+
+def issued_holder(ctx: Ctx, issued: Issued, *, purpose: str) -> tuple[mpi.Person, mpi.Demographics, list[mpi.Identifier]]:
+    """:func:`holder` of a card just issued: for a person this registration created, the details
+    and identifiers it sealed onto them (what opening them would give), recorded in the audit trail
+    as :func:`holder` records them; for anyone else, read and opened as :func:`holder` does."""
+    if issued.given is None:
+        return holder(ctx, issued.card, purpose=purpose)
+    details, identifiers = issued.given
+    person = mpi.resolve(ctx, issued.card.person_id)
+    if person.id != issued.person.id:  # merged meanwhile: cannot happen in the registering transaction
+        return holder(ctx, issued.card, purpose=purpose)
+    audit.record_access(ctx, person.id, "read", purpose)  # as mpi.demographics and mpi.identifiers_of do
+    return person, details, list(identifiers)
 
 
 def registry_is_empty(session: Session) -> bool:

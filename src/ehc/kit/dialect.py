@@ -149,6 +149,14 @@ def insert_ignore(table: Table, key: list[str], returning: str, dialect: str):  
     return insert.on_conflict_do_nothing(index_elements=[table.c[k] for k in key]).returning(table.c[returning])
 
 
+def insert_unless_refused(table: Table, returning: str, dialect: str):  # noqa: ANN201
+    """:func:`insert_ignore` giving way to *any* unique index of ``table`` (expression indexes too,
+    which a conflict target cannot name): ``INSERT ... ON CONFLICT DO NOTHING RETURNING returning``.
+    The caller tells the refusals apart when nothing comes back."""
+    insert = _DIALECTS[dialect].insert(table).values({c.name: bindparam(c.name) for c in _columns(table, returning)})
+    return insert.on_conflict_do_nothing().returning(table.c[returning])
+
+
 def insert_or_take_over(table: Table, key: list[str], returning: str, dialect: str, *, expired: str):  # noqa: ANN201
     """Like :func:`insert_ignore`, but a conflicting row whose ``expired`` column is before the bind
     parameter ``now`` is taken over (its columns get the new values): a leftover no longer counts."""

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from sqlalchemy.exc import IntegrityError
 
 from ..audit import service as audit
-from ..kit import ids
+from ..kit import dialect, ids
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Conflict, NotFound
@@ -111,30 +111,47 @@ def find_by_phone(ctx: Ctx, phone: str) -> list[Person]:
 def create_person(
     ctx: Ctx, details: Demographics, identifiers: list[Identifier], *, temporary: bool = False
 ) -> Person:
-    """Insert a person and their identifiers atomically (a savepoint).
+    """Insert a person and their identifiers, all or nothing.
 
     Raises ``IdentifierTaken`` when an identifier already belongs to someone, including when a
-    concurrent transaction committed it a moment ago: the unique blind index is the arbiter.
+    concurrent transaction committed it a moment ago: the unique blind index is the arbiter. Each
+    identifier goes in with ``ON CONFLICT DO NOTHING`` (which waits for a concurrent insert of the
+    same blind index to commit or roll back), so a registration needs no savepoint: when one is held
+    already, what this call wrote is deleted again, in the caller's transaction.
     """
-    person = Person(id=ids.new_person_id(), temporary=temporary)
-    seal_demographics(ctx, person, details)
-    savepoint = ctx.session.begin_nested()
-    try:
-        ctx.session.add(person)
-        ctx.session.flush()
+    now = utcnow()
+    person = Person(id=ids.new_person_id(), status="active", merged_into=None, temporary=temporary, created_at=now,
+                    updated_at=now)
+    sealer = ctx.vault.pinned()  # one key for the person's fields and identifiers
+    seal_demographics(ctx, person, details, sealer)
+    repository.insert_person(ctx.session, person)  # every column set: one statement, no flush
+    if identifiers:
+        claim = _identifier_insert(ctx.session)
         for identifier in identifiers:
-            ctx.session.add(identifier_row(ctx, person.id, identifier))
-        ctx.session.flush()
-        _write_match_keys(ctx, person, details)
-    except IntegrityError:
-        savepoint.rollback()
-        for identifier in identifiers:
-            holder = find_by_identifier(ctx, identifier)
-            if holder is not None:
-                raise IdentifierTaken(holder.id) from None
-        raise
-    savepoint.commit()
+            row = identifier_row(ctx, person.id, identifier, sealer)
+            inserted = ctx.session.execute(claim, {"person_id": person.id, "system": row.system,
+                                                   "value_sealed": row.value_sealed,
+                                                   "blind_index": row.blind_index, "created_at": now}).first()
+            if inserted is None:
+                holder = find_by_identifier(ctx, identifier)
+                repository.delete_person(ctx.session, person.id)
+                if holder is None:  # held a moment ago, gone now (its transaction rolled back): never two
+                    raise Conflict("This identifier is being registered at this moment; try again.",
+                                   code="identifier_busy")
+                raise IdentifierTaken(holder.id)
+    repository.attach(ctx.session, person)
+    _write_match_keys(ctx, person, details, fresh=True)
     return person
+
+
+_identifier_inserts: dict[str, object] = {}  # dialect -> the identifier's INSERT ... ON CONFLICT DO NOTHING
+
+
+def _identifier_insert(session) -> object:  # noqa: ANN001
+    name = dialect.name(session)
+    if name not in _identifier_inserts:  # built once: a statement is cheap to run and costly to build
+        _identifier_inserts[name] = dialect.insert_ignore(PersonIdentifier.__table__, ["blind_index"], "id", name)
+    return _identifier_inserts[name]
 
 
 def add_identifier(ctx: Ctx, person: Person, identifier: Identifier) -> bool:
@@ -202,11 +219,12 @@ def update_demographics(ctx: Ctx, person: Person, details: Demographics) -> None
     _write_match_keys(ctx, person, details)
 
 
-def _write_match_keys(ctx: Ctx, person: Person, details: Demographics) -> None:
+def _write_match_keys(ctx: Ctx, person: Person, details: Demographics, *, fresh: bool = False) -> None:
     """The real-time matcher's blocking keys follow the details (``mpi.matching.keys``). Merges leave
-    them alone: the matcher follows a merged person to the survivor, and an unmerge needs nothing back."""
+    them alone: the matcher follows a merged person to the survivor, and an unmerge needs nothing back.
+    ``fresh``: a person created just now, who has no keys to replace."""
     keys.write(ctx.session, ctx.vault, person.id, details.name, details.sex, details.birth_date, details.phone,
-               details.region_code, details.address)
+               details.region_code, details.address, replace=not fresh)
 
 
 def merge(ctx: Ctx, source: Person, target: Person, reason: str, *, review_id: int | None = None) -> Merge:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import case, func, or_, select, text
+from sqlalchemy import bindparam, case, delete, func, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from ..kit import dialect
 from ..kit.context import Ctx
@@ -29,6 +29,33 @@ def resolve(ctx: Ctx, person_id: str) -> Person:
             raise Conflict("The master index has a broken merge chain.", code="merge_chain_broken")
         seen.add(person.id)
     return person
+
+
+_insert_person = None  # insert_person's statement, built once
+
+
+def insert_person(session: Session, person: Person) -> None:
+    """Insert a new person whose every column is set, in one statement without the unit of work's
+    flush (a registration's hot path); :func:`attach` then makes it the session's, as if loaded."""
+    global _insert_person
+    table = Person.__table__
+    if _insert_person is None:
+        _insert_person = insert(table)
+    session.execute(_insert_person, {c.name: getattr(person, c.key) for c in table.columns})
+
+
+def attach(session: Session, person: Person) -> Person:
+    """A person written by :func:`insert_person` (or read elsewhere) into the session, as loaded."""
+    make_transient_to_detached(person)
+    session.add(person)
+    return person
+
+
+def delete_person(session: Session, person_id: str) -> None:
+    """Take back a person :func:`insert_person` wrote in this transaction, with their identifiers
+    (nothing else points at them yet)."""
+    session.execute(delete(PersonIdentifier).where(PersonIdentifier.person_id == person_id))
+    session.execute(delete(Person).where(Person.id == person_id))
 
 
 def find_by_identifier(ctx: Ctx, identifier: Identifier) -> Person | None:
@@ -109,6 +136,37 @@ def people_sharing(session: Session, keys: Iterable[str], *, limit: int) -> list
         .group_by(MatchKey.person_id).order_by(shared.desc(), MatchKey.person_id).limit(limit)
     )
     return [person_id for person_id, _ in rows]
+
+
+_candidates_sharing = None  # candidates_sharing's statement, built once
+
+
+def candidates_sharing(session: Session, keys: Iterable[str], *, limit: int, name_key: str | None,
+                       system: str | None) -> tuple[list[tuple[Person, str | None]], int | None]:
+    """:func:`people_sharing` with what the matcher then reads of them, in one round trip: each
+    person's row and their sealed identifier of ``system`` (None: none, or no ``system`` asked), most
+    keys shared first, and how many people hold ``name_key`` (:func:`count_holding`; 1 without one;
+    None when nobody shares a key: the caller counts if it still needs to). Nothing is opened here."""
+    global _candidates_sharing
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return [], None
+    if _candidates_sharing is None:
+        shared = func.count().label("shared")
+        top = (select(MatchKey.person_id, shared).where(MatchKey.key.in_(bindparam("keys", expanding=True)))
+               .group_by(MatchKey.person_id).order_by(shared.desc(), MatchKey.person_id)
+               .limit(bindparam("limit")).subquery())
+        document = (select(PersonIdentifier.value_sealed)
+                    .where(PersonIdentifier.person_id == Person.id, PersonIdentifier.system == bindparam("system"))
+                    .order_by(PersonIdentifier.id.desc()).limit(1).scalar_subquery())
+        holding = select(func.count()).select_from(MatchKey).where(MatchKey.key == bindparam("name_key")).scalar_subquery()
+        _candidates_sharing = (select(Person, document, holding).join(top, top.c.person_id == Person.id)
+                               .order_by(top.c.shared.desc(), Person.id))
+    rows = session.execute(_candidates_sharing, {"keys": wanted, "limit": limit, "system": system or "",
+                                                 "name_key": name_key or ""}).all()
+    if not rows:
+        return [], None
+    return [(person, sealed) for person, sealed, _ in rows], max(rows[0][2] or 0, 1) if name_key else 1
 
 
 def count_holding(session: Session, key: str) -> int:

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from datetime import date
 
 from ..audit import service as audit
+from ..crypto import PinnedSealer
 from ..kit.context import Ctx, Vault
 from . import repository
 from ..kit.resealing import SealedColumn
@@ -58,9 +59,13 @@ def sealed_columns() -> list[SealedColumn]:
 
 # -- sealing ------------------------------------------------------------------------------------------
 
-def seal_demographics(ctx: Ctx, person: Person, details: Demographics) -> None:
+def seal_demographics(ctx: Ctx, person: Person, details: Demographics, sealer: PinnedSealer | None = None) -> None:
+    # One sealing key for the person's fields (``Vault.pinned``): the key store is consulted once,
+    # not for every field; a caller sealing more for the same person passes its own ``sealer``.
+    sealer = sealer or ctx.vault.pinned()
+
     def seal(value: str | None, field: str) -> str | None:
-        return ctx.vault.seal_optional(value, seal_context(person.id, field))
+        return sealer.seal_optional(value, seal_context(person.id, field))
 
     person.name_sealed = seal(details.name, "name")
     person.birth_date_sealed = seal(details.birth_date.isoformat() if details.birth_date else None, "birth_date")
@@ -73,11 +78,12 @@ def seal_demographics(ctx: Ctx, person: Person, details: Demographics) -> None:
     person.region_code = details.region_code
 
 
-def identifier_row(ctx: Ctx, person_id: str, identifier: Identifier) -> PersonIdentifier:
+def identifier_row(ctx: Ctx, person_id: str, identifier: Identifier,
+                   sealer: PinnedSealer | None = None) -> PersonIdentifier:
     return PersonIdentifier(
         person_id=person_id,
         system=identifier.system,
-        value_sealed=ctx.vault.seal(identifier.value, identifier_context(identifier.system)),
+        value_sealed=(sealer or ctx.vault).seal(identifier.value, identifier_context(identifier.system)),
         blind_index=identifier.blind_index(ctx),
     )
 
@@ -127,6 +133,14 @@ def details_for_matching(vault: Vault, person: Person) -> Demographics:
     """A person's details in clear for comparison (the matcher, a key rebuild). Not yet an access to
     report: the matcher records one for each candidate it returns."""
     return _details(vault, person)
+
+
+def sealed_documents_for_matching(vault: Vault, system: str,
+                                  sealed: Iterable[tuple[str, str | None]]) -> dict[str, dict[str, str]]:
+    """:func:`documents_for_matching` for documents of one kind the caller read already, sealed
+    (``(person id, sealed value or None)`` pairs): the same opening, not yet an access to report."""
+    context = identifier_context(system)
+    return {person_id: {system: vault.open(value, context)} for person_id, value in sealed if value is not None}
 
 
 def documents_for_matching(ctx: Ctx, person_ids: list[str], systems: set[str]) -> dict[str, dict[str, str]]:

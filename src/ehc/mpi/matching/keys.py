@@ -91,9 +91,12 @@ def blind_keys(vault: Vault, name: str | None, sex: str | None, birth_date: date
 
 
 def write(session: Session, vault: Vault, person_id: str, name: str | None, sex: str | None,
-          birth_date: date | None, phone: str | None, region_code: str | None, address: str | None = None) -> None:
-    """Replace a person's keys with those of these details."""
-    session.execute(delete(MatchKey).where(MatchKey.person_id == person_id))
+          birth_date: date | None, phone: str | None, region_code: str | None, address: str | None = None,
+          *, replace: bool = True) -> None:
+    """Replace a person's keys with those of these details (``replace=False``: a person who has none
+    yet, created in this transaction)."""
+    if replace:
+        session.execute(delete(MatchKey).where(MatchKey.person_id == person_id))
     keys = blind_keys(vault, name, sex, birth_date, phone, region_code, address)
     if keys:
         session.execute(insert(MatchKey), [{"person_id": person_id, "key": key} for key in keys])

@@ -40,7 +40,7 @@ from ...kit.context import Ctx
 from .. import repository
 from ..models import Person
 from ..repository import find_by_identifier, resolve
-from ..sealed import details_for_matching, documents_for_matching
+from ..sealed import details_for_matching, documents_for_matching, sealed_documents_for_matching
 from ..values import Identifier
 from . import evidence, names, places
 from . import keys as match_keys
@@ -266,23 +266,23 @@ def score_pair(a: Side, b: Side, model: Model, name_share: int = 1) -> tuple[flo
 
 # -- matching against the index -----------------------------------------------------------------------
 
-def _candidate_ids(ctx: Ctx, record: Record) -> list[str]:
-    """The people to score: the holders of the record's document and identifiers, then the people
-    sharing the most blocking keys with it."""
-    direct: list[str] = []
+def _direct_ids(ctx: Ctx, record: Record, held_by: str | None = None) -> list[str]:
+    """The holders of the record's document (``held_by`` when the caller knows it: a registration
+    has just given it to its new person) and of its identifiers."""
+    direct: list[str] = [held_by] if held_by is not None else []
     own = own_document(record)
-    for identifier in ((record.document,) if own else ()) + _near_documents(record, own) + tuple(record.identifiers):
+    looked_up = (() if held_by is not None else (record.document,) if own else ()) + _near_documents(record, own)
+    for identifier in looked_up + tuple(record.identifiers):
         holder = find_by_identifier(ctx, identifier)
         if holder is not None and holder.id not in direct:
             direct.append(holder.id)
-    blocked = repository.people_sharing(
-        ctx.session,
-        # Without a region code, the county read from the address (as batch linkage blocks on it).
-        match_keys.blind_keys(ctx.vault, record.name, _known_sex(record.sex), record.birth_date, record.phone,
-                              record.region_code or places.region_of(record.address), record.address),
-        limit=CANDIDATE_LIMIT,
-    )
-    return direct + [person_id for person_id in blocked if person_id not in direct]
+    return direct
+
+
+def _blocking_keys(ctx: Ctx, record: Record) -> list[str]:
+    # Without a region code, the county read from the address (as batch linkage blocks on it).
+    return match_keys.blind_keys(ctx.vault, record.name, _known_sex(record.sex), record.birth_date, record.phone,
+                                 record.region_code or places.region_of(record.address), record.address)
 
 
 def _near_documents(record: Record, own: bool) -> tuple[Identifier, ...]:
@@ -322,22 +322,38 @@ def _survivors(ctx: Ctx, person_ids: list[str]) -> list[Person]:
 
 
 def match(ctx: Ctx, record: Record, *, limit: int = 10, model: Model | None = None,
-          purpose: str = PURPOSE, exclude: str | None = None) -> list[Candidate]:
+          purpose: str = PURPOSE, exclude: str | None = None, held_by: str | None = None) -> list[Candidate]:
     """Candidates for ``record``, best first, graded; people below "possible" are left out.
+    ``held_by``: the person who holds the record's document, when the caller knows it (a
+    registration, which gave it to ``exclude`` a moment ago): it is not looked up again.
 
     Each returned candidate is an access to that person's data by the caller: one audit event per
     candidate, under ``purpose`` (``mpi.match``; FHIR ``$match`` passes its own). People compared but
     not returned are not recorded.
     """
     model = model or default_model()
-    person_ids = [p for p in _candidate_ids(ctx, record) if p != exclude]
+    mine = Side.of_record(record)
+    direct = _direct_ids(ctx, record, held_by)
+    # The people sharing blocking keys come with their rows, their document of the record's kind and
+    # the name's frequency, in one query (``repository.candidates_sharing``).
+    system = next(iter(mine.documents)) if len(mine.documents) == 1 else None
+    name_key = match_keys.name_year_key(ctx.vault, record.name, record.birth_date)
+    rows, share = repository.candidates_sharing(ctx.session, _blocking_keys(ctx, record), limit=CANDIDATE_LIMIT,
+                                                name_key=name_key, system=system)
+    person_ids = [p for p in direct + [person.id for person, _ in rows if person.id not in direct] if p != exclude]
     if not person_ids:
         return []
-    people = _survivors(ctx, person_ids)
-    mine = Side.of_record(record)
-    documents = documents_for_matching(ctx, [p.id for p in people], set(mine.documents))
+    loaded = {person.id: person for person, _ in rows}
+    if (len(mine.documents) <= 1 and all(pid in loaded and loaded[pid].status == "active" for pid in person_ids)):
+        people = [loaded[pid] for pid in person_ids]
+        documents = (sealed_documents_for_matching(ctx.vault, system, ((person.id, sealed) for person, sealed in rows))
+                     if system else {})
+    else:  # a holder found directly, a merged person (scored as the survivor), several kinds of document
+        people = _survivors(ctx, person_ids)
+        documents = documents_for_matching(ctx, [p.id for p in people], set(mine.documents))
+    if share is None:
+        share = name_share(ctx, record)
     found: list[Candidate] = []
-    share = name_share(ctx, record)
     for person in people:
         side = side_of(ctx, person, documents.get(person.id, {}))
         score, probability, grade, detail = score_pair(mine, side, model, share)

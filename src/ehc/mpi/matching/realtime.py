@@ -94,7 +94,9 @@ def screen_registration(ctx: Ctx, person: Person, details: Demographics,
     """Queue the people a new registration may duplicate (see the module docstring)."""
     record = Record(name=details.name, sex=details.sex, birth_date=details.birth_date, phone=details.phone,
                     address=details.address, region_code=details.region_code, document=document)
-    candidates = matching.match(ctx, record, limit=QUEUE_AT_MOST, exclude=person.id)
+    # The document is the new person's own, written a moment ago: no need to look its holder up.
+    candidates = matching.match(ctx, record, limit=QUEUE_AT_MOST, exclude=person.id,
+                                held_by=person.id if document is not None else None)
     return [review.enqueue(ctx, candidate, source="registration", left_person_id=person.id,
                            institution_id=ctx.actor.institution_id)
             for candidate in candidates if candidate.grade in ("certain", "probable")]

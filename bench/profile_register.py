@@ -1,0 +1,170 @@
+"""Profile of one card registration as ``POST /api/v1/cards`` serves it, in one process on a scratch
+PostgreSQL database: the endpoint's own work without the server (the body parsed into
+``RegistrationIn``, ``cards.endpoints.register`` with an anonymous website caller: validation,
+the master index (blind index, match keys, candidate search), the card, its event, the audit trail,
+the answer's unsealed details) and the commit, then the answer serialised as the API does. Each
+registration a distinct valid resident (the API benchmark's generator). It prints the SQL statements
+and commits a registration costs, its wall and CPU time (a pass without the profiler), and where the
+time goes (a second pass under cProfile, timed in CPU time: cumulative and own).
+
+``http`` as the second argument runs the same registrations through the whole ASGI app in-process
+(httpx's ASGI transport: middleware, the caller's identification, FastAPI's validation and response
+model, the client's own cost too; sync code inline rather than in threads), and ``GET /healthz`` the
+same way, for the HTTP layer's share.
+
+Not a benchmark row (``bench/run.py`` does not run it): the profile summary in docs/benchmarks.md
+comes from it. Run: ``.venv/bin/python bench/profile_register.py [N] [service|http] [key]``
+(``key``: each registration with its own Idempotency-Key, as a careful client sends).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import os
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_import import residents  # noqa: E402
+from bench_qr_verify import _platform  # noqa: E402
+from bench_signed import _scratch_pg  # noqa: E402
+
+
+def _bodies(count: int, offset: int) -> list[dict]:
+    return [{"name": r[0], "document": {"type": r[1], "number": r[2]}, "sex": r[3], "birth_date": r[4],
+             "phone": r[5], "address": r[6]} for r in residents(count, offset=offset)]
+
+
+def main(count: int = 400, mode: str = "service", keyed: bool = False) -> None:
+    from fastapi import Response
+    from sqlalchemy import event
+
+    from ehc.cards import endpoints
+    from ehc.cards.schemas import CardOut, RegistrationIn
+    from ehc.crypto import KeyStore
+    from ehc.kit.context import Actor
+    from ehc.migrate import upgrade
+
+    # Rate limits off, as in the API benchmark: every request comes from one address.
+    os.environ.update({"EHC_RATE_LIMIT_APP": "0", "EHC_RATE_LIMIT_IDENTITY": "0", "EHC_RATE_LIMIT_ANONYMOUS": "0"})
+    url, drop = _scratch_pg()
+    try:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            KeyStore.init(tmp / "keys")
+            upgrade(url)
+            platform = _platform(url, tmp / "keys", tmp)
+            statements: Counter[str] = Counter()
+            commits = [0]
+            counting = [False]
+
+            @event.listens_for(platform.db.engine, "before_cursor_execute")
+            def _count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ARG001
+                if counting[0]:
+                    statements[" ".join(statement.split())[:110]] += 1
+
+            @event.listens_for(platform.db.engine, "commit")
+            def _commit(conn):  # noqa: ANN001, ARG001
+                commits[0] += counting[0]
+
+            serial = [0]
+
+            def key() -> str | None:
+                serial[0] += 1
+                return f"profile-register-{os.getpid()}-{serial[0]}" if keyed else None
+
+            if mode == "http":
+                import asyncio
+
+                import anyio.to_thread
+                import httpx
+
+                from ehc.app import create_app
+
+                async def inline(func, *args, **_):  # noqa: ANN001, ANN002, ANN003, ANN202
+                    return func(*args)
+
+                # The sync dependencies and the endpoint run here instead of in worker threads, so
+                # that cProfile (this thread only) sees them; the thread hand-offs of a real server
+                # are left out of the figures.
+                anyio.to_thread.run_sync = inline
+                loop = asyncio.new_event_loop()
+                client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(platform)),
+                                           base_url="http://127.0.0.1")
+
+                def one(body: dict) -> float:
+                    started = time.perf_counter()
+                    headers = {"Idempotency-Key": k} if (k := key()) else {}
+                    answer = loop.run_until_complete(client.post("/api/v1/cards", json=body, headers=headers))
+                    assert answer.status_code == 201, answer.text
+                    return time.perf_counter() - started
+
+                def healthz_cpu(n: int = 500) -> float:
+                    before = time.process_time()
+                    for _ in range(n):
+                        assert loop.run_until_complete(client.get("/healthz")).status_code == 200
+                    return (time.process_time() - before) / n
+            else:
+                def one(body: dict) -> float:
+                    started = time.perf_counter()
+                    parsed = RegistrationIn.model_validate(body)
+                    with platform.db.session() as session:  # the request's one transaction, committed
+                        ctx = platform.ctx(session, Actor.anonymous())
+                        out = endpoints.register(parsed, ctx, Response(), key())
+                    CardOut.model_validate(out).model_dump_json()
+                    return time.perf_counter() - started
+
+            for body in _bodies(50, 50_000_000):  # warm up
+                one(body)
+            # CPU time, not wall: on a shared machine the waits for PostgreSQL would drown the rest.
+            profiler = cProfile.Profile(time.process_time)
+            # Two passes: the first unprofiled (wall and CPU time as served), the second under cProfile
+            # (where the time goes, inflated by the profiler); statements counted in the first.
+            times, cpu = [], 0.0
+            for profiled, offset in ((False, 0), (True, 10_000_000)):
+                bodies = _bodies(count, offset)
+                counting[0] = not profiled
+                before = time.process_time()
+                if profiled:
+                    profiler.enable()
+                for body in bodies:
+                    took = one(body)
+                    if not profiled:
+                        times.append(took)
+                if profiled:
+                    profiler.disable()
+                else:
+                    cpu = time.process_time() - before
+                counting[0] = False
+            print(f"{mode}{' with Idempotency-Key' if keyed else ''}: {count} registrations: median "
+                  f"{1000 * statistics.median(times):.2f} ms wall, {1000 * cpu / count:.2f} ms CPU of this process "
+                  f"(not profiled), p90 {1000 * sorted(times)[int(0.9 * count)]:.2f} ms; "
+                  f"{sum(statements.values()) / count:.1f} SQL statements and {commits[0] / count:.1f} commits "
+                  f"each; 1-min load average {os.getloadavg()[0]:.1f}")
+            for statement, n in statements.most_common():
+                print(f"  {n / count:4.1f} x {statement}")
+            stats = pstats.Stats(profiler)
+            print(f"{stats.total_calls / count:,.0f} Python function calls a registration (cProfile's count, the "
+                  f"figure load does not move)")
+            stats.sort_stats("cumulative").print_stats(r"ehc/|commit|execute|pydantic|starlette|fastapi", 45)
+            stats.sort_stats("tottime").print_stats(30)
+            if os.environ.get("EHC_PROFILE_DUMP"):  # for a closer look: pstats.Stats(path).print_callers(...)
+                stats.dump_stats(os.environ["EHC_PROFILE_DUMP"])
+            if mode == "http":
+                healthz_cpu(100)
+                print(f"GET /healthz through the same app and client: {1000 * healthz_cpu():.2f} ms CPU a request")
+                loop.run_until_complete(client.aclose())
+            platform.db.dispose()
+    finally:
+        drop()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 400, sys.argv[2] if len(sys.argv) > 2 else "service",
+         "key" in sys.argv[3:])
