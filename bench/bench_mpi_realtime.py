@@ -88,7 +88,9 @@ def main(quick: bool = False) -> list[dict]:
     try:
         with platform.db.engine.connect() as conn:
             keys = conn.exec_driver_sql("SELECT count(*) FROM mpi_match_keys").scalar_one()
+        server = mpi_index.database_cpu(built.database)
         result = measure(platform, queries)
+        server = mpi_index.database_cpu(built.database) - server
     finally:
         platform.db.dispose()
     load_after = os.getloadavg()[0]
@@ -111,7 +113,8 @@ def main(quick: bool = False) -> list[dict]:
             "notes": (f"one unit of work per query as the API runs it (session, blocking keys, <= "
                       f"{50} candidates unsealed and scored, audit events for returned candidates, commit); "
                       f"HTTP excluded; p99 {p99:.1f} ms; client CPU {result['match_cpu'] / len(match_ms) * 1000:.1f} ms a "
-                      f"match; " + notes_common),
+                      f"match, PostgreSQL backends {server / (len(match_ms) + len(lookup_ms) + 20) * 1000:.1f} ms a "
+                      f"query (matches and look-ups); " + notes_common),
         },
         {
             "figure": f"Real-time match p50, {people:,}-person index, PostgreSQL",

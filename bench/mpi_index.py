@@ -190,6 +190,29 @@ def _flush(plat, builder, bulk, now) -> None:
     assert not lost, f"{len(lost)} people lost their document in a generated index"
 
 
+def backend_cpu(pid: int) -> float:
+    """CPU seconds a process has used (user + system), from /proc; 0 when unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def database_cpu(database: str) -> float:
+    """CPU seconds of the PostgreSQL backends now connected to ``database`` (the server's process titles
+    name the database; same machine only); backends that exit meanwhile are not counted."""
+    total = 0.0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            title = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith("postgres:") and f" {database} " in title + " ":
+            total += backend_cpu(int(cmdline.parent.name))
+    return total
+
+
 def reset_links(built: Built) -> None:
     """Remove what a batch run wrote (the list's MRNs, its review pairs, its jobs): the bare index again.
     The audit events of those runs stay (the trail is append-only)."""

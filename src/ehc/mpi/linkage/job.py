@@ -98,7 +98,11 @@ def _score_and_decide(index: pd.DataFrame, records: pd.DataFrame, backend: str, 
                          step=lambda name: say(f"{name} ({backend})", None, None))
     timings.update({f"splink: {k}": v for k, v in scored.timings.items()})
     mark = time.perf_counter()
-    decisions = decide(weigh(scored.pairs, index, records), document_hits(index, records), thresholds)
+    hits = document_hits(index, records)
+    # Rows linked by their document are decided without their scored pairs (``decide`` sets those
+    # aside): weighing them would be wasted work, most of a large list's ID-number rows.
+    pairs = scored.pairs[~scored.pairs["record_id"].isin(hits["record_id"])]
+    decisions = decide(weigh(pairs, index, records), hits, thresholds)
     timings["shared evidence rules and grading"] = time.perf_counter() - mark
     return decisions, scored
 
