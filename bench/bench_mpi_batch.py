@@ -58,18 +58,9 @@ def _vault(keys_dir: Path):
     return Vault(KeyStore(keys_dir))
 
 
-def _database_cpu(database: str) -> float:
-    """CPU seconds (user + system) of the PostgreSQL backends now connected to ``database``, from /proc
-    (the server's process titles name the database); backends that exit meanwhile are not counted."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if f" {database} ".encode() not in stat.read_bytes().replace(b"\0", b" ") + b" ":
-                continue
-            total += _backend_cpu(int(stat.parent.name))
-        except OSError:
-            continue
-    return total
+def cpu(before, after) -> float:
+    """CPU seconds (user + system) between two ``resource.getrusage`` readings."""
+    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def end_to_end(quick: bool) -> dict:
@@ -86,16 +77,23 @@ def end_to_end(quick: bool) -> dict:
     out = OUT / ("quick" if quick else "full") / "outputs"
     load = os.getloadavg()[0]
     self_cpu, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    server = _database_cpu(built.database)
+    server = mpi_index.database_cpu(built.database)
+    marks: list[tuple[str, float]] = []  # (step, CPU of this process and its workers so far) at each step's start
+
+    def step(name: str, _done: int | None, _total: int | None) -> None:
+        if not marks or marks[-1][0] != name:
+            now_self, now_children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+            marks.append((name, cpu(self_cpu, now_self) + cpu(children, now_children)))
+
     try:
-        result = link_file(platform, built.work / "list.csv", mpi_index.INSTITUTION, out=out, operator="bench")
-        server = _database_cpu(built.database) - server  # before the pool's connections close
+        result = link_file(platform, built.work / "list.csv", mpi_index.INSTITUTION, out=out, operator="bench",
+                           progress=step)
+        server = mpi_index.database_cpu(built.database) - server  # before the pool's connections close
     finally:
         platform.db.dispose()
     after_self, after_children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-
-    def cpu(before, after) -> float:
-        return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    marks.append(("end", cpu(self_cpu, after_self) + cpu(children, after_children)))
+    step_cpu = {name: later - at for (name, at), (_, later) in zip(marks, marks[1:])}
 
     links = pd.read_csv(out / "links.csv", dtype=str)
     links = links[links["status"] == "linked"]
@@ -103,7 +101,7 @@ def end_to_end(quick: bool) -> dict:
     true_pairs = set(zip(truth["mrn"], truth["person_id"]))
     right = sum(pair in true_pairs for pair in zip(links["mrn"], links["person_ref"]))
     return {"built": built, "result": result, "load": (load, os.getloadavg()[0]),
-            "cpu": cpu(self_cpu, after_self), "workers_cpu": cpu(children, after_children), "server_cpu": server,
+            "step_cpu": step_cpu, "cpu": cpu(self_cpu, after_self), "workers_cpu": cpu(children, after_children), "server_cpu": server,
             "precision": right / max(len(links), 1), "recall": right / max(len(true_pairs), 1)}
 
 
@@ -124,7 +122,8 @@ def end_to_end_row(measured: dict) -> dict:
                   f"{result.rejected:,} rejected, {result.clusters:,} clusters within the list; certain links "
                   f"precision {measured['precision']:.4f}, recall {measured['recall']:.4f}; CPU: this process "
                   f"{measured['cpu']:.0f} s, worker processes {measured['workers_cpu']:.0f} s, PostgreSQL backends "
-                  f"{measured['server_cpu']:.0f} s; {index_note}; load average {measured['load'][0]:.1f} -> "
+                  f"{measured['server_cpu']:.0f} s; CPU of this process and its workers by step ("
+                  + ", ".join(f"{k} {v:.0f} s" for k, v in measured["step_cpu"].items()) + f"); {index_note}; load average {measured['load'][0]:.1f} -> "
                   f"{measured['load'][1]:.1f} on {len(os.sched_getaffinity(0))} cores shared with other work"),
     }
 
@@ -185,14 +184,8 @@ def _writes_platform(dialect: str, work: Path, n_people: int):
 
 
 def _backend_cpu(pid: int | None) -> float:
-    """CPU seconds a PostgreSQL backend has used (user + system), from /proc; 0 when unreadable."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
+    """CPU seconds a PostgreSQL backend has used, from /proc; 0 when unknown or unreadable."""
+    return mpi_index.backend_cpu(pid) if pid is not None else 0.0
 
 
 def writes(n_links: int, dialect: str = "postgresql") -> dict:
