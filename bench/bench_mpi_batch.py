@@ -1,40 +1,42 @@
-"""Batch linkage at scale: a 1M-record patient list against a 1M-person index on DuckDB (issue 5:
-under 3 minutes on this machine).
+"""Batch linkage at scale, end to end from the database: a 1M-row patient list against a 1M-person
+index on PostgreSQL (issue 11: from the database to links written and review pairs queued in under
+3 minutes on this machine).
 
-What is timed ("linkage end to end", one figure), step by step as ``ehc mpi link`` runs them:
+What is timed (one figure, phase by phase as ``ehc mpi link`` runs them: ``mpi.linkage.job.link_file``):
 
 1. reading the list (CSV, 1M rows: ``mrn, name, sex, birth_date, phone, id_number, address,
    region_code``) and checking every row (documents parsed and blind-indexed, pinyin keys), in
    worker processes;
-2. the index side: the people's demographics *already unsealed* (a Parquet file made beforehand,
-   as the export step hands them over) turned into linkage rows (pinyin keys), in worker processes;
+2. opening the index: the active people read from PostgreSQL, their sealed name, birth date, phone
+   and address opened (SM4-GCM) and turned into linkage rows, in worker processes;
 3. Splink: prior, u by random sampling, m by EM, prediction over every blocked pair (DuckDB);
-4. grading (document short-circuit, certain / probable / possible);
-5. writing links.csv, review.csv (masked), unmatched.csv, rejects.csv and report.html.
+4. the shared evidence rules and grading (document short-circuit, certain / probable / possible);
+5. the writes: the certain MRNs bound in bulk (COPY), the review pairs queued (batched), one audit
+   event per linked person, in one transaction;
+6. clustering the list (duplicates within it), writing links.csv, review.csv, unmatched.csv,
+   rejects.csv and report.html.
 
-Not in that figure: unsealing the index from the database and the database writes of the links
-(one identifier row and one audit event per link). Unsealing is measured separately, on the
-1M-person PostgreSQL index that ``bench_mpi_realtime`` builds (``ehc_bench_mpi``), when it exists:
-:func:`linkage_index.export_index` with one worker process per core.
+CPU is reported for the process, its worker processes and the PostgreSQL backends.
 
-The data: ``ehc.mpi.synth.stream`` people; the index is the first 1M, the list is a corrupted copy
-(homophones, similar shapes, nicknames, swapped dates, typos, moves, ~60% without ID number) of the
-last 800k of them plus 200k people who are not in the index. Generated once into
-``bench/out/mpi_batch/`` and reused. Quick: 50k x 50k.
+The data: the shared index of ``bench/mpi_index.py`` (``ehc.mpi.synth.stream`` people written with
+the bulk path, reused while complete; the same database as ``bench_mpi_realtime``); the list is a
+corrupted copy (homophones, similar shapes, nicknames, swapped dates, typos, moves, ~60% without ID
+number) of the last 800k people of the index plus 200k people who are not in it. What a previous run
+wrote (the list's MRNs, review pairs, link jobs) is removed before each run. Quick: 50k x 50k.
 
-Run alone: ``.venv/bin/python bench/bench_mpi_batch.py [--quick]``; or ``bench/run.py mpi_batch``.
+The write step is also measured alone (``--writes [LINKS] [sqlite]``) on a fresh database.
+
+Run alone: ``.venv/bin/python bench/bench_mpi_batch.py [--quick] [--end-to-end]``; or ``bench/run.py mpi_batch``.
 """
 
 from __future__ import annotations
 
-import csv
 import os
+import resource
 import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
-from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -43,6 +45,8 @@ OUT = ROOT / "bench" / "out" / "mpi_batch"
 GOAL_SECONDS = 180.0
 SEED = 20262
 PG_ADMIN_URL = os.environ.get("EHC_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+import mpi_index  # noqa: E402 - the shared 1M index (bench/mpi_index.py), after the path is set
 
 
 def _vault(keys_dir: Path):
@@ -54,136 +58,74 @@ def _vault(keys_dir: Path):
     return Vault(KeyStore(keys_dir))
 
 
-def generate(work: Path, n_index: int, n_list: int) -> None:
-    """index.parquet (unsealed demographics, document as its blind index), list.csv, truth.csv."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from ehc.mpi import synth
-
-    if (work / "truth.csv").exists():
-        return
-    work.mkdir(parents=True, exist_ok=True)
-    vault = _vault(work / "keys")
-    n_new = n_list // 5
-    first_listed = n_index + n_new - n_list + 1
-    index_rows: dict[str, list] = {k: [] for k in ("person_id", "name", "sex", "birth_date", "phone", "address",
-                                                   "region_code", "id_key")}
-    with open(work / "list.csv", "w", newline="", encoding="utf-8") as listed, \
-            open(work / "truth.csv", "w", newline="", encoding="utf-8") as truth:
-        writer, truths = csv.writer(listed), csv.writer(truth)
-        writer.writerow(["mrn", "name", "sex", "birth_date", "phone", "id_number", "address", "region_code"])
-        truths.writerow(["mrn", "person_id"])
-        for number, (row, query) in enumerate(synth.stream(n_index + n_new, SEED, query_every=1), start=1):
-            if number <= n_index:
-                index_rows["person_id"].append(row["rec_id"])
-                for key in ("name", "sex", "birth_date", "phone", "address", "region_code"):
-                    index_rows[key].append(row[key])
-                index_rows["id_key"].append(vault.blind("identifier", f"doc:01:{row['id_number']}")
-                                            if row["id_number"] else None)
-            if number >= first_listed:
-                mrn = f"M{number:08d}"
-                writer.writerow([mrn, query["name"], query["sex"], query["birth_date"], query["phone"] or "",
-                                 query["id_number"] or "", query["address"], query["region_code"]])
-                if number <= n_index:
-                    truths.writerow([mrn, row["rec_id"]])
-    pq.write_table(pa.table(index_rows), work / "index.parquet")
+def cpu(before, after) -> float:
+    """CPU seconds (user + system) between two ``resource.getrusage`` readings."""
+    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
-def link(work: Path) -> dict:
-    """The timed pipeline; returns timings, counts and accuracy against the truth."""
+def end_to_end(quick: bool) -> dict:
+    """``ehc mpi link`` as a hospital runs it (``mpi.linkage.job.link_file``), from the list file and the
+    sealed index in PostgreSQL to links written and review pairs queued, on the shared index of
+    ``bench/mpi_index.py``; what an earlier run wrote is removed first."""
     import pandas as pd
-    import pyarrow.parquet as pq
 
-    from ehc.mpi.linkage import apply as linkage_apply
-    from ehc.mpi.linkage import cluster as linkage_cluster
-    from ehc.mpi.linkage import decide as linkage_decide
-    from ehc.mpi.linkage import index as linkage_index
-    from ehc.mpi.linkage import input as linkage_input
-    from ehc.mpi.linkage import model as linkage_model
-    from ehc.mpi.linkage import report as linkage_report
+    from ehc.mpi.linkage.job import link_file
 
-    timings: dict[str, float] = {}
-    started = mark = time.perf_counter()
-    platform = SimpleNamespace(vault=_vault(work / "keys"), settings=SimpleNamespace(keys_dir=work / "keys"))
-    rows = linkage_input.read_patient_list(work / "list.csv")
-    cleaned = linkage_index.clean_list(platform, rows)
-    records = cleaned.frame
-    timings["read and check the list"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    table = pq.read_table(work / "index.parquet").to_pydict()
-    people = list(zip(*(table[k] for k in ("person_id", "name", "sex", "birth_date", "phone", "address",
-                                             "region_code", "id_key"))))
-    index = linkage_index.index_frame(people)
-    index["card_id"] = None
-    timings["index rows (pinyin)"] = time.perf_counter() - mark
-    with tempfile.TemporaryDirectory(prefix="ehc-bench-batch-") as workdir:
-        scored = linkage_model.score_pairs(index, records, workdir=Path(workdir))
-    timings.update({f"splink: {k}": v for k, v in scored.timings.items()})
-    mark = time.perf_counter()
-    decisions = linkage_decide.decide(linkage_decide.weigh(scored.pairs, index, records),
-                                      linkage_decide.document_hits(index, records))
-    timings["shared evidence rules and grading"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    out = work / "outputs"
-    out.mkdir(exist_ok=True)
-    outcome = linkage_apply.outcome_without_database(decisions, records)
-    clustered = linkage_cluster.clusters(records, outcome.links)
-    linkage_report.write_outputs(out, outcome, cleaned.rejects, records, index, notes=cleaned.notes,
-                                 clustered=clustered)
-    result = linkage_report.LinkResult(job_id=None, out_dir=out, records=len(records), rejected=len(cleaned.rejects),
-                                linked=outcome.new_links, queued=outcome.queued, unmatched=outcome.unmatched,
-                                index_size=len(index), dry_run=True)
-    timings["cluster the list and write the outputs and report"] = time.perf_counter() - mark
-    timings["total"] = time.perf_counter() - started
-    result.timings = timings
-    linkage_report.write_report(out / "report.html", result, scored, linkage_decide.Thresholds(), "duckdb", "list.csv")
-    truth_frame = pd.read_csv(work / "truth.csv", dtype=str)
-    record_of = dict(zip(records["mrn"], records["unique_id"]))
-    truth = {(record_of[m], p) for m, p in zip(truth_frame["mrn"], truth_frame["person_id"]) if m in record_of}
-    return {"timings": timings, "result": result, "accuracy": linkage_decide.accuracy(decisions, truth),
-            "pairs": len(scored.pairs)}
+    built = mpi_index.ensure(quick)
+    mpi_index.reset_links(built)
+    platform = mpi_index.platform(built)
+    out = OUT / ("quick" if quick else "full") / "outputs"
+    load = os.getloadavg()[0]
+    self_cpu, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    server = mpi_index.database_cpu(built.database)
+    marks: list[tuple[str, float]] = []  # (step, CPU of this process and its workers so far) at each step's start
 
+    def step(name: str, _done: int | None, _total: int | None) -> None:
+        if not marks or marks[-1][0] != name:
+            now_self, now_children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+            marks.append((name, cpu(self_cpu, now_self) + cpu(children, now_children)))
 
-def unseal(quick: bool) -> dict | None:
-    """Open the whole PostgreSQL index built by bench_mpi_realtime, if it is there and complete."""
-    from sqlalchemy import create_engine, text
-
-    from ehc.config import Settings
-    from ehc.crypto import KeyStore
-    from ehc.db import Database
-    from ehc.kit.context import Vault
-    from ehc.mpi.linkage import apply as linkage_apply
-    from ehc.mpi.linkage import cluster as linkage_cluster
-    from ehc.mpi.linkage import decide as linkage_decide
-    from ehc.mpi.linkage import index as linkage_index
-    from ehc.mpi.linkage import input as linkage_input
-    from ehc.mpi.linkage import model as linkage_model
-    from ehc.mpi.linkage import report as linkage_report
-    from ehc.platform import Platform
-
-    database = "ehc_bench_mpi_quick" if quick else "ehc_bench_mpi"
-    keys_dir = ROOT / "bench" / "out" / "mpi_realtime" / database / "keys"
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{database}"
-    if not KeyStore(keys_dir).exists:
-        return None
     try:
-        engine = create_engine(url)
-        with engine.connect() as conn:
-            people = conn.execute(text("SELECT count(*) FROM persons WHERE status = 'active'")).scalar_one()
-        engine.dispose()
-    except Exception:  # noqa: BLE001 - no such database: the figure is skipped
-        return None
-    keys = KeyStore(keys_dir)
-    settings = Settings(data_dir=OUT, database_url=url, keys_dir=keys_dir)
-    platform = Platform(settings=settings, db=Database(url), keys=keys, vault=Vault(keys))
-    try:
-        started = time.perf_counter()
-        frame = linkage_index.export_index(platform)
-        seconds = time.perf_counter() - started
+        result = link_file(platform, built.work / "list.csv", mpi_index.INSTITUTION, out=out, operator="bench",
+                           progress=step)
+        server = mpi_index.database_cpu(built.database) - server  # before the pool's connections close
     finally:
         platform.db.dispose()
-    return {"people": people, "seconds": seconds, "rows": len(frame), "workers": linkage_index.default_workers(people)}
+    after_self, after_children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    marks.append(("end", cpu(self_cpu, after_self) + cpu(children, after_children)))
+    step_cpu = {name: later - at for (name, at), (_, later) in zip(marks, marks[1:])}
+
+    links = pd.read_csv(out / "links.csv", dtype=str)
+    links = links[links["status"] == "linked"]
+    truth = pd.read_csv(built.work / "truth.csv", dtype=str)
+    true_pairs = set(zip(truth["mrn"], truth["person_id"]))
+    right = sum(pair in true_pairs for pair in zip(links["mrn"], links["person_ref"]))
+    return {"built": built, "result": result, "load": (load, os.getloadavg()[0]),
+            "step_cpu": step_cpu, "cpu": cpu(self_cpu, after_self), "workers_cpu": cpu(children, after_children), "server_cpu": server,
+            "precision": right / max(len(links), 1), "recall": right / max(len(true_pairs), 1)}
+
+
+def end_to_end_row(measured: dict) -> dict:
+    built, result = measured["built"], measured["result"]
+    timings = result.timings
+    steps = "; ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k != "total")
+    index_note = (f"index built in this run ({built.seconds / 60:.1f} min, bench/mpi_index.py, bulk path)"
+                  if built.seconds is not None else "index built in an earlier run (bench/mpi_index.py, bulk path)")
+    return {
+        "figure": (f"Batch linkage end to end, {result.records + result.rejected:,}-row list x "
+                   f"{result.index_size:,}-person index on PostgreSQL (from the database to links written)"),
+        "value": timings["total"], "unit": "s",
+        "reference": None, "reference_value": None, "ratio": None,
+        "goal": f"< {GOAL_SECONDS:.0f} s", "met": timings["total"] < GOAL_SECONDS,
+        "notes": (f"mpi.linkage.job.link_file as `ehc mpi link` runs it (DuckDB): {steps}; {result.linked:,} "
+                  f"certain links written, {result.queued:,} review pairs queued, {result.unmatched:,} unmatched, "
+                  f"{result.rejected:,} rejected, {result.clusters:,} clusters within the list; certain links "
+                  f"precision {measured['precision']:.4f}, recall {measured['recall']:.4f}; CPU: this process "
+                  f"{measured['cpu']:.0f} s, worker processes {measured['workers_cpu']:.0f} s, PostgreSQL backends "
+                  f"{measured['server_cpu']:.0f} s; CPU of this process and its workers by step ("
+                  + ", ".join(f"{k} {v:.0f} s" for k, v in measured["step_cpu"].items()) + f"); {index_note}; load average {measured['load'][0]:.1f} -> "
+                  f"{measured['load'][1]:.1f} on {len(os.sched_getaffinity(0))} cores shared with other work"),
+    }
 
 
 # -- the write step: links and review pairs into the database -----------------------------------------
@@ -242,14 +184,8 @@ def _writes_platform(dialect: str, work: Path, n_people: int):
 
 
 def _backend_cpu(pid: int | None) -> float:
-    """CPU seconds a PostgreSQL backend has used (user + system), from /proc; 0 when unreadable."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
+    """CPU seconds a PostgreSQL backend has used, from /proc; 0 when unknown or unreadable."""
+    return mpi_index.backend_cpu(pid) if pid is not None else 0.0
 
 
 def writes(n_links: int, dialect: str = "postgresql") -> dict:
@@ -328,49 +264,13 @@ def writes_row(measured: dict) -> dict:
 
 
 def main(quick: bool = False) -> list[dict]:
-    n = 50_000 if quick else 1_000_000
-    work = OUT / ("quick" if quick else "full")
-    load_before = os.getloadavg()[0]
-    mark = time.perf_counter()
-    generate(work, n, n)
-    generated = time.perf_counter() - mark
-    measured = link(work)
-    opened = unseal(quick)
-    written = writes(10_000 if quick else 100_000)
-    load_after = os.getloadavg()[0]
-    timings, result, acc = measured["timings"], measured["result"], measured["accuracy"]
-    steps = "; ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k != "total")
-    machine = (f"load average {load_before:.1f} -> {load_after:.1f} on {len(os.sched_getaffinity(0))} cores shared "
-               "with other work (the machine was loaded)")
-    rows = [{
-        "figure": f"Batch linkage, {n:,}-record list x {n:,}-person index, DuckDB (linkage end to end)",
-        "value": timings["total"], "unit": "s",
-        "reference": None, "reference_value": None, "ratio": None,
-        "goal": f"< {GOAL_SECONDS:.0f} s", "met": timings["total"] < GOAL_SECONDS,
-        "notes": (f"from the list file and an already-unsealed index export (Parquet) to every output file; "
-                  f"unsealing and the database writes of the links are not included (see the next row); {steps}; "
-                  f"{measured['pairs']:,} pairs scored above 'possible'; {result.linked:,} certain links, "
-                  f"{result.queued:,} review pairs, {result.unmatched:,} unmatched, {result.rejected:,} rejected; "
-                  f"certain links precision {acc['precision']:.4f}, recall {acc['recall']:.4f}; "
-                  f"test data generated " + (f"in this run ({generated / 60:.1f} min)" if generated > 0.5 else
-                                             "in an earlier run") + f"; {machine}"),
-    }]
-    if opened:
-        rows.append({
-            "figure": f"Index export for batch linkage: unseal {opened['people']:,} people from PostgreSQL",
-            "value": opened["seconds"], "unit": "s",
-            "reference": None, "reference_value": None, "ratio": None, "goal": None, "met": None,
-            "notes": (f"linkage_index.export_index on the bench_mpi_realtime index: name, birth date, phone and address "
-                      f"opened (SM4-GCM) and pinyin keys derived, {opened['workers'] or 'no'} worker processes; "
-                      f"{opened['people'] / opened['seconds']:,.0f} people/s; add it to the row above for a run "
-                      f"from the database; {machine}"),
-        })
-    rows.append(writes_row(written))
-    return rows
+    return [end_to_end_row(end_to_end(quick)), writes_row(writes(10_000 if quick else 100_000))]
 
 
 if __name__ == "__main__":
-    if "--writes" in sys.argv:  # the write step alone: --writes [LINKS] [sqlite]
+    if "--end-to-end" in sys.argv:  # the run from the database alone
+        print(end_to_end_row(end_to_end(quick="--quick" in sys.argv)))
+    elif "--writes" in sys.argv:  # the write step alone: --writes [LINKS] [sqlite]
         extra = sys.argv[sys.argv.index("--writes") + 1:]
         count = int(extra[0]) if extra and extra[0].isdigit() else 100_000
         print(writes_row(writes(count, "sqlite" if "sqlite" in extra else "postgresql")))

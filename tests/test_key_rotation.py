@@ -106,3 +106,28 @@ def test_the_server_keeps_answering_after_the_cli_rotates_every_kind(platform, s
     new_sealing = active.active("sealing").id
     assert sum(s.startswith(new_sealing + ".") for s in sealed) == 1  # 李四, after the rotation
     assert len({s.split(".")[0] for s in sealed}) == 2
+
+
+def test_a_bulk_opener_opens_every_key_and_refuses_what_open_refuses(store_dir):  # noqa: ANN001
+    """``Sealer.opener`` (batch linkage's export of the index) caches each key's cipher object: it opens
+    values under the active and a retired key alike, and refuses a wrong context, garbled text and,
+    from its next run on, a key withdrawn meanwhile."""
+    from ehc.crypto import SealBroken
+
+    store = KeyStore(store_dir)
+    old = Sealer(store).seal("王小明", "person.name:P1")
+    old_id = Sealer.key_id_of(old)
+    store.rotate("sealing")
+    new = Sealer(store).seal("李四", "person.name:P2")
+    opener = Sealer(store).opener()
+    assert opener.open(old, "person.name:P1") == "王小明"
+    assert opener.open(new, "person.name:P2") == "李四"
+    assert opener.open(old, "person.name:P1") == "王小明"  # the cached key object, again
+    for sealed, context in ((old, "person.name:P2"), (old[:-4], "person.name:P1"), (old_id + ".!!", "person.name:P1"),
+                            ("no-dot", "person.name:P1"), ("unknown-key.AAAA", "person.name:P1")):
+        with pytest.raises(SealBroken):
+            opener.open(sealed, context)
+    KeyStore(store_dir).withdraw(old_id)
+    with pytest.raises(SealBroken, match="withdrawn"):
+        Sealer(store).opener().open(old, "person.name:P1")
+    assert Sealer(store).opener().open(new, "person.name:P2") == "李四"

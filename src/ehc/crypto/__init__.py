@@ -5,7 +5,7 @@ store, the PII ``Sealer`` and the ``BlindIndex``. No domain module touches curve
 """
 
 from .keystore import KeyInfo, KeyStore, KeyStoreError
-from .pii import BlindIndex, PinnedSealer, Sealer
+from .pii import BlindIndex, Opener, PinnedSealer, Sealer
 from .sm2 import DEFAULT_USER_ID, SM2PrivateKey, SM2PublicKey
 from .sm3 import hmac_sm3, hmac_sm3_verify, sm3, sm3_hasher
 from .sm4 import SealBroken
@@ -16,6 +16,7 @@ __all__ = [
     "KeyInfo",
     "KeyStore",
     "KeyStoreError",
+    "Opener",
     "PinnedSealer",
     "SM2PrivateKey",
     "SM2PublicKey",

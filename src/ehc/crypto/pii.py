@@ -18,7 +18,7 @@ import binascii
 
 from .keystore import KeyStore
 from .sm3 import hmac_sm3_keyed
-from .sm4 import GcmSealer, SealBroken, gcm_decrypt, gcm_encrypt
+from .sm4 import GcmSealer, SealBroken, gcm_algorithm, gcm_decrypt, gcm_decrypt_with, gcm_encrypt
 
 
 def _b64e(data: bytes) -> str:
@@ -52,17 +52,7 @@ class Sealer:
         key_id, _, body = sealed.partition(".")
         if not body:
             raise SealBroken("not a sealed value")
-        try:
-            key = self._keys.secret(key_id)
-        except Exception as exc:
-            raise SealBroken(f"sealing key {key_id} is not in the key store") from exc
-        if self._keys.withdrawn(key_id):
-            raise SealBroken(f"sealing key {key_id} was withdrawn")
-        try:
-            blob = _b64d(body)
-        except (binascii.Error, ValueError) as exc:  # truncated or garbled text in the column
-            raise SealBroken("sealed value is not valid base64url") from exc
-        return gcm_decrypt(key, blob, context.encode()).decode("utf-8")
+        return gcm_decrypt(_usable_key(self._keys, key_id), _blob(body), context.encode()).decode("utf-8")
 
     def open_optional(self, sealed: str | None, context: str) -> str | None:
         return None if sealed is None else self.open(sealed, context)
@@ -70,6 +60,47 @@ class Sealer:
     @staticmethod
     def key_id_of(sealed: str) -> str:
         return sealed.partition(".")[0]
+
+    def opener(self) -> "Opener":
+        """``open`` for a bounded run of values (a batch linkage's export of the whole index)."""
+        return Opener(self._keys)
+
+
+def _usable_key(keys: KeyStore, key_id: str) -> bytes:
+    try:
+        key = keys.secret(key_id)
+    except Exception as exc:
+        raise SealBroken(f"sealing key {key_id} is not in the key store") from exc
+    if keys.withdrawn(key_id):
+        raise SealBroken(f"sealing key {key_id} was withdrawn")
+    return key
+
+
+def _blob(body: str) -> bytes:
+    try:
+        return _b64d(body)
+    except (binascii.Error, ValueError) as exc:  # truncated or garbled text in the column
+        raise SealBroken("sealed value is not valid base64url") from exc
+
+
+class Opener:
+    """``Sealer.open`` for many values in a row: each sealing key is looked up in the key store, checked
+    for withdrawal and turned into its cipher object once, on its first value, instead of for every
+    value (the check reads the key store's manifest stamp from disk). Hold it for one bounded run
+    (one chunk of an export), so a key withdrawn meanwhile is refused from the next run on."""
+
+    def __init__(self, keys: KeyStore) -> None:
+        self._keys = keys
+        self._algorithms: dict[str, object] = {}
+
+    def open(self, sealed: str, context: str) -> str:
+        key_id, _, body = sealed.partition(".")
+        if not body:
+            raise SealBroken("not a sealed value")
+        algorithm = self._algorithms.get(key_id)
+        if algorithm is None:
+            algorithm = self._algorithms[key_id] = gcm_algorithm(_usable_key(self._keys, key_id))
+        return gcm_decrypt_with(algorithm, _blob(body), context.encode()).decode("utf-8")
 
 
 class PinnedSealer:

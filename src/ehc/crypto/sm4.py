@@ -56,10 +56,21 @@ class GcmSealer:
 
 
 def gcm_decrypt(key: bytes, blob: bytes, aad: bytes = b"") -> bytes:
+    return gcm_decrypt_with(algorithms.SM4(key), blob, aad)
+
+
+def gcm_algorithm(key: bytes) -> algorithms.SM4:
+    """The key schedule object for :func:`gcm_decrypt_with`, built once for many values under one key."""
+    return algorithms.SM4(key)
+
+
+def gcm_decrypt_with(algorithm: algorithms.SM4, blob: bytes, aad: bytes = b"") -> bytes:
+    """``gcm_decrypt`` under a key object already built (:func:`gcm_algorithm`): opening many values
+    (a batch linkage's export of the index) skips building it for each."""
     if len(blob) < NONCE_SIZE + TAG_SIZE:
         raise SealBroken("sealed value too short")
     nonce, body, tag = blob[:NONCE_SIZE], blob[NONCE_SIZE:-TAG_SIZE], blob[-TAG_SIZE:]
-    dec = Cipher(algorithms.SM4(key), modes.GCM(nonce, tag)).decryptor()
+    dec = Cipher(algorithm, modes.GCM(nonce, tag)).decryptor()
     if aad:
         dec.authenticate_additional_data(aad)
     try:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from ..config import Settings
-from ..crypto import BlindIndex, KeyStore, PinnedSealer, Sealer
+from ..crypto import BlindIndex, KeyStore, Opener, PinnedSealer, Sealer
 from .codes import Channel
 
 
@@ -63,6 +63,10 @@ class Vault:
 
     def open_optional(self, sealed: str | None, context: str) -> str | None:
         return self._sealer.open_optional(sealed, context)
+
+    def opener(self) -> Opener:
+        """An opener for one bounded run of values (``Sealer.opener``): the key store consulted once a key."""
+        return self._sealer.opener()
 
 
 # The id of the HTTP request being served (set by ``kit.http.RequestIdMiddleware``), for the audit

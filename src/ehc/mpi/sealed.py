@@ -162,11 +162,12 @@ def open_people(vault: Vault, rows: Iterable[tuple]) -> list[tuple]:
     """The batch form: ``(person_id, name, birth_date, phone, address)`` sealed per row (as
     :func:`repository.active_people_sealed` gives them, extra columns kept after) in clear, in
     memory. Runs in a linkage worker process or inline."""
+    open_ = vault.opener().open  # the key store consulted once per key for the whole run, not per value
     out = []
     for person_id, name_s, birth_s, phone_s, address_s, *rest in rows:
-        def open_(sealed: str | None, field: str, person_id: str = person_id) -> str | None:
-            return vault.open(sealed, seal_context(person_id, field)) if sealed else None
-
-        out.append((person_id, open_(name_s, "name"), open_(birth_s, "birth_date"), open_(phone_s, "phone"),
-                    open_(address_s, "address"), *rest))
+        out.append((person_id,
+                    open_(name_s, seal_context(person_id, "name")) if name_s else None,
+                    open_(birth_s, seal_context(person_id, "birth_date")) if birth_s else None,
+                    open_(phone_s, seal_context(person_id, "phone")) if phone_s else None,
+                    open_(address_s, seal_context(person_id, "address")) if address_s else None, *rest))
     return out

@@ -58,15 +58,19 @@ def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame) -> pd
     if pairs.empty:
         return pairs.assign(cap=pd.Series(dtype=object))
     fields = ["name", "sex", "birth_date", "phone", "address", "region_code"]
-    people = {uid: tuple(_value(v) for v in row) for uid, *row in index[["unique_id", *fields]].itertuples(index=False)}
-    person_key = dict(zip(index["unique_id"], index["id_key"]))
-    rows = {uid: tuple(_value(v) for v in row) for uid, *row in records[["unique_id", *fields]].itertuples(index=False)}
-    record_key = dict(zip(records["unique_id"], records["id_key"]))
+    # Only the people and rows the pairs name (a 1M index has far more people than candidates).
+    candidates = index[index["unique_id"].isin(pairs["person_id"])]
+    listed = records[records["unique_id"].isin(pairs["record_id"])]
+    people = {uid: tuple(_value(v) for v in row)
+              for uid, *row in candidates[["unique_id", *fields]].itertuples(index=False)}
+    person_key = dict(zip(candidates["unique_id"], candidates["id_key"]))
+    rows = {uid: tuple(_value(v) for v in row) for uid, *row in listed[["unique_id", *fields]].itertuples(index=False)}
+    record_key = dict(zip(listed["unique_id"], listed["id_key"]))
     near = dict(zip(records["unique_id"], records["id_near"])) if "id_near" in records else {}
     system = dict(zip(records["unique_id"], records["id_system"])) if "id_system" in records else {}
     shares = index.groupby(["name_py", "birth_year"]).size().to_dict()
     record_share = {uid: shares.get((py, year), 1)
-                    for uid, py, year in records[["unique_id", "name_py", "birth_year"]].itertuples(index=False)}
+                    for uid, py, year in listed[["unique_id", "name_py", "birth_year"]].itertuples(index=False)}
     model = default_model()
     typo_weight = model.weight("document", "typo")
     caps, weights = [], []

@@ -55,6 +55,7 @@ def link_file(platform: LinkPlatform, path: Path, institution_id: str, *, backen
         say("reading the list", len(rows), len(rows))
 
         mark = time.perf_counter()
+        say("opening the index", 0, None)
         index = export_index(platform, workers=workers, progress=lambda done, total: say("opening the index", done, total))
         timings["open the index (unseal)"] = time.perf_counter() - mark
 
@@ -72,6 +73,7 @@ def link_file(platform: LinkPlatform, path: Path, institution_id: str, *, backen
         result.clusters = clustered["cluster"].nunique() if len(clustered) else 0
         timings["cluster the list (duplicates within it)"] = time.perf_counter() - mark
         mark = time.perf_counter()
+        say("writing the outputs", None, None)
         write_outputs(out_dir, outcome, cleaned.rejects, records, index, notes=cleaned.notes, clustered=clustered)
         result.linked, result.already_linked = outcome.new_links, outcome.already_linked
         result.conflicts, result.queued, result.unmatched = outcome.conflicts, outcome.queued, outcome.unmatched
@@ -98,7 +100,12 @@ def _score_and_decide(index: pd.DataFrame, records: pd.DataFrame, backend: str, 
                          step=lambda name: say(f"{name} ({backend})", None, None))
     timings.update({f"splink: {k}": v for k, v in scored.timings.items()})
     mark = time.perf_counter()
-    decisions = decide(weigh(scored.pairs, index, records), document_hits(index, records), thresholds)
+    say("grading the pairs", None, None)
+    hits = document_hits(index, records)
+    # Rows linked by their document are decided without their scored pairs (``decide`` sets those
+    # aside): weighing them would be wasted work, most of a large list's ID-number rows.
+    pairs = scored.pairs[~scored.pairs["record_id"].isin(hits["record_id"])]
+    decisions = decide(weigh(pairs, index, records), hits, thresholds)
     timings["shared evidence rules and grading"] = time.perf_counter() - mark
     return decisions, scored
 
