@@ -49,6 +49,7 @@ from sqlalchemy import Insert, bindparam, event, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import FromClause
 
+from ..kit import dialect
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
 from ..kit.errors import Invalid, field_error
@@ -189,6 +190,9 @@ def _chain_on_commit(session: Session) -> None:
         return
     if not (session.info.get(UNIT_OF_WORK) or session.info.get(CHAIN_AT_COMMIT)):
         return
+    if dialect.is_postgresql(session):  # many processes: the next batch chains it (module docstring)
+        return
+    # SQLite: this transaction holds the database's only write lock already, chaining is in-process.
     # Flush every other write first: the lock is held only for "read tail, link, COMMIT".
     session.flush()
     chain_pending(session, wait=False)
@@ -320,7 +324,10 @@ def search(ctx: Ctx, filters: Filters, *, before: int | None = None, limit: int 
         raise Invalid("since must be before until.", code="time_range_invalid",
                       errors=[field_error("since", "time_range_invalid", "since must be before until")])
     if before is None and repository.has_unchained(ctx.session):  # the first page: bring the chain up to date
-        chain_pending(ctx.session, wait=False)
+        # Waiting (not trying) for the lock: a chaining under way elsewhere (a sweeper) has not
+        # committed yet, so its events would be missing from this read; after its COMMIT, this
+        # transaction reads the new tail and chains what is left. Readers are rare, the wait short.
+        chain_pending(ctx.session, wait=True)
     events = repository.chained_events(
         ctx.session, person_ids=filters.person_ids, actor_id=filters.actor_id, institution_id=filters.institution_id,
         purpose=filters.purpose, action=filters.action, since=filters.since, until=filters.until, before=before,
