@@ -42,8 +42,8 @@ def _events(platform, **where) -> list[AuditEvent]:  # noqa: ANN001
 
 def _chain(platform) -> None:  # noqa: ANN001
     """Chain what waits in intake, as every reader of the trail does first (search, the access log,
-    ``ehc audit verify``) and the sweeper of ``ehc serve``: on PostgreSQL a commit leaves its events
-    unchained for the next batch, so ``seq`` and ``hash`` are read after this, not right after a commit."""
+    ``ehc audit verify``) and the sweeper of ``ehc serve``: a commit leaves its events unchained for
+    the next batch, so ``seq`` and ``hash`` are read after this, not right after a commit."""
     with platform.db.session() as session:
         audit.chain_pending(session)
 
@@ -245,14 +245,12 @@ def test_events_left_in_intake_are_chained_by_the_next_chaining(platform):
     assert _unchained(platform) == 1
     assert _verify(platform).unchained == 1
     _accesses(platform, _clerk_actor("inst-x"), ["C" * 32])
-    if platform.db.engine.dialect.name == "postgresql":
-        # Many processes: an audited commit never chains; its event is committed with the work,
-        # unchained, and the next batch (here a reader of the trail, which chains first) links both.
-        assert _unchained(platform) == 2
-        with platform.db.session() as session:
-            found = audit.search(platform.ctx(session, Actor.system()), audit.Filters()).events
-        assert [(e.seq, e.person_id) for e in found] == [(2, "C" * 32), (1, "B" * 32)]
-    # SQLite (one process, one write lock): the commit chained both, in intake order.
+    # An audited commit never chains: its event is committed with the work, unchained, and the next
+    # batch (here a reader of the trail, which chains first) links both, in intake order.
+    assert _unchained(platform) == 2
+    with platform.db.session() as session:
+        found = audit.search(platform.ctx(session, Actor.system()), audit.Filters()).events
+    assert [(e.seq, e.person_id) for e in found] == [(2, "C" * 32), (1, "B" * 32)]
     assert _unchained(platform) == 0
     assert [(e.seq, e.person_id) for e in sorted(_events(platform), key=lambda e: e.seq)] == [
         (1, "B" * 32), (2, "C" * 32)]
@@ -290,7 +288,7 @@ def test_a_commit_does_not_wait_for_the_chain_lock(platform):
         holder.rollback()
         holder.close()
     _accesses(platform, _clerk_actor("inst-x"), ["E" * 32])
-    assert _unchained(platform) == 2  # a commit never chains on PostgreSQL: the next batch does
+    assert _unchained(platform) == 2  # a commit never chains: the next batch does
     _chain(platform)
     assert _unchained(platform) == 0
     assert [(e.seq, e.person_id) for e in sorted(_events(platform), key=lambda e: e.seq)] == [
