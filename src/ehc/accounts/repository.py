@@ -38,10 +38,6 @@ def staff_of(session: Session, institution_id: str | None) -> list[StaffAccount]
     return list(session.scalars(select(StaffAccount).where(where).order_by(StaffAccount.created_at, StaffAccount.username)))
 
 
-def token(session: Session, digest: str) -> AccessToken | None:
-    return session.get(AccessToken, digest)
-
-
 def token_with_staff(session: Session, digest: str) -> Row | None:
     """A token and, when it is a staff member's, their account, in one round trip (every staff
     request asks both): ``subject_kind``, ``subject_id``, ``expires_at`` of the token, and the
