@@ -40,6 +40,14 @@ def _events(platform, **where) -> list[AuditEvent]:  # noqa: ANN001
         return list(session.scalars(query))
 
 
+def _chain(platform) -> None:  # noqa: ANN001
+    """Chain what waits in intake, as every reader of the trail does first (search, the access log,
+    ``ehc audit verify``) and the sweeper of ``ehc serve``: a commit leaves its events unchained for
+    the next batch, so ``seq`` and ``hash`` are read after this, not right after a commit."""
+    with platform.db.session() as session:
+        audit.chain_pending(session)
+
+
 def _person_of(platform, ehc_id: str) -> str:  # noqa: ANN001
     with platform.db.session() as session:
         return cards.get_card(platform.ctx(session, Actor.system()), ehc_id).person_id
@@ -74,6 +82,7 @@ def test_a_clerk_lookup_is_one_read_event_with_purpose_and_institution(client, c
                          headers={**clerk, "X-Request-ID": "lookup-req-1"})
     assert answer.status_code == 200 and answer.json()["ehc_id"] == ehc_id
 
+    _chain(platform)
     new = _events(platform)[before:]
     # The answer opened name, phone and document number: still one event.
     assert len(new) == 1, [(e.action, e.purpose) for e in new]
@@ -135,6 +144,7 @@ def test_a_read_in_a_rolled_back_savepoint_is_recorded_again_later(platform):
         session.flush()
         savepoint.rollback()
         audit.record_access(ctx, "A" * 32, "read", "card.view")
+    _chain(platform)
     assert [(e.seq, e.person_id) for e in _events(platform)] == [(1, "A" * 32)]
 
 
@@ -151,6 +161,7 @@ def test_the_chain_is_gap_free_and_recomputable_with_an_independent_sm3(client, 
     for sequence in range(3):
         ehc_id = _register(client, sequence)
         assert client.get(f"/api/v1/cards/{ehc_id}", headers=clerk).status_code == 200
+    _chain(platform)
     events = sorted(_events(platform), key=lambda e: e.seq)
     assert [e.seq for e in events] == list(range(1, len(events) + 1)) and len(events) >= 6
     prev = "0" * 64
@@ -171,6 +182,7 @@ def test_the_chain_is_gap_free_and_recomputable_with_an_independent_sm3(client, 
 
 def _six_events(platform) -> list[AuditEvent]:  # noqa: ANN001
     _accesses(platform, _clerk_actor("inst-x"), [f"{i:032X}" for i in range(1, 7)])
+    _chain(platform)
     return sorted(_events(platform), key=lambda e: e.seq)
 
 
@@ -227,12 +239,19 @@ def test_verify_cli_and_an_anchor_catch_a_cut_off_end(platform, settings):
     assert run(_env(settings), "audit", "verify", "--anchor", "six", ok=False).returncode == 2
 
 
-def test_events_left_in_intake_are_chained_by_the_next_commit(platform):
+def test_events_left_in_intake_are_chained_by_the_next_chaining(platform):
     # A session joined to an outer transaction never calls Session.commit: its events wait in intake.
     _intake_only(platform, "B" * 32)
     assert _unchained(platform) == 1
     assert _verify(platform).unchained == 1
     _accesses(platform, _clerk_actor("inst-x"), ["C" * 32])
+    # An audited commit never chains: its event is committed with the work, unchained, and the next
+    # batch (here a reader of the trail, which chains first) links both, in intake order.
+    assert _unchained(platform) == 2
+    with platform.db.session() as session:
+        found = audit.search(platform.ctx(session, Actor.system()), audit.Filters()).events
+    assert [(e.seq, e.person_id) for e in found] == [(2, "C" * 32), (1, "B" * 32)]
+    assert _unchained(platform) == 0
     assert [(e.seq, e.person_id) for e in sorted(_events(platform), key=lambda e: e.seq)] == [
         (1, "B" * 32), (2, "C" * 32)]
     assert _verify(platform).intact
@@ -269,9 +288,39 @@ def test_a_commit_does_not_wait_for_the_chain_lock(platform):
         holder.rollback()
         holder.close()
     _accesses(platform, _clerk_actor("inst-x"), ["E" * 32])
+    assert _unchained(platform) == 2  # a commit never chains: the next batch does
+    _chain(platform)
     assert _unchained(platform) == 0
     assert [(e.seq, e.person_id) for e in sorted(_events(platform), key=lambda e: e.seq)] == [
         (1, "D" * 32), (2, "E" * 32)]
+    assert _verify(platform).intact
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_reader_waits_for_a_chaining_under_way_and_sees_every_committed_event(platform):
+    # Every audited commit leaves its event to the next batch; a reader must not answer from a
+    # snapshot that misses events another process is chaining right now (its COMMIT not yet seen).
+    _accesses(platform, _clerk_actor("inst-x"), ["H" * 32])
+    holder = platform.db.engine.connect()
+    holder.begin()
+    holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": audit.CHAIN_LOCK_KEY})  # a sweeper mid-batch
+    found: list = []
+
+    def read() -> None:
+        with platform.db.session() as session:
+            found.extend((e.seq, e.person_id) for e in audit.search(platform.ctx(session, Actor.system()),
+                                                                      audit.Filters()).events)
+
+    reader = threading.Thread(target=read)
+    try:
+        reader.start()
+        reader.join(0.5)
+        assert reader.is_alive() and not found  # waiting for the chaining under way, not answering without it
+    finally:
+        holder.rollback()
+        holder.close()
+    reader.join(10)
+    assert found == [(1, "H" * 32)]
     assert _verify(platform).intact
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, and_, delete, select
 from sqlalchemy.orm import Session
 
 from .models import AccessToken, ResidentAccount, StaffAccount, StaffSignInFailures
@@ -38,8 +38,18 @@ def staff_of(session: Session, institution_id: str | None) -> list[StaffAccount]
     return list(session.scalars(select(StaffAccount).where(where).order_by(StaffAccount.created_at, StaffAccount.username)))
 
 
-def token(session: Session, digest: str) -> AccessToken | None:
-    return session.get(AccessToken, digest)
+def token_with_staff(session: Session, digest: str) -> Row | None:
+    """A token and, when it is a staff member's, their account, in one round trip (every staff
+    request asks both): ``subject_kind``, ``subject_id``, ``expires_at`` of the token, and the
+    account's ``id``, ``username``, ``role``, ``institution_id``, ``department_code``, ``active``
+    (all None when the token is not a staff member's or the account is gone). None: no such token."""
+    return session.execute(
+        select(AccessToken.subject_kind, AccessToken.subject_id, AccessToken.expires_at, StaffAccount.id,
+               StaffAccount.username, StaffAccount.role, StaffAccount.institution_id, StaffAccount.department_code,
+               StaffAccount.active)
+        .outerjoin(StaffAccount, and_(AccessToken.subject_kind == "staff", StaffAccount.id == AccessToken.subject_id))
+        .where(AccessToken.digest == digest)
+    ).first()
 
 
 def resident_account(session: Session, person_id: str) -> ResidentAccount | None:

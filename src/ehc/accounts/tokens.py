@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from ..crypto import sm3
@@ -36,14 +37,15 @@ def revoke_token(session: Session, token: str, subject_kind: str | None = None) 
 
 
 def actor_for_token(session: Session, token: str, channel: Channel) -> Actor:
-    row = repository.token(session, _digest(token))
+    # The token and a staff member's account in one query: a revoked token is a deleted row, an
+    # expired one is refused here, a disabled or deleted account below.
+    row = repository.token_with_staff(session, _digest(token))
     if row is None or row.expires_at <= utcnow():
         raise Unauthorized("The access token is unknown or expired; sign in again.", code="token_invalid")
     if row.subject_kind == "staff":
-        account = repository.staff(session, row.subject_id)
-        if account is None or not account.active:
+        if row.id is None or not row.active:
             raise Unauthorized("The account behind this token is disabled.", code="token_invalid")
-        return staff_actor(account, channel)
+        return staff_actor(row, channel)
     if row.subject_kind == "resident":
         resident = repository.resident_account(session, row.subject_id)
         if resident is None or not resident.active:
@@ -63,7 +65,9 @@ def revoke_subject_tokens(session: Session, subject_kind: str, subject_id: str, 
     repository.delete_tokens_of(session, subject_kind, subject_id, _digest(keep) if keep is not None else None)
 
 
-def staff_actor(account: StaffAccount, channel: Channel) -> Actor:
+def staff_actor(account: StaffAccount | Row, channel: Channel) -> Actor:
+    """``account``: the account, or a row with its ``id``, ``institution_id``, ``username``, ``role``
+    and ``department_code`` (``repository.token_with_staff``)."""
     return Actor(
         kind="staff",
         channel=channel,

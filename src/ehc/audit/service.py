@@ -6,34 +6,36 @@ holder's details change. It skips the resident acting on their own data and reco
 
 How an event is written, and why (docs/security.md, "Audit trail", has the measurements):
 
-1. **Intake**, inside the caller's transaction: the event is added to the session like any other row,
-   with ``seq``/``prev_hash``/``hash`` empty. No lock, no extra round trip; a request that opens
-   name, phone and document of one person, or reads then changes them, leaves *one* event per
-   (person, purpose) in its unit of work (a read upgraded to a change when the work changes them).
-   The event commits or rolls back with the request's work.
-2. **Chaining**, just before that transaction commits (a ``before_commit`` hook): every other
-   pending write is flushed, then the chain lock is *tried* (PostgreSQL:
-   ``pg_try_advisory_xact_lock``; SQLite already holds its single write lock). If it is free, the
-   tail and every event waiting in intake (this transaction's, and any committed by others) are read
-   in one query, linked in intake order (``seq`` + 1, ``hash = SM3(prev_hash || canonical(event))``)
-   and the COMMIT releases the lock. If another transaction holds it, this one does not wait: it
-   commits its events unchained, and the next chaining picks them up, together with everyone
-   else's, in one batch: the next audited commit that gets the lock, the sweeper thread of
-   ``ehc serve`` (:func:`start_sweeper`, every 0.2 s), or a reader of the trail (search, access log,
-   ``ehc audit verify``), which chain first. Waiting instead (a blocking lock) would make every
-   audited transaction queue behind the previous one's COMMIT, and measured on PostgreSQL that
-   convoy cuts throughput by 3-5x as writers are added; not waiting lets commits proceed in
-   parallel (group commit) while the chain grows in batches.
+1. **Intake**, inside the caller's transaction: the event is added to the session like any other row
+   (or inserted by a statement of the caller's, :func:`access_insert`), with ``seq``/``prev_hash``/
+   ``hash`` empty. No lock, no extra round trip; a request that opens name, phone and document of one
+   person, or reads then changes them, leaves *one* event per (person, purpose) in its unit of work (a
+   read upgraded to a change when the work changes them). The event commits or rolls back with the
+   request's work: nothing acknowledged is lost, not even to ``kill -9`` right after the commit.
+2. **Chaining**, later and in batches (:func:`chain_pending`): under the chain lock (PostgreSQL:
+   a transaction-scoped advisory lock; SQLite: its single write lock), the tail and every event
+   waiting in intake, committed by anyone, are read in one query, linked in intake order (``seq`` + 1,
+   ``hash = SM3(prev_hash || canonical(event))``) and updated, and the COMMIT releases the lock. Who
+   chains: the sweeper thread of every ``ehc serve`` worker (:func:`start_sweeper`, every 0.2 s), and
+   every reader of the trail *first* (search and the auditors' API, a resident's access log, the CLI's
+   export, ``ehc audit verify``), which waits for a chaining under way so that it reads every event
+   committed before it; ``bulk.record_changes`` chains what waits before it links its own.
+
+Why not at commit. Until 2026-12 each audited commit tried the lock at commit and chained its own
+event when it was free: three more statements a transaction (the lock, the tail, the update), one of
+them under a lock every writer wants, and a transaction that holds it until its COMMIT is durable.
+Measured (docs/benchmarks.md, ``audit``), that made an audited transaction cost about twice a plain
+insert, on PostgreSQL (many processes, the lock contended) and on SQLite as well (one process, but
+the chaining's statements and a second write of the row in every commit). A batch links dozens of
+events in the same three statements. Waiting for the lock at commit instead is worse still: every
+audited transaction queues behind the previous one's COMMIT (3-5x slower as writers are added).
 
 Consequences: the chain is gap-free and fork-free (``seq`` is only ever assigned under the lock, from
 the committed tail, and is unique in the table as a backstop); an event exists if and only if the
 unit of work that made it committed, so a rolled-back request leaves neither a gap nor a record of a
-change that did not happen; an uncontended commit is chained at once, a contended one within the
-next chaining (milliseconds under load, at most the sweeper's interval while the server runs).
-Events of a session joined to an outer connection transaction (it never calls ``Session.commit``)
-take the same path as contended ones, and so do those of the online QR check
-(:func:`access_values` with ``chain_at_commit=False``), which writes its event in the same statement
-as the card use and leaves the chaining to the next batch.
+change that did not happen; an event is chained within the sweeper's interval while a server runs,
+and in any case before anyone reads the trail. Code that needs ``seq``/``hash`` right after its
+commit (a test) chains first, as a reader does.
 """
 
 from __future__ import annotations
@@ -123,9 +125,6 @@ def record_access(ctx: Ctx, person_id: str, action: str, purpose: str) -> None:
     recorded[(person_id, purpose)] = entry
 
 
-CHAIN_AT_COMMIT = "ehc.audit.chain_at_commit"  # Session.info key: an event was inserted by a statement of the caller's
-
-
 ACCESS_COLUMNS = ("at", "action", "purpose", "person_id", "actor_kind", "actor_id", "actor_role", "institution_id",
                   "operator", "channel", "request_id")
 
@@ -143,19 +142,12 @@ def access_insert(only_with: FromClause) -> Insert:
     return insert(table).from_select(list(ACCESS_COLUMNS), row.select_from(only_with)).returning(table.c.id)
 
 
-def access_values(ctx: Ctx, person_id: str, action: str, purpose: str, *,
-                  chain_at_commit: bool = True) -> dict[str, Any] | None:
+def access_values(ctx: Ctx, person_id: str, action: str, purpose: str) -> dict[str, Any] | None:
     """The parameters of :func:`access_insert` for ``ctx.actor`` reading or changing ``person_id``'s
     data for ``purpose``. None when nothing is recorded (the resident acting on their own data), or
     when this unit of work has already recorded this (person, purpose): then :func:`record_access`
-    is the way, which keeps one event for both.
-
-    The event is chained just before the caller's transaction commits (this marks the session for
-    it); with ``chain_at_commit`` false it is chained as a contended commit's events are, by the next
-    chaining (the sweeper of ``ehc serve`` within 0.2 s, the next audited commit, or a reader of the
-    trail), in a batch with the others: a path that runs hundreds of times a second saves the lock,
-    the tail and the update of every one of its transactions (docs/benchmarks.md, the verification's
-    profile)."""
+    is the way, which keeps one event for both. The event is chained by the next batch, as every
+    event is (module docstring)."""
     if action not in ACTIONS:
         raise ValueError(f"audit action must be one of {ACTIONS}, not {action!r}")
     check_purpose(purpose)
@@ -168,8 +160,6 @@ def access_values(ctx: Ctx, person_id: str, action: str, purpose: str, *,
               "actor_id": actor.id, "actor_role": ",".join(sorted(actor.roles)) or None,
               "institution_id": actor.institution_id, "operator": actor.operator, "channel": actor.channel.value,
               "request_id": ctx.request_id}
-    if chain_at_commit:
-        session.info[CHAIN_AT_COMMIT] = True
     return {f"audit_{name}": value for name, value in values.items()}
 
 
@@ -183,22 +173,10 @@ def record_statistics_query(ctx: Ctx, purpose: str) -> None:
     record_access(ctx, NO_PERSON, "read", purpose)
 
 
-@event.listens_for(Session, "before_commit")
-def _chain_on_commit(session: Session) -> None:
-    if session.in_nested_transaction():  # a savepoint's commit, not the unit of work's
-        return
-    if not (session.info.get(UNIT_OF_WORK) or session.info.get(CHAIN_AT_COMMIT)):
-        return
-    # Flush every other write first: the lock is held only for "read tail, link, COMMIT".
-    session.flush()
-    chain_pending(session, wait=False)
-
-
 @event.listens_for(Session, "after_transaction_end")
 def _forget_unit_of_work(session: Session, transaction) -> None:  # noqa: ANN001
     if transaction.parent is None:
         session.info.pop(UNIT_OF_WORK, None)
-        session.info.pop(CHAIN_AT_COMMIT, None)
 
 
 @dataclass(frozen=True)
@@ -304,7 +282,8 @@ class Page:
 
 def search(ctx: Ctx, filters: Filters, *, before: int | None = None, limit: int = 50) -> Page:
     """Chained events matching ``filters``, newest first, in pages (keyset on seq). Events still in
-    intake are chained first (unless a chaining is under way right now), so the answer is current."""
+    intake are chained first (after a chaining under way, if any), so the answer holds every event
+    committed before it."""
     if not 1 <= limit <= MAX_PAGE:
         raise Invalid(f"limit is 1 to {MAX_PAGE}.", code="limit_invalid",
                       errors=[field_error("limit", "limit_invalid", f"1 to {MAX_PAGE}")])
@@ -320,7 +299,10 @@ def search(ctx: Ctx, filters: Filters, *, before: int | None = None, limit: int 
         raise Invalid("since must be before until.", code="time_range_invalid",
                       errors=[field_error("since", "time_range_invalid", "since must be before until")])
     if before is None and repository.has_unchained(ctx.session):  # the first page: bring the chain up to date
-        chain_pending(ctx.session, wait=False)
+        # Waiting (not trying) for the lock: a chaining under way elsewhere (a sweeper) has not
+        # committed yet, so its events would be missing from this read; after its COMMIT, this
+        # transaction reads the new tail and chains what is left. Readers are rare, the wait short.
+        chain_pending(ctx.session, wait=True)
     events = repository.chained_events(
         ctx.session, person_ids=filters.person_ids, actor_id=filters.actor_id, institution_id=filters.institution_id,
         purpose=filters.purpose, action=filters.action, since=filters.since, until=filters.until, before=before,

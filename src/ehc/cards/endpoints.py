@@ -65,7 +65,9 @@ def register(body: RegistrationIn, ctx: Applicant, response: Response, idempoten
 @router.post("/lookup", response_model=CardOut, summary="Find the card of a document holder")
 def lookup(body: LookupIn, ctx: CardStaff) -> CardOut:
     # POST, not GET: document numbers must not end up in URLs, proxies' logs or browser history.
-    return _out(ctx, service.find_by_document(ctx, body.document.type, body.document.number), purpose="card.lookup")
+    card, person, details, identifiers = service.lookup(ctx, body.document.type, body.document.number,
+                                                        purpose="card.lookup")  # audited
+    return card_out(card, person, details, identifiers)
 
 
 @router.get("/{ehc_id}", response_model=CardOut)

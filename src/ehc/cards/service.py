@@ -597,18 +597,35 @@ def card_of_person(ctx: Ctx, person: mpi.Person) -> Card | None:
 
 def find_by_document(ctx: Ctx, document_type: str, number: str) -> Card:
     """The card of whoever holds this document (after merges, the surviving person's card)."""
+    return _card_and_holder_by_document(ctx, document_type, number)[0]
+
+
+def lookup(ctx: Ctx, document_type: str, number: str, *,
+           purpose: str) -> tuple[Card, mpi.Person, mpi.Demographics, list[mpi.Identifier]]:
+    """``find_by_document`` then ``holder``, as the window's look-up answers: the master index has
+    resolved the holder (merges followed) to find the card, so that person is opened, not resolved
+    a second time (the session keeps loaded rows only while something refers to them). Audited
+    under ``purpose`` as ``holder`` is."""
+    card, person = _card_and_holder_by_document(ctx, document_type, number)
+    return (card, *_opened(ctx, person, purpose))
+
+
+def _card_and_holder_by_document(ctx: Ctx, document_type: str, number: str) -> tuple[Card, mpi.Person]:
     document = parse_document(document_type, number)
     person = mpi.find_by_identifier(ctx, document_identifier(document))
     card = card_of_person(ctx, person) if person is not None else None
     if card is None:
         raise NotFound("No card is registered for this document.", code="card_not_found")
-    return card
+    return card, person
 
 
 def holder(ctx: Ctx, card: Card, *, purpose: str) -> tuple[mpi.Person, mpi.Demographics, list[mpi.Identifier]]:
     """The holder's details in clear, for an answer that shows them (masked) or a rule that needs them.
     Recorded in the audit trail under ``purpose`` (see ``mpi.demographics``)."""
-    person = mpi.resolve(ctx, card.person_id)
+    return _opened(ctx, mpi.resolve(ctx, card.person_id), purpose)
+
+
+def _opened(ctx: Ctx, person: mpi.Person, purpose: str) -> tuple[mpi.Person, mpi.Demographics, list[mpi.Identifier]]:
     return (person, mpi.demographics(ctx, person, purpose=purpose),
             mpi.identifiers_of(ctx, person, purpose=purpose))
 

@@ -59,10 +59,13 @@ def delete_person(session: Session, person_id: str) -> None:
 
 
 def find_by_identifier(ctx: Ctx, identifier: Identifier) -> Person | None:
-    person_id = ctx.session.scalar(
-        select(PersonIdentifier.person_id).where(PersonIdentifier.blind_index == identifier.blind_index(ctx))
+    # The holder's row with the identifier's, in one round trip; merges are then followed as ``resolve``
+    # does (the row just read is found in the session, not read again).
+    person = ctx.session.scalar(
+        select(Person).join(PersonIdentifier, PersonIdentifier.person_id == Person.id)
+        .where(PersonIdentifier.blind_index == identifier.blind_index(ctx))
     )
-    return None if person_id is None else resolve(ctx, person_id)
+    return None if person is None else resolve(ctx, person.id)
 
 
 def merged_into_of(session: Session, person_ids: list[str]) -> dict[str, str | None]:

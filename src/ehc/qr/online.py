@@ -236,14 +236,12 @@ def _claim_and_record(ctx: Ctx, card: Card, person: mpi.Person, sealed: list[tup
     The code is claimed exactly once (the same unique (key id, nonce) row); the use and the event
     are written only by the statement that claimed it, and commit with it or not at all. The event
     is chained in the next batch (the sweeper of ``ehc serve`` within 0.2 s, or any reader of the
-    trail, which chains first), as every contended commit's is: at hundreds of verifications a second
-    most commits would find the chain lock taken anyway, and each that does not costs three more
-    statements (lock, tail, update) and holds the lock through its commit. The holder's details are
+    trail, which chains first), as every audited commit's is (``audit.service``). The holder's details are
     opened only after the event that records their reading is written."""
     values = _use_values(ctx, card, payload, use, now)
     done = _CLAIM_AND_RECORD(
         ctx.session, {"key_id": payload.key_id, "nonce": payload.nonce.hex(), "expires_at": _code_expiry(payload)},
-        values, audit.access_values(ctx, person.id, "read", VERIFY_PURPOSE, chain_at_commit=False))
+        values, audit.access_values(ctx, person.id, "read", VERIFY_PURPOSE))
     if done is None:
         raise QRReplayed("This code has been used already: show a fresh one.")
     use_id, region_code, event_id = done
