@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select, union_all, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from ..crypto import sm3
 from ..kit import dialect
@@ -26,7 +25,7 @@ CHAINED_FIELDS = (
 # One advisory lock key for the whole chain: the first 8 bytes of SM3("ehc.audit.chain"), signed.
 CHAIN_LOCK_KEY = int.from_bytes(sm3(b"ehc.audit.chain")[:8], "big", signed=True)
 _PURPOSE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z0-9_]+)+")
-UNIT_OF_WORK = "ehc.audit.unit_of_work"  # Session.info key: {(person_id, purpose): AuditEvent} of this transaction
+UNIT_OF_WORK = "ehc.audit.unit_of_work"  # Session.info key: {(person_id, purpose): the event written} of this transaction
 
 
 def check_purpose(purpose: str) -> str:
@@ -97,11 +96,10 @@ def chain_pending(session: Session, *, wait: bool = True) -> int:
         .values(seq=bindparam("seq"), prev_hash=bindparam("prev_hash"), hash=bindparam("hash")),
         links,
     )
-    # Keep this session's own event objects in step with the rows, without another flush.
-    mine = {e.id: e for e in session.info.get(UNIT_OF_WORK, {}).values() if e in session}
-    for values in links:
-        entry = mine.get(values["row_id"])
-        if entry is not None:
-            for name in ("seq", "prev_hash", "hash"):
-                set_committed_value(entry, name, values[name])
+    # This session's own events just chained are final: a later access in it records a new event.
+    recorded = session.info.get(UNIT_OF_WORK)
+    if recorded:
+        chained = {values["row_id"] for values in links}
+        for key in [key for key, entry in recorded.items() if entry.id in chained]:
+            del recorded[key]
     return len(links)

@@ -6,9 +6,10 @@ holder's details change. It skips the resident acting on their own data and reco
 
 How an event is written, and why (docs/security.md, "Audit trail", has the measurements):
 
-1. **Intake**, inside the caller's transaction: the event is added to the session like any other row
-   (or inserted by a statement of the caller's, :func:`access_insert`), with ``seq``/``prev_hash``/
-   ``hash`` empty. No lock, no extra round trip; a request that opens name, phone and document of one
+1. **Intake**, inside the caller's transaction: the event is inserted at once by one prepared Core
+   statement (or by a statement of the caller's, :func:`access_insert`), with ``seq``/``prev_hash``/
+   ``hash`` empty; not an ORM object, whose flush cost more client CPU than the insert itself. No
+   lock, no extra round trip; a request that opens name, phone and document of one
    person, or reads then changes them, leaves *one* event per (person, purpose) in its unit of work (a
    read upgraded to a change when the work changes them). The event commits or rolls back with the
    request's work: nothing acknowledged is lost, not even to ``kill -9`` right after the commit.
@@ -47,8 +48,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, bindparam, event, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Insert, bindparam, event, insert, select, update
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql import FromClause
 
 from ..kit.clock import utcnow
@@ -86,12 +87,34 @@ log = logging.getLogger("ehc.audit")
 
 # -- recording ------------------------------------------------------------------------------------
 
+@dataclass(eq=False)
+class _Recorded:
+    """An event this unit of work wrote (its row id, the action it holds now) and the savepoints it
+    was written / upgraded in (None: the transaction itself), to forget it if one of them rolls back."""
+
+    id: int
+    action: str
+    written_in: SessionTransaction | None
+    upgraded_in: SessionTransaction | None = None
+
+
+# One statement, built once: an event is a row written with a Core INSERT executed at once, not an
+# ORM object flushed later. The unit of work's flush cost 40-250 µs of client CPU an event, enough to
+# keep an audited request from issue 12's 0.8x of a plain insert (docs/benchmarks.md, ``audit``).
+# Executed at once, it is visible to the rest of the transaction (as the ORM's autoflush made it),
+# and ids follow the order events are recorded in (the chaining's order).
+_INSERT_EVENT = insert(AuditEvent.__table__).returning(AuditEvent.__table__.c.id)
+_UPGRADE_EVENT = (update(AuditEvent.__table__).where(AuditEvent.__table__.c.id == bindparam("event_id"))
+                  .values(action="change"))
+
+
 def record_access(ctx: Ctx, person_id: str, action: str, purpose: str) -> None:
     """Record that ``ctx.actor`` read or changed the personal data of ``person_id`` for ``purpose``.
 
     Nothing is recorded when the resident acts on their own data (``actor.kind == "resident"`` and
     ``actor.id == person_id``). Within one unit of work (one transaction) a (person, purpose) is
-    recorded once; a change after a read upgrades that one event to a change.
+    recorded once; a change after a read upgrades that one event to a change. The event is written
+    at once, in the caller's transaction (and savepoint, if any): it commits or rolls back with it.
     """
     if action not in ACTIONS:
         raise ValueError(f"audit action must be one of {ACTIONS}, not {action!r}")
@@ -100,29 +123,23 @@ def record_access(ctx: Ctx, person_id: str, action: str, purpose: str) -> None:
     if actor.kind == "resident" and actor.id == person_id:
         return
     session = ctx.session
-    recorded: dict[tuple[str, str], AuditEvent] = session.info.setdefault(UNIT_OF_WORK, {})
+    recorded: dict[tuple[str, str], _Recorded] = session.info.setdefault(UNIT_OF_WORK, {})
     earlier = recorded.get((person_id, purpose))
-    # ``in session``: an event added inside a savepoint that rolled back was expunged with it;
-    # a chained event is final, so a later access starts a new one.
-    if earlier is not None and earlier in session and earlier.seq is None:
-        if action == "change":
-            earlier.action = "change"
+    # Forgotten here: an event written (or upgraded) in a savepoint that rolled back
+    # (``_forget_rolled_back``), and one chained in this transaction (final: a later access starts a
+    # new one, ``chain_pending``).
+    if earlier is not None:
+        if action == "change" and earlier.action != "change":
+            session.connection().execute(_UPGRADE_EVENT, {"event_id": earlier.id})
+            earlier.action, earlier.upgraded_in = "change", session.get_nested_transaction()
         return
-    entry = AuditEvent(
-        at=utcnow(),
-        action=action,
-        purpose=purpose,
-        person_id=person_id,
-        actor_kind=actor.kind,
-        actor_id=actor.id,
-        actor_role=",".join(sorted(actor.roles)) or None,
-        institution_id=actor.institution_id,
-        operator=actor.operator,
-        channel=actor.channel.value,
-        request_id=ctx.request_id,
-    )
-    session.add(entry)
-    recorded[(person_id, purpose)] = entry
+    event_id = session.connection().execute(_INSERT_EVENT, {
+        "at": utcnow(), "action": action, "purpose": purpose, "person_id": person_id, "actor_kind": actor.kind,
+        "actor_id": actor.id, "actor_role": ",".join(sorted(actor.roles)) or None,
+        "institution_id": actor.institution_id, "operator": actor.operator, "channel": actor.channel.value,
+        "request_id": ctx.request_id,
+    }).scalar_one()
+    recorded[(person_id, purpose)] = _Recorded(event_id, action, session.get_nested_transaction())
 
 
 ACCESS_COLUMNS = ("at", "action", "purpose", "person_id", "actor_kind", "actor_id", "actor_role", "institution_id",
@@ -177,6 +194,32 @@ def record_statistics_query(ctx: Ctx, purpose: str) -> None:
 def _forget_unit_of_work(session: Session, transaction) -> None:  # noqa: ANN001
     if transaction.parent is None:
         session.info.pop(UNIT_OF_WORK, None)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, transaction: SessionTransaction) -> None:
+    """A savepoint rolled back: its events are gone (a later access records anew), its upgrades undone."""
+    recorded = session.info.get(UNIT_OF_WORK)
+    if not recorded:
+        return
+    boundary = transaction  # what the database rolled back: the nearest savepoint (or the transaction)
+    while boundary.parent is not None and not boundary.nested:
+        boundary = boundary.parent
+    if boundary.parent is None:  # the whole transaction: ``_forget_unit_of_work`` forgets everything
+        return
+
+    def undone(written_in: SessionTransaction | None) -> bool:
+        while written_in is not None:
+            if written_in is boundary:
+                return True
+            written_in = written_in.parent
+        return False
+
+    for key, entry in list(recorded.items()):
+        if undone(entry.written_in):
+            del recorded[key]
+        elif entry.upgraded_in is not None and undone(entry.upgraded_in):
+            entry.action, entry.upgraded_in = "read", None
 
 
 @dataclass(frozen=True)
