@@ -148,6 +148,34 @@ def test_a_read_in_a_rolled_back_savepoint_is_recorded_again_later(platform):
     assert [(e.seq, e.person_id) for e in _events(platform)] == [(1, "A" * 32)]
 
 
+def test_savepoints_keep_one_event_per_person_and_purpose_and_undo_what_they_rolled_back(platform):
+    """Events are written at once (a Core INSERT): what a savepoint rolled back is forgotten, what a
+    released savepoint wrote stays the unit of work's one event, upgraded in place by a change."""
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, _clerk_actor("inst-x"))
+        audit.record_access(ctx, "A" * 32, "read", "card.view")
+        savepoint = session.begin_nested()
+        audit.record_access(ctx, "A" * 32, "change", "card.view")  # upgraded inside, then rolled back
+        audit.record_access(ctx, "B" * 32, "read", "card.view")
+        savepoint.rollback()
+        with session.begin_nested():  # released: its event belongs to the transaction
+            with session.begin_nested():
+                audit.record_access(ctx, "C" * 32, "read", "card.view")
+        audit.record_access(ctx, "C" * 32, "change", "card.view")
+        audit.record_access(ctx, "B" * 32, "read", "card.view")
+        audit.record_access(ctx, "A" * 32, "read", "card.view")
+        session.commit()
+        audit.record_access(ctx, "X" * 32, "read", "card.view")
+        session.rollback()  # the whole transaction: nothing, and nothing remembered
+        audit.record_access(ctx, "A" * 32, "read", "card.view")
+        audit.record_access(ctx, "A" * 32, "change", "card.view")
+        session.commit()
+        audit.record_access(ctx, "A" * 32, "read", "card.view")  # a new unit of work: a new event
+    _chain(platform)
+    assert [(e.seq, e.person_id[0], e.action) for e in _events(platform)] == [
+        (1, "A", "read"), (2, "C", "change"), (3, "B", "read"), (4, "A", "change"), (5, "A", "read")]
+
+
 def test_purpose_and_action_are_checked():
     with pytest.raises(ValueError):
         audit.check_purpose("Card View")
