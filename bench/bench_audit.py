@@ -7,7 +7,8 @@ once, commit. The commit leaves the event unchained (``audit.service``'s rule): 
 sweeper process chains what waits every 0.2 s, as the sweeper of each ``ehc serve`` worker does,
 and what a run leaves waiting is chained right after it, that time counted in. The reference,
 measured in the same run and interleaved with ours, is the same processes inserting the same row
-and committing without chaining it (``seq`` left empty). Also measured, for the design note in
+(one Core INSERT built once and executed with parameters, as ``record_access``'s own since 2026-12-04
+21:55; before, a statement built for each row) and committing without chaining it (``seq`` left empty). Also measured, for the design note in
 docs/security.md: the rule before (every commit *tries* the chain lock and chains when it is free,
 ``chain_pending(wait=False)`` before COMMIT) and the alternative where every commit *waits* for it
 (``chain_pending(wait=True)``).
@@ -107,14 +108,20 @@ def _backend_cpu(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+_PLAIN_INSERT = insert(AuditEvent.__table__).returning(AuditEvent.__table__.c.id)
+
+
 def _append(platform: Platform, actor: Actor, person: str, mode: str) -> None:
     db = platform.db
     with db.session() as session:
         if mode == "plain":  # the reference: the same row, inserted and committed, left out of the chain
-            session.execute(insert(AuditEvent.__table__).values(
-                at=utcnow(), action="read", purpose="card.view", person_id=person, actor_kind=actor.kind,
-                actor_id=actor.id, actor_role="window_clerk", institution_id=actor.institution_id,
-                operator=actor.operator, channel=actor.channel.value, request_id=None))
+            # by a statement built once and executed with parameters, as record_access's own is (a
+            # statement built for each row costs its client more CPU than the insert it makes).
+            session.connection().execute(_PLAIN_INSERT, {
+                "at": utcnow(), "action": "read", "purpose": "card.view", "person_id": person,
+                "actor_kind": actor.kind, "actor_id": actor.id, "actor_role": "window_clerk",
+                "institution_id": actor.institution_id, "operator": actor.operator,
+                "channel": actor.channel.value, "request_id": None}).scalar_one()
             return
         audit.record_access(platform.ctx(session, actor), person, "read", "card.view")
         if mode == "at_commit":  # the rule before: try the lock, chain if free, commit
