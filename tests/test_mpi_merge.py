@@ -47,6 +47,12 @@ def holder_of(client, headers, system: str, value: str) -> str | None:
     return answer.json()["ehc_id"] if answer.status_code == 200 else None
 
 
+def lookup(client, clerk, number: str) -> dict:
+    answer = client.post("/api/v1/cards/lookup", json={"document": {"type": "01", "number": number}}, headers=clerk)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
 def card_row(platform, ehc_id: str) -> Card:
     with platform.db.session() as session:
         card = session.get(Card, ehc_id)
@@ -75,6 +81,7 @@ def test_an_operator_merges_two_people_and_undoes_it_exactly(client, platform, c
     assert holder_of(client, clerk, "mrn", "MR-1") == second
     assert holder_of(client, clerk, "doc:01", person("", 11)["document"]["number"]) == second
     assert card_row(platform, first).status == "cancelled"
+    assert lookup(client, clerk, person("", 11)["document"]["number"])["ehc_id"] == second
     family = client.get(f"/api/v1/cards/{second}/family", headers=clerk).json()
     assert [m["card"]["ehc_id"] for m in family] == [child.json()["ehc_id"]]
     problem(client.post(URL, json={"source": first, "target": second, "reason": "again"}, headers=operator),
@@ -86,6 +93,7 @@ def test_an_operator_merges_two_people_and_undoes_it_exactly(client, platform, c
     assert holder_of(client, clerk, "mrn", "MR-1") == first
     assert holder_of(client, clerk, "ssc", "A12345678") == second
     restored = card_row(platform, first)
+    assert lookup(client, clerk, person("", 11)["document"]["number"])["ehc_id"] == first
     assert restored.status == "normal" and restored.sequence == 2  # a new issue: pre-merge codes stay revoked
     family = client.get(f"/api/v1/cards/{first}/family", headers=clerk).json()
     assert [m["card"]["ehc_id"] for m in family] == [child.json()["ehc_id"]]
@@ -165,3 +173,23 @@ def test_a_binding_both_people_share_stays_with_the_tombstone(client, platform, 
     assert len(client.get(f"/api/v1/cards/{b}/family", headers=clerk).json()) == 1
     assert client.post(f"{URL}/{merge.json()['id']}/undo", json={"reason": "no"}, headers=operator).status_code == 200
     assert len(client.get(f"/api/v1/cards/{a}/family", headers=clerk).json()) == 1
+
+
+def test_the_window_lookup_follows_a_holder_merged_with_the_document_still_theirs(client, platform, clerk):
+    """A document whose holder was merged into another person without it moving (a state the merges
+    above do not leave, but the index allows: ``find_by_identifier`` follows ``merged_into``): the
+    window's look-up answers the survivor's card and details, with one audit event for the survivor."""
+    from ehc.audit.models import AuditEvent
+
+    tombstone = issue(client, clerk, person("孙一", 61))
+    survivor = issue(client, clerk, person("孙二", 62))
+    source_id, survivor_id = card_row(platform, tombstone).person_id, card_row(platform, survivor).person_id
+    with platform.db.session() as session:
+        session.get(Person, source_id).merged_into = survivor_id
+        session.commit()
+    found = lookup(client, clerk, person("", 61)["document"]["number"])
+    assert found["ehc_id"] == survivor
+    assert found == lookup(client, clerk, person("", 62)["document"]["number"])
+    with platform.db.session() as session:
+        reads = session.scalars(select(AuditEvent).where(AuditEvent.purpose == "card.lookup")).all()
+        assert [e.person_id for e in reads] == [survivor_id] * 2

@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import ARRAY, Select, String, any_, bindparam, func, insert, literal_column, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..kit import dialect
 from ..kit.context import Actor
@@ -31,6 +32,11 @@ def get(session: Session, ehc_id: str) -> Card | None:
 
 def of_person(session: Session, person_id: str) -> Card | None:
     return session.scalar(select(Card).where(Card.person_id == person_id))
+
+
+def held_by(person_id: ColumnElement) -> Select:
+    """The query for the card of ``person_id`` (a column or subquery: one card per person)."""
+    return select(Card).where(Card.person_id == person_id)
 
 
 def with_id_prefix(prefix: str) -> Select:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Select
+from sqlalchemy import Select, bindparam
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -260,6 +260,7 @@ def card_by_id_prefix(ctx: Ctx, prefix: str) -> Card | None:
 
 
 _card_and_holder: Select | None = None  # card_and_holder_by_id_prefix's statement, once built
+_card_and_holder_by_index: Select | None = None  # card_and_holder_by_blind_index's, once built
 
 
 def card_and_holder_by_id_prefix(ctx: Ctx, prefix: str) -> tuple[Card, mpi.Person, list[tuple[str, str]]] | None:
@@ -268,11 +269,31 @@ def card_and_holder_by_id_prefix(ctx: Ctx, prefix: str) -> tuple[Card, mpi.Perso
     needs all three. Nothing is opened or recorded here (``mpi.open_holder``, audited, does that)."""
     global _card_and_holder
     if _card_and_holder is None:  # built once: a statement is cheap to run and costly to build
-        holder = mpi.Person
-        _card_and_holder = (repo.with_id_prefix_param()
-                            .add_columns(holder, mpi.sealed_identifiers_column(holder.id))
-                            .join(holder, holder.id == Card.person_id))
-    row = ctx.session.execute(_card_and_holder, repo.id_prefix_params(prefix)).first()
+        _card_and_holder = _with_holder(repo.with_id_prefix_param())
+    return _card_and_holder_row(ctx, _card_and_holder, repo.id_prefix_params(prefix))
+
+
+def card_and_holder_by_blind_index(ctx: Ctx, blind_index: str) -> tuple[Card, mpi.Person, list[tuple[str, str]]] | None:
+    """As :func:`card_and_holder_by_id_prefix`, for the card of whoever holds the identifier with this
+    blind index as stored (merges not followed: the caller looks at the person's ``merged_into``).
+    None when nobody holds it or its holder has no card. Nothing is opened or recorded here
+    (``mpi.open_read``, audited, does that)."""
+    global _card_and_holder_by_index
+    if _card_and_holder_by_index is None:
+        _card_and_holder_by_index = _with_holder(repo.held_by(mpi.identifier_holder_column(bindparam("blind_index"))))
+    return _card_and_holder_row(ctx, _card_and_holder_by_index, {"blind_index": blind_index})
+
+
+def _with_holder(card_query: Select) -> Select:
+    # The card's holder (its person row, as on the card) and their identifiers as sealed pairs.
+    holder = mpi.Person
+    return (card_query.add_columns(holder, mpi.sealed_identifiers_column(holder.id))
+            .join(holder, holder.id == Card.person_id))
+
+
+def _card_and_holder_row(ctx: Ctx, statement: Select,
+                         params: dict[str, str]) -> tuple[Card, mpi.Person, list[tuple[str, str]]] | None:
+    row = ctx.session.execute(statement, params).first()
     return None if row is None else (row[0], row[1], [(system, value) for system, value in row[2]])
 
 
@@ -602,17 +623,28 @@ def find_by_document(ctx: Ctx, document_type: str, number: str) -> Card:
 
 def lookup(ctx: Ctx, document_type: str, number: str, *,
            purpose: str) -> tuple[Card, mpi.Person, mpi.Demographics, list[mpi.Identifier]]:
-    """``find_by_document`` then ``holder``, as the window's look-up answers: the master index has
-    resolved the holder (merges followed) to find the card, so that person is opened, not resolved
-    a second time (the session keeps loaded rows only while something refers to them). Audited
-    under ``purpose`` as ``holder`` is."""
-    card, person = _card_and_holder_by_document(ctx, document_type, number)
+    """``find_by_document`` then ``holder``, as the window's look-up answers, audited under ``purpose``
+    as ``holder`` is. On PostgreSQL the card, its holder and their sealed identifiers come in one
+    statement (:func:`card_and_holder_by_blind_index`), opened from what was read; a holder merged
+    into another person, a document nobody holds or a holder without a card (and SQLite) take the
+    steps one by one, as the online QR check does: the master index resolves the holder (merges
+    followed) to find the card, and that person is opened, not resolved a second time."""
+    identifier = document_identifier(parse_document(document_type, number))
+    if dialect.name(ctx.session) == "postgresql":
+        found = card_and_holder_by_blind_index(ctx, identifier.blind_index(ctx))
+        if found is not None and found[1].merged_into is None:
+            card, person, sealed = found
+            return (card, person, *mpi.open_read(ctx, person, sealed, purpose=purpose))
+    card, person = _card_and_holder_of(ctx, identifier)
     return (card, *_opened(ctx, person, purpose))
 
 
 def _card_and_holder_by_document(ctx: Ctx, document_type: str, number: str) -> tuple[Card, mpi.Person]:
-    document = parse_document(document_type, number)
-    person = mpi.find_by_identifier(ctx, document_identifier(document))
+    return _card_and_holder_of(ctx, document_identifier(parse_document(document_type, number)))
+
+
+def _card_and_holder_of(ctx: Ctx, identifier: mpi.Identifier) -> tuple[Card, mpi.Person]:
+    person = mpi.find_by_identifier(ctx, identifier)
     card = card_of_person(ctx, person) if person is not None else None
     if card is None:
         raise NotFound("No card is registered for this document.", code="card_not_found")

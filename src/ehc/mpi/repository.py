@@ -112,6 +112,13 @@ def sealed_identifiers_column(person_id: ColumnElement) -> ColumnElement:
             .where(PersonIdentifier.person_id == person_id).scalar_subquery())
 
 
+def identifier_holder_column(blind_index: ColumnElement) -> ColumnElement:
+    """The id of the person who holds the identifier with ``blind_index`` (as stored: merges are not
+    followed), as a scalar subquery, for a caller that reads what belongs to that person in the same
+    round trip (the card look-up at the window). The blind index is unique: one person or none."""
+    return select(PersonIdentifier.person_id).where(PersonIdentifier.blind_index == blind_index).scalar_subquery()
+
+
 def sealed_documents(session: Session, person_ids: list[str], systems: Iterable[str]) -> list[tuple[str, str, str]]:
     """(person id, system, sealed value) of these people's identifiers of these systems."""
     return [(person_id, system, sealed) for person_id, system, sealed in session.execute(

@@ -111,8 +111,8 @@ def identifiers_of(ctx: Ctx, person: Person, *, purpose: str) -> list[Identifier
     """A person's identifiers in clear. Opening them is an access to personal data: it is recorded in
     the audit trail under ``purpose`` (e.g. ``card.view``), unless the resident reads their own."""
     audit.record_access(ctx, person.id, "read", purpose)
-    return [Identifier(row.system, ctx.vault.open(row.value_sealed, identifier_context(row.system)))
-            for row in repository.identifier_rows(ctx.session, person.id)]
+    return _opened_identifiers(ctx.vault, ((row.system, row.value_sealed)
+                                           for row in repository.identifier_rows(ctx.session, person.id)))
 
 
 def open_holder(ctx: Ctx, person: Person, sealed_identifiers: Iterable[tuple[str, str]], *,
@@ -124,9 +124,20 @@ def open_holder(ctx: Ctx, person: Person, sealed_identifiers: Iterable[tuple[str
     that nothing opens through here without one."""
     if not recorded_as:
         raise ValueError("open_holder needs the id of the audit event that records this read")
-    identifiers = [Identifier(system, ctx.vault.open(value, identifier_context(system)))
-                   for system, value in sealed_identifiers]
-    return _details(ctx.vault, person), identifiers
+    return _details(ctx.vault, person), _opened_identifiers(ctx.vault, sealed_identifiers)
+
+
+def open_read(ctx: Ctx, person: Person, sealed_identifiers: Iterable[tuple[str, str]], *,
+              purpose: str) -> tuple[Demographics, list[Identifier]]:
+    """:func:`demographics` and :func:`identifiers_of` together, for identifiers the caller read
+    already, still sealed (as :func:`.repository.sealed_identifiers_column` gives them, in the round
+    trip that read the person): the same one audit event under ``purpose``, nothing read again."""
+    audit.record_access(ctx, person.id, "read", purpose)
+    return _details(ctx.vault, person), _opened_identifiers(ctx.vault, sealed_identifiers)
+
+
+def _opened_identifiers(vault: Vault, sealed_identifiers: Iterable[tuple[str, str]]) -> list[Identifier]:
+    return [Identifier(system, vault.open(value, identifier_context(system))) for system, value in sealed_identifiers]
 
 
 def details_for_matching(vault: Vault, person: Person) -> Demographics:

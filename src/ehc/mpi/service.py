@@ -53,8 +53,8 @@ from .persons import (
 )
 from .repository import find_by_identifier, people_in_regions, population_by_region, resolve
 # The coarse fields in clear (sex, birth year, region, document type) for the statistics pipeline.
-from .repository import sealed_identifiers_column, statistics_profiles
-from .sealed import demographics, identifiers_of, open_holder, seal_context, sealed_columns
+from .repository import identifier_holder_column, sealed_identifiers_column, statistics_profiles
+from .sealed import demographics, identifiers_of, open_holder, open_read, seal_context, sealed_columns
 from .values import Demographics, Identifier
 from .xref import (
     IDENTIFIERS_PURPOSE,
@@ -106,7 +106,7 @@ __all__ = [
     "Record", "ReviewDecision", "ReviewSide", "Scan", "ScanVerifier", "System", "UnmergeHook",
     "accept_review", "add_identifier", "bind", "card_of_person", "check_bind", "check_lookup", "create_person", "create_persons",
     "demographics", "enqueue_review", "find_by_identifier", "find_by_phone", "get_merge", "get_review",
-    "open_holder", "sealed_identifiers_column",
+    "identifier_holder_column", "open_holder", "open_read", "sealed_identifiers_column",
     "held_identifiers", "identifier_blind_index", "identifiers_of", "ids_of", "link_file", "list_reviews", "lookup",
     "mask_value", "match", "match_blind_keys", "may_see_person", "merge", "merge_people", "moves_of", "normalise",
     "on_identifier_bound", "on_merge", "on_unmerge", "parse", "parse_name", "parse_system", "people_sharing", "people_in_regions", "person_for_ref", "population_by_region",
