@@ -95,6 +95,9 @@ def config_toml(base_url: str, headers: dict[str, str], values: dict[str, list[s
         f'base-url = "{base_url}"\n'
         + (f"seed = {seed}\n" if seed is not None else "")
         + "workers = 1\n"
+        # An answer is judged on what it says, not how fast: a printed label (a PDF with a CJK font)
+        # can take seconds on a loaded test machine, past schemathesis's default of 10 s.
+        + "request-timeout = 60.0\n"
         + "[generation]\n"
         + f"max-examples = {examples}\n"
         + "[checks]\nenabled = false\n"
