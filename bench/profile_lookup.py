@@ -14,18 +14,16 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_qr_verify import _platform  # noqa: E402
 from bench_signed import DOCUMENT, _scratch_pg, prepare  # noqa: E402
+from statement_count import StatementCount  # noqa: E402
 
 
 def main(count: int = 500) -> None:
-    from sqlalchemy import event
-
     from ehc.accounts import service as accounts
     from ehc.cards import service as cards
     from ehc.kit.codes import Channel
@@ -36,13 +34,7 @@ def main(count: int = 500) -> None:
             tmp = Path(tmp_name)
             creds = prepare(url, tmp / "keys", tmp)
             platform = _platform(url, tmp / "keys", tmp)
-            statements: Counter[str] = Counter()
-            counting = [False]
-
-            @event.listens_for(platform.db.engine, "before_cursor_execute")
-            def _count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ARG001
-                if counting[0]:
-                    statements[" ".join(statement.split())[:100]] += 1
+            sql = StatementCount(platform.db.engine, 100)  # the measured work's statements only
 
             def one() -> float:
                 started = time.perf_counter()
@@ -59,15 +51,15 @@ def main(count: int = 500) -> None:
             for _ in range(50):
                 one()
             times = []
-            counting[0] = True
+            sql.on = True
             before = time.process_time()
             for _ in range(count):
                 times.append(one())
             cpu = (time.process_time() - before) / count
-            counting[0] = False
+            sql.on = False
             print(f"{count} lookups: median {1000 * statistics.median(times):.2f} ms wall, {1000 * cpu:.2f} ms CPU; "
-                  f"{sum(statements.values()) / count:.1f} statements each; load {os.getloadavg()[0]:.1f}")
-            for statement, n in statements.most_common():
+                  f"{sum(sql.statements.values()) / count:.1f} statements each; load {os.getloadavg()[0]:.1f}")
+            for statement, n in sql.statements.most_common():
                 print(f"  {n / count:4.1f} x {statement}")
             profiler = cProfile.Profile()
             profiler.enable()

@@ -26,7 +26,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_import import residents  # noqa: E402
 from bench_qr_verify import _platform  # noqa: E402
 from bench_signed import _scratch_pg  # noqa: E402
+from statement_count import StatementCount  # noqa: E402
 
 
 def _bodies(count: int, offset: int) -> list[dict]:
@@ -43,7 +43,6 @@ def _bodies(count: int, offset: int) -> list[dict]:
 
 def main(count: int = 400, mode: str = "service", keyed: bool = False) -> None:
     from fastapi import Response
-    from sqlalchemy import event
 
     from ehc.cards import endpoints
     from ehc.cards.schemas import CardOut, RegistrationIn
@@ -60,18 +59,7 @@ def main(count: int = 400, mode: str = "service", keyed: bool = False) -> None:
             KeyStore.init(tmp / "keys")
             upgrade(url)
             platform = _platform(url, tmp / "keys", tmp)
-            statements: Counter[str] = Counter()
-            commits = [0]
-            counting = [False]
-
-            @event.listens_for(platform.db.engine, "before_cursor_execute")
-            def _count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ARG001
-                if counting[0]:
-                    statements[" ".join(statement.split())[:110]] += 1
-
-            @event.listens_for(platform.db.engine, "commit")
-            def _commit(conn):  # noqa: ANN001, ARG001
-                commits[0] += counting[0]
+            sql = StatementCount(platform.db.engine, 110)  # the measured work's statements only
 
             serial = [0]
 
@@ -129,7 +117,7 @@ def main(count: int = 400, mode: str = "service", keyed: bool = False) -> None:
             times, cpu = [], 0.0
             for profiled, offset in ((False, 0), (True, 10_000_000)):
                 bodies = _bodies(count, offset)
-                counting[0] = not profiled
+                sql.on = not profiled
                 before = time.process_time()
                 if profiled:
                     profiler.enable()
@@ -141,13 +129,13 @@ def main(count: int = 400, mode: str = "service", keyed: bool = False) -> None:
                     profiler.disable()
                 else:
                     cpu = time.process_time() - before
-                counting[0] = False
+                sql.on = False
             print(f"{mode}{' with Idempotency-Key' if keyed else ''}: {count} registrations: median "
                   f"{1000 * statistics.median(times):.2f} ms wall, {1000 * cpu / count:.2f} ms CPU of this process "
                   f"(not profiled), p90 {1000 * sorted(times)[int(0.9 * count)]:.2f} ms; "
-                  f"{sum(statements.values()) / count:.1f} SQL statements and {commits[0] / count:.1f} commits "
+                  f"{sum(sql.statements.values()) / count:.1f} SQL statements and {sql.commits / count:.1f} commits "
                   f"each; 1-min load average {os.getloadavg()[0]:.1f}")
-            for statement, n in statements.most_common():
+            for statement, n in sql.statements.most_common():
                 print(f"  {n / count:4.1f} x {statement}")
             stats = pstats.Stats(profiler)
             print(f"{stats.total_calls / count:,.0f} Python function calls a registration (cProfile's count, the "

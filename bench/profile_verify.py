@@ -21,18 +21,17 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_qr_verify import CARDS, _platform, add_cards, draw_codes  # noqa: E402
 from bench_signed import _scratch_pg, prepare  # noqa: E402
+from statement_count import StatementCount  # noqa: E402
 
 
 def main(count: int = 400, nonces: str = "redis") -> None:
     import redis
-    from sqlalchemy import event
 
     from ehc.apps import service as apps
     from ehc.apps import signing
@@ -50,18 +49,7 @@ def main(count: int = 400, nonces: str = "redis") -> None:
             store = (apps.SharedNonces(redis.Redis.from_url("redis://127.0.0.1:6379/0"), f"ehc-profile-{os.getpid()}:")
                      if nonces == "redis" else apps.DatabaseNonces())
             use = qr.Use(scene="0101012", channel="0600", terminal_id="W01", department="0300")
-            statements: Counter[str] = Counter()
-            commits = [0]
-            counting = [False]  # only the verifications' statements, not the drawing of codes
-
-            @event.listens_for(platform.db.engine, "before_cursor_execute")
-            def _count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ARG001
-                if counting[0]:
-                    statements[" ".join(statement.split())[:90]] += 1
-
-            @event.listens_for(platform.db.engine, "commit")
-            def _commit(conn):  # noqa: ANN001, ARG001
-                commits[0] += counting[0]
+            sql = StatementCount(platform.db.engine, 90)  # the measured work's statements only
 
             def request(code: str) -> apps.SignedRequest:
                 body = json.dumps({"code": code, "scene": "0101012", "channel": "0600"}).encode()
@@ -87,7 +75,7 @@ def main(count: int = 400, nonces: str = "redis") -> None:
                     codes = draw_codes(platform, ehc_ids, min(50, count - start))
                     signed = [request(code) for code in codes]  # signed in advance, as the load generator does
                     before = time.process_time()
-                    counting[0] = not profiled
+                    sql.on = not profiled
                     if profiled:
                         profiler.enable()
                     for request_, code in zip(signed, codes):
@@ -98,13 +86,13 @@ def main(count: int = 400, nonces: str = "redis") -> None:
                         profiler.disable()
                     else:
                         cpu += time.process_time() - before
-                    counting[0] = False
+                    sql.on = False
             print(f"nonces in {nonces}: {count} signed verifications: median {1000 * statistics.median(times):.2f} ms "
                   f"wall, {1000 * cpu / count:.2f} ms CPU of this process (not profiled), p90 "
-                  f"{1000 * sorted(times)[int(0.9 * count)]:.2f} ms; {sum(statements.values()) / count:.1f} SQL "
-                  f"statements and {commits[0] / count:.1f} commits each; 1-min load average "
+                  f"{1000 * sorted(times)[int(0.9 * count)]:.2f} ms; {sum(sql.statements.values()) / count:.1f} SQL "
+                  f"statements and {sql.commits / count:.1f} commits each; 1-min load average "
                   f"{os.getloadavg()[0]:.1f}")
-            for statement, n in statements.most_common():
+            for statement, n in sql.statements.most_common():
                 print(f"  {n / count:4.1f} x {statement}")
             stats = pstats.Stats(profiler)
             stats.sort_stats("cumulative").print_stats(r"ehc/|commit|execute", 30)
