@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from datetime import date
 
 import pandas as pd
@@ -24,38 +25,64 @@ from ..matching import names, places
 from ..matching.matcher import Side, compare, default_model
 
 BLOCK_LIMIT = 30  # rows per blocking key compared with each other; larger blocks are common-name noise
+PAIRS_PER_TASK = 25_000  # pairs a worker process scores at a time
+
+_FIELDS = ["unique_id", "name", "sex", "birth_date", "phone", "address", "region_code", "id_key"]
+_READ = ["surname_py", "given_py", "city", "street"]  # what :func:`.clean.frame_row` read from the name and address
 
 
 def _value(item: object) -> object:
     return None if item is None or (isinstance(item, float) and math.isnan(item)) else item
 
 
-def _pinyin(name: str | None) -> str:
-    return names.parse(name).pinyin
+def within_list_pairs(records: pd.DataFrame, *, linked: dict[str, str] | None = None,
+                      workers: int | None = None) -> list[tuple[str, str]]:
+    """Pairs of rows of the list graded certain against each other (the real-time rule).
 
+    ``linked`` (row -> the person of the index it is linked to): pairs of rows linked to the same
+    person are in one cluster already and are not compared (they are left out of the answer).
+    ``workers``: worker processes that score the pairs (default: as many as cores for long lists,
+    :func:`.index.default_workers`; ``0``: in this process); the answer is the same either way.
 
-def within_list_pairs(records: pd.DataFrame) -> list[tuple[str, str]]:
-    """Pairs of rows of the list graded certain against each other (the real-time rule)."""
-    model = default_model()
-    sides, keyed = {}, {}
-    blocks: dict[str, list[str]] = {}
-    for uid, name, sex, birth, phone, address, region, id_key in records[
-            ["unique_id", "name", "sex", "birth_date", "phone", "address", "region_code", "id_key"]
-    ].itertuples(index=False):
+    Each row is read once: its name (from the pinyin the list's reader derived, when the frame
+    carries it: :func:`.clean.frame_row`), its blocking keys (:func:`..matching.keys.keys_of`) and
+    its name's share of the list; each candidate pair is then compared once, in the order the
+    blocks give it, as :func:`..matching.matcher.compare` and the decision rule grade it."""
+    columns = _FIELDS + (_READ if all(c in records.columns for c in _READ) else [])
+    rows: list[tuple] = []
+    parsed: list[names.Parsed] = []
+    blocks: dict[str, list[int]] = {}
+    for number, (_uid, name, sex, birth, phone, address, region, id_key, *read) in enumerate(
+            records[columns].itertuples(index=False)):
+        name, sex, phone, address, region, id_key = (_value(v) for v in (name, sex, phone, address, region, id_key))
         born = date.fromisoformat(birth) if isinstance(birth, str) else None
-        side = Side(_value(name), _value(sex), born, _value(phone), _value(address), _value(region))
-        sides[uid], keyed[uid] = side, _value(id_key)
+        if read:
+            surname_py, given_py, city, street = (_value(v) for v in read)
+            reading = names.parse_read(name, surname_py, given_py)
+            if region:
+                city = region[:4] if len(region) >= 4 else None
+            # else: the county read from the address (matching.places), as the reader did for ``city``
+        else:
+            reading = names.parse(name)
+            found = region or places.region_of(address)
+            city = found[:4] if found and len(found) >= 4 else None
+            street = places.street_of(address)
+        rows.append((name, sex, birth if born else None, phone, address, region, id_key,
+                     reading.surname_pinyin, reading.given_pinyin))
+        parsed.append(reading)
         # Lists without region codes: the county read from the address (matching.places) for the keys;
         # the road and house number with the surname or the given name are keys too.
-        keys = match_keys.clear_keys(side.name, side.sex, born, side.phone,
-                                     side.region_code or places.region_of(side.address), side.address)
-        if keyed[uid]:
-            keys.append(f"doc|{keyed[uid]}")
+        keys = match_keys.keys_of(reading, sex, born, phone, city, street)
+        if id_key:
+            keys.append(f"doc|{id_key}")
         for key in keys:
-            blocks.setdefault(key, []).append(uid)
-    shares = Counter((_pinyin(s.name), s.birth_date.year) for s in sides.values() if s.name and s.birth_date)
-    seen: set[tuple[str, str]] = set()
-    found = []
+            blocks.setdefault(key, []).append(number)
+    shares = Counter((p.pinyin, row[2][:4]) for p, row in zip(parsed, rows) if row[0] and row[2])
+    shared = [shares.get((p.pinyin, row[2][:4]), 1) if row[0] and row[2] else 1 for p, row in zip(parsed, rows)]
+    uids = records["unique_id"].tolist()
+    person = [linked.get(uid) for uid in uids] if linked else None
+    seen: set[tuple[int, int]] = set()
+    candidates: list[tuple[int, int]] = []
     for members in blocks.values():
         if len(members) < 2 or len(members) > BLOCK_LIMIT:
             continue
@@ -65,20 +92,72 @@ def within_list_pairs(records: pd.DataFrame) -> list[tuple[str, str]]:
                 if pair in seen:
                     continue
                 seen.add(pair)
-                levels = compare(sides[a], sides[b])
-                if keyed[a] and keyed[b]:
-                    levels["document"] = "exact" if keyed[a] == keyed[b] else "different"
-                side = sides[a]
-                share = shares.get((_pinyin(side.name), side.birth_date.year), 1) if side.name and side.birth_date else 1
-                score, _ = model.score(levels, share)
-                grade = next((g for g in evidence.GRADES if score >= model.thresholds[g]), None)
-                close = evidence.birth_close(sides[a].birth_date, sides[b].birth_date)
-                if evidence.capped(grade, levels, close_birth=close) == "certain":
-                    found.append(pair)
+                if person and person[a] is not None and person[a] == person[b]:
+                    continue  # linked to the same person: one cluster already
+                candidates.append((a, b))
+    certain = _score_candidates(rows, shared, candidates, workers)
+    found = []
+    for a, b in certain:
+        left, right = uids[a], uids[b]
+        found.append((left, right) if left < right else (right, left))
     return found
 
 
-def clusters(records: pd.DataFrame, links: list[dict]) -> pd.DataFrame:
+def _score_candidates(rows: list[tuple], shared: list[int], candidates: list[tuple[int, int]],
+                      workers: int | None) -> list[tuple[int, int]]:
+    """The candidate pairs graded certain, in their order; in worker processes for long lists, each
+    sent its share of the pairs with the rows they name."""
+    from .index import _pool, default_workers
+
+    workers = default_workers(len(rows)) if workers is None else workers
+    if not workers or len(candidates) < 2 * PAIRS_PER_TASK:
+        return _certain(dict(enumerate(zip(rows, shared))), candidates)
+    tasks = []
+    for start in range(0, len(candidates), PAIRS_PER_TASK):
+        part = candidates[start:start + PAIRS_PER_TASK]
+        needed = {n for pair in part for n in pair}
+        tasks.append(({n: (rows[n], shared[n]) for n in needed}, part))
+    with _pool(None, workers) as pool:
+        return [pair for found in pool.map(_certain_task, tasks) for pair in found]
+
+
+def _certain_task(task: tuple[dict, list[tuple[int, int]]]) -> list[tuple[int, int]]:
+    return _certain(*task)
+
+
+def _certain(rows: dict[int, tuple], pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The pairs graded certain: compared as the real-time matcher compares a record with a person
+    (the first row's name share for the term-frequency adjustment), graded under the shared rule.
+    ``rows``: number -> ((name, sex, birth date, phone, address, region code, document key, surname
+    pinyin, given pinyin), share). Runs in a worker process or inline."""
+    model = default_model()
+    read: dict[int, tuple[Side, names.Parsed, str | None]] = {}
+
+    def side_of(n: int) -> tuple[Side, names.Parsed, str | None]:
+        found = read.get(n)
+        if found is None:
+            name, sex, birth, phone, address, region, _key, surname_py, given_py = rows[n][0]
+            side = Side(name, sex, date.fromisoformat(birth) if birth else None, phone, address, region)
+            found = read[n] = (side, names.parse_read(name, surname_py, given_py),
+                               region or places.region_of(address))
+        return found
+
+    certain = []
+    for a, b in pairs:
+        (side_a, parsed_a, region_a), (side_b, parsed_b, region_b) = side_of(a), side_of(b)
+        levels = compare(side_a, side_b, parsed=(parsed_a, parsed_b), regions=(region_a, region_b))
+        key_a, key_b = rows[a][0][6], rows[b][0][6]
+        if key_a and key_b:
+            levels["document"] = "exact" if key_a == key_b else "different"
+        score, _ = model.score(levels, rows[a][1])
+        grade = next((g for g in evidence.GRADES if score >= model.thresholds[g]), None)
+        close = evidence.birth_close(side_a.birth_date, side_b.birth_date)
+        if evidence.capped(grade, levels, close_birth=close) == "certain":
+            certain.append((a, b))
+    return certain
+
+
+def clusters(records: pd.DataFrame, links: list[dict], *, workers: int | None = None) -> pd.DataFrame:
     """``record_id, cluster, person_id`` for the rows in clusters of two or more: rows linked to one
     person, and rows certain against each other (:func:`within_list_pairs`). ``person_id`` is the
     person the cluster's rows are linked to (empty when none is; several when the index itself
@@ -108,7 +187,7 @@ def clusters(records: pd.DataFrame, links: list[dict]) -> pd.DataFrame:
             union(rid, by_person[pid])
         else:
             by_person[pid] = rid
-    for a, b in within_list_pairs(records):
+    for a, b in within_list_pairs(records, linked=person_of, workers=workers):
         union(a, b)
     members: dict[str, list[str]] = {}
     for rid in set(parent) | set(person_of):

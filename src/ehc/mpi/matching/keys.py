@@ -40,7 +40,7 @@ from ..repository import people_sharing
 from ..sealed import details_for_matching
 from . import names, places
 
-__all__ = ["blind_keys", "clear_keys", "move", "name_year_key", "people_sharing", "rebuild", "write"]
+__all__ = ["blind_keys", "clear_keys", "keys_of", "move", "name_year_key", "people_sharing", "rebuild", "write"]
 
 CONTEXT = "match"
 
@@ -48,8 +48,15 @@ CONTEXT = "match"
 def clear_keys(name: str | None, sex: str | None, birth_date: date | None, phone: str | None,
                region_code: str | None, address: str | None = None) -> list[str]:
     """The blocking keys in clear (in memory only), without duplicates, in a fixed order."""
-    parsed = names.parse(name)
     city = region_code[:4] if region_code and len(region_code) >= 4 else None
+    return keys_of(names.parse(name), sex, birth_date, phone, city, places.street_of(address))
+
+
+def keys_of(parsed: names.Parsed, sex: str | None, birth_date: date | None, phone: str | None, city: str | None,
+            street: str | None) -> list[str]:
+    """:func:`clear_keys` from the parts already read: the name as :func:`.names.parse` reads it, the
+    city (first four digits of the region code) and the road and house number
+    (:func:`.places.street_of` of the address)."""
     keys: list[str] = []
     if parsed.text and birth_date:
         month_day = "-".join(sorted((f"{birth_date.month:02d}", f"{birth_date.day:02d}")))
@@ -61,7 +68,6 @@ def clear_keys(name: str | None, sex: str | None, birth_date: date | None, phone
         keys.append(f"p|{phone}")
     if birth_date and city:
         keys.append(f"d|{birth_date.isoformat()}|{sex if sex in ('1', '2') else '0'}|{city}")
-    street = places.street_of(address)
     if parsed.text and street:
         keys.append(f"a|{street}|{parsed.surname_pinyin}")
         if parsed.given_pinyin:

@@ -170,17 +170,21 @@ def own_document(record: Record) -> bool:
     return evidence.own_document(reading, record.birth_date, record.sex)
 
 
-def compare(a: Side, b: Side) -> dict[str, str | None]:
-    """Every field's comparison level (``None``: missing on either side)."""
+def compare(a: Side, b: Side, *, parsed: tuple[names.Parsed, names.Parsed] | None = None,
+            regions: tuple[str | None, str | None] | None = None) -> dict[str, str | None]:
+    """Every field's comparison level (``None``: missing on either side). A caller comparing many
+    pairs may pass what it read once per side: ``parsed``, the names as :func:`.names.parse` reads
+    them; ``regions``, each side's region code or else the county its address names."""
+    if regions is None:
+        regions = (a.region_code or places.region_of(a.address), b.region_code or places.region_of(b.address))
     return {
-        "name": names.compare(a.name, b.name),
+        "name": names.compare(a.name, b.name, parsed=parsed),
         "birth_date": compare_birth(a.birth_date, b.birth_date),
         "sex": None if not (_known_sex(a.sex) and _known_sex(b.sex)) else ("same" if a.sex == b.sex else "different"),
         "phone": compare_digits(a.phone, b.phone),
         "address": compare_address(a.address, b.address),
         # Without a region code (legacy lists have none), the county the address names.
-        "region": compare_region(a.region_code or places.region_of(a.address),
-                                 b.region_code or places.region_of(b.address)),
+        "region": compare_region(*regions),
         "document": compare_documents(a.documents, b.documents),
     }
 

@@ -102,6 +102,19 @@ def parse(name: str | None) -> Parsed:
     character. Latin: the last word is the surname (``John Smith``), unless written
     ``SMITH, John``.
     """
+    return _parse(name, None)
+
+
+def parse_read(name: str | None, surname_pinyin: str | None, given_pinyin: str | None) -> Parsed:
+    """:func:`parse` of a name whose surname and given name were already read in pinyin by an
+    earlier ``parse`` of the same name (a linkage frame's ``surname_py``, ``given_py``; ``None`` for
+    ``""``): the same result without reading the pinyin again, which is most of the cost of a parse.
+    Batch linkage compares the rows of a million-row list with each other: more distinct names than
+    :func:`parse`'s cache holds."""
+    return _parse(name, (surname_pinyin or "", given_pinyin or ""))
+
+
+def _parse(name: str | None, read: tuple[str, str] | None) -> Parsed:
     raw = (name or "").strip()
     text = normalise(raw)
     if not text:
@@ -109,8 +122,11 @@ def parse(name: str | None) -> Parsed:
     if is_chinese(text):
         cut = 2 if len(text) > 2 and text[:2] in COMPOUND_SURNAMES else 1
         surname, given = text[:cut], text[cut:]
-        surname_pinyin = SURNAME_READINGS.get(surname) or _pinyin(surname)
-        given_pinyin = _pinyin(given)
+        if read is None:
+            surname_pinyin = SURNAME_READINGS.get(surname) or _pinyin(surname)
+            given_pinyin = _pinyin(given)
+        else:
+            surname_pinyin, given_pinyin = read
         return Parsed(text, surname, given, surname_pinyin + given_pinyin, surname_pinyin, given_pinyin, True)
     if "," in raw:
         surname_part, _, given_part = raw.partition(",")
@@ -121,7 +137,10 @@ def parse(name: str | None) -> Parsed:
     return Parsed(text, surname, given, given + surname, surname, given, False)
 
 
+@lru_cache(maxsize=1 << 16)
 def _pinyin(text: str) -> str:
+    """Toneless pinyin of a surname or a given name (cached: given names repeat far more than whole
+    names do)."""
     # heavy: pypinyin loads its dictionaries on import (about 0.25 s); only names that are read need it
     from pypinyin import Style, lazy_pinyin
 
@@ -186,9 +205,10 @@ def _words_within(a: str, b: str) -> bool:
     return bool(shorter) and shorter < longer
 
 
-def compare(a: str | None, b: str | None) -> str | None:
-    """The comparison level of two names (see the module docstring); ``None`` if either is missing."""
-    left, right = parse(a), parse(b)
+def compare(a: str | None, b: str | None, *, parsed: tuple[Parsed, Parsed] | None = None) -> str | None:
+    """The comparison level of two names (see the module docstring); ``None`` if either is missing.
+    ``parsed``: ``(parse(a), parse(b))`` when the caller has them already."""
+    left, right = parsed or (parse(a), parse(b))
     if not left.text or not right.text:
         return None
     if left.text == right.text:
@@ -214,5 +234,5 @@ def compare(a: str | None, b: str | None) -> str | None:
     return "different"
 
 
-__all__ = ["LEVELS", "Parsed", "compare", "is_chinese", "nickname_forms", "normalise", "parse",
+__all__ = ["LEVELS", "Parsed", "compare", "is_chinese", "nickname_forms", "normalise", "parse", "parse_read",
            "pinyin_with_tones", "similar_shape"]
