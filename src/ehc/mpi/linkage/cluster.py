@@ -12,7 +12,7 @@ rows. Nothing is linked through a cluster: a row that is not linked itself stays
 
 from __future__ import annotations
 
-import math
+import gc
 from collections import Counter
 from collections.abc import Sequence
 from datetime import date
@@ -31,10 +31,6 @@ _FIELDS = ["unique_id", "name", "sex", "birth_date", "phone", "address", "region
 _READ = ["surname_py", "given_py", "city", "street"]  # what :func:`.clean.frame_row` read from the name and address
 
 
-def _value(item: object) -> object:
-    return None if item is None or (isinstance(item, float) and math.isnan(item)) else item
-
-
 def within_list_pairs(records: pd.DataFrame, *, linked: dict[str, str] | None = None,
                       workers: int | None = None) -> list[tuple[str, str]]:
     """Pairs of rows of the list graded certain against each other (the real-time rule).
@@ -48,16 +44,30 @@ def within_list_pairs(records: pd.DataFrame, *, linked: dict[str, str] | None = 
     carries it: :func:`.clean.frame_row`), its blocking keys (:func:`..matching.keys.keys_of`) and
     its name's share of the list; each candidate pair is then compared once, in the order the
     blocks give it, as :func:`..matching.matcher.compare` and the decision rule grade it."""
+    # Millions of small objects are made here and none is garbage: the cyclic collector would only
+    # walk them again and again.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _within_list_pairs(records, linked, workers)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _within_list_pairs(records: pd.DataFrame, linked: dict[str, str] | None,
+                       workers: int | None) -> list[tuple[str, str]]:
     columns = _FIELDS + (_READ if all(c in records.columns for c in _READ) else [])
+    frame = records[columns].astype(object)
+    frame = frame.where(frame.notna(), None)  # NaN (a frame read back from a file) is a missing value
     rows: list[tuple] = []
     parsed: list[names.Parsed] = []
     blocks: dict[str, list[int]] = {}
     for number, (_uid, name, sex, birth, phone, address, region, id_key, *read) in enumerate(
-            records[columns].itertuples(index=False)):
-        name, sex, phone, address, region, id_key = (_value(v) for v in (name, sex, phone, address, region, id_key))
+            frame.itertuples(index=False)):
         born = date.fromisoformat(birth) if isinstance(birth, str) else None
         if read:
-            surname_py, given_py, city, street = (_value(v) for v in read)
+            surname_py, given_py, city, street = read
             reading = names.parse_read(name, surname_py, given_py)
             if region:
                 city = region[:4] if len(region) >= 4 else None
@@ -81,14 +91,15 @@ def within_list_pairs(records: pd.DataFrame, *, linked: dict[str, str] | None = 
     shared = [shares.get((p.pinyin, row[2][:4]), 1) if row[0] and row[2] else 1 for p, row in zip(parsed, rows)]
     uids = records["unique_id"].tolist()
     person = [linked.get(uid) for uid in uids] if linked else None
-    seen: set[tuple[int, int]] = set()
+    count = len(rows)
+    seen: set[int] = set()  # a pair of rows as one number: lower * count + higher
     candidates: list[tuple[int, int]] = []
     for members in blocks.values():
         if len(members) < 2 or len(members) > BLOCK_LIMIT:
             continue
         for i, a in enumerate(members):
             for b in members[i + 1:]:
-                pair = (a, b) if a < b else (b, a)
+                pair = a * count + b if a < b else b * count + a
                 if pair in seen:
                     continue
                 seen.add(pair)
@@ -122,7 +133,13 @@ def _score_candidates(rows: list[tuple], shared: list[int], candidates: list[tup
 
 
 def _certain_task(task: tuple[dict, list[tuple[int, int]]]) -> list[tuple[int, int]]:
-    return _certain(*task)
+    collecting = gc.isenabled()
+    gc.disable()  # as in within_list_pairs: nothing made here is garbage until the task ends
+    try:
+        return _certain(*task)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _certain(rows: dict[int, tuple], pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -149,7 +166,7 @@ def _certain(rows: dict[int, tuple], pairs: Sequence[tuple[int, int]]) -> list[t
         key_a, key_b = rows[a][0][6], rows[b][0][6]
         if key_a and key_b:
             levels["document"] = "exact" if key_a == key_b else "different"
-        score, _ = model.score(levels, rows[a][1])
+        score = model.total(levels, rows[a][1])
         grade = next((g for g in evidence.GRADES if score >= model.thresholds[g]), None)
         close = evidence.birth_close(side_a.birth_date, side_b.birth_date)
         if evidence.capped(grade, levels, close_birth=close) == "certain":

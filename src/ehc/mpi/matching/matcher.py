@@ -219,6 +219,18 @@ class Model:
             detail[name] = {"level": level, "weight": round(weight, 2)}
         return total, detail
 
+    def total(self, levels: dict[str, str | None], name_share: int = 1) -> float:
+        """The score of :meth:`score` alone (the same sum in the same order), without the detail."""
+        total = 0.0
+        for name, level in levels.items():
+            if level is None:
+                continue
+            weight = self.weight(name, level)
+            if name == "name":
+                weight -= tf_adjustment(level, name_share)
+            total += weight
+        return total
+
     def probability(self, score: float) -> float:
         log_odds = math.log2(self.prior / (1 - self.prior)) + score
         if log_odds > 60:
