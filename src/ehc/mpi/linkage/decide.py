@@ -9,7 +9,7 @@ from datetime import date
 
 import pandas as pd
 
-from ..matching import evidence
+from ..matching import evidence, names, places
 from ..matching.matcher import Side, compare, default_model, tf_adjustment
 
 
@@ -45,6 +45,22 @@ def _value(item: object) -> object:
     return None if item is None or (isinstance(item, float) and math.isnan(item)) else item
 
 
+def _read_sides(frame: pd.DataFrame, fields: list[str]) -> dict[str, tuple[Side, names.Parsed, str | None]]:
+    """Each row read once for the comparisons it takes part in: its side, its name as
+    :func:`..matching.names.parse` reads it (from the frame's pinyin columns when it has them:
+    :func:`.clean.frame_row` read them, and a list or index of a million names holds more distinct
+    names than ``parse`` keeps) and its region code, else the county its address names."""
+    read = "surname_py" in frame.columns and "given_py" in frame.columns
+    columns = ["unique_id", *fields] + (["surname_py", "given_py"] if read else [])
+    sides = {}
+    for uid, *row in frame[columns].itertuples(index=False):
+        values = [_value(v) for v in row]
+        side = _side(tuple(values[:6]))
+        parsed = names.parse_read(side.name, values[6], values[7]) if read else names.parse(side.name)
+        sides[uid] = (side, parsed, side.region_code or places.region_of(side.address))
+    return sides
+
+
 def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
     """The shared evidence rules on Splink's scored pairs (the same as the real-time matcher's,
     :mod:`..matching.evidence`), adding ``cap`` (the best grade the pair's evidence allows; ``""``:
@@ -61,10 +77,8 @@ def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame) -> pd
     # Only the people and rows the pairs name (a 1M index has far more people than candidates).
     candidates = index[index["unique_id"].isin(pairs["person_id"])]
     listed = records[records["unique_id"].isin(pairs["record_id"])]
-    people = {uid: tuple(_value(v) for v in row)
-              for uid, *row in candidates[["unique_id", *fields]].itertuples(index=False)}
+    people, rows = _read_sides(candidates, fields), _read_sides(listed, fields)
     person_key = dict(zip(candidates["unique_id"], candidates["id_key"]))
-    rows = {uid: tuple(_value(v) for v in row) for uid, *row in listed[["unique_id", *fields]].itertuples(index=False)}
     record_key = dict(zip(listed["unique_id"], listed["id_key"]))
     near = dict(zip(records["unique_id"], records["id_near"])) if "id_near" in records else {}
     system = dict(zip(records["unique_id"], records["id_system"])) if "id_system" in records else {}
@@ -75,8 +89,8 @@ def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame) -> pd
     typo_weight = model.weight("document", "typo")
     caps, weights = [], []
     for record_id, person_id, weight in pairs[["record_id", "person_id", "match_weight"]].itertuples(index=False):
-        mine_side, their_side = _side(rows[record_id]), _side(people[person_id])
-        levels = compare(mine_side, their_side)
+        (mine_side, mine_name, mine_region), (their_side, their_name, their_region) = rows[record_id], people[person_id]
+        levels = compare(mine_side, their_side, parsed=(mine_name, their_name), regions=(mine_region, their_region))
         mine, theirs = _value(record_key.get(record_id)), _value(person_key.get(person_id))
         if mine and theirs and (mine == theirs or not near.get(record_id)):
             levels["document"] = "exact" if mine == theirs else "different"
