@@ -239,16 +239,20 @@ def near_numbers(number: str, system: str = "doc:01") -> tuple[str, ...]:
     found = set()
     body = number[:17]
     found.add(body + _check(body))
+    # The check of a number with one digit changed (or two swapped) is the body's weighted sum with
+    # that digit's (or those two digits') share replaced: the same as _check of the changed body.
+    values = [int(d) for d in body]
+    total = sum(v * w for v, w in zip(values, _WEIGHTS))
     for spot in range(17):
-        for digit in "0123456789":
-            if digit != body[spot]:
-                changed = body[:spot] + digit + body[spot + 1:]
-                if _check(changed) == number[17]:
-                    found.add(changed + number[17])
+        rest = total - values[spot] * _WEIGHTS[spot]
+        for value, digit in enumerate("0123456789"):
+            if digit != body[spot] and _CHECKS[(rest + value * _WEIGHTS[spot]) % 11] == number[17]:
+                found.add(body[:spot] + digit + body[spot + 1:] + number[17])
         if spot < 16 and body[spot] != body[spot + 1]:
-            swapped = body[:spot] + body[spot + 1] + body[spot] + body[spot + 2:]
-            if _check(swapped) == number[17]:
-                found.add(swapped + number[17])
+            swapped_sum = (rest - values[spot + 1] * _WEIGHTS[spot + 1] + values[spot + 1] * _WEIGHTS[spot]
+                           + values[spot] * _WEIGHTS[spot + 1])
+            if _CHECKS[swapped_sum % 11] == number[17]:
+                found.add(body[:spot] + body[spot + 1] + body[spot] + body[spot + 2:] + number[17])
     return tuple(sorted(found - {number}))
 
 
@@ -265,8 +269,11 @@ def _one_edit(number: str) -> tuple[str, ...]:
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
 
+_CHECKS = "10X98765432"
+
+
 def _check(body: str) -> str:
-    return "10X98765432"[sum(int(d) * w for d, w in zip(body, _WEIGHTS)) % 11]
+    return _CHECKS[sum(int(d) * w for d, w in zip(body, _WEIGHTS)) % 11]
 
 
 __all__ = ["CORROBORATING", "DocumentReading", "birth_close", "capped", "ceiling", "compare_birth", "corroborated",
