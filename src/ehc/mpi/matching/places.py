@@ -50,7 +50,7 @@ def region_of(address: str | None) -> str | None:
     """The six-digit region code an address names, or ``None`` when it names none (or several)."""
     if not address:
         return None
-    provinces, counties, anywhere = _gazetteer()
+    provinces, counties, anywhere = _answers()
     text = address.strip()
     province = next((provinces[text[:n]] for n in (7, 5, 4, 3, 2) if text[:n] in provinces), None)
     table = counties.get(province, {}) if province else anywhere
@@ -58,12 +58,20 @@ def region_of(address: str | None) -> str | None:
     # first 24, longest first; the first that names one place wins.
     for end in (i + 1 for i, char in enumerate(text[:24]) if char in _ENDINGS):
         for start in range(max(0, end - 10), end - 1):
-            entries = table.get(text[start:end])
-            if entries:
-                found = _one(entries)
-                if found:
-                    return found
+            found = table.get(text[start:end])
+            if found:
+                return found
     return None
+
+
+@lru_cache(maxsize=1)
+def _answers() -> tuple[dict[str, str], dict[str, dict[str, str | None]], dict[str, str | None]]:
+    """The gazetteer with each county name's answer (:func:`_one`) worked out once, not at each
+    address that names it."""
+    provinces, counties, anywhere = _gazetteer()
+    return (provinces, {province: {name: _one(entries) for name, entries in table.items()}
+                        for province, table in counties.items()},
+            {name: _one(entries) for name, entries in anywhere.items()})
 
 
 def _one(entries: set[tuple[str, bool]]) -> str | None:
