@@ -101,7 +101,8 @@ def steps(rows: int, workers: int | None, save: str | None, profile: str | None)
     def grade():
         hits = decide.document_hits(people, records)
         rest = pairs[~pairs["record_id"].isin(hits["record_id"])]
-        return decide.decide(decide.weigh(rest, people, records), hits)
+        weigh_parallel = {"workers": workers} if "workers" in inspect.signature(decide.weigh).parameters else {}
+        return decide.decide(decide.weigh(rest, people, records, **weigh_parallel), hits)
 
     decisions = timed("grading", grade)
     certain = decisions[decisions["grade"] == "certain"].drop_duplicates("record_id")

@@ -12,7 +12,6 @@ rows. Nothing is linked through a cluster: a row that is not linked itself stays
 
 from __future__ import annotations
 
-import gc
 from collections import Counter
 from collections.abc import Sequence
 from datetime import date
@@ -23,6 +22,7 @@ from ..matching import evidence
 from ..matching import keys as match_keys
 from ..matching import names, places
 from ..matching.matcher import Side, compare, default_model
+from .common import collector_paused
 
 BLOCK_LIMIT = 30  # rows per blocking key compared with each other; larger blocks are common-name noise
 PAIRS_PER_TASK = 25_000  # pairs a worker process scores at a time
@@ -44,15 +44,8 @@ def within_list_pairs(records: pd.DataFrame, *, linked: dict[str, str] | None = 
     carries it: :func:`.clean.frame_row`), its blocking keys (:func:`..matching.keys.keys_of`) and
     its name's share of the list; each candidate pair is then compared once, in the order the
     blocks give it, as :func:`..matching.matcher.compare` and the decision rule grade it."""
-    # Millions of small objects are made here and none is garbage: the cyclic collector would only
-    # walk them again and again.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         return _within_list_pairs(records, linked, workers)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _within_list_pairs(records: pd.DataFrame, linked: dict[str, str] | None,
@@ -133,13 +126,8 @@ def _score_candidates(rows: list[tuple], shared: list[int], candidates: list[tup
 
 
 def _certain_task(task: tuple[dict, list[tuple[int, int]]]) -> list[tuple[int, int]]:
-    collecting = gc.isenabled()
-    gc.disable()  # as in within_list_pairs: nothing made here is garbage until the task ends
-    try:
+    with collector_paused():
         return _certain(*task)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _certain(rows: dict[int, tuple], pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 from sqlalchemy.orm import Session
@@ -28,3 +31,16 @@ class LinkPlatform(Protocol):
     settings: Settings
 
     def ctx(self, session: Session, actor: Actor) -> Ctx: ...
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for a while: steps that build a million small objects that
+    are not garbage (rows read, pairs seen) would otherwise have it walk them again and again."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()

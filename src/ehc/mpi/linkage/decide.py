@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..matching import evidence, names, places
 from ..matching.matcher import Side, compare, default_model, tf_adjustment
+from .common import collector_paused
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,11 @@ def _read_sides(frame: pd.DataFrame, fields: list[str]) -> dict[str, tuple[Side,
     return sides
 
 
-def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+FIELDS = ["name", "sex", "birth_date", "phone", "address", "region_code"]
+PAIRS_PER_TASK = 50_000  # scored pairs a worker process weighs at a time
+
+
+def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame, *, workers: int | None = 0) -> pd.DataFrame:
     """The shared evidence rules on Splink's scored pairs (the same as the real-time matcher's,
     :mod:`..matching.evidence`), adding ``cap`` (the best grade the pair's evidence allows; ``""``:
     no cap) and adjusting the weight:
@@ -70,25 +75,64 @@ def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame) -> pd
       ``log2(k)`` less (:func:`..matching.matcher.tf_adjustment`);
     * a record's ID number failing its check, one keystroke from the person's: the real-time model's
       weight for a document one digit off (Splink saw no document for it).
+
+    ``workers``: worker processes weighing shares of the pairs (``None``: one per core for many
+    pairs, :func:`.index.default_workers`; ``0``, the default: in this process); the answer is the
+    same either way.
     """
     if pairs.empty:
         return pairs.assign(cap=pd.Series(dtype=object))
-    fields = ["name", "sex", "birth_date", "phone", "address", "region_code"]
     # Only the people and rows the pairs name (a 1M index has far more people than candidates).
-    candidates = index[index["unique_id"].isin(pairs["person_id"])]
+    read = [c for c in ("surname_py", "given_py") if c in index.columns and c in records.columns]
+    candidates = index.loc[index["unique_id"].isin(pairs["person_id"]), ["unique_id", *FIELDS, *read, "id_key"]]
     listed = records[records["unique_id"].isin(pairs["record_id"])]
-    people, rows = _read_sides(candidates, fields), _read_sides(listed, fields)
+    shares = index.groupby(["name_py", "birth_year"]).size().to_dict()
+    share = [shares.get((py, year), 1) for py, year in listed[["name_py", "birth_year"]].itertuples(index=False)]
+    extra = [c for c in ("id_near", "id_system") if c in records.columns]
+    listed = listed[["unique_id", *FIELDS, *read, "id_key", *extra]].assign(share=share)
+    scored = pairs[["record_id", "person_id", "match_weight"]]
+    from .index import _pool, default_workers
+
+    workers = default_workers(len(pairs)) if workers is None else workers
+    if not workers or len(pairs) < 2 * PAIRS_PER_TASK:
+        caps, weights = _weigh_task((scored, candidates, listed))
+    else:
+        tasks = []
+        for start in range(0, len(scored), PAIRS_PER_TASK):
+            part = scored.iloc[start:start + PAIRS_PER_TASK]
+            tasks.append((part, candidates[candidates["unique_id"].isin(part["person_id"])],
+                          listed[listed["unique_id"].isin(part["record_id"])]))
+        caps, weights = [], []
+        with _pool(None, workers) as pool:
+            for part_caps, part_weights in pool.map(_weigh_task, tasks):
+                caps += part_caps
+                weights += part_weights
+    out = pairs.copy()
+    out["match_weight"] = weights
+    out["match_probability"] = [1 / (1 + 2.0 ** -min(max(w, -60), 60)) for w in weights]
+    out["cap"] = caps
+    return out
+
+
+def _weigh_task(task: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> tuple[list[str], list[float]]:
+    with collector_paused():
+        return _weigh_part(*task)
+
+
+def _weigh_part(pairs: pd.DataFrame, candidates: pd.DataFrame, listed: pd.DataFrame) -> tuple[list[str], list[float]]:
+    """``(caps, weights)`` of these pairs (``record_id, person_id, match_weight``), in their order;
+    ``candidates`` and ``listed`` hold (at least) the people and rows they name, ``listed`` with each
+    row's name ``share`` of the index. Runs in a worker process or inline."""
+    people, rows = _read_sides(candidates, FIELDS), _read_sides(listed, FIELDS)
     person_key = dict(zip(candidates["unique_id"], candidates["id_key"]))
     record_key = dict(zip(listed["unique_id"], listed["id_key"]))
-    near = dict(zip(records["unique_id"], records["id_near"])) if "id_near" in records else {}
-    system = dict(zip(records["unique_id"], records["id_system"])) if "id_system" in records else {}
-    shares = index.groupby(["name_py", "birth_year"]).size().to_dict()
-    record_share = {uid: shares.get((py, year), 1)
-                    for uid, py, year in listed[["unique_id", "name_py", "birth_year"]].itertuples(index=False)}
+    near = dict(zip(listed["unique_id"], listed["id_near"])) if "id_near" in listed else {}
+    system = dict(zip(listed["unique_id"], listed["id_system"])) if "id_system" in listed else {}
+    record_share = dict(zip(listed["unique_id"], listed["share"]))
     model = default_model()
     typo_weight = model.weight("document", "typo")
     caps, weights = [], []
-    for record_id, person_id, weight in pairs[["record_id", "person_id", "match_weight"]].itertuples(index=False):
+    for record_id, person_id, weight in pairs.itertuples(index=False):
         (mine_side, mine_name, mine_region), (their_side, their_name, their_region) = rows[record_id], people[person_id]
         levels = compare(mine_side, their_side, parsed=(mine_name, their_name), regions=(mine_region, their_region))
         mine, theirs = _value(record_key.get(record_id)), _value(person_key.get(person_id))
@@ -102,11 +146,7 @@ def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame) -> pd
         close = evidence.birth_close(mine_side.birth_date, their_side.birth_date)
         caps.append(evidence.ceiling(levels, checked_document=checked, close_birth=close) or "")
         weights.append(weight)
-    out = pairs.copy()
-    out["match_weight"] = weights
-    out["match_probability"] = [1 / (1 + 2.0 ** -min(max(w, -60), 60)) for w in weights]
-    out["cap"] = caps
-    return out
+    return caps, weights
 
 
 def decide(pairs: pd.DataFrame, documents: pd.DataFrame, thresholds: Thresholds = Thresholds(),

@@ -62,14 +62,16 @@ def link_file(platform: LinkPlatform, path: Path, institution_id: str, *, backen
         result = LinkResult(job_id=job_id, out_dir=out_dir, records=len(records), rejected=len(cleaned.rejects),
                             index_size=len(index), dry_run=dry_run)
         with tempfile.TemporaryDirectory(prefix="ehc-link-") as workdir:
-            decisions, scored = _score_and_decide(index, records, backend, Path(workdir), thresholds, say, timings)
+            decisions, scored = _score_and_decide(index, records, backend, Path(workdir), thresholds, say, timings,
+                                                  workers)
         mark = time.perf_counter()
         say("writing links", None, None)
         outcome = apply_decisions(platform, decisions, records, index, institution_id, job_id, operator, dry_run)
         timings["write links and reviews"] = time.perf_counter() - mark
         mark = time.perf_counter()
         say("clustering the list", None, None)
-        clustered = clusters(records, [link for link in outcome.links if link["status"] != "conflict"])
+        clustered = clusters(records, [link for link in outcome.links if link["status"] != "conflict"],
+                             workers=workers)
         result.clusters = clustered["cluster"].nunique() if len(clustered) else 0
         timings["cluster the list (duplicates within it)"] = time.perf_counter() - mark
         mark = time.perf_counter()
@@ -91,7 +93,8 @@ def link_file(platform: LinkPlatform, path: Path, institution_id: str, *, backen
 
 
 def _score_and_decide(index: pd.DataFrame, records: pd.DataFrame, backend: str, workdir: Path,
-                      thresholds: Thresholds, say: Progress, timings: dict) -> tuple[pd.DataFrame, Scored]:
+                      thresholds: Thresholds, say: Progress, timings: dict,
+                      workers: int | None = None) -> tuple[pd.DataFrame, Scored]:
     if records.empty or index.empty:
         empty = pd.DataFrame(columns=["record_id", "person_id", "match_weight", "match_probability", "comparison"])
         return decide(empty, document_hits(index, records) if len(index) and len(records) else empty), Scored(empty)
@@ -105,7 +108,7 @@ def _score_and_decide(index: pd.DataFrame, records: pd.DataFrame, backend: str, 
     # Rows linked by their document are decided without their scored pairs (``decide`` sets those
     # aside): weighing them would be wasted work, most of a large list's ID-number rows.
     pairs = scored.pairs[~scored.pairs["record_id"].isin(hits["record_id"])]
-    decisions = decide(weigh(pairs, index, records), hits, thresholds)
+    decisions = decide(weigh(pairs, index, records, workers=workers), hits, thresholds)
     timings["shared evidence rules and grading"] = time.perf_counter() - mark
     return decisions, scored
 
