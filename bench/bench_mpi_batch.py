@@ -26,7 +26,9 @@ wrote (the list's MRNs, review pairs, link jobs) is removed before each run. Qui
 
 The write step is also measured alone (``--writes [LINKS] [sqlite]``) on a fresh database.
 
-Run alone: ``.venv/bin/python bench/bench_mpi_batch.py [--quick] [--end-to-end]``; or ``bench/run.py mpi_batch``.
+Run alone: ``.venv/bin/python bench/bench_mpi_batch.py [--quick] [--end-to-end [--workers N]]``; or ``bench/run.py
+mpi_batch``. ``--workers``: worker processes of the job's parallel steps (``ehc mpi link --workers``;
+default one per core).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def cpu(before, after) -> float:
     return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
-def end_to_end(quick: bool) -> dict:
+def end_to_end(quick: bool, workers: int | None = None) -> dict:
     """``ehc mpi link`` as a hospital runs it (``mpi.linkage.job.link_file``), from the list file and the
     sealed index in PostgreSQL to links written and review pairs queued, on the shared index of
     ``bench/mpi_index.py``; what an earlier run wrote is removed first."""
@@ -87,7 +89,7 @@ def end_to_end(quick: bool) -> dict:
 
     try:
         result = link_file(platform, built.work / "list.csv", mpi_index.INSTITUTION, out=out, operator="bench",
-                           progress=step)
+                           progress=step, workers=workers)
         server = mpi_index.database_cpu(built.database) - server  # before the pool's connections close
     finally:
         platform.db.dispose()
@@ -269,7 +271,8 @@ def main(quick: bool = False) -> list[dict]:
 
 if __name__ == "__main__":
     if "--end-to-end" in sys.argv:  # the run from the database alone
-        print(end_to_end_row(end_to_end(quick="--quick" in sys.argv)))
+        chosen = sys.argv[sys.argv.index("--workers") + 1] if "--workers" in sys.argv else None
+        print(end_to_end_row(end_to_end(quick="--quick" in sys.argv, workers=None if chosen is None else int(chosen))))
     elif "--writes" in sys.argv:  # the write step alone: --writes [LINKS] [sqlite]
         extra = sys.argv[sys.argv.index("--writes") + 1:]
         count = int(extra[0]) if extra and extra[0].isdigit() else 100_000

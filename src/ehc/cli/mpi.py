@@ -49,6 +49,7 @@ def mpi_link(
     backend: Annotated[str, typer.Option(help="duckdb (default, in process) or spark (local[2] here)")] = "duckdb",
     out: Annotated[Path | None, typer.Option(help="Output directory (default: <data dir>/mpi-links/<job id>)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Score and write the outputs; link and queue nothing")] = False,
+    workers: Annotated[int | None, typer.Option(min=0, help="Worker processes for checking the list, opening the index, grading and clustering (default: one per core for more than 20,000 rows; 0: none)")] = None,
     operator: Operator = "cli",
 ) -> None:
     """Batch linkage of a patient list to the master index (see ``ehc.mpi.linkage``)."""
@@ -72,7 +73,7 @@ def mpi_link(
     try:
         with progress:
             result = mpi.link_file(platform, file, institution, backend=backend, out=out, dry_run=dry_run,
-                               operator=operator, progress=step)
+                               workers=workers, operator=operator, progress=step)
     except mpi.LinkInputError as problem:
         err.print(f"[red]error[/red] {problem.code}: {problem.detail}")
         raise typer.Exit(2) from None
