@@ -237,6 +237,58 @@ def test_two_cards_of_a_patient_not_in_the_index_make_one_cluster():
     assert sorted(found["record_id"]) == ["r1", "r2"] and found["cluster"].nunique() == 1
 
 
+def _hard_list(people: int, duplicates: int, seed: int):
+    """A small hard legacy list (synth, as bench/profile_linkage.py builds one) cleaned by the job's
+    reader, its index frame, and (record, person) for the rows whose person is in the index."""
+    index_rows, queries, truth = synth.generate(n_people=people, n_duplicates=duplicates, seed=seed, hard=True)
+    raw = pd.DataFrame(
+        [(line, f"ZY{line:07d}", q.name, q.sex, q.birth_date.replace("-", "/"), q.phone or "",
+          "01" if q.id_number else "", q.id_number or "", q.address or "", "")
+         for line, q in enumerate(queries.itertuples(index=False), start=2)],
+        columns=["line", "mrn", "name", "sex", "birth_date", "phone", "id_type", "id_number", "address", "region_code"])
+    records = clean.clean_rows(raw).frame
+    index = pd.DataFrame([clean.frame_row(r.rec_id, clean.name_for_matching(r.name) or None, r.sex, r.birth_date,
+                                          r.phone, clean.normalise_address(r.address) or None, r.region_code,
+                                          f"doc:01:{r.id_number}" if r.id_number else None)
+                          for r in index_rows.itertuples(index=False)], columns=list(clean.FRAME_COLUMNS), dtype=object)
+    record_of = {rec: f"r{line}" for line, rec in enumerate(queries["rec_id"], start=2)}
+    kept = set(records["unique_id"])
+    true = [(record_of[q], i) for i, q in zip(truth["index_rec_id"], truth["query_rec_id"]) if record_of[q] in kept]
+    return records, index, true
+
+
+def test_clustering_is_the_same_in_worker_processes_and_with_linked_pairs_skipped(monkeypatch):
+    from ehc.mpi.linkage import cluster
+    from ehc.mpi.matching import names
+
+    records, _index, true = _hard_list(1200, 800, 20268)
+    # The names are read from the reader's pinyin columns: the same as parsing them again.
+    for name, surname_py, given_py in records[["name", "surname_py", "given_py"]].itertuples(index=False):
+        assert names.parse_read(name, surname_py, given_py) == names.parse(name)
+    links = [{"record_id": r, "person_id": p} for r, p in true[::2]]
+    one = cluster.clusters(records, links, workers=0)
+    monkeypatch.setattr(cluster, "PAIRS_PER_TASK", 40)  # several tasks on a small list
+    assert cluster.clusters(records, links, workers=2).equals(one)
+    # Rows linked to the same person are not compared: the clusters are those of comparing every pair.
+    every_pair = cluster.within_list_pairs
+    monkeypatch.setattr(cluster, "within_list_pairs",
+                        lambda frame, *, linked=None, workers=None: every_pair(frame, workers=0))
+    assert cluster.clusters(records, links, workers=0).equals(one)
+    assert one["cluster"].nunique() > 50 and (one["person_id"] != "").any()
+
+
+def test_grading_is_the_same_in_worker_processes(monkeypatch):
+    records, index, true = _hard_list(1200, 800, 20269)
+    people = index["unique_id"].tolist()
+    pairs = pd.DataFrame([(r, p, 7.5 - n % 13, 0.0, "{}") for n, (r, p) in enumerate(true)]
+                         + [(r, people[n * 7 % len(people)], 1.0, 0.0, "{}") for n, (r, _) in enumerate(true)],
+                         columns=["record_id", "person_id", "match_weight", "match_probability", "comparison"])
+    one = decide.weigh(pairs, index, records, workers=0)
+    monkeypatch.setattr(decide, "PAIRS_PER_TASK", 300)
+    assert decide.weigh(pairs, index, records, workers=2).equals(one)
+    assert set(one["cap"]) >= {"", "possible", "decisive"}
+
+
 def _env(settings) -> dict:
     return {**os.environ, "EHC_DATABASE_URL": settings.database_url, "EHC_KEYS_DIR": str(settings.keys_dir),
             "EHC_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
