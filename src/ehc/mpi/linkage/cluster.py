@@ -167,6 +167,11 @@ def clusters(records: pd.DataFrame, links: list[dict], *, workers: int | None = 
     person, and rows certain against each other (:func:`within_list_pairs`). ``person_id`` is the
     person the cluster's rows are linked to (empty when none is; several when the index itself
     holds the patient twice)."""
+    with collector_paused():
+        return _clusters(records, links, workers)
+
+
+def _clusters(records: pd.DataFrame, links: list[dict], workers: int | None) -> pd.DataFrame:
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:

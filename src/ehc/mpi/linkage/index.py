@@ -17,7 +17,7 @@ from .. import repository
 from ..lookups import ehc_ids_by_person
 from ..sealed import open_people
 from .clean import FRAME_COLUMNS, CleanRows, clean_rows, frame_row, name_for_matching, normalise_address
-from .common import LinkPlatform
+from .common import LinkPlatform, collector_paused
 
 _WORKER_VAULT: Vault | None = None  # the key store a worker process opened once (see _init_worker)
 
@@ -38,7 +38,8 @@ def _open_people(rows: list[tuple], vault: Vault | None = None) -> list[tuple]:
 
 def _clean_chunk(rows: pd.DataFrame, vault: Vault | None = None) -> CleanRows:
     vault = vault or _WORKER_VAULT
-    return clean_rows(rows, blind=lambda key: vault.blind("identifier", key))
+    with collector_paused():
+        return clean_rows(rows, blind=lambda key: vault.blind("identifier", key))
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
