@@ -50,6 +50,26 @@ def within_list_pairs(records: pd.DataFrame, *, linked: dict[str, str] | None = 
 
 def _within_list_pairs(records: pd.DataFrame, linked: dict[str, str] | None,
                        workers: int | None) -> list[tuple[str, str]]:
+    from .index import _pool, default_workers
+
+    workers = default_workers(len(records)) if workers is None else workers
+    pool = _pool(None, workers) if workers else None
+    try:
+        if pool:  # the workers start (import, read the gazetteer) while the rows are read here
+            for _ in range(workers):
+                pool.submit(_warm)
+        return _pairs_found(records, linked, pool)
+    finally:
+        if pool:
+            pool.shutdown()
+
+
+def _warm() -> None:
+    default_model()
+    places.region_of("四川省成都市锦江区")
+
+
+def _pairs_found(records: pd.DataFrame, linked: dict[str, str] | None, pool) -> list[tuple[str, str]]:
     columns = _FIELDS + (_READ if all(c in records.columns for c in _READ) else [])
     frame = records[columns].astype(object)
     frame = frame.where(frame.notna(), None)  # NaN (a frame read back from a file) is a missing value
@@ -87,6 +107,12 @@ def _within_list_pairs(records: pd.DataFrame, linked: dict[str, str] | None,
     count = len(rows)
     seen: set[int] = set()  # a pair of rows as one number: lower * count + higher
     candidates: list[tuple[int, int]] = []
+    scored: list = []  # worker tasks (or, in this process, the answer), in the order of the pairs
+
+    def score(part: list[tuple[int, int]]) -> None:
+        needed = {n for pair in part for n in pair}
+        scored.append(pool.submit(_certain_task, ({n: (rows[n], shared[n]) for n in needed}, part)))
+
     for members in blocks.values():
         if len(members) < 2 or len(members) > BLOCK_LIMIT:
             continue
@@ -99,30 +125,20 @@ def _within_list_pairs(records: pd.DataFrame, linked: dict[str, str] | None,
                 if person and person[a] is not None and person[a] == person[b]:
                     continue  # linked to the same person: one cluster already
                 candidates.append((a, b))
-    certain = _score_candidates(rows, shared, candidates, workers)
+        if pool and len(candidates) >= PAIRS_PER_TASK:  # scored in a worker while the next are found here
+            score(candidates)
+            candidates = []
+    if pool:
+        if candidates:
+            score(candidates)
+        certain = [pair for task in scored for pair in task.result()]
+    else:
+        certain = _certain(dict(enumerate(zip(rows, shared))), candidates)
     found = []
     for a, b in certain:
         left, right = uids[a], uids[b]
         found.append((left, right) if left < right else (right, left))
     return found
-
-
-def _score_candidates(rows: list[tuple], shared: list[int], candidates: list[tuple[int, int]],
-                      workers: int | None) -> list[tuple[int, int]]:
-    """The candidate pairs graded certain, in their order; in worker processes for long lists, each
-    sent its share of the pairs with the rows they name."""
-    from .index import _pool, default_workers
-
-    workers = default_workers(len(rows)) if workers is None else workers
-    if not workers or len(candidates) < 2 * PAIRS_PER_TASK:
-        return _certain(dict(enumerate(zip(rows, shared))), candidates)
-    tasks = []
-    for start in range(0, len(candidates), PAIRS_PER_TASK):
-        part = candidates[start:start + PAIRS_PER_TASK]
-        needed = {n for pair in part for n in pair}
-        tasks.append(({n: (rows[n], shared[n]) for n in needed}, part))
-    with _pool(None, workers) as pool:
-        return [pair for found in pool.map(_certain_task, tasks) for pair in found]
 
 
 def _certain_task(task: tuple[dict, list[tuple[int, int]]]) -> list[tuple[int, int]]:
