@@ -82,6 +82,26 @@ def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame, *, wo
     """
     if pairs.empty:
         return pairs.assign(cap=pd.Series(dtype=object))
+    from .index import _pool, default_workers
+
+    workers = default_workers(len(pairs)) if workers is None else workers
+    pool = _pool(None, workers) if workers and len(pairs) >= 2 * PAIRS_PER_TASK else None
+    try:
+        if pool:  # the workers start (import, read the gazetteer) while the frames are cut here
+            for _ in range(workers):
+                pool.submit(_warm)
+        caps, weights = _weigh_all(pairs, index, records, pool)
+    finally:
+        if pool:
+            pool.shutdown()
+    out = pairs.copy()
+    out["match_weight"] = weights
+    out["match_probability"] = [1 / (1 + 2.0 ** -min(max(w, -60), 60)) for w in weights]
+    out["cap"] = caps
+    return out
+
+
+def _weigh_all(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame, pool) -> tuple[list[str], list[float]]:
     # Only the people and rows the pairs name (a 1M index has far more people than candidates).
     read = [c for c in ("surname_py", "given_py") if c in index.columns and c in records.columns]
     candidates = index.loc[index["unique_id"].isin(pairs["person_id"]), ["unique_id", *FIELDS, *read, "id_key"]]
@@ -91,27 +111,24 @@ def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame, *, wo
     extra = [c for c in ("id_near", "id_system") if c in records.columns]
     listed = listed[["unique_id", *FIELDS, *read, "id_key", *extra]].assign(share=share)
     scored = pairs[["record_id", "person_id", "match_weight"]]
-    from .index import _pool, default_workers
+    if pool is None:
+        return _weigh_task((scored, candidates, listed))
+    tasks = []
+    for start in range(0, len(scored), PAIRS_PER_TASK):
+        part = scored.iloc[start:start + PAIRS_PER_TASK]
+        tasks.append(pool.submit(_weigh_task, (part, candidates[candidates["unique_id"].isin(part["person_id"])],
+                                               listed[listed["unique_id"].isin(part["record_id"])])))
+    caps, weights = [], []
+    for task in tasks:
+        part_caps, part_weights = task.result()
+        caps += part_caps
+        weights += part_weights
+    return caps, weights
 
-    workers = default_workers(len(pairs)) if workers is None else workers
-    if not workers or len(pairs) < 2 * PAIRS_PER_TASK:
-        caps, weights = _weigh_task((scored, candidates, listed))
-    else:
-        tasks = []
-        for start in range(0, len(scored), PAIRS_PER_TASK):
-            part = scored.iloc[start:start + PAIRS_PER_TASK]
-            tasks.append((part, candidates[candidates["unique_id"].isin(part["person_id"])],
-                          listed[listed["unique_id"].isin(part["record_id"])]))
-        caps, weights = [], []
-        with _pool(None, workers) as pool:
-            for part_caps, part_weights in pool.map(_weigh_task, tasks):
-                caps += part_caps
-                weights += part_weights
-    out = pairs.copy()
-    out["match_weight"] = weights
-    out["match_probability"] = [1 / (1 + 2.0 ** -min(max(w, -60), 60)) for w in weights]
-    out["cap"] = caps
-    return out
+
+def _warm() -> None:
+    default_model()
+    places.region_of("四川省成都市锦江区")
 
 
 def _weigh_task(task: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> tuple[list[str], list[float]]:
