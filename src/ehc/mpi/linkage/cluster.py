@@ -23,6 +23,7 @@ from ..matching import keys as match_keys
 from ..matching import names, places
 from ..matching.matcher import Side, compare, default_model
 from .common import collector_paused
+from .index import _pool, default_workers
 
 BLOCK_LIMIT = 30  # rows per blocking key compared with each other; larger blocks are common-name noise
 PAIRS_PER_TASK = 25_000  # pairs a worker process scores at a time
@@ -50,8 +51,6 @@ def within_list_pairs(records: pd.DataFrame, *, linked: dict[str, str] | None = 
 
 def _within_list_pairs(records: pd.DataFrame, linked: dict[str, str] | None,
                        workers: int | None) -> list[tuple[str, str]]:
-    from .index import _pool, default_workers
-
     workers = default_workers(len(records)) if workers is None else workers
     pool = _pool(None, workers) if workers else None
     try:

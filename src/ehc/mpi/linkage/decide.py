@@ -12,6 +12,7 @@ import pandas as pd
 from ..matching import evidence, names, places
 from ..matching.matcher import Side, compare, default_model, tf_adjustment
 from .common import collector_paused
+from .index import _pool, default_workers
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,6 @@ def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame, *, wo
     """
     if pairs.empty:
         return pairs.assign(cap=pd.Series(dtype=object))
-    from .index import _pool, default_workers
-
     workers = default_workers(len(pairs)) if workers is None else workers
     pool = _pool(None, workers) if workers and len(pairs) >= 2 * PAIRS_PER_TASK else None
     try:
