@@ -49,7 +49,7 @@ def mpi_link(
     backend: Annotated[str, typer.Option(help="duckdb (default, in process) or spark (local[2] here)")] = "duckdb",
     out: Annotated[Path | None, typer.Option(help="Output directory (default: <data dir>/mpi-links/<job id>)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Score and write the outputs; link and queue nothing")] = False,
-    workers: Annotated[int | None, typer.Option(min=0, help="Worker processes for checking the list, opening the index, grading and clustering (default: one per core for more than 20,000 rows; 0: none)")] = None,
+    workers: Annotated[int | None, typer.Option(min=0, help="Worker processes for checking the list, opening the index, grading and clustering (default: one per core for more than 20,000 rows, 300,000 for grading and clustering; 0: none)")] = None,
     operator: Operator = "cli",
 ) -> None:
     """Batch linkage of a patient list to the master index (see ``ehc.mpi.linkage``)."""

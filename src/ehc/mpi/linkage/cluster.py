@@ -27,6 +27,9 @@ from .index import _pool, default_workers
 
 BLOCK_LIMIT = 30  # rows per blocking key compared with each other; larger blocks are common-name noise
 PAIRS_PER_TASK = 25_000  # pairs a worker process scores at a time
+# Worker processes by default only from this many rows on: each costs about 1.5 s of CPU to start,
+# more than the whole comparison of a list of 40,000 rows (measured: docs/benchmarks.md, mpi_batch).
+PARALLEL_ROWS = 300_000
 
 _FIELDS = ["unique_id", "name", "sex", "birth_date", "phone", "address", "region_code", "id_key"]
 _READ = ["surname_py", "given_py", "city", "street"]  # what :func:`.clean.frame_row` read from the name and address
@@ -38,8 +41,8 @@ def within_list_pairs(records: pd.DataFrame, *, linked: dict[str, str] | None = 
 
     ``linked`` (row -> the person of the index it is linked to): pairs of rows linked to the same
     person are in one cluster already and are not compared (they are left out of the answer).
-    ``workers``: worker processes that score the pairs (default: as many as cores for long lists,
-    :func:`.index.default_workers`; ``0``: in this process); the answer is the same either way.
+    ``workers``: worker processes that score the pairs (default: one per core from
+    :data:`PARALLEL_ROWS` rows on; ``0``: in this process); the answer is the same either way.
 
     Each row is read once: its name (from the pinyin the list's reader derived, when the frame
     carries it: :func:`.clean.frame_row`), its blocking keys (:func:`..matching.keys.keys_of`) and
@@ -51,7 +54,8 @@ def within_list_pairs(records: pd.DataFrame, *, linked: dict[str, str] | None = 
 
 def _within_list_pairs(records: pd.DataFrame, linked: dict[str, str] | None,
                        workers: int | None) -> list[tuple[str, str]]:
-    workers = default_workers(len(records)) if workers is None else workers
+    if workers is None:
+        workers = default_workers(len(records)) if len(records) >= PARALLEL_ROWS else 0
     pool = _pool(None, workers) if workers else None
     try:
         if pool:  # the workers start (import, read the gazetteer) while the rows are read here
@@ -74,6 +78,7 @@ def _pairs_found(records: pd.DataFrame, linked: dict[str, str] | None, pool) -> 
     frame = frame.where(frame.notna(), None)  # NaN (a frame read back from a file) is a missing value
     rows: list[tuple] = []
     parsed: list[names.Parsed] = []
+    years: list[int | None] = []
     blocks: dict[str, list[int]] = {}
     for number, (_uid, name, sex, birth, phone, address, region, id_key, *read) in enumerate(
             frame.itertuples(index=False)):
@@ -92,6 +97,7 @@ def _pairs_found(records: pd.DataFrame, linked: dict[str, str] | None, pool) -> 
         rows.append((name, sex, birth if born else None, phone, address, region, id_key,
                      reading.surname_pinyin, reading.given_pinyin))
         parsed.append(reading)
+        years.append(born.year if born else None)
         # Lists without region codes: the county read from the address (matching.places) for the keys;
         # the road and house number with the surname or the given name are keys too.
         keys = match_keys.keys_of(reading, sex, born, phone, city, street)
@@ -99,14 +105,14 @@ def _pairs_found(records: pd.DataFrame, linked: dict[str, str] | None, pool) -> 
             keys.append(f"doc|{id_key}")
         for key in keys:
             blocks.setdefault(key, []).append(number)
-    shares = Counter((p.pinyin, row[2][:4]) for p, row in zip(parsed, rows) if row[0] and row[2])
-    shared = [shares.get((p.pinyin, row[2][:4]), 1) if row[0] and row[2] else 1 for p, row in zip(parsed, rows)]
+    shares = Counter((p.pinyin, year) for p, row, year in zip(parsed, rows, years) if row[0] and year)
+    shared = [shares.get((p.pinyin, year), 1) if row[0] and year else 1 for p, row, year in zip(parsed, rows, years)]
     uids = records["unique_id"].tolist()
     person = [linked.get(uid) for uid in uids] if linked else None
     count = len(rows)
     seen: set[int] = set()  # a pair of rows as one number: lower * count + higher
     candidates: list[tuple[int, int]] = []
-    scored: list = []  # worker tasks (or, in this process, the answer), in the order of the pairs
+    scored: list = []  # the workers' tasks, in the order of the pairs
 
     def score(part: list[tuple[int, int]]) -> None:
         needed = {n for pair in part for n in pair}

@@ -65,6 +65,7 @@ def _read_sides(frame: pd.DataFrame, fields: list[str]) -> dict[str, tuple[Side,
 
 FIELDS = ["name", "sex", "birth_date", "phone", "address", "region_code"]
 PAIRS_PER_TASK = 50_000  # scored pairs a worker process weighs at a time
+PARALLEL_PAIRS = 300_000  # worker processes by default only from this many pairs on (each takes 1.5 s to start)
 
 
 def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame, *, workers: int | None = 0) -> pd.DataFrame:
@@ -77,13 +78,14 @@ def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame, *, wo
     * a record's ID number failing its check, one keystroke from the person's: the real-time model's
       weight for a document one digit off (Splink saw no document for it).
 
-    ``workers``: worker processes weighing shares of the pairs (``None``: one per core for many
-    pairs, :func:`.index.default_workers`; ``0``, the default: in this process); the answer is the
-    same either way.
+    ``workers``: worker processes weighing shares of the pairs (``None``: one per core from
+    :data:`PARALLEL_PAIRS` pairs on; ``0``, the default: in this process); the answer is the same
+    either way.
     """
     if pairs.empty:
         return pairs.assign(cap=pd.Series(dtype=object))
-    workers = default_workers(len(pairs)) if workers is None else workers
+    if workers is None:
+        workers = default_workers(len(pairs)) if len(pairs) >= PARALLEL_PAIRS else 0
     pool = _pool(None, workers) if workers and len(pairs) >= 2 * PAIRS_PER_TASK else None
     try:
         if pool:  # the workers start (import, read the gazetteer) while the frames are cut here
