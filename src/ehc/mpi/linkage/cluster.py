@@ -22,8 +22,7 @@ from ..matching import evidence
 from ..matching import keys as match_keys
 from ..matching import names, places
 from ..matching.matcher import Side, compare, default_model
-from .common import collector_paused
-from .index import _pool, default_workers
+from .common import collector_paused, default_workers, worker_pool
 
 BLOCK_LIMIT = 30  # rows per blocking key compared with each other; larger blocks are common-name noise
 PAIRS_PER_TASK = 25_000  # pairs a worker process scores at a time
@@ -56,7 +55,7 @@ def _within_list_pairs(records: pd.DataFrame, linked: dict[str, str] | None,
                        workers: int | None) -> list[tuple[str, str]]:
     if workers is None:
         workers = default_workers(len(records)) if len(records) >= PARALLEL_ROWS else 0
-    pool = _pool(None, workers) if workers else None
+    pool = worker_pool(workers) if workers else None
     try:
         if pool:  # the workers start (import, read the gazetteer) while the rows are read here
             for _ in range(workers):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Protocol
 
@@ -44,3 +47,15 @@ def collector_paused() -> Iterator[None]:
     finally:
         if collecting:
             gc.enable()
+
+
+def default_workers(n: int) -> int:
+    """Worker processes for unsealing/cleaning ``n`` rows: none for small jobs (start-up costs more)."""
+    return 0 if n < 20_000 else max(os.cpu_count() or 1, 1)
+
+
+def worker_pool(workers: int, *, initializer: Callable[..., None] | None = None, initargs: tuple = ()) -> ProcessPoolExecutor:
+    """Worker processes for the linkage steps, spawned: no copy of the parent's database connections.
+    ``initializer`` runs once in each (the index export's opens the key store there)."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=initializer, initargs=initargs)

@@ -11,8 +11,7 @@ import pandas as pd
 
 from ..matching import evidence, names, places
 from ..matching.matcher import Side, compare, default_model, tf_adjustment
-from .common import collector_paused
-from .index import _pool, default_workers
+from .common import collector_paused, default_workers, worker_pool
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame, *, wo
         return pairs.assign(cap=pd.Series(dtype=object))
     if workers is None:
         workers = default_workers(len(pairs)) if len(pairs) >= PARALLEL_PAIRS else 0
-    pool = _pool(None, workers) if workers and len(pairs) >= 2 * PAIRS_PER_TASK else None
+    pool = worker_pool(workers) if workers and len(pairs) >= 2 * PAIRS_PER_TASK else None
     try:
         if pool:  # the workers start (import, read the gazetteer) while the frames are cut here
             for _ in range(workers):

@@ -3,10 +3,7 @@ opened in memory (in worker processes for large jobs); and the list's rows clean
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +14,7 @@ from .. import repository
 from ..lookups import ehc_ids_by_person
 from ..sealed import open_people
 from .clean import FRAME_COLUMNS, CleanRows, clean_rows, frame_row, name_for_matching, normalise_address
-from .common import LinkPlatform, collector_paused
+from .common import LinkPlatform, collector_paused, default_workers, worker_pool
 
 _WORKER_VAULT: Vault | None = None  # the key store a worker process opened once (see _init_worker)
 
@@ -47,15 +44,6 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[start:start + size]
 
 
-def _pool(keys_dir: Path | None, workers: int) -> ProcessPoolExecutor:
-    """Worker processes (spawned: no copy of the parent's database connections); with ``keys_dir``
-    each opens the key store once, for unsealing and blind indexes."""
-    context = multiprocessing.get_context("spawn")
-    if keys_dir is None:
-        return ProcessPoolExecutor(workers, mp_context=context)
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(str(keys_dir),))
-
-
 def _frame_rows(rows: list[tuple]) -> list[tuple]:
     """Linkage rows from demographics already in clear: ``(person_id, name, sex, birth_date, phone,
     address, region_code, id_key)``."""
@@ -69,16 +57,11 @@ def index_frame(rows: list[tuple], *, workers: int | None = None, chunk: int = 5
     the pinyin keys derived in worker processes like :func:`export_index` does."""
     workers = default_workers(len(rows)) if workers is None else workers
     if workers:
-        with _pool(None, workers) as pool:
+        with worker_pool(workers) as pool:
             built = [row for part in pool.map(_frame_rows, _chunks(rows, chunk)) for row in part]
     else:
         built = _frame_rows(rows)
     return pd.DataFrame(built, columns=list(FRAME_COLUMNS), dtype=object)
-
-
-def default_workers(n: int) -> int:
-    """Worker processes for unsealing/cleaning ``n`` rows: none for small jobs (start-up costs more)."""
-    return 0 if n < 20_000 else max(os.cpu_count() or 1, 1)
 
 
 def export_index(platform: LinkPlatform, *, workers: int | None = None, chunk: int = 20_000,
@@ -92,7 +75,7 @@ def export_index(platform: LinkPlatform, *, workers: int | None = None, chunk: i
     workers = default_workers(len(sealed)) if workers is None else workers
     opened: list[tuple] = []
     if workers:
-        with _pool(platform.settings.keys_dir, workers) as pool:
+        with worker_pool(workers, initializer=_init_worker, initargs=(str(platform.settings.keys_dir),)) as pool:
             for part in pool.map(_open_people, _chunks(sealed, chunk)):
                 opened.extend(part)
                 if progress:
@@ -114,7 +97,7 @@ def clean_list(platform: LinkPlatform, rows: pd.DataFrame, *, workers: int | Non
     if not workers:
         return _clean_chunk(rows, platform.vault)
     parts = [rows.iloc[start:start + chunk] for start in range(0, len(rows), chunk)]
-    with _pool(platform.settings.keys_dir, workers) as pool:
+    with worker_pool(workers, initializer=_init_worker, initargs=(str(platform.settings.keys_dir),)) as pool:
         results = list(pool.map(_clean_chunk, parts))
     frame = pd.concat([r.frame for r in results], ignore_index=True)
     rejects = [reject for r in results for reject in r.rejects]
