@@ -320,9 +320,13 @@ def _new_card(ctx: Ctx, person: mpi.Person, status: CardStatus, verifier: str | 
     # The id drawn as ``fresh_card_id`` draws it, but checked by the insert itself: the unique index on
     # the 80-bit prefix refuses a taken one (then a fresh draw), in one statement instead of a probe
     # and an insert. The card goes in with its "register" event and audit event.
+    postgresql = dialect.is_postgresql(ctx.session)
     for _ in range(_FRESH_ID_TRIES):
         card.ehc_id = ids.new_card_id()
-        if repo.insert_new(ctx.session, card):
+        if postgresql:  # the card, its event and audit event in one statement
+            if _issue_with_events(ctx, card, status):
+                return card
+        elif repo.insert_new(ctx.session, card):
             _record(ctx, card, "register", None, status, None)
             return card
         if not card_id_prefix_taken(ctx.session, card.ehc_id):
@@ -330,6 +334,31 @@ def _new_card(ctx: Ctx, person: mpi.Person, status: CardStatus, verifier: str | 
             raise Conflict("A card is being issued to this person at this moment; try again.", code="card_issue_busy")
     raise Problem("No free card id was found; try again.", code="card_id_unavailable", status=503,
                   title="Service unavailable")
+
+
+_ISSUE_WITH_EVENTS = repo.IssueWithEvents(audit.access_insert)
+
+
+def _issue_with_events(ctx: Ctx, card: Card, status: CardStatus) -> bool:
+    """:func:`repo.insert_new` and :func:`_record` of the "register" step in one statement
+    (``repo.IssueWithEvents``, PostgreSQL): whether the card went in. The audit event is the one
+    :func:`_record` writes; when the trail wants it written otherwise (this unit of work recorded
+    this person and purpose already, or a resident's own card: ``audit.access_values``), it goes
+    through ``audit.record_access`` after the card, as :func:`_record` does."""
+    purpose = _purpose("register", card)
+    actor = ctx.actor
+    values = audit.access_values(ctx, card.person_id, "change", purpose)
+    written = _ISSUE_WITH_EVENTS(ctx.session, card, {
+        "action": "register", "from_status": None, "to_status": status.value, "reason": None,
+        "actor_kind": actor.kind, "actor_id": actor.id, "institution_id": actor.institution_id,
+        "operator": actor.operator, "channel": actor.channel.value, "at": card.issued_at}, values)
+    if written is None:
+        return False
+    if values is not None:
+        audit.recorded_by_statement(ctx, card.person_id, "change", purpose, written[1])
+    else:
+        audit.record_access(ctx, card.person_id, "change", purpose)
+    return True
 
 
 # -- issuing in batches (the bulk importer) -------------------------------------------------------
@@ -868,10 +897,13 @@ def note(ctx: Ctx, card: Card, action: str, reason: str | None) -> None:
 _AUDIT_PURPOSE = {"register": "card.register", "modify": "card.modify", "pin_cleared": "card.pin"}
 
 
+def _purpose(action: str, card: Card) -> str:
+    return "card.temporary" if action == "register" and card.temporary else _AUDIT_PURPOSE.get(action, "card.lifecycle")
+
+
 def _record(ctx: Ctx, card: Card, action: str, from_status: CardStatus | None, to: CardStatus, reason: str | None) -> None:
     actor = ctx.actor
-    purpose = "card.temporary" if action == "register" and card.temporary else _AUDIT_PURPOSE.get(action, "card.lifecycle")
-    audit.record_access(ctx, card.person_id, "change", purpose)
+    audit.record_access(ctx, card.person_id, "change", _purpose(action, card))
     repo.add_event(
         ctx.session,
         CardEvent(

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, case, delete, func, insert, or_, select, text
+from sqlalchemy import ARRAY, String, bindparam, case, delete, func, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -42,6 +43,41 @@ def insert_person(session: Session, person: Person) -> None:
     if _insert_person is None:
         _insert_person = insert(table)
     session.execute(_insert_person, {c.name: getattr(person, c.key) for c in table.columns})
+
+
+_insert_person_claiming = None  # insert_person_claiming's statement, built once
+
+
+def _person_claiming_statement():  # noqa: ANN202
+    persons, identifiers, match_keys = Person.__table__, PersonIdentifier.__table__, MatchKey.__table__
+    person = (pg_insert(persons).values({c.name: bindparam(c.name, type_=c.type) for c in persons.columns})
+              .returning(persons.c.id).cte("person"))
+    columns = ("system", "value_sealed", "blind_index", "created_at")
+    claimed = (pg_insert(identifiers).from_select(
+        ["person_id", *columns],
+        select(person.c.id, *(bindparam(f"identifier_{name}", type_=identifiers.c[name].type) for name in columns)))
+        .on_conflict_do_nothing(index_elements=[identifiers.c.blind_index])
+        .returning(identifiers.c.id).cte("claimed"))
+    keyed = (insert(match_keys).from_select(
+        ["person_id", "key"],
+        select(person.c.id, func.unnest(bindparam("keys", type_=ARRAY(String(64)))))
+        .where(select(claimed.c.id).exists()))
+        .returning(match_keys.c.id).cte("keyed"))
+    return select(select(claimed.c.id).scalar_subquery(), select(func.count()).select_from(keyed).scalar_subquery())
+
+
+def insert_person_claiming(session: Session, person: Person, identifier: dict, keys: list[str]) -> bool:
+    """PostgreSQL: :func:`insert_person`, its one identifier (``identifier``: ``system``,
+    ``value_sealed``, ``blind_index``, ``created_at``) unless its unique blind index is held already
+    (``ON CONFLICT DO NOTHING``, which waits for a concurrent insert of it to commit or roll back), and,
+    only with the identifier, its match keys: one statement. Whether the identifier went in; if not,
+    the person alone was written (the caller takes it back, :func:`delete_person`)."""
+    global _insert_person_claiming
+    if _insert_person_claiming is None:
+        _insert_person_claiming = _person_claiming_statement()
+    params = {c.name: getattr(person, c.key) for c in Person.__table__.columns}
+    params.update({f"identifier_{name}": value for name, value in identifier.items()}, keys=keys)
+    return session.connection().execute(_insert_person_claiming, params).first()[0] is not None
 
 
 def attach(session: Session, person: Person) -> Person:
