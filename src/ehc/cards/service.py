@@ -684,6 +684,8 @@ def lookup(ctx: Ctx, document_type: str, number: str, *, purpose: str) -> tuple[
             _lookup_statements = _build_lookup()
         values = audit.access_values_found(ctx, "read", purpose)
         with_event, without = _lookup_statements
+        if ctx.session.autoflush:  # as an ORM query does: what the session holds is written first
+            ctx.session.flush()
         row = ctx.session.connection().execute(with_event if values is not None else without,
                                                {"blind_index": identifier.blind_index(ctx), **(values or {})}).first()
         if row is not None and row.merged_into is None:

@@ -188,31 +188,42 @@ _candidates_sharing = None  # candidates_sharing's statement, built once
 
 
 def candidates_sharing(session: Session, keys: Iterable[str], *, limit: int, name_key: str | None,
-                       system: str | None) -> tuple[list[tuple[Person, str | None]], int | None]:
+                       system: str | None, exclude: str | None = None) -> tuple[list[tuple[Person, str | None]], int | None]:
     """:func:`people_sharing` with what the matcher then reads of them, in one round trip: each
     person's row and their sealed identifier of ``system`` (None: none, or no ``system`` asked), most
     keys shared first, and how many people hold ``name_key`` (:func:`count_holding`; 1 without one;
-    None when nobody shares a key: the caller counts if it still needs to). Nothing is opened here."""
+    None when nobody shares a key: the caller counts if it still needs to). ``exclude``: a person left
+    out (a registration's own, whose keys were written a moment ago). Nothing is opened here. The
+    people are rows of their table (every column, read-only), not ORM objects: the matcher only
+    reads them."""
     global _candidates_sharing
     wanted = list(dict.fromkeys(keys))
     if not wanted:
         return [], None
     if _candidates_sharing is None:
+        persons, match_keys, identifiers = Person.__table__, MatchKey.__table__, PersonIdentifier.__table__
         shared = func.count().label("shared")
-        top = (select(MatchKey.person_id, shared).where(MatchKey.key.in_(bindparam("keys", expanding=True)))
-               .group_by(MatchKey.person_id).order_by(shared.desc(), MatchKey.person_id)
+        top = (select(match_keys.c.person_id, shared)
+               .where(match_keys.c.key.in_(bindparam("keys", expanding=True)),
+                      match_keys.c.person_id != bindparam("exclude"))
+               .group_by(match_keys.c.person_id).order_by(shared.desc(), match_keys.c.person_id)
                .limit(bindparam("limit")).subquery())
-        document = (select(PersonIdentifier.value_sealed)
-                    .where(PersonIdentifier.person_id == Person.id, PersonIdentifier.system == bindparam("system"))
-                    .order_by(PersonIdentifier.id.desc()).limit(1).scalar_subquery())
-        holding = select(func.count()).select_from(MatchKey).where(MatchKey.key == bindparam("name_key")).scalar_subquery()
-        _candidates_sharing = (select(Person, document, holding).join(top, top.c.person_id == Person.id)
-                               .order_by(top.c.shared.desc(), Person.id))
-    rows = session.execute(_candidates_sharing, {"keys": wanted, "limit": limit, "system": system or "",
-                                                 "name_key": name_key or ""}).all()
+        document = (select(identifiers.c.value_sealed)
+                    .where(identifiers.c.person_id == persons.c.id, identifiers.c.system == bindparam("system"))
+                    .order_by(identifiers.c.id.desc()).limit(1).scalar_subquery())
+        holding = (select(func.count()).select_from(match_keys).where(match_keys.c.key == bindparam("name_key"))
+                   .scalar_subquery())
+        _candidates_sharing = (select(persons, document.label("document_sealed"), holding.label("holding"))
+                               .join(top, top.c.person_id == persons.c.id)
+                               .order_by(top.c.shared.desc(), persons.c.id))
+    if session.autoflush:  # as the ORM's own query did: what the session holds is written first
+        session.flush()
+    rows = session.connection().execute(_candidates_sharing, {
+        "keys": wanted, "limit": limit, "system": system or "", "name_key": name_key or "",
+        "exclude": exclude or ""}).all()
     if not rows:
         return [], None
-    return [(person, sealed) for person, sealed, _ in rows], max(rows[0][2] or 0, 1) if name_key else 1
+    return [(row, row.document_sealed) for row in rows], max(rows[0].holding or 0, 1) if name_key else 1
 
 
 def count_holding(session: Session, key: str) -> int:

@@ -165,7 +165,8 @@ def sealed_documents_for_matching(vault: Vault, system: str,
     """:func:`documents_for_matching` for documents of one kind the caller read already, sealed
     (``(person id, sealed value or None)`` pairs): the same opening, not yet an access to report."""
     context = identifier_context(system)
-    return {person_id: {system: vault.open(value, context)} for person_id, value in sealed if value is not None}
+    open_sealed = vault.opener().open  # the key store consulted once for the lot, not for every value
+    return {person_id: {system: open_sealed(value, context)} for person_id, value in sealed if value is not None}
 
 
 def documents_for_matching(ctx: Ctx, person_ids: list[str], systems: set[str]) -> dict[str, dict[str, str]]:
