@@ -13,7 +13,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.sql import FromClause
-from sqlalchemy.sql.elements import ColumnElement
 
 from ..kit import dialect
 from ..kit.context import Actor
@@ -34,11 +33,6 @@ def get(session: Session, ehc_id: str) -> Card | None:
 
 def of_person(session: Session, person_id: str) -> Card | None:
     return session.scalar(select(Card).where(Card.person_id == person_id))
-
-
-def held_by(person_id: ColumnElement) -> Select:
-    """The query for the card of ``person_id`` (a column or subquery: one card per person)."""
-    return select(Card).where(Card.person_id == person_id)
 
 
 def with_id_prefix(prefix: str) -> Select:
