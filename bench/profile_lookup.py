@@ -1,8 +1,17 @@
-"""Profile of the card lookup at the window (``POST /api/v1/cards/lookup`` without HTTP): a window
-clerk's bearer token and account, ``cards.service.lookup`` (blind index, master-index query, card,
-then the holder unsealed in an audited read), then the commit, in one process on a scratch PostgreSQL database. Prints
-the statements and commits a lookup costs, its wall and CPU time, and where the time goes (cProfile).
-Not a benchmark row. Run: ``.venv/bin/python bench/profile_lookup.py [N]``.
+"""Profile of the card lookup at the window (``POST /api/v1/cards/lookup``), in one process on a scratch
+PostgreSQL database. Prints the statements and commits a lookup costs, its wall and CPU time (a pass
+without the profiler), and where the time goes (a second pass under cProfile, timed in CPU time).
+
+``service`` (the default): without HTTP, a window clerk's bearer token and account, then
+``cards.service.lookup`` (blind index; card, holder and sealed identifiers; the holder unsealed in an
+audited read), then the commit, as the endpoint's dependencies and body do.
+
+``http``: the same lookup through the whole ASGI app in-process (httpx's ASGI transport: middleware,
+the caller's identification, FastAPI's validation and response model, the client's own cost too;
+sync code inline rather than in worker threads, so that cProfile sees it), and the empty endpoint
+``GET /api/v1/apps/ping`` the same way, for the HTTP layer's share.
+
+Not a benchmark row. Run: ``.venv/bin/python bench/profile_lookup.py [N] [service|http]``.
 """
 
 from __future__ import annotations
@@ -23,11 +32,13 @@ from bench_signed import DOCUMENT, _scratch_pg, prepare  # noqa: E402
 from statement_count import StatementCount  # noqa: E402
 
 
-def main(count: int = 500) -> None:
+def main(count: int = 500, mode: str = "service") -> None:
     from ehc.accounts import service as accounts
     from ehc.cards import service as cards
     from ehc.kit.codes import Channel
 
+    # Rate limits off, as in the API benchmark: every request comes from one address.
+    os.environ.update({"EHC_RATE_LIMIT_APP": "0", "EHC_RATE_LIMIT_IDENTITY": "0", "EHC_RATE_LIMIT_ANONYMOUS": "0"})
     url, drop = _scratch_pg()
     try:
         with tempfile.TemporaryDirectory() as tmp_name:
@@ -35,21 +46,54 @@ def main(count: int = 500) -> None:
             creds = prepare(url, tmp / "keys", tmp)
             platform = _platform(url, tmp / "keys", tmp)
             sql = StatementCount(platform.db.engine, 100)  # the measured work's statements only
+            empty_cpu = None
 
-            def one() -> float:
-                started = time.perf_counter()
-                with platform.db.session() as session:
-                    actor = accounts.actor_for_token(session, creds["token"], Channel.WINDOW)
-                    ctx = platform.ctx(session, actor)
-                    if hasattr(cards, "lookup"):  # as the endpoint does it
-                        cards.lookup(ctx, "01", DOCUMENT, purpose="card.lookup")
-                    else:  # the code before it (run with PYTHONPATH at an older checkout, to compare)
-                        card = cards.find_by_document(ctx, "01", DOCUMENT)
-                        cards.holder(ctx, card, purpose="card.lookup")
-                return time.perf_counter() - started
+            if mode == "http":
+                import asyncio
+
+                import anyio.to_thread
+                import httpx
+
+                from ehc.app import create_app
+
+                async def inline(func, *args, **_):  # noqa: ANN001, ANN002, ANN003, ANN202
+                    return func(*args)
+
+                anyio.to_thread.run_sync = inline
+                loop = asyncio.new_event_loop()
+                client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(platform)),
+                                           base_url="http://127.0.0.1")
+                headers = {"Authorization": f"Bearer {creds['token']}"}
+                body = {"document": {"type": "01", "number": DOCUMENT}}
+
+                def one() -> float:
+                    started = time.perf_counter()
+                    answer = loop.run_until_complete(client.post("/api/v1/cards/lookup", json=body, headers=headers))
+                    assert answer.status_code == 200, answer.text
+                    return time.perf_counter() - started
+
+                def empty(n: int) -> float:
+                    before = time.process_time()
+                    for _ in range(n):
+                        assert loop.run_until_complete(client.get("/api/v1/apps/ping")).status_code == 200
+                    return (time.process_time() - before) / n
+            else:
+                def one() -> float:
+                    started = time.perf_counter()
+                    with platform.db.session() as session:
+                        actor = accounts.actor_for_token(session, creds["token"], Channel.WINDOW)
+                        ctx = platform.ctx(session, actor)
+                        if hasattr(cards, "lookup"):  # as the endpoint does it
+                            cards.lookup(ctx, "01", DOCUMENT, purpose="card.lookup")
+                        else:  # the code before it (run with PYTHONPATH at an older checkout, to compare)
+                            card = cards.find_by_document(ctx, "01", DOCUMENT)
+                            cards.holder(ctx, card, purpose="card.lookup")
+                    return time.perf_counter() - started
 
             for _ in range(50):
                 one()
+            if mode == "http":
+                empty(100)
             times = []
             sql.on = True
             before = time.process_time()
@@ -57,21 +101,33 @@ def main(count: int = 500) -> None:
                 times.append(one())
             cpu = (time.process_time() - before) / count
             sql.on = False
-            print(f"{count} lookups: median {1000 * statistics.median(times):.2f} ms wall, {1000 * cpu:.2f} ms CPU; "
-                  f"{sum(sql.statements.values()) / count:.1f} statements each; load {os.getloadavg()[0]:.1f}")
+            if mode == "http":
+                empty_cpu = empty(count)
+            print(f"{mode}: {count} lookups: median {1000 * statistics.median(times):.2f} ms wall, {1000 * cpu:.2f} ms "
+                  f"CPU of this process (not profiled); {sum(sql.statements.values()) / count:.1f} statements and "
+                  f"{sql.commits / count:.1f} commits each; 1-min load average {os.getloadavg()[0]:.1f}")
+            if empty_cpu is not None:
+                print(f"GET /api/v1/apps/ping through the same app and client: {1000 * empty_cpu:.2f} ms CPU a request "
+                      f"(ratio of CPU {empty_cpu / cpu:.2f}x)")
             for statement, n in sql.statements.most_common():
                 print(f"  {n / count:4.1f} x {statement}")
-            profiler = cProfile.Profile()
+            profiler = cProfile.Profile(time.process_time)
             profiler.enable()
             for _ in range(count):
                 one()
             profiler.disable()
             stats = pstats.Stats(profiler)
-            stats.sort_stats("cumulative").print_stats(r"ehc/", 30)
+            print(f"{stats.total_calls / count:,.0f} Python function calls a lookup (cProfile's count)")
+            stats.sort_stats("cumulative").print_stats(r"ehc/|commit|execute|pydantic|starlette|fastapi", 45)
+            stats.sort_stats("tottime").print_stats(30)
+            if os.environ.get("EHC_PROFILE_DUMP"):  # for a closer look: pstats.Stats(path).print_callers(...)
+                stats.dump_stats(os.environ["EHC_PROFILE_DUMP"])
+            if mode == "http":
+                loop.run_until_complete(client.aclose())
             platform.db.dispose()
     finally:
         drop()
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 500)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 500, sys.argv[2] if len(sys.argv) > 2 else "service")

@@ -94,6 +94,34 @@ def test_a_clerk_lookup_is_one_read_event_with_purpose_and_institution(client, c
     assert event.request_id == "lookup-req-1" and event.seq == before + 1 and len(event.hash) == 64
 
 
+def test_lookups_in_one_unit_of_work_leave_one_event_and_a_miss_none(client, platform, institution):
+    # The look-up writes its event in the statement that reads the card (PostgreSQL) unless this unit
+    # of work has recorded under its purpose already; either way one event per person and purpose,
+    # none for a document nobody holds, and none kept when the unit of work rolls back.
+    ehc_id = _register(client, sequence=23)
+    person = _person_of(platform, ehc_id)
+    number = resident_id(born=date(1985, 6, 1), sequence=23)
+    before = len(_events(platform))
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, _clerk_actor(institution))
+        for _ in range(2):
+            card, holder, details, identifiers = cards.lookup(ctx, "01", number, purpose="card.lookup")
+            assert (card.ehc_id, holder.id) == (ehc_id, person) and details.name and identifiers
+        cards.holder(ctx, cards.get_card(ctx, ehc_id), purpose="card.lookup")
+    new = _events(platform)[before:]
+    assert [(e.action, e.purpose, e.person_id) for e in new] == [("read", "card.lookup", person)]
+    with platform.db.session() as session:
+        ctx = platform.ctx(session, _clerk_actor(institution))
+        with pytest.raises(Exception) as missing:
+            cards.lookup(ctx, "01", resident_id(sequence=57), purpose="card.lookup")
+        assert getattr(missing.value, "code", None) == "card_not_found"
+    with pytest.raises(RuntimeError):
+        with platform.db.session() as session:
+            cards.lookup(platform.ctx(session, _clerk_actor(institution)), "01", number, purpose="card.lookup")
+            raise RuntimeError("the request failed after the read")
+    assert len(_events(platform)) == before + 1
+
+
 def test_a_change_is_one_change_event_and_a_failed_request_leaves_nothing(client, clerk, platform):
     ehc_id = _register(client)
     person = _person_of(platform, ehc_id)

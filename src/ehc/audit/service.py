@@ -50,7 +50,7 @@ from typing import Any
 
 from sqlalchemy import Insert, bindparam, event, insert, select, update
 from sqlalchemy.orm import Session, SessionTransaction
-from sqlalchemy.sql import FromClause
+from sqlalchemy.sql import ColumnElement, FromClause
 
 from ..kit.clock import utcnow
 from ..kit.context import Ctx
@@ -74,7 +74,7 @@ from .bulk import record_changes
 
 __all__ = [
     "ACCESS_COLUMNS", "ACTIONS", "CHAIN_LOCK_KEY", "CHAINED_FIELDS", "GENESIS", "MAX_PAGE", "ChainReport", "Filters", "Page",
-    "access_insert", "access_values",
+    "access_insert", "access_values", "access_values_found", "recorded_by_statement",
     "Sweeper", "access_log_for_person", "canonical", "chain_pending", "check_purpose", "iter_events", "link",
     "person_ids_for_card", "record_access", "record_statistics_query", "record_changes", "resolve_people_with", "search", "start_sweeper",
     "verify_chain",
@@ -146,17 +146,31 @@ ACCESS_COLUMNS = ("at", "action", "purpose", "person_id", "actor_kind", "actor_i
                   "operator", "channel", "request_id")
 
 
-def access_insert(only_with: FromClause) -> Insert:
+def access_insert(only_with: FromClause, *, person_id: ColumnElement | None = None) -> Insert:
     """The event :func:`record_access` adds, as an ``INSERT ... SELECT`` that inserts it once for each
     row of ``only_with`` (a CTE of the caller's statement: no row, no event), returning its id; its
     values are the parameters :func:`access_values` gives. Built once by the caller and reused.
+    ``person_id``: a column of ``only_with`` naming the person read, for a statement that finds them
+    itself (the window's look-up by document); its parameters are then :func:`access_values_found`'s.
 
     For a hot path that makes its work and its audit record in one round trip (the online QR check:
     the use is recorded, and the holder's details read, only when its code was claimed). The event
     commits or rolls back with the caller's transaction like every other."""
     table = AuditEvent.__table__
-    row = select(*(bindparam(f"audit_{name}", type_=table.c[name].type) for name in ACCESS_COLUMNS))
+    row = select(*(person_id if name == "person_id" and person_id is not None
+                   else bindparam(f"audit_{name}", type_=table.c[name].type) for name in ACCESS_COLUMNS))
     return insert(table).from_select(list(ACCESS_COLUMNS), row.select_from(only_with)).returning(table.c.id)
+
+
+def _values(ctx: Ctx, person_id: str | None, action: str, purpose: str) -> dict[str, Any]:
+    actor = ctx.actor
+    values = {"at": utcnow(), "action": action, "purpose": purpose, "person_id": person_id, "actor_kind": actor.kind,
+              "actor_id": actor.id, "actor_role": ",".join(sorted(actor.roles)) or None,
+              "institution_id": actor.institution_id, "operator": actor.operator, "channel": actor.channel.value,
+              "request_id": ctx.request_id}
+    if person_id is None:
+        del values["person_id"]
+    return {f"audit_{name}": value for name, value in values.items()}
 
 
 def access_values(ctx: Ctx, person_id: str, action: str, purpose: str) -> dict[str, Any] | None:
@@ -169,15 +183,34 @@ def access_values(ctx: Ctx, person_id: str, action: str, purpose: str) -> dict[s
         raise ValueError(f"audit action must be one of {ACTIONS}, not {action!r}")
     check_purpose(purpose)
     actor = ctx.actor
-    session = ctx.session
     own = actor.kind == "resident" and actor.id == person_id
-    if own or (person_id, purpose) in session.info.get(UNIT_OF_WORK, {}):
+    if own or (person_id, purpose) in ctx.session.info.get(UNIT_OF_WORK, {}):
         return None
-    values = {"at": utcnow(), "action": action, "purpose": purpose, "person_id": person_id, "actor_kind": actor.kind,
-              "actor_id": actor.id, "actor_role": ",".join(sorted(actor.roles)) or None,
-              "institution_id": actor.institution_id, "operator": actor.operator, "channel": actor.channel.value,
-              "request_id": ctx.request_id}
-    return {f"audit_{name}": value for name, value in values.items()}
+    return _values(ctx, person_id, action, purpose)
+
+
+def access_values_found(ctx: Ctx, action: str, purpose: str) -> dict[str, Any] | None:
+    """:func:`access_values` for an :func:`access_insert` whose statement finds the person itself
+    (``person_id`` given there as a column), so the rules that need the person cannot be applied up
+    front: None when they might matter (the actor is a resident, who may be reading their own data;
+    this unit of work has recorded anything under ``purpose``, which may be this person's event),
+    and the caller reads first and records with :func:`record_access`. After the statement, the
+    caller gives the event to :func:`recorded_by_statement`."""
+    if action not in ACTIONS:
+        raise ValueError(f"audit action must be one of {ACTIONS}, not {action!r}")
+    check_purpose(purpose)
+    if ctx.actor.kind == "resident" or any(key[1] == purpose for key in ctx.session.info.get(UNIT_OF_WORK, ())):
+        return None
+    return _values(ctx, None, action, purpose)
+
+
+def recorded_by_statement(ctx: Ctx, person_id: str, action: str, purpose: str, event_id: int) -> None:
+    """The event an :func:`access_insert` of the caller's wrote, kept as :func:`record_access` keeps
+    its own: a later access to the same person for the same purpose in this unit of work is this
+    one event (a change upgrades it), and a savepoint rolled back forgets it."""
+    session = ctx.session
+    session.info.setdefault(UNIT_OF_WORK, {})[(person_id, purpose)] = _Recorded(
+        event_id, action, session.get_nested_transaction())
 
 
 # The subject of an event that concerns no resident: a query of aggregate statistics.

@@ -53,7 +53,9 @@ def register(body: RegistrationIn, ctx: Applicant, response: Response, idempoten
         issued.append(service.register(ctx, service.registration_of(body)))
         return issued[0].card, issued[0].created
 
-    card, created = idempotency.run_once(ctx, idempotency_key, "register", body.model_dump(mode="json"), response, do,
+    # The body as JSON is the key's fingerprint: without a key nothing reads it, so it is not made.
+    payload = body.model_dump(mode="json") if idempotency_key is not None else None
+    card, created = idempotency.run_once(ctx, idempotency_key, "register", payload, response, do,
                                          ref=lambda card: card.ehc_id, load=lambda ehc_id: service.get_card(ctx, ehc_id))
     if not issued:  # a replay: the card as it stands, read and opened
         return _out(ctx, card, created, purpose="card.register")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Select, bindparam
+from sqlalchemy import Select, bindparam, null, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -260,7 +260,6 @@ def card_by_id_prefix(ctx: Ctx, prefix: str) -> Card | None:
 
 
 _card_and_holder: Select | None = None  # card_and_holder_by_id_prefix's statement, once built
-_card_and_holder_by_index: Select | None = None  # card_and_holder_by_blind_index's, once built
 
 
 def card_and_holder_by_id_prefix(ctx: Ctx, prefix: str) -> tuple[Card, mpi.Person, list[tuple[str, str]]] | None:
@@ -271,17 +270,6 @@ def card_and_holder_by_id_prefix(ctx: Ctx, prefix: str) -> tuple[Card, mpi.Perso
     if _card_and_holder is None:  # built once: a statement is cheap to run and costly to build
         _card_and_holder = _with_holder(repo.with_id_prefix_param())
     return _card_and_holder_row(ctx, _card_and_holder, repo.id_prefix_params(prefix))
-
-
-def card_and_holder_by_blind_index(ctx: Ctx, blind_index: str) -> tuple[Card, mpi.Person, list[tuple[str, str]]] | None:
-    """As :func:`card_and_holder_by_id_prefix`, for the card of whoever holds the identifier with this
-    blind index as stored (merges not followed: the caller looks at the person's ``merged_into``).
-    None when nobody holds it or its holder has no card. Nothing is opened or recorded here
-    (``mpi.open_read``, audited, does that)."""
-    global _card_and_holder_by_index
-    if _card_and_holder_by_index is None:
-        _card_and_holder_by_index = _with_holder(repo.held_by(mpi.identifier_holder_column(bindparam("blind_index"))))
-    return _card_and_holder_row(ctx, _card_and_holder_by_index, {"blind_index": blind_index})
 
 
 def _with_holder(card_query: Select) -> Select:
@@ -332,9 +320,13 @@ def _new_card(ctx: Ctx, person: mpi.Person, status: CardStatus, verifier: str | 
     # The id drawn as ``fresh_card_id`` draws it, but checked by the insert itself: the unique index on
     # the 80-bit prefix refuses a taken one (then a fresh draw), in one statement instead of a probe
     # and an insert. The card goes in with its "register" event and audit event.
+    postgresql = dialect.is_postgresql(ctx.session)
     for _ in range(_FRESH_ID_TRIES):
         card.ehc_id = ids.new_card_id()
-        if repo.insert_new(ctx.session, card):
+        if postgresql:  # the card, its event and audit event in one statement
+            if _issue_with_events(ctx, card, status):
+                return card
+        elif repo.insert_new(ctx.session, card):
             _record(ctx, card, "register", None, status, None)
             return card
         if not card_id_prefix_taken(ctx.session, card.ehc_id):
@@ -342,6 +334,31 @@ def _new_card(ctx: Ctx, person: mpi.Person, status: CardStatus, verifier: str | 
             raise Conflict("A card is being issued to this person at this moment; try again.", code="card_issue_busy")
     raise Problem("No free card id was found; try again.", code="card_id_unavailable", status=503,
                   title="Service unavailable")
+
+
+_ISSUE_WITH_EVENTS = repo.IssueWithEvents(audit.access_insert)
+
+
+def _issue_with_events(ctx: Ctx, card: Card, status: CardStatus) -> bool:
+    """:func:`repo.insert_new` and :func:`_record` of the "register" step in one statement
+    (``repo.IssueWithEvents``, PostgreSQL): whether the card went in. The audit event is the one
+    :func:`_record` writes; when the trail wants it written otherwise (this unit of work recorded
+    this person and purpose already, or a resident's own card: ``audit.access_values``), it goes
+    through ``audit.record_access`` after the card, as :func:`_record` does."""
+    purpose = _purpose("register", card)
+    actor = ctx.actor
+    values = audit.access_values(ctx, card.person_id, "change", purpose)
+    written = _ISSUE_WITH_EVENTS(ctx.session, card, {
+        "action": "register", "from_status": None, "to_status": status.value, "reason": None,
+        "actor_kind": actor.kind, "actor_id": actor.id, "institution_id": actor.institution_id,
+        "operator": actor.operator, "channel": actor.channel.value, "at": card.issued_at}, values)
+    if written is None:
+        return False
+    if values is not None:
+        audit.recorded_by_statement(ctx, card.person_id, "change", purpose, written[1])
+    else:
+        audit.record_access(ctx, card.person_id, "change", purpose)
+    return True
 
 
 # -- issuing in batches (the bulk importer) -------------------------------------------------------
@@ -621,20 +638,62 @@ def find_by_document(ctx: Ctx, document_type: str, number: str) -> Card:
     return _card_and_holder_by_document(ctx, document_type, number)[0]
 
 
-def lookup(ctx: Ctx, document_type: str, number: str, *,
-           purpose: str) -> tuple[Card, mpi.Person, mpi.Demographics, list[mpi.Identifier]]:
+# The holder's columns the window's look-up reads with the card (their names are none of the card's).
+_LOOKUP_HOLDER = ("id", "merged_into", "name_sealed", "birth_date_sealed", "phone_sealed", "address_sealed",
+                  "note_sealed", "sex", "birth_year", "region_code")
+_lookup_statements: tuple[Select, Select] | None = None  # (with the audit event, without), once built
+
+
+def _build_lookup() -> tuple[Select, Select]:
+    """The card of whoever holds the identifier with the blind index ``blind_index`` as stored (merges
+    not followed), its holder's ``persons`` row and their identifiers still sealed, in one row; and,
+    in the same statement, the audit event of reading them (``audit.access_insert``, its person the
+    holder found), written only when there is a card and its holder is not merged into another person.
+    The second statement is the same read without the event. Core, of the tables: a row, not objects."""
+    cards, persons = Card.__table__, mpi.Person.__table__
+    found = (select(*cards.c, *(persons.c[name] for name in _LOOKUP_HOLDER),
+                    mpi.sealed_identifiers_column(persons.c.id).label("sealed_identifiers"))
+             .select_from(cards.join(persons, persons.c.id == cards.c.person_id))
+             .where(cards.c.person_id == mpi.identifier_holder_column(bindparam("blind_index")))
+             .cte("found"))
+    live = select(found.c.person_id).where(found.c.merged_into.is_(None)).subquery("live")
+    audited = audit.access_insert(live, person_id=live.c.person_id).cte("audited")
+    return (select(found, select(audited.c.id).scalar_subquery().label("event_id")),
+            select(found, null().label("event_id")))
+
+
+def lookup(ctx: Ctx, document_type: str, number: str, *, purpose: str) -> tuple[object, object, mpi.Demographics,
+                                                                                list[mpi.Identifier]]:
     """``find_by_document`` then ``holder``, as the window's look-up answers, audited under ``purpose``
-    as ``holder`` is. On PostgreSQL the card, its holder and their sealed identifiers come in one
-    statement (:func:`card_and_holder_by_blind_index`), opened from what was read; a holder merged
-    into another person, a document nobody holds or a holder without a card (and SQLite) take the
-    steps one by one, as the online QR check does: the master index resolves the holder (merges
-    followed) to find the card, and that person is opened, not resolved a second time."""
+    as ``holder`` is: the card, its holder, their details and identifiers.
+
+    On PostgreSQL one statement reads the card, its holder's ``persons`` row and their sealed
+    identifiers by the document's blind index, and writes the audit event of the read
+    (:func:`_build_lookup`); the card and the holder are then that one row (their columns, read-only,
+    not ORM objects), opened only once the event that records the read is written. When this unit of
+    work has already recorded under ``purpose``, or the actor is a resident (the trail's rules need the
+    person first: ``audit.access_values_found``), the same read goes without the event and the opening
+    records it (``mpi.open_read``). A holder merged into another person, a document nobody holds or a
+    holder without a card (no event written then), and SQLite, take the steps one by one, as the
+    online QR check does: the master index resolves the holder (merges followed) to find the card,
+    and that person is opened, not resolved a second time."""
+    global _lookup_statements
     identifier = document_identifier(parse_document(document_type, number))
     if dialect.name(ctx.session) == "postgresql":
-        found = card_and_holder_by_blind_index(ctx, identifier.blind_index(ctx))
-        if found is not None and found[1].merged_into is None:
-            card, person, sealed = found
-            return (card, person, *mpi.open_read(ctx, person, sealed, purpose=purpose))
+        if _lookup_statements is None:  # built once: a statement is cheap to run and costly to build
+            _lookup_statements = _build_lookup()
+        values = audit.access_values_found(ctx, "read", purpose)
+        with_event, without = _lookup_statements
+        if ctx.session.autoflush:  # as an ORM query does: what the session holds is written first
+            ctx.session.flush()
+        row = ctx.session.connection().execute(with_event if values is not None else without,
+                                               {"blind_index": identifier.blind_index(ctx), **(values or {})}).first()
+        if row is not None and row.merged_into is None:
+            sealed = [(system, value) for system, value in row.sealed_identifiers]
+            if row.event_id is not None:
+                audit.recorded_by_statement(ctx, row.id, "read", purpose, row.event_id)
+                return (row, row, *mpi.open_holder(ctx, row, sealed, recorded_as=row.event_id))
+            return (row, row, *mpi.open_read(ctx, row, sealed, purpose=purpose))
     card, person = _card_and_holder_of(ctx, identifier)
     return (card, *_opened(ctx, person, purpose))
 
@@ -840,10 +899,13 @@ def note(ctx: Ctx, card: Card, action: str, reason: str | None) -> None:
 _AUDIT_PURPOSE = {"register": "card.register", "modify": "card.modify", "pin_cleared": "card.pin"}
 
 
+def _purpose(action: str, card: Card) -> str:
+    return "card.temporary" if action == "register" and card.temporary else _AUDIT_PURPOSE.get(action, "card.lifecycle")
+
+
 def _record(ctx: Ctx, card: Card, action: str, from_status: CardStatus | None, to: CardStatus, reason: str | None) -> None:
     actor = ctx.actor
-    purpose = "card.temporary" if action == "register" and card.temporary else _AUDIT_PURPOSE.get(action, "card.lifecycle")
-    audit.record_access(ctx, card.person_id, "change", purpose)
+    audit.record_access(ctx, card.person_id, "change", _purpose(action, card))
     repo.add_event(
         ctx.session,
         CardEvent(

@@ -124,6 +124,16 @@ def create_person(
                     updated_at=now)
     sealer = ctx.vault.pinned()  # one key for the person's fields and identifiers
     seal_demographics(ctx, person, details, sealer)
+    if len(identifiers) == 1 and dialect.is_postgresql(ctx.session):
+        # A registration: the person, the identifier and (with it) the match keys in one statement.
+        row = identifier_row(ctx, person.id, identifiers[0], sealer)
+        if not repository.insert_person_claiming(
+                ctx.session, person, {"system": row.system, "value_sealed": row.value_sealed,
+                                      "blind_index": row.blind_index, "created_at": now},
+                keys.blind_keys(ctx.vault, details.name, details.sex, details.birth_date, details.phone,
+                                details.region_code, details.address)):
+            _identifier_held(ctx, person, identifiers[0])
+        return repository.attach(ctx.session, person)
     repository.insert_person(ctx.session, person)  # every column set: one statement, no flush
     if identifiers:
         claim = _identifier_insert(ctx.session)
@@ -133,15 +143,19 @@ def create_person(
                                                    "value_sealed": row.value_sealed,
                                                    "blind_index": row.blind_index, "created_at": now}).first()
             if inserted is None:
-                holder = find_by_identifier(ctx, identifier)
-                repository.delete_person(ctx.session, person.id)
-                if holder is None:  # held a moment ago, gone now (its transaction rolled back): never two
-                    raise Conflict("This identifier is being registered at this moment; try again.",
-                                   code="identifier_busy")
-                raise IdentifierTaken(holder.id)
+                _identifier_held(ctx, person, identifier)
     repository.attach(ctx.session, person)
     _write_match_keys(ctx, person, details, fresh=True)
     return person
+
+
+def _identifier_held(ctx: Ctx, person: Person, identifier: Identifier) -> None:
+    """``identifier`` was held already: the person just written is taken back, and the holder named."""
+    holder = find_by_identifier(ctx, identifier)
+    repository.delete_person(ctx.session, person.id)
+    if holder is None:  # held a moment ago, gone now (its transaction rolled back): never two
+        raise Conflict("This identifier is being registered at this moment; try again.", code="identifier_busy")
+    raise IdentifierTaken(holder.id)
 
 
 _identifier_inserts: dict[str, object] = {}  # dialect -> the identifier's INSERT ... ON CONFLICT DO NOTHING

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, case, delete, func, insert, or_, select, text
+from sqlalchemy import ARRAY, String, bindparam, case, delete, func, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -42,6 +43,41 @@ def insert_person(session: Session, person: Person) -> None:
     if _insert_person is None:
         _insert_person = insert(table)
     session.execute(_insert_person, {c.name: getattr(person, c.key) for c in table.columns})
+
+
+_insert_person_claiming = None  # insert_person_claiming's statement, built once
+
+
+def _person_claiming_statement():  # noqa: ANN202
+    persons, identifiers, match_keys = Person.__table__, PersonIdentifier.__table__, MatchKey.__table__
+    person = (pg_insert(persons).values({c.name: bindparam(c.name, type_=c.type) for c in persons.columns})
+              .returning(persons.c.id).cte("person"))
+    columns = ("system", "value_sealed", "blind_index", "created_at")
+    claimed = (pg_insert(identifiers).from_select(
+        ["person_id", *columns],
+        select(person.c.id, *(bindparam(f"identifier_{name}", type_=identifiers.c[name].type) for name in columns)))
+        .on_conflict_do_nothing(index_elements=[identifiers.c.blind_index])
+        .returning(identifiers.c.id).cte("claimed"))
+    keyed = (insert(match_keys).from_select(
+        ["person_id", "key"],
+        select(person.c.id, func.unnest(bindparam("keys", type_=ARRAY(String(64)))))
+        .where(select(claimed.c.id).exists()))
+        .returning(match_keys.c.id).cte("keyed"))
+    return select(select(claimed.c.id).scalar_subquery(), select(func.count()).select_from(keyed).scalar_subquery())
+
+
+def insert_person_claiming(session: Session, person: Person, identifier: dict, keys: list[str]) -> bool:
+    """PostgreSQL: :func:`insert_person`, its one identifier (``identifier``: ``system``,
+    ``value_sealed``, ``blind_index``, ``created_at``) unless its unique blind index is held already
+    (``ON CONFLICT DO NOTHING``, which waits for a concurrent insert of it to commit or roll back), and,
+    only with the identifier, its match keys: one statement. Whether the identifier went in; if not,
+    the person alone was written (the caller takes it back, :func:`delete_person`)."""
+    global _insert_person_claiming
+    if _insert_person_claiming is None:
+        _insert_person_claiming = _person_claiming_statement()
+    params = {c.name: getattr(person, c.key) for c in Person.__table__.columns}
+    params.update({f"identifier_{name}": value for name, value in identifier.items()}, keys=keys)
+    return session.connection().execute(_insert_person_claiming, params).first()[0] is not None
 
 
 def attach(session: Session, person: Person) -> Person:
@@ -152,31 +188,42 @@ _candidates_sharing = None  # candidates_sharing's statement, built once
 
 
 def candidates_sharing(session: Session, keys: Iterable[str], *, limit: int, name_key: str | None,
-                       system: str | None) -> tuple[list[tuple[Person, str | None]], int | None]:
+                       system: str | None, exclude: str | None = None) -> tuple[list[tuple[Person, str | None]], int | None]:
     """:func:`people_sharing` with what the matcher then reads of them, in one round trip: each
     person's row and their sealed identifier of ``system`` (None: none, or no ``system`` asked), most
     keys shared first, and how many people hold ``name_key`` (:func:`count_holding`; 1 without one;
-    None when nobody shares a key: the caller counts if it still needs to). Nothing is opened here."""
+    None when nobody shares a key: the caller counts if it still needs to). ``exclude``: a person left
+    out (a registration's own, whose keys were written a moment ago). Nothing is opened here. The
+    people are rows of their table (every column, read-only), not ORM objects: the matcher only
+    reads them."""
     global _candidates_sharing
     wanted = list(dict.fromkeys(keys))
     if not wanted:
         return [], None
     if _candidates_sharing is None:
+        persons, match_keys, identifiers = Person.__table__, MatchKey.__table__, PersonIdentifier.__table__
         shared = func.count().label("shared")
-        top = (select(MatchKey.person_id, shared).where(MatchKey.key.in_(bindparam("keys", expanding=True)))
-               .group_by(MatchKey.person_id).order_by(shared.desc(), MatchKey.person_id)
+        top = (select(match_keys.c.person_id, shared)
+               .where(match_keys.c.key.in_(bindparam("keys", expanding=True)),
+                      match_keys.c.person_id != bindparam("exclude"))
+               .group_by(match_keys.c.person_id).order_by(shared.desc(), match_keys.c.person_id)
                .limit(bindparam("limit")).subquery())
-        document = (select(PersonIdentifier.value_sealed)
-                    .where(PersonIdentifier.person_id == Person.id, PersonIdentifier.system == bindparam("system"))
-                    .order_by(PersonIdentifier.id.desc()).limit(1).scalar_subquery())
-        holding = select(func.count()).select_from(MatchKey).where(MatchKey.key == bindparam("name_key")).scalar_subquery()
-        _candidates_sharing = (select(Person, document, holding).join(top, top.c.person_id == Person.id)
-                               .order_by(top.c.shared.desc(), Person.id))
-    rows = session.execute(_candidates_sharing, {"keys": wanted, "limit": limit, "system": system or "",
-                                                 "name_key": name_key or ""}).all()
+        document = (select(identifiers.c.value_sealed)
+                    .where(identifiers.c.person_id == persons.c.id, identifiers.c.system == bindparam("system"))
+                    .order_by(identifiers.c.id.desc()).limit(1).scalar_subquery())
+        holding = (select(func.count()).select_from(match_keys).where(match_keys.c.key == bindparam("name_key"))
+                   .scalar_subquery())
+        _candidates_sharing = (select(persons, document.label("document_sealed"), holding.label("holding"))
+                               .join(top, top.c.person_id == persons.c.id)
+                               .order_by(top.c.shared.desc(), persons.c.id))
+    if session.autoflush:  # as the ORM's own query did: what the session holds is written first
+        session.flush()
+    rows = session.connection().execute(_candidates_sharing, {
+        "keys": wanted, "limit": limit, "system": system or "", "name_key": name_key or "",
+        "exclude": exclude or ""}).all()
     if not rows:
         return [], None
-    return [(person, sealed) for person, sealed, _ in rows], max(rows[0][2] or 0, 1) if name_key else 1
+    return [(row, row.document_sealed) for row in rows], max(rows[0].holding or 0, 1) if name_key else 1
 
 
 def count_holding(session: Session, key: str) -> int:

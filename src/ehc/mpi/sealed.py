@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from datetime import date
 
 from ..audit import service as audit
-from ..crypto import PinnedSealer
+from ..crypto import Opener, PinnedSealer
 from ..kit.context import Ctx, Vault
 from . import repository
 from ..kit.resealing import SealedColumn
@@ -90,9 +90,14 @@ def identifier_row(ctx: Ctx, person_id: str, identifier: Identifier,
 
 # -- opening ------------------------------------------------------------------------------------------
 
-def _details(vault: Vault, person: Person) -> Demographics:
+def _details(vault: Vault, person: Person, opener: Opener | None = None) -> Demographics:
+    # One opener for the person's fields (``Vault.opener``): the key store is consulted once for
+    # their sealing key (a stat of its manifest, the withdrawal check), not for every field.
+    open_sealed = (opener or vault.opener()).open
+
     def open_(field: str) -> str | None:
-        return vault.open_optional(getattr(person, f"{field}_sealed"), seal_context(person.id, field))
+        sealed = getattr(person, f"{field}_sealed")
+        return None if sealed is None else open_sealed(sealed, seal_context(person.id, field))
 
     birth = open_("birth_date")
     return Demographics(name=open_("name"), sex=person.sex, birth_date=date.fromisoformat(birth) if birth else None,
@@ -121,10 +126,11 @@ def open_holder(ctx: Ctx, person: Person, sealed_identifiers: Iterable[tuple[str
     :func:`.repository.sealed_identifiers_column` gives them) in clear, for a caller that has recorded
     the read in the audit trail itself, in the same statement that made the rest of its work (the
     online QR check: ``audit.service.access_insert``). ``recorded_as``: that event's id, required so
-    that nothing opens through here without one."""
+    that nothing opens through here without one. ``person``: the person's row, or any row with its
+    ``id``, sealed fields, ``sex`` and ``region_code`` (the card look-up's one row)."""
     if not recorded_as:
         raise ValueError("open_holder needs the id of the audit event that records this read")
-    return _details(ctx.vault, person), _opened_identifiers(ctx.vault, sealed_identifiers)
+    return _opened_holder(ctx.vault, person, sealed_identifiers)
 
 
 def open_read(ctx: Ctx, person: Person, sealed_identifiers: Iterable[tuple[str, str]], *,
@@ -133,11 +139,19 @@ def open_read(ctx: Ctx, person: Person, sealed_identifiers: Iterable[tuple[str, 
     already, still sealed (as :func:`.repository.sealed_identifiers_column` gives them, in the round
     trip that read the person): the same one audit event under ``purpose``, nothing read again."""
     audit.record_access(ctx, person.id, "read", purpose)
-    return _details(ctx.vault, person), _opened_identifiers(ctx.vault, sealed_identifiers)
+    return _opened_holder(ctx.vault, person, sealed_identifiers)
 
 
-def _opened_identifiers(vault: Vault, sealed_identifiers: Iterable[tuple[str, str]]) -> list[Identifier]:
-    return [Identifier(system, vault.open(value, identifier_context(system))) for system, value in sealed_identifiers]
+def _opened_holder(vault: Vault, person: Person,
+                   sealed_identifiers: Iterable[tuple[str, str]]) -> tuple[Demographics, list[Identifier]]:
+    opener = vault.opener()  # one look-up in the key store for the person's fields and identifiers
+    return _details(vault, person, opener), _opened_identifiers(vault, sealed_identifiers, opener)
+
+
+def _opened_identifiers(vault: Vault, sealed_identifiers: Iterable[tuple[str, str]],
+                        opener: Opener | None = None) -> list[Identifier]:
+    open_sealed = (opener or vault.opener()).open
+    return [Identifier(system, open_sealed(value, identifier_context(system))) for system, value in sealed_identifiers]
 
 
 def details_for_matching(vault: Vault, person: Person) -> Demographics:
@@ -151,7 +165,8 @@ def sealed_documents_for_matching(vault: Vault, system: str,
     """:func:`documents_for_matching` for documents of one kind the caller read already, sealed
     (``(person id, sealed value or None)`` pairs): the same opening, not yet an access to report."""
     context = identifier_context(system)
-    return {person_id: {system: vault.open(value, context)} for person_id, value in sealed if value is not None}
+    open_sealed = vault.opener().open  # the key store consulted once for the lot, not for every value
+    return {person_id: {system: open_sealed(value, context)} for person_id, value in sealed if value is not None}
 
 
 def documents_for_matching(ctx: Ctx, person_ids: list[str], systems: set[str]) -> dict[str, dict[str, str]]:

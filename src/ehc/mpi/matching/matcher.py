@@ -355,7 +355,7 @@ def match(ctx: Ctx, record: Record, *, limit: int = 10, model: Model | None = No
     system = next(iter(mine.documents)) if len(mine.documents) == 1 else None
     name_key = match_keys.name_year_key(ctx.vault, record.name, record.birth_date)
     rows, share = repository.candidates_sharing(ctx.session, _blocking_keys(ctx, record), limit=CANDIDATE_LIMIT,
-                                                name_key=name_key, system=system)
+                                                name_key=name_key, system=system, exclude=exclude)
     person_ids = [p for p in direct + [person.id for person, _ in rows if person.id not in direct] if p != exclude]
     if not person_ids:
         return []
