@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_qr_verify import _platform  # noqa: E402
+from inprocess_app import InProcessApp  # noqa: E402
 from bench_signed import DOCUMENT, _scratch_pg, prepare  # noqa: E402
 from statement_count import StatementCount  # noqa: E402
 
@@ -49,33 +50,20 @@ def main(count: int = 500, mode: str = "service") -> None:
             empty_cpu = None
 
             if mode == "http":
-                import asyncio
-
-                import anyio.to_thread
-                import httpx
-
-                from ehc.app import create_app
-
-                async def inline(func, *args, **_):  # noqa: ANN001, ANN002, ANN003, ANN202
-                    return func(*args)
-
-                anyio.to_thread.run_sync = inline
-                loop = asyncio.new_event_loop()
-                client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(platform)),
-                                           base_url="http://127.0.0.1")
+                app = InProcessApp(platform)
                 headers = {"Authorization": f"Bearer {creds['token']}"}
                 body = {"document": {"type": "01", "number": DOCUMENT}}
 
                 def one() -> float:
                     started = time.perf_counter()
-                    answer = loop.run_until_complete(client.post("/api/v1/cards/lookup", json=body, headers=headers))
+                    answer = app.request("POST", "/api/v1/cards/lookup", json=body, headers=headers)
                     assert answer.status_code == 200, answer.text
                     return time.perf_counter() - started
 
                 def empty(n: int) -> float:
                     before = time.process_time()
                     for _ in range(n):
-                        assert loop.run_until_complete(client.get("/api/v1/apps/ping")).status_code == 200
+                        assert app.request("GET", "/api/v1/apps/ping").status_code == 200
                     return (time.process_time() - before) / n
             else:
                 def one() -> float:
@@ -123,7 +111,7 @@ def main(count: int = 500, mode: str = "service") -> None:
             if os.environ.get("EHC_PROFILE_DUMP"):  # for a closer look: pstats.Stats(path).print_callers(...)
                 stats.dump_stats(os.environ["EHC_PROFILE_DUMP"])
             if mode == "http":
-                loop.run_until_complete(client.aclose())
+                app.close()
             platform.db.dispose()
     finally:
         drop()

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_import import residents  # noqa: E402
 from bench_qr_verify import _platform  # noqa: E402
+from inprocess_app import InProcessApp  # noqa: E402
 from bench_signed import _scratch_pg  # noqa: E402
 from statement_count import StatementCount  # noqa: E402
 
@@ -68,35 +69,19 @@ def main(count: int = 400, mode: str = "service", keyed: bool = False) -> None:
                 return f"profile-register-{os.getpid()}-{serial[0]}" if keyed else None
 
             if mode == "http":
-                import asyncio
-
-                import anyio.to_thread
-                import httpx
-
-                from ehc.app import create_app
-
-                async def inline(func, *args, **_):  # noqa: ANN001, ANN002, ANN003, ANN202
-                    return func(*args)
-
-                # The sync dependencies and the endpoint run here instead of in worker threads, so
-                # that cProfile (this thread only) sees them; the thread hand-offs of a real server
-                # are left out of the figures.
-                anyio.to_thread.run_sync = inline
-                loop = asyncio.new_event_loop()
-                client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(platform)),
-                                           base_url="http://127.0.0.1")
+                app = InProcessApp(platform)
 
                 def one(body: dict) -> float:
                     started = time.perf_counter()
                     headers = {"Idempotency-Key": k} if (k := key()) else {}
-                    answer = loop.run_until_complete(client.post("/api/v1/cards", json=body, headers=headers))
+                    answer = app.request("POST", "/api/v1/cards", json=body, headers=headers)
                     assert answer.status_code == 201, answer.text
                     return time.perf_counter() - started
 
                 def healthz_cpu(n: int = 500) -> float:
                     before = time.process_time()
                     for _ in range(n):
-                        assert loop.run_until_complete(client.get("/healthz")).status_code == 200
+                        assert app.request("GET", "/healthz").status_code == 200
                     return (time.process_time() - before) / n
             else:
                 def one(body: dict) -> float:
@@ -147,7 +132,7 @@ def main(count: int = 400, mode: str = "service", keyed: bool = False) -> None:
             if mode == "http":
                 healthz_cpu(100)
                 print(f"GET /healthz through the same app and client: {1000 * healthz_cpu():.2f} ms CPU a request")
-                loop.run_until_complete(client.aclose())
+                app.close()
             platform.db.dispose()
     finally:
         drop()
