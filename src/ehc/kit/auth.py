@@ -50,13 +50,17 @@ def require_roles(*roles: Role | str):  # noqa: ANN201
     ``HOSPITAL_SYSTEM`` pseudo-role of a signed machine caller), and nobody else."""
     allowed = frozenset(str(r) for r in roles)
 
-    async def dependency(ctx: AnyCtx) -> Ctx:
+    def check(ctx: Ctx) -> Ctx:
         if ctx.actor.kind == "anonymous":
             raise Unauthorized("Sign in as staff to do this.", code="unauthenticated")
         if not (ctx.actor.roles & allowed):
             raise Forbidden("Your role does not allow this.", code="role_not_allowed")
         return ctx
 
+    async def dependency(ctx: AnyCtx) -> Ctx:
+        return check(ctx)
+
+    dependency.check = check  # the same rule, called directly (the staff pages apply it to their own unit of work)
     return dependency
 
 
@@ -72,6 +76,9 @@ def resident_only(ctx: Ctx) -> Ctx:
 async def require_resident(ctx: AnyCtx) -> Ctx:
     """The dependency of the residents' own API (:func:`resident_only`)."""
     return resident_only(ctx)
+
+
+require_resident.check = resident_only
 
 
 ResidentCtx = Annotated[Ctx, Depends(require_resident)]
