@@ -37,7 +37,8 @@ def current_actor(request: Request, session: DbSession, body: RawBody) -> Actor:
 CurrentActor = Annotated[Actor, Depends(current_actor)]
 
 
-def context(request: Request, session: DbSession, actor: CurrentActor) -> Ctx:
+# The dependencies below do no I/O: ``async`` so that they run on the event loop, not in a thread each.
+async def context(request: Request, session: DbSession, actor: CurrentActor) -> Ctx:
     return get_platform(request).ctx(session, actor)
 
 
@@ -49,23 +50,35 @@ def require_roles(*roles: Role | str):  # noqa: ANN201
     ``HOSPITAL_SYSTEM`` pseudo-role of a signed machine caller), and nobody else."""
     allowed = frozenset(str(r) for r in roles)
 
-    def dependency(ctx: AnyCtx) -> Ctx:
+    def check(ctx: Ctx) -> Ctx:
         if ctx.actor.kind == "anonymous":
             raise Unauthorized("Sign in as staff to do this.", code="unauthenticated")
         if not (ctx.actor.roles & allowed):
             raise Forbidden("Your role does not allow this.", code="role_not_allowed")
         return ctx
 
+    async def dependency(ctx: AnyCtx) -> Ctx:
+        return check(ctx)
+
+    dependency.check = check  # the same rule, called directly (the staff pages apply it to their own unit of work)
     return dependency
 
 
-def require_resident(ctx: AnyCtx) -> Ctx:
+def resident_only(ctx: Ctx) -> Ctx:
     """A signed-in resident, and nobody else (the residents' own API and pages)."""
     if ctx.actor.kind == "anonymous":
         raise Unauthorized("Sign in with your phone to see your card.", code="unauthenticated")
     if ctx.actor.kind != "resident":
         raise Forbidden("This is the residents' own API; staff use /api/v1/cards.", code="resident_only")
     return ctx
+
+
+async def require_resident(ctx: AnyCtx) -> Ctx:
+    """The dependency of the residents' own API (:func:`resident_only`)."""
+    return resident_only(ctx)
+
+
+require_resident.check = resident_only
 
 
 ResidentCtx = Annotated[Ctx, Depends(require_resident)]

@@ -9,6 +9,7 @@ from ...cards import service as cards
 from ...cards.service import Card, CardStatus
 from ...identity.service import mask_number
 from ...kit.context import Ctx
+from ...kit.deps import one_hop
 from ...me import service as me
 from .. import codec, label, service
 from ..auth import QRHolder, QRPrinter, QRVerifier
@@ -95,6 +96,7 @@ def static_pdf(ehc_id: str, ctx: QRPrinter) -> Response:
 
 @router.post("/api/v1/qr/verify", response_model=VerifyOut,
              summary="Verify a scanned code and record the card use (care step, channel, terminal)")
+@one_hop  # the hot path: the verification and its commit in one trip to the thread pool
 def verify(body: VerifyIn, ctx: QRVerifier) -> VerifyOut:
     use = service.Use(scene=body.scene, channel=body.channel, terminal_id=body.terminal_id,
                       department=body.department)

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 
 from ...accounts.auth import RESIDENT_COOKIE, page_actor
-from ...kit.auth import require_resident
+from ...kit.auth import resident_only
 from ...kit.context import Ctx
 from ...kit.deps import DbSession, get_platform
 from ...kit.http import safe_local_path
@@ -48,7 +48,7 @@ def signed_in_resident(request: Request, session: DbSession) -> Ctx:
         raise Redirect(location, clear_cookies=(RESIDENT_COOKIE,) if token else ())
     platform = get_platform(request)
     platform.check_rate(actor, client_address(request))  # the API's allowance per signed-in person
-    return require_resident(platform.ctx(session, actor))  # the resident API's own rule
+    return resident_only(platform.ctx(session, actor))  # the resident API's own rule
 
 
 ResidentPage = Annotated[Ctx, Depends(signed_in_resident)]

@@ -45,7 +45,8 @@ assert set(ROLE_ORDER) == set(INSTITUTION_ROLES)
 def _rule(annotated: Any) -> Callable[[Ctx], Ctx]:
     """The role check behind a domain's typed dependency (``Annotated[Ctx, Depends(check)]``), to
     apply the API's own rule to the page's unit of work."""
-    return get_args(annotated)[1].dependency
+    dependency = get_args(annotated)[1].dependency
+    return getattr(dependency, "check", dependency)  # ``kit.auth``'s rules are async dependencies over a sync check
 
 
 admin_rule = _rule(InstitutionAdmin)
