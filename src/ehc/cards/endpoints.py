@@ -7,6 +7,7 @@ from fastapi import APIRouter, Header, Response
 
 from ..kit import idempotency
 from ..kit.context import Ctx
+from ..kit.deps import one_hop
 from ..kit.errors import Invalid
 from . import service
 from .auth import Applicant, CardClerk, CardReviewer, CardStaff
@@ -46,6 +47,7 @@ def _idempotent(ctx: Ctx, key: str | None, route: str, payload: dict, response: 
 
 @router.post("", response_model=CardOut, status_code=201,
              responses=idempotency.responses(CardOut), summary="Apply for a card (or get the existing one)")
+@one_hop  # a hot path: the registration and its commit in one trip to the thread pool
 def register(body: RegistrationIn, ctx: Applicant, response: Response, idempotency_key: IdempotencyKey = None) -> CardOut:
     issued: list[service.Issued] = []
 
@@ -65,6 +67,7 @@ def register(body: RegistrationIn, ctx: Applicant, response: Response, idempoten
 
 
 @router.post("/lookup", response_model=CardOut, summary="Find the card of a document holder")
+@one_hop  # the window's hot path: the look-up and its commit in one trip to the thread pool
 def lookup(body: LookupIn, ctx: CardStaff) -> CardOut:
     # POST, not GET: document numbers must not end up in URLs, proxies' logs or browser history.
     card, person, details, identifiers = service.lookup(ctx, body.document.type, body.document.number,

@@ -67,6 +67,11 @@ def outcome_without_database(decisions: pd.DataFrame, records: pd.DataFrame) -> 
     return outcome
 
 
+def certain_of(decisions: pd.DataFrame) -> pd.DataFrame:
+    """The decisions to link: a row's certain pair (its first, should there be several)."""
+    return decisions[decisions["grade"] == "certain"].drop_duplicates("record_id")
+
+
 def apply_decisions(platform: LinkPlatform, decisions: pd.DataFrame, records: pd.DataFrame, index: pd.DataFrame, institution_id: str,
            job_id: str | None, operator: str, dry_run: bool) -> Outcome:
     """Write the certain links and queue the rest, in one transaction, in bulk.
@@ -86,7 +91,7 @@ def apply_decisions(platform: LinkPlatform, decisions: pd.DataFrame, records: pd
     by_record = records.set_index("unique_id")
     actor = Actor(kind="system", channel=Channel.BATCH_IMPORT, id=operator, operator=operator,
                   institution_id=institution_id)
-    certain = decisions[decisions["grade"] == "certain"].drop_duplicates("record_id")
+    certain = certain_of(decisions)
     queued = decisions[(decisions["grade"] != "certain") & ~decisions["record_id"].isin(certain["record_id"])]
     with platform.db.session() as session:
         ctx = platform.ctx(session, actor)

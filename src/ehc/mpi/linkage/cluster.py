@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import date
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -35,11 +36,14 @@ _READ = ["surname_py", "given_py", "city", "street"]  # what :func:`.clean.frame
 
 
 def within_list_pairs(records: pd.DataFrame, *, linked: dict[str, str] | None = None,
-                      workers: int | None = None) -> list[tuple[str, str]]:
+                      workers: int | None = None, deferred: list[Deferred] | None = None) -> list[tuple[str, str]]:
     """Pairs of rows of the list graded certain against each other (the real-time rule).
 
     ``linked`` (row -> the person of the index it is linked to): pairs of rows linked to the same
-    person are in one cluster already and are not compared (they are left out of the answer).
+    person are in one cluster already and are not compared (they are left out of the answer). With
+    ``deferred``, such pairs are set aside there instead, ready to be compared later
+    (:func:`certain_deferred`): for ``linked`` taken from the decisions before the links are written,
+    which the writes can still change (a conflict, a merged person).
     ``workers``: worker processes that score the pairs (default: one per core from
     :data:`PARALLEL_ROWS` rows on; ``0``: in this process); the answer is the same either way.
 
@@ -48,11 +52,11 @@ def within_list_pairs(records: pd.DataFrame, *, linked: dict[str, str] | None = 
     its name's share of the list; each candidate pair is then compared once, in the order the
     blocks give it, as :func:`..matching.matcher.compare` and the decision rule grade it."""
     with collector_paused():
-        return _within_list_pairs(records, linked, workers)
+        return _within_list_pairs(records, linked, workers, deferred)
 
 
 def _within_list_pairs(records: pd.DataFrame, linked: dict[str, str] | None,
-                       workers: int | None) -> list[tuple[str, str]]:
+                       workers: int | None, deferred: list[Deferred] | None) -> list[tuple[str, str]]:
     if workers is None:
         workers = default_workers(len(records)) if len(records) >= PARALLEL_ROWS else 0
     pool = worker_pool(workers) if workers else None
@@ -60,7 +64,7 @@ def _within_list_pairs(records: pd.DataFrame, linked: dict[str, str] | None,
         if pool:  # the workers start (import, read the gazetteer) while the rows are read here
             for _ in range(workers):
                 pool.submit(_warm)
-        return _pairs_found(records, linked, pool)
+        return _pairs_found(records, linked, pool, deferred)
     finally:
         if pool:
             pool.shutdown()
@@ -71,7 +75,8 @@ def _warm() -> None:
     places.region_of("四川省成都市锦江区")
 
 
-def _pairs_found(records: pd.DataFrame, linked: dict[str, str] | None, pool) -> list[tuple[str, str]]:
+def _pairs_found(records: pd.DataFrame, linked: dict[str, str] | None, pool,
+                 deferred: list[Deferred] | None) -> list[tuple[str, str]]:
     columns = _FIELDS + (_READ if all(c in records.columns for c in _READ) else [])
     frame = records[columns].astype(object)
     frame = frame.where(frame.notna(), None)  # NaN (a frame read back from a file) is a missing value
@@ -127,6 +132,8 @@ def _pairs_found(records: pd.DataFrame, linked: dict[str, str] | None, pool) -> 
                     continue
                 seen.add(pair)
                 if person and person[a] is not None and person[a] == person[b]:
+                    if deferred is not None:  # kept with what comparing them needs, in this order
+                        deferred.append(Deferred(uids[a], uids[b], (rows[a], shared[a]), (rows[b], shared[b])))
                     continue  # linked to the same person: one cluster already
                 candidates.append((a, b))
         if pool and len(candidates) >= PAIRS_PER_TASK:  # scored in a worker while the next are found here
@@ -141,6 +148,30 @@ def _pairs_found(records: pd.DataFrame, linked: dict[str, str] | None, pool) -> 
     found = []
     for a, b in certain:
         left, right = uids[a], uids[b]
+        found.append((left, right) if left < right else (right, left))
+    return found
+
+
+class Deferred(NamedTuple):
+    """A pair of rows :func:`within_list_pairs` did not compare (linked to one person), with each
+    row as :func:`_certain` reads it."""
+    left: str
+    right: str
+    left_row: tuple
+    right_row: tuple
+
+
+def certain_deferred(deferred: list[Deferred], linked: dict[str, str]) -> list[tuple[str, str]]:
+    """The deferred pairs that ``linked`` (the links as written) no longer puts in one cluster,
+    compared now: those graded certain, as :func:`within_list_pairs` would have answered them."""
+    open_pairs = [d for d in deferred if linked.get(d.left) is None or linked.get(d.left) != linked.get(d.right)]
+    rows = {}
+    for number, pair in enumerate(open_pairs):
+        rows[2 * number], rows[2 * number + 1] = pair.left_row, pair.right_row
+    certain = _certain(rows, [(2 * number, 2 * number + 1) for number in range(len(open_pairs))])
+    found = []
+    for a, _b in certain:
+        left, right = open_pairs[a // 2].left, open_pairs[a // 2].right
         found.append((left, right) if left < right else (right, left))
     return found
 
@@ -182,16 +213,32 @@ def _certain(rows: dict[int, tuple], pairs: Sequence[tuple[int, int]]) -> list[t
     return certain
 
 
-def clusters(records: pd.DataFrame, links: list[dict], *, workers: int | None = None) -> pd.DataFrame:
+def clusters(records: pd.DataFrame, links: list[dict], *, workers: int | None = None,
+             found: PairsFound | None = None) -> pd.DataFrame:
     """``record_id, cluster, person_id`` for the rows in clusters of two or more: rows linked to one
     person, and rows certain against each other (:func:`within_list_pairs`). ``person_id`` is the
     person the cluster's rows are linked to (empty when none is; several when the index itself
-    holds the patient twice)."""
+    holds the patient twice). ``found``: the pairs :func:`pairs_before_links` found while the links
+    were written (the same clusters, sooner)."""
     with collector_paused():
-        return _clusters(records, links, workers)
+        return _clusters(records, links, workers, found)
 
 
-def _clusters(records: pd.DataFrame, links: list[dict], workers: int | None) -> pd.DataFrame:
+class PairsFound(NamedTuple):
+    certain: list[tuple[str, str]]
+    deferred: list[Deferred]
+
+
+def pairs_before_links(records: pd.DataFrame, decided: dict[str, str], *, workers: int | None = None) -> PairsFound:
+    """:func:`within_list_pairs` with the links as decided (row -> person), before they are written:
+    the slow part of :func:`clusters`, which can then run alongside the writes. Pairs of rows decided
+    for the same person are deferred, for :func:`clusters` to compare once the links are final."""
+    deferred: list[Deferred] = []
+    certain = within_list_pairs(records, linked=decided, workers=workers, deferred=deferred)
+    return PairsFound(certain, deferred)
+
+
+def _clusters(records: pd.DataFrame, links: list[dict], workers: int | None, found: PairsFound | None) -> pd.DataFrame:
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -217,7 +264,11 @@ def _clusters(records: pd.DataFrame, links: list[dict], workers: int | None) -> 
             union(rid, by_person[pid])
         else:
             by_person[pid] = rid
-    for a, b in within_list_pairs(records, linked=person_of, workers=workers):
+    if found is None:
+        pairs = within_list_pairs(records, linked=person_of, workers=workers)
+    else:  # found with the links as decided: the deferred pairs the written links do not join, compared now
+        pairs = found.certain + certain_deferred(found.deferred, person_of)
+    for a, b in pairs:
         union(a, b)
     members: dict[str, list[str]] = {}
     for rid in set(parent) | set(person_of):

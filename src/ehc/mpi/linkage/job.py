@@ -6,7 +6,9 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 
@@ -16,8 +18,8 @@ from ...kit.clock import utcnow
 from ...kit.errors import NotFound
 from .. import repository
 from ..models import LinkJob
-from .apply import apply_decisions
-from .cluster import clusters
+from .apply import apply_decisions, certain_of
+from .cluster import clusters, pairs_before_links
 from .common import LinkInputError, LinkPlatform
 from .decide import Thresholds, decide, document_hits, weigh
 from .index import clean_list, export_index
@@ -28,6 +30,7 @@ from .report import LinkResult, write_outputs, write_report
 __all__ = ["LinkInputError", "LinkResult", "Progress", "Thresholds", "link_file"]
 
 Progress = Callable[[str, int | None, int | None], None]
+T = TypeVar("T")
 
 
 def link_file(platform: LinkPlatform, path: Path, institution_id: str, *, backend: str = "duckdb", out: Path | None = None,
@@ -66,12 +69,19 @@ def link_file(platform: LinkPlatform, path: Path, institution_id: str, *, backen
                                                   workers)
         mark = time.perf_counter()
         say("writing links", None, None)
-        outcome = apply_decisions(platform, decisions, records, index, institution_id, job_id, operator, dry_run)
-        timings["write links and reviews"] = time.perf_counter() - mark
+        # The list's duplicates are looked for alongside the writes, which wait on the database most of
+        # their time: with the links as decided, the pairs those put in one cluster set aside until the
+        # links are written (``cluster.pairs_before_links``).
+        decided = dict(certain_of(decisions)[["record_id", "person_id"]].itertuples(index=False, name=None))
+        with ThreadPoolExecutor(1, thread_name_prefix="ehc-link-cluster") as alongside:
+            searching = alongside.submit(_timed, pairs_before_links, records, decided, workers=workers)
+            outcome = apply_decisions(platform, decisions, records, index, institution_id, job_id, operator, dry_run)
+            timings["write links and reviews"] = time.perf_counter() - mark
+            found, searched = searching.result()
+        timings["cluster the list: pairs found alongside the writes"] = searched
         mark = time.perf_counter()
         say("clustering the list", None, None)
-        clustered = clusters(records, [link for link in outcome.links if link["status"] != "conflict"],
-                             workers=workers)
+        clustered = clusters(records, [link for link in outcome.links if link["status"] != "conflict"], found=found)
         result.clusters = clustered["cluster"].nunique() if len(clustered) else 0
         timings["cluster the list (duplicates within it)"] = time.perf_counter() - mark
         mark = time.perf_counter()
@@ -90,6 +100,11 @@ def link_file(platform: LinkPlatform, path: Path, institution_id: str, *, backen
     if job_id:
         _finish_job(platform, job_id, result)
     return result
+
+
+def _timed(step: Callable[..., T], *args: object, **kwargs: object) -> tuple[T, float]:
+    started = time.perf_counter()
+    return step(*args, **kwargs), time.perf_counter() - started
 
 
 def _score_and_decide(index: pd.DataFrame, records: pd.DataFrame, backend: str, workdir: Path,
