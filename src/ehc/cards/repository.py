@@ -5,6 +5,7 @@ writes of the same rows.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
@@ -54,14 +55,13 @@ def by_id_prefix(session: Session, prefix: str) -> Card | None:
     return session.scalar(with_id_prefix(prefix))
 
 
-_id_prefix_taken: Select | None = None  # id_prefix_taken's statement, built once
+@functools.cache  # every card issue runs it: a statement is cheap to run and costly to build
+def _id_prefix_taken_statement() -> Select:
+    return with_id_prefix_param().with_only_columns(Card.ehc_id)
 
 
 def id_prefix_taken(bind: Bind, prefix: str) -> bool:
-    global _id_prefix_taken
-    if _id_prefix_taken is None:  # every card issue runs it: a statement is cheap to run and costly to build
-        _id_prefix_taken = with_id_prefix_param().with_only_columns(Card.ehc_id)
-    return bind.scalar(_id_prefix_taken, id_prefix_params(prefix)) is not None
+    return bind.scalar(_id_prefix_taken_statement(), id_prefix_params(prefix)) is not None
 
 
 def any_card(session: Session) -> bool:
@@ -74,18 +74,17 @@ def add(session: Session, card: Card) -> Card:
     return card
 
 
-_insert_new: dict[str, object] = {}  # dialect -> insert_new's statement, built once
+@functools.cache  # one a dialect, built once
+def _insert_new_statement(dialect_name: str):  # noqa: ANN202
+    return dialect.insert_unless_refused(Card.__table__, "ehc_id", dialect_name)
 
 
 def insert_new(session: Session, card: Card) -> bool:
     """Insert a new card (every column set) unless a unique index refuses it: its id's 80-bit prefix
     taken, or its holder with a card already. Whether it went in; if so it is in the session as if
     loaded, without the unit of work's flush (one statement, ``INSERT ... ON CONFLICT DO NOTHING``)."""
-    name = dialect.name(session)
-    if name not in _insert_new:
-        _insert_new[name] = dialect.insert_unless_refused(Card.__table__, "ehc_id", name)
     row = {c.name: getattr(card, c.key) for c in Card.__table__.columns}
-    if session.execute(_insert_new[name], row).first() is None:
+    if session.execute(_insert_new_statement(dialect.name(session)), row).first() is None:
         return False
     make_transient_to_detached(card)
     session.add(card)

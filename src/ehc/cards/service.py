@@ -6,6 +6,7 @@ take its connection). The queries are in ``repository.py``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -259,17 +260,16 @@ def card_by_id_prefix(ctx: Ctx, prefix: str) -> Card | None:
     return repo.by_id_prefix(ctx.session, prefix)
 
 
-_card_and_holder: Select | None = None  # card_and_holder_by_id_prefix's statement, once built
+@functools.cache  # built once: a statement is cheap to run and costly to build
+def _card_and_holder_statement() -> Select:
+    return _with_holder(repo.with_id_prefix_param())
 
 
 def card_and_holder_by_id_prefix(ctx: Ctx, prefix: str) -> tuple[Card, mpi.Person, list[tuple[str, str]]] | None:
     """As :func:`card_by_id_prefix`, with the holder's master index row (as on the card, before any
     merge) and their identifiers still sealed, in one round trip (PostgreSQL): the online QR check
     needs all three. Nothing is opened or recorded here (``mpi.open_holder``, audited, does that)."""
-    global _card_and_holder
-    if _card_and_holder is None:  # built once: a statement is cheap to run and costly to build
-        _card_and_holder = _with_holder(repo.with_id_prefix_param())
-    return _card_and_holder_row(ctx, _card_and_holder, repo.id_prefix_params(prefix))
+    return _card_and_holder_row(ctx, _card_and_holder_statement(), repo.id_prefix_params(prefix))
 
 
 def _with_holder(card_query: Select) -> Select:
@@ -641,10 +641,8 @@ def find_by_document(ctx: Ctx, document_type: str, number: str) -> Card:
 # The holder's columns the window's look-up reads with the card (their names are none of the card's).
 _LOOKUP_HOLDER = ("id", "merged_into", "name_sealed", "birth_date_sealed", "phone_sealed", "address_sealed",
                   "note_sealed", "sex", "birth_year", "region_code")
-_lookup_statements: tuple[Select, Select] | None = None  # (with the audit event, without), once built
-
-
-def _build_lookup() -> tuple[Select, Select]:
+@functools.cache  # built once: a statement is cheap to run and costly to build
+def _lookup_statements() -> tuple[Select, Select]:
     """The card of whoever holds the identifier with the blind index ``blind_index`` as stored (merges
     not followed), its holder's ``persons`` row and their identifiers still sealed, in one row; and,
     in the same statement, the audit event of reading them (``audit.access_insert``, its person the
@@ -669,7 +667,7 @@ def lookup(ctx: Ctx, document_type: str, number: str, *, purpose: str) -> tuple[
 
     On PostgreSQL one statement reads the card, its holder's ``persons`` row and their sealed
     identifiers by the document's blind index, and writes the audit event of the read
-    (:func:`_build_lookup`); the card and the holder are then that one row (their columns, read-only,
+    (:func:`_lookup_statements`); the card and the holder are then that one row (their columns, read-only,
     not ORM objects), opened only once the event that records the read is written. When this unit of
     work has already recorded under ``purpose``, or the actor is a resident (the trail's rules need the
     person first: ``audit.access_values_found``), the same read goes without the event and the opening
@@ -677,13 +675,10 @@ def lookup(ctx: Ctx, document_type: str, number: str, *, purpose: str) -> tuple[
     holder without a card (no event written then), and SQLite, take the steps one by one, as the
     online QR check does: the master index resolves the holder (merges followed) to find the card,
     and that person is opened, not resolved a second time."""
-    global _lookup_statements
     identifier = document_identifier(parse_document(document_type, number))
     if dialect.name(ctx.session) == "postgresql":
-        if _lookup_statements is None:  # built once: a statement is cheap to run and costly to build
-            _lookup_statements = _build_lookup()
         values = audit.access_values_found(ctx, "read", purpose)
-        with_event, without = _lookup_statements
+        with_event, without = _lookup_statements()
         if ctx.session.autoflush:  # as an ORM query does: what the session holds is written first
             ctx.session.flush()
         row = ctx.session.connection().execute(with_event if values is not None else without,

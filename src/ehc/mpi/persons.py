@@ -27,6 +27,7 @@ registered an undo for (half an unmerge would be worse than none).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from sqlalchemy.exc import IntegrityError
@@ -158,14 +159,14 @@ def _identifier_held(ctx: Ctx, person: Person, identifier: Identifier) -> None:
     raise IdentifierTaken(holder.id)
 
 
-_identifier_inserts: dict[str, object] = {}  # dialect -> the identifier's INSERT ... ON CONFLICT DO NOTHING
-
-
 def _identifier_insert(session) -> object:  # noqa: ANN001
-    name = dialect.name(session)
-    if name not in _identifier_inserts:  # built once: a statement is cheap to run and costly to build
-        _identifier_inserts[name] = dialect.insert_ignore(PersonIdentifier.__table__, ["blind_index"], "id", name)
-    return _identifier_inserts[name]
+    return _identifier_insert_statement(dialect.name(session))
+
+
+@functools.cache  # one a dialect, built once: a statement is cheap to run and costly to build
+def _identifier_insert_statement(dialect_name: str) -> object:
+    """The identifier's ``INSERT ... ON CONFLICT DO NOTHING`` (its unique blind index decides)."""
+    return dialect.insert_ignore(PersonIdentifier.__table__, ["blind_index"], "id", dialect_name)
 
 
 def add_identifier(ctx: Ctx, person: Person, identifier: Identifier) -> bool:

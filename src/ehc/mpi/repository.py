@@ -3,6 +3,7 @@ unsealing (that is :mod:`.sealed`), no audit."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from sqlalchemy import ARRAY, String, bindparam, case, delete, func, insert, or_, select, text
@@ -32,22 +33,18 @@ def resolve(ctx: Ctx, person_id: str) -> Person:
     return person
 
 
-_insert_person = None  # insert_person's statement, built once
+@functools.cache  # built once: a statement is cheap to run and costly to build
+def _insert_person_statement():  # noqa: ANN202
+    return insert(Person.__table__)
 
 
 def insert_person(session: Session, person: Person) -> None:
     """Insert a new person whose every column is set, in one statement without the unit of work's
     flush (a registration's hot path); :func:`attach` then makes it the session's, as if loaded."""
-    global _insert_person
-    table = Person.__table__
-    if _insert_person is None:
-        _insert_person = insert(table)
-    session.execute(_insert_person, {c.name: getattr(person, c.key) for c in table.columns})
+    session.execute(_insert_person_statement(), {c.name: getattr(person, c.key) for c in Person.__table__.columns})
 
 
-_insert_person_claiming = None  # insert_person_claiming's statement, built once
-
-
+@functools.cache  # built once
 def _person_claiming_statement():  # noqa: ANN202
     persons, identifiers, match_keys = Person.__table__, PersonIdentifier.__table__, MatchKey.__table__
     person = (pg_insert(persons).values({c.name: bindparam(c.name, type_=c.type) for c in persons.columns})
@@ -72,12 +69,9 @@ def insert_person_claiming(session: Session, person: Person, identifier: dict, k
     (``ON CONFLICT DO NOTHING``, which waits for a concurrent insert of it to commit or roll back), and,
     only with the identifier, its match keys: one statement. Whether the identifier went in; if not,
     the person alone was written (the caller takes it back, :func:`delete_person`)."""
-    global _insert_person_claiming
-    if _insert_person_claiming is None:
-        _insert_person_claiming = _person_claiming_statement()
     params = {c.name: getattr(person, c.key) for c in Person.__table__.columns}
     params.update({f"identifier_{name}": value for name, value in identifier.items()}, keys=keys)
-    return session.connection().execute(_insert_person_claiming, params).first()[0] is not None
+    return session.connection().execute(_person_claiming_statement(), params).first()[0] is not None
 
 
 def attach(session: Session, person: Person) -> Person:
@@ -184,7 +178,23 @@ def people_sharing(session: Session, keys: Iterable[str], *, limit: int) -> list
     return [person_id for person_id, _ in rows]
 
 
-_candidates_sharing = None  # candidates_sharing's statement, built once
+@functools.cache  # built once: a statement is cheap to run and costly to build
+def _candidates_sharing_statement():  # noqa: ANN202
+    persons, match_keys, identifiers = Person.__table__, MatchKey.__table__, PersonIdentifier.__table__
+    shared = func.count().label("shared")
+    top = (select(match_keys.c.person_id, shared)
+           .where(match_keys.c.key.in_(bindparam("keys", expanding=True)),
+                  match_keys.c.person_id != bindparam("exclude"))
+           .group_by(match_keys.c.person_id).order_by(shared.desc(), match_keys.c.person_id)
+           .limit(bindparam("limit")).subquery())
+    document = (select(identifiers.c.value_sealed)
+                .where(identifiers.c.person_id == persons.c.id, identifiers.c.system == bindparam("system"))
+                .order_by(identifiers.c.id.desc()).limit(1).scalar_subquery())
+    holding = (select(func.count()).select_from(match_keys).where(match_keys.c.key == bindparam("name_key"))
+               .scalar_subquery())
+    return (select(persons, document.label("document_sealed"), holding.label("holding"))
+            .join(top, top.c.person_id == persons.c.id)
+            .order_by(top.c.shared.desc(), persons.c.id))
 
 
 def candidates_sharing(session: Session, keys: Iterable[str], *, limit: int, name_key: str | None,
@@ -196,29 +206,12 @@ def candidates_sharing(session: Session, keys: Iterable[str], *, limit: int, nam
     out (a registration's own, whose keys were written a moment ago). Nothing is opened here. The
     people are rows of their table (every column, read-only), not ORM objects: the matcher only
     reads them."""
-    global _candidates_sharing
     wanted = list(dict.fromkeys(keys))
     if not wanted:
         return [], None
-    if _candidates_sharing is None:
-        persons, match_keys, identifiers = Person.__table__, MatchKey.__table__, PersonIdentifier.__table__
-        shared = func.count().label("shared")
-        top = (select(match_keys.c.person_id, shared)
-               .where(match_keys.c.key.in_(bindparam("keys", expanding=True)),
-                      match_keys.c.person_id != bindparam("exclude"))
-               .group_by(match_keys.c.person_id).order_by(shared.desc(), match_keys.c.person_id)
-               .limit(bindparam("limit")).subquery())
-        document = (select(identifiers.c.value_sealed)
-                    .where(identifiers.c.person_id == persons.c.id, identifiers.c.system == bindparam("system"))
-                    .order_by(identifiers.c.id.desc()).limit(1).scalar_subquery())
-        holding = (select(func.count()).select_from(match_keys).where(match_keys.c.key == bindparam("name_key"))
-                   .scalar_subquery())
-        _candidates_sharing = (select(persons, document.label("document_sealed"), holding.label("holding"))
-                               .join(top, top.c.person_id == persons.c.id)
-                               .order_by(top.c.shared.desc(), persons.c.id))
     if session.autoflush:  # as the ORM's own query did: what the session holds is written first
         session.flush()
-    rows = session.connection().execute(_candidates_sharing, {
+    rows = session.connection().execute(_candidates_sharing_statement(), {
         "keys": wanted, "limit": limit, "system": system or "", "name_key": name_key or "",
         "exclude": exclude or ""}).all()
     if not rows:
