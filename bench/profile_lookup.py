@@ -19,7 +19,6 @@ from __future__ import annotations
 import cProfile
 import os
 import pstats
-import statistics
 import sys
 import tempfile
 import time
@@ -87,18 +86,14 @@ def main(count: int = 500, mode: str = "service") -> None:
             before = time.process_time()
             for _ in range(count):
                 times.append(one())
-            cpu = (time.process_time() - before) / count
+            cpu = time.process_time() - before
             sql.on = False
             if mode == "http":
                 empty_cpu = empty(count)
-            print(f"{mode}: {count} lookups: median {1000 * statistics.median(times):.2f} ms wall, {1000 * cpu:.2f} ms "
-                  f"CPU of this process (not profiled); {sum(sql.statements.values()) / count:.1f} statements and "
-                  f"{sql.commits / count:.1f} commits each; 1-min load average {os.getloadavg()[0]:.1f}")
+            sql.report(f"{mode}: {count} lookups", count, times, cpu)
             if empty_cpu is not None:
                 print(f"GET /api/v1/apps/ping through the same app and client: {1000 * empty_cpu:.2f} ms CPU a request "
-                      f"(ratio of CPU {empty_cpu / cpu:.2f}x)")
-            for statement, n in sql.statements.most_common():
-                print(f"  {n / count:4.1f} x {statement}")
+                      f"(ratio of CPU {empty_cpu / (cpu / count):.2f}x)")
             profiler = cProfile.Profile(time.process_time)
             profiler.enable()
             for _ in range(count):

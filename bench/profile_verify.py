@@ -17,7 +17,6 @@ import cProfile
 import json
 import os
 import pstats
-import statistics
 import sys
 import tempfile
 import time
@@ -87,13 +86,7 @@ def main(count: int = 400, nonces: str = "redis") -> None:
                     else:
                         cpu += time.process_time() - before
                     sql.on = False
-            print(f"nonces in {nonces}: {count} signed verifications: median {1000 * statistics.median(times):.2f} ms "
-                  f"wall, {1000 * cpu / count:.2f} ms CPU of this process (not profiled), p90 "
-                  f"{1000 * sorted(times)[int(0.9 * count)]:.2f} ms; {sum(sql.statements.values()) / count:.1f} SQL "
-                  f"statements and {sql.commits / count:.1f} commits each; 1-min load average "
-                  f"{os.getloadavg()[0]:.1f}")
-            for statement, n in sql.statements.most_common():
-                print(f"  {n / count:4.1f} x {statement}")
+            sql.report(f"nonces in {nonces}: {count} signed verifications", count, times, cpu)
             stats = pstats.Stats(profiler)
             stats.sort_stats("cumulative").print_stats(r"ehc/|commit|execute", 30)
             stats.sort_stats("tottime").print_stats(25)
