@@ -23,7 +23,7 @@ from ..matching import evidence
 from ..matching import keys as match_keys
 from ..matching import names, places
 from ..matching.matcher import Side, compare, default_model
-from .common import collector_paused, default_workers, worker_pool
+from .common import collector_paused, comparing_pool, default_workers
 
 BLOCK_LIMIT = 30  # rows per blocking key compared with each other; larger blocks are common-name noise
 PAIRS_PER_TASK = 25_000  # pairs a worker process scores at a time
@@ -59,20 +59,12 @@ def _within_list_pairs(records: pd.DataFrame, linked: dict[str, str] | None,
                        workers: int | None, deferred: list[Deferred] | None) -> list[tuple[str, str]]:
     if workers is None:
         workers = default_workers(len(records)) if len(records) >= PARALLEL_ROWS else 0
-    pool = worker_pool(workers) if workers else None
+    pool = comparing_pool(workers) if workers else None  # getting ready while the rows are read here
     try:
-        if pool:  # the workers start (import, read the gazetteer) while the rows are read here
-            for _ in range(workers):
-                pool.submit(_warm)
         return _pairs_found(records, linked, pool, deferred)
     finally:
         if pool:
             pool.shutdown()
-
-
-def _warm() -> None:
-    default_model()
-    places.region_of("四川省成都市锦江区")
 
 
 def _pairs_found(records: pd.DataFrame, linked: dict[str, str] | None, pool,

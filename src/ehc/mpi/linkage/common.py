@@ -1,4 +1,5 @@
-"""What the linkage steps share: the platform they run on and the error for a file that cannot be linked."""
+"""What the linkage steps share: the platform they run on, the error for a file that cannot be linked,
+and their worker processes."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from sqlalchemy.orm import Session
 from ...config import Settings
 from ...db import Database
 from ...kit.context import Actor, Ctx, Vault
+from ..matching import places
+from ..matching.matcher import default_model
 
 
 class LinkInputError(Exception):
@@ -59,3 +62,17 @@ def worker_pool(workers: int, *, initializer: Callable[..., None] | None = None,
     ``initializer`` runs once in each (the index export's opens the key store there)."""
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=initializer, initargs=initargs)
+
+
+def comparing_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes that compare rows by the matcher's rules (grading, clustering): each starts
+    loading the model and the gazetteer at once, while the caller is still cutting up the work."""
+    pool = worker_pool(workers)
+    for _ in range(workers):
+        pool.submit(_ready_to_compare)
+    return pool
+
+
+def _ready_to_compare() -> None:
+    default_model()
+    places.region_of("四川省成都市锦江区")

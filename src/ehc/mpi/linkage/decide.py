@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..matching import evidence, names, places
 from ..matching.matcher import Side, compare, default_model, tf_adjustment
-from .common import collector_paused, default_workers, worker_pool
+from .common import collector_paused, comparing_pool, default_workers
 
 
 @dataclass(frozen=True)
@@ -85,11 +85,9 @@ def weigh(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame, *, wo
         return pairs.assign(cap=pd.Series(dtype=object))
     if workers is None:
         workers = default_workers(len(pairs)) if len(pairs) >= PARALLEL_PAIRS else 0
-    pool = worker_pool(workers) if workers and len(pairs) >= 2 * PAIRS_PER_TASK else None
+    # The workers get ready while the frames are cut here.
+    pool = comparing_pool(workers) if workers and len(pairs) >= 2 * PAIRS_PER_TASK else None
     try:
-        if pool:  # the workers start (import, read the gazetteer) while the frames are cut here
-            for _ in range(workers):
-                pool.submit(_warm)
         caps, weights = _weigh_all(pairs, index, records, pool)
     finally:
         if pool:
@@ -124,11 +122,6 @@ def _weigh_all(pairs: pd.DataFrame, index: pd.DataFrame, records: pd.DataFrame, 
         caps += part_caps
         weights += part_weights
     return caps, weights
-
-
-def _warm() -> None:
-    default_model()
-    places.region_of("四川省成都市锦江区")
 
 
 def _weigh_task(task: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> tuple[list[str], list[float]]:
